@@ -1,0 +1,62 @@
+// The local stack: real Kafka (KRaft), PostgreSQL and pgbouncer on loopback, data in .stack/.
+//   bun run stack up      start what is not running (idempotent), wait until each answers
+//   bun run stack down    stop exactly the processes `up` started, by their pids
+//   bun run stack status  what runs where
+//   bun run stack reset   down, then delete all data
+import { rmSync } from "node:fs";
+import { localStack } from "../shared/local-stack.ts";
+import { kafkaPid, startKafka, stopKafka } from "./stack/kafka.ts";
+import { ensurePackages } from "./stack/packages.ts";
+import {
+  pgPaths,
+  pgbouncerPid,
+  postgresPid,
+  startPgbouncer,
+  startPostgres,
+  stopPgbouncer,
+  stopPostgres,
+} from "./stack/postgres.ts";
+
+const stack = localStack();
+
+export async function up(): Promise<void> {
+  ensurePackages();
+  await Promise.all([startKafka(stack), startPostgres(stack).then(() => startPgbouncer(stack))]);
+  status();
+}
+
+export async function down(): Promise<void> {
+  await stopPgbouncer(stack);
+  await Promise.all([stopKafka(stack), stopPostgres(stack)]);
+  console.log("stack: stopped");
+}
+
+export function status(): void {
+  const line = (name: string, pid: number | null, where: string) =>
+    console.log(`${name.padEnd(10)} ${pid ? `running (pid ${pid})`.padEnd(22) : "stopped".padEnd(22)} ${where}`);
+  line("kafka", kafkaPid(stack), `KAFKA_BROKERS=${stack.brokers}`);
+  line("postgres", postgresPid(stack), `DATABASE_DIRECT_URL=${stack.directDatabaseUrl}`);
+  line("pgbouncer", pgbouncerPid(stack), `DATABASE_URL=${stack.databaseUrl}`);
+}
+
+if (import.meta.main) {
+  const command = process.argv[2] ?? "status";
+  try {
+    if (command === "up") await up();
+    else if (command === "down") await down();
+    else if (command === "status") status();
+    else if (command === "reset") {
+      await down();
+      const pg = pgPaths(stack).root;
+      rmSync(stack.dir, { recursive: true, force: true });
+      rmSync(pg, { recursive: true, force: true });
+      console.log(`stack: deleted ${stack.dir}`);
+    } else {
+      console.error("usage: bun run stack up|down|status|reset");
+      process.exit(2);
+    }
+  } catch (error) {
+    console.error(`stack ${command} failed: ${(error as Error).message}`);
+    process.exit(1);
+  }
+}

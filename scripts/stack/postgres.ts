@@ -1,0 +1,190 @@
+// A private PostgreSQL cluster and pgbouncer (transaction pooling) in front of it, both run as the
+// unprivileged `postgres` user when we are root. Never touches the system's own server.
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import postgres from "postgres";
+import type { LocalStack } from "../../shared/local-stack.ts";
+import {
+  asServiceUser,
+  isRoot,
+  portOpen,
+  readPid,
+  run,
+  startDetached,
+  stopPidFile,
+  waitFor,
+  writePid,
+} from "./processes.ts";
+
+/** Debian installs server binaries under /usr/lib/postgresql/<major>/bin; take the newest. */
+export function pgBinDir(): string {
+  const base = "/usr/lib/postgresql";
+  if (existsSync(base)) {
+    const majors = readdirSync(base)
+      .filter((v) => existsSync(join(base, v, "bin", "initdb")))
+      .sort((a, b) => Number(b) - Number(a));
+    if (majors[0]) return join(base, majors[0], "bin");
+  }
+  throw new Error("PostgreSQL server binaries not found: install them with `apt-get install postgresql`");
+}
+
+function canServiceUserReach(dir: string): boolean {
+  if (!isRoot()) return true;
+  const [cmd, args] = asServiceUser("test", ["-w", dir]);
+  return spawnSync(cmd, args).status === 0;
+}
+
+/**
+ * The cluster's directory. It lives in the stack dir when the `postgres` user can reach it;
+ * otherwise (e.g. a checkout under /root) in /var/tmp, keyed by the stack dir.
+ */
+export function pgPaths(stack: LocalStack) {
+  mkdirSync(stack.dir, { recursive: true });
+  let root = join(stack.dir, "pg");
+  mkdirSync(root, { recursive: true });
+  if (isRoot()) spawnSync("chown", ["postgres:postgres", root]);
+  if (!canServiceUserReach(root)) {
+    const key = createHash("sha256").update(stack.dir).digest("hex").slice(0, 12);
+    root = join("/var/tmp", `qrscan-stack-${key}`, "pg");
+    mkdirSync(root, { recursive: true });
+    if (isRoot()) spawnSync("chown", ["-R", "postgres:postgres", join(root, "..")]);
+  }
+  return {
+    root,
+    data: join(root, "data"),
+    run: join(root, "run"),
+    log: join(root, "postgres.log"),
+    pid: join(root, "postgres.pid"),
+    bouncerIni: join(root, "pgbouncer.ini"),
+    bouncerUsers: join(root, "userlist.txt"),
+    bouncerLog: join(root, "pgbouncer.log"),
+    bouncerPid: join(root, "pgbouncer.pid"),
+  };
+}
+
+function asPostgres(cmd: string, args: string[]): string {
+  const [c, a] = asServiceUser(cmd, args);
+  return run(c, a);
+}
+
+function ownByServiceUser(path: string): void {
+  if (isRoot()) run("chown", ["-R", "postgres:postgres", path]);
+}
+
+async function sqlAnswers(url: string): Promise<boolean> {
+  const sql = postgres(url, { max: 1, connect_timeout: 2, prepare: false, onnotice: () => {} });
+  try {
+    await sql`select 1`;
+    return true;
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
+
+export async function startPostgres(stack: LocalStack): Promise<void> {
+  const p = pgPaths(stack);
+  const bin = pgBinDir();
+  if (readPid(p.pid) === null) {
+    if (await portOpen(stack.pgPort)) {
+      throw new Error(`port ${stack.pgPort} is in use by another process; set STACK_PG_PORT to a free port`);
+    }
+    mkdirSync(p.run, { recursive: true });
+    ownByServiceUser(p.root);
+    if (!existsSync(join(p.data, "PG_VERSION"))) {
+      asPostgres(join(bin, "initdb"), ["-D", p.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"]);
+    }
+    const [cmd, args] = asServiceUser(join(bin, "postgres"), [
+      "-D",
+      p.data,
+      "-p",
+      String(stack.pgPort),
+      "-k",
+      p.run,
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "max_connections=200",
+      "-c",
+      "shared_buffers=256MB",
+      "-c",
+      "max_wal_size=2GB",
+      "-c",
+      "checkpoint_timeout=15min",
+      "-c",
+      "log_min_messages=warning",
+    ]);
+    writePid(p.pid, startDetached(cmd, args, p.log));
+  }
+  const admin = `postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`;
+  await waitFor("PostgreSQL", () => sqlAnswers(admin), 60_000, p.log);
+  await ensureRoleAndDatabase(stack, admin);
+}
+
+async function ensureRoleAndDatabase(stack: LocalStack, adminUrl: string): Promise<void> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    const [role] = await sql`select 1 from pg_roles where rolname = ${stack.user}`;
+    if (!role) await sql.unsafe(`create role ${stack.user} login password '${stack.password}'`);
+    const [db] = await sql`select 1 from pg_database where datname = ${stack.database}`;
+    if (!db) await sql.unsafe(`create database ${stack.database} owner ${stack.user}`);
+  } finally {
+    await sql.end();
+  }
+}
+
+export async function startPgbouncer(stack: LocalStack): Promise<void> {
+  const p = pgPaths(stack);
+  if (readPid(p.bouncerPid) === null) {
+    if (await portOpen(stack.pgbouncerPort)) {
+      throw new Error(`port ${stack.pgbouncerPort} is in use by another process; set STACK_PGBOUNCER_PORT`);
+    }
+    writeFileSync(p.bouncerUsers, `"${stack.user}" "${stack.password}"\n`);
+    writeFileSync(
+      p.bouncerIni,
+      [
+        "[databases]",
+        `${stack.database} = host=127.0.0.1 port=${stack.pgPort} dbname=${stack.database}`,
+        "",
+        "[pgbouncer]",
+        "listen_addr = 127.0.0.1",
+        `listen_port = ${stack.pgbouncerPort}`,
+        "unix_socket_dir =",
+        "auth_type = plain",
+        `auth_file = ${p.bouncerUsers}`,
+        "pool_mode = transaction",
+        "max_client_conn = 1000",
+        "default_pool_size = 20",
+        "reserve_pool_size = 5",
+        "query_wait_timeout = 30",
+        "server_reset_query =",
+        "ignore_startup_parameters = extra_float_digits,options,search_path",
+        "",
+      ].join("\n"),
+    );
+    chmodSync(p.bouncerUsers, 0o600);
+    ownByServiceUser(p.root);
+    const [cmd, args] = asServiceUser("pgbouncer", [p.bouncerIni]);
+    writePid(p.bouncerPid, startDetached(cmd, args, p.bouncerLog));
+  }
+  await waitFor("pgbouncer", () => sqlAnswers(stack.databaseUrl), 30_000, p.bouncerLog);
+}
+
+export async function stopPostgres(stack: LocalStack): Promise<boolean> {
+  // SIGINT is PostgreSQL's "fast" shutdown: roll back sessions, checkpoint, exit.
+  return stopPidFile(pgPaths(stack).pid, "SIGINT");
+}
+
+export async function stopPgbouncer(stack: LocalStack): Promise<boolean> {
+  // SIGTERM: pgbouncer's immediate shutdown (its SIGINT waits for every client to go idle).
+  return stopPidFile(pgPaths(stack).bouncerPid, "SIGTERM");
+}
+
+export function postgresPid(stack: LocalStack): number | null {
+  return readPid(pgPaths(stack).pid);
+}
+
+export function pgbouncerPid(stack: LocalStack): number | null {
+  return readPid(pgPaths(stack).bouncerPid);
+}

@@ -1,0 +1,106 @@
+// Process helpers for the local stack: start detached, record the pid, stop by that pid only.
+import { spawn, spawnSync } from "node:child_process";
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function readPid(pidFile: string): number | null {
+  if (!existsSync(pidFile)) return null;
+  const pid = Number.parseInt(readFileSync(pidFile, "utf8").split("\n")[0] ?? "", 10);
+  return Number.isFinite(pid) && pid > 0 && isAlive(pid) ? pid : null;
+}
+
+/** Starts `cmd` detached from this process, output appended to `logFile`; returns its pid. */
+export function startDetached(cmd: string, args: string[], logFile: string, env?: NodeJS.ProcessEnv): number {
+  const fd = openSync(logFile, "a");
+  const child = spawn(cmd, args, { detached: true, stdio: ["ignore", fd, fd], env: env ?? process.env });
+  closeSync(fd);
+  child.unref();
+  if (!child.pid) throw new Error(`could not start ${cmd}`);
+  return child.pid;
+}
+
+export function writePid(pidFile: string, pid: number): void {
+  writeFileSync(pidFile, `${pid}\n`);
+}
+
+/** Sends `signal` to `pid`, waits for it to exit, escalates to SIGKILL after `timeoutMs`. */
+export async function stopPid(pid: number, signal: NodeJS.Signals = "SIGTERM", timeoutMs = 30_000): Promise<void> {
+  if (!isAlive(pid)) return;
+  process.kill(pid, signal);
+  const deadline = Date.now() + timeoutMs;
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) {
+      process.kill(pid, "SIGKILL");
+      await Bun.sleep(200);
+      return;
+    }
+    await Bun.sleep(50);
+  }
+}
+
+export async function stopPidFile(pidFile: string, signal: NodeJS.Signals = "SIGTERM"): Promise<boolean> {
+  const pid = readPid(pidFile);
+  if (pid) await stopPid(pid, signal);
+  rmSync(pidFile, { force: true });
+  return pid !== null;
+}
+
+export function portOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host });
+    socket.setTimeout(500);
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once("error", () => resolve(false));
+    socket.once("timeout", () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes; throws with `what` and the log tail. */
+export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, logFile?: string) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await Bun.sleep(250);
+  }
+  const tail = logFile && existsSync(logFile) ? readFileSync(logFile, "utf8").split("\n").slice(-20).join("\n") : "";
+  throw new Error(`${what} did not become ready within ${timeoutMs} ms${tail ? `; last log lines:\n${tail}` : ""}`);
+}
+
+/** Runs a command to completion; throws with its output when it fails. */
+export function run(cmd: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {
+  const res = spawnSync(cmd, args, { encoding: "utf8", ...options });
+  if (res.error) throw new Error(`${cmd} could not run: ${res.error.message}`);
+  if (res.status !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${res.status}):\n${res.stdout}${res.stderr}`);
+  return res.stdout;
+}
+
+export function commandExists(cmd: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
+}
+
+export const isRoot = () => process.getuid?.() === 0;
+
+/**
+ * Argument prefix that runs a command as the unprivileged `postgres` user when we are root
+ * (initdb, postgres and pgbouncer refuse to run as root). setpriv execs in place, so the pid
+ * we get is the server's own.
+ */
+export function asServiceUser(cmd: string, args: string[]): [string, string[]] {
+  if (!isRoot()) return [cmd, args];
+  return ["setpriv", ["--reuid=postgres", "--regid=postgres", "--init-groups", "--", cmd, ...args]];
+}

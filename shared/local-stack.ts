@@ -1,0 +1,41 @@
+// Where the project's own local stack (scripts/stack.ts) listens. One source of truth for the
+// stack script and for the defaults of the server's and worker's configuration.
+import { resolve } from "node:path";
+
+const port = (name: string, fallback: number) => {
+  const raw = process.env[name];
+  const value = raw ? Number(raw) : fallback;
+  if (!Number.isInteger(value) || value < 1 || value > 65535) {
+    throw new Error(`${name} must be a TCP port (1-65535), got "${raw}"`);
+  }
+  return value;
+};
+
+export function localStack() {
+  const kafkaPort = port("STACK_KAFKA_PORT", 19092);
+  const pgPort = port("STACK_PG_PORT", 15432);
+  const pgbouncerPort = port("STACK_PGBOUNCER_PORT", 16432);
+  return {
+    dir: resolve(process.env.STACK_DIR ?? new URL("../.stack", import.meta.url).pathname),
+    kafkaPort,
+    kafkaControllerPort: port("STACK_KAFKA_CONTROLLER_PORT", kafkaPort + 1),
+    pgPort,
+    pgbouncerPort,
+    database: "qrscan",
+    user: "qrscan",
+    password: "qrscan",
+    brokers: `127.0.0.1:${kafkaPort}`,
+    /** Through pgbouncer (transaction pooling): what the worker and server use. */
+    databaseUrl: `postgres://qrscan:qrscan@127.0.0.1:${pgbouncerPort}/qrscan`,
+    /** Straight to Postgres: migrations and admin tasks that need a session. */
+    directDatabaseUrl: `postgres://qrscan:qrscan@127.0.0.1:${pgPort}/qrscan`,
+  };
+}
+
+export type LocalStack = ReturnType<typeof localStack>;
+
+/** Topics the product needs, created by `stack up` and by the server/worker at start-up. */
+export const TOPICS = {
+  scans: { name: "scans", partitions: 12 },
+  deadLetters: { name: "analytics.errors", partitions: 3 },
+} as const;
