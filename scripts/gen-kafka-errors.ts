@@ -10,7 +10,11 @@ export function generateErrorCodes(headerText: string): string {
   const start = headerText.indexOf("RD_KAFKA_RESP_ERR__BEGIN");
   const end = headerText.indexOf("} rd_kafka_resp_err_t;", start);
   if (start < 0 || end < 0) throw new Error("rd_kafka_resp_err_t enum not found in header");
-  const body = headerText.slice(start, end).replace(/\/\*[\s\S]*?\*\//g, "");
+  const body = headerText
+    .slice(start, end)
+    .replace(/\/\*[\s\S]*?\*\//g, "")
+    // Aliases (#define OLD_NAME NEW_NAME, possibly continued over lines) are not enum entries.
+    .replace(/^\s*#define(?:[^\n]*\\\n)*[^\n]*\n/gm, "");
   const entries: [string, number][] = [];
   let next = 0;
   for (const m of body.matchAll(/RD_KAFKA_RESP_ERR_(\w+)\s*(?:=\s*(-?\d+))?\s*,?/g)) {

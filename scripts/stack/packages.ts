@@ -9,7 +9,8 @@ interface Requirement {
   packages: string[];
 }
 
-const hasLib = (name: string) => ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"].some((d) => existsSync(`${d}/${name}`));
+const hasLib = (name: string) =>
+  ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"].some((d) => existsSync(`${d}/${name}`));
 
 const REQUIREMENTS: Requirement[] = [
   { what: "librdkafka", present: () => hasLib("librdkafka.so.1"), packages: ["librdkafka1"] },

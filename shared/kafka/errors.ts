@@ -35,8 +35,11 @@ export class LibraryNotFoundError extends KafkaError {
   constructor(tried: readonly string[]) {
     super(
       "LIBRARY_NOT_FOUND",
-      "librdkafka could not be loaded. Install it (Debian/Ubuntu: `apt-get install librdkafka1`; macOS: `brew install librdkafka`) " +
-        `or point LIBRDKAFKA_PATH at the shared library. Tried: ${tried.join("; ")}`,
+      [
+        "librdkafka could not be loaded. Install it (Debian/Ubuntu: `apt-get install librdkafka1`;",
+        "macOS: `brew install librdkafka`) or point LIBRDKAFKA_PATH at the shared library.",
+        `Tried: ${tried.join("; ")}`,
+      ].join(" "),
     );
     this.name = "LibraryNotFoundError";
   }

@@ -1,94 +1,93 @@
 // The raw librdkafka C API as seen through bun:ffi: library lookup and the symbol table, nothing else.
 // Safe wrappers (handle lifetimes, close()) live in producer.ts, consumer.ts and admin.ts.
 // Reference: /usr/include/librdkafka/rdkafka.h (Debian's librdkafka-dev).
-import { dlopen, FFIType } from "bun:ffi";
+import { type FFIFunction, FFIType, dlopen } from "bun:ffi";
 import { LibraryNotFoundError } from "./errors.ts";
 
-const { ptr, i32, i64, usize, cstring, void: none } = FFIType;
-
 const symbols = {
-  rd_kafka_version_str: { args: [], returns: cstring },
-  rd_kafka_err2str: { args: [i32], returns: cstring },
-  rd_kafka_err2name: { args: [i32], returns: cstring },
+  rd_kafka_version_str: { args: [], returns: "cstring" },
+  rd_kafka_err2str: { args: ["i32"], returns: "cstring" },
+  rd_kafka_err2name: { args: ["i32"], returns: "cstring" },
 
-  rd_kafka_conf_new: { args: [], returns: ptr },
-  rd_kafka_conf_destroy: { args: [ptr], returns: none },
-  rd_kafka_conf_set: { args: [ptr, ptr, ptr, ptr, usize], returns: i32 },
-  rd_kafka_conf_set_events: { args: [ptr, i32], returns: none },
+  rd_kafka_conf_new: { args: [], returns: "ptr" },
+  rd_kafka_conf_destroy: { args: ["ptr"], returns: "void" },
+  rd_kafka_conf_set: { args: ["ptr", "ptr", "ptr", "ptr", "usize"], returns: "i32" },
+  rd_kafka_conf_set_events: { args: ["ptr", "i32"], returns: "void" },
 
-  rd_kafka_new: { args: [i32, ptr, ptr, usize], returns: ptr },
-  rd_kafka_destroy: { args: [ptr], returns: none },
-  rd_kafka_fatal_error: { args: [ptr, ptr, usize], returns: i32 },
-  rd_kafka_controllerid: { args: [ptr, i32], returns: i32 },
-  rd_kafka_outq_len: { args: [ptr], returns: i32 },
-  rd_kafka_purge: { args: [ptr, i32], returns: i32 },
-  rd_kafka_metadata: { args: [ptr, i32, ptr, ptr, i32], returns: i32 },
-  rd_kafka_metadata_destroy: { args: [ptr], returns: none },
+  rd_kafka_new: { args: ["i32", "ptr", "ptr", "usize"], returns: "ptr" },
+  rd_kafka_destroy: { args: ["ptr"], returns: "void" },
+  rd_kafka_fatal_error: { args: ["ptr", "ptr", "usize"], returns: "i32" },
+  rd_kafka_controllerid: { args: ["ptr", "i32"], returns: "i32" },
+  rd_kafka_outq_len: { args: ["ptr"], returns: "i32" },
+  rd_kafka_purge: { args: ["ptr", "i32"], returns: "i32" },
+  rd_kafka_metadata: { args: ["ptr", "i32", "ptr", "ptr", "i32"], returns: "i32" },
+  rd_kafka_metadata_destroy: { args: ["ptr"], returns: "void" },
 
-  rd_kafka_topic_new: { args: [ptr, ptr, ptr], returns: ptr },
-  rd_kafka_topic_destroy: { args: [ptr], returns: none },
+  rd_kafka_topic_new: { args: ["ptr", "ptr", "ptr"], returns: "ptr" },
+  rd_kafka_topic_destroy: { args: ["ptr"], returns: "void" },
+  rd_kafka_topic_name: { args: ["ptr"], returns: "cstring" },
 
-  rd_kafka_queue_new: { args: [ptr], returns: ptr },
-  rd_kafka_queue_get_main: { args: [ptr], returns: ptr },
-  rd_kafka_queue_get_consumer: { args: [ptr], returns: ptr },
-  rd_kafka_queue_destroy: { args: [ptr], returns: none },
-  rd_kafka_queue_poll: { args: [ptr, i32], returns: ptr },
+  rd_kafka_queue_new: { args: ["ptr"], returns: "ptr" },
+  rd_kafka_queue_get_main: { args: ["ptr"], returns: "ptr" },
+  rd_kafka_queue_get_consumer: { args: ["ptr"], returns: "ptr" },
+  rd_kafka_queue_destroy: { args: ["ptr"], returns: "void" },
+  rd_kafka_queue_poll: { args: ["ptr", "i32"], returns: "ptr" },
 
-  rd_kafka_event_type: { args: [ptr], returns: i32 },
-  rd_kafka_event_destroy: { args: [ptr], returns: none },
-  rd_kafka_event_message_next: { args: [ptr], returns: ptr },
-  rd_kafka_event_message_array: { args: [ptr, ptr, usize], returns: usize },
-  rd_kafka_event_error: { args: [ptr], returns: i32 },
-  rd_kafka_event_error_string: { args: [ptr], returns: cstring },
-  rd_kafka_event_error_is_fatal: { args: [ptr], returns: i32 },
-  rd_kafka_event_stats: { args: [ptr], returns: cstring },
-  rd_kafka_event_topic_partition_list: { args: [ptr], returns: ptr },
+  rd_kafka_event_type: { args: ["ptr"], returns: "i32" },
+  rd_kafka_event_destroy: { args: ["ptr"], returns: "void" },
+  rd_kafka_event_message_next: { args: ["ptr"], returns: "ptr" },
+  rd_kafka_event_message_array: { args: ["ptr", "ptr", "usize"], returns: "usize" },
+  rd_kafka_event_error: { args: ["ptr"], returns: "i32" },
+  rd_kafka_event_error_string: { args: ["ptr"], returns: "cstring" },
+  rd_kafka_event_error_is_fatal: { args: ["ptr"], returns: "i32" },
+  rd_kafka_event_stats: { args: ["ptr"], returns: "cstring" },
+  rd_kafka_event_topic_partition_list: { args: ["ptr"], returns: "ptr" },
 
-  rd_kafka_produceva: { args: [ptr, ptr, usize], returns: ptr },
-  rd_kafka_error_code: { args: [ptr], returns: i32 },
-  rd_kafka_error_string: { args: [ptr], returns: cstring },
-  rd_kafka_error_is_fatal: { args: [ptr], returns: i32 },
-  rd_kafka_error_is_retriable: { args: [ptr], returns: i32 },
-  rd_kafka_error_destroy: { args: [ptr], returns: none },
+  rd_kafka_produceva: { args: ["ptr", "ptr", "usize"], returns: "ptr" },
+  rd_kafka_error_code: { args: ["ptr"], returns: "i32" },
+  rd_kafka_error_string: { args: ["ptr"], returns: "cstring" },
+  rd_kafka_error_is_fatal: { args: ["ptr"], returns: "i32" },
+  rd_kafka_error_is_retriable: { args: ["ptr"], returns: "i32" },
+  rd_kafka_error_destroy: { args: ["ptr"], returns: "void" },
 
-  rd_kafka_message_headers: { args: [ptr, ptr], returns: i32 },
-  rd_kafka_message_timestamp: { args: [ptr, ptr], returns: i64 },
-  rd_kafka_header_cnt: { args: [ptr], returns: usize },
-  rd_kafka_header_get_all: { args: [ptr, usize, ptr, ptr, ptr], returns: i32 },
+  rd_kafka_message_headers: { args: ["ptr", "ptr"], returns: "i32" },
+  rd_kafka_message_timestamp: { args: ["ptr", "ptr"], returns: FFIType.i64_fast },
+  rd_kafka_header_cnt: { args: ["ptr"], returns: "usize" },
+  rd_kafka_header_get_all: { args: ["ptr", "usize", "ptr", "ptr", "ptr"], returns: "i32" },
 
-  rd_kafka_topic_partition_list_new: { args: [i32], returns: ptr },
-  rd_kafka_topic_partition_list_add: { args: [ptr, ptr, i32], returns: ptr },
-  rd_kafka_topic_partition_list_destroy: { args: [ptr], returns: none },
+  rd_kafka_topic_partition_list_new: { args: ["i32"], returns: "ptr" },
+  rd_kafka_topic_partition_list_add: { args: ["ptr", "ptr", "i32"], returns: "ptr" },
+  rd_kafka_topic_partition_list_destroy: { args: ["ptr"], returns: "void" },
 
-  rd_kafka_subscribe: { args: [ptr, ptr], returns: i32 },
-  rd_kafka_poll_set_consumer: { args: [ptr], returns: i32 },
-  rd_kafka_assign: { args: [ptr, ptr], returns: i32 },
-  rd_kafka_incremental_assign: { args: [ptr, ptr], returns: ptr },
-  rd_kafka_incremental_unassign: { args: [ptr, ptr], returns: ptr },
-  rd_kafka_rebalance_protocol: { args: [ptr], returns: cstring },
-  rd_kafka_commit_queue: { args: [ptr, ptr, ptr, ptr, ptr], returns: i32 },
-  rd_kafka_committed: { args: [ptr, ptr, i32], returns: i32 },
-  rd_kafka_pause_partitions: { args: [ptr, ptr], returns: i32 },
-  rd_kafka_resume_partitions: { args: [ptr, ptr], returns: i32 },
-  rd_kafka_query_watermark_offsets: { args: [ptr, ptr, i32, ptr, ptr, i32], returns: i32 },
-  rd_kafka_consumer_close_queue: { args: [ptr, ptr], returns: ptr },
-  rd_kafka_consumer_closed: { args: [ptr], returns: i32 },
+  rd_kafka_subscribe: { args: ["ptr", "ptr"], returns: "i32" },
+  rd_kafka_poll_set_consumer: { args: ["ptr"], returns: "i32" },
+  rd_kafka_assign: { args: ["ptr", "ptr"], returns: "i32" },
+  rd_kafka_incremental_assign: { args: ["ptr", "ptr"], returns: "ptr" },
+  rd_kafka_incremental_unassign: { args: ["ptr", "ptr"], returns: "ptr" },
+  rd_kafka_rebalance_protocol: { args: ["ptr"], returns: "cstring" },
+  rd_kafka_commit_queue: { args: ["ptr", "ptr", "ptr", "ptr", "ptr"], returns: "i32" },
+  rd_kafka_committed: { args: ["ptr", "ptr", "i32"], returns: "i32" },
+  rd_kafka_pause_partitions: { args: ["ptr", "ptr"], returns: "i32" },
+  rd_kafka_resume_partitions: { args: ["ptr", "ptr"], returns: "i32" },
+  rd_kafka_query_watermark_offsets: { args: ["ptr", "ptr", "i32", "ptr", "ptr", "i32"], returns: "i32" },
+  rd_kafka_consumer_close_queue: { args: ["ptr", "ptr"], returns: "ptr" },
+  rd_kafka_consumer_closed: { args: ["ptr"], returns: "i32" },
 
-  rd_kafka_NewTopic_new: { args: [ptr, i32, i32, ptr, usize], returns: ptr },
-  rd_kafka_NewTopic_set_config: { args: [ptr, ptr, ptr], returns: i32 },
-  rd_kafka_NewTopic_destroy: { args: [ptr], returns: none },
-  rd_kafka_CreateTopics: { args: [ptr, ptr, usize, ptr, ptr], returns: none },
-  rd_kafka_event_CreateTopics_result: { args: [ptr], returns: ptr },
-  rd_kafka_CreateTopics_result_topics: { args: [ptr, ptr], returns: ptr },
-  rd_kafka_DeleteTopic_new: { args: [ptr], returns: ptr },
-  rd_kafka_DeleteTopic_destroy: { args: [ptr], returns: none },
-  rd_kafka_DeleteTopics: { args: [ptr, ptr, usize, ptr, ptr], returns: none },
-  rd_kafka_event_DeleteTopics_result: { args: [ptr], returns: ptr },
-  rd_kafka_DeleteTopics_result_topics: { args: [ptr, ptr], returns: ptr },
-  rd_kafka_topic_result_error: { args: [ptr], returns: i32 },
-  rd_kafka_topic_result_error_string: { args: [ptr], returns: cstring },
-  rd_kafka_topic_result_name: { args: [ptr], returns: cstring },
-} as const;
+  rd_kafka_NewTopic_new: { args: ["ptr", "i32", "i32", "ptr", "usize"], returns: "ptr" },
+  rd_kafka_NewTopic_set_config: { args: ["ptr", "ptr", "ptr"], returns: "i32" },
+  rd_kafka_NewTopic_destroy: { args: ["ptr"], returns: "void" },
+  rd_kafka_CreateTopics: { args: ["ptr", "ptr", "usize", "ptr", "ptr"], returns: "void" },
+  rd_kafka_event_CreateTopics_result: { args: ["ptr"], returns: "ptr" },
+  rd_kafka_CreateTopics_result_topics: { args: ["ptr", "ptr"], returns: "ptr" },
+  rd_kafka_DeleteTopic_new: { args: ["ptr"], returns: "ptr" },
+  rd_kafka_DeleteTopic_destroy: { args: ["ptr"], returns: "void" },
+  rd_kafka_DeleteTopics: { args: ["ptr", "ptr", "usize", "ptr", "ptr"], returns: "void" },
+  rd_kafka_event_DeleteTopics_result: { args: ["ptr"], returns: "ptr" },
+  rd_kafka_DeleteTopics_result_topics: { args: ["ptr", "ptr"], returns: "ptr" },
+  rd_kafka_topic_result_error: { args: ["ptr"], returns: "i32" },
+  rd_kafka_topic_result_error_string: { args: ["ptr"], returns: "cstring" },
+  rd_kafka_topic_result_name: { args: ["ptr"], returns: "cstring" },
+} as const satisfies Record<string, FFIFunction>;
 
 /** Where we look for librdkafka when LIBRDKAFKA_PATH is not set. */
 export const LIBRARY_CANDIDATES = [
@@ -115,12 +114,18 @@ export function loadLibrdkafka(path = process.env.LIBRDKAFKA_PATH) {
   return open(path ? [path] : LIBRARY_CANDIDATES);
 }
 
-export type Librdkafka = ReturnType<typeof loadLibrdkafka>["symbols"];
+// bun-types allow pointers and 64-bit results to come back as bigint; on 64-bit Linux/macOS Bun
+// returns pointers as numbers (user-space addresses fit in 52 bits), which is what we rely on.
+type WithoutBigint<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => infer R ? (...args: A) => Exclude<R, bigint> : T[K];
+};
+
+export type Librdkafka = WithoutBigint<ReturnType<typeof loadLibrdkafka>["symbols"]>;
 
 let loaded: Librdkafka | undefined;
 
 /** The process-wide librdkafka symbol table, opened on first use. */
 export function lib(): Librdkafka {
-  loaded ??= loadLibrdkafka().symbols;
+  loaded ??= loadLibrdkafka().symbols as unknown as Librdkafka;
   return loaded;
 }

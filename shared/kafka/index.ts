@@ -1,0 +1,16 @@
+// The project's Kafka client: a bun:ffi binding to librdkafka's C API.
+// See README.md ("Why our own Kafka binding") for why the Confluent npm package is not used.
+export { KafkaAdmin, type NewTopic, type PartitionLag, type TopicDescription } from "./admin.ts";
+export { type ConsumedMessage, type ConsumerOptions, KafkaConsumer } from "./consumer.ts";
+export { ErrorCode } from "./error-codes.ts";
+export { KAFKA_ERRORS, KafkaError, type KafkaErrorCode, LibraryNotFoundError, QueueFullError } from "./errors.ts";
+export { lib, loadLibrdkafka } from "./ffi.ts";
+export type { KafkaConfig, TopicPartition, TopicPartitionOffset } from "./native.ts";
+export { type Bytes, type DeliveryReport, KafkaProducer, type ProducerMessage } from "./producer.ts";
+
+/** librdkafka's version string, e.g. "2.0.2". */
+export function librdkafkaVersion(): string {
+  return String(lib().rd_kafka_version_str());
+}
+
+import { lib } from "./ffi.ts";
