@@ -4,6 +4,7 @@
 //   bun run stack status  what runs where
 //   bun run stack reset   down, then delete all data
 import { rmSync } from "node:fs";
+import { join } from "node:path";
 import { localStack } from "../shared/local-stack.ts";
 import { kafkaPid, startKafka, stopKafka } from "./stack/kafka.ts";
 import { ensurePackages } from "./stack/packages.ts";
@@ -47,10 +48,10 @@ if (import.meta.main) {
     else if (command === "status") status();
     else if (command === "reset") {
       await down();
-      const pg = pgPaths(stack).root;
-      rmSync(stack.dir, { recursive: true, force: true });
-      rmSync(pg, { recursive: true, force: true });
-      console.log(`stack: deleted ${stack.dir}`);
+      // Data goes; the Kafka jar cache (kafka/libs) stays, so the next `up` needs no download.
+      rmSync(pgPaths(stack).root, { recursive: true, force: true });
+      rmSync(join(stack.dir, "kafka", "data"), { recursive: true, force: true });
+      console.log(`stack: deleted the data in ${stack.dir}`);
     } else {
       console.error("usage: bun run stack up|down|status|reset");
       process.exit(2);

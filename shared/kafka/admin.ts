@@ -14,6 +14,7 @@ import {
   createPartitionList,
   cstr,
   destroyPartitionList,
+  errText,
   errstrText,
   readCString,
   readPartitionList,
@@ -75,8 +76,25 @@ export class KafkaAdmin {
         },
         timeoutMs,
       );
+      await this.#waitForLeaders(
+        topics.map((t) => t.name),
+        timeoutMs,
+      );
     } finally {
       for (const h of handles) l.rd_kafka_NewTopic_destroy(h);
+    }
+  }
+
+  /** CreateTopics returns before every broker knows the new leaders; wait until metadata shows them. */
+  async #waitForLeaders(names: string[], timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const described = this.describeTopics(names, 2_000);
+      if (described.every((t) => t.err === 0 && t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) {
+        return;
+      }
+      if (Date.now() > deadline) throw new KafkaError("TIMEOUT", `topics ${names.join(", ")} have no leaders yet`);
+      await Bun.sleep(50);
     }
   }
 
@@ -212,10 +230,15 @@ export class KafkaAdmin {
       const low = new BigInt64Array(1);
       const high = new BigInt64Array(1);
       return readPartitionList(list).map((entry) => {
-        check(
-          l.rd_kafka_query_watermark_offsets(rk, cstr(topic), entry.partition, low, high, timeoutMs),
-          `watermarks of ${topic}/${entry.partition}`,
-        );
+        // A partition that was just created or moved answers NOT_LEADER for a moment: retry those.
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          const code = l.rd_kafka_query_watermark_offsets(rk, cstr(topic), entry.partition, low, high, timeoutMs);
+          if (code === 0) break;
+          const error = errorFromCode(code, `watermarks of ${topic}/${entry.partition}: ${errText(code)}`);
+          if (!error.retriable || Date.now() > deadline) throw error;
+          Bun.sleepSync(50);
+        }
         const hw = Number(high[0]);
         const committed = entry.offset >= 0 ? entry.offset : -1;
         const lag = hw - (committed >= 0 ? committed : Number(low[0]));
