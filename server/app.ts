@@ -1,0 +1,84 @@
+// The edge HTTP app (Hono). Built from its dependencies so tests run it in-process with
+// app.request() against the real broker, and main.ts serves it with Bun.serve.
+import { Hono } from "hono";
+import { getConnInfo } from "hono/bun";
+import { requestId } from "hono/request-id";
+import type { KafkaProducer } from "../shared/kafka/index.ts";
+import type { Logger } from "../shared/logger.ts";
+import { apiKeyAuth } from "./auth.ts";
+import type { ServerConfig } from "./config.ts";
+import { ingestHandler } from "./ingest.ts";
+import type { ServerMetrics } from "./metrics.ts";
+
+export interface AppDeps {
+  config: ServerConfig;
+  apiKeyHashes: readonly string[];
+  producer: KafkaProducer;
+  metrics: ServerMetrics;
+  logger: Logger;
+  /** True while shutting down: /ready answers 503 so load balancers stop sending traffic. */
+  isDraining: () => boolean;
+}
+
+/** The client's address: X-Forwarded-For is believed only when the peer is a trusted proxy. */
+export function clientIpResolver(trustedProxies: readonly string[]) {
+  const trusted = new Set(trustedProxies);
+  return (peer: string | null, forwardedFor: string | undefined): string | null => {
+    if (!peer || !forwardedFor || !trusted.has(peer)) return peer;
+    // Walk from the nearest hop back; the first address that is not a trusted proxy is the client.
+    const hops = forwardedFor
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
+    for (let i = hops.length - 1; i >= 0; i--) if (!trusted.has(hops[i] as string)) return hops[i] as string;
+    return hops[0] ?? peer;
+  };
+}
+
+export function createApp(deps: AppDeps) {
+  const { config, producer, metrics, logger } = deps;
+  const resolveIp = clientIpResolver(config.TRUSTED_PROXIES);
+  const app = new Hono();
+
+  app.use(requestId());
+  app.use(async function observe(c, next) {
+    const started = performance.now();
+    await next();
+    const route = c.req.routePath || "unmatched";
+    metrics.requests.inc({ route, status: String(c.res.status) });
+    metrics.duration.observe({ route }, (performance.now() - started) / 1000);
+  });
+
+  app.onError((error, c) => {
+    logger.error({ err: error, requestId: c.get("requestId"), path: c.req.path }, "request failed");
+    return c.json({ error: "internal error", request_id: c.get("requestId") }, 500);
+  });
+  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+
+  app.get("/health", (c) => c.json({ status: "ok" }));
+  app.get("/ready", (c) => {
+    if (deps.isDraining()) return c.json({ status: "draining" }, 503);
+    if (!producer.connected) return c.json({ status: "waiting for Kafka" }, 503);
+    return c.json({ status: "ready" });
+  });
+
+  app.post(
+    "/v1/scans",
+    apiKeyAuth({ hashes: deps.apiKeyHashes, disabled: config.AUTH_DISABLED }),
+    ingestHandler({
+      producer,
+      metrics,
+      topic: config.SCANS_TOPIC,
+      maxBodyBytes: config.MAX_BODY_BYTES,
+      maxEventsPerRequest: config.MAX_EVENTS_PER_REQUEST,
+      maxAgeMs: config.SCANNED_AT_MAX_AGE_HOURS * 3_600_000,
+      maxFutureMs: config.SCANNED_AT_MAX_FUTURE_MINUTES * 60_000,
+      retryAfterSeconds: config.RETRY_AFTER_SECONDS,
+      // Without Bun.serve (in-process app.request() in tests) there is no peer address.
+      clientIp: (c) =>
+        resolveIp(c.env ? (getConnInfo(c).remote.address ?? null) : null, c.req.header("x-forwarded-for")),
+      onDeliveryError: (error) => logger.warn({ err: error }, "Kafka did not acknowledge a request's events"),
+    }),
+  );
+  return app;
+}

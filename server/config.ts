@@ -1,0 +1,51 @@
+// The edge server's configuration, from the environment (see README "Configuration").
+import * as v from "valibot";
+import { bool, int, kafkaOverrides, list, loadConfig, str } from "../shared/config.ts";
+import { localStack } from "../shared/local-stack.ts";
+
+const sha256Hex = v.pipe(
+  list(),
+  v.check((xs) => xs.every((x) => /^[0-9a-f]{64}$/i.test(x)), "must be comma-separated SHA-256 hex digests"),
+);
+
+export const ServerConfigSchema = v.object({
+  HOST: str("127.0.0.1"),
+  PORT: int(8080, 0, 65535),
+  METRICS_HOST: str("127.0.0.1"),
+  METRICS_PORT: int(9464, 0, 65535),
+  KAFKA_BROKERS: str(localStack().brokers),
+  SCANS_TOPIC: str("scans"),
+  MAX_BODY_BYTES: int(1024 * 1024, 1),
+  MAX_EVENTS_PER_REQUEST: int(1000, 1),
+  SCANNED_AT_MAX_AGE_HOURS: int(7 * 24, 1),
+  SCANNED_AT_MAX_FUTURE_MINUTES: int(5, 0),
+  API_KEY_SHA256: sha256Hex,
+  API_KEYS_FILE: v.optional(v.string()),
+  AUTH_DISABLED: bool(false),
+  TRUSTED_PROXIES: list(),
+  KAFKA_DELIVERY_TIMEOUT_MS: int(10_000, 1_000),
+  KAFKA_LINGER_MS: int(2, 0),
+  KAFKA_COMPRESSION: v.optional(v.picklist(["none", "gzip", "snappy", "lz4", "zstd"]), "lz4"),
+  RETRY_AFTER_SECONDS: int(2, 1),
+  DRAIN_TIMEOUT_MS: int(10_000, 100),
+});
+
+export type ServerConfig = v.InferOutput<typeof ServerConfigSchema> & {
+  /** librdkafka settings for the producer: ours, then KAFKA_OPT_* overrides from the environment. */
+  kafka: Record<string, string | number | boolean>;
+};
+
+export function loadServerConfig(env: Record<string, string | undefined> = process.env): ServerConfig {
+  const c = loadConfig(ServerConfigSchema, env);
+  return {
+    ...c,
+    kafka: {
+      "bootstrap.servers": c.KAFKA_BROKERS,
+      "linger.ms": c.KAFKA_LINGER_MS,
+      "compression.type": c.KAFKA_COMPRESSION,
+      "message.timeout.ms": c.KAFKA_DELIVERY_TIMEOUT_MS,
+      "statistics.interval.ms": 1_000,
+      ...kafkaOverrides(env),
+    },
+  };
+}

@@ -1,0 +1,105 @@
+// POST /v1/scans: validate each event, add what the server knows, hand the accepted ones to Kafka
+// and answer 202 only once Kafka acknowledged every one of them (acks=all, idempotent producer).
+import type { Context } from "hono";
+import * as v from "valibot";
+import {
+  type FieldError,
+  SCHEMA_VERSION,
+  ScanEventSchema,
+  fieldErrors,
+  scannedAtWindowError,
+} from "../shared/event.ts";
+import { KafkaError, type KafkaProducer, type ProducerMessage } from "../shared/kafka/index.ts";
+import { HttpError, readEvents } from "./body.ts";
+import type { ServerMetrics } from "./metrics.ts";
+
+export interface IngestOptions {
+  producer: KafkaProducer;
+  metrics: ServerMetrics;
+  topic: string;
+  maxBodyBytes: number;
+  maxEventsPerRequest: number;
+  maxAgeMs: number;
+  maxFutureMs: number;
+  retryAfterSeconds: number;
+  clientIp: (c: Context) => string | null;
+  onDeliveryError?: (error: unknown) => void;
+}
+
+export interface Rejection {
+  index: number;
+  errors: FieldError[];
+}
+
+export function ingestHandler(o: IngestOptions) {
+  const unavailable = (c: Context, message: string) =>
+    c.json({ error: message }, 503, { "Retry-After": String(o.retryAfterSeconds) });
+
+  return async function ingest(c: Context) {
+    // Fail fast while the broker is unreachable: no unbounded waiting, the client retries.
+    if (!o.producer.connected) return unavailable(c, "Kafka is unavailable; retry later");
+
+    let raw: unknown[];
+    try {
+      raw = await readEvents(c.req.raw, { maxBytes: o.maxBodyBytes, maxEvents: o.maxEventsPerRequest });
+    } catch (error) {
+      if (error instanceof HttpError) return c.json({ error: error.message }, error.status);
+      throw error;
+    }
+
+    const now = Date.now();
+    const receivedAt = new Date(now).toISOString();
+    const clientIp = o.clientIp(c);
+    const traceparent = c.req.header("traceparent");
+    const messages: ProducerMessage[] = [];
+    const rejected: Rejection[] = [];
+    for (let index = 0; index < raw.length; index++) {
+      const result = v.safeParse(ScanEventSchema, raw[index]);
+      let errors: FieldError[] | null = null;
+      if (!result.success) errors = fieldErrors(result.issues);
+      else {
+        const window = scannedAtWindowError(result.output.scanned_at, now, o.maxAgeMs, o.maxFutureMs);
+        if (window) errors = [{ path: "scanned_at", message: window }];
+      }
+      if (errors) {
+        rejected.push({ index, errors });
+        o.metrics.events.inc({ outcome: "rejected", reason: errors[0]?.path.split(".")[0] ?? "event" });
+        continue;
+      }
+      const event = (result as v.SafeParseResult<typeof ScanEventSchema> & { success: true }).output;
+      const headers: Record<string, string> = { event_id: event.event_id, schema_version: String(SCHEMA_VERSION) };
+      if (traceparent) headers.traceparent = traceparent;
+      messages.push({
+        topic: o.topic,
+        key: event.qr_id,
+        value: JSON.stringify({
+          ...event,
+          received_at: receivedAt,
+          client_ip: clientIp,
+          schema_version: SCHEMA_VERSION,
+        }),
+        headers,
+      });
+    }
+
+    if (messages.length === 0) return c.json({ accepted: 0, rejected }, 400);
+
+    const started = performance.now();
+    try {
+      await o.producer.send(messages);
+    } catch (error) {
+      const code = error instanceof KafkaError ? error.code : "UNKNOWN";
+      o.metrics.deliveryErrors.inc({ code });
+      o.onDeliveryError?.(error);
+      // Some events may have been stored: the client retries with the same event_ids and the
+      // worker's unique key makes the replay a no-op.
+      if (error instanceof KafkaError && error.code !== "CONFIG") {
+        return unavailable(c, `events not stored (${error.code}); retry the whole request`);
+      }
+      throw error;
+    }
+    o.metrics.deliveryLatency.observe((performance.now() - started) / 1000);
+    o.metrics.events.inc({ outcome: "accepted", reason: "" }, messages.length);
+    return c.json({ accepted: messages.length, rejected }, 202);
+  };
+}

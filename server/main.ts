@@ -1,0 +1,91 @@
+// Entry point of the edge server: config, producer, HTTP and metrics listeners, graceful shutdown.
+import { readFileSync } from "node:fs";
+import { ConfigError } from "../shared/config.ts";
+import { KafkaProducer } from "../shared/kafka/index.ts";
+import { createLogger } from "../shared/logger.ts";
+import { createRegistry, serveMetrics } from "../shared/metrics.ts";
+import { createApp } from "./app.ts";
+import { type ServerConfig, loadServerConfig } from "./config.ts";
+import { createServerMetrics } from "./metrics.ts";
+
+const logger = createLogger("server");
+
+function apiKeyHashes(config: ServerConfig): string[] {
+  const hashes = [...config.API_KEY_SHA256];
+  if (config.API_KEYS_FILE) {
+    for (const line of readFileSync(config.API_KEYS_FILE, "utf8").split("\n")) {
+      const h = line.trim();
+      if (!h || h.startsWith("#")) continue;
+      if (!/^[0-9a-f]{64}$/i.test(h))
+        throw new ConfigError([`API_KEYS_FILE: "${h.slice(0, 12)}…" is not a SHA-256 hex digest`]);
+      hashes.push(h);
+    }
+  }
+  if (!config.AUTH_DISABLED && hashes.length === 0) {
+    throw new ConfigError([
+      "API_KEY_SHA256 / API_KEYS_FILE: no API keys configured (or set AUTH_DISABLED=true for local demos)",
+    ]);
+  }
+  return hashes;
+}
+
+async function main() {
+  const config = loadServerConfig();
+  const hashes = apiKeyHashes(config);
+  if (config.AUTH_DISABLED) logger.warn("AUTH_DISABLED=true: POST /v1/scans accepts requests without an API key");
+
+  const registry = createRegistry("server");
+  let producer: KafkaProducer | null = null;
+  const metrics = createServerMetrics(registry, () => producer);
+  producer = new KafkaProducer({
+    config: config.kafka,
+    onError: (error) => logger.warn({ code: error.code, kafkaCode: error.kafkaCode }, error.message),
+  });
+  let draining = false;
+  const app = createApp({ config, apiKeyHashes: hashes, producer, metrics, logger, isDraining: () => draining });
+  const server = Bun.serve({
+    hostname: config.HOST,
+    port: config.PORT,
+    fetch: app.fetch,
+    maxRequestBodySize: config.MAX_BODY_BYTES * 2,
+  });
+  const metricsServer = serveMetrics(registry, config.METRICS_HOST, config.METRICS_PORT);
+  logger.info(
+    {
+      url: `http://${server.hostname}:${server.port}`,
+      metrics: `http://${metricsServer.hostname}:${metricsServer.port}/metrics`,
+      topic: config.SCANS_TOPIC,
+    },
+    "edge server listening",
+  );
+  producer.waitUntilConnected(30_000).then(
+    () => logger.info({ brokers: config.KAFKA_BROKERS }, "connected to Kafka; ready"),
+    (error) => logger.error({ err: error }, "Kafka not reachable yet; /ready stays 503 until it is"),
+  );
+
+  const shutdown = async (signal: string) => {
+    if (draining) return;
+    draining = true;
+    logger.info({ signal, drainTimeoutMs: config.DRAIN_TIMEOUT_MS }, "draining");
+    const hardStop = setTimeout(() => {
+      logger.error("drain timeout passed; exiting with in-flight work");
+      process.exit(1);
+    }, config.DRAIN_TIMEOUT_MS + 2_000);
+    // Stop accepting; in-flight requests finish (each waits for its Kafka acknowledgements).
+    await server.stop(false);
+    const flushed = await producer.flush(config.DRAIN_TIMEOUT_MS);
+    await producer.close(1_000);
+    metricsServer.stop(true);
+    clearTimeout(hardStop);
+    logger.info({ flushed }, "stopped");
+    process.exit(flushed ? 0 : 1);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+main().catch((error) => {
+  if (error instanceof ConfigError) logger.fatal(error.message);
+  else logger.fatal({ err: error }, "server failed to start");
+  process.exit(1);
+});
