@@ -1,0 +1,103 @@
+import { createApp } from "../../server/app.ts";
+import { sha256 } from "../../server/auth.ts";
+import { loadServerConfig } from "../../server/config.ts";
+import { createServerMetrics } from "../../server/metrics.ts";
+// Builds the edge app in-process against the real broker, with a random topic per test.
+import { createLogger } from "../../shared/logger.ts";
+import { createRegistry } from "../../shared/metrics.ts";
+import { brokerConfig, createProducer, createTopic, onCleanup } from "./kafka.ts";
+
+export const API_KEY = "test-key-123";
+
+export async function createTestApp(env: Record<string, string> = {}, { waitForKafka = true } = {}) {
+  const topic = await createTopic(3);
+  const config = loadServerConfig({
+    KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
+    SCANS_TOPIC: topic,
+    API_KEY_SHA256: sha256(API_KEY).toString("hex"),
+    ...env,
+  });
+  const producer = createProducer(config.kafka);
+  if (waitForKafka) await producer.waitUntilConnected(10_000);
+  const registry = createRegistry("server-test");
+  const metrics = createServerMetrics(registry, () => producer);
+  let draining = false;
+  const app = createApp({
+    config,
+    apiKeyHashes: config.API_KEY_SHA256,
+    producer,
+    metrics,
+    logger: createLogger("server-test", "silent"),
+    isDraining: () => draining,
+  });
+  const post = (body: RequestInit["body"], headers: Record<string, string> = {}) =>
+    app.request("/v1/scans", {
+      method: "POST",
+      body,
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json", ...headers },
+    });
+  return {
+    app,
+    topic,
+    config,
+    producer,
+    registry,
+    post,
+    setDraining: (d: boolean) => {
+      draining = d;
+    },
+  };
+}
+
+export function scan(overrides: Record<string, unknown> = {}) {
+  return {
+    event_id: crypto.randomUUID(),
+    qr_id: `QR-${Math.floor(Math.random() * 1000)}`,
+    scanned_at: new Date().toISOString(),
+    ...overrides,
+  };
+}
+
+/** A free TCP port on 127.0.0.1 (the OS picks it; we close the probe at once). */
+export function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
+/** Starts `bun server/main.ts` as its own process; it is killed by pid after the test. */
+export async function spawnServer(env: Record<string, string>) {
+  const port = freePort();
+  const proc = Bun.spawn(["bun", "server/main.ts"], {
+    cwd: new URL("../..", import.meta.url).pathname,
+    env: {
+      ...process.env,
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      METRICS_PORT: String(freePort()),
+      AUTH_DISABLED: "true",
+      LOG_LEVEL: "warn",
+      KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
+      ...env,
+    },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  onCleanup(async () => {
+    if (proc.exitCode === null) proc.kill("SIGKILL");
+    await proc.exited;
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const ok = await fetch(`${url}/ready`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return { proc, url };
+    if (proc.exitCode !== null) break;
+    await Bun.sleep(100);
+  }
+  throw new Error(`server did not become ready: ${await new Response(proc.stderr).text()}`);
+}

@@ -1,0 +1,177 @@
+// POST /v1/scans against the real broker: every response code, formats, limits, and what lands
+// in Kafka equals what was accepted, field for field.
+import { describe, expect, test } from "bun:test";
+import { gzipSync } from "node:zlib";
+import * as v from "valibot";
+import { ScanRecordSchema } from "../../shared/event.ts";
+import { consumeN, createConsumer, text } from "../helpers/kafka.ts";
+import { API_KEY, createTestApp, scan } from "../helpers/server.ts";
+
+interface Answer {
+  accepted: number;
+  rejected: { index: number; errors: { path: string; message: string }[] }[];
+  error?: string;
+}
+const body = async (res: Response) => (await res.json()) as Answer;
+
+describe("POST /v1/scans", () => {
+  test("202 only after Kafka has the events; the topic holds exactly what was accepted, with headers", async () => {
+    const { post, topic } = await createTestApp();
+    const events = [
+      scan({ qr_id: "gate-7", scanner_id: "g7", location: { lat: 52.5, lon: 13.4, accuracy_m: 4 } }),
+      scan({ user_agent: "Mozilla/5.0", attributes: { door: "A", count: 3, vip: true } }),
+    ];
+    const res = await post(JSON.stringify(events), {
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    });
+    expect(res.status).toBe(202);
+    expect(res.headers.get("x-request-id")).toBeTruthy();
+    expect(await body(res)).toEqual({ accepted: 2, rejected: [] });
+
+    const consumer = createConsumer();
+    consumer.subscribe([topic]);
+    const messages = await consumeN(consumer, 2);
+    expect(messages.length).toBe(2);
+    for (const m of messages) {
+      const record = v.parse(ScanRecordSchema, JSON.parse(text(m.value) as string));
+      const sent = events.find((e) => e.event_id === record.event_id) as Record<string, unknown>;
+      const { received_at, client_ip, schema_version, ...event } = record;
+      expect(event as Record<string, unknown>).toEqual(sent);
+      expect(schema_version).toBe(1);
+      expect(Date.now() - Date.parse(received_at)).toBeLessThan(60_000);
+      expect(client_ip).toBeNull();
+      expect(text(m.key)).toBe(sent.qr_id as string);
+      expect(text(m.headers?.event_id)).toBe(record.event_id);
+      expect(text(m.headers?.schema_version)).toBe("1");
+      expect(text(m.headers?.traceparent)).toBe("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    }
+  });
+
+  test("a single event object, NDJSON and gzip are accepted", async () => {
+    const { post } = await createTestApp();
+    expect((await post(JSON.stringify(scan()))).status).toBe(202);
+    const ndjson = `${JSON.stringify(scan())}\n\n${JSON.stringify(scan())}\n`;
+    const nd = await post(ndjson, { "content-type": "application/x-ndjson" });
+    expect(nd.status).toBe(202);
+    expect((await body(nd)).accepted).toBe(2);
+    const gz = await post(gzipSync(JSON.stringify([scan(), scan(), scan()])), { "content-encoding": "gzip" });
+    expect(gz.status).toBe(202);
+    expect((await body(gz)).accepted).toBe(3);
+  });
+
+  test("a mixed batch: valid events accepted, invalid ones listed by index with field errors", async () => {
+    const { post } = await createTestApp();
+    const future = new Date(Date.now() + 10 * 60_000).toISOString();
+    const old = new Date(Date.now() - 8 * 24 * 3_600_000).toISOString();
+    const events = [
+      scan(),
+      scan({ event_id: "not-a-uuid" }),
+      scan({ qr_id: "bad qr!" }),
+      scan({ scanned_at: future }),
+      scan({ scanned_at: old }),
+      scan({ scanned_at: "2026-01-01 10:00" }),
+      scan({ extra_field: 1 }),
+      scan({ location: { lat: 91, lon: 0 } }),
+      scan({ attributes: { nested: { no: 1 } } }),
+      "not an object",
+      scan(),
+    ];
+    const res = await post(JSON.stringify(events));
+    expect(res.status).toBe(202);
+    const json = (await body(res)) as { accepted: number; rejected: { index: number; errors: { path: string }[] }[] };
+    expect(json.accepted).toBe(2);
+    expect(json.rejected.map((r) => r.index)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(json.rejected.map((r) => r.errors[0]?.path)).toEqual([
+      "event_id",
+      "qr_id",
+      "scanned_at",
+      "scanned_at",
+      "scanned_at",
+      "extra_field",
+      "location.lat",
+      "attributes.nested",
+      "(event)",
+    ]);
+  });
+
+  test("duplicate event_ids in one batch are all accepted (dedup happens downstream)", async () => {
+    const { post } = await createTestApp();
+    const e = scan();
+    const res = await post(JSON.stringify([e, e, e]));
+    expect(res.status).toBe(202);
+    expect((await body(res)).accepted).toBe(3);
+  });
+
+  test("400 for malformed JSON, a bad NDJSON line, an empty body, or no valid event", async () => {
+    const { post } = await createTestApp();
+    const bad = await post("{nope");
+    expect(bad.status).toBe(400);
+    expect((await body(bad)).error).toMatch(/malformed JSON/);
+    const nd = await post(`${JSON.stringify(scan())}\n{oops\n`, { "content-type": "application/x-ndjson" });
+    expect(nd.status).toBe(400);
+    expect((await body(nd)).error).toMatch(/line 2/);
+    expect((await post("[]")).status).toBe(400);
+    const none = await post(JSON.stringify([{ qr_id: "x" }]));
+    expect(none.status).toBe(400);
+    const json = await body(none);
+    expect(json.accepted).toBe(0);
+    expect(json.rejected[0]?.errors.map((e: { path: string }) => e.path)).toContain("event_id");
+  });
+
+  test("401 without or with a wrong API key; X-API-Key works too", async () => {
+    const { app, post } = await createTestApp();
+    const noKey = await app.request("/v1/scans", {
+      method: "POST",
+      body: JSON.stringify(scan()),
+      headers: { "content-type": "application/json" },
+    });
+    expect(noKey.status).toBe(401);
+    expect((await body(noKey)).error).toMatch(/missing API key/);
+    expect((await post(JSON.stringify(scan()), { authorization: "Bearer wrong" })).status).toBe(401);
+    const viaHeader = await app.request("/v1/scans", {
+      method: "POST",
+      body: JSON.stringify(scan()),
+      headers: { "content-type": "application/json", "x-api-key": API_KEY },
+    });
+    expect(viaHeader.status).toBe(202);
+  });
+
+  test("413 for a body over the limit, a gzip bomb, or too many events", async () => {
+    const { post } = await createTestApp({ MAX_BODY_BYTES: "65536", MAX_EVENTS_PER_REQUEST: "10" });
+    const big = JSON.stringify([scan({ user_agent: "x".repeat(500) })]).padEnd(70_000, " ");
+    expect((await post(big)).status).toBe(413);
+    // 50 MB of zeros compresses to ~50 KB: must be refused while decompressing, not after.
+    const bomb = gzipSync(Buffer.alloc(50 * 1024 * 1024, 0x20));
+    expect(bomb.length).toBeLessThan(65_536);
+    const res = await post(bomb, { "content-encoding": "gzip" });
+    expect(res.status).toBe(413);
+    expect((await body(res)).error).toMatch(/decompressed/);
+    const many = await post(JSON.stringify(Array.from({ length: 11 }, () => scan())));
+    expect(many.status).toBe(413);
+  });
+
+  test("415 for an unsupported content type or encoding", async () => {
+    const { post } = await createTestApp();
+    expect((await post(JSON.stringify(scan()), { "content-type": "text/plain" })).status).toBe(415);
+    expect((await post(JSON.stringify(scan()), { "content-encoding": "br" })).status).toBe(415);
+  });
+
+  test("503 with Retry-After while Kafka is unreachable; /ready says so too", async () => {
+    const { app, post } = await createTestApp({ KAFKA_BROKERS: "127.0.0.1:9" }, { waitForKafka: false });
+    const res = await post(JSON.stringify(scan()));
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("2");
+    expect((await app.request("/ready")).status).toBe(503);
+    expect((await app.request("/health")).status).toBe(200);
+  }, 30_000);
+
+  test("/ready is 200 when connected and 503 while draining; unknown routes are a JSON 404", async () => {
+    const { app, setDraining } = await createTestApp();
+    expect((await app.request("/ready")).status).toBe(200);
+    setDraining(true);
+    expect((await app.request("/ready")).status).toBe(503);
+    const nf = await app.request("/nope");
+    expect(nf.status).toBe(404);
+    expect((await body(nf)).error).toMatch(/no route/);
+  });
+});
