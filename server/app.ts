@@ -1,7 +1,6 @@
 // The edge HTTP app (Hono). Built from its dependencies so tests run it in-process with
 // app.request() against the real broker, and main.ts serves it with Bun.serve.
 import { Hono } from "hono";
-import { getConnInfo } from "hono/bun";
 import { requestId } from "hono/request-id";
 import type { KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -41,12 +40,26 @@ export function createApp(deps: AppDeps) {
   const app = new Hono();
 
   app.use(requestId());
+  // Labelled children are cached: prom-client hashes the label object on every unbound call.
+  const requestCounters = new Map<string, { inc(): void }>();
+  const durations = new Map<string, { observe(v: number): void }>();
   app.use(async function observe(c, next) {
     const started = performance.now();
     await next();
     const route = c.req.routePath || "unmatched";
-    metrics.requests.inc({ route, status: String(c.res.status) });
-    metrics.duration.observe({ route }, (performance.now() - started) / 1000);
+    const key = `${route} ${c.res.status}`;
+    let counter = requestCounters.get(key);
+    if (!counter) {
+      counter = metrics.requests.labels({ route, status: String(c.res.status) });
+      requestCounters.set(key, counter);
+    }
+    counter.inc();
+    let duration = durations.get(route);
+    if (!duration) {
+      duration = metrics.duration.labels({ route });
+      durations.set(route, duration);
+    }
+    duration.observe((performance.now() - started) / 1000);
   });
 
   app.onError((error, c) => {
@@ -75,8 +88,10 @@ export function createApp(deps: AppDeps) {
       maxFutureMs: config.SCANNED_AT_MAX_FUTURE_MINUTES * 60_000,
       retryAfterSeconds: config.RETRY_AFTER_SECONDS,
       // Without Bun.serve (in-process app.request() in tests) there is no peer address.
-      clientIp: (c) =>
-        resolveIp(c.env ? (getConnInfo(c).remote.address ?? null) : null, c.req.header("x-forwarded-for")),
+      clientIp: (c) => {
+        const server = c.env as { requestIP?: (r: Request) => { address: string } | null } | undefined;
+        return resolveIp(server?.requestIP?.(c.req.raw)?.address ?? null, c.req.header("x-forwarded-for"));
+      },
       onDeliveryError: (error) => logger.warn({ err: error }, "Kafka did not acknowledge a request's events"),
     }),
   );

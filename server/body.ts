@@ -1,3 +1,4 @@
+import { gunzipSync } from "node:zlib";
 // Reads a POST /v1/scans body into a list of raw events, enforcing the limits before anything is
 // parsed: body size (also after gzip decompression, so a gzip bomb is a 413, not an OOM), content
 // type and encoding, and events per request.
@@ -28,7 +29,11 @@ function formatOf(contentType: string | undefined): Format {
   throw new HttpError(415, `unsupported Content-Type "${type ?? ""}": use application/json or application/x-ndjson`);
 }
 
-/** Reads at most `maxBytes` (decompressed) from the request body, else throws 413. */
+/**
+ * The body, at most `maxBytes` after decompression, else 413. Bun.serve's maxRequestBodySize bounds
+ * what arrives on the wire; gzip is inflated with a hard output cap, so a bomb stops at the limit.
+ * (req.arrayBuffer() is Bun's native path: a ReadableStream reader cost ~40% of a request's CPU.)
+ */
 async function readLimited(req: Request, maxBytes: number): Promise<Uint8Array> {
   const encoding = (req.headers.get("content-encoding") ?? "identity").trim().toLowerCase();
   if (encoding !== "identity" && encoding !== "gzip") {
@@ -36,31 +41,22 @@ async function readLimited(req: Request, maxBytes: number): Promise<Uint8Array> 
   }
   const declared = Number(req.headers.get("content-length") ?? Number.NaN);
   if (declared > maxBytes) throw new HttpError(413, `body is larger than ${maxBytes} bytes`);
-  if (!req.body) return new Uint8Array();
-
-  let stream: ReadableStream<Uint8Array> = req.body;
-  if (encoding === "gzip")
-    stream = stream.pipeThrough(new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>);
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = stream.getReader();
+  let raw: Uint8Array;
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.byteLength;
-      if (total > maxBytes) {
-        throw new HttpError(413, `body is larger than ${maxBytes} bytes${encoding === "gzip" ? " decompressed" : ""}`);
-      }
-      chunks.push(value);
-    }
+    raw = new Uint8Array(await req.arrayBuffer());
   } catch (error) {
-    if (error instanceof HttpError) throw error;
-    throw new HttpError(400, `could not read the body: ${encoding === "gzip" ? "invalid gzip data" : String(error)}`);
-  } finally {
-    reader.cancel().catch(() => {});
+    throw new HttpError(400, `could not read the body: ${(error as Error).message}`);
   }
-  return Buffer.concat(chunks);
+  if (raw.byteLength > maxBytes) throw new HttpError(413, `body is larger than ${maxBytes} bytes`);
+  if (encoding === "identity") return raw;
+  try {
+    return gunzipSync(raw, { maxOutputLength: maxBytes });
+  } catch (error) {
+    if ((error as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+      throw new HttpError(413, `body is larger than ${maxBytes} bytes decompressed`);
+    }
+    throw new HttpError(400, `invalid gzip body: ${(error as Error).message}`);
+  }
 }
 
 function parseJson(text: string, where: string): unknown {

@@ -47,7 +47,7 @@ async function main() {
     hostname: config.HOST,
     port: config.PORT,
     fetch: app.fetch,
-    maxRequestBodySize: config.MAX_BODY_BYTES * 2,
+    maxRequestBodySize: config.MAX_BODY_BYTES,
   });
   const metricsServer = serveMetrics(registry, config.METRICS_HOST, config.METRICS_PORT);
   logger.info(

@@ -69,13 +69,14 @@ export function freePort(): number {
 /** Starts `bun server/main.ts` as its own process; it is killed by pid after the test. */
 export async function spawnServer(env: Record<string, string>) {
   const port = freePort();
+  const metricsPort = freePort();
   const proc = Bun.spawn(["bun", "server/main.ts"], {
     cwd: new URL("../..", import.meta.url).pathname,
     env: {
       ...process.env,
       HOST: "127.0.0.1",
       PORT: String(port),
-      METRICS_PORT: String(freePort()),
+      METRICS_PORT: String(metricsPort),
       AUTH_DISABLED: "true",
       LOG_LEVEL: "warn",
       KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
@@ -95,7 +96,7 @@ export async function spawnServer(env: Record<string, string>) {
       (r) => r.ok,
       () => false,
     );
-    if (ok) return { proc, url };
+    if (ok) return { proc, url, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
     if (proc.exitCode !== null) break;
     await Bun.sleep(100);
   }

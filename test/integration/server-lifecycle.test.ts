@@ -68,3 +68,92 @@ test("broker down: requests get 503 + Retry-After within seconds; 202 again once
   }
   expect(status).toBe(202);
 }, 120_000);
+
+test("client_ip is the peer address; X-Forwarded-For is believed only from a trusted proxy", async () => {
+  const topic = await createTopic(1);
+  const direct = await spawnServer({ SCANS_TOPIC: topic });
+  const trusting = await spawnServer({ SCANS_TOPIC: topic, TRUSTED_PROXIES: "127.0.0.1,10.0.0.2" });
+  const send = async (url: string, xff?: string) => {
+    const e = scan();
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (xff) headers["x-forwarded-for"] = xff;
+    const res = await fetch(`${url}/v1/scans`, { method: "POST", body: JSON.stringify(e), headers });
+    expect(res.status).toBe(202);
+    return e.event_id;
+  };
+  const expected = new Map<string, string>([
+    [await send(direct.url), "127.0.0.1"],
+    [await send(direct.url, "203.0.113.9"), "127.0.0.1"], // untrusted peer: header ignored
+    [await send(trusting.url, "203.0.113.9"), "203.0.113.9"],
+    [await send(trusting.url, "198.51.100.7, 203.0.113.9, 10.0.0.2"), "203.0.113.9"], // rightmost untrusted hop
+  ]);
+  const consumer = createConsumer();
+  consumer.subscribe([topic]);
+  const messages = await consumeN(consumer, expected.size);
+  expect(messages.length).toBe(expected.size);
+  for (const m of messages) {
+    const record = JSON.parse(text(m.value) as string) as { event_id: string; client_ip: string };
+    expect(record.client_ip).toBe(expected.get(record.event_id) as string);
+  }
+}, 60_000);
+
+test("a wrong setting stops the server at start-up with a message naming the variable", async () => {
+  const proc = Bun.spawn(["bun", "server/main.ts"], {
+    cwd: new URL("../..", import.meta.url).pathname,
+    env: { ...process.env, PORT: "eighty", AUTH_DISABLED: "true" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
+  const code = await proc.exited;
+  clearTimeout(timer);
+  expect(code).toBe(1);
+  expect(await new Response(proc.stdout).text()).toContain('PORT=\\"eighty\\": must be an integer');
+});
+
+test("without API keys (and without AUTH_DISABLED) the server refuses to start; API_KEYS_FILE works", async () => {
+  const root = new URL("../..", import.meta.url).pathname;
+  const refused = Bun.spawn(["bun", "server/main.ts"], {
+    cwd: root,
+    env: { ...process.env, AUTH_DISABLED: "false", API_KEY_SHA256: "", PORT: "0", METRICS_PORT: "0" },
+    stdout: "pipe",
+  });
+  expect(await refused.exited).toBe(1);
+  expect(await new Response(refused.stdout).text()).toContain("no API keys configured");
+
+  const { mkdtempSync, writeFileSync } = await import("node:fs");
+  const dir = mkdtempSync("/tmp/qrscan-keys-");
+  const file = `${dir}/keys`;
+  const hash = new Bun.CryptoHasher("sha256").update("file-key").digest("hex");
+  writeFileSync(file, `# ops-managed\n${hash}\n`);
+  const topic = await createTopic(1);
+  const { url } = await spawnServer({ SCANS_TOPIC: topic, AUTH_DISABLED: "false", API_KEYS_FILE: file });
+  const post = (key: string) =>
+    fetch(`${url}/v1/scans`, {
+      method: "POST",
+      body: JSON.stringify(scan()),
+      headers: { "content-type": "application/json", "x-api-key": key },
+    }).then((r) => r.status);
+  expect(await post("file-key")).toBe(202);
+  expect(await post("other")).toBe(401);
+}, 60_000);
+
+test("metrics are served on their own port: requests, events, delivery latency, queue depth", async () => {
+  const topic = await createTopic(1);
+  const { url, metricsUrl } = await spawnServer({ SCANS_TOPIC: topic });
+  await postBatch(url, 3);
+  await fetch(`${url}/v1/scans`, {
+    method: "POST",
+    body: JSON.stringify([{ qr_id: "x" }]),
+    headers: { "content-type": "application/json" },
+  });
+  const text = await fetch(metricsUrl).then((r) => r.text());
+  expect(text).toContain('http_requests_total{route="/v1/scans",status="202",service="server"} 1');
+  expect(text).toContain('http_requests_total{route="/v1/scans",status="400",service="server"} 1');
+  expect(text).toContain('scan_events_total{outcome="accepted",reason="",service="server"} 3');
+  expect(text).toContain('scan_events_total{outcome="rejected",reason="event_id",service="server"} 1');
+  expect(text).toContain("kafka_delivery_duration_seconds_count");
+  expect(text).toContain("kafka_producer_queue_depth");
+  // Not on the public port.
+  expect((await fetch(`${url}/metrics`)).status).toBe(404);
+}, 60_000);

@@ -1,0 +1,125 @@
+// Edge server bench: the load generator (its own process) against a bare Bun.serve (the ceiling on
+// this machine) and against the real server with Kafka behind it, in one run.
+//   bun bench/server.ts [--duration 10] [--concurrency 64]
+// Targets: single-event requests >= 50% of the bare ceiling; batched ingest >= 100,000 events/s;
+// p99 < 25 ms at half the max single-event rate (open loop).
+import { spawn } from "node:child_process";
+import { startKafka } from "../scripts/stack/kafka.ts";
+import { localStack } from "../shared/local-stack.ts";
+import { numArg, printTable, saveResults } from "./lib.ts";
+import type { LoadResult } from "./load.ts";
+
+const duration = numArg("duration", 10);
+const concurrency = numArg("concurrency", 64);
+const root = new URL("..", import.meta.url).pathname;
+const stack = localStack();
+
+function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
+
+async function startProcess(args: string[], env: Record<string, string>, readyUrl: string) {
+  const child = spawn("bun", args, { cwd: root, env: { ...process.env, ...env }, stdio: "ignore" });
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (
+      await fetch(readyUrl).then(
+        (r) => r.status < 500,
+        () => false,
+      )
+    )
+      return child;
+    await Bun.sleep(100);
+  }
+  child.kill("SIGKILL");
+  throw new Error(`${args.join(" ")} did not become ready`);
+}
+
+async function stopProcess(child: ReturnType<typeof spawn>) {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  await Promise.race([exited, Bun.sleep(15_000).then(() => child.kill("SIGKILL"))]);
+}
+
+async function load(url: string, scenario: string, extra: string[] = []): Promise<LoadResult> {
+  const proc = Bun.spawn(
+    [
+      "bun",
+      "bench/load.ts",
+      "--url",
+      url,
+      "--scenario",
+      scenario,
+      "--duration",
+      String(duration),
+      "--concurrency",
+      String(concurrency),
+      ...extra,
+    ],
+    { cwd: root, stdout: "pipe", stderr: "inherit" },
+  );
+  const out = await new Response(proc.stdout).text();
+  if ((await proc.exited) !== 0) throw new Error(`load generator failed for ${scenario}`);
+  return JSON.parse(out.trim().split("\n").at(-1) as string) as LoadResult;
+}
+
+await startKafka(stack);
+const results: Record<string, LoadResult> = {};
+
+const barePort = freePort();
+const bare = await startProcess(["bench/bare-server.ts"], { PORT: String(barePort) }, `http://127.0.0.1:${barePort}/`);
+try {
+  results.bare_single = await load(`http://127.0.0.1:${barePort}`, "single");
+} finally {
+  await stopProcess(bare);
+}
+
+const port = freePort();
+const server = await startProcess(
+  ["server/main.ts"],
+  {
+    PORT: String(port),
+    METRICS_PORT: String(freePort()),
+    AUTH_DISABLED: "true",
+    LOG_LEVEL: "warn",
+    KAFKA_BROKERS: stack.brokers,
+  },
+  `http://127.0.0.1:${port}/ready`,
+);
+const url = `http://127.0.0.1:${port}`;
+try {
+  results.single = await load(url, "single");
+  results.batch_100 = await load(url, "batch", ["--batch", "100"]);
+  results.ndjson_100 = await load(url, "ndjson", ["--batch", "100"]);
+  const halfRate = Math.max(1, Math.round(results.single.rps / 2));
+  results.single_open_half_max = await load(url, "single", ["--rate", String(halfRate)]);
+} finally {
+  await stopProcess(server);
+}
+
+printTable(
+  Object.entries(results).map(([name, r]) => ({
+    run: name,
+    mode: r.offered_rps ? `open @${r.offered_rps}/s` : `closed x${concurrency}`,
+    "req/s": r.rps,
+    "events/s": r.events_per_s,
+    "p50 ms": r.latency_ms.p50,
+    "p95 ms": r.latency_ms.p95,
+    "p99 ms": r.latency_ms.p99,
+    "max ms": r.latency_ms.max,
+    errors: r.error_rate,
+  })),
+);
+const ratio = (results.single?.rps ?? 0) / (results.bare_single?.rps ?? 1);
+const batched = Math.max(results.batch_100?.events_per_s ?? 0, results.ndjson_100?.events_per_s ?? 0);
+const p99 = results.single_open_half_max?.latency_ms.p99 ?? Number.NaN;
+console.log(
+  `\nsingle-event req/s vs bare Bun.serve: ${ratio.toFixed(2)} (target >= 0.50) ${ratio >= 0.5 ? "PASS" : "FAIL"}`,
+);
+console.log(`batched events/s: ${batched} (target >= 100000) ${batched >= 100_000 ? "PASS" : "FAIL"}`);
+console.log(`p99 at half max rate: ${p99} ms (target < 25) ${p99 < 25 ? "PASS" : "FAIL"}`);
+console.log(`results: ${saveResults("server", { duration, concurrency, ratio, batched, p99_half_max: p99, results })}`);

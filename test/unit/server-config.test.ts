@@ -1,0 +1,53 @@
+// Start-up configuration: defaults that work locally, and errors that name the variable.
+import { describe, expect, test } from "bun:test";
+import { clientIpResolver } from "../../server/app.ts";
+import { loadServerConfig } from "../../server/config.ts";
+import { ConfigError, kafkaOverrides } from "../../shared/config.ts";
+
+describe("server configuration", () => {
+  test("defaults work locally", () => {
+    const c = loadServerConfig({});
+    expect(c.PORT).toBe(8080);
+    expect(c.HOST).toBe("127.0.0.1");
+    expect(c.METRICS_HOST).toBe("127.0.0.1");
+    expect(c.MAX_BODY_BYTES).toBe(1024 * 1024);
+    expect(c.MAX_EVENTS_PER_REQUEST).toBe(1000);
+    expect(c.AUTH_DISABLED).toBe(false);
+    expect(c.kafka["bootstrap.servers"]).toBe("127.0.0.1:19092");
+  });
+
+  test("every invalid variable is named with its value and the rule", () => {
+    try {
+      loadServerConfig({ PORT: "eighty", AUTH_DISABLED: "maybe", API_KEY_SHA256: "abc", MAX_EVENTS_PER_REQUEST: "0" });
+      throw new Error("expected a ConfigError");
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      const text = (error as ConfigError).message;
+      expect(text).toContain('PORT="eighty": must be an integer');
+      expect(text).toContain('AUTH_DISABLED="maybe": must be true or false');
+      expect(text).toContain("API_KEY_SHA256");
+      expect(text).toContain('MAX_EVENTS_PER_REQUEST="0": must be >= 1');
+    }
+  });
+
+  test("KAFKA_OPT_* variables become librdkafka properties and override ours", () => {
+    expect(kafkaOverrides({ KAFKA_OPT_LINGER_MS: "20", KAFKA_OPT_BATCH_NUM_MESSAGES: "500", OTHER: "x" })).toEqual({
+      "linger.ms": "20",
+      "batch.num.messages": "500",
+    });
+    expect(loadServerConfig({ KAFKA_OPT_LINGER_MS: "20" }).kafka["linger.ms"]).toBe("20");
+  });
+});
+
+describe("client IP", () => {
+  const resolve = clientIpResolver(["10.0.0.1", "10.0.0.2"]);
+  test("an untrusted peer's X-Forwarded-For is ignored", () => {
+    expect(resolve("192.0.2.1", "203.0.113.5")).toBe("192.0.2.1");
+  });
+  test("behind trusted proxies, the rightmost untrusted hop is the client", () => {
+    expect(resolve("10.0.0.1", "1.1.1.1, 203.0.113.5, 10.0.0.2")).toBe("203.0.113.5");
+    expect(resolve("10.0.0.1", "10.0.0.2")).toBe("10.0.0.2");
+    expect(resolve("10.0.0.1", undefined)).toBe("10.0.0.1");
+    expect(resolve(null, "1.2.3.4")).toBeNull();
+  });
+});
