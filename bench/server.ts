@@ -73,6 +73,7 @@ const results: Record<string, LoadResult> = {};
 const barePort = freePort();
 const bare = await startProcess(["bench/bare-server.ts"], { PORT: String(barePort) }, `http://127.0.0.1:${barePort}/`);
 try {
+  await load(`http://127.0.0.1:${barePort}`, "single", ["--duration", "3"]);
   results.bare_single = await load(`http://127.0.0.1:${barePort}`, "single");
 } finally {
   await stopProcess(bare);
@@ -92,6 +93,8 @@ const server = await startProcess(
 );
 const url = `http://127.0.0.1:${port}`;
 try {
+  // Warm-up (JIT, producer id, connections): run and discarded.
+  await load(url, "single", ["--duration", "3"]);
   results.single = await load(url, "single");
   results.batch_100 = await load(url, "batch", ["--batch", "100"]);
   results.ndjson_100 = await load(url, "ndjson", ["--batch", "100"]);
