@@ -1,5 +1,6 @@
 // The edge HTTP app (Hono). Built from its dependencies so tests run it in-process with
 // app.request() against the real broker, and main.ts serves it with Bun.serve.
+import { isIP } from "node:net";
 import { Hono } from "hono";
 import { requestId } from "hono/request-id";
 import type { KafkaProducer } from "../shared/kafka/index.ts";
@@ -29,7 +30,12 @@ export function clientIpResolver(trustedProxies: readonly string[]) {
       .split(",")
       .map((s) => s.trim())
       .filter(Boolean);
-    for (let i = hops.length - 1; i >= 0; i--) if (!trusted.has(hops[i] as string)) return hops[i] as string;
+    for (let i = hops.length - 1; i >= 0; i--) {
+      const hop = hops[i] as string;
+      // A hop that is not an IP address means the chain is garbage from here on: stop at the peer side.
+      if (!isIP(hop)) return peer;
+      if (!trusted.has(hop)) return hop;
+    }
     return hops[0] ?? peer;
   };
 }

@@ -8,6 +8,10 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2
 const MAX_ATTRIBUTES = 32;
 const MAX_ATTRIBUTES_JSON_BYTES = 4096;
 
+// Postgres text and jsonb cannot store U+0000: refuse it at the edge rather than fail a COPY later.
+const NO_NUL = "must not contain the NUL character (\\u0000)";
+const noNul = v.check((s: string) => !s.includes("\u0000"), NO_NUL);
+
 const Timestamp = v.pipe(
   v.string("must be an RFC 3339 timestamp string"),
   v.regex(RFC3339, "must be an RFC 3339 timestamp with an offset, e.g. 2026-01-31T12:00:00Z"),
@@ -26,10 +30,14 @@ const Location = v.strictObject(
 const Attributes = v.pipe(
   v.record(
     v.string(),
-    v.union([v.string(), v.pipe(v.number(), v.finite()), v.boolean()], "values must be string, number or boolean"),
+    v.union(
+      [v.pipe(v.string(), noNul), v.pipe(v.number(), v.finite()), v.boolean()],
+      "values must be string, number or boolean",
+    ),
     "must be a flat object of string, number or boolean values",
   ),
   v.check((a) => Object.keys(a).length <= MAX_ATTRIBUTES, `at most ${MAX_ATTRIBUTES} keys`),
+  v.check((a) => Object.keys(a).every((k) => k.length > 0 && !k.includes("\u0000")), `keys ${NO_NUL} and not be empty`),
   v.check(
     (a) => Buffer.byteLength(JSON.stringify(a)) <= MAX_ATTRIBUTES_JSON_BYTES,
     `at most ${MAX_ATTRIBUTES_JSON_BYTES} bytes as JSON`,
@@ -43,9 +51,11 @@ const eventEntries = {
     v.regex(/^[A-Za-z0-9._:-]{1,128}$/, "must be 1-128 characters of A-Z a-z 0-9 . _ : -"),
   ),
   scanned_at: Timestamp,
-  scanner_id: v.optional(v.pipe(v.string("must be a string"), v.minLength(1), v.maxLength(128, "at most 128 chars"))),
+  scanner_id: v.optional(
+    v.pipe(v.string("must be a string"), v.minLength(1), v.maxLength(128, "at most 128 characters"), noNul),
+  ),
   location: v.optional(Location),
-  user_agent: v.optional(v.pipe(v.string("must be a string"), v.maxLength(512, "at most 512 characters"))),
+  user_agent: v.optional(v.pipe(v.string("must be a string"), v.maxLength(512, "at most 512 characters"), noNul)),
   attributes: v.optional(Attributes),
 };
 
@@ -57,10 +67,15 @@ export type ScanEvent = v.InferOutput<typeof ScanEventSchema>;
 export const ScanRecordSchema = v.strictObject({
   ...eventEntries,
   received_at: Timestamp,
-  client_ip: v.nullable(v.string()),
+  client_ip: v.nullable(v.pipe(v.string(), v.ip())),
   schema_version: v.literal(SCHEMA_VERSION),
 });
 export type ScanRecord = v.InferOutput<typeof ScanRecordSchema>;
+
+/** The Kafka record for an accepted event: what the edge writes and the worker reads. */
+export function toScanRecord(event: ScanEvent, receivedAt: string, clientIp: string | null): ScanRecord {
+  return { ...event, received_at: receivedAt, client_ip: clientIp, schema_version: SCHEMA_VERSION };
+}
 
 export interface FieldError {
   path: string;

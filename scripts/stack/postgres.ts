@@ -146,6 +146,8 @@ export async function startPgbouncer(stack: LocalStack): Promise<void> {
       [
         "[databases]",
         `${stack.database} = host=127.0.0.1 port=${stack.pgPort} dbname=${stack.database}`,
+        // Any other database (e.g. the tests' throwaway ones) by the same name on the same cluster.
+        `* = host=127.0.0.1 port=${stack.pgPort}`,
         "",
         "[pgbouncer]",
         "listen_addr = 127.0.0.1",

@@ -49,5 +49,6 @@ describe("client IP", () => {
     expect(resolve("10.0.0.1", "10.0.0.2")).toBe("10.0.0.2");
     expect(resolve("10.0.0.1", undefined)).toBe("10.0.0.1");
     expect(resolve(null, "1.2.3.4")).toBeNull();
+    expect(resolve("10.0.0.1", "1.1.1.1, not-an-ip")).toBe("10.0.0.1");
   });
 });

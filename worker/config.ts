@@ -1,0 +1,37 @@
+// A worker process's configuration, from the environment (see README "Worker configuration").
+import * as v from "valibot";
+import { int, kafkaOverrides, loadConfig, str } from "../shared/config.ts";
+import { TOPICS, localStack } from "../shared/local-stack.ts";
+
+export const WorkerConfigSchema = v.object({
+  KAFKA_BROKERS: str(localStack().brokers),
+  SCANS_TOPIC: str(TOPICS.scans.name),
+  DEAD_LETTER_TOPIC: str(TOPICS.deadLetters.name),
+  CONSUMER_GROUP: str("qrscan-sink"),
+  DEAD_LETTER_GROUP: str("qrscan-dead-letters"),
+  DATABASE_URL: str(localStack().databaseUrl),
+  DB_POOL_MAX: int(4, 1, 100),
+  BATCH_MAX_ROWS: int(5_000, 1, 100_000),
+  BATCH_MAX_WAIT_MS: int(50, 1, 60_000),
+  DB_RETRY_BASE_MS: int(100, 1),
+  DB_RETRY_CAP_MS: int(5_000, 1),
+  /** Retrying gives up after this long; the process exits non-zero and the supervisor restarts it. */
+  DB_RETRY_MAX_MS: int(120_000, 1_000),
+  METRICS_HOST: str("127.0.0.1"),
+  METRICS_PORT: int(9470, 0, 65535),
+  SHUTDOWN_TIMEOUT_MS: int(15_000, 100),
+  /** Fault injection for tests and the crash suite: sleep after the DB commit, before the Kafka commit. */
+  FAULT_DELAY_BEFORE_COMMIT_MS: int(0, 0),
+});
+
+export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema> & {
+  kafka: Record<string, string | number | boolean>;
+};
+
+export function loadWorkerConfig(env: Record<string, string | undefined> = process.env): WorkerConfig {
+  const c = loadConfig(WorkerConfigSchema, env);
+  return {
+    ...c,
+    kafka: { "bootstrap.servers": c.KAFKA_BROKERS, "statistics.interval.ms": 5_000, ...kafkaOverrides(env) },
+  };
+}

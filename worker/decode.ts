@@ -1,0 +1,80 @@
+// Turns a Kafka message from the `scans` topic into a COPY text line for the staging table, or
+// into a poison verdict (undecodable or failing the shared schema) for the dead-letter topic.
+import * as v from "valibot";
+import { type ScanRecord, ScanRecordSchema, fieldErrors } from "../shared/event.ts";
+import type { ConsumedMessage } from "../shared/kafka/index.ts";
+
+/** Staging/insert column order; the COPY lines below follow it. */
+export const COLUMNS = [
+  "event_id",
+  "scanned_at",
+  "qr_id",
+  "scanner_id",
+  "lat",
+  "lon",
+  "accuracy_m",
+  "user_agent",
+  "attributes",
+  "client_ip",
+  "received_at",
+  "schema_version",
+  "kafka_partition",
+  "kafka_offset",
+] as const;
+
+export interface Row {
+  /** One line of COPY text format, newline-terminated. */
+  line: string;
+  /** UTC day of scanned_at (YYYY-MM-DD): the partition the row goes to. */
+  day: string;
+  message: ConsumedMessage;
+}
+
+export interface Poison {
+  message: ConsumedMessage;
+  error: string;
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** COPY text format escaping: backslash, tab, newline, carriage return. */
+export function copyText(s: string): string {
+  return /[\\\t\n\r]/.test(s) ? s.replace(/[\\\t\n\r]/g, (c) => ESCAPES[c] as string) : s;
+}
+const ESCAPES: Record<string, string> = { "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" };
+
+const opt = (x: string | number | undefined | null) =>
+  x === undefined || x === null ? "\\N" : typeof x === "number" ? String(x) : copyText(x);
+
+export function copyLine(r: ScanRecord, partition: number, offset: number): string {
+  return `${r.event_id}\t${r.scanned_at}\t${copyText(r.qr_id)}\t${opt(r.scanner_id)}\t${opt(r.location?.lat)}\t${opt(
+    r.location?.lon,
+  )}\t${opt(r.location?.accuracy_m)}\t${opt(r.user_agent)}\t${
+    r.attributes ? copyText(JSON.stringify(r.attributes)) : "\\N"
+  }\t${opt(r.client_ip)}\t${r.received_at}\t${r.schema_version}\t${partition}\t${offset}\n`;
+}
+
+export function decode(message: ConsumedMessage): Row | Poison {
+  if (!message.value) return { message, error: "empty message value" };
+  let json: unknown;
+  try {
+    json = JSON.parse(decoder.decode(message.value));
+  } catch (error) {
+    return { message, error: `undecodable payload: ${(error as Error).message}` };
+  }
+  const result = v.safeParse(ScanRecordSchema, json);
+  if (!result.success) {
+    const errors = fieldErrors(result.issues)
+      .map((e) => `${e.path}: ${e.message}`)
+      .join("; ");
+    return { message, error: `schema violation: ${errors}` };
+  }
+  const record = result.output;
+  return {
+    line: copyLine(record, message.partition, message.offset),
+    day: new Date(record.scanned_at).toISOString().slice(0, 10),
+    message,
+  };
+}
+
+export const isPoison = (x: Row | Poison): x is Poison => "error" in x;

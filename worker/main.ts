@@ -1,0 +1,119 @@
+// One worker process: the sink loop on `scans` and the dead-letter loop on `analytics.errors`,
+// each with its own consumer group, sharing a Postgres pool through pgbouncer. SIGTERM finishes
+// the current batches, commits, leaves both groups and exits 0 within SHUTDOWN_TIMEOUT_MS.
+import postgres from "postgres";
+import { ConfigError } from "../shared/config.ts";
+import { KafkaConsumer, KafkaError, KafkaProducer, type TopicPartition } from "../shared/kafka/index.ts";
+import { createLogger } from "../shared/logger.ts";
+import { createRegistry, serveMetrics } from "../shared/metrics.ts";
+import { loadWorkerConfig } from "./config.ts";
+import { runDeadLetterLoop } from "./dead-letters.ts";
+import { createWorkerMetrics, recordLag } from "./metrics.ts";
+import { createRetrier, isTransientDbError } from "./retry.ts";
+import { runScanLoop } from "./scan-loop.ts";
+import { ScanSink } from "./sink.ts";
+
+const logger = createLogger("worker").child({ worker: process.env.WORKER_INDEX ?? "0" });
+
+async function main() {
+  const config = loadWorkerConfig();
+  const registry = createRegistry("worker");
+  const metrics = createWorkerMetrics(registry);
+  const metricsServer = serveMetrics(registry, config.METRICS_HOST, config.METRICS_PORT);
+  // pgbouncer in transaction mode: no prepared statements.
+  const sql = postgres(config.DATABASE_URL, { prepare: false, max: config.DB_POOL_MAX, onnotice: () => {} });
+  const onError = (error: KafkaError) => logger.warn({ code: error.code }, error.message);
+  const producer = new KafkaProducer({ config: config.kafka, onError });
+  const consumer = new KafkaConsumer({
+    config: { ...config.kafka, "group.id": config.CONSUMER_GROUP },
+    onError,
+    onStats: (json) => recordLag(metrics, json),
+    onAssign: (ps) => logger.info({ partitions: ps.map((p) => p.partition) }, "partitions assigned"),
+    onRevoke: (ps) => logger.info({ partitions: ps.map((p) => p.partition) }, "partitions revoked"),
+  });
+  const dlqConsumer = new KafkaConsumer({
+    config: { ...config.kafka, "group.id": config.DEAD_LETTER_GROUP, "statistics.interval.ms": 0 },
+    onError,
+  });
+
+  let stopping = false;
+  const retrier = (c: KafkaConsumer) => {
+    let paused: TopicPartition[] = [];
+    return createRetrier({
+      baseMs: config.DB_RETRY_BASE_MS,
+      capMs: config.DB_RETRY_CAP_MS,
+      maxMs: config.DB_RETRY_MAX_MS,
+      isRetriable: (e) => isTransientDbError(e) || (e instanceof KafkaError && e.retriable),
+      // While retrying, stop fetching instead of buffering: librdkafka stops prefetching too.
+      onStartRetrying: () => {
+        paused = c.assignment();
+        c.pause(paused);
+      },
+      onStopRetrying: () => {
+        c.resume(paused);
+        paused = [];
+      },
+      onRetry: (what, attempt, delayMs, error) => {
+        metrics.retries.inc();
+        logger.warn({ what, attempt, delayMs, err: error.message }, "transient failure; retrying");
+      },
+    });
+  };
+
+  consumer.subscribe([config.SCANS_TOPIC]);
+  dlqConsumer.subscribe([config.DEAD_LETTER_TOPIC]);
+  logger.info(
+    {
+      topic: config.SCANS_TOPIC,
+      group: config.CONSUMER_GROUP,
+      metrics: `http://${metricsServer.hostname}:${metricsServer.port}/metrics`,
+    },
+    "worker started",
+  );
+  const loops = Promise.all([
+    runScanLoop({
+      config,
+      consumer,
+      producer,
+      sink: new ScanSink(sql),
+      metrics,
+      logger,
+      isStopping: () => stopping,
+      withRetry: retrier(consumer),
+    }),
+    runDeadLetterLoop({
+      consumer: dlqConsumer,
+      sql,
+      metrics,
+      logger,
+      isStopping: () => stopping,
+      withRetry: retrier(dlqConsumer),
+    }),
+  ]);
+
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "stopping: finishing the current batch");
+    setTimeout(() => {
+      logger.error({ timeoutMs: config.SHUTDOWN_TIMEOUT_MS }, "shutdown timed out; exiting without a clean leave");
+      process.exit(1);
+    }, config.SHUTDOWN_TIMEOUT_MS).unref();
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+
+  await loops;
+  await Promise.all([consumer.close(), dlqConsumer.close()]);
+  await producer.close(5_000);
+  await sql.end({ timeout: 5 });
+  metricsServer.stop(true);
+  logger.info("stopped");
+  process.exit(0);
+}
+
+main().catch((error) => {
+  if (error instanceof ConfigError) logger.fatal(error.message);
+  else logger.fatal({ err: error }, "worker failed; exiting for the supervisor to restart it");
+  process.exit(1);
+});

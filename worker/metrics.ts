@@ -1,0 +1,73 @@
+// A worker process's Prometheus metrics.
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+export function createWorkerMetrics(registry: Registry) {
+  return {
+    batches: new Counter({
+      name: "worker_batches_total",
+      help: "Batches written and committed",
+      registers: [registry],
+    }),
+    inserted: new Counter({
+      name: "worker_rows_inserted_total",
+      help: "Rows inserted into scan_events",
+      registers: [registry],
+    }),
+    duplicates: new Counter({
+      name: "worker_rows_duplicate_total",
+      help: "Rows skipped because their event_id was already stored (replays, client retries)",
+      registers: [registry],
+    }),
+    writeDuration: new Histogram({
+      name: "worker_write_duration_seconds",
+      help: "COPY + insert + count upsert transaction duration",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: [registry],
+    }),
+    retries: new Counter({
+      name: "worker_db_retries_total",
+      help: "Transient database errors retried",
+      registers: [registry],
+    }),
+    deadLettered: new Counter({
+      name: "worker_dead_letters_total",
+      help: "Messages sent to the dead-letter topic",
+      registers: [registry],
+    }),
+    deadLettersStored: new Counter({
+      name: "worker_dead_letters_stored_total",
+      help: "Dead letters written to the dead_letters table",
+      registers: [registry],
+    }),
+    lag: new Gauge({
+      name: "worker_consumer_lag",
+      help: "Messages behind the high watermark, per assigned partition (librdkafka statistics)",
+      labelNames: ["topic", "partition"] as const,
+      registers: [registry],
+    }),
+    lastCommit: new Gauge({
+      name: "worker_last_commit_timestamp_seconds",
+      help: "When offsets were last committed",
+      registers: [registry],
+    }),
+  };
+}
+
+export type WorkerMetrics = ReturnType<typeof createWorkerMetrics>;
+
+interface Stats {
+  topics?: Record<string, { partitions?: Record<string, { consumer_lag?: number; fetch_state?: string }> }>;
+}
+
+/** Sets the lag gauge from librdkafka's statistics JSON (only partitions this consumer fetches). */
+export function recordLag(metrics: WorkerMetrics, json: string): void {
+  const stats = JSON.parse(json) as Stats;
+  metrics.lag.reset();
+  for (const [topic, t] of Object.entries(stats.topics ?? {})) {
+    for (const [partition, p] of Object.entries(t.partitions ?? {})) {
+      if (partition === "-1" || p.fetch_state === "none" || p.consumer_lag === undefined || p.consumer_lag < 0)
+        continue;
+      metrics.lag.set({ topic, partition }, p.consumer_lag);
+    }
+  }
+}

@@ -1,0 +1,78 @@
+// Which database errors are worth retrying, and exponential backoff with full jitter.
+
+/** SQLSTATEs that heal by themselves: serialization/deadlock, connection and shutdown classes. */
+const TRANSIENT_SQLSTATE = /^(40001|40P01|08...|57P0[123]|53300|53400|55P03)$/;
+/** postgres.js and socket error codes for a connection that went away or never came. */
+const TRANSIENT_CLIENT = new Set([
+  "CONNECTION_CLOSED",
+  "CONNECTION_ENDED",
+  "CONNECTION_DESTROYED",
+  "CONNECT_TIMEOUT",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+]);
+/** pgbouncer reports its own conditions as protocol errors with these messages. */
+const PGBOUNCER_TRANSIENT =
+  /query_wait_timeout|server conn crashed|no more connections allowed|pgbouncer cannot connect|server login has been failing|database is paused|client_login_timeout/i;
+
+export function isTransientDbError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && (TRANSIENT_SQLSTATE.test(code) || TRANSIENT_CLIENT.has(code))) return true;
+  return PGBOUNCER_TRANSIENT.test(error.message);
+}
+
+export interface BackoffOptions {
+  baseMs: number;
+  capMs: number;
+}
+
+/** Full jitter: a uniformly random delay in [0, min(cap, base * 2^attempt)]. */
+export function backoffDelay(attempt: number, { baseMs, capMs }: BackoffOptions, random = Math.random): number {
+  return Math.floor(random() * Math.min(capMs, baseMs * 2 ** attempt));
+}
+
+export interface RetrierOptions extends BackoffOptions {
+  /** Give up (throw) once retrying has lasted this long. */
+  maxMs: number;
+  /** Called before the first retry (e.g. pause fetching) and after the last attempt (resume). */
+  onStartRetrying?: () => void;
+  onStopRetrying?: () => void;
+  onRetry?: (what: string, attempt: number, delayMs: number, error: Error) => void;
+  isRetriable?: (error: unknown) => boolean;
+}
+
+export class RetriesExhaustedError extends Error {
+  constructor(what: string, ms: number, cause: unknown) {
+    super(`${what}: still failing after ${ms} ms of retries: ${(cause as Error).message}`, { cause });
+    this.name = "RetriesExhaustedError";
+  }
+}
+
+/** Runs `fn`, retrying transient failures with full-jitter backoff for at most `maxMs`. */
+export function createRetrier(o: RetrierOptions) {
+  const retriable = o.isRetriable ?? isTransientDbError;
+  return async function withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const started = Date.now();
+    let attempt = 0;
+    try {
+      for (;;) {
+        try {
+          return await fn();
+        } catch (error) {
+          if (!retriable(error)) throw error;
+          const elapsed = Date.now() - started;
+          if (elapsed >= o.maxMs) throw new RetriesExhaustedError(what, elapsed, error);
+          if (attempt === 0) o.onStartRetrying?.();
+          const delay = backoffDelay(attempt, o);
+          o.onRetry?.(what, ++attempt, delay, error as Error);
+          await Bun.sleep(delay);
+        }
+      }
+    } finally {
+      if (attempt > 0) o.onStopRetrying?.();
+    }
+  };
+}
