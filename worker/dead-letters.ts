@@ -4,9 +4,9 @@
 import type { Sql } from "postgres";
 import type { ConsumedMessage, KafkaConsumer, KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
+import { commitDurable } from "./commit.ts";
 import type { Poison } from "./decode.ts";
 import type { WorkerMetrics } from "./metrics.ts";
-import { nextOffsets } from "./offsets.ts";
 
 export const HEADER = {
   error: "dlq_error",
@@ -76,7 +76,7 @@ export async function runDeadLetterLoop(o: DeadLetterLoopOptions): Promise<void>
         insert into dead_letters ${o.sql(rows, "source_topic", "source_partition", "source_offset", "key", "payload", "error", "failed_at")}
         on conflict (source_topic, source_partition, source_offset) do nothing`,
     );
-    await o.consumer.commit(nextOffsets(messages));
+    await commitDurable(o, messages);
     o.metrics.deadLettersStored.inc(rows.length);
     o.logger.warn({ count: rows.length }, "stored dead letters");
   }

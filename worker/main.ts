@@ -15,7 +15,25 @@ import { ScanSink } from "./sink.ts";
 
 const logger = createLogger("worker").child({ worker: process.env.WORKER_INDEX ?? "0" });
 
+/**
+ * postgres.js (3.4.x) can reject a second, internal promise when a connection fails during login
+ * inside sql.begin() (porsager/postgres#162 and related): the awaited call gets the same error,
+ * which our retrier handles. Only that connection-level class is tolerated here, and logged;
+ * any other unhandled rejection still ends the process for the supervisor to restart it.
+ */
+function tolerateLeakedConnectionErrors() {
+  process.on("unhandledRejection", (reason) => {
+    if (reason instanceof Error && reason.name === "PostgresError" && isTransientDbError(reason)) {
+      logger.warn({ err: reason.message }, "postgres.js leaked a connection error (already retried)");
+      return;
+    }
+    logger.fatal({ err: reason }, "unhandled rejection");
+    process.exit(1);
+  });
+}
+
 async function main() {
+  tolerateLeakedConnectionErrors();
   const config = loadWorkerConfig();
   const registry = createRegistry("worker");
   const metrics = createWorkerMetrics(registry);

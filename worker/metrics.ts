@@ -45,6 +45,11 @@ export function createWorkerMetrics(registry: Registry) {
       labelNames: ["topic", "partition"] as const,
       registers: [registry],
     }),
+    skippedCommits: new Counter({
+      name: "worker_commits_skipped_total",
+      help: "Commits refused because the group rebalanced (the batch is replayed, as a no-op)",
+      registers: [registry],
+    }),
     lastCommit: new Gauge({
       name: "worker_last_commit_timestamp_seconds",
       help: "When offsets were last committed",

@@ -1,13 +1,13 @@
 // The sink loop of one worker: poll a batch, decode it, dead-letter the poison, write the rest to
 // Postgres, and only then commit the batch's offsets (highest + 1 per partition). A crash anywhere
 // before the commit replays the batch; the unique key makes the replay a no-op.
-import type { KafkaConsumer, KafkaProducer } from "../shared/kafka/index.ts";
+import { type ConsumedMessage, type KafkaConsumer, KafkaError, type KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
+import { commitDurable } from "./commit.ts";
 import type { WorkerConfig } from "./config.ts";
 import { publishDeadLetters } from "./dead-letters.ts";
 import { type Poison, type Row, decode, isPoison } from "./decode.ts";
 import type { WorkerMetrics } from "./metrics.ts";
-import { nextOffsets } from "./offsets.ts";
 import type { ScanSink, WriteResult } from "./sink.ts";
 
 export interface ScanLoopOptions {
@@ -52,11 +52,10 @@ export async function runScanLoop(o: ScanLoopOptions): Promise<void> {
     }
     if (config.FAULT_DELAY_BEFORE_COMMIT_MS) await Bun.sleep(config.FAULT_DELAY_BEFORE_COMMIT_MS);
 
-    await consumer.commit(nextOffsets(messages));
+    await commitDurable(o, messages);
     metrics.batches.inc();
     metrics.inserted.inc(result.inserted);
     metrics.duplicates.inc(result.duplicates);
-    metrics.lastCommit.set(Date.now() / 1000);
   }
 }
 

@@ -159,7 +159,11 @@ export async function startPgbouncer(stack: LocalStack): Promise<void> {
         "max_client_conn = 1000",
         "default_pool_size = 20",
         "reserve_pool_size = 5",
-        "query_wait_timeout = 30",
+        // A client waiting this long for a server connection gets an error (and the worker backs
+        // off with paused partitions) rather than hanging through a long database outage.
+        "query_wait_timeout = 5",
+        // After Postgres was unreachable, try logging in again after 1 s (default 15 s).
+        "server_login_retry = 1",
         "server_reset_query =",
         "ignore_startup_parameters = extra_float_digits,options,search_path",
         "",

@@ -9,6 +9,8 @@ export const KAFKA_ERRORS = {
   BROKER_UNAVAILABLE: { retriable: true },
   TIMEOUT: { retriable: true },
   UNKNOWN_TOPIC: { retriable: false },
+  /** The group rebalanced under a commit: the uncommitted work is redelivered (to this or another member). */
+  REBALANCE: { retriable: false },
   FATAL: { retriable: false },
   CLOSED: { retriable: false },
   KAFKA: { retriable: false },
@@ -72,6 +74,14 @@ const BROKER_UNAVAILABLE_CODES = new Set<number>([
   ErrorCode.COORDINATOR_LOAD_IN_PROGRESS,
 ]);
 
+const REBALANCE_CODES = new Set<number>([
+  ErrorCode.ILLEGAL_GENERATION,
+  ErrorCode.UNKNOWN_MEMBER_ID,
+  ErrorCode.REBALANCE_IN_PROGRESS,
+  ErrorCode._ASSIGNMENT_LOST,
+  ErrorCode._STATE,
+]);
+
 const TIMEOUT_CODES = new Set<number>([ErrorCode._TIMED_OUT, ErrorCode._TIMED_OUT_QUEUE]);
 const UNKNOWN_TOPIC_CODES = new Set<number>([ErrorCode._UNKNOWN_TOPIC, ErrorCode.UNKNOWN_TOPIC_OR_PART]);
 
@@ -80,6 +90,7 @@ export function errorFromCode(kafkaCode: number, message: string, fatal = false)
   if (fatal) return new KafkaError("FATAL", message, kafkaCode);
   if (kafkaCode === ErrorCode._QUEUE_FULL) return new QueueFullError();
   if (BROKER_UNAVAILABLE_CODES.has(kafkaCode)) return new KafkaError("BROKER_UNAVAILABLE", message, kafkaCode);
+  if (REBALANCE_CODES.has(kafkaCode)) return new KafkaError("REBALANCE", message, kafkaCode);
   if (TIMEOUT_CODES.has(kafkaCode)) return new KafkaError("TIMEOUT", message, kafkaCode);
   if (UNKNOWN_TOPIC_CODES.has(kafkaCode)) return new KafkaError("UNKNOWN_TOPIC", message, kafkaCode);
   return new KafkaError("KAFKA", message, kafkaCode);
