@@ -67,7 +67,8 @@ export function createRetrier(o: RetrierOptions) {
           if (elapsed >= o.maxMs) throw new RetriesExhaustedError(what, elapsed, error);
           if (attempt === 0) o.onStartRetrying?.();
           const delay = backoffDelay(attempt, o);
-          o.onRetry?.(what, ++attempt, delay, error as Error);
+          attempt++;
+          o.onRetry?.(what, attempt, delay, error as Error);
           await Bun.sleep(delay);
         }
       }

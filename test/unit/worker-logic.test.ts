@@ -1,0 +1,123 @@
+// Pure worker logic: decoding to COPY lines, retry classification and backoff, commit offsets.
+import { describe, expect, test } from "bun:test";
+import { toScanRecord } from "../../shared/event.ts";
+import type { ConsumedMessage } from "../../shared/kafka/index.ts";
+import { nextOffsets } from "../../worker/commit.ts";
+import { copyText, decode, isPoison } from "../../worker/decode.ts";
+import { backoffDelay, createRetrier, isTransientDbError } from "../../worker/retry.ts";
+
+const message = (value: string | null, partition = 0, offset = 0): ConsumedMessage => ({
+  topic: "scans",
+  partition,
+  offset,
+  key: null,
+  value: value === null ? null : new TextEncoder().encode(value),
+  headers: null,
+  timestamp: 0,
+});
+
+const event = {
+  event_id: "9b2c4a57-1d7e-4a43-9a40-6f1f2e1d5b11",
+  qr_id: "QR-1",
+  scanned_at: "2026-11-25T10:00:00+02:00",
+};
+
+describe("decode", () => {
+  test("a valid record becomes one COPY line in column order, and its UTC day", () => {
+    const rec = toScanRecord(
+      { ...event, scanner_id: "tab\there", attributes: { a: "x\\y" } },
+      "2026-11-25T08:00:01Z",
+      "10.0.0.7",
+    );
+    const row = decode(message(JSON.stringify(rec), 3, 42));
+    if (isPoison(row)) throw new Error(row.error);
+    expect(row.day).toBe("2026-11-25");
+    expect(row.line).toBe(
+      `${event.event_id}\t2026-11-25T10:00:00+02:00\tQR-1\ttab\\there\t\\N\t\\N\t\\N\t\\N\t{"a":"x\\\\\\\\y"}\t10.0.0.7\t2026-11-25T08:00:01Z\t1\t3\t42\n`,
+    );
+  });
+
+  test("the partition day is UTC, not the offset's local day", () => {
+    const rec = toScanRecord({ ...event, scanned_at: "2026-11-25T01:30:00+05:00" }, "2026-11-25T00:00:00Z", null);
+    const row = decode(message(JSON.stringify(rec)));
+    expect(isPoison(row) ? row.error : row.day).toBe("2026-11-24");
+  });
+
+  test("undecodable, empty and schema-violating messages are poison with a reason", () => {
+    const reasons = [
+      message(null),
+      message("{oops"),
+      message(JSON.stringify({ ...event })), // missing received_at, client_ip, schema_version
+      message(JSON.stringify(toScanRecord({ ...event, qr_id: "no spaces" }, "2026-11-25T00:00:00Z", null))),
+      message(JSON.stringify({ ...toScanRecord(event, "2026-11-25T00:00:00Z", "not-an-ip") })),
+    ].map((m) => {
+      const d = decode(m);
+      return isPoison(d) ? d.error : "ok";
+    });
+    expect(reasons[0]).toBe("empty message value");
+    expect(reasons[1]).toMatch(/^undecodable payload/);
+    expect(reasons[2]).toMatch(/^schema violation: received_at/);
+    expect(reasons[3]).toMatch(/^schema violation: qr_id/);
+    expect(reasons[4]).toMatch(/^schema violation: client_ip/);
+  });
+
+  test("COPY text escaping covers backslash, tab, newline and carriage return", () => {
+    expect(copyText("a\\b\tc\nd\re")).toBe("a\\\\b\\tc\\nd\\re");
+    expect(copyText("plain")).toBe("plain");
+  });
+});
+
+describe("retry", () => {
+  const err = (code: string, message = "x") => Object.assign(new Error(message), { code });
+  test("transient: serialization, deadlock, connection classes, pgbouncer conditions", () => {
+    for (const c of [
+      "40001",
+      "40P01",
+      "08006",
+      "08P01",
+      "57P01",
+      "57P03",
+      "53300",
+      "CONNECTION_CLOSED",
+      "ECONNREFUSED",
+    ]) {
+      expect(isTransientDbError(err(c))).toBe(true);
+    }
+    expect(isTransientDbError(new Error("query_wait_timeout"))).toBe(true);
+  });
+  test("not transient: data, constraint and schema errors", () => {
+    for (const c of ["22P02", "23502", "42P01", "42703"]) expect(isTransientDbError(err(c))).toBe(false);
+    expect(isTransientDbError("a string")).toBe(false);
+  });
+  test("full jitter stays within [0, min(cap, base * 2^attempt)]", () => {
+    expect(backoffDelay(0, { baseMs: 100, capMs: 5_000 }, () => 0.999)).toBe(99);
+    expect(backoffDelay(3, { baseMs: 100, capMs: 5_000 }, () => 0.5)).toBe(400);
+    expect(backoffDelay(20, { baseMs: 100, capMs: 5_000 }, () => 0.999)).toBe(4_995);
+    expect(backoffDelay(5, { baseMs: 100, capMs: 5_000 }, () => 0)).toBe(0);
+  });
+  test("the retrier retries transient failures, calls the pause/resume hooks once, and gives up in time", async () => {
+    const calls: string[] = [];
+    const retry = createRetrier({
+      baseMs: 1,
+      capMs: 2,
+      maxMs: 200,
+      onStartRetrying: () => calls.push("pause"),
+      onStopRetrying: () => calls.push("resume"),
+    });
+    let n = 0;
+    expect(await retry("op", async () => (++n < 3 ? Promise.reject(err("40001")) : "done"))).toBe("done");
+    expect(calls).toEqual(["pause", "resume"]);
+    await expect(retry("op", async () => Promise.reject(err("42P01")))).rejects.toThrow("x");
+    await expect(retry("op", async () => Promise.reject(err("08006", "down")))).rejects.toThrow(
+      /still failing after \d+ ms of retries: down/,
+    );
+  });
+});
+
+test("commit offsets: highest offset + 1 per partition", () => {
+  const ms = [message("a", 0, 5), message("b", 1, 9), message("c", 0, 7), message("d", 0, 6)];
+  expect(nextOffsets(ms)).toEqual([
+    { topic: "scans", partition: 0, offset: 8 },
+    { topic: "scans", partition: 1, offset: 10 },
+  ]);
+});
