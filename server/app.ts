@@ -3,12 +3,14 @@
 import { isIP } from "node:net";
 import { Hono } from "hono";
 import { requestId } from "hono/request-id";
+import type { Sql } from "postgres";
 import type { KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
 import { apiKeyAuth } from "./auth.ts";
 import type { ServerConfig } from "./config.ts";
 import { ingestHandler } from "./ingest.ts";
 import type { ServerMetrics } from "./metrics.ts";
+import { statsHandler } from "./stats.ts";
 
 export interface AppDeps {
   config: ServerConfig;
@@ -16,6 +18,8 @@ export interface AppDeps {
   producer: KafkaProducer;
   metrics: ServerMetrics;
   logger: Logger;
+  /** Postgres (through pgbouncer) for the read side. */
+  sql: Sql;
   /** True while shutting down: /ready answers 503 so load balancers stop sending traffic. */
   isDraining: () => boolean;
 }
@@ -81,9 +85,15 @@ export function createApp(deps: AppDeps) {
     return c.json({ status: "ready" });
   });
 
+  const auth = apiKeyAuth({ hashes: deps.apiKeyHashes, disabled: config.AUTH_DISABLED });
+  app.get(
+    "/v1/qr/:qr_id/stats",
+    auth,
+    statsHandler({ sql: deps.sql, logger, retryAfterSeconds: config.RETRY_AFTER_SECONDS }),
+  );
   app.post(
     "/v1/scans",
-    apiKeyAuth({ hashes: deps.apiKeyHashes, disabled: config.AUTH_DISABLED }),
+    auth,
     ingestHandler({
       producer,
       metrics,

@@ -27,6 +27,8 @@ export const ServerConfigSchema = v.object({
   KAFKA_LINGER_MS: int(2, 0),
   KAFKA_COMPRESSION: v.optional(v.picklist(["none", "gzip", "snappy", "lz4", "zstd"]), "lz4"),
   RETRY_AFTER_SECONDS: int(2, 1),
+  DATABASE_URL: str(localStack().databaseUrl),
+  DB_POOL_MAX: int(4, 1, 100),
   DRAIN_TIMEOUT_MS: int(10_000, 100),
 });
 

@@ -1,5 +1,6 @@
 // Entry point of the edge server: config, producer, HTTP and metrics listeners, graceful shutdown.
 import { readFileSync } from "node:fs";
+import postgres from "postgres";
 import { ConfigError } from "../shared/config.ts";
 import { KafkaProducer } from "../shared/kafka/index.ts";
 import { createLogger } from "../shared/logger.ts";
@@ -41,8 +42,10 @@ async function main() {
     config: config.kafka,
     onError: (error) => logger.warn({ code: error.code, kafkaCode: error.kafkaCode }, error.message),
   });
+  // The read side goes through pgbouncer (transaction pooling): no prepared statements.
+  const sql = postgres(config.DATABASE_URL, { prepare: false, max: config.DB_POOL_MAX, onnotice: () => {} });
   let draining = false;
-  const app = createApp({ config, apiKeyHashes: hashes, producer, metrics, logger, isDraining: () => draining });
+  const app = createApp({ config, apiKeyHashes: hashes, producer, sql, metrics, logger, isDraining: () => draining });
   const server = Bun.serve({
     hostname: config.HOST,
     port: config.PORT,
@@ -75,6 +78,7 @@ async function main() {
     await server.stop(false);
     const flushed = await producer.flush(config.DRAIN_TIMEOUT_MS);
     await producer.close(1_000);
+    await sql.end({ timeout: 2 });
     metricsServer.stop(true);
     clearTimeout(hardStop);
     logger.info({ flushed }, "stopped");

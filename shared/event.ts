@@ -44,12 +44,17 @@ const Attributes = v.pipe(
   ),
 );
 
+/** A QR code's id: also the Kafka key and the read side's path parameter. */
+export const QrId = v.pipe(
+  v.string("must be a string"),
+  v.regex(/^[A-Za-z0-9._:-]{1,128}$/, "must be 1-128 characters of A-Z a-z 0-9 . _ : -"),
+);
+
+export const RFC3339Timestamp = Timestamp;
+
 const eventEntries = {
   event_id: v.pipe(v.string("must be a UUID string"), v.uuid("must be a UUID")),
-  qr_id: v.pipe(
-    v.string("must be a string"),
-    v.regex(/^[A-Za-z0-9._:-]{1,128}$/, "must be 1-128 characters of A-Z a-z 0-9 . _ : -"),
-  ),
+  qr_id: QrId,
   scanned_at: Timestamp,
   scanner_id: v.optional(
     v.pipe(v.string("must be a string"), v.minLength(1), v.maxLength(128, "at most 128 characters"), noNul),

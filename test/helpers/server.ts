@@ -1,15 +1,27 @@
+// Builds the edge app in-process against the real broker, with a random topic per test.
+import postgres, { type Sql } from "postgres";
 import { createApp } from "../../server/app.ts";
 import { sha256 } from "../../server/auth.ts";
 import { loadServerConfig } from "../../server/config.ts";
 import { createServerMetrics } from "../../server/metrics.ts";
-// Builds the edge app in-process against the real broker, with a random topic per test.
+import { localStack } from "../../shared/local-stack.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { createRegistry } from "../../shared/metrics.ts";
 import { brokerConfig, createProducer, createTopic, onCleanup } from "./kafka.ts";
 
 export const API_KEY = "test-key-123";
 
-export async function createTestApp(env: Record<string, string> = {}, { waitForKafka = true } = {}) {
+/** A pool for tests that never reach the read side: connects lazily, so it never connects. */
+function unusedSql(): Sql {
+  const sql = postgres(localStack().databaseUrl, { prepare: false, max: 1 });
+  onCleanup(() => sql.end({ timeout: 1 }));
+  return sql;
+}
+
+export async function createTestApp(
+  env: Record<string, string> = {},
+  { waitForKafka = true, sql = unusedSql() }: { waitForKafka?: boolean; sql?: Sql } = {},
+) {
   const topic = await createTopic(3);
   const config = loadServerConfig({
     KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
@@ -26,6 +38,7 @@ export async function createTestApp(env: Record<string, string> = {}, { waitForK
     config,
     apiKeyHashes: config.API_KEY_SHA256,
     producer,
+    sql,
     metrics,
     logger: createLogger("server-test", "silent"),
     isDraining: () => draining,

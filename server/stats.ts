@@ -1,0 +1,62 @@
+// GET /v1/qr/:qr_id/stats?from=&to=&interval=minute|hour|day — scans of one QR code per interval,
+// answered from scan_counts (the per-minute aggregate the workers maintain), so users can see what
+// was ingested without psql. Buckets are UTC; `from` is inclusive, `to` exclusive.
+import type { Context } from "hono";
+import type { Sql } from "postgres";
+import * as v from "valibot";
+import { QrId, RFC3339Timestamp, fieldErrors } from "../shared/event.ts";
+import type { Logger } from "../shared/logger.ts";
+
+const INTERVAL_MS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
+const MAX_BUCKETS = 10_000;
+
+const StatsQuery = v.object({
+  qr_id: QrId,
+  from: v.optional(RFC3339Timestamp),
+  to: v.optional(RFC3339Timestamp),
+  interval: v.optional(v.picklist(["minute", "hour", "day"], "must be minute, hour or day"), "hour"),
+});
+
+export function statsHandler({
+  sql,
+  logger,
+  retryAfterSeconds,
+}: { sql: Sql; logger: Logger; retryAfterSeconds: number }) {
+  return async function stats(c: Context) {
+    const parsed = v.safeParse(StatsQuery, { ...c.req.query(), qr_id: c.req.param("qr_id") });
+    if (!parsed.success) return c.json({ error: "invalid query", errors: fieldErrors(parsed.issues) }, 400);
+    const { qr_id, interval } = parsed.output;
+    const to = parsed.output.to ? new Date(parsed.output.to) : new Date();
+    const from = parsed.output.from ? new Date(parsed.output.from) : new Date(to.getTime() - 86_400_000);
+    if (from >= to) return c.json({ error: "`from` must be before `to`" }, 400);
+    const buckets = Math.ceil((to.getTime() - from.getTime()) / INTERVAL_MS[interval]);
+    if (buckets > MAX_BUCKETS) {
+      return c.json(
+        { error: `${buckets} ${interval} buckets requested; at most ${MAX_BUCKETS}: narrow the range` },
+        400,
+      );
+    }
+    let rows: { start: Date; count: string }[];
+    try {
+      rows = await sql<{ start: Date; count: string }[]>`
+        select date_trunc(${interval}, bucket, 'UTC') as start, sum(count) as count
+        from scan_counts
+        where qr_id = ${qr_id} and bucket >= ${from} and bucket < ${to}
+        group by 1 order by 1`;
+    } catch (error) {
+      logger.warn({ err: error }, "stats query failed");
+      return c.json({ error: "statistics are unavailable; retry later" }, 503, {
+        "Retry-After": String(retryAfterSeconds),
+      });
+    }
+    const series = rows.map((r) => ({ start: r.start.toISOString(), count: Number(r.count) }));
+    return c.json({
+      qr_id,
+      interval,
+      from: from.toISOString(),
+      to: to.toISOString(),
+      total: series.reduce((s, b) => s + b.count, 0),
+      buckets: series,
+    });
+  };
+}
