@@ -1,11 +1,43 @@
 // Prometheus metrics: one registry per process, served on a port of its own (loopback by default,
 // so metrics are never public by accident).
-import { Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
+
+/**
+ * Process metrics that cost microseconds per scrape. prom-client's default collectors are not used:
+ * under Bun their heap-space statistics walk the whole heap, blocking the event loop for 100 ms and
+ * more per scrape once the heap is large (measured: 110 ms with 2 M live objects).
+ */
+function registerProcessMetrics(registry: Registry): void {
+  new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes",
+    registers: [registry],
+    collect() {
+      this.set(process.memoryUsage.rss());
+    },
+  });
+  let last = { user: 0, system: 0 }; // counted from process start
+  const cpu = new Counter({
+    name: "process_cpu_seconds_total",
+    help: "User and system CPU time spent, in seconds",
+    labelNames: ["mode"] as const,
+    registers: [registry],
+    collect() {
+      const now = process.cpuUsage();
+      cpu.inc({ mode: "user" }, (now.user - last.user) / 1e6);
+      cpu.inc({ mode: "system" }, (now.system - last.system) / 1e6);
+      last = now;
+    },
+  });
+  new Gauge({ name: "process_start_time_seconds", help: "Start time of the process", registers: [registry] }).set(
+    Math.round(Date.now() / 1000 - process.uptime()),
+  );
+}
 
 export function createRegistry(service: string): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ service });
-  collectDefaultMetrics({ register: registry });
+  registerProcessMetrics(registry);
   return registry;
 }
 

@@ -1,0 +1,285 @@
+// Sink bench: rows/s from Kafka to committed rows with 1, 2 and 4 worker processes, against the
+// ceiling of a raw COPY of the same rows into the same table, in one run; then end-to-end latency
+// (the event's received_at → its row visible to a reader) at a steady offered load.
+//   bun bench/worker.ts [--rows 300000] [--workers 1,2,4] [--rate 2000] [--seconds 20]
+// Targets: >= 50% of the raw COPY rate, >= 100,000 rows/s with one worker, latency p95 < 400 ms
+// (aim < 250 ms).
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import postgres from "postgres";
+import { startKafka } from "../scripts/stack/kafka.ts";
+import { startPgbouncer, startPostgres } from "../scripts/stack/postgres.ts";
+import { type ScanEvent, toScanRecord } from "../shared/event.ts";
+import { KafkaAdmin, KafkaProducer } from "../shared/kafka/index.ts";
+import { localStack } from "../shared/local-stack.ts";
+import { migrate } from "../sql/migrate.ts";
+import { COLUMNS, type Row, decode, isPoison } from "../worker/decode.ts";
+import { arg, numArg, printTable, saveResults } from "./lib.ts";
+
+const stack = localStack();
+const totalRows = numArg("rows", 300_000);
+const workerCounts = arg("workers", "1,2,4").split(",").map(Number);
+const rate = numArg("rate", 2_000);
+const latencySeconds = numArg("seconds", 20);
+const root = new URL("..", import.meta.url).pathname;
+const adminUrl = `postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`;
+
+async function freshDatabase(tag: string) {
+  const name = `qrscan_bench_${tag}_${Date.now().toString(36)}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`create database ${name} owner ${stack.user}`);
+  await admin.end();
+  const direct = `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgPort}/${name}`;
+  await migrate(direct);
+  return {
+    name,
+    direct,
+    pooled: `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgbouncerPort}/${name}`,
+    drop: async () => {
+      const a = postgres(adminUrl, { max: 1, onnotice: () => {} });
+      await a.unsafe(`drop database if exists ${name} with (force)`);
+      await a.end();
+    },
+  };
+}
+
+function makeEvents(n: number): ScanEvent[] {
+  const now = new Date().toISOString();
+  return Array.from({ length: n }, (_, i) => ({
+    event_id: crypto.randomUUID(),
+    qr_id: `QR-${(i * 7919) % 5000}`,
+    scanned_at: now,
+    scanner_id: "bench",
+  }));
+}
+
+async function produceAll(producer: KafkaProducer, topic: string, values: string[], keys: string[]) {
+  const inflight: Promise<void>[] = [];
+  for (let i = 0; i < values.length; i += 1_000) {
+    const batch = [];
+    for (let j = i; j < Math.min(values.length, i + 1_000); j++)
+      batch.push({ topic, key: keys[j], value: values[j] as string });
+    inflight.push(producer.send(batch));
+    if (inflight.length >= 50) await inflight.shift();
+  }
+  await Promise.all(inflight);
+}
+
+function spawnWorkers(n: number, env: Record<string, string>) {
+  return Array.from({ length: n }, (_, i) =>
+    Bun.spawn(["bun", "worker/main.ts"], {
+      cwd: root,
+      env: { ...process.env, ...env, WORKER_INDEX: String(i), METRICS_PORT: "0", LOG_LEVEL: "warn" },
+      stdout: "inherit",
+      stderr: "inherit",
+    }),
+  );
+}
+
+async function stopWorkers(procs: ReturnType<typeof Bun.spawn>[]) {
+  for (const p of procs) p.kill("SIGTERM");
+  await Promise.all(procs.map((p) => p.exited));
+}
+
+async function rowCount(sql: postgres.Sql): Promise<number> {
+  const [r] = await sql<{ n: number }[]>`select count(*)::int as n from scan_events`;
+  return r?.n ?? 0;
+}
+
+/** Kafka → committed rows with `n` workers: a pre-filled topic drained into a fresh database. */
+async function sinkRun(n: number, admin: KafkaAdmin, producer: KafkaProducer, values: string[], keys: string[]) {
+  const db = await freshDatabase(`w${n}`);
+  const topic = `bench-sink-${n}-${Date.now()}`;
+  const dlq = `${topic}-dlq`;
+  await admin.createTopics([
+    { name: topic, partitions: 12 },
+    { name: dlq, partitions: 1 },
+  ]);
+  await produceAll(producer, topic, values, keys);
+  const sql = postgres(db.direct, { max: 1, onnotice: () => {} });
+  const procs = spawnWorkers(n, {
+    KAFKA_BROKERS: stack.brokers,
+    SCANS_TOPIC: topic,
+    DEAD_LETTER_TOPIC: dlq,
+    CONSUMER_GROUP: `bench-${topic}`,
+    DEAD_LETTER_GROUP: `bench-${topic}-dlq`,
+    DATABASE_URL: db.pooled,
+  });
+  // Steady state: timed from 5% of the rows to all of them, so the group join is not counted.
+  const startAt = Math.ceil(values.length * 0.05);
+  let startedRows = 0;
+  let started = 0;
+  for (;;) {
+    const rows = await rowCount(sql);
+    if (!started && rows >= startAt) {
+      started = performance.now();
+      startedRows = rows;
+    }
+    if (rows >= values.length) break;
+    await Bun.sleep(20);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  await stopWorkers(procs);
+  await sql.end();
+  await db.drop();
+  await admin.deleteTopics([topic, dlq]);
+  return (values.length - startedRows) / seconds;
+}
+
+/** The ceiling: the same rows COPYed straight into a fresh scan_events, one connection. */
+async function rawCopy(values: string[]) {
+  const db = await freshDatabase("copy");
+  const rows = values.map((value, i) => {
+    const d = decode({
+      topic: "raw",
+      partition: 0,
+      offset: i,
+      key: null,
+      headers: null,
+      timestamp: 0,
+      value: Buffer.from(value),
+    });
+    if (isPoison(d)) throw new Error(d.error);
+    return d;
+  });
+  const sql = postgres(db.direct, { max: 1, onnotice: () => {} });
+  await sql`select ensure_scan_event_partitions(current_date - 1, current_date + 1)`;
+  const started = performance.now();
+  const copy = await sql.unsafe(`copy scan_events (${COLUMNS.join(", ")}) from stdin`).writable();
+  await pipeline(
+    Readable.from(
+      (function* () {
+        for (let i = 0; i < rows.length; i += 1_000) {
+          yield rows
+            .slice(i, i + 1_000)
+            .map((r: Row) => r.line)
+            .join("");
+        }
+      })(),
+    ),
+    copy,
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const n = await rowCount(sql);
+  await sql.end();
+  await db.drop();
+  if (n !== rows.length) throw new Error(`raw COPY stored ${n} of ${rows.length}`);
+  return rows.length / seconds;
+}
+
+/** Steady offered load through Kafka and one worker; latency = row visible to a reader − received_at. */
+async function latencyRun(admin: KafkaAdmin, producer: KafkaProducer) {
+  const db = await freshDatabase("lat");
+  const topic = `bench-latency-${Date.now()}`;
+  await admin.createTopics([
+    { name: topic, partitions: 12 },
+    { name: `${topic}-dlq`, partitions: 1 },
+  ]);
+  const procs = spawnWorkers(1, {
+    KAFKA_BROKERS: stack.brokers,
+    SCANS_TOPIC: topic,
+    DEAD_LETTER_TOPIC: `${topic}-dlq`,
+    CONSUMER_GROUP: `bench-${topic}`,
+    DEAD_LETTER_GROUP: `bench-${topic}-dlq`,
+    DATABASE_URL: db.pooled,
+  });
+  await Bun.sleep(3_000); // joined the group
+  const sql = postgres(db.direct, { max: 1, onnotice: () => {} });
+  const receivedAt = new Map<string, number>();
+  const latencies: number[] = [];
+  let producing = true;
+  let stopAt = Number.POSITIVE_INFINITY;
+  // The observer: every 20 ms it reads the rows whose transaction started in the last few
+  // seconds (a commit lands after its transaction's now()); a row counts as visible when first seen.
+  const seen = new Set<string>();
+  const observer = (async () => {
+    while (producing || seen.size < receivedAt.size) {
+      const rows = await sql<{ event_id: string }[]>`
+        select event_id from scan_events where ingested_at > now() - interval '5 seconds'`;
+      const now = Date.now();
+      for (const r of rows) {
+        if (seen.has(r.event_id)) continue;
+        seen.add(r.event_id);
+        const t = receivedAt.get(r.event_id);
+        if (t !== undefined) latencies.push(now - t);
+      }
+      if (!producing && Date.now() - stopAt > 30_000) break;
+      await Bun.sleep(20);
+    }
+  })();
+  const interval = 1000 / rate;
+  const startedAt = performance.now();
+  let sent = 0;
+  while (performance.now() - startedAt < latencySeconds * 1000) {
+    const due = Math.floor((performance.now() - startedAt) / interval) - sent;
+    if (due > 0) {
+      const batch = makeEvents(due).map((e) => {
+        const now = Date.now();
+        receivedAt.set(e.event_id, now);
+        return { topic, key: e.qr_id, value: JSON.stringify(toScanRecord(e, new Date(now).toISOString(), null)) };
+      });
+      void producer.send(batch);
+      sent += due;
+    }
+    await Bun.sleep(2);
+  }
+  producing = false;
+  stopAt = Date.now();
+  await observer;
+  await stopWorkers(procs);
+  await sql.end();
+  await db.drop();
+  await admin.deleteTopics([topic, `${topic}-dlq`]);
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) =>
+    latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)] ?? Number.NaN;
+  return {
+    offered_per_s: rate,
+    events: sent,
+    observed: latencies.length,
+    p50: pct(50),
+    p95: pct(95),
+    p99: pct(99),
+    max: latencies.at(-1),
+  };
+}
+
+await Promise.all([startKafka(stack), startPostgres(stack).then(() => startPgbouncer(stack))]);
+const admin = new KafkaAdmin({ config: { "bootstrap.servers": stack.brokers } });
+const producer = new KafkaProducer({ config: { "bootstrap.servers": stack.brokers, "linger.ms": 5 } });
+const evs = makeEvents(totalRows);
+const received = new Date().toISOString();
+const values = evs.map((e) => JSON.stringify(toScanRecord(e, received, "127.0.0.1")));
+const keys = evs.map((e) => e.qr_id);
+
+const copyRate = await rawCopy(values);
+const sink: Record<string, number> = {};
+for (const n of workerCounts) sink[`${n}`] = await sinkRun(n, admin, producer, values, keys);
+const latency = await latencyRun(admin, producer);
+await producer.close();
+admin.close();
+
+console.log(
+  `\nSink throughput, ${totalRows} rows, Kafka -> committed rows (raw COPY ceiling ${Math.round(copyRate)} rows/s):`,
+);
+printTable(
+  Object.entries(sink).map(([n, r]) => ({
+    workers: n,
+    "rows/s": Math.round(r),
+    "vs raw COPY": (r / copyRate).toFixed(2),
+  })),
+);
+const one = sink["1"] ?? 0;
+const best = Math.max(...Object.values(sink));
+console.log(
+  `best ratio to raw COPY: ${(best / copyRate).toFixed(2)} (target >= 0.50) ${best / copyRate >= 0.5 ? "PASS" : "FAIL"}`,
+);
+console.log(`one worker: ${Math.round(one)} rows/s (target >= 100000) ${one >= 100_000 ? "PASS" : "FAIL"}`);
+console.log(
+  `\nEnd-to-end latency at ${rate} events/s for ${latencySeconds} s (received_at -> row visible), ms: ` +
+    `p50 ${latency.p50}  p95 ${latency.p95}  p99 ${latency.p99}  max ${latency.max}  (${latency.observed}/${latency.events} observed)`,
+);
+console.log(
+  `p95 < 400 ms (roadmap): ${latency.p95 < 400 ? "PASS" : "FAIL"}; aim < 250 ms: ${latency.p95 < 250 ? "PASS" : "FAIL"}`,
+);
+console.log(`results: ${saveResults("worker", { totalRows, copyRate, sink, latency })}`);
