@@ -1,10 +1,10 @@
 // Factories for Kafka integration tests: each gives a random topic/group and registers cleanup,
 // so tests never share state and leave nothing behind.
-import { afterEach } from "bun:test";
 import { up } from "../../scripts/stack.ts";
 import { KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaProducer } from "../../shared/kafka/index.ts";
 import type { ConsumedMessage, ConsumerOptions } from "../../shared/kafka/index.ts";
 import { localStack } from "../../shared/local-stack.ts";
+import { onCleanup } from "./cleanup.ts";
 
 // Integration tests run against the project's real local stack; `up` is idempotent and returns
 // at once when everything already runs, so any test file can also run alone.
@@ -13,14 +13,7 @@ await up();
 export const stack = localStack();
 export const brokerConfig: KafkaConfig = { "bootstrap.servers": stack.brokers };
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()?.();
-});
-
-export function onCleanup(fn: () => unknown): void {
-  cleanups.push(fn);
-}
+export { onCleanup } from "./cleanup.ts";
 
 export const uniqueName = (prefix: string) => `${prefix}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
 
@@ -35,7 +28,7 @@ export async function createTopic(partitions = 3): Promise<string> {
   const name = uniqueName("test");
   const admin = createAdmin();
   await admin.createTopics([{ name, partitions }], { ignoreExisting: false });
-  onCleanup(() => admin.deleteTopics([name]).catch(() => {}));
+  onCleanup(() => admin.deleteTopics([name]));
   return name;
 }
 

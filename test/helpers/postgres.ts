@@ -33,12 +33,4 @@ export async function tally(sql: postgres.Sql) {
   return r as { rows: number; distinct_ids: number; counted: number };
 }
 
-/** scan_counts must equal a recount of scan_events, bucket by bucket. */
-export async function countMismatches(sql: postgres.Sql): Promise<number> {
-  const [r] = await sql<{ n: number }[]>`
-    select count(*)::int as n from (
-      select qr_id, date_trunc('minute', scanned_at) as bucket, count(*) as c from scan_events group by 1, 2
-    ) e full join scan_counts s using (qr_id, bucket)
-    where e.c is distinct from s.count`;
-  return r?.n ?? -1;
-}
+export { countMismatches } from "../../sql/checks.ts";

@@ -1,0 +1,124 @@
+import { spawnSync } from "node:child_process";
+// One command runs the whole product: installs what is missing, starts the local stack, migrates,
+// starts the edge server and the worker pool, prints the URLs and, with --demo, drives realistic
+// scan traffic while a one-line status shows accepted/s, rows/s, consumer lag and p95.
+// Ctrl-C stops everything it started (the stack too, unless it was already running).
+//   bun run dev [--demo] [--rate 500]
+import { existsSync } from "node:fs";
+import { localStack } from "../shared/local-stack.ts";
+import { histogramQuantile, parsePrometheusText, sum } from "../shared/prometheus-text.ts";
+import { migrate } from "../sql/migrate.ts";
+import { service } from "./pipeline.ts";
+import { startTraffic } from "./scan-traffic.ts";
+import { down, up } from "./stack.ts";
+import { kafkaPid } from "./stack/kafka.ts";
+
+const demo = process.argv.includes("--demo");
+const rateArg = process.argv.indexOf("--rate");
+const rate = rateArg > 0 ? Number(process.argv[rateArg + 1]) : 500;
+const stack = localStack();
+const root = new URL("..", import.meta.url).pathname;
+const PORT = process.env.PORT ?? "8080";
+const METRICS_PORT = process.env.METRICS_PORT ?? "9464";
+const WORKER_METRICS_PORT = Number(process.env.WORKER_METRICS_PORT ?? 9470);
+const WORKERS = Number(process.env.WORKER_POOL_SIZE ?? 2);
+
+if (!existsSync(`${root}/node_modules/hono`)) {
+  console.log("dev: installing dependencies (bun install)...");
+  spawnSync("bun", ["install"], { cwd: root, stdio: "inherit" });
+}
+const stackWasRunning = kafkaPid(stack) !== null;
+await up();
+const applied = await migrate(stack.directDatabaseUrl);
+console.log(applied.length ? `dev: applied migrations ${applied.join(", ")}` : "dev: database schema up to date");
+
+const authDisabled = !process.env.API_KEY_SHA256 && !process.env.API_KEYS_FILE;
+const server = service(
+  "server",
+  "server/main.ts",
+  {
+    PORT,
+    METRICS_PORT,
+    ...(authDisabled ? { AUTH_DISABLED: "true" } : {}),
+    LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
+  },
+  `http://127.0.0.1:${PORT}/ready`,
+);
+const workers = service("workers", "worker/supervisor.ts", {
+  WORKER_POOL_SIZE: String(WORKERS),
+  METRICS_PORT: String(WORKER_METRICS_PORT),
+  LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
+});
+await Promise.all([server.start(), workers.start()]);
+
+console.log(`
+  edge        http://127.0.0.1:${PORT}/v1/scans   (POST; ${authDisabled ? "AUTH_DISABLED=true for this demo" : "API key required"})
+  stats       http://127.0.0.1:${PORT}/v1/qr/<qr_id>/stats?interval=minute
+  health      http://127.0.0.1:${PORT}/health  http://127.0.0.1:${PORT}/ready
+  metrics     http://127.0.0.1:${METRICS_PORT}/metrics (server), http://127.0.0.1:${WORKER_METRICS_PORT}..${WORKER_METRICS_PORT + WORKERS - 1}/metrics (workers)
+  Postgres    ${stack.databaseUrl} (via pgbouncer)
+  Ctrl-C stops everything.
+`);
+
+const traffic = demo
+  ? startTraffic({ url: `http://127.0.0.1:${PORT}`, rate, burstEveryS: 15, burstForS: 3, burstFactor: 3 })
+  : null;
+
+const scrape = async (url: string) =>
+  parsePrometheusText(
+    await fetch(url).then(
+      (r) => r.text(),
+      () => "",
+    ),
+  );
+const scrapeWorkers = async () =>
+  (
+    await Promise.all(
+      Array.from({ length: WORKERS }, (_, i) => scrape(`http://127.0.0.1:${WORKER_METRICS_PORT + i}/metrics`)),
+    )
+  ).flat();
+let lastServer = await scrape(`http://127.0.0.1:${METRICS_PORT}/metrics`);
+let lastWorkers = await scrapeWorkers();
+let lastAt = Date.now();
+const status = setInterval(async () => {
+  const [s, w] = await Promise.all([scrape(`http://127.0.0.1:${METRICS_PORT}/metrics`), scrapeWorkers()]);
+  const dt = (Date.now() - lastAt) / 1000;
+  const accepted =
+    (sum(s, "scan_events_total", { outcome: "accepted" }) -
+      sum(lastServer, "scan_events_total", { outcome: "accepted" })) /
+    dt;
+  const rejected =
+    (sum(s, "scan_events_total", { outcome: "rejected" }) -
+      sum(lastServer, "scan_events_total", { outcome: "rejected" })) /
+    dt;
+  const rows = (sum(w, "worker_rows_inserted_total") - sum(lastWorkers, "worker_rows_inserted_total")) / dt;
+  const dups = (sum(w, "worker_rows_duplicate_total") - sum(lastWorkers, "worker_rows_duplicate_total")) / dt;
+  const lag = sum(w, "worker_consumer_lag");
+  const p95 = histogramQuantile(lastServer, s, "http_request_duration_seconds", 0.95, { route: "/v1/scans" });
+  lastServer = s;
+  lastWorkers = w;
+  lastAt = Date.now();
+  const line =
+    `accepted ${accepted.toFixed(0).padStart(6)}/s  rejected ${rejected.toFixed(0).padStart(4)}/s  ` +
+    `rows ${rows.toFixed(0).padStart(6)}/s  dup-skipped ${dups.toFixed(0).padStart(4)}/s  ` +
+    `lag ${String(lag).padStart(6)}  p95 ${Number.isNaN(p95) ? "   -  " : `${(p95 * 1000).toFixed(1).padStart(5)}ms`}`;
+  process.stdout.write(process.stdout.isTTY ? `\r${line}` : `${line}\n`);
+}, 1_000);
+
+let stopping = false;
+async function shutdown() {
+  if (stopping) return;
+  stopping = true;
+  clearInterval(status);
+  console.log("\ndev: stopping...");
+  if (traffic) {
+    const t = await traffic.stop();
+    console.log(`dev: demo sent ${t.requests} requests, ${t.acknowledged.size} distinct events acknowledged`);
+  }
+  const [serverCode, workersCode] = await Promise.all([server.stop(), workers.stop()]);
+  if (!stackWasRunning) await down();
+  console.log(`dev: stopped (server exit ${serverCode}, workers exit ${workersCode})`);
+  process.exit(serverCode === 0 && workersCode === 0 ? 0 : 1);
+}
+process.on("SIGINT", () => void shutdown());
+process.on("SIGTERM", () => void shutdown());

@@ -1,0 +1,133 @@
+// Realistic scan traffic against POST /v1/scans, for the dev demo and the crash suite: many QR
+// codes with a skewed (Zipf) popularity, periodic bursts, a few invalid events and duplicates.
+// Remembers every event id that a 202 acknowledged, so a check can prove none was lost.
+
+export interface TrafficOptions {
+  url: string;
+  apiKey?: string;
+  /** Events per second outside bursts. */
+  rate: number;
+  /** Events per request (1 = single-event requests). */
+  batchSize?: number;
+  qrCodes?: number;
+  /** Share of events that are invalid (rejected by the edge, never acknowledged). */
+  invalidRatio?: number;
+  /** Share of events that repeat an earlier event id (a client retry). */
+  duplicateRatio?: number;
+  /** Every `burstEveryS` seconds, `burstFactor` × the rate for `burstForS` seconds. */
+  burstEveryS?: number;
+  burstForS?: number;
+  burstFactor?: number;
+}
+
+export interface TrafficStats {
+  requests: number;
+  accepted: number;
+  rejected: number;
+  statuses: Record<string, number>;
+  /** Distinct event ids acknowledged with 202 (the ones that must end up in Postgres). */
+  acknowledged: Set<string>;
+}
+
+const TICK_MS = 100;
+
+/** Zipf-like popularity: QR code k is picked with weight 1/(k+1). */
+function zipfPicker(n: number): () => number {
+  const cumulative = new Float64Array(n);
+  let total = 0;
+  for (let k = 0; k < n; k++) {
+    total += 1 / (k + 1);
+    cumulative[k] = total;
+  }
+  return () => {
+    const x = Math.random() * total;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((cumulative[mid] as number) < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+}
+
+export function startTraffic(o: TrafficOptions) {
+  const batchSize = o.batchSize ?? 20;
+  const pick = zipfPicker(o.qrCodes ?? 2_000);
+  const stats: TrafficStats = { requests: 0, accepted: 0, rejected: 0, statuses: {}, acknowledged: new Set() };
+  const recent: Record<string, unknown>[] = [];
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (o.apiKey) headers.authorization = `Bearer ${o.apiKey}`;
+  const inflight = new Set<Promise<void>>();
+  let stopped = false;
+  const started = Date.now();
+
+  const makeEvent = (): { event: Record<string, unknown>; valid: boolean } => {
+    const r = Math.random();
+    if (r < (o.invalidRatio ?? 0.02)) {
+      return { event: { event_id: "not-a-uuid", qr_id: "bad qr id", scanned_at: "yesterday" }, valid: false };
+    }
+    if (r < (o.invalidRatio ?? 0.02) + (o.duplicateRatio ?? 0.01) && recent.length > 0) {
+      return { event: recent[Math.floor(Math.random() * recent.length)] as Record<string, unknown>, valid: true };
+    }
+    const event = {
+      event_id: crypto.randomUUID(),
+      qr_id: `QR-${pick()}`,
+      scanned_at: new Date().toISOString(),
+      scanner_id: `gate-${Math.floor(Math.random() * 40)}`,
+    };
+    recent.push(event);
+    if (recent.length > 1_000) recent.shift();
+    return { event, valid: true };
+  };
+
+  const send = async (batch: { event: Record<string, unknown>; valid: boolean }[]) => {
+    let status = "error";
+    try {
+      const res = await fetch(`${o.url}/v1/scans`, {
+        method: "POST",
+        headers,
+        body: JSON.stringify(batch.map((b) => b.event)),
+      });
+      status = String(res.status);
+      const body = (await res.json().catch(() => null)) as { accepted?: number; rejected?: unknown[] } | null;
+      if (res.status === 202) {
+        for (const b of batch) if (b.valid) stats.acknowledged.add(b.event.event_id as string);
+        stats.accepted += body?.accepted ?? 0;
+        stats.rejected += body?.rejected?.length ?? 0;
+      }
+    } catch {
+      status = "error"; // refused/reset while a component is down: counted per status, never acknowledged
+    }
+    stats.requests++;
+    stats.statuses[status] = (stats.statuses[status] ?? 0) + 1;
+  };
+
+  const loop = (async () => {
+    let carry = 0;
+    while (!stopped) {
+      const t = (Date.now() - started) / 1000;
+      const burst = o.burstEveryS && t % o.burstEveryS < (o.burstForS ?? 2) ? (o.burstFactor ?? 3) : 1;
+      carry += (o.rate * burst * TICK_MS) / 1000;
+      while (carry >= batchSize) {
+        carry -= batchSize;
+        const p = send(Array.from({ length: batchSize }, makeEvent));
+        inflight.add(p);
+        p.finally(() => inflight.delete(p));
+      }
+      await Bun.sleep(TICK_MS);
+    }
+  })();
+
+  return {
+    stats,
+    /** Stops sending and waits for the requests in flight. */
+    async stop() {
+      stopped = true;
+      await loop;
+      await Promise.all(inflight);
+      return stats;
+    },
+  };
+}
