@@ -75,94 +75,101 @@ export async function runCrashSuite({ rate = 300, settleS = 6, log = console.log
     CONSUMER_GROUP: `${run}-sink`,
     DEAD_LETTER_GROUP: `${run}-dlq`,
   });
-  await Promise.all([server.start(), workers.start()]);
-  const traffic = startTraffic({ url: `http://127.0.0.1:${port}`, rate, batchSize: 10, duplicateRatio: 0.02 });
-
-  // Each phase: acknowledgements received from its start until the next fault starts.
-  const phases: { fault: string; from: number; to: number }[] = [];
-  const phase = async (fault: string, act: () => Promise<void>) => {
-    const from = traffic.stats.acknowledged.size;
-    await act();
-    await Bun.sleep(settleS * 1000);
-    phases.push({ fault, from, to: traffic.stats.acknowledged.size });
-  };
-
   try {
-    await phase("steady (no fault)", async () => {});
-    await phase("kill -9 a worker", async () => {
-      const victim = childPids(workers.pid as number)[0];
-      if (victim) process.kill(victim, "SIGKILL");
-    });
-    await phase("kill -9 the server", async () => {
-      await server.kill9();
-      await Bun.sleep(1_000);
-      await server.start();
-    });
-    await phase("restart the broker", async () => {
-      await stopKafka(stack);
-      await startKafka(stack);
-    });
-    await phase("restart Postgres", async () => {
-      await stopPostgres(stack);
-      await startPostgres(stack);
-    });
-    await phase("restart pgbouncer", async () => {
-      await stopPgbouncer(stack);
-      await startPgbouncer(stack);
-    });
+    return await underTraffic();
   } finally {
-    await traffic.stop();
+    await Promise.all([server.stop(), workers.stop()]);
+    await kafkaAdmin.deleteTopics([topic, `${topic}-dlq`]);
+    kafkaAdmin.close();
+    const drop = postgres(`postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`, { max: 1, onnotice: () => {} });
+    await drop.unsafe(`drop database if exists ${run} with (force)`);
+    await drop.end();
   }
 
-  const ids = [...traffic.stats.acknowledged];
-  const sql = postgres(directUrl, { max: 1, onnotice: () => {} });
-  // Let the workers drain what was acknowledged (bounded).
-  const deadline = Date.now() + 120_000;
-  let missing = await missingEventIds(sql, ids);
-  while (missing.length > 0 && Date.now() < deadline) {
-    await Bun.sleep(1_000);
-    missing = await missingEventIds(sql, missing);
-  }
-  await Bun.sleep(2_000); // a replay still in flight would show up in the counts
-  const missingSet = new Set(missing);
-  const dupRows = await duplicateRows(sql);
-  const mismatches = await countMismatches(sql);
-  const faults = phases.map((p) => {
-    const phaseIds = ids.slice(p.from, p.to);
-    return {
-      fault: p.fault,
-      acknowledged: phaseIds.length,
-      lost: phaseIds.filter((id) => missingSet.has(id)).length,
-      duplicated: 0,
+  async function underTraffic(): Promise<CrashSuiteResult> {
+    await Promise.all([server.start(), workers.start()]);
+    const traffic = startTraffic({ url: `http://127.0.0.1:${port}`, rate, batchSize: 10, duplicateRatio: 0.02 });
+
+    // Each phase: acknowledgements received from its start until the next fault starts.
+    const phases: { fault: string; from: number; to: number }[] = [];
+    const phase = async (fault: string, act: () => Promise<void>) => {
+      const from = traffic.stats.acknowledged.size;
+      await act();
+      await Bun.sleep(settleS * 1000);
+      phases.push({ fault, from, to: traffic.stats.acknowledged.size });
     };
-  });
-  // Duplicates cannot be attributed to a phase by the database; report them against every phase.
-  for (const f of faults) f.duplicated = dupRows;
-  for (const f of faults) {
-    log(
-      `${f.fault.padEnd(20)} acknowledged ${String(f.acknowledged).padStart(6)}  lost ${f.lost}  duplicated ${f.duplicated}`,
-    );
-  }
-  log(
-    `total: ${ids.length} acknowledged, ${missing.length} lost, ${dupRows} duplicate rows, ` +
-      `${mismatches} scan_counts buckets off; HTTP statuses ${JSON.stringify(traffic.stats.statuses)}`,
-  );
 
-  await sql.end();
-  await Promise.all([server.stop(), workers.stop()]);
-  await kafkaAdmin.deleteTopics([topic, `${topic}-dlq`]);
-  kafkaAdmin.close();
-  const drop = postgres(`postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`, { max: 1, onnotice: () => {} });
-  await drop.unsafe(`drop database if exists ${run} with (force)`);
-  await drop.end();
-  return {
-    faults,
-    acknowledged: ids.length,
-    lost: missing.length,
-    duplicateRows: dupRows,
-    countMismatches: mismatches,
-    statuses: traffic.stats.statuses,
-  };
+    try {
+      await phase("steady (no fault)", async () => {});
+      await phase("kill -9 a worker", async () => {
+        const victim = childPids(workers.pid as number)[0];
+        if (victim) process.kill(victim, "SIGKILL");
+      });
+      await phase("kill -9 the server", async () => {
+        await server.kill9();
+        await Bun.sleep(1_000);
+        await server.start();
+      });
+      await phase("restart the broker", async () => {
+        await stopKafka(stack);
+        await startKafka(stack);
+      });
+      await phase("restart Postgres", async () => {
+        await stopPostgres(stack);
+        await startPostgres(stack);
+      });
+      await phase("restart pgbouncer", async () => {
+        await stopPgbouncer(stack);
+        await startPgbouncer(stack);
+      });
+    } finally {
+      await traffic.stop();
+    }
+
+    const ids = [...traffic.stats.acknowledged];
+    const sql = postgres(directUrl, { max: 1, onnotice: () => {} });
+    // Let the workers drain what was acknowledged (bounded).
+    const deadline = Date.now() + 120_000;
+    let missing = await missingEventIds(sql, ids);
+    while (missing.length > 0 && Date.now() < deadline) {
+      await Bun.sleep(1_000);
+      missing = await missingEventIds(sql, missing);
+    }
+    await Bun.sleep(2_000); // a replay still in flight would show up in the counts
+    const missingSet = new Set(missing);
+    const dupRows = await duplicateRows(sql);
+    const mismatches = await countMismatches(sql);
+    const faults = phases.map((p) => {
+      const phaseIds = ids.slice(p.from, p.to);
+      return {
+        fault: p.fault,
+        acknowledged: phaseIds.length,
+        lost: phaseIds.filter((id) => missingSet.has(id)).length,
+        duplicated: 0,
+      };
+    });
+    // Duplicates cannot be attributed to a phase by the database; report them against every phase.
+    for (const f of faults) f.duplicated = dupRows;
+    for (const f of faults) {
+      log(
+        `${f.fault.padEnd(20)} acknowledged ${String(f.acknowledged).padStart(6)}  lost ${f.lost}  duplicated ${f.duplicated}`,
+      );
+    }
+    log(
+      `total: ${ids.length} acknowledged, ${missing.length} lost, ${dupRows} duplicate rows, ` +
+        `${mismatches} scan_counts buckets off; HTTP statuses ${JSON.stringify(traffic.stats.statuses)}`,
+    );
+
+    await sql.end();
+    return {
+      faults,
+      acknowledged: ids.length,
+      lost: missing.length,
+      duplicateRows: dupRows,
+      countMismatches: mismatches,
+      statuses: traffic.stats.statuses,
+    };
+  }
 }
 
 if (import.meta.main) {
