@@ -3,6 +3,7 @@
 //
 //   bun bench/load.ts --url http://127.0.0.1:8080 [--scenario single|batch|ndjson] [--batch 100]
 //                     [--concurrency 64] [--duration 10] [--rate 0] [--api-key KEY] [--out file.json]
+//                     [--acked-out ids.txt]   (event ids answered 202, one per line)
 //
 // Closed loop (default): `concurrency` workers send back to back; measures the maximum rate.
 // Open loop (--rate R requests/s): requests are due at fixed times and latency is measured from
@@ -22,6 +23,8 @@ export interface LoadOptions {
   /** Requests per second for an open-loop run; 0 means closed loop. */
   rate: number;
   apiKey?: string;
+  /** Collects the event ids of every 202 (all events the generator makes are valid). */
+  acknowledged?: string[];
 }
 
 export interface LoadResult {
@@ -36,6 +39,8 @@ export interface LoadResult {
   statuses: Record<string, number>;
   latency_ms: { p50: number; p95: number; p99: number; max: number };
   duration_s: number;
+  /** Per second of the run (by when requests were due): requests, non-202s, latency percentiles. */
+  timeline: { t: number; requests: number; errors: number; p50: number; p95: number; p99: number }[];
 }
 
 const runId = Math.floor(Math.random() * 0xffff)
@@ -44,19 +49,23 @@ const runId = Math.floor(Math.random() * 0xffff)
 let counter = 0;
 
 /** A unique, valid event: cheap to make so the generator spends its CPU on sending. */
-function event(now: string): string {
+function eventId(): string {
   const n = counter++;
-  const id = `${runId}${n.toString(16).padStart(12, "0")}`.slice(-12);
-  const qr = `QR-${(n * 7919) % 5000}`;
-  return `{"event_id":"00000000-${runId}-4000-8000-${id}","qr_id":"${qr}","scanned_at":"${now}","scanner_id":"bench"}`;
+  return `00000000-${runId}-4000-8000-${`${runId}${n.toString(16).padStart(12, "0")}`.slice(-12)}`;
 }
 
-function body(scenario: Scenario, batch: number): { body: string; events: number; contentType: string } {
+function event(id: string, now: string): string {
+  const qr = `QR-${(Number.parseInt(id.slice(-8), 16) * 7919) % 5000}`;
+  return `{"event_id":"${id}","qr_id":"${qr}","scanned_at":"${now}","scanner_id":"bench"}`;
+}
+
+function body(scenario: Scenario, batch: number): { body: string; ids: string[]; contentType: string } {
   const now = new Date().toISOString();
-  if (scenario === "single") return { body: event(now), events: 1, contentType: "application/json" };
-  const events = Array.from({ length: batch }, () => event(now));
-  if (scenario === "ndjson") return { body: events.join("\n"), events: batch, contentType: "application/x-ndjson" };
-  return { body: `[${events.join(",")}]`, events: batch, contentType: "application/json" };
+  const ids = Array.from({ length: scenario === "single" ? 1 : batch }, eventId);
+  const events = ids.map((id) => event(id, now));
+  if (scenario === "single") return { body: events[0] as string, ids, contentType: "application/json" };
+  if (scenario === "ndjson") return { body: events.join("\n"), ids, contentType: "application/x-ndjson" };
+  return { body: `[${events.join(",")}]`, ids, contentType: "application/json" };
 }
 
 export function percentile(sorted: Float64Array, p: number): number {
@@ -65,6 +74,7 @@ export function percentile(sorted: Float64Array, p: number): number {
 }
 
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
+  const started = performance.now();
   const target = `${o.url.replace(/\/$/, "")}/v1/scans`;
   const headers: Record<string, string> = {};
   if (o.apiKey) headers.authorization = `Bearer ${o.apiKey}`;
@@ -72,7 +82,14 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   let count = 0;
   let events = 0;
   const statuses: Record<string, number> = {};
-  const record = (ms: number, status: string, n: number) => {
+  const secondsTimeline: { requests: number; errors: number; latencies: number[] }[] = [];
+  const record = (ms: number, status: string, ids: string[], dueAt: number) => {
+    const second = Math.max(0, Math.floor((dueAt - started) / 1000));
+    while (secondsTimeline.length <= second) secondsTimeline.push({ requests: 0, errors: 0, latencies: [] });
+    const bucket = secondsTimeline[second] as { requests: number; errors: number; latencies: number[] };
+    bucket.requests++;
+    bucket.latencies.push(ms);
+    if (status !== "202") bucket.errors++;
     if (count === latencies.length) {
       const bigger = new Float64Array(latencies.length * 2);
       bigger.set(latencies);
@@ -80,7 +97,10 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     }
     latencies[count++] = ms;
     statuses[status] = (statuses[status] ?? 0) + 1;
-    if (status === "202") events += n;
+    if (status === "202") {
+      events += ids.length;
+      if (o.acknowledged) for (const id of ids) o.acknowledged.push(id);
+    }
   };
   const send = async (dueAt: number) => {
     const b = body(o.scenario, o.batch);
@@ -96,10 +116,9 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     } catch {
       status = "error"; // connection refused/reset: counted, not thrown
     }
-    record(performance.now() - dueAt, status, b.events);
+    record(performance.now() - dueAt, status, b.ids, dueAt);
   };
 
-  const started = performance.now();
   const endAt = started + o.durationS * 1000;
   if (o.rate > 0) {
     const interval = 1000 / o.rate;
@@ -143,13 +162,28 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
       max: round(sorted[count - 1] ?? Number.NaN),
     },
     duration_s: round(seconds),
+    timeline: secondsTimeline.map((b, t) => {
+      const s = Float64Array.from(b.latencies).sort();
+      return {
+        t,
+        requests: b.requests,
+        errors: b.errors,
+        p50: round(percentile(s, 50)),
+        p95: round(percentile(s, 95)),
+        p99: round(percentile(s, 99)),
+      };
+    }),
   };
 }
 
 if (import.meta.main) {
   const scenario = arg("scenario", "single") as Scenario;
   if (!["single", "batch", "ndjson"].includes(scenario)) throw new Error("--scenario must be single, batch or ndjson");
+  const ackedOut = arg("acked-out", "");
+  const acknowledged: string[] = [];
   const result = await runLoad({
+    // Collected only when asked for: a long closed-loop run would otherwise hold millions of ids.
+    acknowledged: ackedOut ? acknowledged : undefined,
     url: arg("url", "http://127.0.0.1:8080"),
     scenario,
     batch: numArg("batch", 100),
@@ -160,5 +194,6 @@ if (import.meta.main) {
   });
   const out = arg("out", "");
   if (out) writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  if (ackedOut) writeFileSync(ackedOut, acknowledged.join("\n"));
   console.log(JSON.stringify(result));
 }

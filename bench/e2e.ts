@@ -1,0 +1,364 @@
+// End-to-end capacity bench: open-loop load at fixed offered rates, stepped up until the SLO breaks.
+// Per step: offered vs achieved, HTTP p50/p95/p99/max and errors by status, end-to-end latency
+// (accept → row visible in Postgres), consumer lag, CPU and RSS of every process. At the end:
+// lost (acknowledged but not stored) and duplicated events, and a JSON + self-contained HTML report.
+//   bun bench/e2e.ts [--steps 1000,2000,4000,8000,16000] [--step-seconds 10] [--batch 10] [--workers 2]
+// SLO for a step to hold: HTTP p95 < 400 ms, error rate < 1%, end-to-end p95 < 400 ms.
+import { writeFileSync } from "node:fs";
+import postgres from "postgres";
+import { childPids, service } from "../scripts/pipeline.ts";
+import { up } from "../scripts/stack.ts";
+import { kafkaPid } from "../scripts/stack/kafka.ts";
+import { pgbouncerPid, postgresPid } from "../scripts/stack/postgres.ts";
+import { KafkaAdmin } from "../shared/kafka/index.ts";
+import { localStack } from "../shared/local-stack.ts";
+import { parsePrometheusText, sum } from "../shared/prometheus-text.ts";
+import { duplicateRows, missingEventIds } from "../sql/checks.ts";
+import { migrate } from "../sql/migrate.ts";
+import { arg, numArg, printTable, saveResults } from "./lib.ts";
+import type { LoadResult } from "./load.ts";
+import { cpuSampler } from "./proc-stats.ts";
+import { lineChart, page, table } from "./report.ts";
+
+const steps = arg("steps", "1000,2000,4000,8000,16000").split(",").map(Number);
+const stepSeconds = numArg("step-seconds", 10);
+const batch = numArg("batch", 10);
+const workerCount = numArg("workers", 2);
+const SLO = { httpP95Ms: 400, errorRate: 0.01, e2eP95Ms: 400 };
+/** The roadmap's bar and our own aim (an order of magnitude under it), checked per step. */
+const PHASES = [
+  { name: "roadmap bar", p95Ms: 400, errorRate: 0.01, duplicates: 0 },
+  { name: "our aim", p95Ms: 40, errorRate: 0.001, duplicates: 0 },
+];
+
+const stack = localStack();
+const root = new URL("..", import.meta.url).pathname;
+const freePort = () => {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+};
+const pct = (sorted: number[], p: number) =>
+  sorted.length
+    ? (sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number)
+    : Number.NaN;
+
+await up();
+const run = `e2e_${Date.now().toString(36)}`;
+const admin = postgres(`postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`, { max: 1, onnotice: () => {} });
+await admin.unsafe(`create database ${run} owner ${stack.user}`);
+await admin.end();
+const directUrl = `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgPort}/${run}`;
+await migrate(directUrl);
+const kafkaAdmin = new KafkaAdmin({ config: { "bootstrap.servers": stack.brokers } });
+const topic = `${run}-scans`;
+await kafkaAdmin.createTopics([
+  { name: topic, partitions: 12 },
+  { name: `${topic}-dlq`, partitions: 1 },
+]);
+const port = freePort();
+const serverMetricsPort = freePort();
+const workerMetricsBase = 20_000 + Math.floor(Math.random() * 20_000);
+const common = {
+  KAFKA_BROKERS: stack.brokers,
+  SCANS_TOPIC: topic,
+  DEAD_LETTER_TOPIC: `${topic}-dlq`,
+  DATABASE_URL: `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgbouncerPort}/${run}`,
+  LOG_LEVEL: "error",
+};
+const server = service(
+  "server",
+  "server/main.ts",
+  { ...common, PORT: String(port), METRICS_PORT: String(serverMetricsPort), AUTH_DISABLED: "true" },
+  `http://127.0.0.1:${port}/ready`,
+);
+const workers = service("workers", "worker/supervisor.ts", {
+  ...common,
+  WORKER_POOL_SIZE: String(workerCount),
+  METRICS_PORT: String(workerMetricsBase),
+  CONSUMER_GROUP: `${run}-sink`,
+  DEAD_LETTER_GROUP: `${run}-dlq`,
+});
+await Promise.all([server.start(), workers.start()]);
+await Bun.sleep(3_000); // workers joined the group
+
+const sql = postgres(directUrl, { max: 2, onnotice: () => {} });
+const started = Date.now();
+const samples: {
+  t: number;
+  lag: number;
+  rows: number;
+  procs: Record<string, { cpu_pct: number; rss_mib: number }>;
+}[] = [];
+const sampleCpu = cpuSampler(() => {
+  const pg = postgresPid(stack);
+  const workerPids = childPids(workers.pid as number);
+  return {
+    server: server.pid ? [server.pid] : [],
+    workers: workerPids,
+    kafka: [kafkaPid(stack) ?? 0].filter(Boolean),
+    postgres: pg ? [pg, ...childPids(pg)] : [],
+    pgbouncer: [pgbouncerPid(stack) ?? 0].filter(Boolean),
+  };
+});
+let rowsBefore = 0;
+const sampler = setInterval(async () => {
+  const w = (
+    await Promise.all(
+      Array.from({ length: workerCount }, (_, i) =>
+        fetch(`http://127.0.0.1:${workerMetricsBase + i}/metrics`).then(
+          (r) => r.text(),
+          () => "",
+        ),
+      ),
+    )
+  ).flatMap(parsePrometheusText);
+  const rows = sum(w, "worker_rows_inserted_total");
+  samples.push({
+    t: (Date.now() - started) / 1000,
+    lag: sum(w, "worker_consumer_lag"),
+    rows: rows - rowsBefore,
+    procs: sampleCpu(),
+  });
+  rowsBefore = rows;
+}, 1_000);
+
+// The observer: rows become "visible" when first seen (polled every 20 ms); e2e = seen − received_at.
+const e2e: { at: number; ms: number }[] = [];
+const seen = new Set<string>();
+let observing = true;
+const observer = (async () => {
+  while (observing) {
+    const rows = await sql<{ event_id: string; received_at: Date }[]>`
+      select event_id::text, received_at from scan_events where ingested_at > now() - interval '10 seconds'`;
+    const now = Date.now();
+    for (const r of rows) {
+      if (seen.has(r.event_id)) continue;
+      seen.add(r.event_id);
+      e2e.push({ at: now, ms: now - r.received_at.getTime() });
+    }
+    await Bun.sleep(20);
+  }
+})();
+
+interface StepResult {
+  offered_events_s: number;
+  load: LoadResult;
+  startedAt: number;
+  endedAt: number;
+  acked: string[];
+}
+const stepResults: StepResult[] = [];
+let lastHeld: number | null = null;
+for (const rate of steps) {
+  const out = `/tmp/${run}-${rate}.json`;
+  const ackedFile = `/tmp/${run}-${rate}.ids`;
+  const startedAt = Date.now();
+  const proc = Bun.spawn(
+    [
+      "bun",
+      "bench/load.ts",
+      "--url",
+      `http://127.0.0.1:${port}`,
+      "--scenario",
+      "batch",
+      "--batch",
+      String(batch),
+      "--rate",
+      String(rate / batch),
+      "--duration",
+      String(stepSeconds),
+      "--out",
+      out,
+      "--acked-out",
+      ackedFile,
+    ],
+    { cwd: root, stdout: "ignore", stderr: "inherit" },
+  );
+  await proc.exited;
+  const endedAt = Date.now();
+  const load = (await Bun.file(out).json()) as LoadResult;
+  const acked = (await Bun.file(ackedFile).text()).split("\n").filter(Boolean);
+  stepResults.push({ offered_events_s: rate, load, startedAt, endedAt, acked });
+  // Give the sink a moment to show whether it keeps up at this rate.
+  await Bun.sleep(2_000);
+  const window = e2e
+    .filter((e) => e.at >= startedAt && e.at <= Date.now())
+    .map((e) => e.ms)
+    .sort((a, b) => a - b);
+  const held = load.latency_ms.p95 < SLO.httpP95Ms && load.error_rate < SLO.errorRate && pct(window, 95) < SLO.e2eP95Ms;
+  console.log(
+    `step ${rate} ev/s: achieved ${load.events_per_s} ev/s, HTTP p95 ${load.latency_ms.p95} ms, errors ${load.error_rate}, ` +
+      `e2e p95 ${pct(window, 95)} ms -> ${held ? "held" : "SLO broken"}`,
+  );
+  if (!held) break;
+  lastHeld = rate;
+}
+
+// Drain, then the checks that must be zero.
+const ackedAll = stepResults.flatMap((s) => s.acked);
+let missing = await missingEventIds(sql, ackedAll);
+const drainDeadline = Date.now() + 180_000;
+while (missing.length > 0 && Date.now() < drainDeadline) {
+  await Bun.sleep(1_000);
+  missing = await missingEventIds(sql, missing);
+}
+const duplicates = await duplicateRows(sql);
+observing = false;
+await observer;
+clearInterval(sampler);
+await Promise.all([server.stop(), workers.stop()]);
+await sql.end();
+await kafkaAdmin.deleteTopics([topic, `${topic}-dlq`]);
+kafkaAdmin.close();
+const drop = postgres(`postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`, { max: 1, onnotice: () => {} });
+await drop.unsafe(`drop database if exists ${run} with (force)`);
+await drop.end();
+
+// Per-step summary.
+const procNames = ["server", "workers", "kafka", "postgres", "pgbouncer"];
+const rows = stepResults.map((s) => {
+  const window = e2e
+    .filter((e) => e.at >= s.startedAt && e.at <= s.endedAt + 2_000)
+    .map((e) => e.ms)
+    .sort((a, b) => a - b);
+  const inStep = samples.filter((x) => x.t * 1000 + started >= s.startedAt && x.t * 1000 + started <= s.endedAt);
+  const avg = (f: (x: (typeof samples)[number]) => number) =>
+    inStep.length ? Math.round(inStep.reduce((a, x) => a + f(x), 0) / inStep.length) : 0;
+  const row: Record<string, string | number> = {
+    "offered ev/s": s.offered_events_s,
+    "achieved ev/s": s.load.events_per_s,
+    "HTTP p50": s.load.latency_ms.p50,
+    "HTTP p95": s.load.latency_ms.p95,
+    "HTTP p99": s.load.latency_ms.p99,
+    "HTTP max": s.load.latency_ms.max,
+    errors:
+      Object.entries(s.load.statuses)
+        .filter(([k]) => k !== "202")
+        .map(([k, v]) => `${k}:${v}`)
+        .join(" ") || "0",
+    "e2e p50": pct(window, 50),
+    "e2e p95": pct(window, 95),
+    "e2e p99": pct(window, 99),
+    "max lag": Math.max(0, ...inStep.map((x) => x.lag)),
+  };
+  for (const p of procNames) {
+    row[`${p} cpu%`] = avg((x) => x.procs[p]?.cpu_pct ?? 0);
+    row[`${p} MiB`] = avg((x) => x.procs[p]?.rss_mib ?? 0);
+  }
+  return row;
+});
+const success = stepResults.flatMap((s) =>
+  PHASES.map((ph) => ({
+    step: `${s.offered_events_s} ev/s`,
+    phase: ph.name,
+    "p95 ms": s.load.latency_ms.p95,
+    "p95 target": `< ${ph.p95Ms}`,
+    p95: s.load.latency_ms.p95 < ph.p95Ms ? "PASS" : "FAIL",
+    "error rate": s.load.error_rate,
+    errors: s.load.error_rate < ph.errorRate ? "PASS" : "FAIL",
+    duplicates,
+    dup: duplicates <= ph.duplicates ? "PASS" : "FAIL",
+  })),
+);
+console.log("\nPer step (latencies in ms):");
+printTable(rows);
+console.log("\nSuccess metrics per step and phase:");
+printTable(success);
+console.log(
+  `\nacknowledged ${ackedAll.length}, lost ${missing.length}, duplicated ${duplicates}; ` +
+    `last offered rate that held the SLO: ${lastHeld ?? "none"} events/s`,
+);
+
+const result = {
+  steps,
+  stepSeconds,
+  batch,
+  workerCount,
+  slo: SLO,
+  lastHeld,
+  acknowledged: ackedAll.length,
+  lost: missing.length,
+  duplicates,
+  rows,
+  success,
+  samples,
+  stepsDetail: stepResults.map(({ acked, ...s }) => s),
+};
+const json = saveResults("e2e", result);
+
+// The report: latency over time, throughput, lag, CPU.
+const t0 = started;
+const markers = stepResults.map((s) => ({ x: (s.startedAt - t0) / 1000, label: `${s.offered_events_s}/s` }));
+const axis = { markers, xMax: Math.max(1, ...samples.map((x) => x.t)) };
+const pick = (r: Record<string, string | number>, keep: (k: string) => boolean) =>
+  Object.fromEntries(Object.entries(r).filter(([k]) => keep(k)));
+const httpSeries = ["p50", "p95", "p99"].map((k) => ({
+  name: `HTTP ${k}`,
+  points: stepResults.flatMap((s) =>
+    s.load.timeline.map((b) => [(s.startedAt - t0) / 1000 + b.t, b[k as "p50"]] as [number, number]),
+  ),
+}));
+const e2eBySecond = new Map<number, number[]>();
+for (const e of e2e) {
+  const sec = Math.floor((e.at - t0) / 1000);
+  e2eBySecond.set(sec, [...(e2eBySecond.get(sec) ?? []), e.ms]);
+}
+const e2eSeries = [50, 95].map((p) => ({
+  name: `e2e p${p}`,
+  points: [...e2eBySecond.entries()].map(
+    ([sec, v]) =>
+      [
+        sec,
+        pct(
+          v.sort((a, b) => a - b),
+          p,
+        ),
+      ] as [number, number],
+  ),
+}));
+const html = page(`End-to-end capacity run, ${new Date().toISOString()}`, [
+  `<p>Open-loop load in steps of ${stepSeconds} s (batches of ${batch} events), ${workerCount} workers, one machine. ` +
+    `SLO per step: HTTP p95 &lt; ${SLO.httpP95Ms} ms, errors &lt; 1%, end-to-end p95 &lt; ${SLO.e2eP95Ms} ms. ` +
+    `<b>Last offered rate that held: ${lastHeld ?? "none"} events/s.</b> Acknowledged ${ackedAll.length}, lost ${missing.length}, duplicated ${duplicates}.</p>`,
+  lineChart("Latency percentiles over time (log scale)", "ms", [...httpSeries, ...e2eSeries], { ...axis, log: true }),
+  lineChart(
+    "Throughput",
+    "events/s",
+    [
+      {
+        name: "accepted",
+        points: stepResults.flatMap((s) =>
+          s.load.timeline.map(
+            (b) => [(s.startedAt - t0) / 1000 + b.t, (b.requests - b.errors) * batch] as [number, number],
+          ),
+        ),
+      },
+      { name: "rows stored", points: samples.map((x) => [x.t, x.rows] as [number, number]) },
+    ],
+    axis,
+  ),
+  lineChart(
+    "Consumer lag",
+    "messages",
+    [{ name: "lag", points: samples.map((x) => [x.t, x.lag] as [number, number]) }],
+    axis,
+  ),
+  lineChart(
+    "CPU by process (% of one core)",
+    "%",
+    procNames.map((p) => ({
+      name: p,
+      points: samples.map((x) => [x.t, x.procs[p]?.cpu_pct ?? 0] as [number, number]),
+    })),
+    axis,
+  ),
+  `<h2>Per step: latency (ms) and errors</h2>${table(rows.map((r) => pick(r, (k) => !k.includes("cpu%") && !k.includes("MiB"))))}`,
+  `<h2>Per step: CPU (% of one core) and memory</h2>${table(rows.map((r) => pick(r, (k) => k === "offered ev/s" || k.includes("cpu%") || k.includes("MiB"))))}`,
+  `<h2>Success metrics per step and phase</h2>${table(success)}`,
+]);
+const htmlFile = json.replace(/\.json$/, ".html");
+writeFileSync(htmlFile, html);
+console.log(`results: ${json}\nreport:  ${htmlFile}`);
+process.exit(0);
