@@ -5,15 +5,13 @@
 //   bun bench/crash-suite.ts [--rate 300] [--settle 6]
 // The integration suite runs a short form (test/integration/crash-suite.test.ts).
 import postgres from "postgres";
-import { childPids, service } from "../scripts/pipeline.ts";
+import { childPids, isolatedRun, service } from "../scripts/pipeline.ts";
 import { startTraffic } from "../scripts/scan-traffic.ts";
 import { up } from "../scripts/stack.ts";
 import { startKafka, stopKafka } from "../scripts/stack/kafka.ts";
 import { startPgbouncer, startPostgres, stopPgbouncer, stopPostgres } from "../scripts/stack/postgres.ts";
-import { KafkaAdmin } from "../shared/kafka/index.ts";
-import { localStack } from "../shared/local-stack.ts";
+import { freePort } from "../scripts/stack/processes.ts";
 import { countMismatches, duplicateRows, missingEventIds } from "../sql/checks.ts";
-import { migrate } from "../sql/migrate.ts";
 
 export interface FaultResult {
   fault: string;
@@ -31,59 +29,23 @@ export interface CrashSuiteResult {
   statuses: Record<string, number>;
 }
 
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
-
 export async function runCrashSuite({ rate = 300, settleS = 6, log = console.log } = {}): Promise<CrashSuiteResult> {
-  const stack = localStack();
   await up();
-  const run = `crash_${Date.now().toString(36)}`;
-  const admin = postgres(`postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${run} owner ${stack.user}`);
-  await admin.end();
-  const directUrl = `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgPort}/${run}`;
-  await migrate(directUrl);
-  const kafkaAdmin = new KafkaAdmin({ config: { "bootstrap.servers": stack.brokers } });
-  const topic = `${run}-scans`;
-  await kafkaAdmin.createTopics([
-    { name: topic, partitions: 12 },
-    { name: `${topic}-dlq`, partitions: 1 },
-  ]);
-
+  const env = await isolatedRun("crash");
+  const { stack, directUrl } = env;
   const port = freePort();
-  const common = {
-    KAFKA_BROKERS: stack.brokers,
-    SCANS_TOPIC: topic,
-    DEAD_LETTER_TOPIC: `${topic}-dlq`,
-    DATABASE_URL: `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgbouncerPort}/${run}`,
-    LOG_LEVEL: "error",
-  };
   const server = service(
     "server",
     "server/main.ts",
-    { ...common, PORT: String(port), METRICS_PORT: String(freePort()), AUTH_DISABLED: "true" },
+    { ...env.env, PORT: String(port), METRICS_PORT: String(freePort()), AUTH_DISABLED: "true" },
     `http://127.0.0.1:${port}/ready`,
   );
-  const workers = service("workers", "worker/supervisor.ts", {
-    ...common,
-    WORKER_POOL_SIZE: "2",
-    METRICS_PORT: "0",
-    CONSUMER_GROUP: `${run}-sink`,
-    DEAD_LETTER_GROUP: `${run}-dlq`,
-  });
+  const workers = service("workers", "worker/supervisor.ts", { ...env.env, WORKER_POOL_SIZE: "2", METRICS_PORT: "0" });
   try {
     return await underTraffic();
   } finally {
     await Promise.all([server.stop(), workers.stop()]);
-    await kafkaAdmin.deleteTopics([topic, `${topic}-dlq`]);
-    kafkaAdmin.close();
-    const drop = postgres(`postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`, { max: 1, onnotice: () => {} });
-    await drop.unsafe(`drop database if exists ${run} with (force)`);
-    await drop.end();
+    await env.dispose();
   }
 
   async function underTraffic(): Promise<CrashSuiteResult> {

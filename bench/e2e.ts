@@ -6,15 +6,14 @@
 // SLO for a step to hold: HTTP p95 < 400 ms, error rate < 1%, end-to-end p95 < 400 ms.
 import { writeFileSync } from "node:fs";
 import postgres from "postgres";
-import { childPids, service } from "../scripts/pipeline.ts";
+import { childPids, isolatedRun, service } from "../scripts/pipeline.ts";
 import { up } from "../scripts/stack.ts";
 import { kafkaPid } from "../scripts/stack/kafka.ts";
 import { pgbouncerPid, postgresPid } from "../scripts/stack/postgres.ts";
-import { KafkaAdmin } from "../shared/kafka/index.ts";
+import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { parsePrometheusText, sum } from "../shared/prometheus-text.ts";
 import { duplicateRows, missingEventIds } from "../sql/checks.ts";
-import { migrate } from "../sql/migrate.ts";
 import { arg, numArg, printTable, saveResults } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
 import { cpuSampler } from "./proc-stats.ts";
@@ -33,52 +32,27 @@ const PHASES = [
 
 const stack = localStack();
 const root = new URL("..", import.meta.url).pathname;
-const freePort = () => {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-};
 const pct = (sorted: number[], p: number) =>
   sorted.length
     ? (sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number)
     : Number.NaN;
 
 await up();
-const run = `e2e_${Date.now().toString(36)}`;
-const admin = postgres(`postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`, { max: 1, onnotice: () => {} });
-await admin.unsafe(`create database ${run} owner ${stack.user}`);
-await admin.end();
-const directUrl = `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgPort}/${run}`;
-await migrate(directUrl);
-const kafkaAdmin = new KafkaAdmin({ config: { "bootstrap.servers": stack.brokers } });
-const topic = `${run}-scans`;
-await kafkaAdmin.createTopics([
-  { name: topic, partitions: 12 },
-  { name: `${topic}-dlq`, partitions: 1 },
-]);
+const isolated = await isolatedRun("e2e");
+const { directUrl, run } = isolated;
 const port = freePort();
 const serverMetricsPort = freePort();
 const workerMetricsBase = 20_000 + Math.floor(Math.random() * 20_000);
-const common = {
-  KAFKA_BROKERS: stack.brokers,
-  SCANS_TOPIC: topic,
-  DEAD_LETTER_TOPIC: `${topic}-dlq`,
-  DATABASE_URL: `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgbouncerPort}/${run}`,
-  LOG_LEVEL: "error",
-};
 const server = service(
   "server",
   "server/main.ts",
-  { ...common, PORT: String(port), METRICS_PORT: String(serverMetricsPort), AUTH_DISABLED: "true" },
+  { ...isolated.env, PORT: String(port), METRICS_PORT: String(serverMetricsPort), AUTH_DISABLED: "true" },
   `http://127.0.0.1:${port}/ready`,
 );
 const workers = service("workers", "worker/supervisor.ts", {
-  ...common,
+  ...isolated.env,
   WORKER_POOL_SIZE: String(workerCount),
   METRICS_PORT: String(workerMetricsBase),
-  CONSUMER_GROUP: `${run}-sink`,
-  DEAD_LETTER_GROUP: `${run}-dlq`,
 });
 await Promise.all([server.start(), workers.start()]);
 await Bun.sleep(3_000); // workers joined the group
@@ -214,11 +188,7 @@ await observer;
 clearInterval(sampler);
 await Promise.all([server.stop(), workers.stop()]);
 await sql.end();
-await kafkaAdmin.deleteTopics([topic, `${topic}-dlq`]);
-kafkaAdmin.close();
-const drop = postgres(`postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`, { max: 1, onnotice: () => {} });
-await drop.unsafe(`drop database if exists ${run} with (force)`);
-await drop.end();
+await isolated.dispose();
 
 // Per-step summary.
 const procNames = ["server", "workers", "kafka", "postgres", "pgbouncer"];

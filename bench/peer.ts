@@ -6,6 +6,7 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { startKafka } from "../scripts/stack/kafka.ts";
+import { freePort } from "../scripts/stack/processes.ts";
 import { KafkaAdmin } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { numArg, printTable, saveResults } from "./lib.ts";
@@ -46,13 +47,6 @@ function ensurePeerInstalled() {
     { cwd: root, stdio: "ignore" },
   );
   if (build.status !== 0) throw new Error("could not bundle shared/event.ts for the peer");
-}
-
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
 }
 
 async function startServer(cmd: string[], env: Record<string, string>, port: number) {

@@ -5,6 +5,7 @@
 // p99 < 25 ms at half the max single-event rate (open loop).
 import { spawn } from "node:child_process";
 import { startKafka } from "../scripts/stack/kafka.ts";
+import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { numArg, printTable, saveResults } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
@@ -13,13 +14,6 @@ const duration = numArg("duration", 10);
 const concurrency = numArg("concurrency", 64);
 const root = new URL("..", import.meta.url).pathname;
 const stack = localStack();
-
-function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
 
 async function startProcess(args: string[], env: Record<string, string>, readyUrl: string) {
   const child = spawn("bun", args, { cwd: root, env: { ...process.env, ...env }, stdio: "ignore" });

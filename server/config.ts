@@ -47,6 +47,9 @@ export function loadServerConfig(env: Record<string, string | undefined> = proce
       "compression.type": c.KAFKA_COMPRESSION,
       "message.timeout.ms": c.KAFKA_DELIVERY_TIMEOUT_MS,
       "statistics.interval.ms": 1_000,
+      // librdkafka backs off reconnects up to 10 s by default; while the broker is down the edge
+      // answers 503, so a shorter cap means the edge accepts again within ~1 s of its return.
+      "reconnect.backoff.max.ms": 1_000,
       ...kafkaOverrides(env),
     },
   };

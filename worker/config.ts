@@ -32,6 +32,12 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
   const c = loadConfig(WorkerConfigSchema, env);
   return {
     ...c,
-    kafka: { "bootstrap.servers": c.KAFKA_BROKERS, "statistics.interval.ms": 5_000, ...kafkaOverrides(env) },
+    kafka: {
+      "bootstrap.servers": c.KAFKA_BROKERS,
+      "statistics.interval.ms": 5_000,
+      // Resume consuming within ~1 s of a broker's return (librdkafka's default cap is 10 s).
+      "reconnect.backoff.max.ms": 1_000,
+      ...kafkaOverrides(env),
+    },
   };
 }

@@ -1,7 +1,7 @@
 // The sink loop of one worker: poll a batch, decode it, dead-letter the poison, write the rest to
 // Postgres, and only then commit the batch's offsets (highest + 1 per partition). A crash anywhere
 // before the commit replays the batch; the unique key makes the replay a no-op.
-import { type ConsumedMessage, type KafkaConsumer, KafkaError, type KafkaProducer } from "../shared/kafka/index.ts";
+import type { KafkaConsumer, KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
 import { commitDurable } from "./commit.ts";
 import type { WorkerConfig } from "./config.ts";

@@ -104,3 +104,11 @@ export function asServiceUser(cmd: string, args: string[]): [string, string[]] {
   if (!isRoot()) return [cmd, args];
   return ["setpriv", ["--reuid=postgres", "--regid=postgres", "--init-groups", "--", cmd, ...args]];
 }
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (the OS picks it; the probe is closed at once). */
+export function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}

@@ -71,13 +71,8 @@ export function scan(overrides: Record<string, unknown> = {}) {
   };
 }
 
-/** A free TCP port on 127.0.0.1 (the OS picks it; we close the probe at once). */
-export function freePort(): number {
-  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = probe.port;
-  probe.stop(true);
-  return port;
-}
+export { freePort } from "../../scripts/stack/processes.ts";
+import { freePort } from "../../scripts/stack/processes.ts";
 
 /** Starts `bun server/main.ts` as its own process; it is killed by pid after the test. */
 export async function spawnServer(env: Record<string, string>) {

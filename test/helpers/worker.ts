@@ -21,24 +21,26 @@ export async function workerEnv(databaseUrl: string, partitions = 6): Promise<Wo
   };
 }
 
+/** The environment of a worker process (or of the supervisor) bound to this test's topics and database. */
+export function workerProcessEnv(env: WorkerEnv): Record<string, string> {
+  return {
+    KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
+    SCANS_TOPIC: env.scansTopic,
+    DEAD_LETTER_TOPIC: env.deadLetterTopic,
+    CONSUMER_GROUP: env.group,
+    DEAD_LETTER_GROUP: `${env.group}-dlq`,
+    DATABASE_URL: env.databaseUrl,
+    LOG_LEVEL: "warn",
+    DB_RETRY_BASE_MS: "50",
+    DB_RETRY_CAP_MS: "1000",
+  };
+}
+
 export function spawnWorker(env: WorkerEnv, extra: Record<string, string> = {}) {
   const metricsPort = freePort();
   const proc = Bun.spawn(["bun", "worker/main.ts"], {
     cwd: new URL("../..", import.meta.url).pathname,
-    env: {
-      ...process.env,
-      KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
-      SCANS_TOPIC: env.scansTopic,
-      DEAD_LETTER_TOPIC: env.deadLetterTopic,
-      CONSUMER_GROUP: env.group,
-      DEAD_LETTER_GROUP: `${env.group}-dlq`,
-      DATABASE_URL: env.databaseUrl,
-      METRICS_PORT: String(metricsPort),
-      LOG_LEVEL: "warn",
-      DB_RETRY_BASE_MS: "50",
-      DB_RETRY_CAP_MS: "1000",
-      ...extra,
-    },
+    env: { ...process.env, ...workerProcessEnv(env), METRICS_PORT: String(metricsPort), ...extra },
     stdout: "inherit",
     stderr: "inherit",
   });

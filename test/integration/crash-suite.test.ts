@@ -4,7 +4,7 @@ import { runCrashSuite } from "../../bench/crash-suite.ts";
 
 test("kill -9 worker, kill -9 server, restart broker, Postgres, pgbouncer: nothing acknowledged is lost or doubled", async () => {
   const lines: string[] = [];
-  const result = await runCrashSuite({ rate: 200, settleS: 3, log: (l) => lines.push(l) });
+  const result = await runCrashSuite({ rate: 200, settleS: 5, log: (l) => lines.push(l) });
   console.log(lines.join("\n"));
   expect(result.faults.map((f) => f.fault)).toEqual([
     "steady (no fault)",

@@ -1,26 +1,22 @@
 // The supervisor: N workers in one group, a crashed worker restarted, SIGTERM forwarded to all.
 import { expect, test } from "bun:test";
 import { isAlive } from "../../scripts/stack/processes.ts";
-import { brokerConfig, createProducer, onCleanup } from "../helpers/kafka.ts";
+import { createProducer, onCleanup } from "../helpers/kafka.ts";
 import { createDatabase, tally } from "../helpers/postgres.ts";
 import { freePort } from "../helpers/server.ts";
-import { events, eventually, produceEvents, workerEnv } from "../helpers/worker.ts";
+import { events, eventually, produceEvents, workerEnv, workerProcessEnv } from "../helpers/worker.ts";
 
 test("restarts a worker killed with -9, forwards SIGTERM, exits 0 leaving no process behind", async () => {
   const db = await createDatabase();
   const env = await workerEnv(db.url);
   const proc = Bun.spawn(["bun", "worker/supervisor.ts"], {
     cwd: new URL("../..", import.meta.url).pathname,
+    // info level: the test reads the supervisor's "worker started" lines to learn the workers' pids.
     env: {
       ...process.env,
+      ...workerProcessEnv(env),
       WORKER_POOL_SIZE: "2",
       METRICS_PORT: String(freePort()),
-      KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
-      SCANS_TOPIC: env.scansTopic,
-      DEAD_LETTER_TOPIC: env.deadLetterTopic,
-      CONSUMER_GROUP: env.group,
-      DEAD_LETTER_GROUP: `${env.group}-dlq`,
-      DATABASE_URL: env.databaseUrl,
       LOG_LEVEL: "info",
     },
     stdout: "pipe",
