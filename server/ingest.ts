@@ -1,5 +1,6 @@
 // POST /v1/scans: validate each event, add what the server knows, hand the accepted ones to Kafka
 // and answer 202 only once Kafka acknowledged every one of them (acks=all, idempotent producer).
+import { SpanKind, SpanStatusCode, context, propagation, trace } from "@opentelemetry/api";
 import type { Context } from "hono";
 import * as v from "valibot";
 import {
@@ -8,10 +9,13 @@ import {
   ScanEventSchema,
   fieldErrors,
   scannedAtWindowError,
+  toScanRecord,
 } from "../shared/event.ts";
 import { KafkaError, type KafkaProducer, type ProducerMessage } from "../shared/kafka/index.ts";
 import { HttpError, readEvents } from "./body.ts";
 import type { ServerMetrics } from "./metrics.ts";
+
+const tracer = trace.getTracer("qrscan-server");
 
 export interface IngestOptions {
   producer: KafkaProducer;
@@ -38,7 +42,30 @@ export function ingestHandler(o: IngestOptions) {
   const accepted = o.metrics.events.labels({ outcome: "accepted", reason: "" });
   const deliveryLatency = o.metrics.deliveryLatency.labels();
 
+  // One SERVER span per request. Its parent comes from the request's traceparent; its own context
+  // goes into the Kafka headers. Without an OpenTelemetry SDK registered this is all no-op, and
+  // the client's traceparent is forwarded unchanged.
   return async function ingest(c: Context) {
+    const parent = propagation.extract(context.active(), {
+      traceparent: c.req.header("traceparent"),
+      tracestate: c.req.header("tracestate"),
+    });
+    return tracer.startActiveSpan("POST /v1/scans", { kind: SpanKind.SERVER }, parent, async (span) => {
+      try {
+        const res = await handle(c);
+        span.setAttribute("http.response.status_code", res.status);
+        return res;
+      } catch (error) {
+        span.recordException(error as Error);
+        span.setStatus({ code: SpanStatusCode.ERROR });
+        throw error;
+      } finally {
+        span.end();
+      }
+    });
+  };
+
+  async function handle(c: Context): Promise<Response> {
     // Fail fast while the broker is unreachable: no unbounded waiting, the client retries.
     if (!o.producer.connected) return unavailable(c, "Kafka is unavailable; retry later");
 
@@ -53,7 +80,9 @@ export function ingestHandler(o: IngestOptions) {
     const now = Date.now();
     const receivedAt = new Date(now).toISOString();
     const clientIp = o.clientIp(c);
-    const traceparent = c.req.header("traceparent");
+    const carrier: Record<string, string> = {};
+    propagation.inject(context.active(), carrier);
+    const traceparent = carrier.traceparent ?? c.req.header("traceparent");
     const messages: ProducerMessage[] = [];
     const rejected: Rejection[] = [];
     for (let index = 0; index < raw.length; index++) {
@@ -75,12 +104,7 @@ export function ingestHandler(o: IngestOptions) {
       messages.push({
         topic: o.topic,
         key: event.qr_id,
-        value: JSON.stringify({
-          ...event,
-          received_at: receivedAt,
-          client_ip: clientIp,
-          schema_version: SCHEMA_VERSION,
-        }),
+        value: JSON.stringify(toScanRecord(event, receivedAt, clientIp)),
         headers,
       });
     }
@@ -104,5 +128,5 @@ export function ingestHandler(o: IngestOptions) {
     deliveryLatency.observe((performance.now() - started) / 1000);
     accepted.inc(messages.length);
     return c.json({ accepted: messages.length, rejected }, 202);
-  };
+  }
 }

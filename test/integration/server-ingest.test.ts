@@ -165,6 +165,15 @@ describe("POST /v1/scans", () => {
     expect((await app.request("/health")).status).toBe(200);
   }, 30_000);
 
+  test("503 with Retry-After when the producer queue is full (backpressure, nothing buffered without bound)", async () => {
+    // A queue of 10 messages and a long linger: a 50-event request cannot be enqueued whole.
+    const { post } = await createTestApp({ KAFKA_OPT_QUEUE_BUFFERING_MAX_MESSAGES: "10", KAFKA_LINGER_MS: "500" });
+    const res = await post(JSON.stringify(Array.from({ length: 50 }, () => scan())));
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("2");
+    expect((await body(res)).error).toMatch(/QUEUE_FULL/);
+  });
+
   test("/ready is 200 when connected and 503 while draining; unknown routes are a JSON 404", async () => {
     const { app, setDraining } = await createTestApp();
     expect((await app.request("/ready")).status).toBe(200);
