@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import postgres from "postgres";
 import { ConfigError } from "../shared/config.ts";
-import { KafkaProducer } from "../shared/kafka/index.ts";
+import { KafkaProducer, librdkafkaVersion } from "../shared/kafka/index.ts";
 import { createLogger } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
 import { createApp } from "./app.ts";
@@ -58,6 +58,7 @@ async function main() {
       url: `http://${server.hostname}:${server.port}`,
       metrics: `http://${metricsServer.hostname}:${metricsServer.port}/metrics`,
       topic: config.SCANS_TOPIC,
+      librdkafka: librdkafkaVersion(),
     },
     "edge server listening",
   );

@@ -3,7 +3,13 @@
 // the current batches, commits, leaves both groups and exits 0 within SHUTDOWN_TIMEOUT_MS.
 import postgres from "postgres";
 import { ConfigError } from "../shared/config.ts";
-import { KafkaConsumer, KafkaError, KafkaProducer, type TopicPartition } from "../shared/kafka/index.ts";
+import {
+  KafkaConsumer,
+  KafkaError,
+  KafkaProducer,
+  type TopicPartition,
+  librdkafkaVersion,
+} from "../shared/kafka/index.ts";
 import { createLogger } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
 import { loadWorkerConfig } from "./config.ts";
@@ -84,6 +90,7 @@ async function main() {
     {
       topic: config.SCANS_TOPIC,
       group: config.CONSUMER_GROUP,
+      librdkafka: librdkafkaVersion(),
       metrics: `http://${metricsServer.hostname}:${metricsServer.port}/metrics`,
     },
     "worker started",

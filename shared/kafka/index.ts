@@ -1,5 +1,7 @@
 // The project's Kafka client: a bun:ffi binding to librdkafka's C API.
 // See README.md ("Why our own Kafka binding") for why the Confluent npm package is not used.
+import { lib } from "./ffi.ts";
+
 export { KafkaAdmin, type NewTopic, type PartitionLag, type TopicDescription } from "./admin.ts";
 export { type ConsumedMessage, type ConsumerOptions, KafkaConsumer } from "./consumer.ts";
 export { ErrorCode } from "./error-codes.ts";
@@ -12,5 +14,3 @@ export { type Bytes, type DeliveryReport, KafkaProducer, type ProducerMessage } 
 export function librdkafkaVersion(): string {
   return String(lib().rd_kafka_version_str());
 }
-
-import { lib } from "./ffi.ts";

@@ -4,6 +4,7 @@ import { up } from "../../scripts/stack.ts";
 import { KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaProducer } from "../../shared/kafka/index.ts";
 import type { ConsumedMessage, ConsumerOptions } from "../../shared/kafka/index.ts";
 import { localStack } from "../../shared/local-stack.ts";
+import { nextOffsets } from "../../worker/commit.ts";
 import { onCleanup } from "./cleanup.ts";
 
 // Integration tests run against the project's real local stack; `up` is idempotent and returns
@@ -63,16 +64,6 @@ export async function consumeN(
   return out;
 }
 
-/** Highest offset + 1 per partition: what to commit after processing `messages`. */
-export function nextOffsets(messages: readonly ConsumedMessage[]) {
-  const next = new Map<string, { topic: string; partition: number; offset: number }>();
-  for (const m of messages) {
-    const k = `${m.topic}/${m.partition}`;
-    const cur = next.get(k);
-    if (!cur || m.offset + 1 > cur.offset)
-      next.set(k, { topic: m.topic, partition: m.partition, offset: m.offset + 1 });
-  }
-  return [...next.values()];
-}
+export { nextOffsets } from "../../worker/commit.ts";
 
 export const text = (b: Uint8Array | null | undefined) => (b ? Buffer.from(b).toString("utf8") : null);

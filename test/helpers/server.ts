@@ -1,5 +1,6 @@
 // Builds the edge app in-process against the real broker, with a random topic per test.
 import postgres, { type Sql } from "postgres";
+import { freePort } from "../../scripts/stack/processes.ts";
 import { createApp } from "../../server/app.ts";
 import { sha256 } from "../../server/auth.ts";
 import { loadServerConfig } from "../../server/config.ts";
@@ -72,7 +73,6 @@ export function scan(overrides: Record<string, unknown> = {}) {
 }
 
 export { freePort } from "../../scripts/stack/processes.ts";
-import { freePort } from "../../scripts/stack/processes.ts";
 
 /** Starts `bun server/main.ts` as its own process; it is killed by pid after the test. */
 export async function spawnServer(env: Record<string, string>) {
