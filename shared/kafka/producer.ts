@@ -216,7 +216,7 @@ export class KafkaProducer {
         this.#vuView.setInt32(off + VU.vtype, VTYPE.HEADER, true);
         this.#setPtr(off + VU.u, this.#dataPtr + pos);
         this.#setPtr(off + VU.u + 8, this.#dataPtr + valuePos);
-        this.#vuView.setBigInt64(off + VU.u + 16, BigInt(valueLen), true);
+        this.#setPtr(off + VU.u + 16, valueLen); // ssize_t length; non-negative, so the same two-uint32 write
         n++;
         pos = valuePos + valueLen;
       }
@@ -251,7 +251,8 @@ export class KafkaProducer {
   }
 
   #setPtr(off: number, p: number): void {
-    // Pointers fit in 53 bits on x86-64/arm64 user space; written as two uint32 to avoid a BigInt.
+    // Pointers (and sizes) fit in 53 bits on x86-64/arm64 user space; written as two uint32 so the
+    // hot path allocates no BigInt.
     this.#vuView.setUint32(off, p >>> 0, true);
     this.#vuView.setUint32(off + 4, Math.floor(p / 0x100000000), true);
   }
