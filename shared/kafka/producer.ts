@@ -183,6 +183,8 @@ export class KafkaProducer {
 
   #enqueue(m: ProducerMessage, opaque: number): KafkaError | null {
     const rkt = this.#topic(m.topic);
+    // Returned, never thrown: #send must account for what was already enqueued by this call.
+    if (rkt instanceof KafkaError) return rkt;
     let n = 0;
     let pos = 0;
     n = this.#vuPtr(n, VTYPE.RKT, rkt);
@@ -275,11 +277,14 @@ export class KafkaProducer {
     return n + 1;
   }
 
-  #topic(name: string): Pointer {
+  #topic(name: string): Pointer | KafkaError {
     let rkt = this.#topics.get(name);
     if (!rkt) {
       const created = lib().rd_kafka_topic_new(this.#rk, cstr(name), null);
-      if (!created) throw new KafkaError("CONFIG", `could not create topic handle for "${name}"`);
+      if (!created) {
+        const shown = name.length > 80 ? `${name.slice(0, 80)}… (${name.length} characters)` : name;
+        return new KafkaError("CONFIG", `could not create topic handle for "${shown}"`);
+      }
       rkt = created;
       this.#topics.set(name, rkt);
     }

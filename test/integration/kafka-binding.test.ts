@@ -231,6 +231,23 @@ describe("typed errors, bounded in time", () => {
     expect(lag?.highWatermark).toBe(100);
   });
 
+  test("a topic librdkafka refuses fails the batch with CONFIG and leaves the in-flight count exact", async () => {
+    const topic = await createTopic(1);
+    const producer = createProducer();
+    const refused = producer.send([
+      { topic, value: "first" },
+      { topic: "t".repeat(100_000), value: "never enqueued" },
+    ]);
+    await expect(refused).rejects.toMatchObject({ code: "CONFIG" });
+    await expect(refused).rejects.toThrow(/\(100000 characters\)/);
+    expect(producer.inflight).toBe(0);
+    // The message enqueued before the refusal was still delivered, and the producer still works.
+    await producer.send([{ topic, value: "second" }]);
+    expect(producer.inflight).toBe(0);
+    const [lag] = createAdmin().groupLag(`nobody-${Date.now()}`, topic);
+    expect(lag?.highWatermark).toBe(2);
+  });
+
   test("a missing librdkafka is a LibraryNotFoundError naming the package", () => {
     expect(() => loadLibrdkafka("/nonexistent/librdkafka.so.1")).toThrow(LibraryNotFoundError);
     expect(() => loadLibrdkafka("/nonexistent/librdkafka.so.1")).toThrow(/apt-get install librdkafka1/);
