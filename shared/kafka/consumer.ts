@@ -8,14 +8,16 @@
 // Rebalances: cooperative-sticky by default. A revocation that arrives while poll() has already
 // gathered messages is held back: poll() returns those messages, and the revocation is applied
 // at the start of the next poll() (or close()). The caller's contract is "write, commit, then
-// poll again", so by then the revoked partitions' work is durable and committed.
+// poll again", so by then the revoked partitions' work is durable and committed. A caller that
+// polls the next batch while writing the previous one says so (`workInFlight`): the revocation
+// is then held even with nothing gathered, until a poll() made with nothing in flight.
 //
 // Threading: everything arrives as events on the consumer queue (fetched messages, rebalances,
 // errors, statistics), polled from JS with a zero timeout; librdkafka never calls into JS.
-import { type Pointer, read, toArrayBuffer } from "bun:ffi";
+import { type Pointer, read } from "bun:ffi";
 import { ErrorCode } from "./error-codes.ts";
 import { KafkaError, errorFromCode } from "./errors.ts";
-import { lib } from "./ffi.ts";
+import { lib, libc } from "./ffi.ts";
 import { EVENT, HANDLE_TYPE, MESSAGE } from "./layout.ts";
 import {
   type KafkaConfig,
@@ -70,6 +72,10 @@ const ENFORCED: KafkaConfig = {
 };
 
 const EMPTY_POLL_SLEEP_MS = 1;
+// Messages served per turn of the event loop: a large batch is gathered in slices so the
+// caller's other I/O (e.g. the previous batch's database round trips) is not held up.
+const DRAIN_SLICE = 500;
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class KafkaConsumer {
   readonly #rk: Pointer;
@@ -119,22 +125,30 @@ export class KafkaConsumer {
 
   /**
    * Returns up to `maxMessages` messages, waiting at most `maxWaitMs` (never blocking the event
-   * loop). Applies a held-back revocation first: call it only after the previous batch is
-   * written and committed.
+   * loop). Applies a held-back revocation first: call it only after every batch it returned
+   * before is written and committed.
+   *
+   * With `workInFlight` the caller is still writing an earlier batch: a revocation is then never
+   * applied, only held (see `revokePending`), and poll() returns as soon as one arrives.
    */
-  async poll(maxMessages: number, maxWaitMs: number): Promise<ConsumedMessage[]> {
+  async poll(maxMessages: number, maxWaitMs: number, { workInFlight = false } = {}): Promise<ConsumedMessage[]> {
     this.#assertOpen();
     if (this.#polling) throw new KafkaError("KAFKA", "poll() is already running on this consumer");
     this.#polling = true;
     try {
-      if (this.#pendingRevoke) this.#applyRevoke();
       const messages: ConsumedMessage[] = [];
+      if (this.#pendingRevoke) {
+        if (workInFlight) return messages;
+        this.#applyRevoke();
+      }
       const deadline = Date.now() + maxWaitMs;
       while (messages.length < maxMessages) {
-        const drained = this.#drain(messages, maxMessages);
+        const slice = Math.min(maxMessages, messages.length + DRAIN_SLICE);
+        const drained = this.#drain(messages, slice, workInFlight);
         if (this.#pendingRevoke) break;
         if (!drained && Date.now() >= deadline) break;
         if (!drained) await Bun.sleep(EMPTY_POLL_SLEEP_MS);
+        else if (messages.length < maxMessages) await yieldToEventLoop();
         if (this.#closed) break;
       }
       return messages;
@@ -143,8 +157,13 @@ export class KafkaConsumer {
     }
   }
 
+  /** True when a revocation is held until the caller's work is committed and it polls again. */
+  get revokePending(): boolean {
+    return this.#pendingRevoke !== null;
+  }
+
   /** Serves queued events into `messages`; returns false when the queue was empty. */
-  #drain(messages: ConsumedMessage[], maxMessages: number): boolean {
+  #drain(messages: ConsumedMessage[], maxMessages: number, workInFlight: boolean): boolean {
     const l = lib();
     let served = false;
     while (messages.length < maxMessages && !this.#pendingRevoke) {
@@ -154,7 +173,7 @@ export class KafkaConsumer {
       const type = l.rd_kafka_event_type(ev);
       if (type === EVENT.REBALANCE) {
         // Ownership of `ev` passes to the rebalance handler.
-        this.#onRebalance(ev, messages.length > 0);
+        this.#onRebalance(ev, workInFlight || messages.length > 0);
         continue;
       }
       try {
@@ -395,6 +414,7 @@ export class KafkaConsumer {
 /** Copies `len` bytes of librdkafka memory into a JS-owned buffer (null pointer → null). */
 function copyBytes(p: Pointer | null, len: number): Uint8Array | null {
   if (!p) return null;
-  if (len === 0) return new Uint8Array();
-  return new Uint8Array(toArrayBuffer(p, 0, len).slice(0));
+  const out = new Uint8Array(len);
+  if (len > 0) libc().memcpy(out, p, len);
+  return out;
 }

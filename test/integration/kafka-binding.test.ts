@@ -170,6 +170,42 @@ describe("consumer commits", () => {
     // this loop commits every batch before polling again, so there are none.
     expect([...received.values()].every((n) => n === 1)).toBe(true);
   });
+
+  test("with work in flight, a revocation is held, not applied, until a poll with nothing in flight", async () => {
+    const topic = await createTopic(6);
+    const group = `g-held-${Date.now()}`;
+    const a = createConsumer({ "group.id": group });
+    a.subscribe([topic]);
+    const deadline = Date.now() + 15_000;
+    while (a.assignment().length < 6 && Date.now() < deadline) await a.poll(100, 50);
+    expect(a.assignment().length).toBe(6);
+
+    const b = createConsumer({ "group.id": group });
+    b.subscribe([topic]);
+    const joinDeadline = Date.now() + 20_000;
+    while (!a.revokePending && Date.now() < joinDeadline) {
+      await a.poll(100, 50, { workInFlight: true });
+      await b.poll(100, 50);
+    }
+    expect(a.revokePending).toBe(true);
+    // Still held: A keeps every partition, and polling with work in flight returns at once.
+    expect(a.assignment().length).toBe(6);
+    const started = performance.now();
+    expect(await a.poll(100, 2_000, { workInFlight: true })).toEqual([]);
+    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(a.assignment().length).toBe(6);
+
+    await a.poll(100, 50);
+    expect(a.revokePending).toBe(false);
+    expect(a.assignment().length).toBeLessThan(6);
+    const moved = Date.now() + 20_000;
+    while (b.assignment().length === 0 && Date.now() < moved) {
+      await a.poll(100, 50);
+      await b.poll(100, 50);
+    }
+    expect(a.assignment().length + b.assignment().length).toBe(6);
+    expect(b.assignment().length).toBeGreaterThan(0);
+  });
 });
 
 describe("typed errors, bounded in time", () => {
