@@ -9,14 +9,21 @@ import type { Logger } from "../shared/logger.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 
 export function nextOffsets(messages: readonly ConsumedMessage[]): TopicPartitionOffset[] {
-  const next = new Map<string, TopicPartitionOffset>();
+  // Per topic, the next offset indexed by partition (no per-message key strings: batches are large).
+  const byTopic = new Map<string, number[]>();
   for (const m of messages) {
-    const key = `${m.topic}\u0000${m.partition}`;
-    const cur = next.get(key);
-    if (!cur || m.offset + 1 > cur.offset)
-      next.set(key, { topic: m.topic, partition: m.partition, offset: m.offset + 1 });
+    let next = byTopic.get(m.topic);
+    if (!next) {
+      next = [];
+      byTopic.set(m.topic, next);
+    }
+    if (!(m.offset < (next[m.partition] ?? 0))) next[m.partition] = m.offset + 1;
   }
-  return [...next.values()];
+  const offsets: TopicPartitionOffset[] = [];
+  for (const [topic, next] of byTopic) {
+    next.forEach((offset, partition) => offsets.push({ topic, partition, offset }));
+  }
+  return offsets;
 }
 
 /**

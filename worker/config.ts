@@ -1,6 +1,6 @@
 // A worker process's configuration, from the environment (see README "Worker configuration").
 import * as v from "valibot";
-import { int, kafkaOverrides, loadConfig, str } from "../shared/config.ts";
+import { ConfigError, int, kafkaOverrides, loadConfig, str } from "../shared/config.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
 
 export const WorkerConfigSchema = v.object({
@@ -13,6 +13,8 @@ export const WorkerConfigSchema = v.object({
   DB_POOL_MAX: int(4, 1, 100),
   BATCH_MAX_ROWS: int(5_000, 1, 100_000),
   BATCH_MAX_WAIT_MS: int(50, 1, 60_000),
+  /** Batches written concurrently (one transaction and connection each); offsets still commit in order. */
+  WRITES_IN_FLIGHT: int(2, 1, 16),
   DB_RETRY_BASE_MS: int(100, 1),
   DB_RETRY_CAP_MS: int(5_000, 1),
   /** Retrying gives up after this long; the process exits non-zero and the supervisor restarts it. */
@@ -30,6 +32,12 @@ export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema> & {
 
 export function loadWorkerConfig(env: Record<string, string | undefined> = process.env): WorkerConfig {
   const c = loadConfig(WorkerConfigSchema, env);
+  // Each batch in flight holds a connection, and the dead-letter loop needs one more.
+  if (c.DB_POOL_MAX <= c.WRITES_IN_FLIGHT) {
+    throw new ConfigError([
+      `DB_POOL_MAX (${c.DB_POOL_MAX}) must be greater than WRITES_IN_FLIGHT (${c.WRITES_IN_FLIGHT}): raise DB_POOL_MAX or lower WRITES_IN_FLIGHT`,
+    ]);
+  }
   return {
     ...c,
     kafka: {

@@ -52,8 +52,14 @@ async function main() {
     config: { ...config.kafka, "group.id": config.CONSUMER_GROUP },
     onError,
     onStats: (json) => recordLag(metrics, json),
-    onAssign: (ps) => logger.info({ partitions: ps.map((p) => p.partition) }, "partitions assigned"),
-    onRevoke: (ps) => logger.info({ partitions: ps.map((p) => p.partition) }, "partitions revoked"),
+    onAssign: (ps) => {
+      metrics.assigned.set(consumer.assignment().length);
+      logger.info({ partitions: ps.map((p) => p.partition) }, "partitions assigned");
+    },
+    onRevoke: (ps) => {
+      metrics.assigned.set(consumer.assignment().length);
+      logger.info({ partitions: ps.map((p) => p.partition) }, "partitions revoked");
+    },
   });
   const dlqConsumer = new KafkaConsumer({
     config: { ...config.kafka, "group.id": config.DEAD_LETTER_GROUP, "statistics.interval.ms": 0 },
@@ -63,6 +69,8 @@ async function main() {
   let stopping = false;
   const retrier = (c: KafkaConsumer) => {
     let paused: TopicPartition[] = [];
+    // Several batches can be retrying at once (WRITES_IN_FLIGHT): pause on the first, resume after the last.
+    let retrying = 0;
     return createRetrier({
       baseMs: config.DB_RETRY_BASE_MS,
       capMs: config.DB_RETRY_CAP_MS,
@@ -70,10 +78,12 @@ async function main() {
       isRetriable: (e) => isTransientDbError(e) || (e instanceof KafkaError && e.retriable),
       // While retrying, stop fetching instead of buffering: librdkafka stops prefetching too.
       onStartRetrying: () => {
+        if (retrying++ > 0) return;
         paused = c.assignment();
         c.pause(paused);
       },
       onStopRetrying: () => {
+        if (--retrying > 0) return;
         c.resume(paused);
         paused = [];
       },

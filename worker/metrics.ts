@@ -50,6 +50,11 @@ export function createWorkerMetrics(registry: Registry) {
       help: "Commits refused because the group rebalanced (the batch is replayed, as a no-op)",
       registers: [registry],
     }),
+    assigned: new Gauge({
+      name: "worker_assigned_partitions",
+      help: "Partitions of the scans topic currently assigned to this worker",
+      registers: [registry],
+    }),
     lastCommit: new Gauge({
       name: "worker_last_commit_timestamp_seconds",
       help: "When offsets were last committed",

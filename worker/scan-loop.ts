@@ -1,7 +1,12 @@
 // The sink loop of one worker: poll a batch, decode it, dead-letter the poison, write the rest to
 // Postgres, and only then commit the batch's offsets (highest + 1 per partition). A crash anywhere
 // before the commit replays the batch; the unique key makes the replay a no-op.
-import type { KafkaConsumer, KafkaProducer } from "../shared/kafka/index.ts";
+//
+// While a batch is being written, the next is polled and decoded, and up to WRITES_IN_FLIGHT
+// batches are written at once (each in its own transaction, on its own connection), so this
+// process and the database work at the same time. Offsets are still committed batch by batch, in
+// poll order, and at most WRITES_IN_FLIGHT + 1 batches are held in memory.
+import type { ConsumedMessage, KafkaConsumer, KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
 import { commitDurable } from "./commit.ts";
 import type { WorkerConfig } from "./config.ts";
@@ -21,42 +26,82 @@ export interface ScanLoopOptions {
   withRetry: <T>(what: string, fn: () => Promise<T>) => Promise<T>;
 }
 
+interface Batch {
+  messages: ConsumedMessage[];
+  rows: Row[];
+  poison: Poison[];
+}
+
 /** SQLSTATE classes caused by a row's data (22: data exception, 23: integrity): isolate the row. */
 const isDataError = (error: unknown) => /^2[23]/.test(String((error as { code?: unknown }).code ?? ""));
 
 export async function runScanLoop(o: ScanLoopOptions): Promise<void> {
-  const { config, consumer, metrics } = o;
+  const { config, consumer } = o;
+  // Oldest first; each batch commits its offsets only after the one before it has.
+  const inFlight: Promise<void>[] = [];
   while (!o.isStopping()) {
-    const messages = await consumer.poll(config.BATCH_MAX_ROWS, config.BATCH_MAX_WAIT_MS);
-    if (messages.length === 0) continue;
-
-    const rows: Row[] = [];
-    const poison: Poison[] = [];
-    for (const m of messages) {
-      const d = decode(m);
-      if (isPoison(d)) poison.push(d);
-      else rows.push(d);
-    }
-
-    const started = performance.now();
-    // Each attempt isolates afresh: a retry after a partial bisection must not dead-letter twice.
-    const { result, isolated } = await o.withRetry("write batch", async () => {
-      const isolated: Poison[] = [];
-      return { result: await writeIsolating(o, rows, isolated), isolated };
+    const messages = await consumer.poll(config.BATCH_MAX_ROWS, config.BATCH_MAX_WAIT_MS, {
+      workInFlight: inFlight.length > 0,
     });
-    poison.push(...isolated);
-    metrics.writeDuration.observe((performance.now() - started) / 1000);
-    if (poison.length) {
-      await o.withRetry("publish dead letters", () => publishDeadLetters(o.producer, config.DEAD_LETTER_TOPIC, poison));
-      metrics.deadLettered.inc(poison.length);
+    const batch = messages.length > 0 ? await decodeBatch(messages) : null;
+    if (inFlight.length >= config.WRITES_IN_FLIGHT) await inFlight.shift();
+    if (batch) {
+      const written = writeAndCommit(o, batch, inFlight.at(-1) ?? null);
+      // If this loop fails before awaiting it, the batch is abandoned uncommitted (replayed as a
+      // no-op by the partition's next owner) and the loop's own error is the one reported.
+      written.catch(() => {});
+      inFlight.push(written);
     }
-    if (config.FAULT_DELAY_BEFORE_COMMIT_MS) await Bun.sleep(config.FAULT_DELAY_BEFORE_COMMIT_MS);
-
-    await commitDurable(o, messages);
-    metrics.batches.inc();
-    metrics.inserted.inc(result.inserted);
-    metrics.duplicates.inc(result.duplicates);
+    // A held revocation is applied by the next poll, which must find nothing in flight.
+    if (consumer.revokePending) {
+      for (const written of inFlight.splice(0)) await written;
+    }
   }
+  for (const written of inFlight.splice(0)) await written;
+}
+
+// Messages decoded per turn of the event loop, so the batch being written is not held up.
+const DECODE_SLICE = 500;
+
+async function decodeBatch(messages: ConsumedMessage[]): Promise<Batch> {
+  const rows: Row[] = [];
+  const poison: Poison[] = [];
+  for (let i = 0; i < messages.length; i++) {
+    if (i > 0 && i % DECODE_SLICE === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    const d = decode(messages[i] as ConsumedMessage);
+    if (isPoison(d)) poison.push(d);
+    else rows.push(d);
+  }
+  return { messages, rows, poison };
+}
+
+/**
+ * Writes a batch, then commits its offsets once `previous` (the batch polled before it) has
+ * committed: an offset commit covers everything before it in the partition, so a batch written
+ * early must not commit past one still being written. If `previous` failed, this one throws too.
+ */
+async function writeAndCommit(o: ScanLoopOptions, batch: Batch, previous: Promise<void> | null): Promise<void> {
+  const { messages, rows, poison } = batch;
+  const { config, metrics } = o;
+  const started = performance.now();
+  // Each attempt isolates afresh: a retry after a partial bisection must not dead-letter twice.
+  const { result, isolated } = await o.withRetry("write batch", async () => {
+    const isolated: Poison[] = [];
+    return { result: await writeIsolating(o, rows, isolated), isolated };
+  });
+  poison.push(...isolated);
+  metrics.writeDuration.observe((performance.now() - started) / 1000);
+  if (poison.length) {
+    await o.withRetry("publish dead letters", () => publishDeadLetters(o.producer, config.DEAD_LETTER_TOPIC, poison));
+    metrics.deadLettered.inc(poison.length);
+  }
+  if (config.FAULT_DELAY_BEFORE_COMMIT_MS) await Bun.sleep(config.FAULT_DELAY_BEFORE_COMMIT_MS);
+
+  await previous;
+  await commitDurable(o, messages);
+  metrics.batches.inc();
+  metrics.inserted.inc(result.inserted);
+  metrics.duplicates.inc(result.duplicates);
 }
 
 /**

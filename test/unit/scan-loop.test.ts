@@ -1,0 +1,144 @@
+// The sink loop's ordering rules, with a scripted consumer and sink (pure orchestration logic;
+// the real Kafka/Postgres behaviour is covered by the integration tests).
+import { expect, test } from "bun:test";
+import { Registry } from "prom-client";
+import { toScanRecord } from "../../shared/event.ts";
+import type { ConsumedMessage, KafkaConsumer, KafkaProducer, TopicPartitionOffset } from "../../shared/kafka/index.ts";
+import { createLogger } from "../../shared/logger.ts";
+import { loadWorkerConfig } from "../../worker/config.ts";
+import type { Row } from "../../worker/decode.ts";
+import { createWorkerMetrics } from "../../worker/metrics.ts";
+import { runScanLoop } from "../../worker/scan-loop.ts";
+import type { ScanSink } from "../../worker/sink.ts";
+
+const now = new Date().toISOString();
+
+/** `count` valid messages on partition 0 starting at `from`. */
+function batch(from: number, count = 3): ConsumedMessage[] {
+  return Array.from({ length: count }, (_, i) => ({
+    topic: "scans",
+    partition: 0,
+    offset: from + i,
+    key: null,
+    headers: null,
+    timestamp: 0,
+    value: new TextEncoder().encode(
+      JSON.stringify(toScanRecord({ event_id: crypto.randomUUID(), qr_id: "QR-1", scanned_at: now }, now, null)),
+    ),
+  }));
+}
+
+interface Script {
+  batches: ConsumedMessage[][];
+  /** Write time per batch (by its first offset), and batches whose write fails. */
+  writeMs: Record<number, number>;
+  failing?: Set<number>;
+  /** After this poll (1-based), report a held revocation until a poll without work in flight. */
+  revokeAfterPoll?: number;
+  writesInFlight: number;
+}
+
+async function run(script: Script) {
+  const log: string[] = [];
+  const pollsWithWorkInFlight: boolean[] = [];
+  let writing = 0;
+  let maxWriting = 0;
+  let polls = 0;
+  let revokePending = false;
+  const consumer = {
+    get revokePending() {
+      return revokePending;
+    },
+    async poll(_max: number, _wait: number, { workInFlight = false } = {}) {
+      polls++;
+      pollsWithWorkInFlight.push(workInFlight);
+      if (revokePending && !workInFlight) {
+        revokePending = false;
+        log.push("revoke applied");
+      }
+      if (polls === script.revokeAfterPoll) revokePending = true;
+      return script.batches.shift() ?? [];
+    },
+    async commit(offsets: readonly TopicPartitionOffset[]) {
+      log.push(`commit ${offsets.map((o) => o.offset).join(",")}`);
+    },
+  };
+  const sink = {
+    async write(rows: readonly Row[]) {
+      const first = (rows[0] as Row).message.offset;
+      writing++;
+      maxWriting = Math.max(maxWriting, writing);
+      await Bun.sleep(script.writeMs[first] ?? 1);
+      writing--;
+      if (script.failing?.has(first)) {
+        log.push(`failed ${first}`);
+        throw Object.assign(new Error(`batch at ${first} failed`), { code: "42P01" });
+      }
+      log.push(`written ${first}`);
+      return { inserted: rows.length, duplicates: 0 };
+    },
+  };
+  const config = loadWorkerConfig({ WRITES_IN_FLIGHT: String(script.writesInFlight), DB_POOL_MAX: "8" });
+  const done = runScanLoop({
+    config,
+    consumer: consumer as unknown as KafkaConsumer,
+    producer: {} as KafkaProducer,
+    sink: sink as unknown as ScanSink,
+    metrics: createWorkerMetrics(new Registry()),
+    logger: createLogger("test", "silent"),
+    isStopping: () => script.batches.length === 0,
+    withRetry: (_what, fn) => fn(),
+  });
+  return { done, log, pollsWithWorkInFlight, maxWriting: () => maxWriting };
+}
+
+test("a batch written before the one polled ahead of it still commits after it", async () => {
+  const r = await run({ batches: [batch(0), batch(3)], writeMs: { 0: 60, 3: 1 }, writesInFlight: 2 });
+  await r.done;
+  expect(r.log).toEqual(["written 3", "written 0", "commit 3", "commit 6"]);
+  expect(r.maxWriting()).toBe(2);
+});
+
+test("when a batch fails, the batches polled after it are never committed", async () => {
+  const r = await run({
+    batches: [batch(0), batch(3), batch(6)],
+    writeMs: { 0: 40, 3: 1, 6: 1 },
+    failing: new Set([0]),
+    writesInFlight: 2,
+  });
+  await expect(r.done).rejects.toThrow("batch at 0 failed");
+  expect(r.log.filter((l) => l.startsWith("commit"))).toEqual([]);
+});
+
+test("never more than WRITES_IN_FLIGHT batches are written at once", async () => {
+  const batches = Array.from({ length: 6 }, (_, i) => batch(i * 3));
+  const one = await run({ batches: [...batches], writeMs: {}, writesInFlight: 1 });
+  await one.done;
+  expect(one.maxWriting()).toBe(1);
+  const three = await run({ batches, writeMs: { 0: 30, 3: 30, 6: 30, 9: 30 }, writesInFlight: 3 });
+  await three.done;
+  expect(three.maxWriting()).toBe(3);
+  expect(three.log.filter((l) => l.startsWith("commit"))).toEqual([
+    "commit 3",
+    "commit 6",
+    "commit 9",
+    "commit 12",
+    "commit 15",
+    "commit 18",
+  ]);
+});
+
+test("a held revocation is applied only by a poll made after every batch in flight committed", async () => {
+  const r = await run({
+    batches: [batch(0), batch(3), batch(6), batch(9)],
+    writeMs: { 0: 20, 3: 20 },
+    revokeAfterPoll: 2,
+    writesInFlight: 2,
+  });
+  await r.done;
+  const applied = r.log.indexOf("revoke applied");
+  expect(applied).toBeGreaterThan(0);
+  // Batches 0 and 3 were polled before the revocation: both committed before it was applied.
+  expect(r.log.slice(0, applied)).toEqual(expect.arrayContaining(["commit 3", "commit 6"]));
+  expect(r.pollsWithWorkInFlight[2]).toBe(false);
+});
