@@ -9,6 +9,7 @@ import { pipeline } from "node:stream/promises";
 import postgres from "postgres";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { startPgbouncer, startPostgres } from "../scripts/stack/postgres.ts";
+import { freePort } from "../scripts/stack/processes.ts";
 import { type ScanEvent, toScanRecord } from "../shared/event.ts";
 import { KafkaAdmin, KafkaProducer } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
@@ -23,6 +24,7 @@ const rate = numArg("rate", 2_000);
 const latencySeconds = numArg("seconds", 20);
 const root = new URL("..", import.meta.url).pathname;
 const adminUrl = `postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`;
+const SINK_PARTITIONS = 12;
 
 async function freshDatabase(tag: string) {
   const name = `qrscan_bench_${tag}_${Date.now().toString(36)}`;
@@ -66,14 +68,37 @@ async function produceAll(producer: KafkaProducer, topic: string, values: string
 }
 
 function spawnWorkers(n: number, env: Record<string, string>) {
-  return Array.from({ length: n }, (_, i) =>
-    Bun.spawn(["bun", "worker/main.ts"], {
+  return Array.from({ length: n }, (_, i) => {
+    const metricsPort = freePort();
+    const proc = Bun.spawn(["bun", "worker/main.ts"], {
       cwd: root,
-      env: { ...process.env, ...env, WORKER_INDEX: String(i), METRICS_PORT: "0", LOG_LEVEL: "warn" },
+      env: { ...process.env, ...env, WORKER_INDEX: String(i), METRICS_PORT: String(metricsPort), LOG_LEVEL: "warn" },
       stdout: "inherit",
       stderr: "inherit",
-    }),
-  );
+    });
+    return Object.assign(proc, { metricsPort });
+  });
+}
+
+/**
+ * Rows inserted and committed (DB and Kafka offsets) so far, and partitions assigned, summed over
+ * the workers' metrics. Cheap to ask often, unlike count(*) on the growing table, which would
+ * compete for the database's CPU and slow down what is being measured.
+ */
+async function workerProgress(procs: { metricsPort: number }[]) {
+  let rows = 0;
+  let partitions = 0;
+  let allAssigned = true;
+  for (const p of procs) {
+    const text = await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`)
+      .then((r) => r.text())
+      .catch(() => "");
+    const assigned = Number(/^worker_assigned_partitions(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0);
+    rows += Number(/^worker_rows_inserted_total(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0);
+    partitions += assigned;
+    allAssigned &&= assigned > 0;
+  }
+  return { rows, partitions, allAssigned };
 }
 
 async function stopWorkers(procs: ReturnType<typeof Bun.spawn>[]) {
@@ -92,7 +117,7 @@ async function sinkRun(n: number, admin: KafkaAdmin, producer: KafkaProducer, va
   const topic = `bench-sink-${n}-${Date.now()}`;
   const dlq = `${topic}-dlq`;
   await admin.createTopics([
-    { name: topic, partitions: 12 },
+    { name: topic, partitions: SINK_PARTITIONS },
     { name: dlq, partitions: 1 },
   ]);
   await produceAll(producer, topic, values, keys);
@@ -105,21 +130,26 @@ async function sinkRun(n: number, admin: KafkaAdmin, producer: KafkaProducer, va
     DEAD_LETTER_GROUP: `bench-${topic}-dlq`,
     DATABASE_URL: db.pooled,
   });
-  // Steady state: timed from 5% of the rows to all of them, so the group join is not counted.
-  const startAt = Math.ceil(values.length * 0.05);
+  // Steady state: timed from the moment every worker holds partitions (the group has settled)
+  // to the last row, so joining the group is not counted.
   let startedRows = 0;
   let started = 0;
   for (;;) {
-    const rows = await rowCount(sql);
-    if (!started && rows >= startAt) {
+    const { rows, partitions, allAssigned } = await workerProgress(procs);
+    if (!started && allAssigned && partitions === SINK_PARTITIONS) {
       started = performance.now();
       startedRows = rows;
     }
     if (rows >= values.length) break;
-    await Bun.sleep(20);
+    await Bun.sleep(50);
+  }
+  if (values.length - startedRows < values.length / 2) {
+    console.warn(`  (${n} workers: only ${values.length - startedRows} rows after the group settled; use more --rows)`);
   }
   const seconds = (performance.now() - started) / 1000;
   await stopWorkers(procs);
+  const stored = await rowCount(sql);
+  if (stored !== values.length) throw new Error(`${n} worker(s) stored ${stored} of ${values.length} rows`);
   await sql.end();
   await db.drop();
   await admin.deleteTopics([topic, dlq]);
