@@ -384,26 +384,43 @@ export class KafkaConsumer {
     await this.#commitChain;
     this.#closed = true;
     const l = lib();
+    const deadline = Date.now() + timeoutMs;
     this.#applyRevoke();
+    // librdkafka before 2.4 can block forever inside an (un)assign call when a cooperative
+    // assignment is served while the consumer is closing (librdkafka#4527), which froze a worker
+    // on SIGTERM here once. So leave the group first: unsubscribe and serve the rebalances that
+    // follow until nothing is assigned; only then close.
+    const unsubscribed = l.rd_kafka_unsubscribe(this.#rk);
+    if (unsubscribed !== 0)
+      this.#options.onError?.(errorFromCode(unsubscribed, `unsubscribe: ${errText(unsubscribed)}`));
+    else await this.#serveRebalancesUntil(() => this.#assignment.size === 0, deadline);
     const error = takeError(l.rd_kafka_consumer_close_queue(this.#rk, this.#queue), "consumer close");
     if (error) this.#options.onError?.(error);
-    const deadline = Date.now() + timeoutMs;
-    while (!error && l.rd_kafka_consumer_closed(this.#rk) === 0 && Date.now() < deadline) {
+    else await this.#serveRebalancesUntil(() => l.rd_kafka_consumer_closed(this.#rk) !== 0, deadline);
+    l.rd_kafka_queue_destroy(this.#commitQueue);
+    l.rd_kafka_queue_destroy(this.#queue);
+    l.rd_kafka_destroy(this.#rk);
+  }
+
+  /** While closing: serves rebalance events; fetched messages are dropped (never returned, never committed). */
+  async #serveRebalancesUntil(done: () => boolean, deadline: number): Promise<void> {
+    const l = lib();
+    while (!done() && Date.now() < deadline) {
       const ev = l.rd_kafka_queue_poll(this.#queue, 0);
       if (!ev) {
         await Bun.sleep(5);
         continue;
       }
-      if (l.rd_kafka_event_type(ev) === EVENT.REBALANCE) {
-        this.#pendingRevoke = ev;
-        this.#applyRevoke();
-      } else {
+      if (l.rd_kafka_event_type(ev) !== EVENT.REBALANCE) {
         l.rd_kafka_event_destroy(ev);
+        continue;
+      }
+      try {
+        this.#onRebalance(ev, false);
+      } catch (error) {
+        this.#options.onError?.(error as KafkaError);
       }
     }
-    l.rd_kafka_queue_destroy(this.#commitQueue);
-    l.rd_kafka_queue_destroy(this.#queue);
-    l.rd_kafka_destroy(this.#rk);
   }
 
   #assertOpen(): void {

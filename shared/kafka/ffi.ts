@@ -62,6 +62,7 @@ const symbols = {
   rd_kafka_subscribe: { args: ["ptr", "ptr"], returns: "i32" },
   rd_kafka_poll_set_consumer: { args: ["ptr"], returns: "i32" },
   rd_kafka_assign: { args: ["ptr", "ptr"], returns: "i32" },
+  rd_kafka_unsubscribe: { args: ["ptr"], returns: "i32" },
   rd_kafka_incremental_assign: { args: ["ptr", "ptr"], returns: "ptr" },
   rd_kafka_incremental_unassign: { args: ["ptr", "ptr"], returns: "ptr" },
   rd_kafka_rebalance_protocol: { args: ["ptr"], returns: "cstring" },
