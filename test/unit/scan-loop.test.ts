@@ -142,3 +142,11 @@ test("a held revocation is applied only by a poll made after every batch in flig
   expect(r.log.slice(0, applied)).toEqual(expect.arrayContaining(["commit 3", "commit 6"]));
   expect(r.pollsWithWorkInFlight[2]).toBe(false);
 });
+
+test("WRITES_IN_FLIGHT must leave DB_POOL_MAX a connection for dead letters; the message names both", () => {
+  expect(() => loadWorkerConfig({ WRITES_IN_FLIGHT: "4", DB_POOL_MAX: "4" })).toThrow(
+    /DB_POOL_MAX \(4\) must be greater than WRITES_IN_FLIGHT \(4\)/,
+  );
+  expect(loadWorkerConfig({ WRITES_IN_FLIGHT: "3", DB_POOL_MAX: "4" }).WRITES_IN_FLIGHT).toBe(3);
+  expect(() => loadWorkerConfig({ WRITES_IN_FLIGHT: "0" })).toThrow(/WRITES_IN_FLIGHT/);
+});
