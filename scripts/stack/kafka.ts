@@ -65,6 +65,11 @@ function writeConfig(stack: LocalStack): void {
       "group.initial.rebalance.delay.ms=0",
       "delete.topic.enable=true",
       "log.retention.hours=24",
+      // Sized to a small dev box: the defaults (3 network + 8 I/O threads) contend on 2 cores.
+      // At 3,000 single-event requests/s the broker used 98-129 us of CPU per request with these
+      // against 117-149 us with the defaults (6 and 5 warm runs; the edge's p99 is too noisy here to tell).
+      "num.network.threads=2",
+      "num.io.threads=2",
       "",
     ].join("\n"),
   );
