@@ -142,6 +142,7 @@ async function sinkRun(n: number, admin: KafkaAdmin, producer: KafkaProducer, va
   // to the last row, so joining the group is not counted.
   let startedRows = 0;
   let started = 0;
+  const deadline = Date.now() + 10 * 60_000;
   for (;;) {
     const { rows, partitions, allAssigned } = await workerProgress(procs);
     if (!started && allAssigned && partitions === SINK_PARTITIONS) {
@@ -149,8 +150,15 @@ async function sinkRun(n: number, admin: KafkaAdmin, producer: KafkaProducer, va
       startedRows = rows;
     }
     if (rows >= values.length) break;
+    const exited = procs.find((p) => p.exitCode !== null);
+    if (exited || Date.now() > deadline) {
+      await stopWorkers(procs);
+      const why = exited ? `worker ${exited.pid} exited with ${exited.exitCode}` : "10 minutes passed";
+      throw new Error(`${n} worker(s): ${rows} of ${values.length} rows committed when ${why}`);
+    }
     await Bun.sleep(50);
   }
+  if (!started) throw new Error(`${n} worker(s): every row was stored before the group settled; use more --rows`);
   if (values.length - startedRows < values.length / 2) {
     console.warn(`  (${n} workers: only ${values.length - startedRows} rows after the group settled; use more --rows)`);
   }
