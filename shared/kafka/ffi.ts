@@ -99,20 +99,25 @@ export const LIBRARY_CANDIDATES = [
   "librdkafka.dylib",
 ];
 
-function open(candidates: readonly string[]) {
+/** Opens the first library of `candidates` that loads; `notFound` turns the attempts into the error. */
+function openFirst<S extends Record<string, FFIFunction>>(
+  candidates: readonly string[],
+  table: S,
+  notFound: (tried: string[]) => Error,
+) {
   const tried: string[] = [];
   for (const path of candidates) {
     try {
-      return dlopen(path, symbols);
+      return dlopen(path, table);
     } catch (error) {
       tried.push(`${path}: ${(error as Error).message}`);
     }
   }
-  throw new LibraryNotFoundError(tried);
+  throw notFound(tried);
 }
 
 export function loadLibrdkafka(path = process.env.LIBRDKAFKA_PATH) {
-  return open(path ? [path] : LIBRARY_CANDIDATES);
+  return openFirst(path ? [path] : LIBRARY_CANDIDATES, symbols, (tried) => new LibraryNotFoundError(tried));
 }
 
 // bun-types allow pointers and 64-bit results to come back as bigint; on 64-bit Linux/macOS Bun
@@ -133,23 +138,16 @@ const libcSymbols = {
 
 const LIBC_CANDIDATES = ["libc.so.6", "libSystem.B.dylib"];
 
-let loadedLibc: { memcpy: (dst: Uint8Array, src: number, len: number) => unknown } | undefined;
+type Libc = { memcpy: (dst: Uint8Array, src: number, len: number) => unknown };
+let loadedLibc: Libc | undefined;
 
 /** The process-wide libc symbols we use, opened on first use. */
-export function libc() {
-  if (!loadedLibc) {
-    const tried: string[] = [];
-    for (const path of LIBC_CANDIDATES) {
-      try {
-        loadedLibc = dlopen(path, libcSymbols).symbols as unknown as typeof loadedLibc;
-        break;
-      } catch (error) {
-        tried.push(`${path}: ${(error as Error).message}`);
-      }
-    }
-    if (!loadedLibc)
-      throw new KafkaError("LIBRARY_NOT_FOUND", `the C library could not be opened (${tried.join("; ")})`);
-  }
+export function libc(): Libc {
+  loadedLibc ??= openFirst(
+    LIBC_CANDIDATES,
+    libcSymbols,
+    (tried) => new KafkaError("LIBRARY_NOT_FOUND", `the C library could not be opened (${tried.join("; ")})`),
+  ).symbols as unknown as Libc;
   return loadedLibc;
 }
 
