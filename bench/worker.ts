@@ -14,7 +14,7 @@ import { type ScanEvent, toScanRecord } from "../shared/event.ts";
 import { KafkaAdmin, KafkaProducer } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { migrate } from "../sql/migrate.ts";
-import { COLUMNS, type Row, decode, isPoison } from "../worker/decode.ts";
+import { COLUMNS, decode, isPoison } from "../worker/decode.ts";
 import { arg, median, numArg, printTable, saveResults } from "./lib.ts";
 
 const stack = localStack();
@@ -172,6 +172,19 @@ async function sinkRun(n: number, admin: KafkaAdmin, producer: KafkaProducer, va
   return (values.length - startedRows) / seconds;
 }
 
+/** COPY text format: NULL as \N; backslash, tab, newline and carriage return escaped. */
+function copyLine(json: string): string {
+  const row = JSON.parse(json) as Record<string, unknown>;
+  return `${Object.keys(COLUMNS)
+    .map((c) => {
+      const x = row[c];
+      if (x === undefined || x === null) return "\\N";
+      const s = typeof x === "object" ? JSON.stringify(x) : String(x);
+      return s.replace(/[\\\t\n\r]/g, (ch) => ({ "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" })[ch] as string);
+    })
+    .join("\t")}\n`;
+}
+
 /** The ceiling: the same rows COPYed straight into a fresh scan_events, one connection. */
 async function rawCopy(values: string[]) {
   const db = await freshDatabase("copy");
@@ -186,20 +199,17 @@ async function rawCopy(values: string[]) {
       value: Buffer.from(value),
     });
     if (isPoison(d)) throw new Error(d.error);
-    return d;
+    return copyLine(d.json);
   });
   const sql = postgres(db.direct, { max: 1, onnotice: () => {} });
   await sql`select ensure_scan_event_partitions(current_date - 1, current_date + 1)`;
   const started = performance.now();
-  const copy = await sql.unsafe(`copy scan_events (${COLUMNS.join(", ")}) from stdin`).writable();
+  const copy = await sql.unsafe(`copy scan_events (${Object.keys(COLUMNS).join(", ")}) from stdin`).writable();
   await pipeline(
     Readable.from(
       (function* () {
         for (let i = 0; i < rows.length; i += 1_000) {
-          yield rows
-            .slice(i, i + 1_000)
-            .map((r: Row) => r.line)
-            .join("");
+          yield rows.slice(i, i + 1_000).join("");
         }
       })(),
     ),

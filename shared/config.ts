@@ -59,7 +59,7 @@ export function loadConfig<S extends v.ObjectSchema<v.ObjectEntries, v.ErrorMess
   );
 }
 
-/** librdkafka properties from env: KAFKA_LINGER_MS=10 → {"linger.ms": "10"}. */
+/** librdkafka properties from env: KAFKA_OPT_LINGER_MS=10 → {"linger.ms": "10"}. */
 export function kafkaOverrides(env: Record<string, string | undefined> = process.env, prefix = "KAFKA_OPT_") {
   const out: Record<string, string> = {};
   for (const [k, value] of Object.entries(env)) {
@@ -67,4 +67,28 @@ export function kafkaOverrides(env: Record<string, string | undefined> = process
       out[k.slice(prefix.length).toLowerCase().replaceAll("_", ".")] = value;
   }
   return out;
+}
+
+/**
+ * The producer settings a 202 (or a dead letter's commit) depends on: every in-sync replica has
+ * the message, written once. An override that weakens them (KAFKA_OPT_ACKS=1, …) is a start-up
+ * error, not a silent downgrade of the promise.
+ */
+export const DURABLE_PRODUCER = { acks: "all", "enable.idempotence": true } as const;
+
+export function assertDurableProducer(settings: Record<string, string | number | boolean>): void {
+  const problems: string[] = [];
+  for (const key of ["acks", "request.required.acks"]) {
+    const value = settings[key];
+    if (value !== undefined && !["all", "-1"].includes(String(value).trim().toLowerCase())) {
+      problems.push(
+        `KAFKA_OPT_${key.toUpperCase().replaceAll(".", "_")}=${value}: must be all (a 202 means every in-sync replica has the event)`,
+      );
+    }
+  }
+  const idempotence = settings["enable.idempotence"];
+  if (idempotence !== undefined && String(idempotence).trim().toLowerCase() !== "true") {
+    problems.push(`KAFKA_OPT_ENABLE_IDEMPOTENCE=${idempotence}: must be true (retries must not write an event twice)`);
+  }
+  if (problems.length) throw new ConfigError(problems);
 }

@@ -41,14 +41,30 @@ export function createRegistry(service: string): Registry {
   return registry;
 }
 
-/** Serves `GET /metrics` from `registry`; returns the Bun server (stop it on shutdown). */
-export function serveMetrics(registry: Registry, hostname: string, port: number) {
+/** A probe's verdict: 200 with `body` when ok, else 503. */
+export interface ProbeResult {
+  ok: boolean;
+  body: Record<string, unknown>;
+}
+
+/**
+ * Serves `GET /metrics` from `registry`, and `GET /health` from `health` when given (the process's
+ * liveness: answered from state kept outside its main loop); returns the Bun server.
+ */
+export function serveMetrics(registry: Registry, hostname: string, port: number, health?: () => ProbeResult) {
   return Bun.serve({
     hostname,
     port,
     async fetch(req) {
-      if (new URL(req.url).pathname !== "/metrics") return new Response("not found", { status: 404 });
-      return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
+      const path = new URL(req.url).pathname;
+      if (path === "/metrics") {
+        return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
+      }
+      if (path === "/health" && health) {
+        const { ok, body } = health();
+        return Response.json(body, { status: ok ? 200 : 503 });
+      }
+      return new Response("not found", { status: 404 });
     },
   });
 }

@@ -33,10 +33,10 @@ export function nextOffsets(messages: readonly ConsumedMessage[]): TopicPartitio
  */
 export async function commitDurable(
   o: { consumer: KafkaConsumer; logger: Logger; metrics: WorkerMetrics },
-  messages: readonly ConsumedMessage[],
+  offsets: readonly TopicPartitionOffset[],
 ): Promise<void> {
   try {
-    await o.consumer.commit(nextOffsets(messages));
+    await o.consumer.commit(offsets);
     o.metrics.lastCommit.set(Date.now() / 1000);
   } catch (error) {
     if (!(error instanceof KafkaError && error.code === "REBALANCE")) throw error;

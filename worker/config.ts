@@ -1,6 +1,14 @@
-// A worker process's configuration, from the environment (see README "Worker configuration").
+// A worker process's configuration, from the environment (see README "The worker pool").
 import * as v from "valibot";
-import { ConfigError, int, kafkaOverrides, loadConfig, str } from "../shared/config.ts";
+import {
+  ConfigError,
+  DURABLE_PRODUCER,
+  assertDurableProducer,
+  int,
+  kafkaOverrides,
+  loadConfig,
+  str,
+} from "../shared/config.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
 
 export const WorkerConfigSchema = v.object({
@@ -19,6 +27,16 @@ export const WorkerConfigSchema = v.object({
   DB_RETRY_CAP_MS: int(5_000, 1),
   /** Retrying gives up after this long; the process exits non-zero and the supervisor restarts it. */
   DB_RETRY_MAX_MS: int(120_000, 1_000),
+  /** Server-side bound of every statement (SET LOCAL statement_timeout); SQLSTATE 57014 is retried. */
+  DB_STATEMENT_TIMEOUT_MS: int(30_000, 100),
+  /** Client-side bound of a transaction: past it the worker exits, so the connection is discarded. */
+  DB_DEADLINE_MARGIN_MS: int(5_000, 100),
+  /**
+   * A partition with polled, uncommitted messages and no commit for this long is stalled: /health
+   * answers 503 and the supervisor restarts the worker. Must exceed DB_RETRY_MAX_MS, so an outage
+   * being retried is not taken for a stall.
+   */
+  STALL_TIMEOUT_MS: int(180_000, 1_000),
   METRICS_HOST: str("127.0.0.1"),
   METRICS_PORT: int(9470, 0, 65535),
   SHUTDOWN_TIMEOUT_MS: int(15_000, 100),
@@ -27,7 +45,10 @@ export const WorkerConfigSchema = v.object({
 });
 
 export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema> & {
+  /** librdkafka settings shared by the consumers and the producer (KAFKA_OPT_* overrides included). */
   kafka: Record<string, string | number | boolean>;
+  /** Applied last to the producer's settings. */
+  producer: typeof DURABLE_PRODUCER;
 };
 
 export function loadWorkerConfig(env: Record<string, string | undefined> = process.env): WorkerConfig {
@@ -38,6 +59,13 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       `DB_POOL_MAX (${c.DB_POOL_MAX}) must be greater than WRITES_IN_FLIGHT (${c.WRITES_IN_FLIGHT}): raise DB_POOL_MAX or lower WRITES_IN_FLIGHT`,
     ]);
   }
+  if (c.STALL_TIMEOUT_MS <= c.DB_RETRY_MAX_MS) {
+    throw new ConfigError([
+      `STALL_TIMEOUT_MS (${c.STALL_TIMEOUT_MS}) must be greater than DB_RETRY_MAX_MS (${c.DB_RETRY_MAX_MS}): an outage being retried is not a stall`,
+    ]);
+  }
+  const overrides = kafkaOverrides(env);
+  assertDurableProducer(overrides);
   return {
     ...c,
     kafka: {
@@ -45,7 +73,9 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       "statistics.interval.ms": 5_000,
       // Resume consuming within ~1 s of a broker's return (librdkafka's default cap is 10 s).
       "reconnect.backoff.max.ms": 1_000,
-      ...kafkaOverrides(env),
+      ...overrides,
     },
+    // The dead-letter producer: a poison message's offset is committed only after Kafka has it.
+    producer: DURABLE_PRODUCER,
   };
 }

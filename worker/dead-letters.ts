@@ -1,10 +1,10 @@
 // Poison messages: published to the dead-letter topic (with headers naming the error and the
 // source coordinates) before the batch's offsets are committed, so one bad message never blocks
 // its partition and is never lost. A second consumer group reads that topic into dead_letters.
-import type { Sql } from "postgres";
+import type { TransactionSql } from "postgres";
 import type { ConsumedMessage, KafkaConsumer, KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
-import { commitDurable } from "./commit.ts";
+import { commitDurable, nextOffsets } from "./commit.ts";
 import type { Poison } from "./decode.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 
@@ -55,7 +55,8 @@ export function deadLetterRow(m: ConsumedMessage) {
 
 export interface DeadLetterLoopOptions {
   consumer: KafkaConsumer;
-  sql: Sql;
+  /** A bounded transaction (ScanSink.transaction): statement timeout and client-side deadline. */
+  transaction: <T>(what: string, fn: (tx: TransactionSql) => Promise<T>) => Promise<T>;
   metrics: WorkerMetrics;
   logger: Logger;
   isStopping: () => boolean;
@@ -69,14 +70,15 @@ export async function runDeadLetterLoop(o: DeadLetterLoopOptions): Promise<void>
     const messages = await o.consumer.poll(500, 200);
     if (messages.length === 0) continue;
     const rows = messages.map(deadLetterRow);
-    await o.withRetry(
-      "store dead letters",
-      () =>
-        o.sql`
-        insert into dead_letters ${o.sql(rows, "source_topic", "source_partition", "source_offset", "key", "payload", "error", "failed_at")}
-        on conflict (source_topic, source_partition, source_offset) do nothing`,
+    await o.withRetry("store dead letters", () =>
+      o.transaction(
+        "store dead letters",
+        (tx) => tx`
+          insert into dead_letters ${tx(rows, "source_topic", "source_partition", "source_offset", "key", "payload", "error", "failed_at")}
+          on conflict (source_topic, source_partition, source_offset) do nothing`,
+      ),
     );
-    await commitDurable(o, messages);
+    await commitDurable(o, nextOffsets(messages));
     o.metrics.deadLettersStored.inc(rows.length);
     o.logger.warn({ count: rows.length }, "stored dead letters");
   }

@@ -1,7 +1,6 @@
 // One worker process: the sink loop on `scans` and the dead-letter loop on `analytics.errors`,
 // each with its own consumer group, sharing a Postgres pool through pgbouncer. SIGTERM finishes
 // the current batches, commits, leaves both groups and exits 0 within SHUTDOWN_TIMEOUT_MS.
-import postgres from "postgres";
 import { ConfigError } from "../shared/config.ts";
 import {
   KafkaConsumer,
@@ -13,9 +12,12 @@ import {
 import { createLogger } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
 import { loadWorkerConfig } from "./config.ts";
+import { isTransientDbError } from "./db-errors.ts";
+import { createDb } from "./db.ts";
 import { runDeadLetterLoop } from "./dead-letters.ts";
 import { createWorkerMetrics, recordLag } from "./metrics.ts";
-import { createRetrier, isTransientDbError } from "./retry.ts";
+import { PartitionProgress } from "./progress.ts";
+import { createRetrier } from "./retry.ts";
 import { runScanLoop } from "./scan-loop.ts";
 import { ScanSink } from "./sink.ts";
 
@@ -42,21 +44,42 @@ async function main() {
   tolerateLeakedConnectionErrors();
   const config = loadWorkerConfig();
   const registry = createRegistry("worker");
-  const metrics = createWorkerMetrics(registry);
-  const metricsServer = serveMetrics(registry, config.METRICS_HOST, config.METRICS_PORT);
-  // pgbouncer in transaction mode: no prepared statements.
-  const sql = postgres(config.DATABASE_URL, { prepare: false, max: config.DB_POOL_MAX, onnotice: () => {} });
+  const progress = new PartitionProgress(config.SCANS_TOPIC, config.STALL_TIMEOUT_MS);
+  const metrics = createWorkerMetrics(registry, progress);
+  // Liveness: answered from the progress tracker, so it fails while the loop is stuck in a write.
+  const metricsServer = serveMetrics(registry, config.METRICS_HOST, config.METRICS_PORT, () => {
+    const partitions = progress.view();
+    const stalled = partitions.filter((p) => p.stalled).map((p) => p.partition);
+    return stalled.length === 0
+      ? { ok: true, body: { status: "ok", partitions } }
+      : {
+          ok: false,
+          body: {
+            status: "stalled",
+            reason: `partitions ${stalled.join(", ")} have pending work and no commit for over ${config.STALL_TIMEOUT_MS} ms`,
+            partitions,
+          },
+        };
+  });
+  const db = createDb({
+    url: config.DATABASE_URL,
+    poolMax: config.DB_POOL_MAX,
+    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+    deadlineMarginMs: config.DB_DEADLINE_MARGIN_MS,
+  });
   const onError = (error: KafkaError) => logger.warn({ code: error.code }, error.message);
-  const producer = new KafkaProducer({ config: config.kafka, onError });
+  const producer = new KafkaProducer({ config: { ...config.kafka, ...config.producer }, onError });
   const consumer = new KafkaConsumer({
     config: { ...config.kafka, "group.id": config.CONSUMER_GROUP },
     onError,
     onStats: (json) => recordLag(metrics, json),
     onAssign: (ps) => {
+      progress.assigned(ps);
       metrics.assigned.set(consumer.assignment().length);
       logger.info({ partitions: ps.map((p) => p.partition) }, "partitions assigned");
     },
     onRevoke: (ps) => {
+      progress.revoked(ps);
       metrics.assigned.set(consumer.assignment().length);
       logger.info({ partitions: ps.map((p) => p.partition) }, "partitions revoked");
     },
@@ -110,15 +133,16 @@ async function main() {
       config,
       consumer,
       producer,
-      sink: new ScanSink(sql),
+      sink: new ScanSink(db.transaction),
       metrics,
+      progress,
       logger,
       isStopping: () => stopping,
       withRetry: retrier(consumer),
     }),
     runDeadLetterLoop({
       consumer: dlqConsumer,
-      sql,
+      transaction: db.transaction,
       metrics,
       logger,
       isStopping: () => stopping,
@@ -141,7 +165,7 @@ async function main() {
   await loops;
   await Promise.all([consumer.close(), dlqConsumer.close()]);
   await producer.close(5_000);
-  await sql.end({ timeout: 5 });
+  await db.sql.end({ timeout: 5 });
   metricsServer.stop(true);
   logger.info("stopped");
   process.exit(0);

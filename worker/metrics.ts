@@ -1,7 +1,8 @@
 // A worker process's Prometheus metrics.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { PartitionProgress } from "./progress.ts";
 
-export function createWorkerMetrics(registry: Registry) {
+export function createWorkerMetrics(registry: Registry, progress: PartitionProgress) {
   return {
     batches: new Counter({
       name: "worker_batches_total",
@@ -41,7 +42,7 @@ export function createWorkerMetrics(registry: Registry) {
     }),
     lag: new Gauge({
       name: "worker_consumer_lag",
-      help: "Messages behind the high watermark, per assigned partition (librdkafka statistics)",
+      help: "Messages behind the high watermark, per assigned partition (librdkafka statistics; only refreshed while the loop polls: the supervisor exports committed lag)",
       labelNames: ["topic", "partition"] as const,
       registers: [registry],
     }),
@@ -59,6 +60,36 @@ export function createWorkerMetrics(registry: Registry) {
       name: "worker_last_commit_timestamp_seconds",
       help: "When offsets were last committed",
       registers: [registry],
+    }),
+    // Computed at scrape time from the progress tracker, not from inside the poll loop, so a loop
+    // stuck in a write still shows: pending stays 1 while the commit age grows.
+    partitionPending: new Gauge({
+      name: "worker_partition_pending",
+      help: "1 while an owned partition has polled messages whose offsets are not committed yet",
+      labelNames: ["partition"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of progress.view()) this.set({ partition: String(p.partition) }, p.pending ? 1 : 0);
+      },
+    }),
+    partitionCommitAge: new Gauge({
+      name: "worker_partition_commit_age_seconds",
+      help: "Seconds since an owned partition's offsets were last committed (or it was assigned)",
+      labelNames: ["partition"] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of progress.view()) this.set({ partition: String(p.partition) }, p.commitAgeSeconds);
+      },
+    }),
+    stalledPartitions: new Gauge({
+      name: "worker_stalled_partitions",
+      help: "Owned partitions with pending work and no commit for longer than STALL_TIMEOUT_MS",
+      registers: [registry],
+      collect() {
+        this.set(progress.stalled().length);
+      },
     }),
   };
 }

@@ -1,28 +1,6 @@
-// Which database errors are worth retrying, and exponential backoff with full jitter.
-
-/** SQLSTATEs that heal by themselves: serialization/deadlock, connection and shutdown classes. */
-const TRANSIENT_SQLSTATE = /^(40001|40P01|08...|57P0[123]|53300|53400|55P03)$/;
-/** postgres.js and socket error codes for a connection that went away or never came. */
-const TRANSIENT_CLIENT = new Set([
-  "CONNECTION_CLOSED",
-  "CONNECTION_ENDED",
-  "CONNECTION_DESTROYED",
-  "CONNECT_TIMEOUT",
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-]);
-/** pgbouncer reports its own conditions as protocol errors with these messages. */
-const PGBOUNCER_TRANSIENT =
-  /query_wait_timeout|server conn crashed|no more connections allowed|pgbouncer cannot connect|server login has been failing|database is paused|client_login_timeout/i;
-
-export function isTransientDbError(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === "string" && (TRANSIENT_SQLSTATE.test(code) || TRANSIENT_CLIENT.has(code))) return true;
-  return PGBOUNCER_TRANSIENT.test(error.message);
-}
+// Exponential backoff with full jitter, and a retrier for transient failures (worker/db-errors.ts
+// says which database errors are transient).
+import { isTransientDbError } from "./db-errors.ts";
 
 export interface BackoffOptions {
   baseMs: number;

@@ -6,13 +6,15 @@
 // batches are written at once (each in its own transaction, on its own connection), so this
 // process and the database work at the same time. Offsets are still committed batch by batch, in
 // poll order, and at most WRITES_IN_FLIGHT + 1 batches are held in memory.
-import type { ConsumedMessage, KafkaConsumer, KafkaProducer } from "../shared/kafka/index.ts";
+import type { ConsumedMessage, KafkaConsumer, KafkaProducer, TopicPartitionOffset } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
-import { commitDurable } from "./commit.ts";
+import { commitDurable, nextOffsets } from "./commit.ts";
 import type { WorkerConfig } from "./config.ts";
+import { isDataError } from "./db-errors.ts";
 import { publishDeadLetters } from "./dead-letters.ts";
 import { type Poison, type Row, decode, isPoison } from "./decode.ts";
 import type { WorkerMetrics } from "./metrics.ts";
+import type { PartitionProgress } from "./progress.ts";
 import type { ScanSink, WriteResult } from "./sink.ts";
 
 export interface ScanLoopOptions {
@@ -21,35 +23,41 @@ export interface ScanLoopOptions {
   producer: KafkaProducer;
   sink: ScanSink;
   metrics: WorkerMetrics;
+  /** Told what was polled and committed, so a stalled partition shows outside this loop. */
+  progress: PartitionProgress;
   logger: Logger;
   isStopping: () => boolean;
   withRetry: <T>(what: string, fn: () => Promise<T>) => Promise<T>;
 }
 
 interface Batch {
-  messages: ConsumedMessage[];
+  /** The offsets committing this batch commits: highest polled + 1 per partition. */
+  offsets: TopicPartitionOffset[];
   rows: Row[];
   poison: Poison[];
 }
-
-/** SQLSTATE classes caused by a row's data (22: data exception, 23: integrity): isolate the row. */
-const isDataError = (error: unknown) => /^2[23]/.test(String((error as { code?: unknown }).code ?? ""));
 
 export async function runScanLoop(o: ScanLoopOptions): Promise<void> {
   const { config, consumer } = o;
   // Oldest first; each batch commits its offsets only after the one before it has.
   const inFlight: Promise<void>[] = [];
+  // The first write that failed: the loop stops at its next turn, not when it next awaits that write.
+  let failure = null as { error: unknown } | null;
   while (!o.isStopping()) {
+    if (failure) throw failure.error;
     const messages = await consumer.poll(config.BATCH_MAX_ROWS, config.BATCH_MAX_WAIT_MS, {
       workInFlight: inFlight.length > 0,
     });
     const batch = messages.length > 0 ? await decodeBatch(messages) : null;
+    if (batch) o.progress.polled(batch.offsets);
     if (inFlight.length >= config.WRITES_IN_FLIGHT) await inFlight.shift();
     if (batch) {
       const written = writeAndCommit(o, batch, inFlight.at(-1) ?? null);
-      // If this loop fails before awaiting it, the batch is abandoned uncommitted (replayed as a
-      // no-op by the partition's next owner) and the loop's own error is the one reported.
-      written.catch(() => {});
+      // Its batch stays uncommitted (replayed as a no-op by the partition's next owner); the
+      // error is thrown once, by this loop, and reported by the worker's main.
+      written.catch((error) => {
+        failure ??= { error };
+      });
       inFlight.push(written);
     }
     // A held revocation is applied by the next poll, which must find nothing in flight.
@@ -72,7 +80,7 @@ async function decodeBatch(messages: ConsumedMessage[]): Promise<Batch> {
     if (isPoison(d)) poison.push(d);
     else rows.push(d);
   }
-  return { messages, rows, poison };
+  return { offsets: nextOffsets(messages), rows, poison };
 }
 
 /**
@@ -81,7 +89,7 @@ async function decodeBatch(messages: ConsumedMessage[]): Promise<Batch> {
  * early must not commit past one still being written. If `previous` failed, this one throws too.
  */
 async function writeAndCommit(o: ScanLoopOptions, batch: Batch, previous: Promise<void> | null): Promise<void> {
-  const { messages, rows, poison } = batch;
+  const { offsets, rows, poison } = batch;
   const { config, metrics } = o;
   const started = performance.now();
   // Each attempt isolates afresh: a retry after a partial bisection must not dead-letter twice.
@@ -98,7 +106,8 @@ async function writeAndCommit(o: ScanLoopOptions, batch: Batch, previous: Promis
   if (config.FAULT_DELAY_BEFORE_COMMIT_MS) await Bun.sleep(config.FAULT_DELAY_BEFORE_COMMIT_MS);
 
   await previous;
-  await commitDurable(o, messages);
+  await commitDurable(o, offsets);
+  o.progress.committed(offsets);
   metrics.batches.inc();
   metrics.inserted.inc(result.inserted);
   metrics.duplicates.inc(result.duplicates);

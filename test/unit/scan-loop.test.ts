@@ -8,6 +8,7 @@ import { createLogger } from "../../shared/logger.ts";
 import { loadWorkerConfig } from "../../worker/config.ts";
 import type { Row } from "../../worker/decode.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
+import { PartitionProgress } from "../../worker/progress.ts";
 import { runScanLoop } from "../../worker/scan-loop.ts";
 import type { ScanSink } from "../../worker/sink.ts";
 
@@ -79,12 +80,14 @@ async function run(script: Script) {
     },
   };
   const config = loadWorkerConfig({ WRITES_IN_FLIGHT: String(script.writesInFlight), DB_POOL_MAX: "8" });
+  const progress = new PartitionProgress(config.SCANS_TOPIC, config.STALL_TIMEOUT_MS);
   const done = runScanLoop({
     config,
     consumer: consumer as unknown as KafkaConsumer,
     producer: {} as KafkaProducer,
     sink: sink as unknown as ScanSink,
-    metrics: createWorkerMetrics(new Registry()),
+    metrics: createWorkerMetrics(new Registry(), progress),
+    progress,
     logger: createLogger("test", "silent"),
     isStopping: () => script.batches.length === 0,
     withRetry: (_what, fn) => fn(),

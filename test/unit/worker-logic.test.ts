@@ -1,10 +1,14 @@
-// Pure worker logic: decoding to COPY lines, retry classification and backoff, commit offsets.
+// Pure worker logic: decoding to sink rows, database error classification, backoff, commit
+// offsets, per-partition progress.
 import { describe, expect, test } from "bun:test";
 import { toScanRecord } from "../../shared/event.ts";
 import type { ConsumedMessage } from "../../shared/kafka/index.ts";
 import { nextOffsets } from "../../worker/commit.ts";
-import { copyText, decode, isPoison } from "../../worker/decode.ts";
-import { backoffDelay, createRetrier, isTransientDbError } from "../../worker/retry.ts";
+import { DbDeadlineError, classifyDbError, isTransientDbError } from "../../worker/db-errors.ts";
+import { withDeadline } from "../../worker/db.ts";
+import { decode, isPoison } from "../../worker/decode.ts";
+import { PartitionProgress } from "../../worker/progress.ts";
+import { backoffDelay, createRetrier } from "../../worker/retry.ts";
 
 const message = (value: string | null, partition = 0, offset = 0): ConsumedMessage => ({
   topic: "scans",
@@ -23,18 +27,27 @@ const event = {
 };
 
 describe("decode", () => {
-  test("a valid record becomes one COPY line in column order, and its UTC day", () => {
+  test("a valid record becomes one JSON row keyed by column, timestamps in canonical UTC, and its UTC day", () => {
     const rec = toScanRecord(
-      { ...event, scanner_id: "tab\there", attributes: { a: "x\\y" } },
+      { ...event, event_id: event.event_id.toUpperCase(), scanner_id: "tab\there", attributes: { a: "x\\y" } },
       "2026-11-25T08:00:01Z",
       "10.0.0.7",
     );
     const row = decode(message(JSON.stringify(rec), 3, 42));
     if (isPoison(row)) throw new Error(row.error);
     expect(row.day).toBe("2026-11-25");
-    expect(row.line).toBe(
-      `${event.event_id}\t2026-11-25T10:00:00+02:00\tQR-1\ttab\\there\t\\N\t\\N\t\\N\t\\N\t{"a":"x\\\\\\\\y"}\t10.0.0.7\t2026-11-25T08:00:01Z\t1\t3\t42\n`,
-    );
+    expect(JSON.parse(row.json)).toEqual({
+      event_id: event.event_id,
+      scanned_at: "2026-11-25T08:00:00.000000Z",
+      qr_id: "QR-1",
+      scanner_id: "tab\there",
+      attributes: { a: "x\\y" },
+      client_ip: "10.0.0.7",
+      received_at: "2026-11-25T08:00:01.000000Z",
+      schema_version: 1,
+      kafka_partition: 3,
+      kafka_offset: 42,
+    });
   });
 
   test("the partition day is UTC, not the offset's local day", () => {
@@ -49,7 +62,7 @@ describe("decode", () => {
       message("{oops"),
       message(JSON.stringify({ ...event })), // missing received_at, client_ip, schema_version
       message(JSON.stringify(toScanRecord({ ...event, qr_id: "no spaces" }, "2026-11-25T00:00:00Z", null))),
-      message(JSON.stringify({ ...toScanRecord(event, "2026-11-25T00:00:00Z", "not-an-ip") })),
+      message(JSON.stringify({ ...toScanRecord(event, "2026-11-25T00:00:00Z", null), client_ip: "fe80::1%eth0" })),
     ].map((m) => {
       const d = decode(m);
       return isPoison(d) ? d.error : "ok";
@@ -59,11 +72,6 @@ describe("decode", () => {
     expect(reasons[2]).toMatch(/^schema violation: received_at/);
     expect(reasons[3]).toMatch(/^schema violation: qr_id/);
     expect(reasons[4]).toMatch(/^schema violation: client_ip/);
-  });
-
-  test("COPY text escaping covers backslash, tab, newline and carriage return", () => {
-    expect(copyText("a\\b\tc\nd\re")).toBe("a\\\\b\\tc\\nd\\re");
-    expect(copyText("plain")).toBe("plain");
   });
 });
 
@@ -89,6 +97,33 @@ describe("retry", () => {
     for (const c of ["22P02", "23502", "42P01", "42703"]) expect(isTransientDbError(err(c))).toBe(false);
     expect(isTransientDbError("a string")).toBe(false);
   });
+  test("one closed classification: data (22, 23), transient (incl. 57014 statement timeout), fatal", () => {
+    const table: [unknown, string][] = [
+      [err("22P02"), "data"],
+      [err("22008"), "data"],
+      [err("23505"), "data"],
+      [err("23514"), "data"],
+      [err("57014", "canceling statement due to statement timeout"), "transient"],
+      [err("40001"), "transient"],
+      [err("08006"), "transient"],
+      [err("ECONNRESET"), "transient"],
+      [new Error("ERROR: query_timeout"), "transient"],
+      [err("42P01"), "fatal"],
+      [err("P0001"), "fatal"],
+      [err("XX000"), "fatal"],
+      [new DbDeadlineError("write batch", 10), "fatal"],
+      [Object.assign(new DbDeadlineError("write batch", 10), { code: "08006" }), "fatal"],
+      ["a string", "fatal"],
+    ];
+    expect(table.map(([e]) => classifyDbError(e) as string)).toEqual(table.map(([, c]) => c));
+  });
+  test("a call past its deadline rejects with DbDeadlineError; one within it settles normally", async () => {
+    const started = performance.now();
+    const never = new Promise<never>(() => {});
+    await expect(withDeadline("write batch", 50, never)).rejects.toBeInstanceOf(DbDeadlineError);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(await withDeadline("ok", 1_000, Promise.resolve(7))).toBe(7);
+  });
   test("full jitter stays within [0, min(cap, base * 2^attempt)]", () => {
     expect(backoffDelay(0, { baseMs: 100, capMs: 5_000 }, () => 0.999)).toBe(99);
     expect(backoffDelay(3, { baseMs: 100, capMs: 5_000 }, () => 0.5)).toBe(400);
@@ -107,7 +142,13 @@ describe("retry", () => {
     let n = 0;
     expect(await retry("op", async () => (++n < 3 ? Promise.reject(err("40001")) : "done"))).toBe("done");
     expect(calls).toEqual(["pause", "resume"]);
-    await expect(retry("op", async () => Promise.reject(err("42P01")))).rejects.toThrow("x");
+    let fatalCalls = 0;
+    const fatal = retry("op", async () => {
+      fatalCalls++;
+      throw err("42P01", "relation missing");
+    });
+    await expect(fatal).rejects.toMatchObject({ code: "42P01", message: "relation missing" });
+    expect(fatalCalls).toBe(1);
     await expect(retry("op", async () => Promise.reject(err("08006", "down")))).rejects.toThrow(
       /still failing after \d+ ms of retries: down/,
     );
@@ -120,4 +161,45 @@ test("commit offsets: highest offset + 1 per partition", () => {
     { topic: "scans", partition: 0, offset: 8 },
     { topic: "scans", partition: 1, offset: 10 },
   ]);
+});
+
+describe("partition progress", () => {
+  const tp = (partition: number) => ({ topic: "scans", partition });
+  const at = (partition: number, offset: number) => ({ topic: "scans", partition, offset });
+
+  test("pending work with no commit past the stall timeout is stalled; a commit clears it", () => {
+    let now = 1_000_000;
+    const p = new PartitionProgress("scans", 5_000, () => now);
+    p.assigned([tp(0), tp(1), { topic: "other", partition: 2 }]);
+    now += 60_000; // idle for a minute: no pending work, not stalled
+    expect(p.stalled()).toEqual([]);
+    p.polled([at(0, 10)]);
+    now += 4_000;
+    expect(p.stalled()).toEqual([]);
+    now += 2_000;
+    expect(p.stalled()).toEqual([0]);
+    expect(p.view()).toEqual([
+      { partition: 0, pending: true, commitAgeSeconds: 66, stalled: true },
+      { partition: 1, pending: false, commitAgeSeconds: 66, stalled: false },
+    ]);
+    p.committed([at(0, 10)]);
+    expect(p.stalled()).toEqual([]);
+    expect(p.view()[0]).toEqual({ partition: 0, pending: false, commitAgeSeconds: 0, stalled: false });
+  });
+
+  test("steady commits with work always in flight are not a stall; a revoked partition is forgotten", () => {
+    let now = 0;
+    const p = new PartitionProgress("scans", 5_000, () => now);
+    p.assigned([tp(0)]);
+    for (let i = 1; i <= 10; i++) {
+      p.polled([at(0, i * 100 + 100)]);
+      now += 3_000;
+      p.committed([at(0, i * 100)]);
+      expect(p.stalled()).toEqual([]);
+    }
+    now += 6_000;
+    expect(p.stalled()).toEqual([0]);
+    p.revoked([tp(0)]);
+    expect(p.view()).toEqual([]);
+  });
 });

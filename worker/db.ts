@@ -1,0 +1,52 @@
+// The worker's database access: one postgres.js pool through pgbouncer (transaction pooling, so
+// no prepared statements and no session state), and every transaction bounded twice:
+// - on the server, `SET LOCAL statement_timeout` (LOCAL: pgbouncer hands the connection to other
+//   clients after the transaction, so a session-level SET would leak to them; SQLSTATE 57014 is
+//   then retried like any transient error);
+// - on the client, a deadline a little later, for what the server cannot end (a lost connection,
+//   a client library stuck on a protocol state, porsager/postgres#1173): DbDeadlineError, after
+//   which the worker exits so the connection is discarded with the process.
+import postgres, { type Sql, type TransactionSql } from "postgres";
+import { DbDeadlineError } from "./db-errors.ts";
+
+export interface DbOptions {
+  url: string;
+  poolMax: number;
+  statementTimeoutMs: number;
+  /** Added to the statement timeout for the client-side deadline. */
+  deadlineMarginMs: number;
+}
+
+export type Transaction = <T>(what: string, fn: (tx: TransactionSql) => Promise<T>) => Promise<T>;
+
+export interface Db {
+  sql: Sql;
+  /** Runs `fn` in a transaction bounded by the statement timeout and the client-side deadline. */
+  transaction: Transaction;
+}
+
+export function createDb(o: DbOptions): Db {
+  const sql = postgres(o.url, { prepare: false, max: o.poolMax, onnotice: () => {} });
+  const setTimeout = `set local statement_timeout = ${Math.trunc(o.statementTimeoutMs)}`;
+  const deadlineMs = o.statementTimeoutMs + o.deadlineMarginMs;
+  const transaction: Transaction = (what, fn) =>
+    withDeadline(
+      what,
+      deadlineMs,
+      sql.begin(async (tx) => {
+        // Not awaited on its own: postgres.js pipelines it ahead of fn's first query.
+        const [, result] = await Promise.all([tx.unsafe(setTimeout), fn(tx)]);
+        return result;
+      }) as Promise<Awaited<ReturnType<typeof fn>>>,
+    );
+  return { sql, transaction };
+}
+
+/** `promise`, or a DbDeadlineError once `ms` have passed. */
+export function withDeadline<T>(what: string, ms: number, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = globalThis.setTimeout(() => reject(new DbDeadlineError(what, ms)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
