@@ -104,10 +104,12 @@ async function main() {
         if (retrying++ > 0) return;
         paused = c.assignment();
         c.pause(paused);
+        metrics.paused.inc(paused.length);
       },
       onStopRetrying: () => {
         if (--retrying > 0) return;
         c.resume(paused);
+        metrics.paused.dec(paused.length);
         paused = [];
       },
       onRetry: (what, attempt, delayMs, error) => {

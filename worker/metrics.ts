@@ -46,6 +46,11 @@ export function createWorkerMetrics(registry: Registry, progress: PartitionProgr
       labelNames: ["topic", "partition"] as const,
       registers: [registry],
     }),
+    paused: new Gauge({
+      name: "worker_paused_partitions",
+      help: "Partitions paused while a transient failure is retried (fetching stops instead of buffering)",
+      registers: [registry],
+    }),
     skippedCommits: new Counter({
       name: "worker_commits_skipped_total",
       help: "Commits refused because the group rebalanced (the batch is replayed, as a no-op)",
