@@ -40,7 +40,12 @@ export async function runCrashSuite({ rate = 300, settleS = 6, log = console.log
     { ...env.env, PORT: String(port), METRICS_PORT: String(freePort()), AUTH_DISABLED: "true" },
     `http://127.0.0.1:${port}/ready`,
   );
-  const workers = service("workers", "worker/supervisor.ts", { ...env.env, WORKER_POOL_SIZE: "2", METRICS_PORT: "0" });
+  const workers = service("workers", "worker/supervisor.ts", {
+    ...env.env,
+    WORKER_POOL_SIZE: "2",
+    METRICS_PORT: "0",
+    SUPERVISOR_METRICS_PORT: "0",
+  });
   try {
     return await underTraffic();
   } finally {

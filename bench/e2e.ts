@@ -53,6 +53,7 @@ const workers = service("workers", "worker/supervisor.ts", {
   ...isolated.env,
   WORKER_POOL_SIZE: String(workerCount),
   METRICS_PORT: String(workerMetricsBase),
+  SUPERVISOR_METRICS_PORT: "0",
 });
 await Promise.all([server.start(), workers.start()]);
 await Bun.sleep(3_000); // workers joined the group

@@ -21,6 +21,9 @@ const root = new URL("..", import.meta.url).pathname;
 const PORT = process.env.PORT ?? "8080";
 const METRICS_PORT = process.env.METRICS_PORT ?? "9464";
 const WORKER_METRICS_PORT = Number(process.env.WORKER_METRICS_PORT ?? 9470);
+const SUPERVISOR_METRICS_PORT = Number(process.env.SUPERVISOR_METRICS_PORT ?? 9469);
+/** The status line says STALLED once a partition has had pending messages this long with no commit. */
+const STALLED_AFTER_S = 15;
 const WORKERS = Number(process.env.WORKER_POOL_SIZE ?? 2);
 
 if (!existsSync(`${root}/node_modules/hono`)) {
@@ -47,6 +50,7 @@ const server = service(
 const workers = service("workers", "worker/supervisor.ts", {
   WORKER_POOL_SIZE: String(WORKERS),
   METRICS_PORT: String(WORKER_METRICS_PORT),
+  SUPERVISOR_METRICS_PORT: String(SUPERVISOR_METRICS_PORT),
   LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
 });
 await Promise.all([server.start(), workers.start()]);
@@ -56,6 +60,7 @@ console.log(`
   stats       http://127.0.0.1:${PORT}/v1/qr/<qr_id>/stats?interval=minute
   health      http://127.0.0.1:${PORT}/health  http://127.0.0.1:${PORT}/ready
   metrics     http://127.0.0.1:${METRICS_PORT}/metrics (server), http://127.0.0.1:${WORKER_METRICS_PORT}..${WORKER_METRICS_PORT + WORKERS - 1}/metrics (workers)
+              http://127.0.0.1:${SUPERVISOR_METRICS_PORT}/metrics (supervisor: committed lag per partition, restarts)
   Postgres    ${stack.databaseUrl} (via pgbouncer)
   Ctrl-C stops everything.
 `);
@@ -81,7 +86,11 @@ let lastServer = await scrape(`http://127.0.0.1:${METRICS_PORT}/metrics`);
 let lastWorkers = await scrapeWorkers();
 let lastAt = Date.now();
 const status = setInterval(async () => {
-  const [s, w] = await Promise.all([scrape(`http://127.0.0.1:${METRICS_PORT}/metrics`), scrapeWorkers()]);
+  const [s, w, sup] = await Promise.all([
+    scrape(`http://127.0.0.1:${METRICS_PORT}/metrics`),
+    scrapeWorkers(),
+    scrape(`http://127.0.0.1:${SUPERVISOR_METRICS_PORT}/metrics`),
+  ]);
   const dt = (Date.now() - lastAt) / 1000;
   const accepted =
     (sum(s, "scan_events_total", { outcome: "accepted" }) -
@@ -93,7 +102,9 @@ const status = setInterval(async () => {
     dt;
   const rows = (sum(w, "worker_rows_inserted_total") - sum(lastWorkers, "worker_rows_inserted_total")) / dt;
   const dups = (sum(w, "worker_rows_duplicate_total") - sum(lastWorkers, "worker_rows_duplicate_total")) / dt;
-  const lag = sum(w, "worker_consumer_lag");
+  // Committed lag, read from the broker by the supervisor: it keeps rising when a worker is stuck.
+  const lag = sum(sup, "consumer_group_lag");
+  const stalledFor = Math.max(0, ...sup.filter((x) => x.name === "consumer_group_stalled_seconds").map((x) => x.value));
   const p95 = histogramQuantile(lastServer, s, "http_request_duration_seconds", 0.95, { route: "/v1/scans" });
   lastServer = s;
   lastWorkers = w;
@@ -101,7 +112,8 @@ const status = setInterval(async () => {
   const line =
     `accepted ${accepted.toFixed(0).padStart(6)}/s  rejected ${rejected.toFixed(0).padStart(4)}/s  ` +
     `rows ${rows.toFixed(0).padStart(6)}/s  dup-skipped ${dups.toFixed(0).padStart(4)}/s  ` +
-    `lag ${String(lag).padStart(6)}  p95 ${Number.isNaN(p95) ? "   -  " : `${(p95 * 1000).toFixed(1).padStart(5)}ms`}`;
+    `lag ${String(lag).padStart(6)}  p95 ${Number.isNaN(p95) ? "   -  " : `${(p95 * 1000).toFixed(1).padStart(5)}ms`}` +
+    (stalledFor > STALLED_AFTER_S ? `  STALLED: no commit for ${stalledFor.toFixed(0)}s with lag` : "");
   process.stdout.write(process.stdout.isTTY ? `\r${line}` : `${line}\n`);
 }, 1_000);
 

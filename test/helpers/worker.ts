@@ -1,9 +1,12 @@
 // Worker processes and scan records for worker tests: random topics and groups per test, every
 // process stopped by pid afterwards.
 import { type ScanEvent, toScanRecord } from "../../shared/event.ts";
+import { parsePrometheusText } from "../../shared/prometheus-text.ts";
 import type { KafkaProducer } from "../../shared/kafka/index.ts";
 import { brokerConfig, createTopic, onCleanup, uniqueName } from "./kafka.ts";
 import { freePort, scan } from "./server.ts";
+
+export { waitFor } from "./wait.ts";
 
 export interface WorkerEnv {
   scansTopic: string;
@@ -33,6 +36,8 @@ export function workerProcessEnv(env: WorkerEnv): Record<string, string> {
     LOG_LEVEL: "warn",
     DB_RETRY_BASE_MS: "50",
     DB_RETRY_CAP_MS: "1000",
+    // A supervisor started with this environment picks a free port for its own metrics.
+    SUPERVISOR_METRICS_PORT: "0",
   };
 }
 
@@ -72,6 +77,15 @@ export async function eventually(check: () => Promise<boolean>, timeoutMs = 60_0
     await Bun.sleep(everyMs);
   }
   return check();
+}
+
+/** All samples of a Prometheus endpoint (empty when it does not answer). */
+export async function scrape(url: string) {
+  const text = await fetch(url).then(
+    (r) => r.text(),
+    () => "",
+  );
+  return parsePrometheusText(text);
 }
 
 export async function metric(url: string, name: string): Promise<number> {

@@ -1,0 +1,127 @@
+// A stall is visible and healed: the sink is frozen (scan_events locked by another session, so the
+// worker's write waits without any error), and then
+// - the committed lag, read from the broker by the supervisor, rises and its stall clock runs;
+// - the worker's own /health fails, naming the stalled partitions;
+// - the supervisor restarts the worker for failing its probe;
+// - once the lock is released, every event is stored exactly once.
+//
+// Mutations that this test catches (each tried once, then reverted):
+// | mutation                                                     | what fails                         |
+// | PartitionProgress.polled() not called by the scan loop       | /health never reports "stalled"    |
+// | supervisor never calls probe()                               | no restart for reason "unhealthy"  |
+// | supervisor's lag gauge set from the worker, not the broker   | committed lag stays 0 while frozen |
+import { expect, test } from "bun:test";
+import postgres from "postgres";
+import { sum } from "../../shared/prometheus-text.ts";
+import { createProducer, onCleanup } from "../helpers/kafka.ts";
+import { countMismatches, createDatabase, tally } from "../helpers/postgres.ts";
+import { freePort } from "../helpers/server.ts";
+import { events, produceEvents, scrape, waitFor, workerEnv, workerProcessEnv } from "../helpers/worker.ts";
+
+test("a frozen sink: committed lag rises, liveness fails, the supervisor restarts the worker, then all is stored once", async () => {
+  const db = await createDatabase();
+  const env = await workerEnv(db.url, 3);
+  const workerPort = freePort();
+  const supervisorPort = freePort();
+  const supervisor = Bun.spawn(["bun", "worker/supervisor.ts"], {
+    cwd: new URL("../..", import.meta.url).pathname,
+    env: {
+      ...process.env,
+      ...workerProcessEnv(env),
+      WORKER_POOL_SIZE: "1",
+      METRICS_PORT: String(workerPort),
+      SUPERVISOR_METRICS_PORT: String(supervisorPort),
+      // The write waits on the lock with no error: no statement timeout inside the test's window.
+      DB_STATEMENT_TIMEOUT_MS: "120000",
+      DB_RETRY_MAX_MS: "1000",
+      STALL_TIMEOUT_MS: "3000",
+      HEALTH_CHECK_INTERVAL_MS: "500",
+      HEALTH_CHECK_FAILURES: "2",
+      LAG_INTERVAL_MS: "500",
+      SHUTDOWN_TIMEOUT_MS: "2000",
+    },
+    stdout: "inherit",
+    stderr: "inherit",
+  });
+  const workerPids = () =>
+    Bun.spawnSync(["pgrep", "-P", String(supervisor.pid)])
+      .stdout.toString()
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
+  onCleanup(async () => {
+    for (const pid of workerPids()) process.kill(pid, "SIGKILL");
+    if (supervisor.exitCode === null) supervisor.kill("SIGKILL");
+    await supervisor.exited;
+  });
+  const supervisorMetrics = () => scrape(`http://127.0.0.1:${supervisorPort}/metrics`);
+  const health = async () => {
+    const res = await fetch(`http://127.0.0.1:${workerPort}/health`);
+    return { status: res.status, body: (await res.json()) as { status: string; reason?: string } };
+  };
+
+  const producer = createProducer();
+  await produceEvents(producer, env.scansTopic, events(600, 60));
+  await waitFor(
+    "the first 600 rows",
+    () => tally(db.sql),
+    (t) => t.rows === 600,
+  );
+  await waitFor("committed lag 0 before the freeze", supervisorMetrics, (m) =>
+    m.some((s) => s.name === "consumer_group_lag") ? sum(m, "consumer_group_lag") === 0 : false,
+  );
+  const [firstWorker] = workerPids();
+  expect((await health()).status).toBe(200);
+
+  // Freeze the sink: another session holds scan_events locked.
+  const locker = postgres(db.directUrl, { max: 1, onnotice: () => {} });
+  const session = await locker.reserve();
+  onCleanup(async () => {
+    await session`rollback`.catch(() => {});
+    session.release();
+    await locker.end({ timeout: 1 });
+  });
+  await session`begin`;
+  await session`lock table scan_events in access exclusive mode`;
+  await produceEvents(producer, env.scansTopic, events(600, 60));
+
+  // Seen from outside the worker: the committed lag and the stall clock, from the broker.
+  const frozen = await waitFor(
+    "committed lag 600 with the stall clock running",
+    supervisorMetrics,
+    (m) => sum(m, "consumer_group_lag") === 600 && sum(m, "consumer_group_stalled_seconds") > 2,
+  );
+  expect(sum(frozen, "consumer_group_pending")).toBeGreaterThan(0);
+  // Seen by the worker itself: liveness fails, naming the partitions.
+  const stalled = await waitFor("the worker's /health to report a stall", health, (h) => h.status === 503, 20_000);
+  expect(stalled.body.status).toBe("stalled");
+  expect(stalled.body.reason).toMatch(/^partitions [\d, ]+ have pending work and no commit for over 3000 ms$/);
+  // Healed: the supervisor restarts the worker for failing its probe.
+  await waitFor(
+    "a restart for failing the liveness probe",
+    supervisorMetrics,
+    (m) => sum(m, "supervisor_worker_restarts_total", { reason: "unhealthy" }) >= 1,
+    30_000,
+  );
+  await waitFor(
+    "a new worker process",
+    async () => workerPids(),
+    (pids) => pids.length === 1 && pids[0] !== firstWorker,
+  );
+
+  await session`rollback`;
+  const t = await waitFor(
+    "all 1,200 rows after the lock is released",
+    () => tally(db.sql),
+    (x) => x.rows === 1_200,
+    90_000,
+  );
+  await waitFor("committed lag back to 0", supervisorMetrics, (m) => sum(m, "consumer_group_lag") === 0, 30_000);
+  expect(await tally(db.sql)).toEqual(t);
+  expect(t).toEqual({ rows: 1_200, distinct_ids: 1_200, counted: 1_200 });
+  expect(await countMismatches(db.sql)).toBe(0);
+  expect(sum(await supervisorMetrics(), "supervisor_worker_restarts_total", { reason: "exit" })).toBe(0);
+
+  supervisor.kill("SIGTERM");
+  expect(await supervisor.exited).toBe(0);
+}, 180_000);
