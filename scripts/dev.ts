@@ -3,17 +3,25 @@ import { spawnSync } from "node:child_process";
 // starts the edge server and the worker pool, prints the URLs and, with --demo, drives realistic
 // scan traffic while a one-line status shows accepted/s, rows/s, consumer lag and p95.
 // Ctrl-C stops everything it started (the stack too, unless it was already running).
-//   bun run dev [--demo] [--rate 500]
+// With --adversarial, the demo also mixes in events at the edge of what Postgres stores (see
+// ADVERSARIAL in scan-traffic.ts) and, every 30 s, one undecodable record produced straight to
+// Kafka (around the edge); on exit it checks that every acknowledged event is stored and that
+// dead_letters holds exactly the records produced around the edge.
+//   bun run dev [--demo] [--rate 500] [--adversarial]
 import { existsSync } from "node:fs";
-import { localStack } from "../shared/local-stack.ts";
+import postgres from "postgres";
+import { KafkaProducer } from "../shared/kafka/index.ts";
+import { TOPICS, localStack } from "../shared/local-stack.ts";
 import { histogramQuantile, parsePrometheusText, sum } from "../shared/prometheus-text.ts";
+import { missingEventIds } from "../sql/checks.ts";
 import { migrate } from "../sql/migrate.ts";
 import { service } from "./pipeline.ts";
 import { startTraffic } from "./scan-traffic.ts";
 import { down, up } from "./stack.ts";
 import { kafkaPid } from "./stack/kafka.ts";
 
-const demo = process.argv.includes("--demo");
+const adversarial = process.argv.includes("--adversarial");
+const demo = adversarial || process.argv.includes("--demo");
 const rateArg = process.argv.indexOf("--rate");
 const rate = rateArg > 0 ? Number(process.argv[rateArg + 1]) : 500;
 const stack = localStack();
@@ -66,8 +74,30 @@ console.log(`
 `);
 
 const traffic = demo
-  ? startTraffic({ url: `http://127.0.0.1:${PORT}`, rate, burstEveryS: 15, burstForS: 3, burstFactor: 3 })
+  ? startTraffic({
+      url: `http://127.0.0.1:${PORT}`,
+      rate,
+      burstEveryS: 15,
+      burstForS: 3,
+      burstFactor: 3,
+      adversarialRatio: adversarial ? 0.05 : 0,
+    })
   : null;
+// Around the edge: records no edge would write, produced straight to Kafka; each must end in dead_letters.
+const aroundEdge = adversarial ? new KafkaProducer({ config: { "bootstrap.servers": stack.brokers } }) : null;
+let producedAroundEdge = 0;
+const aroundEdgeTimer = aroundEdge
+  ? setInterval(() => {
+      const value = producedAroundEdge % 2 ? "{not json" : JSON.stringify({ event_id: crypto.randomUUID() });
+      aroundEdge.send([{ topic: TOPICS.scans.name, key: "around-the-edge", value }]).then(
+        () => producedAroundEdge++,
+        (error) => console.error(`\ndev: could not produce around the edge: ${(error as Error).message}`),
+      );
+    }, 30_000)
+  : null;
+const demoStartedAt = new Date();
+let ticks = 0;
+let zeroRowTicks = 0;
 
 const scrape = async (url: string) =>
   parsePrometheusText(
@@ -101,6 +131,8 @@ const status = setInterval(async () => {
       sum(lastServer, "scan_events_total", { outcome: "rejected" })) /
     dt;
   const rows = (sum(w, "worker_rows_inserted_total") - sum(lastWorkers, "worker_rows_inserted_total")) / dt;
+  ticks++;
+  if (rows === 0 && accepted > 0) zeroRowTicks++;
   const dups = (sum(w, "worker_rows_duplicate_total") - sum(lastWorkers, "worker_rows_duplicate_total")) / dt;
   // Committed lag, read from the broker by the supervisor: it keeps rising when a worker is stuck.
   const lag = sum(sup, "consumer_group_lag");
@@ -126,7 +158,10 @@ async function shutdown() {
   if (traffic) {
     const t = await traffic.stop();
     console.log(`dev: demo sent ${t.requests} requests, ${t.acknowledged.size} distinct events acknowledged`);
+    console.log(`dev: rows/s was 0 while events were accepted in ${zeroRowTicks} of ${ticks} seconds`);
   }
+  if (aroundEdgeTimer) clearInterval(aroundEdgeTimer);
+  if (traffic && adversarial) await verifyDemo(traffic.stats.acknowledged);
   const [serverCode, workersCode] = await Promise.all([server.stop(), workers.stop()]);
   if (!stackWasRunning) await down();
   console.log(`dev: stopped (server exit ${serverCode}, workers exit ${workersCode})`);
@@ -134,3 +169,24 @@ async function shutdown() {
 }
 process.on("SIGINT", () => void shutdown());
 process.on("SIGTERM", () => void shutdown());
+
+/** After an adversarial demo: every acknowledged event stored, dead_letters = what went around the edge. */
+async function verifyDemo(acknowledged: Set<string>) {
+  await aroundEdge?.close(5_000);
+  const sql = postgres(stack.directDatabaseUrl, { max: 1, onnotice: () => {} });
+  let missing: string[] = [];
+  const deadline = Date.now() + 60_000;
+  do {
+    missing = await missingEventIds(sql, [...acknowledged]);
+    if (missing.length) await Bun.sleep(1_000);
+  } while (missing.length && Date.now() < deadline);
+  const [dl] = await sql<{ n: number; foreign: number }[]>`
+    select count(*)::int as n, count(*) filter (where key <> convert_to('around-the-edge', 'UTF8'))::int as foreign
+    from dead_letters where stored_at >= ${demoStartedAt}`;
+  await sql.end();
+  console.log(
+    `dev: verify: ${acknowledged.size - missing.length} of ${acknowledged.size} acknowledged events stored` +
+      ` (missing: ${missing.slice(0, 5).join(", ") || "none"}); dead letters stored during the demo: ${dl?.n},` +
+      ` of which not produced around the edge: ${dl?.foreign}; produced around the edge this run: ${producedAroundEdge}`,
+  );
+}

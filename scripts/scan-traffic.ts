@@ -14,6 +14,12 @@ export interface TrafficOptions {
   invalidRatio?: number;
   /** Share of events that repeat an earlier event id (a client retry). */
   duplicateRatio?: number;
+  /**
+   * Share of events drawn from ADVERSARIAL: values at the edge of what Postgres stores (offsets
+   * of ±15:59, sub-microsecond fractions, lone surrogates, reserved keys…), valid or not. Whatever
+   * the edge answers decides what counts as acknowledged.
+   */
+  adversarialRatio?: number;
   /** Every `burstEveryS` seconds, `burstFactor` × the rate for `burstForS` seconds. */
   burstEveryS?: number;
   burstForS?: number;
@@ -30,6 +36,28 @@ export interface TrafficStats {
 }
 
 const TICK_MS = 100;
+
+/** `now` written in a UTC offset of `sign` hours:minutes (the same instant). */
+function inOffset(now: number, sign: 1 | -1, hours: number, minutes: number): string {
+  const local = new Date(now + sign * (hours * 60 + minutes) * 60_000).toISOString().slice(0, 19);
+  return `${local}${sign > 0 ? "+" : "-"}${String(hours).padStart(2, "0")}:${String(minutes).padStart(2, "0")}`;
+}
+
+/** Events at the edge of what Postgres stores; some valid, some not (the edge decides). */
+export const ADVERSARIAL: ((base: Record<string, unknown>, now: number) => Record<string, unknown>)[] = [
+  (b, now) => ({ ...b, scanned_at: inOffset(now, 1, 15, 59) }),
+  (b, now) => ({ ...b, scanned_at: inOffset(now, -1, 15, 59) }),
+  (b, now) => ({ ...b, scanned_at: inOffset(now, 1, 16, 0) }),
+  (b, now) => ({ ...b, scanned_at: new Date(now).toISOString().replace("Z", "9999995Z") }),
+  (b) => ({ ...b, event_id: String(b.event_id).toUpperCase() }),
+  (b) => ({ ...b, attributes: { emoji: "😀", rtl: "שלום", esc: '\t\n\\"', sep: "\u2028", bom: "\ufeff" } }),
+  (b) => ({ ...b, attributes: { gate: "A\ud800" } }),
+  (b) => ({ ...b, scanner_id: "gun\u0000" }),
+  (b) => ({ ...b, attributes: JSON.parse('{"__proto__":"x"}') }),
+  (b) => ({ ...b, location: { lat: 90, lon: -180, accuracy_m: 5e-324 } }),
+  (b) => ({ ...b, scanned_at: "2026-02-30T00:00:00Z" }),
+  (b) => ({ ...b, user_agent: "x".repeat(512) }),
+];
 
 /** Zipf-like popularity: QR code k is picked with weight 1/(k+1). */
 function zipfPicker(n: number): () => number {
@@ -63,37 +91,49 @@ export function startTraffic(o: TrafficOptions) {
   let stopped = false;
   const started = Date.now();
 
-  const makeEvent = (): { event: Record<string, unknown>; valid: boolean } => {
+  const makeEvent = (): Record<string, unknown> => {
     const r = Math.random();
     if (r < (o.invalidRatio ?? 0.02)) {
-      return { event: { event_id: "not-a-uuid", qr_id: "bad qr id", scanned_at: "yesterday" }, valid: false };
+      return { event_id: "not-a-uuid", qr_id: "bad qr id", scanned_at: "yesterday" };
     }
     if (r < (o.invalidRatio ?? 0.02) + (o.duplicateRatio ?? 0.01) && recent.length > 0) {
-      return { event: recent[Math.floor(Math.random() * recent.length)] as Record<string, unknown>, valid: true };
+      return recent[Math.floor(Math.random() * recent.length)] as Record<string, unknown>;
     }
-    const event = {
+    let event: Record<string, unknown> = {
       event_id: crypto.randomUUID(),
       qr_id: `QR-${pick()}`,
       scanned_at: new Date().toISOString(),
       scanner_id: `gate-${Math.floor(Math.random() * 40)}`,
     };
+    if (Math.random() < (o.adversarialRatio ?? 0)) {
+      const make = ADVERSARIAL[Math.floor(Math.random() * ADVERSARIAL.length)] as (typeof ADVERSARIAL)[number];
+      event = make(event, Date.now());
+    }
     recent.push(event);
     if (recent.length > 1_000) recent.shift();
-    return { event, valid: true };
+    return event;
   };
 
-  const send = async (batch: { event: Record<string, unknown>; valid: boolean }[]) => {
+  const send = async (batch: Record<string, unknown>[]) => {
     let status = "error";
     try {
       const res = await fetch(`${o.url}/v1/scans`, {
         method: "POST",
         headers,
-        body: JSON.stringify(batch.map((b) => b.event)),
+        body: JSON.stringify(batch),
       });
       status = String(res.status);
-      const body = (await res.json().catch(() => null)) as { accepted?: number; rejected?: unknown[] } | null;
+      const body = (await res.json().catch(() => null)) as {
+        accepted?: number;
+        rejected?: { index: number }[];
+      } | null;
       if (res.status === 202) {
-        for (const b of batch) if (b.valid) stats.acknowledged.add(b.event.event_id as string);
+        // Acknowledged: every event of a 202 that the edge did not list as rejected (ids are
+        // stored lower-case, as Postgres' uuid returns them).
+        const refused = new Set(body?.rejected?.map((x) => x.index));
+        batch.forEach((b, i) => {
+          if (!refused.has(i)) stats.acknowledged.add(String(b.event_id).toLowerCase());
+        });
         stats.accepted += body?.accepted ?? 0;
         stats.rejected += body?.rejected?.length ?? 0;
       }
