@@ -37,6 +37,8 @@ interface Script {
   /** After this poll (1-based), report a held revocation until a poll without work in flight. */
   revokeAfterPoll?: number;
   writesInFlight: number;
+  /** Keep polling (empty) after the batches run out, until this many polls; default: stop at once. */
+  stopAfterPolls?: number;
 }
 
 async function run(script: Script) {
@@ -58,7 +60,9 @@ async function run(script: Script) {
         log.push("revoke applied");
       }
       if (polls === script.revokeAfterPoll) revokePending = true;
-      return script.batches.shift() ?? [];
+      const next = script.batches.shift();
+      if (!next) await Bun.sleep(1); // as a real poll waits up to BATCH_MAX_WAIT_MS for messages
+      return next ?? [];
     },
     async commit(offsets: readonly TopicPartitionOffset[]) {
       log.push(`commit ${offsets.map((o) => o.offset).join(",")}`);
@@ -89,10 +93,11 @@ async function run(script: Script) {
     metrics: createWorkerMetrics(new Registry(), progress),
     progress,
     logger: createLogger("test", "silent"),
-    isStopping: () => script.batches.length === 0,
+    isStopping: () =>
+      script.stopAfterPolls === undefined ? script.batches.length === 0 : polls >= script.stopAfterPolls,
     withRetry: (_what, fn) => fn(),
   });
-  return { done, log, pollsWithWorkInFlight, maxWriting: () => maxWriting };
+  return { done, log, pollsWithWorkInFlight, maxWriting: () => maxWriting, polls: () => polls };
 }
 
 test("a batch written before the one polled ahead of it still commits after it", async () => {
@@ -111,6 +116,21 @@ test("when a batch fails, the batches polled after it are never committed", asyn
   });
   await expect(r.done).rejects.toThrow("batch at 0 failed");
   expect(r.log.filter((l) => l.startsWith("commit"))).toEqual([]);
+});
+
+test("a failed write stops the loop at its next turn, even when no further batch arrives to push it out", async () => {
+  // One batch, then only empty polls: before, the failure was noticed only when WRITES_IN_FLIGHT
+  // more batches queued behind it, so an idle partition hid a fatal error forever.
+  const r = await run({
+    batches: [batch(0)],
+    writeMs: { 0: 5 },
+    failing: new Set([0]),
+    writesInFlight: 2,
+    stopAfterPolls: 10_000,
+  });
+  await expect(r.done).rejects.toThrow("batch at 0 failed");
+  expect(r.polls()).toBeLessThan(100);
+  expect(r.log).toEqual(["failed 0"]);
 });
 
 test("never more than WRITES_IN_FLIGHT batches are written at once", async () => {
