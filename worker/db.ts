@@ -27,7 +27,7 @@ export interface Db {
 
 export function createDb(o: DbOptions): Db {
   const sql = postgres(o.url, { prepare: false, max: o.poolMax, onnotice: () => {} });
-  const setTimeout = `set local statement_timeout = ${Math.trunc(o.statementTimeoutMs)}`;
+  const setStatementTimeout = `set local statement_timeout = ${Math.trunc(o.statementTimeoutMs)}`;
   const deadlineMs = o.statementTimeoutMs + o.deadlineMarginMs;
   const transaction: Transaction = (what, fn) =>
     withDeadline(
@@ -35,7 +35,7 @@ export function createDb(o: DbOptions): Db {
       deadlineMs,
       sql.begin(async (tx) => {
         // Not awaited on its own: postgres.js pipelines it ahead of fn's first query.
-        const [, result] = await Promise.all([tx.unsafe(setTimeout), fn(tx)]);
+        const [, result] = await Promise.all([tx.unsafe(setStatementTimeout), fn(tx)]);
         return result;
       }) as Promise<Awaited<ReturnType<typeof fn>>>,
     );
@@ -46,7 +46,7 @@ export function createDb(o: DbOptions): Db {
 export function withDeadline<T>(what: string, ms: number, promise: Promise<T>): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = globalThis.setTimeout(() => reject(new DbDeadlineError(what, ms)), ms);
+    timer = setTimeout(() => reject(new DbDeadlineError(what, ms)), ms);
   });
   return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }
