@@ -4,7 +4,7 @@ import { isIP } from "node:net";
 import { Hono } from "hono";
 import { requestId } from "hono/request-id";
 import type { Sql } from "postgres";
-import type { KafkaProducer } from "../shared/kafka/index.ts";
+import { KafkaError, type KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
 import { apiKeyAuth } from "./auth.ts";
 import type { ServerConfig } from "./config.ts";
@@ -72,15 +72,28 @@ export function createApp(deps: AppDeps) {
     duration.observe((performance.now() - started) / 1000);
   });
 
+  // The one place an unexpected error is logged (once, with the request id the client is given).
   app.onError((error, c) => {
-    logger.error({ err: error, requestId: c.get("requestId"), path: c.req.path }, "request failed");
-    return c.json({ error: "internal error", request_id: c.get("requestId") }, 500);
+    const id = c.get("requestId");
+    logger.error({ err: error, requestId: id, path: c.req.path }, "request failed");
+    const message =
+      error instanceof KafkaError
+        ? `events not stored: Kafka refused them (${error.code}: ${error.message}); retrying will not help until the server is fixed`
+        : "internal error";
+    return c.json({ error: message, request_id: id }, 500);
   });
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
 
-  app.get("/health", (c) => c.json({ status: "ok" }));
+  // Liveness: fails once the producer is in librdkafka's fatal state, which only a restart heals.
+  app.get("/health", (c) => {
+    const fatal = producer.fatalError;
+    if (fatal) return c.json({ status: "failed", reason: `Kafka producer: ${fatal.message}` }, 503);
+    return c.json({ status: "ok" });
+  });
   app.get("/ready", (c) => {
     if (deps.isDraining()) return c.json({ status: "draining" }, 503);
+    const fatal = producer.fatalError;
+    if (fatal) return c.json({ status: "failed", reason: `Kafka producer: ${fatal.message}` }, 503);
     if (!producer.connected) return c.json({ status: "waiting for Kafka" }, 503);
     return c.json({ status: "ready" });
   });
@@ -108,7 +121,8 @@ export function createApp(deps: AppDeps) {
         const server = c.env as { requestIP?: (r: Request) => { address: string } | null } | undefined;
         return resolveIp(server?.requestIP?.(c.req.raw)?.address ?? null, c.req.header("x-forwarded-for"));
       },
-      onDeliveryError: (error) => logger.warn({ err: error }, "Kafka did not acknowledge a request's events"),
+      onRetriableDeliveryError: (error) =>
+        logger.warn({ err: error }, "Kafka did not acknowledge a request's events; answered 503"),
     }),
   );
   return app;

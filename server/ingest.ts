@@ -27,7 +27,11 @@ export interface IngestOptions {
   maxFutureMs: number;
   retryAfterSeconds: number;
   clientIp: (c: Context) => string | null;
-  onDeliveryError?: (error: unknown) => void;
+  /**
+   * Called once per request whose events Kafka did not take for a retriable reason (answered 503).
+   * A non-retriable error is thrown instead, and app.onError logs it and answers 500.
+   */
+  onRetriableDeliveryError?: (error: KafkaError) => void;
 }
 
 export interface Rejection {
@@ -38,6 +42,17 @@ export interface Rejection {
 export function ingestHandler(o: IngestOptions) {
   const unavailable = (c: Context, message: string) =>
     c.json({ error: message }, 503, { "Retry-After": String(o.retryAfterSeconds) });
+
+  // librdkafka's fatal state: no send can succeed until a restart (/health fails meanwhile). It was
+  // logged once when raised, so the requests it refuses are not logged again.
+  const producerFailed = (c: Context, fatal: KafkaError) =>
+    c.json(
+      {
+        error: `events not stored: the Kafka producer failed permanently (${fatal.message}); this server must be restarted`,
+        request_id: c.get("requestId"),
+      },
+      500,
+    );
 
   const accepted = o.metrics.events.labels({ outcome: "accepted", reason: "" });
   const deliveryLatency = o.metrics.deliveryLatency.labels();
@@ -66,6 +81,8 @@ export function ingestHandler(o: IngestOptions) {
   };
 
   async function handle(c: Context): Promise<Response> {
+    const fatal = o.producer.fatalError;
+    if (fatal) return producerFailed(c, fatal);
     // Fail fast while the broker is unreachable: no unbounded waiting, the client retries.
     if (!o.producer.connected) return unavailable(c, "Kafka is unavailable; retry later");
 
@@ -115,14 +132,16 @@ export function ingestHandler(o: IngestOptions) {
     try {
       await o.producer.send(messages);
     } catch (error) {
-      const code = error instanceof KafkaError ? error.code : "UNKNOWN";
-      o.metrics.deliveryErrors.inc({ code });
-      o.onDeliveryError?.(error);
-      // Some events may have been stored: the client retries with the same event_ids and the
-      // worker's unique key makes the replay a no-op.
-      if (error instanceof KafkaError && error.code !== "CONFIG") {
+      o.metrics.deliveryErrors.inc({ code: error instanceof KafkaError ? error.code : "UNKNOWN" });
+      if (error instanceof KafkaError && error.retriable) {
+        o.onRetriableDeliveryError?.(error);
+        // Some events may have been stored: the client retries with the same event_ids and the
+        // worker's unique key makes the replay a no-op.
         return unavailable(c, `events not stored (${error.code}); retry the whole request`);
       }
+      if (error === o.producer.fatalError) return producerFailed(c, error as KafkaError);
+      // Non-retriable (UNKNOWN_TOPIC, FATAL, CONFIG, a broker's permanent refusal...): a retry
+      // cannot succeed. app.onError logs it once and answers 500 with the request id.
       throw error;
     }
     deliveryLatency.observe((performance.now() - started) / 1000);

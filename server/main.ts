@@ -40,7 +40,11 @@ async function main() {
   const metrics = createServerMetrics(registry, () => producer);
   producer = new KafkaProducer({
     config: config.kafka,
-    onError: (error) => logger.warn({ code: error.code, kafkaCode: error.kafkaCode }, error.message),
+    // A fatal error is logged here once; /health then fails so the process is restarted.
+    onError: (error) =>
+      error.code === "FATAL"
+        ? logger.error({ code: error.code, kafkaCode: error.kafkaCode }, `${error.message}; restart required`)
+        : logger.warn({ code: error.code, kafkaCode: error.kafkaCode }, error.message),
   });
   // The read side goes through pgbouncer (transaction pooling): no prepared statements.
   const sql = postgres(config.DATABASE_URL, { prepare: false, max: config.DB_POOL_MAX, onnotice: () => {} });

@@ -122,6 +122,14 @@ export class KafkaProducer {
     return this.#closed ? 0 : lib().rd_kafka_outq_len(this.#rk);
   }
 
+  /**
+   * The fatal error librdkafka raised (e.g. the idempotent producer lost its guarantees), or null.
+   * Once set, every send is refused with it: only a new producer (a restart) recovers.
+   */
+  get fatalError(): KafkaError | null {
+    return this.#fatal;
+  }
+
   /** True once the client has cluster metadata and at least one broker is reachable. */
   get connected(): boolean {
     if (this.#closed || this.#fatal) return false;

@@ -1,0 +1,130 @@
+// Edge hardening of the in-process app against the real broker: how producer errors map to
+// answers (retriable 503, anything else 500 logged exactly once; librdkafka's fatal state fails
+// /health).
+import { describe, expect, test } from "bun:test";
+import pino from "pino";
+import postgres from "postgres";
+import { createApp } from "../../server/app.ts";
+import { sha256 } from "../../server/auth.ts";
+import { loadServerConfig } from "../../server/config.ts";
+import { createServerMetrics } from "../../server/metrics.ts";
+import { localStack } from "../../shared/local-stack.ts";
+import { createRegistry } from "../../shared/metrics.ts";
+import { brokerConfig, createAdmin, createProducer, createTopic, onCleanup, uniqueName } from "../helpers/kafka.ts";
+import { API_KEY, scan } from "../helpers/server.ts";
+
+interface Answer {
+  accepted?: number;
+  error?: string;
+  request_id?: string;
+  status?: string;
+  reason?: string;
+}
+const json = async (res: Response) => (await res.json()) as Answer;
+type LogLine = { level: number; msg: string; requestId?: string; err?: { message: string } };
+
+/** The app as createTestApp builds it, but with a logger whose lines the test can read. */
+async function appWithLog(env: Record<string, string>, topic?: string) {
+  const config = loadServerConfig({
+    KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
+    SCANS_TOPIC: topic ?? (await createTopic(1)),
+    API_KEY_SHA256: sha256(API_KEY).toString("hex"),
+    ...env,
+  });
+  const producer = createProducer(config.kafka);
+  await producer.waitUntilConnected(10_000);
+  const sql = postgres(localStack().databaseUrl, { prepare: false, max: 1 }); // never used: connects lazily
+  onCleanup(() => sql.end({ timeout: 1 }));
+  const logs: LogLine[] = [];
+  const logger = pino({ level: "debug" }, { write: (line: string) => logs.push(JSON.parse(line)) });
+  const app = createApp({
+    config,
+    apiKeyHashes: config.API_KEY_SHA256,
+    producer,
+    sql,
+    metrics: createServerMetrics(createRegistry("server-edge-test"), () => producer),
+    logger,
+    isDraining: () => false,
+  });
+  const post = (body: RequestInit["body"], headers: Record<string, string> = {}) =>
+    app.request("/v1/scans", {
+      method: "POST",
+      body,
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json", ...headers },
+    });
+  return { app, producer, post, logs };
+}
+
+describe("producer errors", () => {
+  test("retriable (QUEUE_FULL): 503 + Retry-After, logged once as a warning", async () => {
+    const { post, logs } = await appWithLog({ KAFKA_OPT_QUEUE_BUFFERING_MAX_MESSAGES: "10", KAFKA_LINGER_MS: "500" });
+    const res = await post(JSON.stringify(Array.from({ length: 50 }, () => scan())));
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("2");
+    expect((await json(res)).error).toBe("events not stored (QUEUE_FULL); retry the whole request");
+    expect(logs.map((l) => [l.level, l.msg])).toEqual([
+      [40, "Kafka did not acknowledge a request's events; answered 503"],
+    ]);
+  });
+
+  test("non-retriable (UNKNOWN_TOPIC): 500 with the request id, logged exactly once", async () => {
+    // The broker does not create topics on demand (auto.create.topics.enable=false).
+    const { post, logs } = await appWithLog(
+      { KAFKA_OPT_TOPIC_METADATA_PROPAGATION_MAX_MS: "10", KAFKA_DELIVERY_TIMEOUT_MS: "5000" },
+      uniqueName("no-such-topic"),
+    );
+    const res = await post(JSON.stringify(scan()));
+    expect(res.status).toBe(500);
+    expect(res.headers.get("retry-after")).toBeNull();
+    const body = await json(res);
+    expect(body.request_id).toBe(res.headers.get("x-request-id") as string);
+    expect(body.error).toStartWith("events not stored: Kafka refused them (UNKNOWN_TOPIC: ");
+    expect(body.error).toEndWith("); retrying will not help until the server is fixed");
+    expect(logs.map((l) => [l.level, l.msg, l.requestId])).toEqual([[50, "request failed", body.request_id]]);
+  }, 30_000);
+
+  test("librdkafka's fatal state (a real one): the request is a 500, /health and /ready fail with the reason, later requests are 500 without a log line", async () => {
+    // enable.gapless.guarantee turns a permanently failed batch into a fatal idempotent-producer
+    // error; a topic whose max.message.bytes is below one event makes the batch fail.
+    const topic = uniqueName("small-messages");
+    const admin = createAdmin();
+    await admin.createTopics([{ name: topic, partitions: 1, config: { "max.message.bytes": "1000" } }], {
+      ignoreExisting: false,
+    });
+    onCleanup(() => admin.deleteTopics([topic]));
+    const { app, post, logs, producer } = await appWithLog(
+      { KAFKA_OPT_ENABLE_GAPLESS_GUARANTEE: "true", KAFKA_COMPRESSION: "none" },
+      topic,
+    );
+    expect((await app.request("/health")).status).toBe(200);
+    const big = scan({ user_agent: "u".repeat(512), attributes: { a: "x".repeat(1000) } });
+    const res = await post(JSON.stringify(big));
+    expect(res.status).toBe(500);
+    const first = await json(res);
+    expect(first.error).toContain("MSG_SIZE_TOO_LARGE");
+
+    // The fatal error event is polled by the producer shortly after the delivery report.
+    const deadline = Date.now() + 10_000;
+    while (!producer.fatalError && Date.now() < deadline) await Bun.sleep(20);
+    expect(producer.fatalError?.code).toBe("FATAL");
+    const health = await app.request("/health");
+    expect(health.status).toBe(503);
+    const reason = `Kafka producer: ${producer.fatalError?.message}`;
+    expect(await json(health)).toEqual({ status: "failed", reason });
+    expect(reason).toContain("gap-less");
+    const ready = await app.request("/ready");
+    expect(ready.status).toBe(503);
+    expect(await json(ready)).toEqual({ status: "failed", reason });
+
+    const after = await post(JSON.stringify(scan()));
+    expect(after.status).toBe(500);
+    const body = await json(after);
+    expect(body.request_id).toBe(after.headers.get("x-request-id") as string);
+    expect(body.error).toBe(
+      `events not stored: the Kafka producer failed permanently (${producer.fatalError?.message}); this server must be restarted`,
+    );
+    // One line: the first request's own failure. The fatal state was logged once where it was
+    // raised (main.ts's producer onError), so the requests it refuses add none.
+    expect(logs.map((l) => [l.level, l.msg, l.requestId])).toEqual([[50, "request failed", first.request_id]]);
+  }, 30_000);
+});
