@@ -1,6 +1,15 @@
 // The edge server's configuration, from the environment (see README "Configuration").
 import * as v from "valibot";
-import { bool, int, kafkaOverrides, list, loadConfig, str } from "../shared/config.ts";
+import {
+  DURABLE_PRODUCER,
+  assertDurableProducer,
+  bool,
+  int,
+  kafkaOverrides,
+  list,
+  loadConfig,
+  str,
+} from "../shared/config.ts";
 import { localStack } from "../shared/local-stack.ts";
 
 const sha256Hex = v.pipe(
@@ -33,12 +42,15 @@ export const ServerConfigSchema = v.object({
 });
 
 export type ServerConfig = v.InferOutput<typeof ServerConfigSchema> & {
-  /** librdkafka settings for the producer: ours, then KAFKA_OPT_* overrides from the environment. */
+  /** librdkafka settings for the producer: ours, then KAFKA_OPT_* overrides, then DURABLE_PRODUCER (last). */
   kafka: Record<string, string | number | boolean>;
 };
 
 export function loadServerConfig(env: Record<string, string | undefined> = process.env): ServerConfig {
   const c = loadConfig(ServerConfigSchema, env);
+  // A 202 promises durability: an override that weakens acks=all or idempotence stops start-up.
+  const overrides = kafkaOverrides(env);
+  assertDurableProducer(overrides);
   return {
     ...c,
     kafka: {
@@ -50,7 +62,9 @@ export function loadServerConfig(env: Record<string, string | undefined> = proce
       // librdkafka backs off reconnects up to 10 s by default; while the broker is down the edge
       // answers 503, so a shorter cap means the edge accepts again within ~1 s of its return.
       "reconnect.backoff.max.ms": 1_000,
-      ...kafkaOverrides(env),
+      ...overrides,
+      // Last, so no override can weaken it (a weaker one is refused above).
+      ...DURABLE_PRODUCER,
     },
   };
 }

@@ -39,6 +39,55 @@ describe("server configuration", () => {
   });
 });
 
+describe("producer durability cannot be configured away", () => {
+  test("acks=all and idempotence are applied after every override", () => {
+    const plain = loadServerConfig({});
+    expect(plain.kafka.acks).toBe("all");
+    expect(plain.kafka["enable.idempotence"]).toBe(true);
+    // The same durability spelled differently is accepted, and ours is what librdkafka gets last.
+    const same = loadServerConfig({
+      KAFKA_OPT_ACKS: "-1",
+      KAFKA_OPT_REQUEST_REQUIRED_ACKS: "ALL",
+      KAFKA_OPT_ENABLE_IDEMPOTENCE: "True",
+    });
+    expect(same.kafka.acks).toBe("all");
+    expect(same.kafka["enable.idempotence"]).toBe(true);
+  });
+
+  test("a weaker KAFKA_OPT_ACKS, KAFKA_OPT_REQUEST_REQUIRED_ACKS or KAFKA_OPT_ENABLE_IDEMPOTENCE stops start-up, naming the variable", () => {
+    const weak: [Record<string, string>, string][] = [
+      [{ KAFKA_OPT_ACKS: "1" }, "KAFKA_OPT_ACKS=1: must be all"],
+      [{ KAFKA_OPT_ACKS: "0" }, "KAFKA_OPT_ACKS=0: must be all"],
+      [{ KAFKA_OPT_ACKS: "" }, "KAFKA_OPT_ACKS=: must be all"],
+      [{ KAFKA_OPT_REQUEST_REQUIRED_ACKS: "1" }, "KAFKA_OPT_REQUEST_REQUIRED_ACKS=1: must be all"],
+      [{ KAFKA_OPT_ENABLE_IDEMPOTENCE: "false" }, "KAFKA_OPT_ENABLE_IDEMPOTENCE=false: must be true"],
+      [{ KAFKA_OPT_ENABLE_IDEMPOTENCE: "0" }, "KAFKA_OPT_ENABLE_IDEMPOTENCE=0: must be true"],
+    ];
+    for (const [env, named] of weak) {
+      let error: unknown;
+      try {
+        loadServerConfig(env);
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).problems).toHaveLength(1);
+      expect((error as ConfigError).problems[0]).toStartWith(named);
+    }
+    // Every offending variable is named at once.
+    try {
+      loadServerConfig({ KAFKA_OPT_ACKS: "1", KAFKA_OPT_ENABLE_IDEMPOTENCE: "false" });
+      throw new Error("expected a ConfigError");
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as ConfigError).problems.map((p) => p.split(":")[0])).toEqual([
+        "KAFKA_OPT_ACKS=1",
+        "KAFKA_OPT_ENABLE_IDEMPOTENCE=false",
+      ]);
+    }
+  });
+});
+
 describe("client IP", () => {
   const resolve = clientIpResolver(["10.0.0.1", "10.0.0.2"]);
   test("an untrusted peer's X-Forwarded-For is ignored", () => {
