@@ -1,7 +1,8 @@
-// Edge hardening of the in-process app against the real broker: how producer errors map to
-// answers (retriable 503, anything else 500 logged exactly once; librdkafka's fatal state fails
-// /health).
+// Edge hardening of the in-process app against the real broker: charset and UTF-8, and how
+// producer errors map to answers (retriable 503, anything else 500 logged exactly once;
+// librdkafka's fatal state fails /health).
 import { describe, expect, test } from "bun:test";
+import { gzipSync } from "node:zlib";
 import pino from "pino";
 import postgres from "postgres";
 import { createApp } from "../../server/app.ts";
@@ -10,8 +11,18 @@ import { loadServerConfig } from "../../server/config.ts";
 import { createServerMetrics } from "../../server/metrics.ts";
 import { localStack } from "../../shared/local-stack.ts";
 import { createRegistry } from "../../shared/metrics.ts";
-import { brokerConfig, createAdmin, createProducer, createTopic, onCleanup, uniqueName } from "../helpers/kafka.ts";
-import { API_KEY, scan } from "../helpers/server.ts";
+import {
+  brokerConfig,
+  consumeN,
+  createAdmin,
+  createConsumer,
+  createProducer,
+  createTopic,
+  onCleanup,
+  text,
+  uniqueName,
+} from "../helpers/kafka.ts";
+import { API_KEY, createTestApp, scan } from "../helpers/server.ts";
 
 interface Answer {
   accepted?: number;
@@ -54,6 +65,73 @@ async function appWithLog(env: Record<string, string>, topic?: string) {
     });
   return { app, producer, post, logs };
 }
+
+describe("Content-Type charset and UTF-8", () => {
+  test("a charset other than UTF-8 is a 415 naming it; utf-8 in any case, quoted or not, is accepted", async () => {
+    const { post } = await createTestApp();
+    for (const type of [
+      "application/json; charset=latin1",
+      "application/json;charset=ISO-8859-1",
+      'application/x-ndjson; charset="utf-16"',
+      "application/json; format=x; charset=windows-1252",
+    ]) {
+      const res = await post(JSON.stringify(scan()), { "content-type": type });
+      expect(res.status).toBe(415);
+      const charset = /charset="?([^";]+)/.exec(type)?.[1] as string;
+      expect((await json(res)).error).toBe(
+        `unsupported charset "${charset}": the body must be UTF-8 (send charset=utf-8, or no charset parameter)`,
+      );
+    }
+    for (const type of [
+      "application/json; charset=utf-8",
+      "application/json;charset=UTF-8",
+      'application/json; charset="utf-8"',
+      'application/json; charset="UtF-8"',
+      "application/json; format=x; charset=utf-8",
+      "application/x-ndjson; charset=utf-8",
+    ]) {
+      const res = await post(JSON.stringify(scan()), { "content-type": type });
+      expect(res.status).toBe(202);
+    }
+  });
+
+  test("invalid UTF-8 is a 400 naming the first bad byte, also inside gzip; valid UTF-8 is stored as sent", async () => {
+    const { post, topic } = await createTestApp();
+    const prefix = Buffer.from(`[{"event_id":"${crypto.randomUUID()}","qr_id":"QR-1","scanner_id":"`);
+    const suffix = Buffer.from(`","scanned_at":"${new Date().toISOString()}"}]`);
+    const cases: [string, number[]][] = [
+      ["a byte that never occurs in UTF-8", [0x61, 0xff]],
+      ["a truncated sequence", [0xe2, 0x82]],
+      ["an overlong encoding", [0xc0, 0xaf]],
+      ["an encoded surrogate", [0xed, 0xa0, 0x80]],
+      ["Latin-1 text", [0x5a, 0xfc, 0x72, 0x69, 0x63, 0x68]], // "Zürich" in ISO-8859-1
+    ];
+    for (const [what, bytes] of cases) {
+      const body = Buffer.concat([prefix, Buffer.from(bytes), suffix]);
+      const offset = prefix.length + bytes.findIndex((b) => b >= 0x80);
+      const expected = `the body is not valid UTF-8 (first invalid byte at offset ${offset})`;
+      const res = await post(new Uint8Array(body));
+      expect({ what, status: res.status, error: (await json(res)).error }).toEqual({
+        what,
+        status: 400,
+        error: expected,
+      });
+      const gz = await post(gzipSync(body), { "content-encoding": "gzip" });
+      expect({ what, status: gz.status, error: (await json(gz)).error }).toEqual({
+        what,
+        status: 400,
+        error: expected,
+      });
+    }
+    const event = scan({ scanner_id: "Zürich-🙂-東京" });
+    const ok = await post(new Uint8Array(Buffer.from(JSON.stringify([event]))));
+    expect(ok.status).toBe(202);
+    const consumer = createConsumer();
+    consumer.subscribe([topic]);
+    const [message] = await consumeN(consumer, 1);
+    expect((JSON.parse(text(message?.value) as string) as { scanner_id: string }).scanner_id).toBe("Zürich-🙂-東京");
+  });
+});
 
 describe("producer errors", () => {
   test("retriable (QUEUE_FULL): 503 + Retry-After, logged once as a warning", async () => {
