@@ -1,7 +1,7 @@
 // The edge HTTP app (Hono). Built from its dependencies so tests run it in-process with
 // app.request() against the real broker, and main.ts serves it with Bun.serve.
 import { isIP } from "node:net";
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { requestId } from "hono/request-id";
 import type { Sql } from "postgres";
 import { KafkaError, type KafkaProducer } from "../shared/kafka/index.ts";
@@ -83,6 +83,10 @@ export function createApp(deps: AppDeps) {
     return c.json({ error: message, request_id: id }, 500);
   });
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+  // A known path with a method it does not serve: 405 and the methods it does (registered after
+  // the real handlers, so it only answers what they did not). HEAD is served by every GET route.
+  const methodNotAllowed = (allow: string) => (c: Context) =>
+    c.json({ error: `${c.req.method} is not allowed on ${c.req.path}; allowed: ${allow}` }, 405, { Allow: allow });
 
   // Liveness: fails once the producer is in librdkafka's fatal state, which only a restart heals.
   app.get("/health", (c) => {
@@ -97,6 +101,8 @@ export function createApp(deps: AppDeps) {
     if (!producer.connected) return c.json({ status: "waiting for Kafka" }, 503);
     return c.json({ status: "ready" });
   });
+  app.all("/health", methodNotAllowed("GET, HEAD"));
+  app.all("/ready", methodNotAllowed("GET, HEAD"));
 
   const auth = apiKeyAuth({ hashes: deps.apiKeyHashes, disabled: config.AUTH_DISABLED });
   app.get(
@@ -104,6 +110,7 @@ export function createApp(deps: AppDeps) {
     auth,
     statsHandler({ sql: deps.sql, logger, retryAfterSeconds: config.RETRY_AFTER_SECONDS }),
   );
+  app.all("/v1/qr/:qr_id/stats", methodNotAllowed("GET, HEAD"));
   app.post(
     "/v1/scans",
     auth,
@@ -125,5 +132,6 @@ export function createApp(deps: AppDeps) {
         logger.warn({ err: error }, "Kafka did not acknowledge a request's events; answered 503"),
     }),
   );
+  app.all("/v1/scans", methodNotAllowed("POST"));
   return app;
 }

@@ -1,5 +1,5 @@
-// Edge hardening of the in-process app against the real broker: charset and UTF-8, and how
-// producer errors map to answers (retriable 503, anything else 500 logged exactly once;
+// Edge hardening of the in-process app against the real broker: charset and UTF-8, 405 with Allow,
+// and how producer errors map to answers (retriable 503, anything else 500 logged exactly once;
 // librdkafka's fatal state fails /health).
 import { describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
@@ -130,6 +130,47 @@ describe("Content-Type charset and UTF-8", () => {
     consumer.subscribe([topic]);
     const [message] = await consumeN(consumer, 1);
     expect((JSON.parse(text(message?.value) as string) as { scanner_id: string }).scanner_id).toBe("Zürich-🙂-東京");
+  });
+});
+
+describe("405 for a known path with a wrong method", () => {
+  test("405 with Allow and a JSON body, before authentication; unknown paths stay 404", async () => {
+    const { app } = await createTestApp();
+    const cases: [string, string, string][] = [
+      ["GET", "/v1/scans", "POST"],
+      ["PUT", "/v1/scans", "POST"],
+      ["DELETE", "/v1/scans", "POST"],
+      ["PATCH", "/v1/scans", "POST"],
+      ["OPTIONS", "/v1/scans", "POST"],
+      ["POST", "/v1/qr/gate-7/stats", "GET, HEAD"],
+      ["PUT", "/v1/qr/gate-7/stats", "GET, HEAD"],
+      ["DELETE", "/v1/qr/gate-7/stats", "GET, HEAD"],
+      ["POST", "/health", "GET, HEAD"],
+      ["DELETE", "/ready", "GET, HEAD"],
+    ];
+    for (const [method, path, allow] of cases) {
+      const res = await app.request(path, { method }); // no API key: 405 does not depend on it
+      expect({ method, path, status: res.status, allow: res.headers.get("allow") }).toEqual({
+        method,
+        path,
+        status: 405,
+        allow,
+      });
+      expect(res.headers.get("content-type")).toStartWith("application/json");
+      expect((await json(res)).error).toBe(`${method} is not allowed on ${path}; allowed: ${allow}`);
+    }
+    for (const [method, path] of [
+      ["GET", "/nope"],
+      ["POST", "/v1/scan"],
+      ["GET", "/v1/scans/extra"],
+      ["POST", "/v1/qr/gate-7"],
+    ] as const) {
+      const res = await app.request(path, { method });
+      expect({ method, path, status: res.status }).toEqual({ method, path, status: 404 });
+      expect((await json(res)).error).toBe(`no route for ${method} ${path}`);
+    }
+    // The allowed methods still work: HEAD is served by GET routes.
+    expect((await app.request("/health", { method: "HEAD" })).status).toBe(200);
   });
 });
 
