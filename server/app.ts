@@ -7,6 +7,7 @@ import type { Sql } from "postgres";
 import { KafkaError, type KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
 import { apiKeyAuth } from "./auth.ts";
+import { bodyBudget } from "./body-budget.ts";
 import type { ServerConfig } from "./config.ts";
 import { ingestHandler } from "./ingest.ts";
 import type { ServerMetrics } from "./metrics.ts";
@@ -111,9 +112,15 @@ export function createApp(deps: AppDeps) {
     statsHandler({ sql: deps.sql, logger, retryAfterSeconds: config.RETRY_AFTER_SECONDS }),
   );
   app.all("/v1/qr/:qr_id/stats", methodNotAllowed("GET, HEAD"));
+  const budget = bodyBudget({
+    limitBytes: config.MAX_BODY_BYTES_IN_FLIGHT,
+    maxBodyBytes: config.MAX_BODY_BYTES,
+    retryAfterSeconds: config.RETRY_AFTER_SECONDS,
+  });
   app.post(
     "/v1/scans",
     auth,
+    budget.middleware,
     ingestHandler({
       producer,
       metrics,

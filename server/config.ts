@@ -1,6 +1,7 @@
 // The edge server's configuration, from the environment (see README "Configuration").
 import * as v from "valibot";
 import {
+  ConfigError,
   DURABLE_PRODUCER,
   assertDurableProducer,
   bool,
@@ -25,6 +26,8 @@ export const ServerConfigSchema = v.object({
   KAFKA_BROKERS: str(localStack().brokers),
   SCANS_TOPIC: str("scans"),
   MAX_BODY_BYTES: int(1024 * 1024, 1),
+  /** Request-body bytes admitted at once across all connections; past it, 503 + Retry-After. */
+  MAX_BODY_BYTES_IN_FLIGHT: int(64 * 1024 * 1024, 1),
   MAX_EVENTS_PER_REQUEST: int(1000, 1),
   SCANNED_AT_MAX_AGE_HOURS: int(7 * 24, 1),
   SCANNED_AT_MAX_FUTURE_MINUTES: int(5, 0),
@@ -48,6 +51,12 @@ export type ServerConfig = v.InferOutput<typeof ServerConfigSchema> & {
 
 export function loadServerConfig(env: Record<string, string | undefined> = process.env): ServerConfig {
   const c = loadConfig(ServerConfigSchema, env);
+  // A body of MAX_BODY_BYTES must fit in the budget, or such requests would be refused forever.
+  if (c.MAX_BODY_BYTES_IN_FLIGHT < c.MAX_BODY_BYTES) {
+    throw new ConfigError([
+      `MAX_BODY_BYTES_IN_FLIGHT=${c.MAX_BODY_BYTES_IN_FLIGHT}: must be >= MAX_BODY_BYTES (${c.MAX_BODY_BYTES}), or the largest allowed body could never be admitted`,
+    ]);
+  }
   // A 202 promises durability: an override that weakens acks=all or idempotence stops start-up.
   const overrides = kafkaOverrides(env);
   assertDurableProducer(overrides);

@@ -1,6 +1,6 @@
 // Edge hardening of the in-process app against the real broker: charset and UTF-8, 405 with Allow,
-// and how producer errors map to answers (retriable 503, anything else 500 logged exactly once;
-// librdkafka's fatal state fails /health).
+// the request-body budget, and how producer errors map to answers (retriable 503, anything else
+// 500 logged exactly once; librdkafka's fatal state fails /health).
 import { describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import pino from "pino";
@@ -171,6 +171,47 @@ describe("405 for a known path with a wrong method", () => {
     }
     // The allowed methods still work: HEAD is served by GET routes.
     expect((await app.request("/health", { method: "HEAD" })).status).toBe(200);
+  });
+});
+
+describe("request-body budget", () => {
+  test("a body being received holds the budget: others get 503 + Retry-After until it is answered, even with an error", async () => {
+    const { app, post } = await createTestApp({ MAX_BODY_BYTES: "65536", MAX_BODY_BYTES_IN_FLIGHT: "65536" });
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // A chunked upload (no Content-Length) that stalls after its first bytes: it reserves MAX_BODY_BYTES.
+    const slow = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode("[{"));
+        gate.then(() => {
+          controller.enqueue(new TextEncoder().encode("malformed"));
+          controller.close();
+        });
+      },
+    });
+    const pending = post(slow);
+
+    const refused = await post(JSON.stringify(scan()), { "content-length": "100" });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBe("2");
+    expect(refused.headers.get("content-type")).toStartWith("application/json");
+    expect((await json(refused)).error).toBe(
+      "the server is already receiving 65536 bytes of request bodies (limit 65536); retry later",
+    );
+    // Authentication comes first: a request without a valid key is not counted, and gets its 401.
+    expect((await post(JSON.stringify(scan()), { authorization: "Bearer wrong" })).status).toBe(401);
+    // Routes that read no body are not limited.
+    expect((await app.request("/health")).status).toBe(200);
+
+    release();
+    const first = await pending;
+    expect(first.status).toBe(400);
+    expect((await json(first)).error).toMatch(/malformed JSON/);
+    // Released although that request failed: the next one is admitted.
+    expect((await post(JSON.stringify(scan()))).status).toBe(202);
+    expect((await post(JSON.stringify(scan()), { "content-length": "65536" })).status).toBe(202);
   });
 });
 

@@ -11,6 +11,7 @@ describe("server configuration", () => {
     expect(c.HOST).toBe("127.0.0.1");
     expect(c.METRICS_HOST).toBe("127.0.0.1");
     expect(c.MAX_BODY_BYTES).toBe(1024 * 1024);
+    expect(c.MAX_BODY_BYTES_IN_FLIGHT).toBe(64 * 1024 * 1024);
     expect(c.MAX_EVENTS_PER_REQUEST).toBe(1000);
     expect(c.AUTH_DISABLED).toBe(false);
     expect(c.kafka["bootstrap.servers"]).toBe("127.0.0.1:19092");
@@ -36,6 +37,29 @@ describe("server configuration", () => {
       "batch.num.messages": "500",
     });
     expect(loadServerConfig({ KAFKA_OPT_LINGER_MS: "20" }).kafka["linger.ms"]).toBe("20");
+  });
+});
+
+describe("request-body budget", () => {
+  test("MAX_BODY_BYTES_IN_FLIGHT is a positive integer of at least MAX_BODY_BYTES", () => {
+    expect(loadServerConfig({ MAX_BODY_BYTES_IN_FLIGHT: "1048576" }).MAX_BODY_BYTES_IN_FLIGHT).toBe(1048576);
+    expect(() => loadServerConfig({ MAX_BODY_BYTES_IN_FLIGHT: "lots" })).toThrow(
+      'MAX_BODY_BYTES_IN_FLIGHT="lots": must be an integer',
+    );
+    expect(() => loadServerConfig({ MAX_BODY_BYTES_IN_FLIGHT: "0" })).toThrow(
+      'MAX_BODY_BYTES_IN_FLIGHT="0": must be >= 1',
+    );
+    const error = (() => {
+      try {
+        loadServerConfig({ MAX_BODY_BYTES: "65536", MAX_BODY_BYTES_IN_FLIGHT: "65535" });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems).toEqual([
+      "MAX_BODY_BYTES_IN_FLIGHT=65535: must be >= MAX_BODY_BYTES (65536), or the largest allowed body could never be admitted",
+    ]);
   });
 });
 
