@@ -3,6 +3,7 @@
 import { isIP } from "node:net";
 import { type Context, Hono } from "hono";
 import { requestId } from "hono/request-id";
+import { getPath } from "hono/utils/url";
 import type { Sql } from "postgres";
 import { KafkaError, type KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
@@ -45,10 +46,20 @@ export function clientIpResolver(trustedProxies: readonly string[]) {
   };
 }
 
+/**
+ * The request's path for routing. Bun gives a request without a Host header (HTTP/1.0) or with an
+ * empty one a relative URL ("/v1/scans"), which Hono's parser, expecting an absolute URL, would
+ * cut into the wrong path ("/scans").
+ */
+export function routingPath(req: Request): string {
+  const url = req.url;
+  return url.charCodeAt(0) === 47 /* "/" */ ? getPath({ url: `http://host${url}` } as Request) : getPath(req);
+}
+
 export function createApp(deps: AppDeps) {
   const { config, producer, metrics, logger } = deps;
   const resolveIp = clientIpResolver(config.TRUSTED_PROXIES);
-  const app = new Hono();
+  const app = new Hono({ getPath: routingPath });
 
   app.use(requestId());
   // Labelled children are cached: prom-client hashes the label object on every unbound call.

@@ -55,6 +55,14 @@ async function main() {
     port: config.PORT,
     fetch: app.fetch,
     maxRequestBodySize: config.MAX_BODY_BYTES,
+    // Never Bun's development error page (it shows source code), whatever NODE_ENV says.
+    development: false,
+    // Only reached if app.fetch itself throws (Hono's onError answers everything else). Bun's own
+    // 400/413/431/505 answers to unparsable requests never get here (README "The edge endpoint").
+    error(error) {
+      logger.error({ err: error }, "unhandled error in the HTTP server");
+      return Response.json({ error: "internal error" }, { status: 500 });
+    },
   });
   const metricsServer = serveMetrics(registry, config.METRICS_HOST, config.METRICS_PORT);
   logger.info(
