@@ -6,6 +6,7 @@ import type { Sql } from "postgres";
 import * as v from "valibot";
 import { QrId, RFC3339Timestamp, fieldErrors } from "../shared/event.ts";
 import type { Logger } from "../shared/logger.ts";
+import { classifyDbError } from "../worker/db-errors.ts";
 
 const INTERVAL_MS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
 const MAX_BUCKETS = 10_000;
@@ -16,6 +17,17 @@ const StatsQuery = v.object({
   to: v.optional(RFC3339Timestamp),
   interval: v.optional(v.picklist(["minute", "hour", "day"], "must be minute, hour or day"), "hour"),
 });
+
+/**
+ * What a failed stats query means for the client, from the project's one classification of
+ * database errors (worker/db-errors.ts): `parameters` (SQLSTATE class 22, a value Postgres cannot
+ * represent) is a 400, `unavailable` (the connection, pgbouncer, a timeout, a restart) a 503 +
+ * Retry-After, `bug` (e.g. no scan_counts table) a 500.
+ */
+export function classifyStatsError(error: unknown): "parameters" | "unavailable" | "bug" {
+  const kind = classifyDbError(error);
+  return kind === "data" ? "parameters" : kind === "transient" ? "unavailable" : "bug";
+}
 
 export function statsHandler({
   sql,
@@ -44,10 +56,18 @@ export function statsHandler({
         where qr_id = ${qr_id} and bucket >= ${from} and bucket < ${to}
         group by 1 order by 1`;
     } catch (error) {
-      logger.warn({ err: error }, "stats query failed");
-      return c.json({ error: "statistics are unavailable; retry later" }, 503, {
-        "Retry-After": String(retryAfterSeconds),
-      });
+      const kind = classifyStatsError(error);
+      // A value Postgres cannot represent (SQLSTATE class 22): the client's parameters, not an outage.
+      if (kind === "parameters") {
+        return c.json({ error: `invalid query: ${(error as Error).message}` }, 400);
+      }
+      if (kind === "unavailable") {
+        logger.warn({ err: error }, "stats query failed; answered 503");
+        return c.json({ error: "statistics are unavailable; retry later" }, 503, {
+          "Retry-After": String(retryAfterSeconds),
+        });
+      }
+      throw error; // a bug or a broken deployment (e.g. no scan_counts table): app.onError, 500
     }
     const series = rows.map((r) => ({ start: r.start.toISOString(), count: Number(r.count) }));
     return c.json({

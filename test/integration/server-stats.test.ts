@@ -1,9 +1,13 @@
 // GET /v1/qr/:qr_id/stats answered from scan_counts on a real database behind pgbouncer.
 import { describe, expect, test } from "bun:test";
+import postgres from "postgres";
+import { classifyStatsError } from "../../server/stats.ts";
+import { onCleanup } from "../helpers/kafka.ts";
 import { createDatabase } from "../helpers/postgres.ts";
-import { API_KEY, createTestApp } from "../helpers/server.ts";
+import { API_KEY, createTestApp, freePort } from "../helpers/server.ts";
 
 interface Stats {
+  request_id?: string;
   qr_id: string;
   interval: string;
   total: number;
@@ -25,7 +29,17 @@ async function setup() {
     const res = await t.app.request(path, { headers: { authorization: `Bearer ${key}` } });
     return { status: res.status, body: (await res.json()) as Stats };
   };
-  return { get };
+  return { get, db };
+}
+
+/** The error a query ends with, for classifying real errors rather than hand-made ones. */
+async function failure(query: Promise<unknown>): Promise<unknown> {
+  try {
+    await query;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected the query to fail");
 }
 
 describe("GET /v1/qr/:qr_id/stats", () => {
@@ -70,6 +84,67 @@ describe("GET /v1/qr/:qr_id/stats", () => {
     expect(tooMany.status).toBe(400);
     expect(tooMany.body.error).toMatch(/narrow the range/);
   });
+
+  test("parameters Postgres cannot represent are a 400, never a 503", async () => {
+    const { get } = await setup();
+    for (const [query, field] of [
+      ["to=0000-01-01T00:00:00Z", "to"],
+      ["from=0000-01-01T00:00:00Z&to=0001-01-01T00:00:00Z", "from"],
+      ["from=1969-12-31T00:00:00Z&to=1970-01-01T00:00:00Z&interval=day", "from"],
+      ["to=2026-02-30T00:00:00Z", "to"],
+      ["to=2026-01-01T00:00:00%2B16:00", "to"],
+    ]) {
+      const res = await get(`/v1/qr/gate-7/stats?${query}`);
+      expect({ query, status: res.status, field: res.body.errors?.[0]?.path }).toEqual({ query, status: 400, field });
+      expect(res.body.error).toBe("invalid query");
+    }
+    // The edges of what timestamps accept still answer.
+    const edges = await get("/v1/qr/gate-7/stats?to=1970-01-01T00:00:00Z");
+    expect(edges.status).toBe(200);
+    expect(edges.body).toMatchObject({ total: 0, to: "1970-01-01T00:00:00.000Z", from: "1969-12-31T00:00:00.000Z" });
+    const last = await get("/v1/qr/gate-7/stats?from=9999-12-31T00:00:00Z&to=9999-12-31T23:59:59.999999Z");
+    expect(last.status).toBe(200);
+    expect(last.body.to).toBe("9999-12-31T23:59:59.999Z");
+  });
+
+  test("database errors: class 22 is the client's, an unreachable database is a 503 + Retry-After, anything else a 500", async () => {
+    const { db, get } = await setup();
+    const outOfRange = await failure(db.sql`select '0000-01-01T00:00:00Z'::timestamptz`);
+    expect((outOfRange as { code: string }).code).toBe("22008");
+    expect(classifyStatsError(outOfRange)).toBe("parameters");
+    expect(classifyStatsError(await failure(db.sql`select 1/0`))).toBe("parameters"); // 22012
+    expect(classifyStatsError(await failure(db.sql`select * from no_such_table`))).toBe("bug"); // 42P01
+
+    const nowhere = postgres(`postgres://qrscan:qrscan@127.0.0.1:${freePort()}/qrscan`, {
+      prepare: false,
+      max: 1,
+      connect_timeout: 5,
+    });
+    onCleanup(() => nowhere.end({ timeout: 1 }));
+    const refused = await failure(nowhere`select 1`);
+    expect((refused as { code: string }).code).toBe("ECONNREFUSED");
+    expect(classifyStatsError(refused)).toBe("unavailable");
+    const down = await createTestApp({}, { sql: nowhere });
+    const res = await down.app.request("/v1/qr/gate-7/stats", { headers: { authorization: `Bearer ${API_KEY}` } });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("2");
+    expect(((await res.json()) as Stats).error).toBe("statistics are unavailable; retry later");
+
+    // Through the handler: a data exception raised by the query is a 400 with Postgres' message.
+    // The timestamp schema now refuses the values that used to get here (year 0 was a 503), so a
+    // view that divides by zero on read stands in for them.
+    await db.sql`alter table scan_counts rename to scan_counts_data`;
+    await db.sql`create view scan_counts as select qr_id, bucket, count / 0 as count from scan_counts_data`;
+    const dataError = await get("/v1/qr/gate-7/stats?from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z");
+    expect(dataError.status).toBe(400);
+    expect(dataError.body.error).toBe("invalid query: division by zero");
+    // A broken deployment (no scan_counts table) is not the client's fault and retrying will not help.
+    await db.sql`drop view scan_counts`;
+    const broken = await get("/v1/qr/gate-7/stats");
+    expect(broken.status).toBe(500);
+    expect(broken.body).toEqual({ error: "internal error", request_id: broken.body.request_id } as unknown as Stats);
+    expect(broken.body.request_id).toBeTruthy();
+  }, 30_000);
 
   test("needs the same API key as ingest", async () => {
     const { get } = await setup();
