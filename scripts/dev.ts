@@ -141,11 +141,7 @@ const status = setInterval(async () => {
   lastServer = s;
   lastWorkers = w;
   lastAt = Date.now();
-  const line =
-    `accepted ${accepted.toFixed(0).padStart(6)}/s  rejected ${rejected.toFixed(0).padStart(4)}/s  ` +
-    `rows ${rows.toFixed(0).padStart(6)}/s  dup-skipped ${dups.toFixed(0).padStart(4)}/s  ` +
-    `lag ${String(lag).padStart(6)}  p95 ${Number.isNaN(p95) ? "   -  " : `${(p95 * 1000).toFixed(1).padStart(5)}ms`}` +
-    (stalledFor > STALLED_AFTER_S ? `  STALLED: no commit for ${stalledFor.toFixed(0)}s with lag` : "");
+  const line = `accepted ${accepted.toFixed(0).padStart(6)}/s  rejected ${rejected.toFixed(0).padStart(4)}/s  rows ${rows.toFixed(0).padStart(6)}/s  dup-skipped ${dups.toFixed(0).padStart(4)}/s  lag ${String(lag).padStart(6)}  p95 ${Number.isNaN(p95) ? "   -  " : `${(p95 * 1000).toFixed(1).padStart(5)}ms`}${stalledFor > STALLED_AFTER_S ? `  STALLED: no commit for ${stalledFor.toFixed(0)}s with lag` : ""}`;
   process.stdout.write(process.stdout.isTTY ? `\r${line}` : `${line}\n`);
 }, 1_000);
 

@@ -4,9 +4,9 @@
 import type { Context } from "hono";
 import type { Sql } from "postgres";
 import * as v from "valibot";
+import { classifyDbError } from "../shared/db-errors.ts";
 import { QrId, RFC3339Timestamp, fieldErrors } from "../shared/event.ts";
 import type { Logger } from "../shared/logger.ts";
-import { classifyDbError } from "../worker/db-errors.ts";
 
 const INTERVAL_MS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
 const MAX_BUCKETS = 10_000;
@@ -20,7 +20,7 @@ const StatsQuery = v.object({
 
 /**
  * What a failed stats query means for the client, from the project's one classification of
- * database errors (worker/db-errors.ts): `parameters` (SQLSTATE class 22, a value Postgres cannot
+ * database errors (shared/db-errors.ts): `parameters` (SQLSTATE class 22, a value Postgres cannot
  * represent) is a 400, `unavailable` (the connection, pgbouncer, a timeout, a restart) a 503 +
  * Retry-After, `bug` (e.g. no scan_counts table) a 500.
  */

@@ -7,7 +7,7 @@
 //   a client library stuck on a protocol state, porsager/postgres#1173): DbDeadlineError, after
 //   which the worker exits so the connection is discarded with the process.
 import postgres, { type Sql, type TransactionSql } from "postgres";
-import { DbDeadlineError } from "./db-errors.ts";
+import { DbDeadlineError } from "../shared/db-errors.ts";
 
 export interface DbOptions {
   url: string;

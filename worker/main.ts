@@ -2,6 +2,7 @@
 // each with its own consumer group, sharing a Postgres pool through pgbouncer. SIGTERM finishes
 // the current batches, commits, leaves both groups and exits 0 within SHUTDOWN_TIMEOUT_MS.
 import { ConfigError } from "../shared/config.ts";
+import { isTransientDbError } from "../shared/db-errors.ts";
 import {
   KafkaConsumer,
   KafkaError,
@@ -12,7 +13,6 @@ import {
 import { createLogger } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
 import { loadWorkerConfig } from "./config.ts";
-import { isTransientDbError } from "./db-errors.ts";
 import { createDb } from "./db.ts";
 import { runDeadLetterLoop } from "./dead-letters.ts";
 import { createWorkerMetrics, recordLag } from "./metrics.ts";

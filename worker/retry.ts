@@ -1,6 +1,6 @@
 // Exponential backoff with full jitter, and a retrier for transient failures (worker/db-errors.ts
 // says which database errors are transient).
-import { isTransientDbError } from "./db-errors.ts";
+import { isTransientDbError } from "../shared/db-errors.ts";
 
 export interface BackoffOptions {
   baseMs: number;

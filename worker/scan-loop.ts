@@ -1,3 +1,4 @@
+import { isDataError } from "../shared/db-errors.ts";
 // The sink loop of one worker: poll a batch, decode it, dead-letter the poison, write the rest to
 // Postgres, and only then commit the batch's offsets (highest + 1 per partition). A crash anywhere
 // before the commit replays the batch; the unique key makes the replay a no-op.
@@ -10,7 +11,6 @@ import type { ConsumedMessage, KafkaConsumer, KafkaProducer, TopicPartitionOffse
 import type { Logger } from "../shared/logger.ts";
 import { commitDurable, nextOffsets } from "./commit.ts";
 import type { WorkerConfig } from "./config.ts";
-import { isDataError } from "./db-errors.ts";
 import { publishDeadLetters } from "./dead-letters.ts";
 import { type Poison, type Row, decode, isPoison } from "./decode.ts";
 import type { WorkerMetrics } from "./metrics.ts";

@@ -1,8 +1,8 @@
 // Worker processes and scan records for worker tests: random topics and groups per test, every
 // process stopped by pid afterwards.
 import { type ScanEvent, toScanRecord } from "../../shared/event.ts";
-import { parsePrometheusText } from "../../shared/prometheus-text.ts";
 import type { KafkaProducer } from "../../shared/kafka/index.ts";
+import { parsePrometheusText } from "../../shared/prometheus-text.ts";
 import { brokerConfig, createTopic, onCleanup, uniqueName } from "./kafka.ts";
 import { freePort, scan } from "./server.ts";
 

@@ -8,7 +8,7 @@
 // | SET instead of SET LOCAL                                           | "does not leak"          |
 // | withDeadline not applied                                           | "deadline" (times out)   |
 import { expect, test } from "bun:test";
-import { DbDeadlineError, classifyDbError } from "../../worker/db-errors.ts";
+import { DbDeadlineError, classifyDbError } from "../../shared/db-errors.ts";
 import { createDb } from "../../worker/db.ts";
 import { createDatabase } from "../helpers/postgres.ts";
 

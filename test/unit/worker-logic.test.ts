@@ -1,10 +1,10 @@
 // Pure worker logic: decoding to sink rows, database error classification, backoff, commit
 // offsets, per-partition progress.
 import { describe, expect, test } from "bun:test";
+import { DbDeadlineError, classifyDbError, isTransientDbError } from "../../shared/db-errors.ts";
 import { toScanRecord } from "../../shared/event.ts";
 import type { ConsumedMessage } from "../../shared/kafka/index.ts";
 import { nextOffsets } from "../../worker/commit.ts";
-import { DbDeadlineError, classifyDbError, isTransientDbError } from "../../worker/db-errors.ts";
 import { withDeadline } from "../../worker/db.ts";
 import { decode, isPoison } from "../../worker/decode.ts";
 import { PartitionProgress } from "../../worker/progress.ts";

@@ -1,5 +1,6 @@
-// One closed classification of the errors a database write can end with, and what the worker
-// does with each:
+// One closed classification of database errors, shared by the worker (what its sink does with
+// each) and the edge (how the read side answers: data → 400, transient → 503, fatal → 500).
+// For a worker's write:
 //   data       SQLSTATE class 22 (data exception) or 23 (integrity): a row's content; bisect the
 //              batch and dead-letter the row;
 //   transient  heals by itself (connection loss, serialization, shutdown, lock or statement
