@@ -1,8 +1,59 @@
 // The worker against real Kafka and real Postgres behind real pgbouncer.
+//
+// Mutations these tests were checked against: each applied alone to a copy of the tree (HEAD plus
+// these tests), the test run there and failing as shown; the shared tree was never edited.
+//
+// | mutation                                                          | failed test: message                                                   |
+// |-------------------------------------------------------------------|------------------------------------------------------------------------|
+// | scan-loop writeIsolating rethrows data errors (no bisection)      | rejects one schema-valid row: timed out after 30000 ms waiting for the |
+// |                                                                   | marker event in dead_letters; last saw []                              |
+// | scan-loop writeIsolating dead-letters a failing slice of <= 8 rows| rejects one schema-valid row: dead letters: expected length 1, got 7   |
+// | scan-loop writeAndCommit commits the offsets before the DB write  | non-data error: committed offset expected <= 250, received 1000        |
+// | db-errors: P0001 classified transient (retried forever)           | non-data error: timed out after 30000 ms waiting for the worker to     |
+// |                                                                   | exit on the fatal error; last saw null                                 |
+// | db-errors: P0001 classified data (bisected, dead-lettered)        | non-data error: same timeout, last saw null                            |
 import { expect, test } from "bun:test";
+import type postgres from "postgres";
+import type { ScanEvent } from "../../shared/event.ts";
+import type { KafkaAdmin } from "../../shared/kafka/index.ts";
 import { createAdmin, createProducer } from "../helpers/kafka.ts";
 import { countMismatches, createDatabase, tally } from "../helpers/postgres.ts";
-import { events, eventually, metric, produceEvents, record, spawnWorker, workerEnv } from "../helpers/worker.ts";
+import { scan } from "../helpers/server.ts";
+import {
+  events,
+  eventually,
+  metric,
+  produceEvents,
+  record,
+  spawnWorker,
+  waitFor,
+  workerEnv,
+} from "../helpers/worker.ts";
+
+/** The group's committed offset (next to read; -1: none) and the high watermark of a 1-partition topic. */
+function partition0(admin: KafkaAdmin, group: string, topic: string) {
+  const [p] = admin.groupLag(group, topic);
+  if (!p || p.partition !== 0) throw new Error(`no partition 0 in ${topic}`);
+  return { committed: p.committed, highWatermark: p.highWatermark };
+}
+
+/** Connections to `database` left inside a transaction (idle in transaction, or aborted). */
+async function idleInTransaction(sql: postgres.Sql, database: string) {
+  const rows = await sql<{ pid: number; state: string; query: string }[]>`
+    select pid, state, left(query, 200) as query from pg_stat_activity
+    where datname = ${database} and state in ('idle in transaction', 'idle in transaction (aborted)')`;
+  return rows.map((r) => ({ ...r }));
+}
+
+/** 500 events with `marker` as the one at offset 250, then 500 more: 999 storable rows around it. */
+function eventsAround(markerQrId: string) {
+  const before = events(500, 23);
+  const marker = scan({ qr_id: markerQrId }) as ScanEvent;
+  before[MARKER_OFFSET] = marker;
+  return { first: before, second: events(500, 23), marker };
+}
+const MARKER_OFFSET = 250;
+const random = () => Math.random().toString(36).slice(2, 10);
 
 test("duplicates and replayed batches end as exactly the distinct events, with exact counts", async () => {
   const db = await createDatabase();
@@ -81,4 +132,163 @@ test("SIGTERM: finishes, commits, leaves the group and exits 0; a restart reads 
     true,
   );
   expect(await metric(second.metricsUrl, "worker_rows_duplicate_total")).toBe(0);
+});
+
+test("Postgres rejects one schema-valid row: it is dead-lettered within seconds, the rest of its batch is stored, the partition keeps flowing", async () => {
+  const db = await createDatabase();
+  const env = await workerEnv(db.url, 1);
+  const admin = createAdmin();
+  const producer = createProducer();
+  // The row passes the shared schema (the worker's decode), but this database refuses it: SQLSTATE
+  // 23514 check_violation, a data error that only Postgres can see.
+  const markerQrId = `POISON-${random()}`;
+  const constraint = `reject_poison_${random()}`;
+  await db.sql.unsafe(`alter table scan_events add constraint ${constraint} check (qr_id <> '${markerQrId}')`);
+  const { first, second, marker } = eventsAround(markerQrId);
+  // Produced before the worker starts: its first polls see the marker with hundreds of others.
+  await produceEvents(producer, env.scansTopic, first);
+  await produceEvents(producer, env.scansTopic, second);
+  const { proc, metricsUrl } = spawnWorker(env);
+
+  const letters = await waitFor(
+    "the marker event in dead_letters",
+    () =>
+      db.sql<{ event_id: string; source_partition: number; source_offset: string; key: Buffer; error: string }[]>`
+        select convert_from(payload, 'UTF8')::json->>'event_id' as event_id,
+               source_partition, source_offset, key, error
+        from dead_letters`,
+    (rows) => rows.length > 0,
+    30_000,
+  );
+  expect(letters).toHaveLength(1);
+  expect(letters[0]?.event_id).toBe(marker.event_id);
+  expect(letters[0]?.source_partition).toBe(0);
+  expect(Number(letters[0]?.source_offset)).toBe(MARKER_OFFSET);
+  expect(Buffer.from(letters[0]?.key ?? []).toString()).toBe(markerQrId);
+  expect(letters[0]?.error).toContain("rejected by Postgres");
+  expect(letters[0]?.error).toContain(`violates check constraint "${constraint}"`);
+
+  await waitFor(
+    "999 rows stored",
+    () => tally(db.sql),
+    (t) => t.rows >= 999,
+    60_000,
+  );
+  const hw = await waitFor(
+    "the committed offset to reach the high watermark (1,000)",
+    async () => partition0(admin, env.group, env.scansTopic),
+    (p) => p.highWatermark === 1_000 && p.committed === p.highWatermark,
+    30_000,
+  );
+  expect(hw).toEqual({ committed: 1_000, highWatermark: 1_000 });
+  // Metrics are counted right after the commit the broker already shows.
+  await waitFor(
+    "worker_rows_inserted_total = 999",
+    () => metric(metricsUrl, "worker_rows_inserted_total"),
+    (n) => n === 999,
+    5_000,
+  );
+  expect(await tally(db.sql)).toEqual({ rows: 999, distinct_ids: 999, counted: 999 });
+  expect(await countMismatches(db.sql)).toBe(0);
+  const [stored] = await db.sql<{ marker: number; neighbours: number }[]>`
+    select count(*) filter (where qr_id = ${markerQrId})::int as marker,
+           count(*) filter (where kafka_offset in (${MARKER_OFFSET - 1}, ${MARKER_OFFSET + 1}))::int as neighbours
+    from scan_events`;
+  expect(stored).toEqual({ marker: 0, neighbours: 2 });
+  // The fault landed where the name says: one row dead-lettered by the database's verdict, as a
+  // data error (bisected, not retried), by a worker that is still running.
+  expect(await metric(metricsUrl, "worker_dead_letters_total")).toBe(1);
+  expect(await metric(metricsUrl, "worker_dead_letters_stored_total")).toBe(1);
+  expect(await metric(metricsUrl, "worker_rows_duplicate_total")).toBe(0);
+  expect(await metric(metricsUrl, "worker_db_retries_total")).toBe(0);
+  expect(proc.exitCode).toBeNull();
+  expect(await idleInTransaction(db.sql, db.name)).toEqual([]);
+});
+
+test("Postgres rejects one row with a non-data error (trigger, P0001): the worker exits non-zero without committing past it, and after the fix a fresh worker stores everything once", async () => {
+  const db = await createDatabase();
+  const env = await workerEnv(db.url, 1);
+  const admin = createAdmin();
+  const producer = createProducer();
+  const markerQrId = `POISON-${random()}`;
+  const fn = `refuse_marker_${random()}`;
+  await db.sql.unsafe(`
+    create function ${fn}() returns trigger language plpgsql as $$
+    begin
+      if new.qr_id = '${markerQrId}' then
+        raise exception 'marker % refused by trigger', new.qr_id using errcode = 'P0001';
+      end if;
+      return new;
+    end $$`);
+  await db.sql.unsafe(`create trigger ${fn} before insert on scan_events for each row execute function ${fn}()`);
+  const { first, second, marker } = eventsAround(markerQrId);
+  await produceEvents(producer, env.scansTopic, first);
+  await produceEvents(producer, env.scansTopic, second);
+
+  const failing = spawnWorker(env);
+  // Neither data (no bisecting, no dead letter) nor transient (no retrying forever): fatal.
+  const exitCode = await waitFor(
+    "the worker to exit on the fatal error",
+    async () => failing.proc.exitCode,
+    (code) => code !== null,
+    30_000,
+  );
+  expect(exitCode).toBe(1);
+  const afterExit = partition0(admin, env.group, env.scansTopic);
+  expect(afterExit.highWatermark).toBe(1_000);
+  // -1 (nothing committed) or at most the marker's own offset: the marker is read again.
+  expect(afterExit.committed).toBeLessThanOrEqual(MARKER_OFFSET);
+  const [markerRows] = await db.sql<
+    { n: number }[]
+  >`select count(*)::int as n from scan_events where qr_id = ${markerQrId}`;
+  expect(markerRows?.n).toBe(0);
+  // Nothing was published to the dead-letter topic either.
+  const deadLettersPublished = admin
+    .groupLag(`${env.group}-dlq`, env.deadLetterTopic)
+    .reduce((sum, p) => sum + p.highWatermark, 0);
+  expect(deadLettersPublished).toBe(0);
+  await waitFor(
+    "no connection left inside a transaction after the worker exited",
+    () => idleInTransaction(db.sql, db.name),
+    (rows) => rows.length === 0,
+    10_000,
+  );
+
+  // The operator fixes the database; the supervisor's restart (here: a fresh worker) replays from
+  // the committed offset, the rows the failed worker had already stored being no-ops.
+  await db.sql.unsafe(`drop trigger ${fn} on scan_events`);
+  const fixed = spawnWorker(env);
+  await waitFor(
+    "1,000 rows stored",
+    () => tally(db.sql),
+    (t) => t.rows >= 1_000,
+    60_000,
+  );
+  const done = await waitFor(
+    "the committed offset to reach the high watermark (1,000)",
+    async () => partition0(admin, env.group, env.scansTopic),
+    (p) => p.committed === p.highWatermark,
+    30_000,
+  );
+  expect(done).toEqual({ committed: 1_000, highWatermark: 1_000 });
+  const replayed = 1_000 - Math.max(afterExit.committed, 0);
+  await waitFor(
+    `the fresh worker to account for the ${replayed} replayed messages`,
+    async () =>
+      (await metric(fixed.metricsUrl, "worker_rows_inserted_total")) +
+      (await metric(fixed.metricsUrl, "worker_rows_duplicate_total")),
+    (n) => n === replayed,
+    5_000,
+  );
+  expect(await tally(db.sql)).toEqual({ rows: 1_000, distinct_ids: 1_000, counted: 1_000 });
+  expect(await countMismatches(db.sql)).toBe(0);
+  const [stored] = await db.sql<
+    { event_id: string }[]
+  >`select event_id::text from scan_events where qr_id = ${markerQrId}`;
+  expect(stored?.event_id).toBe(marker.event_id);
+  expect(await metric(fixed.metricsUrl, "worker_dead_letters_total")).toBe(0);
+  const [letters] = await db.sql<{ n: number }[]>`select count(*)::int as n from dead_letters`;
+  expect(letters?.n).toBe(0);
+  expect(fixed.proc.exitCode).toBeNull();
+  expect(await idleInTransaction(db.sql, db.name)).toEqual([]);
 });
