@@ -13,9 +13,8 @@ import { freePort } from "../scripts/stack/processes.ts";
 import { type ScanEvent, toScanRecord } from "../shared/event.ts";
 import { KafkaAdmin, KafkaProducer } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
-import { migrate } from "../sql/migrate.ts";
 import { COLUMNS, decode, isPoison } from "../worker/decode.ts";
-import { arg, median, numArg, printTable, saveResults } from "./lib.ts";
+import { arg, freshDatabase, median, numArg, printTable, saveResults } from "./lib.ts";
 
 const stack = localStack();
 const totalRows = numArg("rows", 300_000);
@@ -23,27 +22,7 @@ const workerCounts = arg("workers", "1,2,4").split(",").map(Number);
 const rate = numArg("rate", 2_000);
 const latencySeconds = numArg("seconds", 20);
 const root = new URL("..", import.meta.url).pathname;
-const adminUrl = `postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`;
 const SINK_PARTITIONS = 12;
-
-async function freshDatabase(tag: string) {
-  const name = `qrscan_bench_${tag}_${Date.now().toString(36)}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name} owner ${stack.user}`);
-  await admin.end();
-  const direct = `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgPort}/${name}`;
-  await migrate(direct);
-  return {
-    name,
-    direct,
-    pooled: `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgbouncerPort}/${name}`,
-    drop: async () => {
-      const a = postgres(adminUrl, { max: 1, onnotice: () => {} });
-      await a.unsafe(`drop database if exists ${name} with (force)`);
-      await a.end();
-    },
-  };
-}
 
 function makeEvents(n: number): ScanEvent[] {
   const now = new Date().toISOString();
@@ -172,19 +151,6 @@ async function sinkRun(n: number, admin: KafkaAdmin, producer: KafkaProducer, va
   return (values.length - startedRows) / seconds;
 }
 
-/** COPY text format: NULL as \N; backslash, tab, newline and carriage return escaped. */
-function copyLine(json: string): string {
-  const row = JSON.parse(json) as Record<string, unknown>;
-  return `${Object.keys(COLUMNS)
-    .map((c) => {
-      const x = row[c];
-      if (x === undefined || x === null) return "\\N";
-      const s = typeof x === "object" ? JSON.stringify(x) : String(x);
-      return s.replace(/[\\\t\n\r]/g, (ch) => ({ "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" })[ch] as string);
-    })
-    .join("\t")}\n`;
-}
-
 /** The ceiling: the same rows COPYed straight into a fresh scan_events, one connection. */
 async function rawCopy(values: string[]) {
   const db = await freshDatabase("copy");
@@ -199,12 +165,12 @@ async function rawCopy(values: string[]) {
       value: Buffer.from(value),
     });
     if (isPoison(d)) throw new Error(d.error);
-    return copyLine(d.json);
+    return d.line;
   });
   const sql = postgres(db.direct, { max: 1, onnotice: () => {} });
   await sql`select ensure_scan_event_partitions(current_date - 1, current_date + 1)`;
   const started = performance.now();
-  const copy = await sql.unsafe(`copy scan_events (${Object.keys(COLUMNS).join(", ")}) from stdin`).writable();
+  const copy = await sql.unsafe(`copy scan_events (${COLUMNS.join(", ")}) from stdin`).writable();
   await pipeline(
     Readable.from(
       (function* () {

@@ -1,33 +1,33 @@
-// Turns a Kafka message from the `scans` topic into a row for the sink (one JSON object whose
-// keys are scan_events' columns), or into a poison verdict (undecodable or failing the shared
+// Turns a Kafka message from the `scans` topic into a COPY text line for the sink's staging
+// table, or into a poison verdict (undecodable or failing the shared
 // schema) for the dead-letter topic. The shared schema has already normalised what Postgres would
 // otherwise reinterpret (the timestamp's precision and zone, the uuid's case), so the partition day
 // chosen here is the day Postgres files the row under.
 import * as v from "valibot";
-import { ScanRecordSchema, dayOf, fieldErrors } from "../shared/event.ts";
+import { type ScanRecord, ScanRecordSchema, dayOf, fieldErrors } from "../shared/event.ts";
 import type { ConsumedMessage } from "../shared/kafka/index.ts";
 
-/** scan_events' columns the sink writes, with their SQL types: the keys of Row.json. */
-export const COLUMNS = {
-  event_id: "uuid",
-  scanned_at: "timestamptz",
-  qr_id: "text",
-  scanner_id: "text",
-  lat: "double precision",
-  lon: "double precision",
-  accuracy_m: "double precision",
-  user_agent: "text",
-  attributes: "jsonb",
-  client_ip: "inet",
-  received_at: "timestamptz",
-  schema_version: "smallint",
-  kafka_partition: "integer",
-  kafka_offset: "bigint",
-} as const;
+/** Staging/insert column order; the COPY lines below follow it. */
+export const COLUMNS = [
+  "event_id",
+  "scanned_at",
+  "qr_id",
+  "scanner_id",
+  "lat",
+  "lon",
+  "accuracy_m",
+  "user_agent",
+  "attributes",
+  "client_ip",
+  "received_at",
+  "schema_version",
+  "kafka_partition",
+  "kafka_offset",
+] as const;
 
 export interface Row {
-  /** The row as a JSON object keyed by column name (absent keys are NULL). */
-  json: string;
+  /** One line of COPY text format, newline-terminated. */
+  line: string;
   /** UTC day of scanned_at (YYYY-MM-DD): the partition the row goes to. */
   day: string;
   message: ConsumedMessage;
@@ -39,6 +39,23 @@ export interface Poison {
 }
 
 const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** COPY text format escaping: backslash, tab, newline, carriage return. */
+export function copyText(s: string): string {
+  return /[\\\t\n\r]/.test(s) ? s.replace(/[\\\t\n\r]/g, (c) => ESCAPES[c] as string) : s;
+}
+const ESCAPES: Record<string, string> = { "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r" };
+
+const opt = (x: string | number | undefined | null) =>
+  x === undefined || x === null ? "\\N" : typeof x === "number" ? String(x) : copyText(x);
+
+export function copyLine(r: ScanRecord, partition: number, offset: number): string {
+  return `${r.event_id}\t${r.scanned_at}\t${copyText(r.qr_id)}\t${opt(r.scanner_id)}\t${opt(r.location?.lat)}\t${opt(
+    r.location?.lon,
+  )}\t${opt(r.location?.accuracy_m)}\t${opt(r.user_agent)}\t${
+    r.attributes ? copyText(JSON.stringify(r.attributes)) : "\\N"
+  }\t${opt(r.client_ip)}\t${r.received_at}\t${r.schema_version}\t${partition}\t${offset}\n`;
+}
 
 export function decode(message: ConsumedMessage): Row | Poison {
   if (!message.value) return { message, error: "empty message value" };
@@ -55,25 +72,8 @@ export function decode(message: ConsumedMessage): Row | Poison {
       .join("; ");
     return { message, error: `schema violation: ${errors}` };
   }
-  const r = result.output;
-  // JSON.stringify leaves out undefined values: those columns are NULL.
-  const row = JSON.stringify({
-    event_id: r.event_id,
-    scanned_at: r.scanned_at,
-    qr_id: r.qr_id,
-    scanner_id: r.scanner_id,
-    lat: r.location?.lat,
-    lon: r.location?.lon,
-    accuracy_m: r.location?.accuracy_m,
-    user_agent: r.user_agent,
-    attributes: r.attributes,
-    client_ip: r.client_ip,
-    received_at: r.received_at,
-    schema_version: r.schema_version,
-    kafka_partition: message.partition,
-    kafka_offset: message.offset,
-  });
-  return { json: row, day: dayOf(r.scanned_at), message };
+  const record = result.output;
+  return { line: copyLine(record, message.partition, message.offset), day: dayOf(record.scanned_at), message };
 }
 
 export const isPoison = (x: Row | Poison): x is Poison => "error" in x;

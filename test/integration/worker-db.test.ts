@@ -7,9 +7,13 @@
 // | SET LOCAL sent lazily (behind fn's first query, as first written) | "in force from the first" |
 // | SET instead of SET LOCAL                                           | "does not leak"          |
 // | withDeadline not applied                                           | "deadline" (times out)   |
+// | patches/postgres@3.4.9.patch not applied                           | "rejected during COPY": DbDeadlineError instead of 22009 |
 import { expect, test } from "bun:test";
 import { DbDeadlineError, classifyDbError } from "../../shared/db-errors.ts";
+import { toScanRecord } from "../../shared/event.ts";
 import { createDb } from "../../worker/db.ts";
+import { type Row, decode, isPoison } from "../../worker/decode.ts";
+import { ScanSink } from "../../worker/sink.ts";
 import { createDatabase } from "../helpers/postgres.ts";
 
 async function setup(statementTimeoutMs: number, deadlineMarginMs = 1_000) {
@@ -71,4 +75,34 @@ test("a transaction that never settles client-side ends with DbDeadlineError (fa
   );
   expect(performance.now() - started).toBeLessThan(5_000);
   await db.sql.end({ timeout: 0 });
+});
+
+test("a row rejected during COPY surfaces as its data error (postgres.js patched), rolled back, the connection returned", async () => {
+  // The schema lets no such row through (shared/event.test.ts); this line is forged to reach the
+  // COPY error path, where unpatched postgres.js never settles (porsager/postgres#1173).
+  const { database, db } = await setup(2_000, 1_000);
+  const sink = new ScanSink(db.transaction);
+  const now = new Date().toISOString();
+  const value = Buffer.from(
+    JSON.stringify(toScanRecord({ event_id: crypto.randomUUID(), qr_id: "QR-1", scanned_at: now }, now, null)),
+  );
+  const good = decode({ topic: "t", partition: 0, offset: 0, key: null, value, headers: null, timestamp: 0 });
+  if (isPoison(good)) throw new Error(good.error);
+  const forged: Row = {
+    ...good,
+    line: good.line.replace(/\t\d{4}-\d\d-\d\dT[\d:.]+Z\t/, "\t2026-01-01T00:00:00+16:00\t"),
+  };
+  expect(forged.line).not.toBe(good.line);
+  const started = performance.now();
+  const error = await sink.write([good, forged]).catch((e: unknown) => e);
+  expect((error as { code?: string }).code).toBe("22009");
+  expect(classifyDbError(error)).toBe("data");
+  expect(performance.now() - started).toBeLessThan(2_000);
+  const stuck = await database.sql`
+    select count(*)::int as n from pg_stat_activity
+    where datname = current_database() and state like 'idle in transaction%'`;
+  expect(stuck[0]?.n).toBe(0);
+  // Nothing of the failed batch was stored, and the sink goes on writing.
+  expect(await sink.write([good])).toEqual({ inserted: 1, duplicates: 0 });
+  await db.sql.end();
 });

@@ -6,7 +6,7 @@ import { toScanRecord } from "../../shared/event.ts";
 import type { ConsumedMessage } from "../../shared/kafka/index.ts";
 import { nextOffsets } from "../../worker/commit.ts";
 import { withDeadline } from "../../worker/db.ts";
-import { decode, isPoison } from "../../worker/decode.ts";
+import { copyText, decode, isPoison } from "../../worker/decode.ts";
 import { PartitionProgress } from "../../worker/progress.ts";
 import { backoffDelay, createRetrier } from "../../worker/retry.ts";
 
@@ -27,7 +27,7 @@ const event = {
 };
 
 describe("decode", () => {
-  test("a valid record becomes one JSON row keyed by column, timestamps in canonical UTC, and its UTC day", () => {
+  test("a valid record becomes one COPY line in column order, timestamps in canonical UTC, uuid lower-case, and its UTC day", () => {
     const rec = toScanRecord(
       { ...event, event_id: event.event_id.toUpperCase(), scanner_id: "tab\there", attributes: { a: "x\\y" } },
       "2026-11-25T08:00:01Z",
@@ -36,18 +36,9 @@ describe("decode", () => {
     const row = decode(message(JSON.stringify(rec), 3, 42));
     if (isPoison(row)) throw new Error(row.error);
     expect(row.day).toBe("2026-11-25");
-    expect(JSON.parse(row.json)).toEqual({
-      event_id: event.event_id,
-      scanned_at: "2026-11-25T08:00:00.000000Z",
-      qr_id: "QR-1",
-      scanner_id: "tab\there",
-      attributes: { a: "x\\y" },
-      client_ip: "10.0.0.7",
-      received_at: "2026-11-25T08:00:01.000000Z",
-      schema_version: 1,
-      kafka_partition: 3,
-      kafka_offset: 42,
-    });
+    expect(row.line).toBe(
+      `${event.event_id}\t2026-11-25T08:00:00.000000Z\tQR-1\ttab\\there\t\\N\t\\N\t\\N\t\\N\t{"a":"x\\\\\\\\y"}\t10.0.0.7\t2026-11-25T08:00:01.000000Z\t1\t3\t42\n`,
+    );
   });
 
   test("the partition day is UTC, not the offset's local day", () => {
@@ -72,6 +63,11 @@ describe("decode", () => {
     expect(reasons[2]).toMatch(/^schema violation: received_at/);
     expect(reasons[3]).toMatch(/^schema violation: qr_id/);
     expect(reasons[4]).toMatch(/^schema violation: client_ip/);
+  });
+
+  test("COPY text escaping covers backslash, tab, newline and carriage return", () => {
+    expect(copyText("a\\b\tc\nd\re")).toBe("a\\\\b\\tc\\nd\\re");
+    expect(copyText("plain")).toBe("plain");
   });
 });
 

@@ -1,0 +1,145 @@
+// How a batch is best written: the sink's COPY into a staging table, against the one-statement
+// alternatives (INSERT … SELECT FROM unnest of one array literal per column, or FROM
+// json_to_recordset of one JSON text). Same rows, same fresh table, the same insert and counts
+// upsert, alternating rounds so the machine's drift hits each alike. Prints ms per batch, the
+// client's encoding included; run it at several batch sizes.
+//   bun bench/sink-statement.ts [--rounds 8] [--rows 5000]
+import postgres from "postgres";
+import { type ScanRecord, toScanRecord } from "../shared/event.ts";
+import { createDb } from "../worker/db.ts";
+import { COLUMNS, decode, isPoison } from "../worker/decode.ts";
+import { ScanSink } from "../worker/sink.ts";
+import { freshDatabase, median, numArg } from "./lib.ts";
+
+const rounds = numArg("rounds", 8);
+const rowsPerBatch = numArg("rows", 5_000);
+const TYPES = [
+  "uuid",
+  "timestamptz",
+  "text",
+  "text",
+  "float8",
+  "float8",
+  "float8",
+  "text",
+  "jsonb",
+  "inet",
+  "timestamptz",
+  "smallint",
+  "integer",
+  "bigint",
+];
+
+/** The columns' values as text, in COLUMNS order (null is NULL). */
+function values(r: ScanRecord, partition: number, offset: number): (string | null)[] {
+  const n = (x: number | undefined) => (x === undefined ? null : String(x));
+  return [
+    r.event_id,
+    r.scanned_at,
+    r.qr_id,
+    r.scanner_id ?? null,
+    n(r.location?.lat),
+    n(r.location?.lon),
+    n(r.location?.accuracy_m),
+    r.user_agent ?? null,
+    r.attributes ? JSON.stringify(r.attributes) : null,
+    r.client_ip,
+    r.received_at,
+    String(r.schema_version),
+    String(partition),
+    String(offset),
+  ];
+}
+
+function batch(round: number) {
+  const now = new Date().toISOString();
+  return Array.from({ length: rowsPerBatch }, (_, i) => {
+    const event = {
+      event_id: crypto.randomUUID(),
+      qr_id: `QR-${i % 500}`,
+      scanned_at: now,
+      scanner_id: `gate-${i % 40}`,
+      attributes: { gate: "A", lane: i % 7 },
+    };
+    const record = toScanRecord(event, now, "10.0.0.1");
+    const value = Buffer.from(JSON.stringify(record));
+    const row = decode({ topic: "b", partition: round, offset: i, key: null, value, headers: null, timestamp: 0 });
+    if (isPoison(row)) throw new Error(row.error);
+    return { row, record: JSON.parse(value.toString()) as ScanRecord, offset: i, partition: round };
+  });
+}
+type Batch = ReturnType<typeof batch>;
+
+const TAIL = `
+  on conflict do nothing returning qr_id, scanned_at)
+  insert into scan_counts (qr_id, bucket, count) select qr_id, date_trunc('minute', scanned_at), count(*) from ins
+    group by 1, 2 order by 1, 2 on conflict (qr_id, bucket) do update set count = scan_counts.count + excluded.count`;
+// jsonb arrives as text[] and is cast per element: Postgres 15 reads a jsonb[] literal of 5,000
+// small objects 20× slower than the same text[] literal.
+const UNNEST = `
+  with ins as (insert into scan_events (${COLUMNS.join(", ")})
+    select ${COLUMNS.map((c, i) => (TYPES[i] === "jsonb" ? `${c}::jsonb` : c)).join(", ")}
+    from unnest(${TYPES.map((t, i) => `$${i + 1}::text::${t === "jsonb" ? "text" : t}[]`).join(", ")}) as r(${COLUMNS.join(", ")})
+    order by 1, 2 ${TAIL}`;
+const JSON_TO_RECORDSET = `
+  with ins as (insert into scan_events (${COLUMNS.join(", ")})
+    select ${COLUMNS.join(", ")} from json_to_recordset($1::text::json)
+      as r(${COLUMNS.map((c, i) => `${c} ${TYPES[i]}`).join(", ")})
+    order by 1, 2 ${TAIL}`;
+
+const ESCAPED = /["\\]/g;
+/** One column as an array literal: elements quoted, `"` and `\` escaped, NULL bare. */
+function arrayLiteral(rows: (string | null)[][], column: number): string {
+  let text = "{";
+  for (let i = 0; i < rows.length; i++) {
+    const v = (rows[i] as (string | null)[])[column] as string | null;
+    text += `${i > 0 ? "," : ""}${v === null ? "NULL" : `"${v.replace(ESCAPED, "\\$&")}"`}`;
+  }
+  return `${text}}`;
+}
+
+const db = await freshDatabase("sinkstmt");
+const direct = postgres(db.direct, { max: 1, onnotice: () => {} });
+await direct`select ensure_scan_event_partitions(current_date - 1, current_date + 1)`;
+const pool = createDb({ url: db.pooled, poolMax: 2, statementTimeoutMs: 60_000, deadlineMarginMs: 5_000 });
+const sink = new ScanSink(pool.transaction);
+
+const ways: Record<string, (b: Batch) => Promise<unknown>> = {
+  "COPY + staging (the sink)": (b) => sink.write(b.map((x) => x.row)),
+  "unnest(array literals)": (b) => {
+    const rows = b.map((x) => values(x.record, x.partition, x.offset));
+    const params = COLUMNS.map((_, c) => arrayLiteral(rows, c));
+    return pool.transaction("unnest", (tx) => tx.unsafe(UNNEST, params));
+  },
+  json_to_recordset: (b) => {
+    const json = b.map((x) => {
+      const v = values(x.record, x.partition, x.offset);
+      const o: Record<string, unknown> = {};
+      COLUMNS.forEach((c, i) => {
+        if (v[i] !== null) o[c] = c === "attributes" ? JSON.parse(v[i] as string) : v[i];
+      });
+      return JSON.stringify(o);
+    });
+    return pool.transaction("json", (tx) => tx.unsafe(JSON_TO_RECORDSET, [`[${json.join(",")}]`]));
+  },
+};
+
+const times: Record<string, number[]> = Object.fromEntries(Object.keys(ways).map((k) => [k, []]));
+for (let r = 0; r < rounds; r++) {
+  for (const [name, write] of Object.entries(ways)) {
+    const b = batch(r);
+    const started = performance.now();
+    await write(b);
+    (times[name] as number[]).push(performance.now() - started);
+  }
+}
+const base = median(times["COPY + staging (the sink)"] as number[]);
+console.log(`ms per ${rowsPerBatch}-row batch (median of ${rounds} rounds, client encoding included):`);
+for (const [name, xs] of Object.entries(times)) {
+  console.log(
+    `  ${name.padEnd(28)} ${median(xs).toFixed(1).padStart(7)}   ratio to the sink ${(median(xs) / base).toFixed(2)}`,
+  );
+}
+await direct.end();
+await pool.sql.end();
+await db.drop();
