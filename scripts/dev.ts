@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 // One command runs the whole product: installs what is missing, starts the local stack, migrates,
 // starts the edge server and the worker pool, prints the URLs and, with --demo, drives realistic
 // scan traffic while a one-line status shows accepted/s, rows/s, consumer lag and p95.
@@ -8,6 +7,7 @@ import { spawnSync } from "node:child_process";
 // Kafka (around the edge); on exit it checks that every acknowledged event is stored and that
 // dead_letters holds exactly the records produced around the edge.
 //   bun run dev [--demo] [--rate 500] [--adversarial]
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import postgres from "postgres";
 import { KafkaProducer } from "../shared/kafka/index.ts";

@@ -1,7 +1,7 @@
-import { gunzipSync } from "node:zlib";
 // Reads a POST /v1/scans body into a list of raw events, enforcing the limits before anything is
 // parsed: body size (also after gzip decompression, so a gzip bomb is a 413, not an OOM), content
 // type, charset (UTF-8 only) and encoding, well-formed UTF-8, and events per request.
+import { gunzipSync } from "node:zlib";
 
 export class HttpError extends Error {
   constructor(

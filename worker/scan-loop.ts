@@ -1,4 +1,3 @@
-import { isDataError } from "../shared/db-errors.ts";
 // The sink loop of one worker: poll a batch, decode it, dead-letter the poison, write the rest to
 // Postgres, and only then commit the batch's offsets (highest + 1 per partition). A crash anywhere
 // before the commit replays the batch; the unique key makes the replay a no-op.
@@ -7,6 +6,7 @@ import { isDataError } from "../shared/db-errors.ts";
 // batches are written at once (each in its own transaction, on its own connection), so this
 // process and the database work at the same time. Offsets are still committed batch by batch, in
 // poll order, and at most WRITES_IN_FLIGHT + 1 batches are held in memory.
+import { isDataError } from "../shared/db-errors.ts";
 import type { ConsumedMessage, KafkaConsumer, KafkaProducer, TopicPartitionOffset } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
 import { commitDurable, nextOffsets } from "./commit.ts";
