@@ -1,10 +1,10 @@
 // Poison messages: published to the dead-letter topic (with headers naming the error and the
 // source coordinates) before the batch's offsets are committed, so one bad message never blocks
 // its partition and is never lost. A second consumer group reads that topic into dead_letters.
-import type { TransactionSql } from "postgres";
 import type { ConsumedMessage, KafkaConsumer, KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
 import { commitDurable, nextOffsets } from "./commit.ts";
+import type { Transaction } from "./db.ts";
 import type { Poison } from "./decode.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 
@@ -55,8 +55,8 @@ export function deadLetterRow(m: ConsumedMessage) {
 
 export interface DeadLetterLoopOptions {
   consumer: KafkaConsumer;
-  /** A bounded transaction (ScanSink.transaction): statement timeout and client-side deadline. */
-  transaction: <T>(what: string, fn: (tx: TransactionSql) => Promise<T>) => Promise<T>;
+  /** A bounded transaction (worker/db.ts): statement timeout and client-side deadline. */
+  transaction: Transaction;
   metrics: WorkerMetrics;
   logger: Logger;
   isStopping: () => boolean;
