@@ -5,7 +5,7 @@
 // client's encoding included; run it at several batch sizes.
 //   bun bench/sink-statement.ts [--rounds 8] [--rows 5000]
 import postgres from "postgres";
-import { type ScanRecord, toScanRecord } from "../shared/event.ts";
+import { type ScanRecord, timestampOf, toScanRecord } from "../shared/event.ts";
 import { createDb } from "../worker/db.ts";
 import { COLUMNS, decode, isPoison } from "../worker/decode.ts";
 import { ScanSink } from "../worker/sink.ts";
@@ -52,7 +52,7 @@ function values(r: ScanRecord, partition: number, offset: number): (string | nul
 }
 
 function batch(round: number) {
-  const now = new Date().toISOString();
+  const now = timestampOf(Date.now());
   return Array.from({ length: rowsPerBatch }, (_, i) => {
     const event = {
       event_id: crypto.randomUUID(),

@@ -10,7 +10,7 @@ import postgres from "postgres";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { startPgbouncer, startPostgres } from "../scripts/stack/postgres.ts";
 import { freePort } from "../scripts/stack/processes.ts";
-import { type ScanEvent, toScanRecord } from "../shared/event.ts";
+import { type ScanEvent, timestampOf, toScanRecord } from "../shared/event.ts";
 import { KafkaAdmin, KafkaProducer } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { COLUMNS, decode, isPoison } from "../worker/decode.ts";
@@ -25,7 +25,8 @@ const root = new URL("..", import.meta.url).pathname;
 const SINK_PARTITIONS = 12;
 
 function makeEvents(n: number): ScanEvent[] {
-  const now = new Date().toISOString();
+  // What the edge writes: timestamps in canonical UTC form.
+  const now = timestampOf(Date.now());
   return Array.from({ length: n }, (_, i) => ({
     event_id: crypto.randomUUID(),
     qr_id: `QR-${(i * 7919) % 5000}`,
@@ -238,7 +239,7 @@ async function latencyRun(admin: KafkaAdmin, producer: KafkaProducer) {
       const batch = makeEvents(due).map((e) => {
         const now = Date.now();
         receivedAt.set(e.event_id, now);
-        return { topic, key: e.qr_id, value: JSON.stringify(toScanRecord(e, new Date(now).toISOString(), null)) };
+        return { topic, key: e.qr_id, value: JSON.stringify(toScanRecord(e, timestampOf(now), null)) };
       });
       void producer.send(batch);
       sent += due;
@@ -270,7 +271,7 @@ await Promise.all([startKafka(stack), startPostgres(stack).then(() => startPgbou
 const admin = new KafkaAdmin({ config: { "bootstrap.servers": stack.brokers } });
 const producer = new KafkaProducer({ config: { "bootstrap.servers": stack.brokers, "linger.ms": 5 } });
 const evs = makeEvents(totalRows);
-const received = new Date().toISOString();
+const received = timestampOf(Date.now());
 const values = evs.map((e) => JSON.stringify(toScanRecord(e, received, "127.0.0.1")));
 const keys = evs.map((e) => e.qr_id);
 

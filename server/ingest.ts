@@ -9,6 +9,7 @@ import {
   ScanEventSchema,
   fieldErrors,
   scannedAtWindowError,
+  timestampOf,
   toScanRecord,
 } from "../shared/event.ts";
 import { KafkaError, type KafkaProducer, type ProducerMessage } from "../shared/kafka/index.ts";
@@ -95,7 +96,8 @@ export function ingestHandler(o: IngestOptions) {
     }
 
     const now = Date.now();
-    const receivedAt = new Date(now).toISOString();
+    // Canonical already, so the worker's validation of it takes the fast path.
+    const receivedAt = timestampOf(now);
     const clientIp = o.clientIp(c);
     const carrier: Record<string, string> = {};
     propagation.inject(context.active(), carrier);

@@ -10,7 +10,7 @@ import { createDatabase } from "../test/helpers/postgres.ts";
 import { createDb } from "../worker/db.ts";
 import { decode, isPoison } from "../worker/decode.ts";
 import { ScanSink } from "../worker/sink.ts";
-import { type ScanEvent, ScanEventSchema, dayOf, fieldErrors, parseTimestamp, toScanRecord } from "./event.ts";
+import { type ScanEvent, ScanEventSchema, canonicalTimestamp, dayOf, fieldErrors, toScanRecord } from "./event.ts";
 
 const SEED = Number(process.env.PROPERTY_SEED ?? 20261125);
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 5_000);
@@ -447,10 +447,17 @@ describe("accepted ⇒ storable (differential, real Postgres through the worker'
     ]) {
       expect(accepts({ scanned_at })).toEqual({ ok: false, errors: `scanned_at: ${reason}` });
     }
-    expect(parseTimestamp("2024-02-29T00:00:00Z")).toEqual({
-      text: "2024-02-29T00:00:00.000000Z",
-      ms: Date.UTC(2024, 1, 29),
-    });
+    expect(canonicalTimestamp("2024-02-29T00:00:00Z")).toBe("2024-02-29T00:00:00.000000Z");
+    // Already canonical: the fast path checks the calendar too.
+    expect(canonicalTimestamp("2024-02-29T23:59:59.999999Z")).toBe("2024-02-29T23:59:59.999999Z");
+    for (const s of [
+      "2023-02-29T00:00:00.000000Z",
+      "2026-11-25T24:00:00.000000Z",
+      "1969-12-31T23:59:59.000000Z",
+      "2026-00-01T00:00:00.000000Z",
+    ]) {
+      expect(canonicalTimestamp(s)).toHaveProperty("error");
+    }
   });
 
   test("fixed: a lone surrogate or NUL anywhere is refused, naming the field", () => {

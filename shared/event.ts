@@ -38,20 +38,16 @@ const MIN_INSTANT_MS = Date.UTC(1970, 0, 1);
 const MAX_INSTANT_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 const pad = (n: number, width: number) => String(n).padStart(width, "0");
 
-/** A parsed timestamp: the canonical UTC text (microseconds) and its milliseconds since the epoch. */
-export interface Instant {
-  text: string;
-  ms: number;
-}
-
 /**
  * Parses an RFC 3339 timestamp into its canonical UTC form `YYYY-MM-DDTHH:MM:SS.ffffffZ`, or
- * returns why it cannot be stored. Digits past the microsecond are truncated, so the instant
- * never moves into the next second (or day) the way rounding would.
+ * returns why it cannot be stored (`{error}`). Digits past the microsecond are truncated, so the
+ * instant never moves into the next second (or day) the way rounding would.
  */
-export function parseTimestamp(s: string): Instant | string {
+export function canonicalTimestamp(s: string): string | { error: string } {
+  // Every record the edge writes is already canonical: the worker's re-validation takes this path.
+  if (isCanonical(s)) return s;
   const m = RFC3339.exec(s);
-  if (!m) return "must be an RFC 3339 timestamp with an offset, e.g. 2026-01-31T12:00:00Z";
+  if (!m) return { error: "must be an RFC 3339 timestamp with an offset, e.g. 2026-01-31T12:00:00Z" };
   const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [
     number,
     number,
@@ -60,46 +56,71 @@ export function parseTimestamp(s: string): Instant | string {
     number,
     number,
   ];
-  if (month < 1 || month > 12) return "has no such month";
-  if (day < 1 || day > new Date(Date.UTC(2000, month, 0)).getUTCDate() || (month === 2 && day === 29 && !isLeap(year)))
-    return "has no such day in that month";
+  if (month < 1 || month > 12) return { error: "has no such month" };
+  if (day < 1 || day > daysIn(year, month)) return { error: "has no such day in that month" };
   if (hour > 23 || minute > 59 || second > 59)
-    return "has an hour, minute or second out of range (leap seconds are not accepted)";
+    return { error: "has an hour, minute or second out of range (leap seconds are not accepted)" };
   let offsetMin = 0;
   if (!m[8]) {
     const oh = Number(m[10]);
     const om = Number(m[11]);
-    if (oh > 15 || om > 59) return "has a UTC offset out of range (at most ±15:59)";
+    if (oh > 15 || om > 59) return { error: "has a UTC offset out of range (at most ±15:59)" };
     offsetMin = (m[9] === "-" ? -1 : 1) * (oh * 60 + om);
   }
   const micros = Number(`${m[7] ?? ""}000000`.slice(0, 6));
   // Date.UTC maps years 0-99 to 1900-1999; those are below the range anyway, so check the year first.
-  if (year < 1969) return "is before 1970-01-01T00:00:00Z";
+  if (year < 1969) return { error: "is before 1970-01-01T00:00:00Z" };
   const ms = Date.UTC(year, month - 1, day, hour, minute, second) - offsetMin * 60_000 + Math.floor(micros / 1000);
-  if (ms < MIN_INSTANT_MS) return "is before 1970-01-01T00:00:00Z";
-  if (ms > MAX_INSTANT_MS) return "is after 9999-12-31T23:59:59.999999Z";
+  if (ms < MIN_INSTANT_MS) return { error: "is before 1970-01-01T00:00:00Z" };
+  if (ms > MAX_INSTANT_MS) return { error: "is after 9999-12-31T23:59:59.999999Z" };
   const d = new Date(ms);
-  const text =
+  return (
     `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1, 2)}-${pad(d.getUTCDate(), 2)}T` +
-    `${pad(d.getUTCHours(), 2)}:${pad(d.getUTCMinutes(), 2)}:${pad(d.getUTCSeconds(), 2)}.${pad(micros, 6)}Z`;
-  return { text, ms };
+    `${pad(d.getUTCHours(), 2)}:${pad(d.getUTCMinutes(), 2)}:${pad(d.getUTCSeconds(), 2)}.${pad(micros, 6)}Z`
+  );
 }
 
+const CANONICAL = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/;
+const two = (s: string, i: number) => (s.charCodeAt(i) - 48) * 10 + s.charCodeAt(i + 1) - 48;
+
+/** Already canonical and valid (in UTC, so the range check is the year's). */
+function isCanonical(s: string): boolean {
+  if (!CANONICAL.test(s)) return false;
+  const year = two(s, 0) * 100 + two(s, 2);
+  const month = two(s, 5);
+  const day = two(s, 8);
+  return (
+    year >= 1970 &&
+    month >= 1 &&
+    month <= 12 &&
+    day >= 1 &&
+    day <= daysIn(year, month) &&
+    two(s, 11) <= 23 &&
+    two(s, 14) <= 59 &&
+    two(s, 17) <= 59
+  );
+}
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+const daysIn = (year: number, month: number) =>
+  month === 2 && isLeap(year) ? 29 : (DAYS_IN_MONTH[month - 1] as number);
+
 const isLeap = (y: number) => (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+
+/** The canonical text of an instant given in milliseconds (microseconds always 000). */
+export const timestampOf = (ms: number) => `${new Date(ms).toISOString().slice(0, 23)}000Z`;
 
 /** The UTC day (YYYY-MM-DD) of a canonical timestamp: the scan_events partition it goes to. */
 export const dayOf = (canonical: string) => canonical.slice(0, 10);
 
-/** An RFC 3339 timestamp string, output in canonical UTC form (see parseTimestamp). */
+/** An RFC 3339 timestamp string, output in canonical UTC form (see canonicalTimestamp). */
 const Timestamp = v.pipe(
   v.string("must be an RFC 3339 timestamp string"),
   v.rawTransform(({ dataset, addIssue, NEVER }) => {
-    const parsed = parseTimestamp(dataset.value);
-    if (typeof parsed === "string") {
-      addIssue({ message: parsed });
-      return NEVER;
-    }
-    return parsed.text;
+    const parsed = canonicalTimestamp(dataset.value);
+    if (typeof parsed === "string") return parsed;
+    addIssue({ message: parsed.error });
+    return NEVER;
   }),
 );
 export const RFC3339Timestamp = Timestamp;

@@ -16,6 +16,7 @@ test("bun run dev --demo runs the pipeline and Ctrl-C leaves no process behind",
       PORT: String(port),
       METRICS_PORT: String(freePort()),
       WORKER_METRICS_PORT: String(workerMetrics),
+      SUPERVISOR_METRICS_PORT: String(freePort()),
       WORKER_POOL_SIZE: "1",
     },
     stdout: "pipe",
@@ -36,6 +37,9 @@ test("bun run dev --demo runs the pipeline and Ctrl-C leaves no process behind",
   expect(output).toContain(`http://127.0.0.1:${port}/v1/scans`);
   expect(output).toMatch(/accepted +[1-9]\d*\/s/);
   expect(output).toMatch(/rows +[1-9]\d*\/s/);
+  // The committed lag comes from the supervisor (read from the broker), not from a worker's poll loop.
+  expect(output).toContain("(supervisor: committed lag per partition, restarts)");
+  expect(output).toMatch(/lag +\d+ /);
   for (const child of childPids(proc.pid)) {
     descendants.add(child);
     for (const grandchild of childPids(child)) descendants.add(grandchild);
