@@ -19,6 +19,7 @@ import { service } from "./pipeline.ts";
 import { startTraffic } from "./scan-traffic.ts";
 import { down, up } from "./stack.ts";
 import { kafkaPid } from "./stack/kafka.ts";
+import { waitFor } from "./wait.ts";
 
 const adversarial = process.argv.includes("--adversarial");
 const demo = adversarial || process.argv.includes("--demo");
@@ -73,6 +74,36 @@ console.log(`
   Ctrl-C stops everything.
 `);
 
+const scrape = async (url: string) =>
+  parsePrometheusText(
+    await fetch(url).then(
+      (r) => r.text(),
+      () => "",
+    ),
+  );
+const scrapeWorkers = async () =>
+  (
+    await Promise.all(
+      Array.from({ length: WORKERS }, (_, i) => scrape(`http://127.0.0.1:${WORKER_METRICS_PORT + i}/metrics`)),
+    )
+  ).flat();
+// Demo traffic starts once the workers own every partition: a group still forming pauses
+// consumption while it rebalances, which would read as a stall.
+if (demo) {
+  const partitions = TOPICS.scans.partitions;
+  const settled = await waitFor(
+    `the workers to own all ${partitions} partitions`,
+    async () => sum(await scrapeWorkers(), "worker_assigned_partitions"),
+    (owned) => owned === partitions,
+    60_000,
+    250,
+  ).then(
+    () => true,
+    (error: Error) => (console.error(`dev: ${error.message}; starting the demo anyway`), false),
+  );
+  if (settled) console.log(`dev: the workers own all ${partitions} partitions; starting the demo traffic`);
+}
+
 const traffic = demo
   ? startTraffic({
       url: `http://127.0.0.1:${PORT}`,
@@ -99,19 +130,6 @@ const demoStartedAt = new Date();
 let ticks = 0;
 let zeroRowTicks = 0;
 
-const scrape = async (url: string) =>
-  parsePrometheusText(
-    await fetch(url).then(
-      (r) => r.text(),
-      () => "",
-    ),
-  );
-const scrapeWorkers = async () =>
-  (
-    await Promise.all(
-      Array.from({ length: WORKERS }, (_, i) => scrape(`http://127.0.0.1:${WORKER_METRICS_PORT + i}/metrics`)),
-    )
-  ).flat();
 let lastServer = await scrape(`http://127.0.0.1:${METRICS_PORT}/metrics`);
 let lastWorkers = await scrapeWorkers();
 let lastAt = Date.now();
