@@ -24,7 +24,13 @@ export async function createDatabase(): Promise<{ name: string; directUrl: strin
   return { name, directUrl, url, sql };
 }
 
-/** Rows in scan_events, distinct event ids, and the sum of scan_counts. */
+/**
+ * Rows in scan_events, distinct event ids, and the sum of scan_counts.
+ * `distinct_ids` is NOT evidence against duplicates: the primary key is (event_id, scanned_at) and
+ * the tests re-send identical events, so it equals `rows` by construction. What can fail is
+ * `counted` against the number of events produced (and countMismatches); for acknowledged traffic
+ * use storedOnce (sql/checks.ts), which checks rows, ids and counts against the acknowledged set.
+ */
 export async function tally(sql: postgres.Sql) {
   const [r] = await sql<{ rows: number; distinct_ids: number; counted: number }[]>`
     select (select count(*)::int from scan_events) as rows,
@@ -33,4 +39,4 @@ export async function tally(sql: postgres.Sql) {
   return r as { rows: number; distinct_ids: number; counted: number };
 }
 
-export { countMismatches } from "../../sql/checks.ts";
+export { countMismatches, storedOnce } from "../../sql/checks.ts";
