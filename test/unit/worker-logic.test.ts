@@ -8,7 +8,7 @@ import { nextOffsets } from "../../worker/commit.ts";
 import { withDeadline } from "../../worker/db.ts";
 import { copyText, decode, isPoison } from "../../worker/decode.ts";
 import { PartitionProgress } from "../../worker/progress.ts";
-import { backoffDelay, createRetrier } from "../../worker/retry.ts";
+import { RetriesExhaustedError, backoffDelay, createRetrier } from "../../worker/retry.ts";
 
 const message = (value: string | null, partition = 0, offset = 0): ConsumedMessage => ({
   topic: "scans",
@@ -126,7 +126,7 @@ describe("retry", () => {
     expect(backoffDelay(20, { baseMs: 100, capMs: 5_000 }, () => 0.999)).toBe(4_995);
     expect(backoffDelay(5, { baseMs: 100, capMs: 5_000 }, () => 0)).toBe(0);
   });
-  test("the retrier retries transient failures, calls the pause/resume hooks once, and gives up in time", async () => {
+  test("the retrier retries transient failures until one succeeds, calling the pause/resume hooks once", async () => {
     const calls: string[] = [];
     const retry = createRetrier({
       baseMs: 1,
@@ -137,17 +137,63 @@ describe("retry", () => {
     });
     let n = 0;
     expect(await retry("op", async () => (++n < 3 ? Promise.reject(err("40001")) : "done"))).toBe("done");
+    expect(n).toBe(3);
     expect(calls).toEqual(["pause", "resume"]);
-    let fatalCalls = 0;
-    const fatal = retry("op", async () => {
-      fatalCalls++;
-      throw err("42P01", "relation missing");
+  });
+  test("a non-transient error is tried exactly once and rethrown as the same object, without pausing", async () => {
+    const calls: string[] = [];
+    const retry = createRetrier({
+      baseMs: 1,
+      capMs: 2,
+      maxMs: 200,
+      onStartRetrying: () => calls.push("pause"),
+      onStopRetrying: () => calls.push("resume"),
     });
-    await expect(fatal).rejects.toMatchObject({ code: "42P01", message: "relation missing" });
-    expect(fatalCalls).toBe(1);
-    await expect(retry("op", async () => Promise.reject(err("08006", "down")))).rejects.toThrow(
-      /still failing after \d+ ms of retries: down/,
+    const original = err("42P01", "relation missing");
+    let attempts = 0;
+    const started = performance.now();
+    const caught = await retry("op", async () => {
+      attempts++;
+      throw original;
+    }).then(
+      () => null,
+      (e: unknown) => e,
     );
+    expect(caught).toBe(original);
+    expect(caught).not.toBeInstanceOf(RetriesExhaustedError);
+    expect(attempts).toBe(1);
+    expect(calls).toEqual([]);
+    expect(performance.now() - started).toBeLessThan(5_000);
+  });
+  test("a transient error past the budget: RetriesExhaustedError carrying the last error, after several attempts", async () => {
+    const calls: string[] = [];
+    const retry = createRetrier({
+      baseMs: 1,
+      capMs: 2,
+      maxMs: 200,
+      onStartRetrying: () => calls.push("pause"),
+      onStopRetrying: () => calls.push("resume"),
+    });
+    let attempts = 0;
+    let last: unknown = null;
+    const started = performance.now();
+    const caught = await retry("op", async () => {
+      attempts++;
+      last = err("08006", "down");
+      throw last;
+    }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    const elapsed = performance.now() - started;
+    expect(caught).toBeInstanceOf(RetriesExhaustedError);
+    expect((caught as RetriesExhaustedError).cause).toBe(last);
+    expect((caught as Error).message).toMatch(/^op: still failing after \d+ ms of retries: down$/);
+    // Backoff of at most 2 ms within a 200 ms budget: many attempts, and it gave up after the budget.
+    expect(attempts).toBeGreaterThan(2);
+    expect(elapsed).toBeGreaterThanOrEqual(190);
+    expect(elapsed).toBeLessThan(5_000);
+    expect(calls).toEqual(["pause", "resume"]);
   });
 });
 
