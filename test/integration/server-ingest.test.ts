@@ -2,10 +2,31 @@
 // in Kafka equals what was accepted, field for field.
 import { describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
+import postgres from "postgres";
 import * as v from "valibot";
+import { kafkaPid } from "../../scripts/stack/kafka.ts";
+import { isAlive } from "../../scripts/stack/processes.ts";
+import { createApp } from "../../server/app.ts";
+import { sha256 } from "../../server/auth.ts";
+import { loadServerConfig } from "../../server/config.ts";
+import { createServerMetrics } from "../../server/metrics.ts";
 import { ScanRecordSchema } from "../../shared/event.ts";
-import { consumeN, createConsumer, text } from "../helpers/kafka.ts";
+import { KafkaProducer } from "../../shared/kafka/index.ts";
+import { createLogger } from "../../shared/logger.ts";
+import { createRegistry } from "../../shared/metrics.ts";
+import {
+  brokerConfig,
+  consumeN,
+  createAdmin,
+  createConsumer,
+  createTopic,
+  onCleanup,
+  stack,
+  text,
+  uniqueName,
+} from "../helpers/kafka.ts";
 import { API_KEY, createTestApp, scan } from "../helpers/server.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 interface Answer {
   accepted: number;
@@ -14,17 +35,83 @@ interface Answer {
 }
 const body = async (res: Response) => (await res.json()) as Answer;
 
+/** What librdkafka's statistics say about the producer's idempotence (the "eos" object). */
+interface EosStats {
+  idemp_state: string;
+  producer_id: number;
+}
+
+/**
+ * The edge app as server/main.ts builds it: its producer made from `loadServerConfig(env).kafka`
+ * (the settings the server actually uses), plus a statistics listener so the test can read what
+ * librdkafka itself made of them.
+ */
+async function appWithStats(env: Record<string, string> = {}) {
+  const topic = await createTopic(3);
+  const config = loadServerConfig({
+    KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
+    SCANS_TOPIC: topic,
+    API_KEY_SHA256: sha256(API_KEY).toString("hex"),
+    ...env,
+  });
+  const stats: { last: Record<string, unknown> | null } = { last: null };
+  const producer = new KafkaProducer({
+    config: config.kafka,
+    onStats: (json) => {
+      stats.last = JSON.parse(json) as Record<string, unknown>;
+    },
+  });
+  onCleanup(() => producer.close(2_000));
+  await producer.waitUntilConnected(10_000);
+  const sql = postgres(stack.databaseUrl, { prepare: false, max: 1 });
+  onCleanup(() => sql.end({ timeout: 1 }));
+  const app = createApp({
+    config,
+    apiKeyHashes: config.API_KEY_SHA256,
+    producer,
+    sql,
+    metrics: createServerMetrics(createRegistry("server-test"), () => producer),
+    logger: createLogger("server-test", "silent"),
+    isDraining: () => false,
+  });
+  const post = (payload: unknown, headers: Record<string, string> = {}) =>
+    app.request("/v1/scans", {
+      method: "POST",
+      body: JSON.stringify(payload),
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json", ...headers },
+    });
+  return { app, topic, config, producer, stats, post };
+}
+
+/** Messages in `topic` per partition, read as high watermarks (a fresh topic starts at 0). */
+function watermarks(admin: ReturnType<typeof createAdmin>, topic: string): number[] {
+  // An unused group: only its highWatermark field is read, the committed side is -1.
+  return admin.groupLag(uniqueName("unused"), topic).map((p) => p.highWatermark);
+}
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+
 describe("POST /v1/scans", () => {
   test("202 only after Kafka has the events; the topic holds exactly what was accepted, with headers", async () => {
-    const { post, topic } = await createTestApp();
+    // A 1 s linger holds each batch in the producer for a second: an answer that did not wait for
+    // the acknowledgement would come long before the events reach the broker.
+    const { post, topic, config, stats } = await appWithStats({ KAFKA_LINGER_MS: "1000" });
+    // The durability the 202 relies on, as the server configures it and as librdkafka applies it.
+    expect(config.kafka.acks).toBe("all");
+    expect(config.kafka["enable.idempotence"]).toBe(true);
+    const admin = createAdmin();
+    expect(watermarks(admin, topic)).toEqual([0, 0, 0]);
     const events = [
       scan({ qr_id: "gate-7", scanner_id: "g7", location: { lat: 52.5, lon: 13.4, accuracy_m: 4 } }),
       scan({ user_agent: "Mozilla/5.0", attributes: { door: "A", count: 3, vip: true } }),
     ];
-    const res = await post(JSON.stringify(events), {
-      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-    });
+    const started = performance.now();
+    const res = await post(events, { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" });
+    const answeredAfterMs = performance.now() - started;
+    // No wait between the 202 and this read: the broker already holds both events, and nothing else.
+    const highWatermarks = watermarks(admin, topic);
     expect(res.status).toBe(202);
+    expect(sum(highWatermarks)).toBe(2);
+    expect(answeredAfterMs).toBeGreaterThanOrEqual(900);
     expect(res.headers.get("x-request-id")).toBeTruthy();
     expect(await body(res)).toEqual({ accepted: 2, rejected: [] });
 
@@ -32,6 +119,8 @@ describe("POST /v1/scans", () => {
     consumer.subscribe([topic]);
     const messages = await consumeN(consumer, 2);
     expect(messages.length).toBe(2);
+    // Nothing beyond the two: the watermarks have not moved since the 202.
+    expect(watermarks(admin, topic)).toEqual(highWatermarks);
     for (const m of messages) {
       const record = v.parse(ScanRecordSchema, JSON.parse(text(m.value) as string));
       const sent = events.find((e) => e.event_id === record.event_id) as Record<string, unknown>;
@@ -49,8 +138,61 @@ describe("POST /v1/scans", () => {
       expect(text(m.headers?.schema_version)).toBe("1");
       expect(text(m.headers?.traceparent)).toBe("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     }
+    // librdkafka's own view: the idempotent producer has a producer id from the broker (librdkafka
+    // refuses enable.idempotence with any acks other than all, so this is acks=all too).
+    const eos = await waitFor(
+      "librdkafka statistics with the idempotent producer's state",
+      async () => (stats.last?.eos ?? null) as EosStats | null,
+      (e) => e !== null && e.idemp_state === "Assigned",
+      10_000,
+    );
+    expect(eos?.producer_id).toBeGreaterThanOrEqual(0);
   });
 
+  test("a broker that stops answering while the producer still counts as connected: 503 + Retry-After after KAFKA_DELIVERY_TIMEOUT_MS, 202 again once it answers", async () => {
+    const { post, topic, producer } = await appWithStats({ KAFKA_DELIVERY_TIMEOUT_MS: "2000" });
+    const admin = createAdmin();
+    expect((await post([scan()])).status).toBe(202);
+    const pid = kafkaPid(stack);
+    if (pid === null) throw new Error(`no broker pid for the stack in ${stack.dir}`);
+    let stopped = false;
+    const resume = () => {
+      if (stopped && isAlive(pid)) process.kill(pid, "SIGCONT");
+      stopped = false;
+    };
+    onCleanup(resume);
+    try {
+      process.kill(pid, "SIGSTOP");
+      stopped = true;
+      // The open connections stay up (the kernel still holds them): no _ALL_BROKERS_DOWN, so the
+      // handler does not take its `!producer.connected` fast path.
+      expect(producer.connected).toBe(true);
+      const started = performance.now();
+      const res = await post([scan(), scan()]);
+      const elapsed = performance.now() - started;
+      expect(res.status).toBe(503);
+      expect(res.headers.get("retry-after")).toBe("2");
+      // The delivery path's answer, not the fast path's ("Kafka is unavailable; retry later").
+      expect((await body(res)).error).toMatch(/^events not stored \(BROKER_UNAVAILABLE\); retry the whole request$/);
+      // Bounded by the delivery timeout (2 s) plus librdkafka's timeout scan (about 1 s).
+      expect(elapsed).toBeGreaterThanOrEqual(1_900);
+      expect(elapsed).toBeLessThan(5_000);
+    } finally {
+      resume();
+    }
+    const healed = await waitFor(
+      "a 202 again after the broker resumed",
+      async () => (await post([scan()])).status,
+      (status) => status === 202,
+      30_000,
+      250,
+    );
+    expect(healed).toBe(202);
+    expect(producer.fatalError).toBeNull();
+    // The timed-out events may or may not have been appended (a 503 says "retry the whole
+    // request", not "nothing stored"); the two 202s are there.
+    expect(sum(watermarks(admin, topic))).toBeGreaterThanOrEqual(2);
+  }, 60_000);
   test("a single event object, NDJSON and gzip are accepted", async () => {
     const { post } = await createTestApp();
     expect((await post(JSON.stringify(scan()))).status).toBe(202);
