@@ -16,25 +16,71 @@ async function postBatch(url: string, size: number) {
   return { status: res.status, ids: events.map((e) => e.event_id), retryAfter: res.headers.get("retry-after") };
 }
 
-test("SIGTERM under load: exits 0 and every 202-acknowledged event is in Kafka", async () => {
+/** One request of the SIGTERM test: when it was sent, and its HTTP status or the error it got. */
+interface Sent {
+  sentAt: number;
+  ids: string[];
+  status?: number;
+  error?: string;
+  settledAt?: number;
+}
+
+test("SIGTERM under load: every request sent before it gets an HTTP answer, exits 0, every 202-acknowledged event is in Kafka", async () => {
   const topic = await createTopic(3);
-  const { proc, url } = await spawnServer({ SCANS_TOPIC: topic, DRAIN_TIMEOUT_MS: "10000" });
-  const acked: string[] = [];
-  let stop = false;
-  const worker = async () => {
-    while (!stop) {
-      const r = await postBatch(url, 10).catch(() => null);
-      if (!r) break; // connection refused: the server stopped accepting
-      if (r.status === 202) acked.push(...r.ids);
+  // A 300 ms linger keeps each request waiting for its acknowledgement that long, so requests are
+  // in flight (body read, events handed to the producer) when SIGTERM arrives.
+  const { proc, url } = await spawnServer({ SCANS_TOPIC: topic, DRAIN_TIMEOUT_MS: "10000", KAFKA_LINGER_MS: "300" });
+  const sent: Sent[] = [];
+  let sigtermAt = Number.POSITIVE_INFINITY;
+  // A fresh connection per request (no keep-alive): a request can then only be refused (the
+  // listener is closed) or answered; a reset means the server dropped a connection it had accepted.
+  const send = async () => {
+    const events = Array.from({ length: 10 }, () => scan());
+    const r: Sent = { sentAt: performance.now(), ids: events.map((e) => e.event_id) };
+    sent.push(r);
+    try {
+      const res = await fetch(`${url}/v1/scans`, {
+        method: "POST",
+        body: JSON.stringify(events),
+        headers: { "content-type": "application/json", connection: "close" },
+        keepalive: false,
+      });
+      await res.arrayBuffer();
+      r.status = res.status;
+    } catch (error) {
+      r.error = `${(error as { code?: string }).code ?? ""} ${(error as Error).message}`;
+    }
+    r.settledAt = performance.now();
+    return r;
+  };
+  const loop = async () => {
+    for (;;) {
+      const r = await send();
+      // Refused: the listener is closed. Keep sending for a moment after SIGTERM otherwise.
+      if (r.error !== undefined || performance.now() > sigtermAt + 3_000) return;
     }
   };
-  const loops = Array.from({ length: 16 }, worker);
-  await Bun.sleep(1_000);
+  const loops = Array.from({ length: 16 }, loop);
+  await Bun.sleep(1_500);
+  sigtermAt = performance.now();
   proc.kill("SIGTERM");
+  const inFlightAtSigterm = sent.filter((r) => r.settledAt === undefined).length;
   const exitCode = await proc.exited;
-  stop = true;
   await Promise.all(loops);
   expect(exitCode).toBe(0);
+
+  const before = sent.filter((r) => r.sentAt < sigtermAt);
+  const after = sent.filter((r) => r.sentAt >= sigtermAt);
+  // The fault landed: requests were in flight when the signal arrived.
+  expect(inFlightAtSigterm).toBeGreaterThan(0);
+  // Every request sent before SIGTERM got an HTTP answer: a 202 (its events acknowledged).
+  expect(before.filter((r) => r.status === undefined).map((r) => r.error)).toEqual([]);
+  expect(new Set(before.map((r) => r.status))).toEqual(new Set([202]));
+  // After it, a request is either answered or refused by a closed listener, never reset.
+  expect(
+    after.filter((r) => r.error !== undefined && !/ConnectionRefused|ECONNREFUSED/.test(r.error)).map((r) => r.error),
+  ).toEqual([]);
+  const acked = sent.filter((r) => r.status === 202).flatMap((r) => r.ids);
   expect(acked.length).toBeGreaterThan(100);
 
   const consumer = createConsumer();
@@ -43,6 +89,13 @@ test("SIGTERM under load: exits 0 and every 202-acknowledged event is in Kafka",
   const stored = new Set(messages.map((m) => text(m.headers?.event_id)));
   const lost = acked.filter((id) => !stored.has(id));
   expect(lost).toEqual([]);
+  const outcomes = new Map<string, number>();
+  for (const r of after)
+    outcomes.set(String(r.status ?? r.error), (outcomes.get(String(r.status ?? r.error)) ?? 0) + 1);
+  console.log(
+    `SIGTERM: ${before.length} requests sent before it (${inFlightAtSigterm} in flight at the signal), all answered 202;`,
+    `${after.length} sent after it: ${JSON.stringify([...outcomes])}`,
+  );
 }, 120_000);
 
 test("broker down: requests get 503 + Retry-After within seconds; 202 again once it is back", async () => {
