@@ -16,7 +16,8 @@ import { expect, test } from "bun:test";
 import type postgres from "postgres";
 import type { ScanEvent } from "../../shared/event.ts";
 import type { KafkaAdmin } from "../../shared/kafka/index.ts";
-import { createAdmin, createProducer } from "../helpers/kafka.ts";
+import { consumeN, createAdmin, createConsumer, createProducer, text } from "../helpers/kafka.ts";
+import { storedVsCommitted, totals } from "../helpers/offsets.ts";
 import { countMismatches, createDatabase, tally } from "../helpers/postgres.ts";
 import { scan } from "../helpers/server.ts";
 import {
@@ -76,11 +77,29 @@ test("duplicates and replayed batches end as exactly the distinct events, with e
   );
   expect(await tally(db.sql)).toEqual({ rows: 3_000, distinct_ids: 3_000, counted: 3_000 });
   expect(await countMismatches(db.sql)).toBe(0);
-  const [row] = await db.sql<{ qr_id: string; kafka_offset: string; client_ip: string }[]>`
-    select qr_id, kafka_offset, host(client_ip) as client_ip from scan_events where event_id = ${distinct[5]?.event_id as string}`;
+  const [row] = await db.sql<{ qr_id: string; client_ip: string }[]>`
+    select qr_id, host(client_ip) as client_ip from scan_events where event_id = ${distinct[5]?.event_id as string}`;
   expect(row?.qr_id).toBe(distinct[5]?.qr_id as string);
   expect(row?.client_ip).toBe("127.0.0.1");
-  expect(Number(row?.kafka_offset)).toBeGreaterThanOrEqual(0);
+  // Each row keeps the exact Kafka position it was read from: where the topic holds that event
+  // (read back from the topic itself). An event produced once has exactly one such position; a
+  // replayed one (same key, same partition) is stored at one of its positions, whichever write won.
+  const positions = new Map<string, string[]>();
+  const consumer = createConsumer();
+  consumer.subscribe([env.scansTopic]);
+  const produced = 3_000 + 429 + 500;
+  for (const m of await consumeN(consumer, produced)) {
+    const id = (JSON.parse(text(m.value) as string) as { event_id: string }).event_id;
+    positions.set(id, [...(positions.get(id) ?? []), `${m.partition}:${m.offset}`]);
+  }
+  expect([...positions.values()].reduce((s, ps) => s + ps.length, 0)).toBe(produced);
+  const rows = await db.sql<{ event_id: string; at: string }[]>`
+    select event_id::text, kafka_partition || ':' || kafka_offset as at from scan_events`;
+  const misplaced = rows.filter((r) => !(positions.get(r.event_id) ?? []).includes(r.at));
+  expect(misplaced).toEqual([]);
+  const once = rows.filter((r) => positions.get(r.event_id)?.length === 1);
+  expect(once.length).toBe(distinct.filter((_, i) => i >= 500 && i % 7 !== 0).length);
+  expect(once.every((r) => positions.get(r.event_id)?.[0] === r.at)).toBe(true);
 });
 
 test("poison messages land in dead_letters and do not stall their partition", async () => {
@@ -113,26 +132,64 @@ test("poison messages land in dead_letters and do not stall their partition", as
   expect(await metric(metricsUrl, "worker_dead_letters_total")).toBe(4);
 });
 
-test("SIGTERM: finishes, commits, leaves the group and exits 0; a restart reads nothing twice", async () => {
+test("SIGTERM mid-stream, batches between the DB commit and the offset commit: they are committed, exit 0, the next worker replays nothing", async () => {
   const db = await createDatabase();
   const env = await workerEnv(db.url);
+  const admin = createAdmin();
   const producer = createProducer();
-  await produceEvents(producer, env.scansTopic, events(2_000));
-  const first = spawnWorker(env);
-  expect(await eventually(async () => (await tally(db.sql)).rows === 2_000)).toBe(true);
+  const PRODUCED = 6_000;
+  await produceEvents(producer, env.scansTopic, events(PRODUCED));
+  // Small batches and a pause after each DB commit: batches sit stored-but-uncommitted for 400 ms.
+  const first = spawnWorker(env, { FAULT_DELAY_BEFORE_COMMIT_MS: "400", BATCH_MAX_ROWS: "200" });
+  const state = () => storedVsCommitted(db.sql, admin, env.group, env.scansTopic).then(totals);
+  // Mid-stream and inside the window: rows stored that are not committed, and messages not yet stored.
+  const atSignal = await waitFor(
+    "the worker to hold stored, uncommitted rows with messages still to read",
+    state,
+    (t) => t.inWindow.length > 0 && t.rows > t.committed && t.rows < PRODUCED,
+    30_000,
+    10,
+  );
   first.proc.kill("SIGTERM");
   expect(await first.proc.exited).toBe(0);
-  const lag = createAdmin().groupLag(env.group, env.scansTopic);
-  expect(lag.reduce((s, p) => s + p.lag, 0)).toBe(0);
 
-  await produceEvents(producer, env.scansTopic, events(100));
-  const second = spawnWorker(env);
-  expect(await eventually(async () => (await tally(db.sql)).rows === 2_100)).toBe(true);
-  expect(await eventually(async () => (await metric(second.metricsUrl, "worker_rows_inserted_total")) === 100)).toBe(
-    true,
+  const partitions = await storedVsCommitted(db.sql, admin, env.group, env.scansTopic);
+  const afterExit = totals(partitions);
+  console.log(`SIGTERM at ${JSON.stringify(atSignal)}; after exit ${JSON.stringify(afterExit)}`);
+  // What was stored but uncommitted at the signal got committed before the exit...
+  expect(afterExit.committed).toBeGreaterThanOrEqual(atSignal.rows);
+  // ...and nothing stored is left uncommitted, nothing committed is missing: per partition, the
+  // committed offset is exactly the rows stored (a topic written from 0 by one producer, all distinct).
+  expect(partitions.map((p) => ({ partition: p.partition, rows: p.rows, next: p.storedNext }))).toEqual(
+    partitions.map((p) => ({ partition: p.partition, rows: p.committed, next: p.committed })),
   );
+  expect(afterExit.inWindow).toEqual([]);
+  // It stopped mid-stream: work is left for the next worker.
+  expect(afterExit.rows).toBeLessThan(PRODUCED);
+
+  const second = spawnWorker(env);
+  await waitFor(
+    `all ${PRODUCED} rows stored by the next worker`,
+    () => tally(db.sql),
+    (t) => t.rows === PRODUCED,
+    60_000,
+  );
+  const inserted = await waitFor(
+    "the next worker's inserted count to cover the remaining messages",
+    () => metric(second.metricsUrl, "worker_rows_inserted_total"),
+    (n) => n === PRODUCED - afterExit.rows,
+    30_000,
+  );
+  expect(inserted).toBe(PRODUCED - afterExit.rows);
   expect(await metric(second.metricsUrl, "worker_rows_duplicate_total")).toBe(0);
-});
+  expect(await tally(db.sql)).toEqual({ rows: PRODUCED, distinct_ids: PRODUCED, counted: PRODUCED });
+  await waitFor(
+    "the group to commit everything",
+    async () => admin.groupLag(env.group, env.scansTopic),
+    (ps) => ps.every((p) => p.lag === 0),
+    30_000,
+  );
+}, 120_000);
 
 test("Postgres rejects one schema-valid row: it is dead-lettered within seconds, the rest of its batch is stored, the partition keeps flowing", async () => {
   const db = await createDatabase();
