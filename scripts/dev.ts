@@ -87,21 +87,27 @@ const scrapeWorkers = async () =>
       Array.from({ length: WORKERS }, (_, i) => scrape(`http://127.0.0.1:${WORKER_METRICS_PORT + i}/metrics`)),
     )
   ).flat();
-// Demo traffic starts once the workers own every partition: a group still forming pauses
-// consumption while it rebalances, which would read as a stall.
+// Demo traffic starts once the group has settled: every worker owns partitions and together they
+// own all of them. A group still forming pauses consumption while it rebalances, which would read
+// as a stall.
 if (demo) {
   const partitions = TOPICS.scans.partitions;
-  const settled = await waitFor(
-    `the workers to own all ${partitions} partitions`,
-    async () => sum(await scrapeWorkers(), "worker_assigned_partitions"),
-    (owned) => owned === partitions,
+  const owned = async () =>
+    Promise.all(
+      Array.from({ length: WORKERS }, async (_, i) =>
+        sum(await scrape(`http://127.0.0.1:${WORKER_METRICS_PORT + i}/metrics`), "worker_assigned_partitions"),
+      ),
+    );
+  await waitFor(
+    `each of the ${WORKERS} workers to own partitions, ${partitions} in all`,
+    owned,
+    (counts) => counts.every((n) => n > 0 || WORKERS > partitions) && counts.reduce((a, b) => a + b, 0) === partitions,
     60_000,
     250,
   ).then(
-    () => true,
-    (error: Error) => (console.error(`dev: ${error.message}; starting the demo anyway`), false),
+    (counts) => console.log(`dev: the workers own ${counts.join(" + ")} partitions; starting the demo traffic`),
+    (error: Error) => console.error(`dev: ${error.message}; starting the demo anyway`),
   );
-  if (settled) console.log(`dev: the workers own all ${partitions} partitions; starting the demo traffic`);
 }
 
 const traffic = demo
