@@ -1,5 +1,21 @@
 // The supervisor: N workers in one group, a crashed worker restarted, SIGTERM forwarded to all
 // while batches are between their DB commit and their offset commit.
+//
+// Found with this test: when the whole pool stops at once, the first worker to leave rebalances
+// the group and the other worker's last offset commits can be refused (REBALANCE) and skipped; it
+// still exits 0, and the next worker replays those rows as duplicates (2 refused commits in 1 of 7
+// runs). The test pins that: such rows are always announced by the skip warning and replayed once.
+//
+// Mutations these tests were checked against: each applied alone to a throwaway copy of the tree
+// (git archive HEAD plus these tests), the test run there on a private stack and failing as shown;
+// the shared tree was never edited.
+//
+// | mutation                                                   | failed test: message                                           |
+// |------------------------------------------------------------|----------------------------------------------------------------|
+// | scan-loop writeAndCommit commits the offsets before the DB | timed out after 30000 ms waiting for the workers to hold       |
+// | write                                                      | stored, uncommitted rows...; last saw rows 9000 committed 9000 |
+// | worker main.ts shutdown calls process.exit(0) at once      | clean "stopped" line per live worker: expected [true, true],   |
+// |                                                            | received [false, false]                                        |
 import { expect, test } from "bun:test";
 import { isAlive } from "../../scripts/stack/processes.ts";
 import { createAdmin, createProducer, onCleanup } from "../helpers/kafka.ts";
@@ -88,6 +104,14 @@ test("restarts a worker killed with -9; SIGTERM mid-stream: every worker drains 
     30_000,
   );
 
+  // The killed worker may have left stored rows uncommitted (it died in the window); start the
+  // SIGTERM round from a clean slate, so whatever is uncommitted at the end comes from this round.
+  await waitFor(
+    "the group to commit the first 1,000 events, replays of the killed worker's batches included",
+    () => storedVsCommitted(db.sql, admin, env.group, env.scansTopic).then(totals),
+    (t) => t.committed === 1_000 && t.rows === 1_000 && t.inWindow.length === 0,
+    30_000,
+  );
   // SIGTERM while batches are in flight: stored rows the group has not committed, messages unread.
   const PRODUCED = 1_000 + 8_000;
   await produceEvents(producer, env.scansTopic, events(8_000));
