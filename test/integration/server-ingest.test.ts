@@ -1,5 +1,15 @@
 // POST /v1/scans against the real broker: every response code, formats, limits, and what lands
 // in Kafka equals what was accepted, field for field.
+//
+// Mutations these tests were checked against: each applied alone to a throwaway copy of the tree
+// (git archive HEAD plus these tests), the test run there on a private stack and failing as shown;
+// the shared tree was never edited.
+//
+// | mutation                                                   | failed test: message                                           |
+// |------------------------------------------------------------|----------------------------------------------------------------|
+// | ingest.ts answers 202 without awaiting producer.send       | 202 only after Kafka has the events: high watermarks expected  |
+// |                                                            | 2, received 0; SIGSTOPped broker: expected 503, received 202   |
+// |                                                            | (and the queue-full test: expected 503, received 202)          |
 import { describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import postgres from "postgres";
@@ -170,6 +180,7 @@ describe("POST /v1/scans", () => {
       const started = performance.now();
       const res = await post([scan(), scan()]);
       const elapsed = performance.now() - started;
+      console.log(`SIGSTOPped broker: ${res.status} after ${Math.round(elapsed)} ms (KAFKA_DELIVERY_TIMEOUT_MS=2000)`);
       expect(res.status).toBe(503);
       expect(res.headers.get("retry-after")).toBe("2");
       // The delivery path's answer, not the fast path's ("Kafka is unavailable; retry later").

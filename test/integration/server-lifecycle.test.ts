@@ -1,5 +1,14 @@
 // The edge server as a real process: SIGTERM under load loses no 202-acknowledged event, and a
 // broker outage turns into 503s within a bounded time and heals when the broker returns.
+//
+// Mutations these tests were checked against: each applied alone to a throwaway copy of the tree
+// (git archive HEAD plus these tests), the test run there on a private stack and failing as shown;
+// the shared tree was never edited.
+//
+// | mutation                                                   | failed test: message                                           |
+// |------------------------------------------------------------|----------------------------------------------------------------|
+// | main.ts shutdown exits at once (process.exit(0) instead of | SIGTERM under load: requests sent before the signal got 16     |
+// | server.stop(false) and the flush)                          | ECONNRESET instead of an HTTP answer (expected [])             |
 import { expect, test } from "bun:test";
 import { startKafka, stopKafka } from "../../scripts/stack/kafka.ts";
 import { consumeN, createConsumer, createTopic, stack, text } from "../helpers/kafka.ts";

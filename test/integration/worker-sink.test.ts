@@ -12,6 +12,12 @@
 // | db-errors: P0001 classified transient (retried forever)           | non-data error: timed out after 30000 ms waiting for the worker to     |
 // |                                                                   | exit on the fatal error; last saw null                                 |
 // | db-errors: P0001 classified data (bisected, dead-lettered)        | non-data error: same timeout, last saw null                            |
+// | decode writes kafka_offset + 1                                    | duplicates and replayed batches: rows at a position the topic does not |
+// |                                                                   | hold that event: expected [], received [{at: "3:288", ...}, ...]       |
+// | scan-loop writeAndCommit commits the offsets before the DB write  | SIGTERM mid-stream: timed out after 30000 ms waiting for the worker to |
+// |                                                                   | hold stored, uncommitted rows...; last saw rows 6000 committed 6000    |
+// | worker main.ts shutdown calls process.exit(0) at once             | SIGTERM mid-stream: committed after exit expected >= 200 (stored at    |
+// |                                                                   | the signal), received 0                                                |
 import { expect, test } from "bun:test";
 import type postgres from "postgres";
 import type { ScanEvent } from "../../shared/event.ts";

@@ -1,5 +1,14 @@
 // Pure worker logic: decoding to sink rows, database error classification, backoff, commit
 // offsets, per-partition progress.
+//
+// Mutations these tests were checked against: each applied alone to a throwaway copy of the tree
+// (git archive HEAD plus these tests), the test run there on a private stack and failing as shown;
+// the shared tree was never edited.
+//
+// | mutation                                                   | failed test: message                                           |
+// |------------------------------------------------------------|----------------------------------------------------------------|
+// | retry.ts retries every error (the !retriable check removed)| a non-transient error is tried exactly once: expected the      |
+// |                                                            | original error object, received a RetriesExhaustedError        |
 import { describe, expect, test } from "bun:test";
 import { DbDeadlineError, classifyDbError, isTransientDbError } from "../../shared/db-errors.ts";
 import { toScanRecord } from "../../shared/event.ts";
