@@ -24,6 +24,19 @@ import { createDatabase, tally } from "../helpers/postgres.ts";
 import { freePort } from "../helpers/server.ts";
 import { events, metric, produceEvents, spawnWorker, waitFor, workerEnv, workerProcessEnv } from "../helpers/worker.ts";
 
+/** A port P with P + 1 free too: the supervisor gives worker i METRICS_PORT + i. */
+function twoFreePorts(): number {
+  for (;;) {
+    const port = freePort();
+    try {
+      Bun.listen({ hostname: "127.0.0.1", port: port + 1, socket: { data() {} } }).stop(true);
+      return port;
+    } catch {
+      // taken: try another
+    }
+  }
+}
+
 test("restarts a worker killed with -9; SIGTERM mid-stream: every worker drains and exits 0, nothing committed past what is stored, the next worker replays only commits refused by the pool's own rebalance", async () => {
   const db = await createDatabase();
   const env = await workerEnv(db.url);
@@ -37,7 +50,7 @@ test("restarts a worker killed with -9; SIGTERM mid-stream: every worker drains 
       ...process.env,
       ...workerProcessEnv(env),
       WORKER_POOL_SIZE: "2",
-      METRICS_PORT: String(freePort()),
+      METRICS_PORT: String(twoFreePorts()),
       LOG_LEVEL: "info",
       FAULT_DELAY_BEFORE_COMMIT_MS: "400",
       BATCH_MAX_ROWS: "200",
