@@ -10,6 +10,8 @@
 // | ingest.ts answers 202 without awaiting producer.send       | 202 only after Kafka has the events: high watermarks expected  |
 // |                                                            | 2, received 0; SIGSTOPped broker: expected 503, received 202   |
 // |                                                            | (and the queue-full test: expected 503, received 202)          |
+// | config.ts no longer sets message.timeout.ms from           | SIGSTOPped broker: no answer within the test's 60 s (then 202  |
+// | KAFKA_DELIVERY_TIMEOUT_MS (librdkafka's 300 s default)     | once the cleanup SIGCONTed the broker): expected 503           |
 import { describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import postgres from "postgres";
