@@ -306,6 +306,16 @@ export async function runCrashSuite({ rate = 300, settleS = 6, log = console.log
           `(${check.unacknowledgedStored} of them events never acknowledged), sum(scan_counts) ${check.counted}, ` +
           `${check.countMismatches} scan_counts buckets off, ${deadLettered} dead-lettered; HTTP statuses ${JSON.stringify(traffic.stats.statuses)}`,
       );
+      if (deadLettered > 0) {
+        // Why (stored by the dead-letter consumer group, which may still be catching up).
+        await until(async () => {
+          const [n] = await sql<{ n: number }[]>`select count(*)::int as n from dead_letters`;
+          return (n?.n ?? 0) >= deadLettered;
+        }, 15_000);
+        const reasons = await sql<{ error: string; n: number }[]>`
+          select left(error, 300) as error, count(*)::int as n from dead_letters group by 1 order by 2 desc limit 5`;
+        for (const r of reasons) log(`dead letter x${r.n}: ${r.error}`);
+      }
       log(
         failures.length
           ? `FAIL:\n  ${failures.join("\n  ")}`
