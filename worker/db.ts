@@ -26,7 +26,10 @@ export interface Db {
 }
 
 export function createDb(o: DbOptions): Db {
-  const sql = postgres(o.url, { prepare: false, max: o.poolMax, onnotice: () => {} });
+  // fetch_types off: postgres.js would otherwise look array types up on each new connection and
+  // serialize JS array parameters only once that lookup finished, so a query racing or outliving
+  // a failed lookup sent an array as a bare string. The worker passes arrays as literals instead.
+  const sql = postgres(o.url, { prepare: false, max: o.poolMax, fetch_types: false, onnotice: () => {} });
   const setStatementTimeout = `set local statement_timeout = ${Math.trunc(o.statementTimeoutMs)}`;
   const deadlineMs = o.statementTimeoutMs + o.deadlineMarginMs;
   const transaction: Transaction = (what, fn) =>

@@ -21,6 +21,7 @@
 // Postgres' CPU is what limits the box at saturation, where batches are large; the efficiency
 // work may revisit this for small batches.
 import { finished } from "node:stream/promises";
+import { isDataError } from "../shared/db-errors.ts";
 import type { Transaction } from "./db.ts";
 import { COLUMNS, type Row } from "./decode.ts";
 
@@ -56,20 +57,33 @@ export class ScanSink {
     this.#transaction = transaction;
   }
 
-  /** Creates the daily partitions the rows need (once per day per process). */
+  /**
+   * Creates the daily partitions the rows need (once per day per process). The days go as one
+   * array literal in a text parameter: postgres.js serializes a JS array only once its array-type
+   * lookup on a new connection has finished, and a query racing it sent `'' + array` (a crash-suite
+   * run dead-lettered thousands of valid rows on "malformed array literal").
+   */
   async ensurePartitions(days: Iterable<string>): Promise<void> {
     const missing = [...new Set(days)].filter((d) => !this.#knownDays.has(d)).sort();
     if (missing.length === 0) return;
+    const literal = `{${missing.join(",")}}`;
     await this.#transaction(
       "create partitions",
-      (tx) => tx`select ensure_scan_event_partition_days(${missing}::date[])`,
+      (tx) => tx`select ensure_scan_event_partition_days(${literal}::text::date[])`,
     );
     for (const d of missing) this.#knownDays.add(d);
   }
 
   async write(rows: readonly Row[]): Promise<WriteResult> {
     if (rows.length === 0) return { inserted: 0, duplicates: 0 };
-    await this.ensurePartitions(distinctDays(rows));
+    try {
+      await this.ensurePartitions(distinctDays(rows));
+    } catch (error) {
+      // No row's content makes this call fail: it must not be taken for a row's data error,
+      // which would bisect the batch and dead-letter every row. Transient errors stay transient.
+      if (isDataError(error)) throw new PartitionSetupError(error);
+      throw error;
+    }
     const inserted = await this.#transaction("write batch", async (tx) => {
       await tx`create temp table scan_stage (like scan_events including defaults) on commit drop`;
       const copy = await tx.unsafe(`copy scan_stage (${columnList}) from stdin`).writable();
@@ -79,6 +93,14 @@ export class ScanSink {
       return result?.inserted ?? 0;
     });
     return { inserted, duplicates: rows.length - inserted };
+  }
+}
+
+/** Creating a batch's day partitions failed with a data-class error: a bug or a schema problem, fatal. */
+export class PartitionSetupError extends Error {
+  constructor(cause: unknown) {
+    super(`could not create the day partitions: ${(cause as Error).message}`, { cause });
+    this.name = "PartitionSetupError";
   }
 }
 

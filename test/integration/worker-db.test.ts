@@ -8,12 +8,14 @@
 // | SET instead of SET LOCAL                                           | "does not leak"          |
 // | withDeadline not applied                                           | "deadline" (times out)   |
 // | patches/postgres@3.4.9.patch not applied                           | "rejected during COPY": DbDeadlineError instead of 22009 |
+// | partition days sent as a JS array (`${days}::date[]`)              | "first queries of a fresh pool": 22P02 malformed array literal |
+// | a data-class error of the partition call left unwrapped           | "partition call": classified "data"                     |
 import { expect, test } from "bun:test";
 import { DbDeadlineError, classifyDbError } from "../../shared/db-errors.ts";
 import { toScanRecord } from "../../shared/event.ts";
 import { createDb } from "../../worker/db.ts";
 import { type Row, decode, isPoison } from "../../worker/decode.ts";
-import { ScanSink } from "../../worker/sink.ts";
+import { PartitionSetupError, ScanSink } from "../../worker/sink.ts";
 import { createDatabase } from "../helpers/postgres.ts";
 
 async function setup(statementTimeoutMs: number, deadlineMarginMs = 1_000) {
@@ -104,5 +106,45 @@ test("a row rejected during COPY surfaces as its data error (postgres.js patched
   expect(stuck[0]?.n).toBe(0);
   // Nothing of the failed batch was stored, and the sink goes on writing.
   expect(await sink.write([good])).toEqual({ inserted: 1, duplicates: 0 });
+  await db.sql.end();
+});
+
+/** A row for `day` at `offset`, as the worker decodes it. */
+function rowOn(day: string, offset: number): Row {
+  const at = `${day}T12:00:00.000000Z`;
+  const value = Buffer.from(
+    JSON.stringify(toScanRecord({ event_id: crypto.randomUUID(), qr_id: "QR-1", scanned_at: at }, at, null)),
+  );
+  const row = decode({ topic: "t", partition: 0, offset, key: null, value, headers: null, timestamp: 0 });
+  if (isPoison(row)) throw new Error(row.error);
+  return row;
+}
+
+test("the first queries of a fresh pool, racing each other, create their day partitions", async () => {
+  // postgres.js serializes a JS array parameter only after its array-type lookup on a new
+  // connection; a query racing it, or after a lookup that failed, sent the array as a bare string
+  // (seen in the crash suite). The pool skips that lookup (fetch_types: false), so this fails at
+  // once if the sink passes a JS array again.
+  for (let round = 0; round < 3; round++) {
+    const { db } = await setup(10_000);
+    const sinks = Array.from({ length: 4 }, () => new ScanSink(db.transaction));
+    const results = await Promise.all(
+      sinks.map((sink, i) =>
+        sink.write([rowOn(`2026-0${i + 1}-1${round}`, i), rowOn(`2026-0${i + 1}-2${round}`, i + 10)]),
+      ),
+    );
+    expect(results).toEqual(sinks.map(() => ({ inserted: 2, duplicates: 0 })));
+    await db.sql.end();
+  }
+});
+
+test("a data-class error of the partition call is not a row's data error (no bisecting into dead letters)", async () => {
+  const { db } = await setup(2_000);
+  const sink = new ScanSink(db.transaction);
+  const forged: Row = { ...rowOn("2026-01-01", 0), day: "2026-13-45" };
+  const error = await sink.write([forged]).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(PartitionSetupError);
+  expect(((error as Error).cause as { code?: string }).code).toMatch(/^22/);
+  expect(classifyDbError(error)).toBe("fatal");
   await db.sql.end();
 });
