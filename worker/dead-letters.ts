@@ -78,7 +78,7 @@ export async function runDeadLetterLoop(o: DeadLetterLoopOptions): Promise<void>
           on conflict (source_topic, source_partition, source_offset) do nothing`,
       ),
     );
-    await commitDurable(o, nextOffsets(messages));
+    await o.withRetry("commit dead-letter offsets", () => commitDurable(o, nextOffsets(messages)));
     o.metrics.deadLettersStored.inc(rows.length);
     o.logger.warn({ count: rows.length }, "stored dead letters");
   }

@@ -106,7 +106,9 @@ async function writeAndCommit(o: ScanLoopOptions, batch: Batch, previous: Promis
   if (config.FAULT_DELAY_BEFORE_COMMIT_MS) await Bun.sleep(config.FAULT_DELAY_BEFORE_COMMIT_MS);
 
   await previous;
-  await commitDurable(o, offsets);
+  // A retriable commit error (the group coordinator moving while a broker restarts) is retried,
+  // partitions paused, like a transient database error; it used to end the worker.
+  await o.withRetry("commit offsets", () => commitDurable(o, offsets));
   o.progress.committed(offsets);
   metrics.batches.inc();
   metrics.inserted.inc(result.inserted);

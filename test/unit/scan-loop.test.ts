@@ -3,12 +3,19 @@
 import { expect, test } from "bun:test";
 import { Registry } from "prom-client";
 import { toScanRecord } from "../../shared/event.ts";
-import type { ConsumedMessage, KafkaConsumer, KafkaProducer, TopicPartitionOffset } from "../../shared/kafka/index.ts";
+import {
+  type ConsumedMessage,
+  type KafkaConsumer,
+  KafkaError,
+  type KafkaProducer,
+  type TopicPartitionOffset,
+} from "../../shared/kafka/index.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { loadWorkerConfig } from "../../worker/config.ts";
 import type { Row } from "../../worker/decode.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
 import { PartitionProgress } from "../../worker/progress.ts";
+import { createRetrier } from "../../worker/retry.ts";
 import { runScanLoop } from "../../worker/scan-loop.ts";
 import type { ScanSink } from "../../worker/sink.ts";
 
@@ -37,6 +44,10 @@ interface Script {
   /** After this poll (1-based), report a held revocation until a poll without work in flight. */
   revokeAfterPoll?: number;
   writesInFlight: number;
+  /** Offsets (first message's) whose commit fails once with a retriable Kafka error. */
+  commitFailsOnce?: Set<number>;
+  /** Wrap writes and commits in the worker's retrier (default: no retry). */
+  retry?: boolean;
   /** Keep polling (empty) after the batches run out, until this many polls; default: stop at once. */
   stopAfterPolls?: number;
 }
@@ -65,6 +76,11 @@ async function run(script: Script) {
       return next ?? [];
     },
     async commit(offsets: readonly TopicPartitionOffset[]) {
+      const at = offsets[0]?.offset ?? -1;
+      if (script.commitFailsOnce?.delete(at)) {
+        log.push(`commit ${at} refused (coordinator moving)`);
+        throw new KafkaError("BROKER_UNAVAILABLE", "offset commit failed: Broker: Not coordinator");
+      }
       log.push(`commit ${offsets.map((o) => o.offset).join(",")}`);
     },
   };
@@ -95,7 +111,9 @@ async function run(script: Script) {
     logger: createLogger("test", "silent"),
     isStopping: () =>
       script.stopAfterPolls === undefined ? script.batches.length === 0 : polls >= script.stopAfterPolls,
-    withRetry: (_what, fn) => fn(),
+    withRetry: script.retry
+      ? createRetrier({ baseMs: 1, capMs: 2, maxMs: 2_000, isRetriable: (e) => e instanceof KafkaError && e.retriable })
+      : (_what, fn) => fn(),
   });
   return { done, log, pollsWithWorkInFlight, maxWriting: () => maxWriting, polls: () => polls };
 }
@@ -131,6 +149,18 @@ test("a failed write stops the loop at its next turn, even when no further batch
   await expect(r.done).rejects.toThrow("batch at 0 failed");
   expect(r.polls()).toBeLessThan(100);
   expect(r.log).toEqual(["failed 0"]);
+});
+
+test("a retriable offset-commit error (the coordinator moving) is retried, not the end of the worker", async () => {
+  const r = await run({
+    batches: [batch(0), batch(3)],
+    writeMs: {},
+    commitFailsOnce: new Set([3]),
+    writesInFlight: 1,
+    retry: true,
+  });
+  await r.done;
+  expect(r.log).toEqual(["written 0", "commit 3 refused (coordinator moving)", "commit 3", "written 3", "commit 6"]);
 });
 
 test("never more than WRITES_IN_FLIGHT batches are written at once", async () => {
