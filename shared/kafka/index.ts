@@ -8,7 +8,13 @@ export { ErrorCode } from "./error-codes.ts";
 export { KAFKA_ERRORS, KafkaError, type KafkaErrorCode, LibraryNotFoundError, QueueFullError } from "./errors.ts";
 export { lib, loadLibrdkafka } from "./ffi.ts";
 export type { KafkaConfig, TopicPartition, TopicPartitionOffset } from "./native.ts";
-export { type Bytes, type DeliveryReport, KafkaProducer, type ProducerMessage } from "./producer.ts";
+export {
+  type Bytes,
+  type DeliveryReport,
+  KafkaProducer,
+  type ProducerMessage,
+  type ProducerOptions,
+} from "./producer.ts";
 
 /** librdkafka's version string, e.g. "2.0.2". */
 export function librdkafkaVersion(): string {

@@ -2,7 +2,7 @@
 // so tests never share state and leave nothing behind.
 import { up } from "../../scripts/stack.ts";
 import { KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaProducer } from "../../shared/kafka/index.ts";
-import type { ConsumedMessage, ConsumerOptions } from "../../shared/kafka/index.ts";
+import type { ConsumedMessage, ConsumerOptions, ProducerOptions } from "../../shared/kafka/index.ts";
 import { localStack } from "../../shared/local-stack.ts";
 import { nextOffsets } from "../../worker/commit.ts";
 import { onCleanup } from "./cleanup.ts";
@@ -33,8 +33,8 @@ export async function createTopic(partitions = 3): Promise<string> {
   return name;
 }
 
-export function createProducer(config: KafkaConfig = {}): KafkaProducer {
-  const producer = new KafkaProducer({ config: { ...brokerConfig, ...config } });
+export function createProducer(config: KafkaConfig = {}, options: Omit<ProducerOptions, "config"> = {}): KafkaProducer {
+  const producer = new KafkaProducer({ ...options, config: { ...brokerConfig, ...config } });
   onCleanup(() => producer.close(2_000));
   return producer;
 }

@@ -21,7 +21,11 @@ function unusedSql(): Sql {
 
 export async function createTestApp(
   env: Record<string, string> = {},
-  { waitForKafka = true, sql = unusedSql() }: { waitForKafka?: boolean; sql?: Sql } = {},
+  {
+    waitForKafka = true,
+    sql = unusedSql(),
+    onStats,
+  }: { waitForKafka?: boolean; sql?: Sql; onStats?: (json: string) => void } = {},
 ) {
   const topic = await createTopic(3);
   const config = loadServerConfig({
@@ -30,7 +34,8 @@ export async function createTestApp(
     API_KEY_SHA256: sha256(API_KEY).toString("hex"),
     ...env,
   });
-  const producer = createProducer(config.kafka);
+  // The producer the server would make: from the same config (loadServerConfig(env).kafka).
+  const producer = createProducer(config.kafka, { onStats });
   if (waitForKafka) await producer.waitUntilConnected(10_000);
   const registry = createRegistry("server-test");
   const metrics = createServerMetrics(registry, () => producer);

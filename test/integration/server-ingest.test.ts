@@ -14,29 +14,11 @@
 // | KAFKA_DELIVERY_TIMEOUT_MS (librdkafka's 300 s default)     | once the cleanup SIGCONTed the broker): expected 503           |
 import { describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
-import postgres from "postgres";
 import * as v from "valibot";
 import { kafkaPid } from "../../scripts/stack/kafka.ts";
 import { isAlive } from "../../scripts/stack/processes.ts";
-import { createApp } from "../../server/app.ts";
-import { sha256 } from "../../server/auth.ts";
-import { loadServerConfig } from "../../server/config.ts";
-import { createServerMetrics } from "../../server/metrics.ts";
 import { ScanRecordSchema } from "../../shared/event.ts";
-import { KafkaProducer } from "../../shared/kafka/index.ts";
-import { createLogger } from "../../shared/logger.ts";
-import { createRegistry } from "../../shared/metrics.ts";
-import {
-  brokerConfig,
-  consumeN,
-  createAdmin,
-  createConsumer,
-  createTopic,
-  onCleanup,
-  stack,
-  text,
-  uniqueName,
-} from "../helpers/kafka.ts";
+import { consumeN, createAdmin, createConsumer, onCleanup, stack, text, uniqueName } from "../helpers/kafka.ts";
 import { API_KEY, createTestApp, scan } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -59,40 +41,14 @@ interface EosStats {
  * librdkafka itself made of them.
  */
 async function appWithStats(env: Record<string, string> = {}) {
-  const topic = await createTopic(3);
-  const config = loadServerConfig({
-    KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
-    SCANS_TOPIC: topic,
-    API_KEY_SHA256: sha256(API_KEY).toString("hex"),
-    ...env,
-  });
   const stats: { last: Record<string, unknown> | null } = { last: null };
-  const producer = new KafkaProducer({
-    config: config.kafka,
+  const t = await createTestApp(env, {
     onStats: (json) => {
       stats.last = JSON.parse(json) as Record<string, unknown>;
     },
   });
-  onCleanup(() => producer.close(2_000));
-  await producer.waitUntilConnected(10_000);
-  const sql = postgres(stack.databaseUrl, { prepare: false, max: 1 });
-  onCleanup(() => sql.end({ timeout: 1 }));
-  const app = createApp({
-    config,
-    apiKeyHashes: config.API_KEY_SHA256,
-    producer,
-    sql,
-    metrics: createServerMetrics(createRegistry("server-test"), () => producer),
-    logger: createLogger("server-test", "silent"),
-    isDraining: () => false,
-  });
-  const post = (payload: unknown, headers: Record<string, string> = {}) =>
-    app.request("/v1/scans", {
-      method: "POST",
-      body: JSON.stringify(payload),
-      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json", ...headers },
-    });
-  return { app, topic, config, producer, stats, post };
+  const post = (payload: unknown, headers: Record<string, string> = {}) => t.post(JSON.stringify(payload), headers);
+  return { ...t, stats, post };
 }
 
 /** Messages in `topic` per partition, read as high watermarks (a fresh topic starts at 0). */
