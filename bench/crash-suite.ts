@@ -140,17 +140,8 @@ export async function runCrashSuite({ rate = 300, settleS = 6, log = console.log
     })();
 
     // Each phase: from its start until the next fault starts (the fault, then the settle period).
-    const phases: {
-      fault: string;
-      from: number;
-      to: number;
-      faultAnswers: number;
-      dbRetries: number;
-      killedPid?: number;
-      newWorkerPid?: number;
-      evidence: string;
-      failures: string[];
-    }[] = [];
+    // The acknowledged range [from, to) of the traffic's ids; the rest as in the result.
+    const phases: (Omit<FaultResult, "acknowledged" | "lost"> & { from: number; to: number })[] = [];
     const phase = async (
       fault: string,
       act: (p: { failures: string[]; evidence: string[]; pids: { killed?: number; next?: number } }) => Promise<void>,
