@@ -6,7 +6,7 @@ import { sha256 } from "../../server/auth.ts";
 import { loadServerConfig } from "../../server/config.ts";
 import { createServerMetrics } from "../../server/metrics.ts";
 import { localStack } from "../../shared/local-stack.ts";
-import { createLogger } from "../../shared/logger.ts";
+import { type Logger, createLogger } from "../../shared/logger.ts";
 import { createRegistry } from "../../shared/metrics.ts";
 import { brokerConfig, createProducer, createTopic, onCleanup } from "./kafka.ts";
 
@@ -25,9 +25,18 @@ export async function createTestApp(
     waitForKafka = true,
     sql = unusedSql(),
     onStats,
-  }: { waitForKafka?: boolean; sql?: Sql; onStats?: (json: string) => void } = {},
+    logger = createLogger("server-test", "silent"),
+    topic,
+  }: {
+    waitForKafka?: boolean;
+    sql?: Sql;
+    onStats?: (json: string) => void;
+    logger?: Logger;
+    /** An existing topic to send to; default: a fresh one of 3 partitions. */
+    topic?: string;
+  } = {},
 ) {
-  const topic = await createTopic(3);
+  topic ??= await createTopic(3);
   const config = loadServerConfig({
     KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
     SCANS_TOPIC: topic,
@@ -46,7 +55,7 @@ export async function createTestApp(
     producer,
     sql,
     metrics,
-    logger: createLogger("server-test", "silent"),
+    logger,
     isDraining: () => draining,
   });
   const post = (body: RequestInit["body"], headers: Record<string, string> = {}) =>

@@ -4,25 +4,8 @@
 import { describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import pino from "pino";
-import postgres from "postgres";
-import { createApp } from "../../server/app.ts";
-import { sha256 } from "../../server/auth.ts";
-import { loadServerConfig } from "../../server/config.ts";
-import { createServerMetrics } from "../../server/metrics.ts";
-import { localStack } from "../../shared/local-stack.ts";
-import { createRegistry } from "../../shared/metrics.ts";
-import {
-  brokerConfig,
-  consumeN,
-  createAdmin,
-  createConsumer,
-  createProducer,
-  createTopic,
-  onCleanup,
-  text,
-  uniqueName,
-} from "../helpers/kafka.ts";
-import { API_KEY, createTestApp, scan } from "../helpers/server.ts";
+import { consumeN, createAdmin, createConsumer, createTopic, onCleanup, text, uniqueName } from "../helpers/kafka.ts";
+import { createTestApp, scan } from "../helpers/server.ts";
 
 interface Answer {
   accepted?: number;
@@ -34,36 +17,11 @@ interface Answer {
 const json = async (res: Response) => (await res.json()) as Answer;
 type LogLine = { level: number; msg: string; requestId?: string; err?: { message: string } };
 
-/** The app as createTestApp builds it, but with a logger whose lines the test can read. */
+/** The app as createTestApp builds it, with a logger whose lines the test can read. */
 async function appWithLog(env: Record<string, string>, topic?: string) {
-  const config = loadServerConfig({
-    KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
-    SCANS_TOPIC: topic ?? (await createTopic(1)),
-    API_KEY_SHA256: sha256(API_KEY).toString("hex"),
-    ...env,
-  });
-  const producer = createProducer(config.kafka);
-  await producer.waitUntilConnected(10_000);
-  const sql = postgres(localStack().databaseUrl, { prepare: false, max: 1 }); // never used: connects lazily
-  onCleanup(() => sql.end({ timeout: 1 }));
   const logs: LogLine[] = [];
   const logger = pino({ level: "debug" }, { write: (line: string) => logs.push(JSON.parse(line)) });
-  const app = createApp({
-    config,
-    apiKeyHashes: config.API_KEY_SHA256,
-    producer,
-    sql,
-    metrics: createServerMetrics(createRegistry("server-edge-test"), () => producer),
-    logger,
-    isDraining: () => false,
-  });
-  const post = (body: RequestInit["body"], headers: Record<string, string> = {}) =>
-    app.request("/v1/scans", {
-      method: "POST",
-      body,
-      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json", ...headers },
-    });
-  return { app, producer, post, logs };
+  return { ...(await createTestApp(env, { logger, topic: topic ?? (await createTopic(1)) })), logs };
 }
 
 describe("Content-Type charset and UTF-8", () => {
