@@ -2,7 +2,7 @@
 // events) and sample RSS. Flat RSS after warm-up means no handle, event or buffer leaks.
 //   bun bench/kafka-soak.ts [--seconds 60]
 import { startKafka } from "../scripts/stack/kafka.ts";
-import { KafkaAdmin, KafkaConsumer, KafkaProducer } from "../shared/kafka/index.ts";
+import { KafkaAdmin, KafkaConsumer, KafkaProducer, nextOffsets } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { numArg, printTable, saveResults } from "./lib.ts";
 
@@ -35,11 +35,7 @@ while (Date.now() - started < seconds * 1000) {
   produced += batch.length;
   const got = await consumer.poll(1_000, 5);
   consumed += got.length;
-  if (got.length) {
-    const last = new Map<number, number>();
-    for (const m of got) last.set(m.partition, m.offset + 1);
-    await consumer.commit([...last].map(([partition, offset]) => ({ topic, partition, offset })));
-  }
+  if (got.length) await consumer.commit(nextOffsets(got));
   if (Date.now() >= nextSample) {
     Bun.gc(true);
     samples.push({

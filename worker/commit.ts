@@ -1,30 +1,7 @@
-// Committing a batch once it is durable: the highest offset + 1 per partition.
-import {
-  type ConsumedMessage,
-  type KafkaConsumer,
-  KafkaError,
-  type TopicPartitionOffset,
-} from "../shared/kafka/index.ts";
+// Committing a batch once it is durable (the offsets to commit: shared/kafka/offsets.ts nextOffsets).
+import { type KafkaConsumer, KafkaError, type TopicPartitionOffset } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
 import type { WorkerMetrics } from "./metrics.ts";
-
-export function nextOffsets(messages: readonly ConsumedMessage[]): TopicPartitionOffset[] {
-  // Per topic, the next offset indexed by partition (no per-message key strings: batches are large).
-  const byTopic = new Map<string, number[]>();
-  for (const m of messages) {
-    let next = byTopic.get(m.topic);
-    if (!next) {
-      next = [];
-      byTopic.set(m.topic, next);
-    }
-    if (!(m.offset < (next[m.partition] ?? 0))) next[m.partition] = m.offset + 1;
-  }
-  const offsets: TopicPartitionOffset[] = [];
-  for (const [topic, next] of byTopic) {
-    next.forEach((offset, partition) => offsets.push({ topic, partition, offset }));
-  }
-  return offsets;
-}
 
 /**
  * Commits a batch that is already durable in Postgres. If the group rebalanced meanwhile, the

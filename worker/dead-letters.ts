@@ -1,9 +1,9 @@
 // Poison messages: published to the dead-letter topic (with headers naming the error and the
 // source coordinates) before the batch's offsets are committed, so one bad message never blocks
 // its partition and is never lost. A second consumer group reads that topic into dead_letters.
-import type { ConsumedMessage, KafkaConsumer, KafkaProducer } from "../shared/kafka/index.ts";
+import { type ConsumedMessage, type KafkaConsumer, type KafkaProducer, nextOffsets } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
-import { commitDurable, nextOffsets } from "./commit.ts";
+import { commitDurable } from "./commit.ts";
 import type { Transaction } from "./db.ts";
 import type { Poison } from "./decode.ts";
 import type { WorkerMetrics } from "./metrics.ts";

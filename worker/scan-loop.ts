@@ -7,9 +7,15 @@
 // process and the database work at the same time. Offsets are still committed batch by batch, in
 // poll order, and at most WRITES_IN_FLIGHT + 1 batches are held in memory.
 import { isDataError } from "../shared/db-errors.ts";
-import type { ConsumedMessage, KafkaConsumer, KafkaProducer, TopicPartitionOffset } from "../shared/kafka/index.ts";
+import {
+  type ConsumedMessage,
+  type KafkaConsumer,
+  type KafkaProducer,
+  type TopicPartitionOffset,
+  nextOffsets,
+} from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
-import { commitDurable, nextOffsets } from "./commit.ts";
+import { commitDurable } from "./commit.ts";
 import type { WorkerConfig } from "./config.ts";
 import { publishDeadLetters } from "./dead-letters.ts";
 import { type Poison, type Row, decode, isPoison } from "./decode.ts";

@@ -8,6 +8,7 @@ export { ErrorCode } from "./error-codes.ts";
 export { KAFKA_ERRORS, KafkaError, type KafkaErrorCode, LibraryNotFoundError, QueueFullError } from "./errors.ts";
 export { lib, loadLibrdkafka } from "./ffi.ts";
 export type { KafkaConfig, TopicPartition, TopicPartitionOffset } from "./native.ts";
+export { nextOffsets } from "./offsets.ts";
 export {
   type Bytes,
   type DeliveryReport,

@@ -1,10 +1,9 @@
 // Factories for Kafka integration tests: each gives a random topic/group and registers cleanup,
 // so tests never share state and leave nothing behind.
 import { up } from "../../scripts/stack.ts";
-import { KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaProducer } from "../../shared/kafka/index.ts";
+import { KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaProducer, nextOffsets } from "../../shared/kafka/index.ts";
 import type { ConsumedMessage, ConsumerOptions, ProducerOptions } from "../../shared/kafka/index.ts";
 import { localStack } from "../../shared/local-stack.ts";
-import { nextOffsets } from "../../worker/commit.ts";
 import { onCleanup } from "./cleanup.ts";
 
 // Integration tests run against the project's real local stack; `up` is idempotent and returns
@@ -64,6 +63,6 @@ export async function consumeN(
   return out;
 }
 
-export { nextOffsets } from "../../worker/commit.ts";
+export { nextOffsets } from "../../shared/kafka/index.ts";
 
 export const text = (b: Uint8Array | null | undefined) => (b ? Buffer.from(b).toString("utf8") : null);

@@ -12,8 +12,7 @@
 import { describe, expect, test } from "bun:test";
 import { DbDeadlineError, classifyDbError, isTransientDbError } from "../../shared/db-errors.ts";
 import { toScanRecord } from "../../shared/event.ts";
-import type { ConsumedMessage } from "../../shared/kafka/index.ts";
-import { nextOffsets } from "../../worker/commit.ts";
+import { type ConsumedMessage, nextOffsets } from "../../shared/kafka/index.ts";
 import { withDeadline } from "../../worker/db.ts";
 import { copyText, decode, isPoison } from "../../worker/decode.ts";
 import { PartitionProgress } from "../../worker/progress.ts";
