@@ -13,13 +13,14 @@
 // - restart Postgres, restart pgbouncer: worker_db_retries_total (from the workers' /metrics)
 //   grew while it was down; the outage lasts until it does (at most 30 s).
 import postgres from "postgres";
+import { scrapeIfUp } from "../scripts/harness.ts";
 import { childPids, isolatedRun, service } from "../scripts/pipeline.ts";
 import { startTraffic } from "../scripts/scan-traffic.ts";
 import { up } from "../scripts/stack.ts";
 import { startKafka, stopKafka } from "../scripts/stack/kafka.ts";
 import { startPgbouncer, startPostgres, stopPgbouncer, stopPostgres } from "../scripts/stack/postgres.ts";
 import { freePort, portOpen } from "../scripts/stack/processes.ts";
-import { parsePrometheusText, sum } from "../shared/prometheus-text.ts";
+import { sum } from "../shared/prometheus-text.ts";
 import { type StoredOnceReport, missingEventIds, storedOnce } from "../sql/checks.ts";
 
 export interface FaultResult {
@@ -66,12 +67,8 @@ async function freePortRange(n: number): Promise<number> {
   throw new Error(`no ${n} consecutive free ports found`);
 }
 
-async function scrape(port: number) {
-  return fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2_000) }).then(
-    async (r) => parsePrometheusText(await r.text()),
-    () => null,
-  );
-}
+/** The samples of the /metrics on `port`; null while the process there is down or restarting. */
+const scrapePort = (port: number) => scrapeIfUp(`http://127.0.0.1:${port}/metrics`);
 
 /** Polls `check` every 200 ms until it is true or `timeoutMs` passed; returns whether it became true. */
 async function until(check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
@@ -126,7 +123,7 @@ export async function runCrashSuite({ rate = 300, settleS = 6, log = console.log
     const sampler = (async () => {
       while (sampling) {
         for (let i = 0; i < WORKERS; i++) {
-          const samples = await scrape(workerMetricsBase + i);
+          const samples = await scrapePort(workerMetricsBase + i);
           if (!samples) continue;
           for (const name of Object.keys(counters) as (keyof typeof counters)[]) {
             const v = sum(samples, name);
@@ -255,7 +252,7 @@ export async function runCrashSuite({ rate = 300, settleS = 6, log = console.log
       // Then until the group has committed everything (the supervisor reads the committed lag
       // from the broker every second): a replay still to come would otherwise miss the check.
       const drained = await until(async () => {
-        const s = await scrape(supervisorMetricsPort);
+        const s = await scrapePort(supervisorMetricsPort);
         return !!s && s.some((x) => x.name === "consumer_group_lag") && sum(s, "consumer_group_lag") === 0;
       }, 60_000);
       await Bun.sleep(500); // the sampler's last turn sees the final counters

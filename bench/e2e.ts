@@ -8,13 +8,14 @@
 // SLO for a step to hold: HTTP p95 < 400 ms, error rate < 1%, end-to-end p95 < 400 ms.
 import { writeFileSync } from "node:fs";
 import postgres from "postgres";
+import { scrapeIfUp } from "../scripts/harness.ts";
 import { childPids, isolatedRun, service } from "../scripts/pipeline.ts";
 import { up } from "../scripts/stack.ts";
 import { kafkaPid } from "../scripts/stack/kafka.ts";
 import { pgbouncerPid, postgresPid } from "../scripts/stack/postgres.ts";
 import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
-import { parsePrometheusText, sum } from "../shared/prometheus-text.ts";
+import { sum } from "../shared/prometheus-text.ts";
 import { missingEventIds, storedOnce } from "../sql/checks.ts";
 import { arg, numArg, printTable, saveResults } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
@@ -83,16 +84,12 @@ const sampleCpu = cpuSampler(() => {
 });
 let rowsBefore = 0;
 const sampler = setInterval(async () => {
+  // A worker that does not answer (restarting) counts as nothing this second.
   const w = (
     await Promise.all(
-      Array.from({ length: workerCount }, (_, i) =>
-        fetch(`http://127.0.0.1:${workerMetricsBase + i}/metrics`).then(
-          (r) => r.text(),
-          () => "",
-        ),
-      ),
+      Array.from({ length: workerCount }, (_, i) => scrapeIfUp(`http://127.0.0.1:${workerMetricsBase + i}/metrics`)),
     )
-  ).flatMap(parsePrometheusText);
+  ).flatMap((samples) => samples ?? []);
   const rows = sum(w, "worker_rows_inserted_total");
   samples.push({
     t: (Date.now() - started) / 1000,
@@ -192,10 +189,7 @@ while (missing.length > 0 && Date.now() < drainDeadline) {
 const lagDeadline = Date.now() + 60_000;
 let drained = false;
 while (!drained && Date.now() < lagDeadline) {
-  const s = await fetch(`http://127.0.0.1:${supervisorMetricsPort}/metrics`).then(
-    async (r) => parsePrometheusText(await r.text()),
-    () => [],
-  );
+  const s = (await scrapeIfUp(`http://127.0.0.1:${supervisorMetricsPort}/metrics`)) ?? [];
   drained = s.some((x) => x.name === "consumer_group_lag") && sum(s, "consumer_group_lag") === 0;
   if (!drained) await Bun.sleep(500);
 }

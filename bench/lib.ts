@@ -1,10 +1,7 @@
-// Small helpers shared by the bench scripts: argument parsing, result files, table printing, a
-// throwaway migrated database.
+// Small helpers shared by the bench scripts: argument parsing, result files, table printing.
+// Throwaway databases, processes and scrapes: scripts/harness.ts.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import postgres from "postgres";
-import { localStack } from "../shared/local-stack.ts";
-import { migrate } from "../sql/migrate.ts";
 
 /** `--name value` or `--name=value` from argv, else the fallback. */
 export function arg(name: string, fallback: string): string {
@@ -48,24 +45,3 @@ export const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? (s[Math.floor((s.length - 1) / 2)] as number) : Number.NaN;
 };
-
-/** A migrated database of its own on the local stack: `direct` to Postgres, `pooled` through pgbouncer. */
-export async function freshDatabase(tag: string) {
-  const stack = localStack();
-  const name = `qrscan_bench_${tag}_${Date.now().toString(36)}`;
-  const admin = postgres(`postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name} owner ${stack.user}`);
-  await admin.end();
-  const direct = `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgPort}/${name}`;
-  await migrate(direct);
-  return {
-    name,
-    direct,
-    pooled: `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgbouncerPort}/${name}`,
-    drop: async () => {
-      const a = postgres(`postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`, { max: 1, onnotice: () => {} });
-      await a.unsafe(`drop database if exists ${name} with (force)`);
-      await a.end();
-    },
-  };
-}

@@ -5,6 +5,7 @@
 // Prints req/s and events/s (closed loop) and p99 at a common open-loop rate, with ratios.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { spawnUntilReady, stopProcess } from "../scripts/harness.ts";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { freePort } from "../scripts/stack/processes.ts";
 import { KafkaAdmin } from "../shared/kafka/index.ts";
@@ -49,22 +50,9 @@ function ensurePeerInstalled() {
   if (build.status !== 0) throw new Error("could not bundle shared/event.ts for the peer");
 }
 
-async function startServer(cmd: string[], env: Record<string, string>, port: number) {
-  const proc = Bun.spawn(cmd, { cwd: root, env: { ...process.env, ...env }, stdout: "ignore", stderr: "inherit" });
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (
-      await fetch(`http://127.0.0.1:${port}/ready`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      return proc;
-    await Bun.sleep(100);
-  }
-  proc.kill("SIGKILL");
-  throw new Error(`${cmd.join(" ")} did not become ready`);
-}
+/** A contender on `port`, once it answers /ready (its logs go to this terminal). */
+const startServer = (name: string, cmd: string[], env: Record<string, string>, port: number) =>
+  spawnUntilReady({ name, cmd, env, readyUrl: `http://127.0.0.1:${port}/ready` });
 
 async function load(url: string, args: string[]): Promise<LoadResult> {
   const proc = Bun.spawn(["bun", "bench/load.ts", "--url", url, "--duration", String(duration), ...args], {
@@ -86,6 +74,7 @@ await admin.createTopics([{ name: topic, partitions: 12 }]);
 const contenders = {
   bun: (port: number) =>
     startServer(
+      "bun server",
       ["bun", "server/main.ts"],
       {
         PORT: String(port),
@@ -99,6 +88,7 @@ const contenders = {
     ),
   node: (port: number) =>
     startServer(
+      "node peer",
       ["node", "bench/peer/server.mjs"],
       { PORT: String(port), SCANS_TOPIC: topic, KAFKA_BROKERS: stack.brokers },
       port,
@@ -117,8 +107,7 @@ for (const [name, start] of Object.entries(contenders)) {
       batch_100: await load(url, ["--scenario", "batch", "--batch", "100", "--concurrency", "64"]),
     };
   } finally {
-    proc.kill("SIGTERM");
-    await proc.exited;
+    await stopProcess(proc);
   }
 }
 // p99 at one common offered rate: half of the slower contender's single-event maximum.
@@ -135,8 +124,7 @@ for (const [name, start] of Object.entries(contenders)) {
       String(commonRate),
     ]);
   } finally {
-    proc.kill("SIGTERM");
-    await proc.exited;
+    await stopProcess(proc);
   }
 }
 await admin.deleteTopics([topic]);

@@ -3,7 +3,7 @@
 //   bun bench/server.ts [--duration 10] [--concurrency 64]
 // Targets: single-event requests >= 50% of the bare ceiling; batched ingest >= 100,000 events/s;
 // p99 < 25 ms at half the max single-event rate (open loop).
-import { spawn } from "node:child_process";
+import { spawnUntilReady, stopProcess } from "../scripts/harness.ts";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
@@ -14,30 +14,6 @@ const duration = numArg("duration", 10);
 const concurrency = numArg("concurrency", 64);
 const root = new URL("..", import.meta.url).pathname;
 const stack = localStack();
-
-async function startProcess(args: string[], env: Record<string, string>, readyUrl: string) {
-  const child = spawn("bun", args, { cwd: root, env: { ...process.env, ...env }, stdio: "ignore" });
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (
-      await fetch(readyUrl).then(
-        (r) => r.status < 500,
-        () => false,
-      )
-    )
-      return child;
-    await Bun.sleep(100);
-  }
-  child.kill("SIGKILL");
-  throw new Error(`${args.join(" ")} did not become ready`);
-}
-
-async function stopProcess(child: ReturnType<typeof spawn>) {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once("exit", resolve));
-  child.kill("SIGTERM");
-  await Promise.race([exited, Bun.sleep(15_000).then(() => child.kill("SIGKILL"))]);
-}
 
 async function load(url: string, scenario: string, extra: string[] = []): Promise<LoadResult> {
   const proc = Bun.spawn(
@@ -65,26 +41,34 @@ await startKafka(stack);
 const results: Record<string, LoadResult> = {};
 
 const barePort = freePort();
-const bare = await startProcess(["bench/bare-server.ts"], { PORT: String(barePort) }, `http://127.0.0.1:${barePort}/`);
+const bare = await spawnUntilReady({
+  name: "bare server",
+  cmd: ["bun", "bench/bare-server.ts"],
+  env: { PORT: String(barePort) },
+  output: "ignore",
+  readyUrl: `http://127.0.0.1:${barePort}/`,
+});
 try {
   await load(`http://127.0.0.1:${barePort}`, "single", ["--duration", "3"]);
   results.bare_single = await load(`http://127.0.0.1:${barePort}`, "single");
 } finally {
-  await stopProcess(bare);
+  await stopProcess(bare, 15_000);
 }
 
 const port = freePort();
-const server = await startProcess(
-  ["server/main.ts"],
-  {
+const server = await spawnUntilReady({
+  name: "server",
+  cmd: ["bun", "server/main.ts"],
+  env: {
     PORT: String(port),
     METRICS_PORT: String(freePort()),
     AUTH_DISABLED: "true",
     LOG_LEVEL: "warn",
     KAFKA_BROKERS: stack.brokers,
   },
-  `http://127.0.0.1:${port}/ready`,
-);
+  output: "ignore",
+  readyUrl: `http://127.0.0.1:${port}/ready`,
+});
 const url = `http://127.0.0.1:${port}`;
 try {
   // Warm-up (JIT, producer id, connections): run and discarded.
@@ -95,7 +79,7 @@ try {
   const halfRate = Math.max(1, Math.round(results.single.rps / 2));
   results.single_open_half_max = await load(url, "single", ["--rate", String(halfRate)]);
 } finally {
-  await stopProcess(server);
+  await stopProcess(server, 15_000);
 }
 
 printTable(

@@ -5,11 +5,12 @@
 // client's encoding included; run it at several batch sizes.
 //   bun bench/sink-statement.ts [--rounds 8] [--rows 5000]
 import postgres from "postgres";
+import { createThrowawayDatabase } from "../scripts/harness.ts";
 import { type ScanRecord, timestampOf, toScanRecord } from "../shared/event.ts";
 import { createDb } from "../worker/db.ts";
 import { COLUMNS, decode, isPoison } from "../worker/decode.ts";
 import { ScanSink } from "../worker/sink.ts";
-import { freshDatabase, median, numArg } from "./lib.ts";
+import { median, numArg } from "./lib.ts";
 
 const rounds = numArg("rounds", 8);
 const rowsPerBatch = numArg("rows", 5_000);
@@ -98,10 +99,10 @@ function arrayLiteral(rows: (string | null)[][], column: number): string {
   return `${text}}`;
 }
 
-const db = await freshDatabase("sinkstmt");
-const direct = postgres(db.direct, { max: 1, onnotice: () => {} });
+const db = await createThrowawayDatabase("qrscan_bench_sinkstmt");
+const direct = postgres(db.directUrl, { max: 1, onnotice: () => {} });
 await direct`select ensure_scan_event_partitions(current_date - 1, current_date + 1)`;
-const pool = createDb({ url: db.pooled, poolMax: 2, statementTimeoutMs: 60_000, deadlineMarginMs: 5_000 });
+const pool = createDb({ url: db.url, poolMax: 2, statementTimeoutMs: 60_000, deadlineMarginMs: 5_000 });
 const sink = new ScanSink(pool.transaction);
 
 const ways: Record<string, (b: Batch) => Promise<unknown>> = {

@@ -7,14 +7,16 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import postgres from "postgres";
+import { createThrowawayDatabase, scrapeIfUp } from "../scripts/harness.ts";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { startPgbouncer, startPostgres } from "../scripts/stack/postgres.ts";
 import { freePort } from "../scripts/stack/processes.ts";
 import { type ScanEvent, timestampOf, toScanRecord } from "../shared/event.ts";
 import { KafkaAdmin, KafkaProducer } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
+import { sum } from "../shared/prometheus-text.ts";
 import { COLUMNS, decode, isPoison } from "../worker/decode.ts";
-import { arg, freshDatabase, median, numArg, printTable, saveResults } from "./lib.ts";
+import { arg, median, numArg, printTable, saveResults } from "./lib.ts";
 
 const stack = localStack();
 const totalRows = numArg("rows", 300_000);
@@ -70,11 +72,10 @@ async function workerProgress(procs: { metricsPort: number }[]) {
   let partitions = 0;
   let allAssigned = true;
   for (const p of procs) {
-    const text = await fetch(`http://127.0.0.1:${p.metricsPort}/metrics`, { signal: AbortSignal.timeout(2_000) })
-      .then((r) => r.text())
-      .catch(() => "");
-    const assigned = Number(/^worker_assigned_partitions(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0);
-    rows += Number(/^worker_rows_inserted_total(?:\{[^}]*\})? (\d+)/m.exec(text)?.[1] ?? 0);
+    // A worker still starting has no metrics yet: it counts as nothing stored and nothing assigned.
+    const samples = (await scrapeIfUp(`http://127.0.0.1:${p.metricsPort}/metrics`)) ?? [];
+    const assigned = sum(samples, "worker_assigned_partitions");
+    rows += sum(samples, "worker_rows_inserted_total");
     partitions += assigned;
     allAssigned &&= assigned > 0;
   }
@@ -101,7 +102,7 @@ async function rowCount(sql: postgres.Sql): Promise<number> {
 
 /** Kafka → committed rows with `n` workers: a pre-filled topic drained into a fresh database. */
 async function sinkRun(n: number, admin: KafkaAdmin, producer: KafkaProducer, values: string[], keys: string[]) {
-  const db = await freshDatabase(`w${n}`);
+  const db = await createThrowawayDatabase(`qrscan_bench_w${n}`);
   const topic = `bench-sink-${n}-${Date.now()}`;
   const dlq = `${topic}-dlq`;
   await admin.createTopics([
@@ -109,14 +110,14 @@ async function sinkRun(n: number, admin: KafkaAdmin, producer: KafkaProducer, va
     { name: dlq, partitions: 1 },
   ]);
   await produceAll(producer, topic, values, keys);
-  const sql = postgres(db.direct, { max: 1, onnotice: () => {} });
+  const sql = postgres(db.directUrl, { max: 1, onnotice: () => {} });
   const procs = spawnWorkers(n, {
     KAFKA_BROKERS: stack.brokers,
     SCANS_TOPIC: topic,
     DEAD_LETTER_TOPIC: dlq,
     CONSUMER_GROUP: `bench-${topic}`,
     DEAD_LETTER_GROUP: `bench-${topic}-dlq`,
-    DATABASE_URL: db.pooled,
+    DATABASE_URL: db.url,
   });
   // Steady state: timed from the moment every worker holds partitions (the group has settled)
   // to the last row, so joining the group is not counted.
@@ -154,7 +155,7 @@ async function sinkRun(n: number, admin: KafkaAdmin, producer: KafkaProducer, va
 
 /** The ceiling: the same rows COPYed straight into a fresh scan_events, one connection. */
 async function rawCopy(values: string[]) {
-  const db = await freshDatabase("copy");
+  const db = await createThrowawayDatabase("qrscan_bench_copy");
   const rows = values.map((value, i) => {
     const d = decode({
       topic: "raw",
@@ -168,7 +169,7 @@ async function rawCopy(values: string[]) {
     if (isPoison(d)) throw new Error(d.error);
     return d.line;
   });
-  const sql = postgres(db.direct, { max: 1, onnotice: () => {} });
+  const sql = postgres(db.directUrl, { max: 1, onnotice: () => {} });
   await sql`select ensure_scan_event_partitions(current_date - 1, current_date + 1)`;
   const started = performance.now();
   const copy = await sql.unsafe(`copy scan_events (${COLUMNS.join(", ")}) from stdin`).writable();
@@ -192,7 +193,7 @@ async function rawCopy(values: string[]) {
 
 /** Steady offered load through Kafka and one worker; latency = row visible to a reader − received_at. */
 async function latencyRun(admin: KafkaAdmin, producer: KafkaProducer) {
-  const db = await freshDatabase("lat");
+  const db = await createThrowawayDatabase("qrscan_bench_lat");
   const topic = `bench-latency-${Date.now()}`;
   await admin.createTopics([
     { name: topic, partitions: 12 },
@@ -204,10 +205,10 @@ async function latencyRun(admin: KafkaAdmin, producer: KafkaProducer) {
     DEAD_LETTER_TOPIC: `${topic}-dlq`,
     CONSUMER_GROUP: `bench-${topic}`,
     DEAD_LETTER_GROUP: `bench-${topic}-dlq`,
-    DATABASE_URL: db.pooled,
+    DATABASE_URL: db.url,
   });
   await Bun.sleep(3_000); // joined the group
-  const sql = postgres(db.direct, { max: 1, onnotice: () => {} });
+  const sql = postgres(db.directUrl, { max: 1, onnotice: () => {} });
   const receivedAt = new Map<string, number>();
   const latencies: number[] = [];
   let producing = true;

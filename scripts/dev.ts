@@ -12,9 +12,10 @@ import { existsSync } from "node:fs";
 import postgres from "postgres";
 import { KafkaProducer } from "../shared/kafka/index.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
-import { histogramQuantile, parsePrometheusText, sum } from "../shared/prometheus-text.ts";
+import { histogramQuantile, sum } from "../shared/prometheus-text.ts";
 import { missingEventIds } from "../sql/checks.ts";
 import { migrate } from "../sql/migrate.ts";
+import { scrapeIfUp } from "./harness.ts";
 import { service } from "./pipeline.ts";
 import { startTraffic } from "./scan-traffic.ts";
 import { down, up } from "./stack.ts";
@@ -74,13 +75,8 @@ console.log(`
   Ctrl-C stops everything.
 `);
 
-const scrape = async (url: string) =>
-  parsePrometheusText(
-    await fetch(url).then(
-      (r) => r.text(),
-      () => "",
-    ),
-  );
+// A process that does not answer (starting, restarting) shows as no samples.
+const scrape = async (url: string) => (await scrapeIfUp(url)) ?? [];
 const scrapeWorkers = async () =>
   (
     await Promise.all(

@@ -1,12 +1,10 @@
 // Starts the product's own processes (edge server, worker supervisor) as children, tracked by pid:
 // used by `bun run dev` and the crash suite. Each handle can be stopped, killed and restarted.
 import { spawnSync } from "node:child_process";
-import postgres from "postgres";
+import type { Subprocess } from "bun";
 import { KafkaAdmin } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
-import { migrate } from "../sql/migrate.ts";
-
-const ROOT = new URL("..", import.meta.url).pathname;
+import { createThrowawayDatabase, killProcess, spawnProcess, spawnUntilReady, stopProcess } from "./harness.ts";
 
 export interface ServiceHandle {
   name: string;
@@ -25,46 +23,21 @@ export function service(
   readyUrl?: string,
   output: "inherit" | "ignore" = "inherit",
 ): ServiceHandle {
-  let proc: ReturnType<typeof Bun.spawn> | null = null;
-  const handle: ServiceHandle = {
+  let proc: Subprocess | null = null;
+  return {
     name,
     get pid() {
       return proc?.pid;
     },
     async start() {
-      proc = Bun.spawn(["bun", entry], { cwd: ROOT, env: { ...process.env, ...env }, stdout: output, stderr: output });
-      if (!readyUrl) return;
-      const deadline = Date.now() + 30_000;
-      while (Date.now() < deadline) {
-        if (
-          await fetch(readyUrl).then(
-            (r) => r.ok,
-            () => false,
-          )
-        )
-          return;
-        if (proc.exitCode !== null) break;
-        await Bun.sleep(100);
-      }
-      throw new Error(`${name} did not become ready at ${readyUrl}`);
+      const spawn = { cmd: ["bun", entry], env, output };
+      proc = readyUrl ? await spawnUntilReady({ name, readyUrl, ...spawn }) : spawnProcess(spawn);
     },
-    async stop(timeoutMs = 20_000) {
-      const p = proc;
-      if (!p || p.exitCode !== null) return p?.exitCode ?? null;
-      p.kill("SIGTERM");
-      const timer = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
-      const code = await p.exited;
-      clearTimeout(timer);
-      return code;
-    },
-    async kill9() {
-      const p = proc;
-      if (!p || p.exitCode !== null) return;
-      p.kill("SIGKILL");
-      await p.exited;
+    stop: async (timeoutMs = 20_000) => (proc ? stopProcess(proc, timeoutMs) : null),
+    kill9: async () => {
+      if (proc) await killProcess(proc);
     },
   };
-  return handle;
 }
 
 /** Child pids of `pid` (the supervisor's workers), from /proc. */
@@ -83,13 +56,8 @@ export function childPids(pid: number): number[] {
  */
 export async function isolatedRun(prefix: string) {
   const stack = localStack();
-  const run = `${prefix}_${Date.now().toString(36)}`;
-  const adminUrl = `postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${run} owner ${stack.user}`);
-  await admin.end();
-  const directUrl = `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgPort}/${run}`;
-  await migrate(directUrl);
+  const db = await createThrowawayDatabase(prefix, { stack });
+  const run = db.name;
   const kafkaAdmin = new KafkaAdmin({ config: { "bootstrap.servers": stack.brokers } });
   const topic = `${run}-scans`;
   await kafkaAdmin.createTopics([
@@ -99,13 +67,13 @@ export async function isolatedRun(prefix: string) {
   return {
     run,
     stack,
-    directUrl,
+    directUrl: db.directUrl,
     /** For both server and workers (each reads only its own variables). */
     env: {
       KAFKA_BROKERS: stack.brokers,
       SCANS_TOPIC: topic,
       DEAD_LETTER_TOPIC: `${topic}-dlq`,
-      DATABASE_URL: `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgbouncerPort}/${run}`,
+      DATABASE_URL: db.url,
       CONSUMER_GROUP: `${run}-sink`,
       DEAD_LETTER_GROUP: `${run}-dlq`,
       LOG_LEVEL: "error",
@@ -113,9 +81,7 @@ export async function isolatedRun(prefix: string) {
     async dispose() {
       await kafkaAdmin.deleteTopics([topic, `${topic}-dlq`]);
       kafkaAdmin.close();
-      const a = postgres(adminUrl, { max: 1, onnotice: () => {} });
-      await a.unsafe(`drop database if exists ${run} with (force)`);
-      await a.end();
+      await db.drop();
     },
   };
 }

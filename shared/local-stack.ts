@@ -29,6 +29,8 @@ export function localStack() {
     databaseUrl: `postgres://qrscan:qrscan@127.0.0.1:${pgbouncerPort}/qrscan`,
     /** Straight to Postgres: migrations and admin tasks that need a session. */
     directDatabaseUrl: `postgres://qrscan:qrscan@127.0.0.1:${pgPort}/qrscan`,
+    /** As the superuser, to the maintenance database: creating and dropping databases. */
+    adminDatabaseUrl: `postgres://postgres@127.0.0.1:${pgPort}/postgres`,
   };
 }
 

@@ -117,7 +117,7 @@ export async function startPostgres(stack: LocalStack): Promise<void> {
     ]);
     writePid(p.pid, startDetached(cmd, args, p.log));
   }
-  const admin = `postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`;
+  const admin = stack.adminDatabaseUrl;
   await waitFor("PostgreSQL", () => sqlAnswers(admin), 60_000, p.log);
   await ensureRoleAndDatabase(stack, admin);
 }
