@@ -6,11 +6,14 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import * as v from "valibot";
-import { createDatabase } from "../test/helpers/postgres.ts";
+import { createDatabase } from "../test/helpers/fixtures.ts";
+import { ensureStack } from "../test/helpers/stack.ts";
 import { createDb } from "../worker/db.ts";
 import { decode, isPoison } from "../worker/decode.ts";
 import { ScanSink } from "../worker/sink.ts";
 import { type ScanEvent, ScanEventSchema, canonicalTimestamp, dayOf, fieldErrors, toScanRecord } from "./event.ts";
+
+await ensureStack();
 
 const SEED = Number(process.env.PROPERTY_SEED ?? 20261125);
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 5_000);

@@ -1,28 +1,5 @@
-// A throwaway database per test: created on the project's cluster, migrated, reached through the
-// real pgbouncer (transaction pooling) like production, and dropped afterwards.
-import postgres from "postgres";
-import { migrate } from "../../sql/migrate.ts";
-import { onCleanup, stack } from "./kafka.ts";
-
-const adminUrl = () => `postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`;
-
-export async function createDatabase(): Promise<{ name: string; directUrl: string; url: string; sql: postgres.Sql }> {
-  const name = `qrscan_t_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 7)}`;
-  const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name} owner ${stack.user}`);
-  await admin.end();
-  const directUrl = `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgPort}/${name}`;
-  const url = `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgbouncerPort}/${name}`;
-  await migrate(directUrl);
-  const sql = postgres(url, { prepare: false, max: 2, onnotice: () => {} });
-  onCleanup(async () => {
-    await sql.end({ timeout: 1 });
-    const a = postgres(adminUrl(), { max: 1, onnotice: () => {} });
-    await a.unsafe(`drop database if exists ${name} with (force)`).catch(() => {});
-    await a.end();
-  });
-  return { name, directUrl, url, sql };
-}
+// Reading what the sink stored, in tests. Throwaway databases come from ./fixtures.ts (createDatabase).
+import type postgres from "postgres";
 
 /**
  * Rows in scan_events, distinct event ids, and the sum of scan_counts.

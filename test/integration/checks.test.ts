@@ -4,7 +4,10 @@
 import { expect, test } from "bun:test";
 import type postgres from "postgres";
 import { storedOnce } from "../../sql/checks.ts";
-import { createDatabase } from "../helpers/postgres.ts";
+import { createDatabase } from "../helpers/fixtures.ts";
+import { ensureStack } from "../helpers/stack.ts";
+
+await ensureStack();
 
 const MINUTE = "2026-11-25T10:00:00Z";
 

@@ -3,8 +3,11 @@
 import { expect, test } from "bun:test";
 import { childPids } from "../../scripts/pipeline.ts";
 import { isAlive } from "../../scripts/stack/processes.ts";
-import { onCleanup } from "../helpers/kafka.ts";
+import { onCleanup } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/server.ts";
+import { ensureStack } from "../helpers/stack.ts";
+
+await ensureStack();
 
 test("bun run dev --demo runs the pipeline and Ctrl-C leaves no process behind", async () => {
   const port = freePort();

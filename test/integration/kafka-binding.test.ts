@@ -7,16 +7,13 @@ import {
   KafkaProducer,
   LibraryNotFoundError,
   loadLibrdkafka,
-} from "../../shared/kafka/index.ts";
-import {
-  consumeN,
-  createAdmin,
-  createConsumer,
-  createProducer,
-  createTopic,
   nextOffsets,
-  text,
-} from "../helpers/kafka.ts";
+} from "../../shared/kafka/index.ts";
+import { createAdmin, createConsumer, createProducer, createTopic } from "../helpers/fixtures.ts";
+import { consumeN, text } from "../helpers/kafka.ts";
+import { ensureStack } from "../helpers/stack.ts";
+
+await ensureStack();
 
 describe("producer → consumer round trip", () => {
   test("100k messages with headers come back complete and in order per partition", async () => {

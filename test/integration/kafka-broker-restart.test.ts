@@ -15,18 +15,12 @@ import { expect, test } from "bun:test";
 import { kafkaPid, startKafka } from "../../scripts/stack/kafka.ts";
 import { isAlive } from "../../scripts/stack/processes.ts";
 import { KafkaProducer } from "../../shared/kafka/index.ts";
-import {
-  brokerConfig,
-  consumeN,
-  createAdmin,
-  createConsumer,
-  createTopic,
-  onCleanup,
-  stack,
-  text,
-  uniqueName,
-} from "../helpers/kafka.ts";
+import { createAdmin, createConsumer, createTopic, onCleanup, uniqueName } from "../helpers/fixtures.ts";
+import { consumeN, text } from "../helpers/kafka.ts";
+import { brokerConfig, ensureStack, stack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+await ensureStack();
 
 /** The parts of librdkafka's statistics JSON this test reads. */
 interface BrokerStats {

@@ -5,19 +5,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import { MIGRATIONS_DIR, migrate, readMigrations } from "../../sql/migrate.ts";
-import { onCleanup, stack } from "../helpers/kafka.ts";
+import { createDatabase } from "../helpers/fixtures.ts";
+import { ensureStack } from "../helpers/stack.ts";
 
+await ensureStack();
+
+/** A throwaway database with no migrations applied; the direct URL (migrations need a session). */
 async function emptyDatabase(): Promise<string> {
-  const name = `qrscan_m_${Date.now().toString(36)}_${Math.random().toString(36).slice(2, 7)}`;
-  const admin = postgres(`postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name} owner ${stack.user}`);
-  await admin.end();
-  onCleanup(async () => {
-    const a = postgres(`postgres://postgres@127.0.0.1:${stack.pgPort}/postgres`, { max: 1, onnotice: () => {} });
-    await a.unsafe(`drop database if exists ${name} with (force)`);
-    await a.end();
-  });
-  return `postgres://${stack.user}:${stack.password}@127.0.0.1:${stack.pgPort}/${name}`;
+  return (await createDatabase({ migrated: false })).directUrl;
 }
 
 function copyOfMigrations(): string {

@@ -4,8 +4,12 @@
 import { describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import pino from "pino";
-import { consumeN, createAdmin, createConsumer, createTopic, onCleanup, text, uniqueName } from "../helpers/kafka.ts";
-import { createTestApp, scan } from "../helpers/server.ts";
+import { createAdmin, createConsumer, createTestApp, createTopic, onCleanup, uniqueName } from "../helpers/fixtures.ts";
+import { consumeN, text } from "../helpers/kafka.ts";
+import { scan } from "../helpers/server.ts";
+import { ensureStack } from "../helpers/stack.ts";
+
+await ensureStack();
 
 interface Answer {
   accepted?: number;

@@ -1,7 +1,11 @@
 // Random and malformed bodies never produce a 5xx and never crash the app.
 import { expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
-import { createTestApp, scan } from "../helpers/server.ts";
+import { createTestApp } from "../helpers/fixtures.ts";
+import { scan } from "../helpers/server.ts";
+import { ensureStack } from "../helpers/stack.ts";
+
+await ensureStack();
 
 // A small deterministic PRNG so a failure can be replayed from the printed seed.
 function rng(seed: number) {

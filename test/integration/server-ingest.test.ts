@@ -18,9 +18,13 @@ import * as v from "valibot";
 import { kafkaPid } from "../../scripts/stack/kafka.ts";
 import { isAlive } from "../../scripts/stack/processes.ts";
 import { ScanRecordSchema } from "../../shared/event.ts";
-import { consumeN, createAdmin, createConsumer, onCleanup, stack, text, uniqueName } from "../helpers/kafka.ts";
-import { API_KEY, createTestApp, scan } from "../helpers/server.ts";
+import { API_KEY, createAdmin, createConsumer, createTestApp, onCleanup, uniqueName } from "../helpers/fixtures.ts";
+import { consumeN, text } from "../helpers/kafka.ts";
+import { scan } from "../helpers/server.ts";
+import { ensureStack, stack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+await ensureStack();
 
 interface Answer {
   accepted: number;

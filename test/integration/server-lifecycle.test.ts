@@ -11,8 +11,12 @@
 // | server.stop(false) and the flush)                          | ECONNRESET instead of an HTTP answer (expected [])             |
 import { expect, test } from "bun:test";
 import { startKafka, stopKafka } from "../../scripts/stack/kafka.ts";
-import { consumeN, createConsumer, createTopic, stack, text } from "../helpers/kafka.ts";
-import { scan, spawnServer } from "../helpers/server.ts";
+import { createConsumer, createTopic, spawnServer } from "../helpers/fixtures.ts";
+import { consumeN, text } from "../helpers/kafka.ts";
+import { scan } from "../helpers/server.ts";
+import { ensureStack, stack } from "../helpers/stack.ts";
+
+await ensureStack();
 
 async function postBatch(url: string, size: number) {
   const events = Array.from({ length: size }, () => scan());

@@ -2,9 +2,11 @@
 import { describe, expect, test } from "bun:test";
 import postgres from "postgres";
 import { classifyStatsError } from "../../server/stats.ts";
-import { onCleanup } from "../helpers/kafka.ts";
-import { createDatabase } from "../helpers/postgres.ts";
-import { API_KEY, createTestApp, freePort } from "../helpers/server.ts";
+import { API_KEY, createDatabase, createTestApp, onCleanup } from "../helpers/fixtures.ts";
+import { freePort } from "../helpers/server.ts";
+import { ensureStack } from "../helpers/stack.ts";
+
+await ensureStack();
 
 interface Stats {
   request_id?: string;

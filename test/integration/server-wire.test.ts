@@ -3,8 +3,11 @@
 // break its limits, before the app runs (README "The edge endpoint": what the client sees).
 import { describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
-import { createTopic, onCleanup } from "../helpers/kafka.ts";
-import { scan, spawnServer } from "../helpers/server.ts";
+import { createTopic, onCleanup, spawnServer } from "../helpers/fixtures.ts";
+import { scan } from "../helpers/server.ts";
+import { ensureStack } from "../helpers/stack.ts";
+
+await ensureStack();
 
 /** A raw client connection: writes bytes as given and records everything the server sends back. */
 async function connect(url: string) {

@@ -16,7 +16,10 @@ import { toScanRecord } from "../../shared/event.ts";
 import { createDb } from "../../worker/db.ts";
 import { type Row, decode, isPoison } from "../../worker/decode.ts";
 import { PartitionSetupError, ScanSink } from "../../worker/sink.ts";
-import { createDatabase } from "../helpers/postgres.ts";
+import { createDatabase } from "../helpers/fixtures.ts";
+import { ensureStack } from "../helpers/stack.ts";
+
+await ensureStack();
 
 async function setup(statementTimeoutMs: number, deadlineMarginMs = 1_000) {
   const database = await createDatabase();

@@ -19,18 +19,20 @@ import { expect, test } from "bun:test";
 import postgres from "postgres";
 import { startPostgres, stopPostgres } from "../../scripts/stack/postgres.ts";
 import type { KafkaAdmin } from "../../shared/kafka/index.ts";
-import { createAdmin, createProducer, stack } from "../helpers/kafka.ts";
-import { countMismatches, createDatabase, tally } from "../helpers/postgres.ts";
 import {
-  events,
   type WorkerEnv,
-  eventually,
-  metric,
-  produceEvents,
+  createAdmin,
+  createDatabase,
+  createProducer,
   spawnWorker,
-  waitFor,
   workerEnv,
-} from "../helpers/worker.ts";
+} from "../helpers/fixtures.ts";
+import { countMismatches, tally } from "../helpers/postgres.ts";
+import { ensureStack, stack } from "../helpers/stack.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { events, metric, produceEvents } from "../helpers/worker.ts";
+
+await ensureStack();
 
 /** Per partition of `env.scansTopic`: the group's committed offset (0 when none) and the high watermark. */
 function committedOffsets(admin: KafkaAdmin, env: WorkerEnv) {
@@ -223,7 +225,12 @@ test("two and then three workers, one leaving, while producing: nothing lost or 
   a.proc.kill("SIGTERM");
   expect(await a.proc.exited).toBe(0);
   await produce(2_000);
-  expect(await eventually(async () => (await tally(db.sql)).rows === produced, 90_000)).toBe(true);
+  await waitFor(
+    `all ${produced} rows stored by the remaining workers`,
+    () => tally(db.sql),
+    (t) => t.rows === produced,
+    90_000,
+  );
   expect(await tally(db.sql)).toEqual({ rows: produced, distinct_ids: produced, counted: produced });
   expect(await countMismatches(db.sql)).toBe(0);
   // Both remaining workers did real work.

@@ -22,20 +22,23 @@ import { expect, test } from "bun:test";
 import type postgres from "postgres";
 import type { ScanEvent } from "../../shared/event.ts";
 import type { KafkaAdmin } from "../../shared/kafka/index.ts";
-import { consumeN, createAdmin, createConsumer, createProducer, text } from "../helpers/kafka.ts";
-import { storedVsCommitted, totals } from "../helpers/offsets.ts";
-import { countMismatches, createDatabase, tally } from "../helpers/postgres.ts";
-import { scan } from "../helpers/server.ts";
 import {
-  events,
-  eventually,
-  metric,
-  produceEvents,
-  record,
+  createAdmin,
+  createConsumer,
+  createDatabase,
+  createProducer,
   spawnWorker,
-  waitFor,
   workerEnv,
-} from "../helpers/worker.ts";
+} from "../helpers/fixtures.ts";
+import { consumeN, text } from "../helpers/kafka.ts";
+import { storedVsCommitted, totals } from "../helpers/offsets.ts";
+import { countMismatches, tally } from "../helpers/postgres.ts";
+import { scan } from "../helpers/server.ts";
+import { ensureStack } from "../helpers/stack.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { events, metric, produceEvents, record } from "../helpers/worker.ts";
+
+await ensureStack();
 
 /** The group's committed offset (next to read; -1: none) and the high watermark of a 1-partition topic. */
 function partition0(admin: KafkaAdmin, group: string, topic: string) {
@@ -76,10 +79,16 @@ test("duplicates and replayed batches end as exactly the distinct events, with e
   );
   await produceEvents(producer, env.scansTopic, distinct.slice(0, 500));
   const { metricsUrl } = spawnWorker(env);
-  expect(await eventually(async () => (await tally(db.sql)).rows === 3_000)).toBe(true);
+  await waitFor(
+    "all 3000 rows stored",
+    () => tally(db.sql),
+    (t) => t.rows === 3_000,
+  );
   // Let it finish the replays too, then check nothing moved.
-  expect(await eventually(async () => (await metric(metricsUrl, "worker_rows_duplicate_total")) === 429 + 500)).toBe(
-    true,
+  await waitFor(
+    "worker_rows_duplicate_total to reach 429 + 500",
+    () => metric(metricsUrl, "worker_rows_duplicate_total"),
+    (n) => n === 429 + 500,
   );
   expect(await tally(db.sql)).toEqual({ rows: 3_000, distinct_ids: 3_000, counted: 3_000 });
   expect(await countMismatches(db.sql)).toBe(0);
@@ -122,10 +131,16 @@ test("poison messages land in dead_letters and do not stall their partition", as
     ...good.slice(100).map((e) => ({ topic: env.scansTopic, key: e.qr_id, value: record(e).value })),
   ]);
   const { metricsUrl } = spawnWorker(env);
-  expect(await eventually(async () => (await tally(db.sql)).rows === 200)).toBe(true);
-  expect(
-    await eventually(async () => Number((await db.sql`select count(*)::int as n from dead_letters`)[0]?.n) === 4),
-  ).toBe(true);
+  await waitFor(
+    "the 200 valid rows stored",
+    () => tally(db.sql),
+    (t) => t.rows === 200,
+  );
+  await waitFor(
+    "4 dead letters stored",
+    async () => Number((await db.sql`select count(*)::int as n from dead_letters`)[0]?.n),
+    (n) => n === 4,
+  );
   const letters = await db.sql<{ source_offset: string; error: string; key: Buffer; source_topic: string }[]>`
     select source_topic, source_offset, error, key from dead_letters order by source_offset`;
   expect(letters.map((l) => Number(l.source_offset))).toEqual([100, 101, 102, 103]);

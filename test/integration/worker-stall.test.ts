@@ -13,10 +13,14 @@
 import { expect, test } from "bun:test";
 import postgres from "postgres";
 import { sum } from "../../shared/prometheus-text.ts";
-import { createProducer, onCleanup } from "../helpers/kafka.ts";
-import { countMismatches, createDatabase, tally } from "../helpers/postgres.ts";
+import { createDatabase, createProducer, onCleanup, workerEnv, workerProcessEnv } from "../helpers/fixtures.ts";
+import { countMismatches, tally } from "../helpers/postgres.ts";
 import { freePort } from "../helpers/server.ts";
-import { events, produceEvents, scrape, waitFor, workerEnv, workerProcessEnv } from "../helpers/worker.ts";
+import { ensureStack } from "../helpers/stack.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { events, produceEvents, scrape } from "../helpers/worker.ts";
+
+await ensureStack();
 
 test("a frozen sink: committed lag rises, liveness fails, the supervisor restarts the worker, then all is stored once", async () => {
   const db = await createDatabase();

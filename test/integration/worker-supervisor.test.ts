@@ -18,11 +18,23 @@
 // |                                                            | received [false, false]                                        |
 import { expect, test } from "bun:test";
 import { isAlive } from "../../scripts/stack/processes.ts";
-import { createAdmin, createProducer, onCleanup } from "../helpers/kafka.ts";
+import {
+  createAdmin,
+  createDatabase,
+  createProducer,
+  onCleanup,
+  spawnWorker,
+  workerEnv,
+  workerProcessEnv,
+} from "../helpers/fixtures.ts";
 import { storedVsCommitted, totals } from "../helpers/offsets.ts";
-import { createDatabase, tally } from "../helpers/postgres.ts";
+import { tally } from "../helpers/postgres.ts";
 import { freePort } from "../helpers/server.ts";
-import { events, metric, produceEvents, spawnWorker, waitFor, workerEnv, workerProcessEnv } from "../helpers/worker.ts";
+import { ensureStack } from "../helpers/stack.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { events, metric, produceEvents } from "../helpers/worker.ts";
+
+await ensureStack();
 
 /** A port P with P + 1 free too: the supervisor gives worker i METRICS_PORT + i. */
 function twoFreePorts(): number {

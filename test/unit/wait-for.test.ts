@@ -37,3 +37,19 @@ test("waitFor's timeout says what it waited for and what it last saw", async () 
     ),
   ).rejects.toThrow("waiting for the metrics port; last saw error: connection refused");
 });
+
+test("the timeout reports the last value seen, not the first", async () => {
+  let n = 0;
+  const message = await waitFor(
+    "n to reach 1000",
+    async () => ++n,
+    (x) => x >= 1_000,
+    100,
+    10,
+  ).then(
+    () => "resolved",
+    (error: Error) => error.message,
+  );
+  expect(n).toBeGreaterThan(1);
+  expect(message).toBe(`timed out after 100 ms waiting for n to reach 1000; last saw ${n}`);
+});

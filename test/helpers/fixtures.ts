@@ -1,0 +1,217 @@
+// Factories for integration tests: each makes something real on the local stack (topics, clients,
+// throwaway databases, the edge app, server and worker processes) and registers its cleanup, run
+// after the test by test/setup.ts, so tests never share state and leave nothing behind. Names are
+// random per test. The stack itself is started by ensureStack() (./stack.ts).
+import postgres, { type Sql } from "postgres";
+import { createThrowawayDatabase, killProcess, spawnProcess, spawnUntilReady } from "../../scripts/harness.ts";
+import { freePort } from "../../scripts/stack/processes.ts";
+import { createApp } from "../../server/app.ts";
+import { sha256 } from "../../server/auth.ts";
+import { loadServerConfig } from "../../server/config.ts";
+import { createServerMetrics } from "../../server/metrics.ts";
+import { KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaProducer } from "../../shared/kafka/index.ts";
+import type { ConsumerOptions, ProducerOptions } from "../../shared/kafka/index.ts";
+import { type Logger, createLogger } from "../../shared/logger.ts";
+import { createRegistry } from "../../shared/metrics.ts";
+import { onCleanup } from "./cleanup.ts";
+import { brokerConfig, stack } from "./stack.ts";
+
+export { onCleanup } from "./cleanup.ts";
+
+export const uniqueName = (prefix: string) => `${prefix}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+
+// ---------------------------------------------------------------------------------------------
+// Kafka
+
+export function createAdmin(): KafkaAdmin {
+  const admin = new KafkaAdmin({ config: brokerConfig });
+  onCleanup(() => admin.close());
+  return admin;
+}
+
+/** Creates a fresh topic, deleted after the test. */
+export async function createTopic(partitions = 3): Promise<string> {
+  const name = uniqueName("test");
+  const admin = createAdmin();
+  await admin.createTopics([{ name, partitions }], { ignoreExisting: false });
+  onCleanup(() => admin.deleteTopics([name]));
+  return name;
+}
+
+export function createProducer(config: KafkaConfig = {}, options: Omit<ProducerOptions, "config"> = {}): KafkaProducer {
+  const producer = new KafkaProducer({ ...options, config: { ...brokerConfig, ...config } });
+  onCleanup(() => producer.close(2_000));
+  return producer;
+}
+
+export function createConsumer(config: KafkaConfig = {}, options: Omit<ConsumerOptions, "config"> = {}): KafkaConsumer {
+  const consumer = new KafkaConsumer({
+    ...options,
+    config: { ...brokerConfig, "group.id": uniqueName("g"), ...config },
+  });
+  onCleanup(() => consumer.close(5_000));
+  return consumer;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Postgres
+
+/**
+ * A throwaway database for this test (scripts/harness.ts), migrated unless `migrated: false`, with
+ * a pool through the real pgbouncer (transaction pooling) like production; dropped after the test.
+ */
+export async function createDatabase({ migrated = true } = {}): Promise<{
+  name: string;
+  directUrl: string;
+  url: string;
+  sql: postgres.Sql;
+}> {
+  const db = await createThrowawayDatabase("qrscan_t", { migrated, stack });
+  onCleanup(db.drop);
+  const sql = postgres(db.url, { prepare: false, max: 2, onnotice: () => {} });
+  onCleanup(() => sql.end({ timeout: 1 }));
+  return { name: db.name, directUrl: db.directUrl, url: db.url, sql };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The edge: in-process app and server process
+
+export const API_KEY = "test-key-123";
+
+/** A pool for tests that never reach the read side: connects lazily, so it never connects. */
+function unusedSql(): Sql {
+  const sql = postgres(stack.databaseUrl, { prepare: false, max: 1 });
+  onCleanup(() => sql.end({ timeout: 1 }));
+  return sql;
+}
+
+/** Builds the edge app in-process against the real broker, with a random topic per test. */
+export async function createTestApp(
+  env: Record<string, string> = {},
+  {
+    waitForKafka = true,
+    sql = unusedSql(),
+    onStats,
+    logger = createLogger("server-test", "silent"),
+    topic,
+  }: {
+    waitForKafka?: boolean;
+    sql?: Sql;
+    onStats?: (json: string) => void;
+    logger?: Logger;
+    /** An existing topic to send to; default: a fresh one of 3 partitions. */
+    topic?: string;
+  } = {},
+) {
+  topic ??= await createTopic(3);
+  const config = loadServerConfig({
+    KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
+    SCANS_TOPIC: topic,
+    API_KEY_SHA256: sha256(API_KEY).toString("hex"),
+    ...env,
+  });
+  // The producer the server would make: from the same config (loadServerConfig(env).kafka).
+  const producer = createProducer(config.kafka, { onStats });
+  if (waitForKafka) await producer.waitUntilConnected(10_000);
+  const registry = createRegistry("server-test");
+  const metrics = createServerMetrics(registry, () => producer);
+  let draining = false;
+  const app = createApp({
+    config,
+    apiKeyHashes: config.API_KEY_SHA256,
+    producer,
+    sql,
+    metrics,
+    logger,
+    isDraining: () => draining,
+  });
+  const post = (body: RequestInit["body"], headers: Record<string, string> = {}) =>
+    app.request("/v1/scans", {
+      method: "POST",
+      body,
+      headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json", ...headers },
+    });
+  return {
+    app,
+    topic,
+    config,
+    producer,
+    registry,
+    post,
+    setDraining: (d: boolean) => {
+      draining = d;
+    },
+  };
+}
+
+/** Starts `bun server/main.ts` as its own process, once it answers /ready; killed by pid after the test. */
+export async function spawnServer(env: Record<string, string>) {
+  const port = freePort();
+  const metricsPort = freePort();
+  const proc = await spawnUntilReady({
+    name: "server",
+    cmd: ["bun", "server/main.ts"],
+    env: {
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      METRICS_PORT: String(metricsPort),
+      AUTH_DISABLED: "true",
+      LOG_LEVEL: "warn",
+      KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
+      ...env,
+    },
+    output: "pipe",
+    readyUrl: `http://127.0.0.1:${port}/ready`,
+    readyTimeoutMs: 20_000,
+  });
+  onCleanup(() => killProcess(proc));
+  return { proc, url: `http://127.0.0.1:${port}`, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers
+
+export interface WorkerEnv {
+  scansTopic: string;
+  deadLetterTopic: string;
+  group: string;
+  databaseUrl: string;
+}
+
+/** Fresh topics (scans and dead letters) and a fresh group for workers writing to `databaseUrl`. */
+export async function workerEnv(databaseUrl: string, partitions = 6): Promise<WorkerEnv> {
+  return {
+    scansTopic: await createTopic(partitions),
+    deadLetterTopic: await createTopic(2),
+    group: uniqueName("sink"),
+    databaseUrl,
+  };
+}
+
+/** The environment of a worker process (or of the supervisor) bound to this test's topics and database. */
+export function workerProcessEnv(env: WorkerEnv): Record<string, string> {
+  return {
+    KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
+    SCANS_TOPIC: env.scansTopic,
+    DEAD_LETTER_TOPIC: env.deadLetterTopic,
+    CONSUMER_GROUP: env.group,
+    DEAD_LETTER_GROUP: `${env.group}-dlq`,
+    DATABASE_URL: env.databaseUrl,
+    LOG_LEVEL: "warn",
+    DB_RETRY_BASE_MS: "50",
+    DB_RETRY_CAP_MS: "1000",
+    // A supervisor started with this environment picks a free port for its own metrics.
+    SUPERVISOR_METRICS_PORT: "0",
+  };
+}
+
+/** Starts `bun worker/main.ts` for `env` (not waiting for it); killed by pid after the test. */
+export function spawnWorker(env: WorkerEnv, extra: Record<string, string> = {}) {
+  const metricsPort = freePort();
+  const proc = spawnProcess({
+    cmd: ["bun", "worker/main.ts"],
+    env: { ...workerProcessEnv(env), METRICS_PORT: String(metricsPort), ...extra },
+  });
+  onCleanup(() => killProcess(proc));
+  return { proc, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
+}
