@@ -11,7 +11,7 @@ import {
 } from "../../shared/kafka/index.ts";
 import { createAdmin, createConsumer, createProducer, createTopic } from "../helpers/fixtures.ts";
 import { consumeN, text } from "../helpers/kafka.ts";
-import { ensureStack } from "../helpers/stack.ts";
+import { brokerConfig, ensureStack } from "../helpers/stack.ts";
 
 await ensureStack();
 
@@ -88,7 +88,7 @@ describe("consumer commits", () => {
     const group = `g-resume-${Date.now()}`;
 
     const first = new KafkaConsumer({
-      config: { "bootstrap.servers": process.env.KAFKA_BROKERS ?? "127.0.0.1:19092", "group.id": group },
+      config: { ...brokerConfig, "group.id": group },
     });
     first.subscribe([topic]);
     const got = await consumeN(first, 100);
