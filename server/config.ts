@@ -11,7 +11,7 @@ import {
   loadConfig,
   str,
 } from "../shared/config.ts";
-import { localStack } from "../shared/local-stack.ts";
+import { TOPICS, localStack } from "../shared/local-stack.ts";
 
 const sha256Hex = v.pipe(
   list(),
@@ -24,7 +24,7 @@ export const ServerConfigSchema = v.object({
   METRICS_HOST: str("127.0.0.1"),
   METRICS_PORT: int(9464, 0, 65535),
   KAFKA_BROKERS: str(localStack().brokers),
-  SCANS_TOPIC: str("scans"),
+  SCANS_TOPIC: str(TOPICS.scans.name),
   MAX_BODY_BYTES: int(1024 * 1024, 1),
   /** Request-body bytes admitted at once across all connections; past it, 503 + Retry-After. */
   MAX_BODY_BYTES_IN_FLIGHT: int(64 * 1024 * 1024, 1),

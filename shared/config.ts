@@ -59,7 +59,11 @@ export function loadConfig<S extends v.ObjectSchema<v.ObjectEntries, v.ErrorMess
   );
 }
 
-/** librdkafka properties from env: KAFKA_OPT_LINGER_MS=10 → {"linger.ms": "10"}. */
+/**
+ * librdkafka properties from env: KAFKA_OPT_BATCH_NUM_MESSAGES=20000 → {"batch.num.messages": "20000"}.
+ * Applied after the process's own settings (so KAFKA_OPT_LINGER_MS would win over the server's
+ * KAFKA_LINGER_MS), and before the durability settings, which nothing overrides.
+ */
 export function kafkaOverrides(env: Record<string, string | undefined> = process.env, prefix = "KAFKA_OPT_") {
   const out: Record<string, string> = {};
   for (const [k, value] of Object.entries(env)) {

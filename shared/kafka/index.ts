@@ -1,4 +1,5 @@
-// The project's Kafka client: a bun:ffi binding to librdkafka's C API.
+// The project's Kafka client: a bun:ffi binding to librdkafka's C API. Its public surface is the
+// safe classes and types below; the raw symbol table (ffi.ts) and the C helpers (native.ts) stay inside.
 // See README.md ("Why our own Kafka binding") for why the Confluent npm package is not used.
 import { lib } from "./ffi.ts";
 
@@ -6,7 +7,6 @@ export { KafkaAdmin, type NewTopic, type PartitionLag, type TopicDescription } f
 export { type ConsumedMessage, type ConsumerOptions, KafkaConsumer } from "./consumer.ts";
 export { ErrorCode } from "./error-codes.ts";
 export { KAFKA_ERRORS, KafkaError, type KafkaErrorCode, LibraryNotFoundError, QueueFullError } from "./errors.ts";
-export { lib, loadLibrdkafka } from "./ffi.ts";
 export type { KafkaConfig, TopicPartition, TopicPartitionOffset } from "./native.ts";
 export {
   type Bytes,
