@@ -3,13 +3,7 @@
 // the current batches, commits, leaves both groups and exits 0 within SHUTDOWN_TIMEOUT_MS.
 import { ConfigError } from "../shared/config.ts";
 import { isTransientDbError } from "../shared/db-errors.ts";
-import {
-  KafkaConsumer,
-  KafkaError,
-  KafkaProducer,
-  type TopicPartition,
-  librdkafkaVersion,
-} from "../shared/kafka/index.ts";
+import { KafkaConsumer, KafkaError, KafkaProducer, librdkafkaVersion } from "../shared/kafka/index.ts";
 import { createLogger } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
 import { loadWorkerConfig } from "./config.ts";
@@ -17,7 +11,7 @@ import { createDb } from "./db.ts";
 import { runDeadLetterLoop } from "./dead-letters.ts";
 import { createWorkerMetrics, recordLag } from "./metrics.ts";
 import { PartitionProgress } from "./progress.ts";
-import { createRetrier } from "./retry.ts";
+import { createRetrier, pauseWhileRetrying } from "./retry.ts";
 import { runScanLoop } from "./scan-loop.ts";
 import { ScanSink } from "./sink.ts";
 
@@ -90,34 +84,18 @@ async function main() {
   });
 
   let stopping = false;
-  const retrier = (c: KafkaConsumer) => {
-    let paused: TopicPartition[] = [];
-    // Several batches can be retrying at once (WRITES_IN_FLIGHT): pause on the first, resume after the last.
-    let retrying = 0;
-    return createRetrier({
+  const retrier = (c: KafkaConsumer) =>
+    createRetrier({
       baseMs: config.DB_RETRY_BASE_MS,
       capMs: config.DB_RETRY_CAP_MS,
       maxMs: config.DB_RETRY_MAX_MS,
       isRetriable: (e) => isTransientDbError(e) || (e instanceof KafkaError && e.retriable),
-      // While retrying, stop fetching instead of buffering: librdkafka stops prefetching too.
-      onStartRetrying: () => {
-        if (retrying++ > 0) return;
-        paused = c.assignment();
-        c.pause(paused);
-        metrics.paused.inc(paused.length);
-      },
-      onStopRetrying: () => {
-        if (--retrying > 0) return;
-        c.resume(paused);
-        metrics.paused.dec(paused.length);
-        paused = [];
-      },
+      ...pauseWhileRetrying(c, metrics.paused),
       onRetry: (what, attempt, delayMs, error) => {
         metrics.retries.inc();
         logger.warn({ what, attempt, delayMs, err: error.message }, "transient failure; retrying");
       },
     });
-  };
 
   consumer.subscribe([config.SCANS_TOPIC]);
   dlqConsumer.subscribe([config.DEAD_LETTER_TOPIC]);

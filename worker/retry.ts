@@ -1,6 +1,7 @@
-// Exponential backoff with full jitter, and a retrier for transient failures (worker/db-errors.ts
-// says which database errors are transient).
+// Exponential backoff with full jitter, a retrier for transient failures (shared/db-errors.ts
+// says which database errors are transient), and the hooks that pause fetching while it retries.
 import { isTransientDbError } from "../shared/db-errors.ts";
+import type { TopicPartition } from "../shared/kafka/index.ts";
 
 export interface BackoffOptions {
   baseMs: number;
@@ -53,5 +54,40 @@ export function createRetrier(o: RetrierOptions) {
     } finally {
       if (attempt > 0) o.onStopRetrying?.();
     }
+  };
+}
+
+/** What pauseWhileRetrying needs of a consumer. */
+export interface Pausable {
+  assignment(): TopicPartition[];
+  pause(partitions: TopicPartition[]): void;
+  resume(partitions: TopicPartition[]): void;
+}
+
+/**
+ * Retrier hooks that stop fetching while anything retries, instead of buffering (librdkafka stops
+ * prefetching paused partitions too). Several batches can retry at once (WRITES_IN_FLIGHT): the
+ * assignment is paused when the first starts retrying and resumed after the last one stops.
+ * `paused` counts the paused partitions (the worker_paused_partitions gauge).
+ */
+export function pauseWhileRetrying(
+  consumer: Pausable,
+  paused?: { inc(n: number): void; dec(n: number): void },
+): Required<Pick<RetrierOptions, "onStartRetrying" | "onStopRetrying">> {
+  let partitions: TopicPartition[] = [];
+  let retrying = 0;
+  return {
+    onStartRetrying: function pauseFetching() {
+      if (retrying++ > 0) return;
+      partitions = consumer.assignment();
+      consumer.pause(partitions);
+      paused?.inc(partitions.length);
+    },
+    onStopRetrying: function resumeFetching() {
+      if (--retrying > 0) return;
+      consumer.resume(partitions);
+      paused?.dec(partitions.length);
+      partitions = [];
+    },
   };
 }
