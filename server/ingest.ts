@@ -13,7 +13,8 @@ import {
   toScanRecord,
 } from "../shared/event.ts";
 import { KafkaError, type KafkaProducer, type ProducerMessage } from "../shared/kafka/index.ts";
-import { HttpError, readEvents } from "./body.ts";
+import { readEvents } from "./body.ts";
+import { ApiError } from "./errors.ts";
 import type { ServerMetrics } from "./metrics.ts";
 
 const tracer = trace.getTracer("qrscan-server");
@@ -41,18 +42,15 @@ export interface Rejection {
 }
 
 export function ingestHandler(o: IngestOptions) {
-  const unavailable = (c: Context, message: string) =>
-    c.json({ error: message }, 503, { "Retry-After": String(o.retryAfterSeconds) });
+  const retryAfter = { "Retry-After": String(o.retryAfterSeconds) };
+  const unavailable = (message: string) => new ApiError(503, message, { headers: retryAfter });
 
   // librdkafka's fatal state: no send can succeed until a restart (/health fails meanwhile). It was
   // logged once when raised, so the requests it refuses are not logged again.
-  const producerFailed = (c: Context, fatal: KafkaError) =>
-    c.json(
-      {
-        error: `events not stored: the Kafka producer failed permanently (${fatal.message}); this server must be restarted`,
-        request_id: c.get("requestId"),
-      },
+  const producerFailed = (fatal: KafkaError) =>
+    new ApiError(
       500,
+      `events not stored: the Kafka producer failed permanently (${fatal.message}); this server must be restarted`,
     );
 
   const accepted = o.metrics.events.labels({ outcome: "accepted", reason: "" });
@@ -72,8 +70,13 @@ export function ingestHandler(o: IngestOptions) {
         span.setAttribute("http.response.status_code", res.status);
         return res;
       } catch (error) {
-        span.recordException(error as Error);
-        span.setStatus({ code: SpanStatusCode.ERROR });
+        // An ApiError is an answer (4xx, 503, a known 500); app.onError renders it.
+        const status = error instanceof ApiError ? error.status : 500;
+        span.setAttribute("http.response.status_code", status);
+        if (status >= 500) {
+          span.recordException(error as Error);
+          span.setStatus({ code: SpanStatusCode.ERROR });
+        }
         throw error;
       } finally {
         span.end();
@@ -83,17 +86,11 @@ export function ingestHandler(o: IngestOptions) {
 
   async function handle(c: Context): Promise<Response> {
     const fatal = o.producer.fatalError;
-    if (fatal) return producerFailed(c, fatal);
+    if (fatal) throw producerFailed(fatal);
     // Fail fast while the broker is unreachable: no unbounded waiting, the client retries.
-    if (!o.producer.connected) return unavailable(c, "Kafka is unavailable; retry later");
+    if (!o.producer.connected) throw unavailable("Kafka is unavailable; retry later");
 
-    let raw: unknown[];
-    try {
-      raw = await readEvents(c.req.raw, { maxBytes: o.maxBodyBytes, maxEvents: o.maxEventsPerRequest });
-    } catch (error) {
-      if (error instanceof HttpError) return c.json({ error: error.message }, error.status);
-      throw error;
-    }
+    const raw = await readEvents(c.req.raw, { maxBytes: o.maxBodyBytes, maxEvents: o.maxEventsPerRequest });
 
     const now = Date.now();
     // Canonical already, so the worker's validation of it takes the fast path.
@@ -128,7 +125,8 @@ export function ingestHandler(o: IngestOptions) {
       });
     }
 
-    if (messages.length === 0) return c.json({ accepted: 0, rejected }, 400);
+    const request_id: string = c.get("requestId");
+    if (messages.length === 0) return c.json({ accepted: 0, rejected, request_id }, 400);
 
     const started = performance.now();
     try {
@@ -139,15 +137,15 @@ export function ingestHandler(o: IngestOptions) {
         o.onRetriableDeliveryError?.(error);
         // Some events may have been stored: the client retries with the same event_ids and the
         // worker's unique key makes the replay a no-op.
-        return unavailable(c, `events not stored (${error.code}); retry the whole request`);
+        throw unavailable(`events not stored (${error.code}); retry the whole request`);
       }
-      if (error === o.producer.fatalError) return producerFailed(c, error as KafkaError);
+      if (error === o.producer.fatalError) throw producerFailed(error as KafkaError);
       // Non-retriable (UNKNOWN_TOPIC, FATAL, CONFIG, a broker's permanent refusal...): a retry
       // cannot succeed. app.onError logs it once and answers 500 with the request id.
       throw error;
     }
     deliveryLatency.observe((performance.now() - started) / 1000);
     accepted.inc(messages.length);
-    return c.json({ accepted: messages.length, rejected }, 202);
+    return c.json({ accepted: messages.length, rejected, request_id }, 202);
   }
 }

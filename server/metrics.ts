@@ -1,4 +1,5 @@
-// The edge server's Prometheus metrics.
+// The edge server's Prometheus metrics, and the middleware that records every request in them.
+import type { MiddlewareHandler } from "hono";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { KafkaProducer } from "../shared/kafka/index.ts";
 
@@ -47,3 +48,38 @@ export function createServerMetrics(registry: Registry, producer: () => KafkaPro
 }
 
 export type ServerMetrics = ReturnType<typeof createServerMetrics>;
+
+/**
+ * Counts every request by route and status and times it by route. The route is the matched
+ * pattern (e.g. /v1/qr/:qr_id/stats), or "unmatched" for any path no route serves (a 404), so
+ * labels stay bounded whatever paths clients send. Labelled children
+ * are cached: prom-client hashes the label object on every unbound call.
+ */
+export function observeRequests({
+  requests,
+  duration,
+}: Pick<ServerMetrics, "requests" | "duration">): MiddlewareHandler {
+  const counters = new Map<string, { inc(): void }>();
+  const timers = new Map<string, { observe(seconds: number): void }>();
+  return async function observeRequests(c, next) {
+    const started = performance.now();
+    await next();
+    // With no route matched, routePath is the app-wide middleware's own pattern ("/*").
+    const path = c.req.routePath;
+    const route = !path || path === "/*" ? "unmatched" : path;
+    const status = c.res.status;
+    const key = `${route} ${status}`;
+    let counter = counters.get(key);
+    if (!counter) {
+      counter = requests.labels({ route, status: String(status) });
+      counters.set(key, counter);
+    }
+    counter.inc();
+    let timer = timers.get(route);
+    if (!timer) {
+      timer = duration.labels({ route });
+      timers.set(route, timer);
+    }
+    timer.observe((performance.now() - started) / 1000);
+  };
+}
