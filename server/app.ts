@@ -18,7 +18,6 @@ import { statsHandler } from "./stats.ts";
 
 export interface AppDeps {
   config: ServerConfig;
-  apiKeyHashes: readonly string[];
   producer: KafkaProducer;
   metrics: ServerMetrics;
   logger: Logger;
@@ -93,7 +92,7 @@ export function createApp(deps: AppDeps) {
   app.all("/health", methodNotAllowed("GET, HEAD"));
   app.all("/ready", methodNotAllowed("GET, HEAD"));
 
-  const auth = apiKeyAuth({ hashes: deps.apiKeyHashes, disabled: config.AUTH_DISABLED });
+  const auth = apiKeyAuth({ hashes: config.apiKeyHashes, disabled: config.AUTH_DISABLED });
   app.get(
     "/v1/qr/:qr_id/stats",
     auth,

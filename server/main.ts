@@ -1,38 +1,15 @@
 // Entry point of the edge server: config, producer, HTTP and metrics listeners, graceful shutdown.
-import { readFileSync } from "node:fs";
 import postgres from "postgres";
-import { ConfigError } from "../shared/config.ts";
 import { KafkaProducer, librdkafkaVersion } from "../shared/kafka/index.ts";
-import { createLogger } from "../shared/logger.ts";
+import { startProcess } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
 import { createApp } from "./app.ts";
-import { type ServerConfig, loadServerConfig } from "./config.ts";
+import { loadServerConfig } from "./config.ts";
 import { createServerMetrics } from "./metrics.ts";
 
-const logger = createLogger("server");
-
-function apiKeyHashes(config: ServerConfig): string[] {
-  const hashes = [...config.API_KEY_SHA256];
-  if (config.API_KEYS_FILE) {
-    for (const line of readFileSync(config.API_KEYS_FILE, "utf8").split("\n")) {
-      const h = line.trim();
-      if (!h || h.startsWith("#")) continue;
-      if (!/^[0-9a-f]{64}$/i.test(h))
-        throw new ConfigError([`API_KEYS_FILE: "${h.slice(0, 12)}…" is not a SHA-256 hex digest`]);
-      hashes.push(h);
-    }
-  }
-  if (!config.AUTH_DISABLED && hashes.length === 0) {
-    throw new ConfigError([
-      "API_KEY_SHA256 / API_KEYS_FILE: no API keys configured (or set AUTH_DISABLED=true for local demos)",
-    ]);
-  }
-  return hashes;
-}
+const { config, logger } = startProcess("server", () => loadServerConfig());
 
 async function main() {
-  const config = loadServerConfig();
-  const hashes = apiKeyHashes(config);
   if (config.AUTH_DISABLED) logger.warn("AUTH_DISABLED=true: POST /v1/scans accepts requests without an API key");
 
   const registry = createRegistry("server");
@@ -49,7 +26,7 @@ async function main() {
   // The read side goes through pgbouncer (transaction pooling): no prepared statements.
   const sql = postgres(config.DATABASE_URL, { prepare: false, max: config.DB_POOL_MAX, onnotice: () => {} });
   let draining = false;
-  const app = createApp({ config, apiKeyHashes: hashes, producer, sql, metrics, logger, isDraining: () => draining });
+  const app = createApp({ config, producer, sql, metrics, logger, isDraining: () => draining });
   const server = Bun.serve({
     hostname: config.HOST,
     port: config.PORT,
@@ -102,7 +79,6 @@ async function main() {
 }
 
 main().catch((error) => {
-  if (error instanceof ConfigError) logger.fatal(error.message);
-  else logger.fatal({ err: error }, "server failed to start");
+  logger.fatal({ err: error }, "server failed to start");
   process.exit(1);
 });

@@ -30,6 +30,13 @@ export const bool = (fallback: boolean) =>
 
 export const str = (fallback: string) => v.optional(v.string(), fallback);
 
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** LOG_LEVEL, in every process's schema. */
+export const logLevel = (fallback: LogLevel = "info") =>
+  v.optional(v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`), fallback);
+
 /** A comma-separated list (empty entries dropped). */
 export const list = (fallback = "") =>
   v.pipe(

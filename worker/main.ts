@@ -1,10 +1,9 @@
 // One worker process: the sink loop on `scans` and the dead-letter loop on `analytics.errors`,
 // each with its own consumer group, sharing a Postgres pool through pgbouncer. SIGTERM finishes
 // the current batches, commits, leaves both groups and exits 0 within SHUTDOWN_TIMEOUT_MS.
-import { ConfigError } from "../shared/config.ts";
 import { isTransientDbError } from "../shared/db-errors.ts";
 import { KafkaConsumer, KafkaError, KafkaProducer, librdkafkaVersion } from "../shared/kafka/index.ts";
-import { createLogger } from "../shared/logger.ts";
+import { startProcess } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
 import { loadWorkerConfig } from "./config.ts";
 import { createDb } from "./db.ts";
@@ -15,7 +14,9 @@ import { createRetrier, pauseWhileRetrying } from "./retry.ts";
 import { runScanLoop } from "./scan-loop.ts";
 import { ScanSink } from "./sink.ts";
 
-const logger = createLogger("worker").child({ worker: process.env.WORKER_INDEX ?? "0" });
+const started = startProcess("worker", () => loadWorkerConfig());
+const config = started.config;
+const logger = started.logger.child({ worker: config.WORKER_INDEX });
 
 /**
  * postgres.js (3.4.x) can reject a second, internal promise when a connection fails during login
@@ -36,7 +37,6 @@ function tolerateLeakedConnectionErrors() {
 
 async function main() {
   tolerateLeakedConnectionErrors();
-  const config = loadWorkerConfig();
   const registry = createRegistry("worker");
   const progress = new PartitionProgress(config.SCANS_TOPIC, config.STALL_TIMEOUT_MS);
   const metrics = createWorkerMetrics(registry, progress);
@@ -152,7 +152,6 @@ async function main() {
 }
 
 main().catch((error) => {
-  if (error instanceof ConfigError) logger.fatal(error.message);
-  else logger.fatal({ err: error }, "worker failed; exiting for the supervisor to restart it");
+  logger.fatal({ err: error }, "worker failed; exiting for the supervisor to restart it");
   process.exit(1);
 });
