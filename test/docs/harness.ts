@@ -19,7 +19,8 @@
 //   value; keys the doc does not show are allowed; arrays must have the same length. The string
 //   "…" (alone) stands for any value, and a string ending in "…" for any string with that prefix.
 // Markers are HTML comments, so they do not show when the markdown is rendered.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
 
 export interface Expected {
   lang: "http" | "json" | "text";
@@ -399,4 +400,76 @@ export function failureReport(results: readonly BlockResult[]): string {
       ].join("\n");
     })
     .join("\n");
+}
+
+// ---------------------------------------------------------------- links
+
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens. */
+export function headingAnchor(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, "")
+    .replace(/\s/g, "-");
+}
+
+/** The anchors of a markdown text's headings (outside code blocks), with GitHub's -1, -2 for repeats. */
+export function anchorsOf(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  const seen = new Map<string, number>();
+  let fence: string | null = null;
+  for (const line of markdown.split("\n")) {
+    const f = /^ {0,3}(`{3,}|~{3,})/.exec(line);
+    if (f) {
+      const mark = f[1] as string;
+      if (fence === null) fence = mark;
+      else if (mark[0] === fence[0] && mark.length >= fence.length) fence = null;
+      continue;
+    }
+    const h = fence === null ? /^#{1,6}\s+(.*?)\s*#*\s*$/.exec(line) : null;
+    if (!h) continue;
+    const base = headingAnchor(h[1] as string);
+    const n = seen.get(base) ?? 0;
+    seen.set(base, n + 1);
+    anchors.add(n === 0 ? base : `${base}-${n}`);
+  }
+  return anchors;
+}
+
+/**
+ * Relative links of markdown files whose target file or heading does not exist, as
+ * "file:line: link (why)". External links (with a scheme) are not followed.
+ */
+export function brokenLinks(files: readonly string[], root = ROOT): string[] {
+  const problems: string[] = [];
+  for (const file of files) {
+    const path = join(root, file);
+    const text = readFileSync(path, "utf8");
+    let fence: string | null = null;
+    text.split("\n").forEach((line, i) => {
+      const f = /^ {0,3}(`{3,}|~{3,})/.exec(line);
+      if (f) {
+        const mark = f[1] as string;
+        if (fence === null) fence = mark;
+        else if (mark[0] === fence[0] && mark.length >= fence.length) fence = null;
+        return;
+      }
+      if (fence !== null) return;
+      for (const m of line.replaceAll(/`[^`]*`/g, "").matchAll(/\]\(([^)\s]+)\)/g)) {
+        const link = m[1] as string;
+        if (/^[a-z][a-z0-9+.-]*:/i.test(link)) continue;
+        const [target = "", anchor] = link.split("#");
+        const targetPath = target === "" ? path : join(dirname(path), target);
+        const where = `${file}:${i + 1}: ${link}`;
+        if (!existsSync(targetPath)) {
+          problems.push(`${where} (no file ${relative(root, targetPath)})`);
+          continue;
+        }
+        if (anchor && targetPath.endsWith(".md") && !anchorsOf(readFileSync(targetPath, "utf8")).has(anchor)) {
+          problems.push(`${where} (no heading "#${anchor}" in ${relative(root, targetPath)})`);
+        }
+      }
+    });
+  }
+  return problems;
 }
