@@ -473,3 +473,26 @@ export function brokenLinks(files: readonly string[], root = ROOT): string[] {
   }
   return problems;
 }
+
+// ---------------------------------------------------------------- configuration tables
+
+/**
+ * The variable names of the table between `<!-- config:<name> -->` and `<!-- /config:<name> -->`:
+ * the first column of each row, in backticks. Throws when the markers or the table are missing.
+ */
+export function configTable(markdown: string, name: string): string[] {
+  const start = markdown.indexOf(`<!-- config:${name} -->`);
+  const end = markdown.indexOf(`<!-- /config:${name} -->`);
+  if (start < 0 || end < start) throw new Error(`no <!-- config:${name} --> … <!-- /config:${name} --> section`);
+  const rows = markdown
+    .slice(start, end)
+    .split("\n")
+    .filter((l) => l.startsWith("|"))
+    .slice(2); // the header and the separator
+  if (rows.length === 0) throw new Error(`config:${name}: no table rows`);
+  return rows.map((row) => {
+    const m = /^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|/.exec(row);
+    if (!m) throw new Error(`config:${name}: the first column must be one variable in backticks: ${row}`);
+    return m[1] as string;
+  });
+}
