@@ -8,6 +8,7 @@ import { getPath } from "hono/utils/url";
 import type { Sql } from "postgres";
 import type { KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
+import { TRACING_OFF, type Tracing } from "../shared/tracing.ts";
 import { apiKeyAuth } from "./auth.ts";
 import { bodyBudget } from "./body-budget.ts";
 import type { ServerConfig } from "./config.ts";
@@ -15,6 +16,7 @@ import { ApiError, errorHandler, errorResponse } from "./errors.ts";
 import { ingestHandler } from "./ingest.ts";
 import { type ServerMetrics, observeRequests } from "./metrics.ts";
 import { statsHandler } from "./stats.ts";
+import { requestLogFields, traceRequests } from "./tracing.ts";
 
 export interface AppDeps {
   config: ServerConfig;
@@ -25,6 +27,8 @@ export interface AppDeps {
   sql: Sql;
   /** True while shutting down: /ready answers 503 so load balancers stop sending traffic. */
   isDraining: () => boolean;
+  /** Default: off (no spans; the client's traceparent is forwarded unchanged). */
+  tracing?: Tracing;
 }
 
 /** The client's address: X-Forwarded-For is believed only when the peer is a trusted proxy. */
@@ -62,8 +66,10 @@ export function createApp(deps: AppDeps) {
   const resolveIp = clientIpResolver(config.TRUSTED_PROXIES);
   const app = new Hono({ getPath: routingPath });
 
+  const tracing = deps.tracing ?? TRACING_OFF;
   app.use(requestId());
   app.use(observeRequests(metrics));
+  if (tracing.enabled) app.use(traceRequests(tracing));
   // The one error path (server/errors.ts): every error answer is {error, errors?, request_id}.
   app.onError(errorHandler({ logger }));
   app.notFound((c) => errorResponse(c, new ApiError(404, `no route for ${c.req.method} ${c.req.path}`)));
@@ -120,8 +126,12 @@ export function createApp(deps: AppDeps) {
       // Without Bun.serve (in-process app.request() in tests) there is no server, so no peer address.
       clientIp: (c) =>
         resolveIp(c.env ? (getConnInfo(c).remote.address ?? null) : null, c.req.header("x-forwarded-for")),
-      onRetriableDeliveryError: (error) =>
-        logger.warn({ err: error }, "Kafka did not acknowledge a request's events; answered 503"),
+      tracing,
+      onRetriableDeliveryError: (error, c) =>
+        logger.warn(
+          { err: error, ...requestLogFields(c) },
+          "Kafka did not acknowledge a request's events; answered 503",
+        ),
     }),
   );
   app.all("/v1/scans", methodNotAllowed("POST"));

@@ -16,6 +16,7 @@ import {
   str,
 } from "../shared/config.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
+import { TracingConfigEntries } from "../shared/tracing.ts";
 
 const SHA256_HEX = /^[0-9a-f]{64}$/i;
 const sha256Hex = v.pipe(
@@ -48,6 +49,7 @@ export const ServerConfigSchema = v.object({
   DB_POOL_MAX: int(4, 1, 100),
   DRAIN_TIMEOUT_MS: int(10_000, 100),
   LOG_LEVEL: logLevel(),
+  ...TracingConfigEntries,
 });
 
 export type ServerConfig = v.InferOutput<typeof ServerConfigSchema> & {

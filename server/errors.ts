@@ -9,6 +9,7 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { KafkaError } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
+import { requestLogFields } from "./tracing.ts";
 
 export interface ApiErrorOptions {
   /** Per-field problems, e.g. [{path, message}]. */
@@ -47,7 +48,7 @@ export function errorHandler({ logger }: { logger: Logger }): ErrorHandler {
     if (error instanceof HTTPException && error.status < 500) {
       return errorResponse(c, new ApiError(error.status, error.message || "bad request"));
     }
-    logger.error({ err: error, requestId: c.get("requestId"), path: c.req.path }, "request failed");
+    logger.error({ err: error, ...requestLogFields(c), path: c.req.path }, "request failed");
     const message =
       error instanceof KafkaError
         ? `events not stored: Kafka refused them (${error.code}: ${error.message}); retrying will not help until the server is fixed`

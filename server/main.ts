@@ -3,6 +3,7 @@ import postgres from "postgres";
 import { KafkaProducer, librdkafkaVersion } from "../shared/kafka/index.ts";
 import { startProcess } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
+import { startTracing, tracesUrl } from "../shared/tracing.ts";
 import { createApp } from "./app.ts";
 import { loadServerConfig } from "./config.ts";
 import { createServerMetrics } from "./metrics.ts";
@@ -14,7 +15,8 @@ async function main() {
 
   const registry = createRegistry("server");
   let producer: KafkaProducer | null = null;
-  const metrics = createServerMetrics(registry, () => producer);
+  const queueCapacity = Number(config.kafka["queue.buffering.max.messages"] ?? 100_000);
+  const metrics = createServerMetrics(registry, () => producer, queueCapacity);
   producer = new KafkaProducer({
     config: config.kafka,
     // A fatal error is logged here once; /health then fails so the process is restarted.
@@ -26,7 +28,8 @@ async function main() {
   // The read side goes through pgbouncer (transaction pooling): no prepared statements.
   const sql = postgres(config.DATABASE_URL, { prepare: false, max: config.DB_POOL_MAX, onnotice: () => {} });
   let draining = false;
-  const app = createApp({ config, producer, sql, metrics, logger, isDraining: () => draining });
+  const tracing = startTracing("qrscan-server", config);
+  const app = createApp({ config, producer, sql, metrics, logger, tracing, isDraining: () => draining });
   const server = Bun.serve({
     hostname: config.HOST,
     port: config.PORT,
@@ -48,6 +51,7 @@ async function main() {
       metrics: `http://${metricsServer.hostname}:${metricsServer.port}/metrics`,
       topic: config.SCANS_TOPIC,
       librdkafka: librdkafkaVersion(),
+      traces: tracesUrl(config) ?? "off",
     },
     "edge server listening",
   );
@@ -69,6 +73,7 @@ async function main() {
     const flushed = await producer.flush(config.DRAIN_TIMEOUT_MS);
     await producer.close(1_000);
     await sql.end({ timeout: 2 });
+    await tracing.shutdown();
     metricsServer.stop(true);
     clearTimeout(hardStop);
     logger.info({ flushed }, "stopped");

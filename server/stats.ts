@@ -8,6 +8,7 @@ import { classifyDbError } from "../shared/db-errors.ts";
 import { QrId, RFC3339Timestamp, fieldErrors } from "../shared/event.ts";
 import type { Logger } from "../shared/logger.ts";
 import { ApiError } from "./errors.ts";
+import { requestLogFields } from "./tracing.ts";
 
 const INTERVAL_MS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
 const MAX_BUCKETS = 10_000;
@@ -58,7 +59,7 @@ export function statsHandler({
       // A value Postgres cannot represent (SQLSTATE class 22): the client's parameters, not an outage.
       if (kind === "parameters") throw new ApiError(400, `invalid query: ${(error as Error).message}`);
       if (kind === "unavailable") {
-        logger.warn({ err: error }, "stats query failed; answered 503");
+        logger.warn({ err: error, ...requestLogFields(c) }, "stats query failed; answered 503");
         throw new ApiError(503, "statistics are unavailable; retry later", {
           headers: { "Retry-After": String(retryAfterSeconds) },
         });

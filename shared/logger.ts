@@ -5,8 +5,17 @@ import { ConfigError, type LogLevel } from "./config.ts";
 
 export type Logger = pino.Logger;
 
+/**
+ * One JSON object per line: time (ms since the epoch), level (its name: "info", "error"…),
+ * service, pid, msg, and the context fields of docs/operations.md "Logs" (request_id, trace_id,
+ * worker, batch_id, offsets, err…).
+ */
 export function createLogger(service: string, level: LogLevel): Logger {
-  return pino({ name: service, level, base: { service, pid: process.pid } });
+  return pino({
+    level,
+    base: { service, pid: process.pid },
+    formatters: { level: (label) => ({ level: label }) },
+  });
 }
 
 /**

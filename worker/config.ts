@@ -14,6 +14,7 @@ import {
   str,
 } from "../shared/config.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
+import { TracingConfigEntries } from "../shared/tracing.ts";
 
 export const WorkerConfigSchema = v.object({
   KAFKA_BROKERS: str(localStack().brokers),
@@ -49,6 +50,7 @@ export const WorkerConfigSchema = v.object({
   /** This worker's slot in the pool (set by the supervisor); in every log line. */
   WORKER_INDEX: int(0, 0, 255),
   LOG_LEVEL: logLevel(),
+  ...TracingConfigEntries,
 });
 
 export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema> & {

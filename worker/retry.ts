@@ -2,6 +2,7 @@
 // says which database errors are transient), and the hooks that pause fetching while it retries.
 import { isTransientDbError } from "../shared/db-errors.ts";
 import type { TopicPartition } from "../shared/kafka/index.ts";
+import type { Logger } from "../shared/logger.ts";
 
 export interface BackoffOptions {
   baseMs: number;
@@ -19,9 +20,13 @@ export interface RetrierOptions extends BackoffOptions {
   /** Called before the first retry (e.g. pause fetching) and after the last attempt (resume). */
   onStartRetrying?: () => void;
   onStopRetrying?: () => void;
-  onRetry?: (what: string, attempt: number, delayMs: number, error: Error) => void;
+  /** `log` is the caller's (e.g. the batch's logger, carrying its id and offsets), when it gave one. */
+  onRetry?: (what: string, attempt: number, delayMs: number, error: Error, log?: Logger) => void;
   isRetriable?: (error: unknown) => boolean;
 }
+
+/** What the loops are given: retries `fn`'s transient failures; `log` carries the caller's context. */
+export type WithRetry = <T>(what: string, fn: () => Promise<T>, log?: Logger) => Promise<T>;
 
 export class RetriesExhaustedError extends Error {
   constructor(what: string, ms: number, cause: unknown) {
@@ -33,7 +38,7 @@ export class RetriesExhaustedError extends Error {
 /** Runs `fn`, retrying transient failures with full-jitter backoff for at most `maxMs`. */
 export function createRetrier(o: RetrierOptions) {
   const retriable = o.isRetriable ?? isTransientDbError;
-  return async function withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  return async function withRetry<T>(what: string, fn: () => Promise<T>, log?: Logger): Promise<T> {
     const started = Date.now();
     let attempt = 0;
     try {
@@ -47,7 +52,7 @@ export function createRetrier(o: RetrierOptions) {
           if (attempt === 0) o.onStartRetrying?.();
           const delay = backoffDelay(attempt, o);
           attempt++;
-          o.onRetry?.(what, attempt, delay, error as Error);
+          o.onRetry?.(what, attempt, delay, error as Error, log);
           await Bun.sleep(delay);
         }
       }

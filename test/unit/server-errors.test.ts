@@ -60,10 +60,18 @@ describe("errorHandler", () => {
     app.get("/bug", () => {
       throw new TypeError("secret internals");
     });
-    const a = await answer(await app.request("/bug"));
+    const trace = "0af7651916cd43dd8448eb211c80319c";
+    const a = await answer(await app.request("/bug", { headers: { traceparent: `00-${trace}-b7ad6b7169203331-01` } }));
     expect(a).toEqual({ status: 500, body: { error: "internal error", request_id: a.id }, id: a.id });
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ msg: "request failed", requestId: a.id, path: "/bug", level: 50 });
+    // With tracing off, the trace id is the client's (its traceparent), so logs still correlate.
+    expect(lines[0]).toMatchObject({
+      msg: "request failed",
+      request_id: a.id,
+      trace_id: trace,
+      path: "/bug",
+      level: 50,
+    });
     expect((lines[0]?.err as { message: string }).message).toBe("secret internals");
   });
 
