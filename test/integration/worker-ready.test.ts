@@ -9,7 +9,8 @@ import { createDatabase } from "../helpers/postgres.ts";
 import { freePort } from "../helpers/server.ts";
 import { spawnWorker, waitFor, workerEnv } from "../helpers/worker.ts";
 
-const probe = async (metricsUrl: string) => {
+type ReadyAnswer = { status: number; body: { status: string; reason?: string } };
+const probe = async (metricsUrl: string): Promise<ReadyAnswer> => {
   const url = metricsUrl.replace(/\/metrics$/, "/ready");
   return fetch(url).then(
     async (r) => ({ status: r.status, body: (await r.json()) as { status: string; reason?: string } }),
