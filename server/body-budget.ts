@@ -5,7 +5,7 @@
 // chunked) before its body is read, and releases it when its answer is ready. Past the budget it
 // is answered 503 + Retry-After at once, without reading the body: Bun then discards the body
 // bytes as they arrive instead of buffering them (Bun does buffer the body of a request the app
-// has neither answered nor started reading; see README "The edge endpoint").
+// has neither answered nor started reading; see docs/operations.md "Memory under slow uploads").
 import type { MiddlewareHandler } from "hono";
 import { ApiError } from "./errors.ts";
 

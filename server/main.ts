@@ -38,7 +38,7 @@ async function main() {
     // Never Bun's development error page (it shows source code), whatever NODE_ENV says.
     development: false,
     // Only reached if app.fetch itself throws (Hono's onError answers everything else). Bun's own
-    // 400/413/431/505 answers to unparsable requests never get here (README "The edge endpoint").
+    // 400/413/431/505 answers to unparsable requests never get here (docs/api.md "What Bun answers itself").
     error(error) {
       logger.error({ err: error }, "unhandled error in the HTTP server");
       return Response.json({ error: "internal error" }, { status: 500 });

@@ -481,6 +481,11 @@ export function brokenLinks(files: readonly string[], root = ROOT): string[] {
  * the first column of each row, in backticks. Throws when the markers or the table are missing.
  */
 export function configTable(markdown: string, name: string): string[] {
+  return configRows(markdown, name).map((r) => r.variable);
+}
+
+/** Each row of a config table: the variable and its default cell (backticks kept). */
+export function configRows(markdown: string, name: string): { variable: string; defaultCell: string }[] {
   const start = markdown.indexOf(`<!-- config:${name} -->`);
   const end = markdown.indexOf(`<!-- /config:${name} -->`);
   if (start < 0 || end < start) throw new Error(`no <!-- config:${name} --> … <!-- /config:${name} --> section`);
@@ -491,8 +496,8 @@ export function configTable(markdown: string, name: string): string[] {
     .slice(2); // the header and the separator
   if (rows.length === 0) throw new Error(`config:${name}: no table rows`);
   return rows.map((row) => {
-    const m = /^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|/.exec(row);
+    const m = /^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|([^|]*)\|/.exec(row);
     if (!m) throw new Error(`config:${name}: the first column must be one variable in backticks: ${row}`);
-    return m[1] as string;
+    return { variable: m[1] as string, defaultCell: (m[2] as string).trim() };
   });
 }

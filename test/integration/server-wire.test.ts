@@ -1,6 +1,6 @@
 // The edge server as a real process, spoken to over raw TCP: the request-body budget under slow
 // uploads, HTTP/1.1 pipelining, and what Bun itself answers to requests it cannot parse or that
-// break its limits, before the app runs (README "The edge endpoint": what the client sees).
+// break its limits, before the app runs (docs/api.md "What Bun answers itself": what the client sees).
 import { describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { createTopic, onCleanup } from "../helpers/kafka.ts";
@@ -195,7 +195,7 @@ describe("HTTP/1.1 pipelining", () => {
   test("a request pipelined behind a POST /v1/scans still waiting for Kafka: Bun closes the connection and answers neither", async () => {
     // Bun (uWS) refuses to pipeline behind a pending response (oven-sh/bun#38128): the client gets
     // zero bytes and a closed connection, and must retry both requests on a new connection. This
-    // test pins that behaviour; when Bun changes it, update README "The edge endpoint".
+    // test pins that behaviour; when Bun changes it, update docs/api.md "What Bun answers itself".
     const { url } = await spawnServer({ SCANS_TOPIC: await createTopic(1) });
     const c = await connect(url);
     const event = JSON.stringify([scan()]);
