@@ -280,7 +280,7 @@ export async function runCrashSuite({ rate = 300, settleS = 6, log = console.log
             `non-202 ${String(f.faultAnswers).padStart(4)}  db retries ${String(f.dbRetries).padStart(4)}  ${f.evidence}`,
         );
       }
-      // The edge accepts only what Postgres stores (README, "Accepted values"), so nothing this
+      // The edge accepts only what Postgres stores (docs/api.md, "Accepted values"), so nothing this
       // traffic gets acknowledged may be dead-lettered; a duplicate refused instead of skipped would be.
       const deadLettered = counters.worker_dead_letters_total;
       const failures = [

@@ -6,15 +6,20 @@
 // ADVERSARIAL in scan-traffic.ts) and, every 30 s, one undecodable record produced straight to
 // Kafka (around the edge); on exit it checks that every acknowledged event is stored and that
 // dead_letters holds exactly the records produced around the edge.
+// Ports and pool size are the processes' own configuration (server/config.ts, worker/config.ts),
+// resolved from this environment; the workers' base metrics port is WORKER_METRICS_PORT here,
+// since METRICS_PORT is the server's.
 //   bun run dev [--demo] [--rate 500] [--adversarial]
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import postgres from "postgres";
+import { loadServerConfig } from "../server/config.ts";
 import { KafkaProducer } from "../shared/kafka/index.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
 import { histogramQuantile, sum } from "../shared/prometheus-text.ts";
 import { missingEventIds } from "../sql/checks.ts";
 import { migrate } from "../sql/migrate.ts";
+import { loadSupervisorConfig } from "../worker/config.ts";
 import { scrapeIfUp } from "./harness.ts";
 import { service } from "./pipeline.ts";
 import { startTraffic } from "./scan-traffic.ts";
@@ -28,13 +33,24 @@ const rateArg = process.argv.indexOf("--rate");
 const rate = rateArg > 0 ? Number(process.argv[rateArg + 1]) : 500;
 const stack = localStack();
 const root = new URL("..", import.meta.url).pathname;
-const PORT = process.env.PORT ?? "8080";
-const METRICS_PORT = process.env.METRICS_PORT ?? "9464";
-const WORKER_METRICS_PORT = Number(process.env.WORKER_METRICS_PORT ?? 9470);
-const SUPERVISOR_METRICS_PORT = Number(process.env.SUPERVISOR_METRICS_PORT ?? 9469);
+const authDisabled = !process.env.API_KEY_SHA256 && !process.env.API_KEYS_FILE;
+const LOG_LEVEL = process.env.LOG_LEVEL ?? "warn";
+// What dev sets for the processes; everything else comes from this environment (service() adds it).
+const serverEnv: Record<string, string> = { LOG_LEVEL, ...(authDisabled ? { AUTH_DISABLED: "true" } : {}) };
+const poolEnv: Record<string, string> = { LOG_LEVEL, WORKER_POOL_SIZE: process.env.WORKER_POOL_SIZE ?? "2" };
+if (process.env.WORKER_METRICS_PORT) poolEnv.METRICS_PORT = process.env.WORKER_METRICS_PORT;
+// Resolved here the way the processes will resolve them, so a bad value stops dev before anything starts.
+const serverConfig = loadServerConfig({ ...process.env, ...serverEnv });
+const poolConfig = loadSupervisorConfig({ ...process.env, METRICS_PORT: undefined, ...poolEnv });
+// METRICS_PORT is the server's: the pool gets its own, the workers' default unless WORKER_METRICS_PORT.
+poolEnv.METRICS_PORT = String(poolConfig.worker.METRICS_PORT);
+const PORT = serverConfig.PORT;
+const METRICS_PORT = serverConfig.METRICS_PORT;
+const WORKER_METRICS_PORT = poolConfig.worker.METRICS_PORT;
+const SUPERVISOR_METRICS_PORT = poolConfig.SUPERVISOR_METRICS_PORT;
+const WORKERS = poolConfig.WORKER_POOL_SIZE;
 /** The status line says STALLED once a partition has had pending messages this long with no commit. */
 const STALLED_AFTER_S = 15;
-const WORKERS = Number(process.env.WORKER_POOL_SIZE ?? 2);
 
 if (!existsSync(`${root}/node_modules/hono`)) {
   console.log("dev: installing dependencies (bun install)...");
@@ -45,24 +61,8 @@ await up();
 const applied = await migrate(stack.directDatabaseUrl);
 console.log(applied.length ? `dev: applied migrations ${applied.join(", ")}` : "dev: database schema up to date");
 
-const authDisabled = !process.env.API_KEY_SHA256 && !process.env.API_KEYS_FILE;
-const server = service(
-  "server",
-  "server/main.ts",
-  {
-    PORT,
-    METRICS_PORT,
-    ...(authDisabled ? { AUTH_DISABLED: "true" } : {}),
-    LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
-  },
-  `http://127.0.0.1:${PORT}/ready`,
-);
-const workers = service("workers", "worker/supervisor.ts", {
-  WORKER_POOL_SIZE: String(WORKERS),
-  METRICS_PORT: String(WORKER_METRICS_PORT),
-  SUPERVISOR_METRICS_PORT: String(SUPERVISOR_METRICS_PORT),
-  LOG_LEVEL: process.env.LOG_LEVEL ?? "warn",
-});
+const server = service("server", "server/main.ts", serverEnv, `http://127.0.0.1:${PORT}/ready`);
+const workers = service("workers", "worker/supervisor.ts", poolEnv);
 await Promise.all([server.start(), workers.start()]);
 
 console.log(`

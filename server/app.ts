@@ -2,21 +2,24 @@
 // app.request() against the real broker, and main.ts serves it with Bun.serve.
 import { isIP } from "node:net";
 import { type Context, Hono } from "hono";
+import { getConnInfo } from "hono/bun";
 import { requestId } from "hono/request-id";
 import { getPath } from "hono/utils/url";
 import type { Sql } from "postgres";
-import { KafkaError, type KafkaProducer } from "../shared/kafka/index.ts";
+import type { KafkaProducer } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
+import { TRACING_OFF, type Tracing } from "../shared/tracing.ts";
 import { apiKeyAuth } from "./auth.ts";
 import { bodyBudget } from "./body-budget.ts";
 import type { ServerConfig } from "./config.ts";
+import { ApiError, errorHandler, errorResponse } from "./errors.ts";
 import { ingestHandler } from "./ingest.ts";
-import type { ServerMetrics } from "./metrics.ts";
+import { type ServerMetrics, observeRequests } from "./metrics.ts";
 import { statsHandler } from "./stats.ts";
+import { requestLogFields, traceRequests } from "./tracing.ts";
 
 export interface AppDeps {
   config: ServerConfig;
-  apiKeyHashes: readonly string[];
   producer: KafkaProducer;
   metrics: ServerMetrics;
   logger: Logger;
@@ -24,6 +27,8 @@ export interface AppDeps {
   sql: Sql;
   /** True while shutting down: /ready answers 503 so load balancers stop sending traffic. */
   isDraining: () => boolean;
+  /** Default: off (no spans; the client's traceparent is forwarded unchanged). */
+  tracing?: Tracing;
 }
 
 /** The client's address: X-Forwarded-For is believed only when the peer is a trusted proxy. */
@@ -61,44 +66,21 @@ export function createApp(deps: AppDeps) {
   const resolveIp = clientIpResolver(config.TRUSTED_PROXIES);
   const app = new Hono({ getPath: routingPath });
 
+  const tracing = deps.tracing ?? TRACING_OFF;
   app.use(requestId());
-  // Labelled children are cached: prom-client hashes the label object on every unbound call.
-  const requestCounters = new Map<string, { inc(): void }>();
-  const durations = new Map<string, { observe(v: number): void }>();
-  app.use(async function observe(c, next) {
-    const started = performance.now();
-    await next();
-    const route = c.req.routePath || "unmatched";
-    const key = `${route} ${c.res.status}`;
-    let counter = requestCounters.get(key);
-    if (!counter) {
-      counter = metrics.requests.labels({ route, status: String(c.res.status) });
-      requestCounters.set(key, counter);
-    }
-    counter.inc();
-    let duration = durations.get(route);
-    if (!duration) {
-      duration = metrics.duration.labels({ route });
-      durations.set(route, duration);
-    }
-    duration.observe((performance.now() - started) / 1000);
-  });
-
-  // The one place an unexpected error is logged (once, with the request id the client is given).
-  app.onError((error, c) => {
-    const id = c.get("requestId");
-    logger.error({ err: error, requestId: id, path: c.req.path }, "request failed");
-    const message =
-      error instanceof KafkaError
-        ? `events not stored: Kafka refused them (${error.code}: ${error.message}); retrying will not help until the server is fixed`
-        : "internal error";
-    return c.json({ error: message, request_id: id }, 500);
-  });
-  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+  app.use(observeRequests(metrics));
+  if (tracing.enabled) app.use(traceRequests(tracing));
+  // The one error path (server/errors.ts): every error answer is {error, errors?, request_id}.
+  app.onError(errorHandler({ logger }));
+  app.notFound((c) => errorResponse(c, new ApiError(404, `no route for ${c.req.method} ${c.req.path}`)));
   // A known path with a method it does not serve: 405 and the methods it does (registered after
   // the real handlers, so it only answers what they did not). HEAD is served by every GET route.
-  const methodNotAllowed = (allow: string) => (c: Context) =>
-    c.json({ error: `${c.req.method} is not allowed on ${c.req.path}; allowed: ${allow}` }, 405, { Allow: allow });
+  const methodNotAllowed = (allow: string) =>
+    function methodNotAllowed(c: Context): never {
+      throw new ApiError(405, `${c.req.method} is not allowed on ${c.req.path}; allowed: ${allow}`, {
+        headers: { Allow: allow },
+      });
+    };
 
   // Liveness: fails once the producer is in librdkafka's fatal state, which only a restart heals.
   app.get("/health", (c) => {
@@ -116,7 +98,7 @@ export function createApp(deps: AppDeps) {
   app.all("/health", methodNotAllowed("GET, HEAD"));
   app.all("/ready", methodNotAllowed("GET, HEAD"));
 
-  const auth = apiKeyAuth({ hashes: deps.apiKeyHashes, disabled: config.AUTH_DISABLED });
+  const auth = apiKeyAuth({ hashes: config.apiKeyHashes, disabled: config.AUTH_DISABLED });
   app.get(
     "/v1/qr/:qr_id/stats",
     auth,
@@ -141,13 +123,15 @@ export function createApp(deps: AppDeps) {
       maxAgeMs: config.SCANNED_AT_MAX_AGE_HOURS * 3_600_000,
       maxFutureMs: config.SCANNED_AT_MAX_FUTURE_MINUTES * 60_000,
       retryAfterSeconds: config.RETRY_AFTER_SECONDS,
-      // Without Bun.serve (in-process app.request() in tests) there is no peer address.
-      clientIp: (c) => {
-        const server = c.env as { requestIP?: (r: Request) => { address: string } | null } | undefined;
-        return resolveIp(server?.requestIP?.(c.req.raw)?.address ?? null, c.req.header("x-forwarded-for"));
-      },
-      onRetriableDeliveryError: (error) =>
-        logger.warn({ err: error }, "Kafka did not acknowledge a request's events; answered 503"),
+      // Without Bun.serve (in-process app.request() in tests) there is no server, so no peer address.
+      clientIp: (c) =>
+        resolveIp(c.env ? (getConnInfo(c).remote.address ?? null) : null, c.req.header("x-forwarded-for")),
+      tracing,
+      onRetriableDeliveryError: (error, c) =>
+        logger.warn(
+          { err: error, ...requestLogFields(c) },
+          "Kafka did not acknowledge a request's events; answered 503",
+        ),
     }),
   );
   app.all("/v1/scans", methodNotAllowed("POST"));

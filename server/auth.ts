@@ -2,6 +2,7 @@
 // only as SHA-256 hex digests and compared in constant time; the plaintext is never stored or logged.
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { MiddlewareHandler } from "hono";
+import { ApiError } from "./errors.ts";
 
 export interface ApiKeyAuthOptions {
   /** SHA-256 hex digests of the accepted keys. */
@@ -24,9 +25,6 @@ export function apiKeyAuth({ hashes, disabled = false }: ApiKeyAuthOptions): Mid
       for (const d of digests) ok = timingSafeEqual(d, digest) || ok;
       if (ok) return next();
     }
-    return c.json(
-      { error: key ? "invalid API key" : "missing API key: send Authorization: Bearer <key> or X-API-Key" },
-      401,
-    );
+    throw new ApiError(401, key ? "invalid API key" : "missing API key: send Authorization: Bearer <key> or X-API-Key");
   };
 }

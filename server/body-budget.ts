@@ -5,8 +5,9 @@
 // chunked) before its body is read, and releases it when its answer is ready. Past the budget it
 // is answered 503 + Retry-After at once, without reading the body: Bun then discards the body
 // bytes as they arrive instead of buffering them (Bun does buffer the body of a request the app
-// has neither answered nor started reading; see README "The edge endpoint").
+// has neither answered nor started reading; see docs/operations.md "Memory under slow uploads").
 import type { MiddlewareHandler } from "hono";
+import { ApiError } from "./errors.ts";
 
 export interface BodyBudgetOptions {
   /** Bytes of bodies admitted at once (MAX_BODY_BYTES_IN_FLIGHT). */
@@ -37,12 +38,10 @@ export function bodyBudget({ limitBytes, maxBodyBytes, retryAfterSeconds }: Body
   const middleware: MiddlewareHandler = async function bodyBudget(c, next) {
     const reserved = reservation(c.req.header("content-length"), maxBodyBytes);
     if (inFlight + reserved > limitBytes) {
-      return c.json(
-        {
-          error: `the server is already receiving ${inFlight} bytes of request bodies (limit ${limitBytes}); retry later`,
-        },
+      throw new ApiError(
         503,
-        { "Retry-After": retryAfter },
+        `the server is already receiving ${inFlight} bytes of request bodies (limit ${limitBytes}); retry later`,
+        { headers: { "Retry-After": retryAfter } },
       );
     }
     inFlight += reserved;

@@ -2,16 +2,7 @@
 // parsed: body size (also after gzip decompression, so a gzip bomb is a 413, not an OOM), content
 // type, charset (UTF-8 only) and encoding, well-formed UTF-8, and events per request.
 import { gunzipSync } from "node:zlib";
-
-export class HttpError extends Error {
-  constructor(
-    readonly status: 400 | 413 | 415,
-    message: string,
-  ) {
-    super(message);
-    this.name = "HttpError";
-  }
-}
+import { ApiError } from "./errors.ts";
 
 export interface BodyLimits {
   maxBytes: number;
@@ -28,7 +19,7 @@ function formatOf(contentType: string | undefined): Format {
   else if (type === "application/x-ndjson" || type === "application/ndjson" || type === "application/jsonl") {
     format = "ndjson";
   } else {
-    throw new HttpError(415, `unsupported Content-Type "${type}": use application/json or application/x-ndjson`);
+    throw new ApiError(415, `unsupported Content-Type "${type}": use application/json or application/x-ndjson`);
   }
   for (const parameter of parameters) checkCharset(parameter);
   return format;
@@ -42,7 +33,7 @@ function checkCharset(parameter: string): void {
   if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
   const charset = value.toLowerCase();
   if (charset === "utf-8" || charset === "utf8") return;
-  throw new HttpError(
+  throw new ApiError(
     415,
     `unsupported charset "${value}": the body must be UTF-8 (send charset=utf-8, or no charset parameter)`,
   );
@@ -56,7 +47,7 @@ function decodeUtf8(bytes: Uint8Array): string {
   try {
     return utf8.decode(bytes);
   } catch {
-    throw new HttpError(400, `the body is not valid UTF-8 (first invalid byte at offset ${firstInvalidUtf8(bytes)})`);
+    throw new ApiError(400, `the body is not valid UTF-8 (first invalid byte at offset ${firstInvalidUtf8(bytes)})`);
   }
 }
 
@@ -91,25 +82,25 @@ export function firstInvalidUtf8(b: Uint8Array): number {
 async function readLimited(req: Request, maxBytes: number): Promise<Uint8Array> {
   const encoding = (req.headers.get("content-encoding") ?? "identity").trim().toLowerCase();
   if (encoding !== "identity" && encoding !== "gzip") {
-    throw new HttpError(415, `unsupported Content-Encoding "${encoding}": use gzip or none`);
+    throw new ApiError(415, `unsupported Content-Encoding "${encoding}": use gzip or none`);
   }
   const declared = Number(req.headers.get("content-length") ?? Number.NaN);
-  if (declared > maxBytes) throw new HttpError(413, `body is larger than ${maxBytes} bytes`);
+  if (declared > maxBytes) throw new ApiError(413, `body is larger than ${maxBytes} bytes`);
   let raw: Uint8Array;
   try {
     raw = new Uint8Array(await req.arrayBuffer());
   } catch (error) {
-    throw new HttpError(400, `could not read the body: ${(error as Error).message}`);
+    throw new ApiError(400, `could not read the body: ${(error as Error).message}`);
   }
-  if (raw.byteLength > maxBytes) throw new HttpError(413, `body is larger than ${maxBytes} bytes`);
+  if (raw.byteLength > maxBytes) throw new ApiError(413, `body is larger than ${maxBytes} bytes`);
   if (encoding === "identity") return raw;
   try {
     return gunzipSync(raw, { maxOutputLength: maxBytes });
   } catch (error) {
     if ((error as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
-      throw new HttpError(413, `body is larger than ${maxBytes} bytes decompressed`);
+      throw new ApiError(413, `body is larger than ${maxBytes} bytes decompressed`);
     }
-    throw new HttpError(400, `invalid gzip body: ${(error as Error).message}`);
+    throw new ApiError(400, `invalid gzip body: ${(error as Error).message}`);
   }
 }
 
@@ -117,7 +108,7 @@ function parseJson(text: string, where: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new HttpError(400, `malformed JSON${where}: ${(error as Error).message}`);
+    throw new ApiError(400, `malformed JSON${where}: ${(error as Error).message}`);
   }
 }
 
@@ -137,9 +128,9 @@ export async function readEvents(req: Request, limits: BodyLimits): Promise<unkn
       if (line) events.push(parseJson(line, ` on NDJSON line ${i + 1}`));
     }
   }
-  if (events.length === 0) throw new HttpError(400, "no events in the body");
+  if (events.length === 0) throw new ApiError(400, "no events in the body");
   if (events.length > limits.maxEvents) {
-    throw new HttpError(413, `${events.length} events in one request; the limit is ${limits.maxEvents}`);
+    throw new ApiError(413, `${events.length} events in one request; the limit is ${limits.maxEvents}`);
   }
   return events;
 }

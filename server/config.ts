@@ -1,4 +1,7 @@
-// The edge server's configuration, from the environment (see README "Configuration").
+// The edge server's configuration, resolved once at start-up: the environment, validated, then
+// defaults; then the API keys (API_KEY_SHA256 and API_KEYS_FILE) and the producer's settings.
+// docs/operations.md documents every variable; test/unit/config-docs.test.ts keeps it in step.
+import { readFileSync } from "node:fs";
 import * as v from "valibot";
 import {
   ConfigError,
@@ -9,13 +12,16 @@ import {
   kafkaOverrides,
   list,
   loadConfig,
+  logLevel,
   str,
 } from "../shared/config.ts";
-import { localStack } from "../shared/local-stack.ts";
+import { TOPICS, localStack } from "../shared/local-stack.ts";
+import { TracingConfigEntries } from "../shared/tracing.ts";
 
+const SHA256_HEX = /^[0-9a-f]{64}$/i;
 const sha256Hex = v.pipe(
   list(),
-  v.check((xs) => xs.every((x) => /^[0-9a-f]{64}$/i.test(x)), "must be comma-separated SHA-256 hex digests"),
+  v.check((xs) => xs.every((x) => SHA256_HEX.test(x)), "must be comma-separated SHA-256 hex digests"),
 );
 
 export const ServerConfigSchema = v.object({
@@ -24,7 +30,7 @@ export const ServerConfigSchema = v.object({
   METRICS_HOST: str("127.0.0.1"),
   METRICS_PORT: int(9464, 0, 65535),
   KAFKA_BROKERS: str(localStack().brokers),
-  SCANS_TOPIC: str("scans"),
+  SCANS_TOPIC: str(TOPICS.scans.name),
   MAX_BODY_BYTES: int(1024 * 1024, 1),
   /** Request-body bytes admitted at once across all connections; past it, 503 + Retry-After. */
   MAX_BODY_BYTES_IN_FLIGHT: int(64 * 1024 * 1024, 1),
@@ -42,9 +48,13 @@ export const ServerConfigSchema = v.object({
   DATABASE_URL: str(localStack().databaseUrl),
   DB_POOL_MAX: int(4, 1, 100),
   DRAIN_TIMEOUT_MS: int(10_000, 100),
+  LOG_LEVEL: logLevel(),
+  ...TracingConfigEntries,
 });
 
 export type ServerConfig = v.InferOutput<typeof ServerConfigSchema> & {
+  /** SHA-256 hex digests of the accepted API keys: API_KEY_SHA256, then API_KEYS_FILE's lines. */
+  apiKeyHashes: string[];
   /** librdkafka settings for the producer: ours, then KAFKA_OPT_* overrides, then DURABLE_PRODUCER (last). */
   kafka: Record<string, string | number | boolean>;
 };
@@ -62,6 +72,7 @@ export function loadServerConfig(env: Record<string, string | undefined> = proce
   assertDurableProducer(overrides);
   return {
     ...c,
+    apiKeyHashes: apiKeyHashes(c),
     kafka: {
       "bootstrap.servers": c.KAFKA_BROKERS,
       "linger.ms": c.KAFKA_LINGER_MS,
@@ -76,4 +87,35 @@ export function loadServerConfig(env: Record<string, string | undefined> = proce
       ...DURABLE_PRODUCER,
     },
   };
+}
+
+/** The accepted keys' digests; no key at all is a start-up error unless AUTH_DISABLED=true. */
+function apiKeyHashes(c: v.InferOutput<typeof ServerConfigSchema>): string[] {
+  const hashes = [...c.API_KEY_SHA256];
+  if (c.API_KEYS_FILE) {
+    let text: string;
+    try {
+      text = readFileSync(c.API_KEYS_FILE, "utf8");
+    } catch (error) {
+      throw new ConfigError([
+        `API_KEYS_FILE=${JSON.stringify(c.API_KEYS_FILE)}: cannot be read (${(error as Error).message})`,
+      ]);
+    }
+    for (const line of text.split("\n")) {
+      const h = line.trim();
+      if (!h || h.startsWith("#")) continue;
+      if (!SHA256_HEX.test(h)) {
+        throw new ConfigError([
+          `API_KEYS_FILE: "${h.slice(0, 12)}…" is not a SHA-256 hex digest (one per line; # comments)`,
+        ]);
+      }
+      hashes.push(h);
+    }
+  }
+  if (!c.AUTH_DISABLED && hashes.length === 0) {
+    throw new ConfigError([
+      "API_KEY_SHA256 / API_KEYS_FILE: no API keys configured (or set AUTH_DISABLED=true for local demos)",
+    ]);
+  }
+  return hashes;
 }

@@ -1,6 +1,6 @@
 // POST /v1/scans: validate each event, add what the server knows, hand the accepted ones to Kafka
 // and answer 202 only once Kafka acknowledged every one of them (acks=all, idempotent producer).
-import { SpanKind, SpanStatusCode, context, propagation, trace } from "@opentelemetry/api";
+import { ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { Context } from "hono";
 import * as v from "valibot";
 import {
@@ -13,10 +13,10 @@ import {
   toScanRecord,
 } from "../shared/event.ts";
 import { KafkaError, type KafkaProducer, type ProducerMessage } from "../shared/kafka/index.ts";
-import { HttpError, readEvents } from "./body.ts";
-import type { ServerMetrics } from "./metrics.ts";
-
-const tracer = trace.getTracer("qrscan-server");
+import { TRACING_OFF, type Tracing } from "../shared/tracing.ts";
+import { readEvents } from "./body.ts";
+import { ApiError } from "./errors.ts";
+import { type ServerMetrics, rejectionReason } from "./metrics.ts";
 
 export interface IngestOptions {
   producer: KafkaProducer;
@@ -28,11 +28,13 @@ export interface IngestOptions {
   maxFutureMs: number;
   retryAfterSeconds: number;
   clientIp: (c: Context) => string | null;
+  /** Off: no spans, and the client's traceparent goes into the Kafka headers unchanged. */
+  tracing?: Tracing;
   /**
    * Called once per request whose events Kafka did not take for a retriable reason (answered 503).
    * A non-retriable error is thrown instead, and app.onError logs it and answers 500.
    */
-  onRetriableDeliveryError?: (error: KafkaError) => void;
+  onRetriableDeliveryError?: (error: KafkaError, c: Context) => void;
 }
 
 export interface Rejection {
@@ -41,67 +43,37 @@ export interface Rejection {
 }
 
 export function ingestHandler(o: IngestOptions) {
-  const unavailable = (c: Context, message: string) =>
-    c.json({ error: message }, 503, { "Retry-After": String(o.retryAfterSeconds) });
+  const tracing = o.tracing ?? TRACING_OFF;
+  const retryAfter = { "Retry-After": String(o.retryAfterSeconds) };
+  const unavailable = (message: string) => new ApiError(503, message, { headers: retryAfter });
 
   // librdkafka's fatal state: no send can succeed until a restart (/health fails meanwhile). It was
   // logged once when raised, so the requests it refuses are not logged again.
-  const producerFailed = (c: Context, fatal: KafkaError) =>
-    c.json(
-      {
-        error: `events not stored: the Kafka producer failed permanently (${fatal.message}); this server must be restarted`,
-        request_id: c.get("requestId"),
-      },
+  const producerFailed = (fatal: KafkaError) =>
+    new ApiError(
       500,
+      `events not stored: the Kafka producer failed permanently (${fatal.message}); this server must be restarted`,
     );
 
   const accepted = o.metrics.events.labels({ outcome: "accepted", reason: "" });
   const deliveryLatency = o.metrics.deliveryLatency.labels();
 
-  // One SERVER span per request. Its parent comes from the request's traceparent; its own context
-  // goes into the Kafka headers. Without an OpenTelemetry SDK registered this is all no-op, and
-  // the client's traceparent is forwarded unchanged.
-  return async function ingest(c: Context) {
-    const parent = propagation.extract(context.active(), {
-      traceparent: c.req.header("traceparent"),
-      tracestate: c.req.header("tracestate"),
-    });
-    return tracer.startActiveSpan("POST /v1/scans", { kind: SpanKind.SERVER }, parent, async (span) => {
-      try {
-        const res = await handle(c);
-        span.setAttribute("http.response.status_code", res.status);
-        return res;
-      } catch (error) {
-        span.recordException(error as Error);
-        span.setStatus({ code: SpanStatusCode.ERROR });
-        throw error;
-      } finally {
-        span.end();
-      }
-    });
-  };
-
-  async function handle(c: Context): Promise<Response> {
+  // The request's SERVER span is traceRequests' (server/tracing.ts); the send gets a PRODUCER
+  // span, whose context goes into every message's traceparent header. With tracing off, the
+  // client's traceparent is forwarded unchanged and no span is made.
+  return async function ingest(c: Context): Promise<Response> {
     const fatal = o.producer.fatalError;
-    if (fatal) return producerFailed(c, fatal);
+    if (fatal) throw producerFailed(fatal);
     // Fail fast while the broker is unreachable: no unbounded waiting, the client retries.
-    if (!o.producer.connected) return unavailable(c, "Kafka is unavailable; retry later");
+    if (!o.producer.connected) throw unavailable("Kafka is unavailable; retry later");
 
-    let raw: unknown[];
-    try {
-      raw = await readEvents(c.req.raw, { maxBytes: o.maxBodyBytes, maxEvents: o.maxEventsPerRequest });
-    } catch (error) {
-      if (error instanceof HttpError) return c.json({ error: error.message }, error.status);
-      throw error;
-    }
+    const raw = await readEvents(c.req.raw, { maxBytes: o.maxBodyBytes, maxEvents: o.maxEventsPerRequest });
 
     const now = Date.now();
     // Canonical already, so the worker's validation of it takes the fast path.
     const receivedAt = timestampOf(now);
     const clientIp = o.clientIp(c);
-    const carrier: Record<string, string> = {};
-    propagation.inject(context.active(), carrier);
-    const traceparent = carrier.traceparent ?? c.req.header("traceparent");
+    const traceparent = tracing.enabled ? undefined : c.req.header("traceparent");
     const messages: ProducerMessage[] = [];
     const rejected: Rejection[] = [];
     for (let index = 0; index < raw.length; index++) {
@@ -114,7 +86,7 @@ export function ingestHandler(o: IngestOptions) {
       }
       if (errors) {
         rejected.push({ index, errors });
-        o.metrics.events.inc({ outcome: "rejected", reason: errors[0]?.path.split(".")[0] ?? "event" });
+        o.metrics.events.inc({ outcome: "rejected", reason: rejectionReason(errors[0]?.path) });
         continue;
       }
       const event = (result as v.SafeParseResult<typeof ScanEventSchema> & { success: true }).output;
@@ -128,26 +100,54 @@ export function ingestHandler(o: IngestOptions) {
       });
     }
 
-    if (messages.length === 0) return c.json({ accepted: 0, rejected }, 400);
+    const request_id: string = c.get("requestId");
+    if (messages.length === 0) return c.json({ accepted: 0, rejected, request_id }, 400);
 
+    const span = tracing.enabled ? startSendSpan(c, messages) : null;
     const started = performance.now();
     try {
       await o.producer.send(messages);
     } catch (error) {
+      span?.recordException(error as Error);
+      span?.setStatus({ code: SpanStatusCode.ERROR });
       o.metrics.deliveryErrors.inc({ code: error instanceof KafkaError ? error.code : "UNKNOWN" });
       if (error instanceof KafkaError && error.retriable) {
-        o.onRetriableDeliveryError?.(error);
+        o.onRetriableDeliveryError?.(error, c);
         // Some events may have been stored: the client retries with the same event_ids and the
         // worker's unique key makes the replay a no-op.
-        return unavailable(c, `events not stored (${error.code}); retry the whole request`);
+        throw unavailable(`events not stored (${error.code}); retry the whole request`);
       }
-      if (error === o.producer.fatalError) return producerFailed(c, error as KafkaError);
+      if (error === o.producer.fatalError) throw producerFailed(error as KafkaError);
       // Non-retriable (UNKNOWN_TOPIC, FATAL, CONFIG, a broker's permanent refusal...): a retry
       // cannot succeed. app.onError logs it once and answers 500 with the request id.
       throw error;
+    } finally {
+      span?.end();
     }
     deliveryLatency.observe((performance.now() - started) / 1000);
     accepted.inc(messages.length);
-    return c.json({ accepted: messages.length, rejected }, 202);
+    return c.json({ accepted: messages.length, rejected, request_id }, 202);
+  };
+
+  /** The PRODUCER span of one request's send, child of its SERVER span; the messages carry its context. */
+  function startSendSpan(c: Context, messages: ProducerMessage[]): Span {
+    const server = c.get("span");
+    const span = tracing.tracer.startSpan(
+      `send ${o.topic}`,
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          "messaging.system": "kafka",
+          "messaging.operation.type": "send",
+          "messaging.operation.name": "send",
+          "messaging.destination.name": o.topic,
+          "messaging.batch.message_count": messages.length,
+        },
+      },
+      server ? trace.setSpan(ROOT_CONTEXT, server) : ROOT_CONTEXT,
+    );
+    const traceparent = tracing.traceparent(span);
+    if (traceparent) for (const m of messages) (m.headers as Record<string, string>).traceparent = traceparent;
+    return span;
   }
 }

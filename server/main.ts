@@ -1,43 +1,22 @@
 // Entry point of the edge server: config, producer, HTTP and metrics listeners, graceful shutdown.
-import { readFileSync } from "node:fs";
 import postgres from "postgres";
-import { ConfigError } from "../shared/config.ts";
 import { KafkaProducer, librdkafkaVersion } from "../shared/kafka/index.ts";
-import { createLogger } from "../shared/logger.ts";
+import { startProcess } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
+import { startTracing, tracesUrl } from "../shared/tracing.ts";
 import { createApp } from "./app.ts";
-import { type ServerConfig, loadServerConfig } from "./config.ts";
+import { loadServerConfig } from "./config.ts";
 import { createServerMetrics } from "./metrics.ts";
 
-const logger = createLogger("server");
-
-function apiKeyHashes(config: ServerConfig): string[] {
-  const hashes = [...config.API_KEY_SHA256];
-  if (config.API_KEYS_FILE) {
-    for (const line of readFileSync(config.API_KEYS_FILE, "utf8").split("\n")) {
-      const h = line.trim();
-      if (!h || h.startsWith("#")) continue;
-      if (!/^[0-9a-f]{64}$/i.test(h))
-        throw new ConfigError([`API_KEYS_FILE: "${h.slice(0, 12)}…" is not a SHA-256 hex digest`]);
-      hashes.push(h);
-    }
-  }
-  if (!config.AUTH_DISABLED && hashes.length === 0) {
-    throw new ConfigError([
-      "API_KEY_SHA256 / API_KEYS_FILE: no API keys configured (or set AUTH_DISABLED=true for local demos)",
-    ]);
-  }
-  return hashes;
-}
+const { config, logger } = startProcess("server", () => loadServerConfig());
 
 async function main() {
-  const config = loadServerConfig();
-  const hashes = apiKeyHashes(config);
   if (config.AUTH_DISABLED) logger.warn("AUTH_DISABLED=true: POST /v1/scans accepts requests without an API key");
 
   const registry = createRegistry("server");
   let producer: KafkaProducer | null = null;
-  const metrics = createServerMetrics(registry, () => producer);
+  const queueCapacity = Number(config.kafka["queue.buffering.max.messages"] ?? 100_000);
+  const metrics = createServerMetrics(registry, () => producer, queueCapacity);
   producer = new KafkaProducer({
     config: config.kafka,
     // A fatal error is logged here once; /health then fails so the process is restarted.
@@ -49,7 +28,8 @@ async function main() {
   // The read side goes through pgbouncer (transaction pooling): no prepared statements.
   const sql = postgres(config.DATABASE_URL, { prepare: false, max: config.DB_POOL_MAX, onnotice: () => {} });
   let draining = false;
-  const app = createApp({ config, apiKeyHashes: hashes, producer, sql, metrics, logger, isDraining: () => draining });
+  const tracing = startTracing("qrscan-server", config);
+  const app = createApp({ config, producer, sql, metrics, logger, tracing, isDraining: () => draining });
   const server = Bun.serve({
     hostname: config.HOST,
     port: config.PORT,
@@ -58,7 +38,7 @@ async function main() {
     // Never Bun's development error page (it shows source code), whatever NODE_ENV says.
     development: false,
     // Only reached if app.fetch itself throws (Hono's onError answers everything else). Bun's own
-    // 400/413/431/505 answers to unparsable requests never get here (README "The edge endpoint").
+    // 400/413/431/505 answers to unparsable requests never get here (docs/api.md "What Bun answers itself").
     error(error) {
       logger.error({ err: error }, "unhandled error in the HTTP server");
       return Response.json({ error: "internal error" }, { status: 500 });
@@ -71,6 +51,7 @@ async function main() {
       metrics: `http://${metricsServer.hostname}:${metricsServer.port}/metrics`,
       topic: config.SCANS_TOPIC,
       librdkafka: librdkafkaVersion(),
+      traces: tracesUrl(config) ?? "off",
     },
     "edge server listening",
   );
@@ -92,6 +73,7 @@ async function main() {
     const flushed = await producer.flush(config.DRAIN_TIMEOUT_MS);
     await producer.close(1_000);
     await sql.end({ timeout: 2 });
+    await tracing.shutdown();
     metricsServer.stop(true);
     clearTimeout(hardStop);
     logger.info({ flushed }, "stopped");
@@ -102,7 +84,6 @@ async function main() {
 }
 
 main().catch((error) => {
-  if (error instanceof ConfigError) logger.fatal(error.message);
-  else logger.fatal({ err: error }, "server failed to start");
+  logger.fatal({ err: error }, "server failed to start");
   process.exit(1);
 });

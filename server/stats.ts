@@ -7,6 +7,8 @@ import * as v from "valibot";
 import { classifyDbError } from "../shared/db-errors.ts";
 import { QrId, RFC3339Timestamp, fieldErrors } from "../shared/event.ts";
 import type { Logger } from "../shared/logger.ts";
+import { ApiError } from "./errors.ts";
+import { requestLogFields } from "./tracing.ts";
 
 const INTERVAL_MS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
 const MAX_BUCKETS = 10_000;
@@ -36,17 +38,14 @@ export function statsHandler({
 }: { sql: Sql; logger: Logger; retryAfterSeconds: number }) {
   return async function stats(c: Context) {
     const parsed = v.safeParse(StatsQuery, { ...c.req.query(), qr_id: c.req.param("qr_id") });
-    if (!parsed.success) return c.json({ error: "invalid query", errors: fieldErrors(parsed.issues) }, 400);
+    if (!parsed.success) throw new ApiError(400, "invalid query", { errors: fieldErrors(parsed.issues) });
     const { qr_id, interval } = parsed.output;
     const to = parsed.output.to ? new Date(parsed.output.to) : new Date();
     const from = parsed.output.from ? new Date(parsed.output.from) : new Date(to.getTime() - 86_400_000);
-    if (from >= to) return c.json({ error: "`from` must be before `to`" }, 400);
+    if (from >= to) throw new ApiError(400, "`from` must be before `to`");
     const buckets = Math.ceil((to.getTime() - from.getTime()) / INTERVAL_MS[interval]);
     if (buckets > MAX_BUCKETS) {
-      return c.json(
-        { error: `${buckets} ${interval} buckets requested; at most ${MAX_BUCKETS}: narrow the range` },
-        400,
-      );
+      throw new ApiError(400, `${buckets} ${interval} buckets requested; at most ${MAX_BUCKETS}: narrow the range`);
     }
     let rows: { start: Date; count: string }[];
     try {
@@ -58,13 +57,11 @@ export function statsHandler({
     } catch (error) {
       const kind = classifyStatsError(error);
       // A value Postgres cannot represent (SQLSTATE class 22): the client's parameters, not an outage.
-      if (kind === "parameters") {
-        return c.json({ error: `invalid query: ${(error as Error).message}` }, 400);
-      }
+      if (kind === "parameters") throw new ApiError(400, `invalid query: ${(error as Error).message}`);
       if (kind === "unavailable") {
-        logger.warn({ err: error }, "stats query failed; answered 503");
-        return c.json({ error: "statistics are unavailable; retry later" }, 503, {
-          "Retry-After": String(retryAfterSeconds),
+        logger.warn({ err: error, ...requestLogFields(c) }, "stats query failed; answered 503");
+        throw new ApiError(503, "statistics are unavailable; retry later", {
+          headers: { "Retry-After": String(retryAfterSeconds) },
         });
       }
       throw error; // a bug or a broken deployment (e.g. no scan_counts table): app.onError, 500

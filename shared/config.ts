@@ -30,6 +30,13 @@ export const bool = (fallback: boolean) =>
 
 export const str = (fallback: string) => v.optional(v.string(), fallback);
 
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** LOG_LEVEL, in every process's schema. */
+export const logLevel = (fallback: LogLevel = "info") =>
+  v.optional(v.picklist(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`), fallback);
+
 /** A comma-separated list (empty entries dropped). */
 export const list = (fallback = "") =>
   v.pipe(
@@ -59,7 +66,11 @@ export function loadConfig<S extends v.ObjectSchema<v.ObjectEntries, v.ErrorMess
   );
 }
 
-/** librdkafka properties from env: KAFKA_OPT_LINGER_MS=10 → {"linger.ms": "10"}. */
+/**
+ * librdkafka properties from env: KAFKA_OPT_BATCH_NUM_MESSAGES=20000 → {"batch.num.messages": "20000"}.
+ * Applied after the process's own settings (so KAFKA_OPT_LINGER_MS would win over the server's
+ * KAFKA_LINGER_MS), and before the durability settings, which nothing overrides.
+ */
 export function kafkaOverrides(env: Record<string, string | undefined> = process.env, prefix = "KAFKA_OPT_") {
   const out: Record<string, string> = {};
   for (const [k, value] of Object.entries(env)) {

@@ -36,7 +36,7 @@ export function localStack() {
 
 export type LocalStack = ReturnType<typeof localStack>;
 
-/** Topics the product needs, created by `stack up` and by the server/worker at start-up. */
+/** Topics the product needs. `stack up` creates them; the server and the worker expect them to exist. */
 export const TOPICS = {
   scans: { name: "scans", partitions: 12 },
   deadLetters: { name: "analytics.errors", partitions: 3 },

@@ -1,8 +1,39 @@
-// Structured JSON logs (pino). One logger per process, named after the service.
+// Structured JSON logs (pino). One logger per process, named after the service, at the level its
+// configuration gives (LOG_LEVEL in each process's schema).
 import pino from "pino";
+import { ConfigError, type LogLevel } from "./config.ts";
 
 export type Logger = pino.Logger;
 
-export function createLogger(service: string, level = process.env.LOG_LEVEL ?? "info"): Logger {
-  return pino({ name: service, level, base: { service, pid: process.pid } });
+/**
+ * One JSON object per line: time (ms since the epoch), level (its name: "info", "error"…),
+ * service, pid, msg, and the context fields of docs/operations.md "Logs" (request_id, trace_id,
+ * worker, batch_id, offsets, err…).
+ */
+export function createLogger(service: string, level: LogLevel): Logger {
+  return pino({
+    level,
+    base: { service, pid: process.pid },
+    formatters: { level: (label) => ({ level: label }) },
+  });
+}
+
+/**
+ * A process's start: its configuration, resolved once, and its logger at the configured level.
+ * An invalid configuration is logged once (naming every bad variable) and the process exits 1.
+ */
+export function startProcess<C extends { LOG_LEVEL: LogLevel }>(
+  service: string,
+  load: () => C,
+): { config: C; logger: Logger } {
+  let config: C;
+  try {
+    config = load();
+  } catch (error) {
+    const logger = createLogger(service, "info");
+    if (error instanceof ConfigError) logger.fatal(error.message);
+    else logger.fatal({ err: error }, "could not load the configuration");
+    process.exit(1);
+  }
+  return { config, logger: createLogger(service, config.LOG_LEVEL) };
 }

@@ -47,11 +47,19 @@ export interface ProbeResult {
   body: Record<string, unknown>;
 }
 
+export interface Probes {
+  /** Liveness: answered from state kept outside the process's main loop; 503 means restart it. */
+  health?: () => ProbeResult;
+  /** Readiness: 503 means do not count on it yet (or any more), not restart it. */
+  ready?: () => ProbeResult | Promise<ProbeResult>;
+}
+
 /**
- * Serves `GET /metrics` from `registry`, and `GET /health` from `health` when given (the process's
- * liveness: answered from state kept outside its main loop); returns the Bun server.
+ * Serves `GET /metrics` from `registry`, and `GET /health` and `GET /ready` from the probes given
+ * (unauthenticated, like every probe); returns the Bun server.
  */
-export function serveMetrics(registry: Registry, hostname: string, port: number, health?: () => ProbeResult) {
+export function serveMetrics(registry: Registry, hostname: string, port: number, probes: Probes = {}) {
+  const answer = ({ ok, body }: ProbeResult) => Response.json(body, { status: ok ? 200 : 503 });
   return Bun.serve({
     hostname,
     port,
@@ -60,10 +68,8 @@ export function serveMetrics(registry: Registry, hostname: string, port: number,
       if (path === "/metrics") {
         return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
       }
-      if (path === "/health" && health) {
-        const { ok, body } = health();
-        return Response.json(body, { status: ok ? 200 : 503 });
-      }
+      if (path === "/health" && probes.health) return answer(probes.health());
+      if (path === "/ready" && probes.ready) return answer(await probes.ready());
       return new Response("not found", { status: 404 });
     },
   });

@@ -8,7 +8,15 @@ import { createHash } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
+import * as v from "valibot";
+import { loadConfig, str } from "../shared/config.ts";
 import { localStack } from "../shared/local-stack.ts";
+
+/** `bun run migrate`'s configuration (docs/operations.md). */
+export const MigrateConfigSchema = v.object({
+  /** Straight to Postgres, not through pgbouncer: the advisory lock is held for the whole session. */
+  DATABASE_DIRECT_URL: str(localStack().directDatabaseUrl),
+});
 
 export const MIGRATIONS_DIR = new URL("./migrations/", import.meta.url).pathname;
 const LOCK_KEY = 0x5153_4341; // arbitrary, fixed: "QSCA"
@@ -89,9 +97,9 @@ export async function migrate(url: string, dir = MIGRATIONS_DIR, log: (s: string
 }
 
 if (import.meta.main) {
-  const url = process.env.DATABASE_DIRECT_URL ?? localStack().directDatabaseUrl;
   try {
-    const applied = await migrate(url, MIGRATIONS_DIR, console.log);
+    const { DATABASE_DIRECT_URL } = loadConfig(MigrateConfigSchema);
+    const applied = await migrate(DATABASE_DIRECT_URL, MIGRATIONS_DIR, console.log);
     console.log(applied.length ? `migrate: ${applied.length} applied` : "migrate: up to date");
   } catch (error) {
     console.error(`migrate failed: ${(error as Error).message}`);

@@ -1,4 +1,7 @@
-// A worker process's configuration, from the environment (see README "The worker pool").
+// The configuration of a worker process and of the supervisor that runs the pool, each resolved
+// once at start-up: the environment, validated, then defaults. docs/operations.md documents every
+// variable; test/unit/config-docs.test.ts keeps it in step.
+import { availableParallelism } from "node:os";
 import * as v from "valibot";
 import {
   ConfigError,
@@ -7,9 +10,11 @@ import {
   int,
   kafkaOverrides,
   loadConfig,
+  logLevel,
   str,
 } from "../shared/config.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
+import { TracingConfigEntries } from "../shared/tracing.ts";
 
 export const WorkerConfigSchema = v.object({
   KAFKA_BROKERS: str(localStack().brokers),
@@ -42,6 +47,10 @@ export const WorkerConfigSchema = v.object({
   SHUTDOWN_TIMEOUT_MS: int(15_000, 100),
   /** Fault injection for tests and the crash suite: sleep after the DB commit, before the Kafka commit. */
   FAULT_DELAY_BEFORE_COMMIT_MS: int(0, 0),
+  /** This worker's slot in the pool (set by the supervisor); in every log line. */
+  WORKER_INDEX: int(0, 0, 255),
+  LOG_LEVEL: logLevel(),
+  ...TracingConfigEntries,
 });
 
 export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema> & {
@@ -78,4 +87,28 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     // The dead-letter producer: a poison message's offset is committed only after Kafka has it.
     producer: DURABLE_PRODUCER,
   };
+}
+
+/** The supervisor's own settings; the workers' (ports, topic, group, timeouts) are WorkerConfigSchema's. */
+export const SupervisorConfigSchema = v.object({
+  WORKER_POOL_SIZE: int(availableParallelism(), 1, 256),
+  /** The supervisor's metrics listener (committed lag, commit age, restarts); 0 picks a free port. */
+  SUPERVISOR_METRICS_PORT: int(9469, 0, 65535),
+  HEALTH_CHECK_INTERVAL_MS: int(5_000, 100),
+  /** Consecutive failed probes (503 or no answer within the interval) before a restart. */
+  HEALTH_CHECK_FAILURES: int(3, 1),
+  /** How often the group's committed offsets and the high watermarks are read from the broker. */
+  LAG_INTERVAL_MS: int(5_000, 500),
+});
+
+export type SupervisorConfig = v.InferOutput<typeof SupervisorConfigSchema> & {
+  /** The workers' configuration, from the same environment (worker i listens on METRICS_PORT + i). */
+  worker: WorkerConfig;
+  /** The workers' LOG_LEVEL, which the supervisor logs at too. */
+  LOG_LEVEL: WorkerConfig["LOG_LEVEL"];
+};
+
+export function loadSupervisorConfig(env: Record<string, string | undefined> = process.env): SupervisorConfig {
+  const worker = loadWorkerConfig(env);
+  return { ...loadConfig(SupervisorConfigSchema, env), worker, LOG_LEVEL: worker.LOG_LEVEL };
 }

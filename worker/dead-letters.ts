@@ -7,6 +7,7 @@ import { commitDurable } from "./commit.ts";
 import type { Transaction } from "./db.ts";
 import type { Poison } from "./decode.ts";
 import type { WorkerMetrics } from "./metrics.ts";
+import type { WithRetry } from "./retry.ts";
 
 export const HEADER = {
   error: "dlq_error",
@@ -61,7 +62,7 @@ export interface DeadLetterLoopOptions {
   logger: Logger;
   isStopping: () => boolean;
   /** Wraps the database write with the same transient-error retry as the main sink. */
-  withRetry: <T>(what: string, fn: () => Promise<T>) => Promise<T>;
+  withRetry: WithRetry;
 }
 
 /** Reads the dead-letter topic into dead_letters (idempotent on the source coordinates). */

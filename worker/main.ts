@@ -1,27 +1,24 @@
 // One worker process: the sink loop on `scans` and the dead-letter loop on `analytics.errors`,
 // each with its own consumer group, sharing a Postgres pool through pgbouncer. SIGTERM finishes
 // the current batches, commits, leaves both groups and exits 0 within SHUTDOWN_TIMEOUT_MS.
-import { ConfigError } from "../shared/config.ts";
+import type { Sql } from "postgres";
 import { isTransientDbError } from "../shared/db-errors.ts";
-import {
-  KafkaConsumer,
-  KafkaError,
-  KafkaProducer,
-  type TopicPartition,
-  librdkafkaVersion,
-} from "../shared/kafka/index.ts";
-import { createLogger } from "../shared/logger.ts";
-import { createRegistry, serveMetrics } from "../shared/metrics.ts";
+import { KafkaConsumer, KafkaError, KafkaProducer, librdkafkaVersion } from "../shared/kafka/index.ts";
+import { startProcess } from "../shared/logger.ts";
+import { type ProbeResult, createRegistry, serveMetrics } from "../shared/metrics.ts";
+import { startTracing, tracesUrl } from "../shared/tracing.ts";
 import { loadWorkerConfig } from "./config.ts";
 import { createDb } from "./db.ts";
 import { runDeadLetterLoop } from "./dead-letters.ts";
 import { createWorkerMetrics, recordLag } from "./metrics.ts";
 import { PartitionProgress } from "./progress.ts";
-import { createRetrier } from "./retry.ts";
-import { runScanLoop } from "./scan-loop.ts";
+import { createRetrier, pauseWhileRetrying } from "./retry.ts";
+import { BatchFailedError, runScanLoop } from "./scan-loop.ts";
 import { ScanSink } from "./sink.ts";
 
-const logger = createLogger("worker").child({ worker: process.env.WORKER_INDEX ?? "0" });
+const started = startProcess("worker", () => loadWorkerConfig());
+const config = started.config;
+const logger = started.logger.child({ worker: config.WORKER_INDEX });
 
 /**
  * postgres.js (3.4.x) can reject a second, internal promise when a connection fails during login
@@ -40,32 +37,61 @@ function tolerateLeakedConnectionErrors() {
   });
 }
 
+/**
+ * The worker's /ready: joined the group, and the database answers `select 1` within 2 s. The
+ * database's answer is kept for a second, so frequent probes do not take connections from the sink.
+ */
+function readiness(joined: () => boolean, sql: Sql): () => Promise<ProbeResult> {
+  let checked: { at: number; error: string | null } | null = null;
+  return async function ready() {
+    if (!checked || Date.now() - checked.at > 1_000) {
+      const error = await Promise.race([
+        sql`select 1`.then(
+          () => null,
+          (e: Error) => e.message,
+        ),
+        Bun.sleep(2_000).then(() => "no answer within 2000 ms"),
+      ]);
+      checked = { at: Date.now(), error };
+    }
+    if (!joined()) return { ok: false, body: { status: "joining the consumer group" } };
+    if (checked.error) return { ok: false, body: { status: "database unreachable", reason: checked.error } };
+    return { ok: true, body: { status: "ready" } };
+  };
+}
+
 async function main() {
   tolerateLeakedConnectionErrors();
-  const config = loadWorkerConfig();
   const registry = createRegistry("worker");
   const progress = new PartitionProgress(config.SCANS_TOPIC, config.STALL_TIMEOUT_MS);
   const metrics = createWorkerMetrics(registry, progress);
-  // Liveness: answered from the progress tracker, so it fails while the loop is stuck in a write.
-  const metricsServer = serveMetrics(registry, config.METRICS_HOST, config.METRICS_PORT, () => {
-    const partitions = progress.view();
-    const stalled = partitions.filter((p) => p.stalled).map((p) => p.partition);
-    return stalled.length === 0
-      ? { ok: true, body: { status: "ok", partitions } }
-      : {
-          ok: false,
-          body: {
-            status: "stalled",
-            reason: `partitions ${stalled.join(", ")} have pending work and no commit for over ${config.STALL_TIMEOUT_MS} ms`,
-            partitions,
-          },
-        };
-  });
   const db = createDb({
     url: config.DATABASE_URL,
     poolMax: config.DB_POOL_MAX,
     statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
     deadlineMarginMs: config.DB_DEADLINE_MARGIN_MS,
+  });
+  // Set by the first rebalance that gives this worker its share (possibly none): it is in the group.
+  let joinedGroup = false;
+  const metricsServer = serveMetrics(registry, config.METRICS_HOST, config.METRICS_PORT, {
+    // Liveness: answered from the progress tracker, so it fails while the loop is stuck in a write.
+    health: () => {
+      const partitions = progress.view();
+      const stalled = partitions.filter((p) => p.stalled).map((p) => p.partition);
+      return stalled.length === 0
+        ? { ok: true, body: { status: "ok", partitions } }
+        : {
+            ok: false,
+            body: {
+              status: "stalled",
+              reason: `partitions ${stalled.join(", ")} have pending work and no commit for over ${config.STALL_TIMEOUT_MS} ms`,
+              partitions,
+            },
+          };
+    },
+    // Readiness: in the consumer group (owning partitions or not: with more workers than
+    // partitions, one without any is still ready) and the database answers.
+    ready: readiness(() => joinedGroup, db.sql),
   });
   const onError = (error: KafkaError) => logger.warn({ code: error.code }, error.message);
   const producer = new KafkaProducer({ config: { ...config.kafka, ...config.producer }, onError });
@@ -74,6 +100,7 @@ async function main() {
     onError,
     onStats: (json) => recordLag(metrics, json),
     onAssign: (ps) => {
+      joinedGroup = true;
       progress.assigned(ps);
       metrics.assigned.set(consumer.assignment().length);
       logger.info({ partitions: ps.map((p) => p.partition) }, "partitions assigned");
@@ -89,35 +116,20 @@ async function main() {
     onError,
   });
 
+  const tracing = startTracing("qrscan-worker", config);
   let stopping = false;
-  const retrier = (c: KafkaConsumer) => {
-    let paused: TopicPartition[] = [];
-    // Several batches can be retrying at once (WRITES_IN_FLIGHT): pause on the first, resume after the last.
-    let retrying = 0;
-    return createRetrier({
+  const retrier = (c: KafkaConsumer) =>
+    createRetrier({
       baseMs: config.DB_RETRY_BASE_MS,
       capMs: config.DB_RETRY_CAP_MS,
       maxMs: config.DB_RETRY_MAX_MS,
       isRetriable: (e) => isTransientDbError(e) || (e instanceof KafkaError && e.retriable),
-      // While retrying, stop fetching instead of buffering: librdkafka stops prefetching too.
-      onStartRetrying: () => {
-        if (retrying++ > 0) return;
-        paused = c.assignment();
-        c.pause(paused);
-        metrics.paused.inc(paused.length);
-      },
-      onStopRetrying: () => {
-        if (--retrying > 0) return;
-        c.resume(paused);
-        metrics.paused.dec(paused.length);
-        paused = [];
-      },
-      onRetry: (what, attempt, delayMs, error) => {
+      ...pauseWhileRetrying(c, metrics.paused),
+      onRetry: (what, attempt, delayMs, error, log = logger) => {
         metrics.retries.inc();
-        logger.warn({ what, attempt, delayMs, err: error.message }, "transient failure; retrying");
+        log.warn({ what, attempt, delayMs, err: error.message }, "transient failure; retrying");
       },
     });
-  };
 
   consumer.subscribe([config.SCANS_TOPIC]);
   dlqConsumer.subscribe([config.DEAD_LETTER_TOPIC]);
@@ -126,6 +138,7 @@ async function main() {
       topic: config.SCANS_TOPIC,
       group: config.CONSUMER_GROUP,
       librdkafka: librdkafkaVersion(),
+      traces: tracesUrl(config) ?? "off",
       metrics: `http://${metricsServer.hostname}:${metricsServer.port}/metrics`,
     },
     "worker started",
@@ -141,6 +154,7 @@ async function main() {
       logger,
       isStopping: () => stopping,
       withRetry: retrier(consumer),
+      tracing,
     }),
     runDeadLetterLoop({
       consumer: dlqConsumer,
@@ -168,13 +182,15 @@ async function main() {
   await Promise.all([consumer.close(), dlqConsumer.close()]);
   await producer.close(5_000);
   await db.sql.end({ timeout: 5 });
+  await tracing.shutdown();
   metricsServer.stop(true);
   logger.info("stopped");
   process.exit(0);
 }
 
 main().catch((error) => {
-  if (error instanceof ConfigError) logger.fatal(error.message);
-  else logger.fatal({ err: error }, "worker failed; exiting for the supervisor to restart it");
+  // A failed batch's id and offsets go into the one line that reports it.
+  const batch = error instanceof BatchFailedError ? { batch_id: error.batch_id, offsets: error.offsets } : {};
+  logger.fatal({ err: error, ...batch }, "worker failed; exiting for the supervisor to restart it");
   process.exit(1);
 });

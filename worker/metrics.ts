@@ -19,6 +19,12 @@ export function createWorkerMetrics(registry: Registry, progress: PartitionProgr
       help: "Rows skipped because their event_id was already stored (replays, client retries)",
       registers: [registry],
     }),
+    freshness: new Histogram({
+      name: "scan_event_freshness_seconds",
+      help: "Per event, from the edge accepting it (its Kafka create time) to its row being visible (the sink's commit); the freshness SLO's metric",
+      buckets: [0.05, 0.1, 0.25, 0.4, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers: [registry],
+    }),
     writeDuration: new Histogram({
       name: "worker_write_duration_seconds",
       help: "COPY + insert + count upsert transaction duration",

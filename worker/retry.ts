@@ -1,6 +1,8 @@
-// Exponential backoff with full jitter, and a retrier for transient failures (worker/db-errors.ts
-// says which database errors are transient).
+// Exponential backoff with full jitter, a retrier for transient failures (shared/db-errors.ts
+// says which database errors are transient), and the hooks that pause fetching while it retries.
 import { isTransientDbError } from "../shared/db-errors.ts";
+import type { TopicPartition } from "../shared/kafka/index.ts";
+import type { Logger } from "../shared/logger.ts";
 
 export interface BackoffOptions {
   baseMs: number;
@@ -18,9 +20,13 @@ export interface RetrierOptions extends BackoffOptions {
   /** Called before the first retry (e.g. pause fetching) and after the last attempt (resume). */
   onStartRetrying?: () => void;
   onStopRetrying?: () => void;
-  onRetry?: (what: string, attempt: number, delayMs: number, error: Error) => void;
+  /** `log` is the caller's (e.g. the batch's logger, carrying its id and offsets), when it gave one. */
+  onRetry?: (what: string, attempt: number, delayMs: number, error: Error, log?: Logger) => void;
   isRetriable?: (error: unknown) => boolean;
 }
+
+/** What the loops are given: retries `fn`'s transient failures; `log` carries the caller's context. */
+export type WithRetry = <T>(what: string, fn: () => Promise<T>, log?: Logger) => Promise<T>;
 
 export class RetriesExhaustedError extends Error {
   constructor(what: string, ms: number, cause: unknown) {
@@ -32,7 +38,7 @@ export class RetriesExhaustedError extends Error {
 /** Runs `fn`, retrying transient failures with full-jitter backoff for at most `maxMs`. */
 export function createRetrier(o: RetrierOptions) {
   const retriable = o.isRetriable ?? isTransientDbError;
-  return async function withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  return async function withRetry<T>(what: string, fn: () => Promise<T>, log?: Logger): Promise<T> {
     const started = Date.now();
     let attempt = 0;
     try {
@@ -46,12 +52,47 @@ export function createRetrier(o: RetrierOptions) {
           if (attempt === 0) o.onStartRetrying?.();
           const delay = backoffDelay(attempt, o);
           attempt++;
-          o.onRetry?.(what, attempt, delay, error as Error);
+          o.onRetry?.(what, attempt, delay, error as Error, log);
           await Bun.sleep(delay);
         }
       }
     } finally {
       if (attempt > 0) o.onStopRetrying?.();
     }
+  };
+}
+
+/** What pauseWhileRetrying needs of a consumer. */
+export interface Pausable {
+  assignment(): TopicPartition[];
+  pause(partitions: TopicPartition[]): void;
+  resume(partitions: TopicPartition[]): void;
+}
+
+/**
+ * Retrier hooks that stop fetching while anything retries, instead of buffering (librdkafka stops
+ * prefetching paused partitions too). Several batches can retry at once (WRITES_IN_FLIGHT): the
+ * assignment is paused when the first starts retrying and resumed after the last one stops.
+ * `paused` counts the paused partitions (the worker_paused_partitions gauge).
+ */
+export function pauseWhileRetrying(
+  consumer: Pausable,
+  paused?: { inc(n: number): void; dec(n: number): void },
+): Required<Pick<RetrierOptions, "onStartRetrying" | "onStopRetrying">> {
+  let partitions: TopicPartition[] = [];
+  let retrying = 0;
+  return {
+    onStartRetrying: function pauseFetching() {
+      if (retrying++ > 0) return;
+      partitions = consumer.assignment();
+      consumer.pause(partitions);
+      paused?.inc(partitions.length);
+    },
+    onStopRetrying: function resumeFetching() {
+      if (--retrying > 0) return;
+      consumer.resume(partitions);
+      paused?.dec(partitions.length);
+      partitions = [];
+    },
   };
 }

@@ -6,6 +6,10 @@
 // batches are written at once (each in its own transaction, on its own connection), so this
 // process and the database work at the same time. Offsets are still committed batch by batch, in
 // poll order, and at most WRITES_IN_FLIGHT + 1 batches are held in memory.
+//
+// Each batch has an id (a counter of this process), a logger carrying it with the batch's offset
+// ranges, and with tracing on a CONSUMER span linked to its messages' producer spans.
+import { type Link, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { isDataError } from "../shared/db-errors.ts";
 import {
   type ConsumedMessage,
@@ -15,12 +19,14 @@ import {
   nextOffsets,
 } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
+import { TRACING_OFF, type Tracing, sampledLink } from "../shared/tracing.ts";
 import { commitDurable } from "./commit.ts";
 import type { WorkerConfig } from "./config.ts";
 import { publishDeadLetters } from "./dead-letters.ts";
 import { type Poison, type Row, decode, isPoison } from "./decode.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import type { PartitionProgress } from "./progress.ts";
+import type { WithRetry } from "./retry.ts";
 import type { ScanSink, WriteResult } from "./sink.ts";
 
 export interface ScanLoopOptions {
@@ -33,14 +39,27 @@ export interface ScanLoopOptions {
   progress: PartitionProgress;
   logger: Logger;
   isStopping: () => boolean;
-  withRetry: <T>(what: string, fn: () => Promise<T>) => Promise<T>;
+  withRetry: WithRetry;
+  /** Default: off. */
+  tracing?: Tracing;
+}
+
+/** A batch's offsets in log lines: the first and last offset polled per partition. */
+export interface OffsetRange {
+  topic: string;
+  partition: number;
+  first: number;
+  last: number;
 }
 
 interface Batch {
+  id: number;
   /** The offsets committing this batch commits: highest polled + 1 per partition. */
   offsets: TopicPartitionOffset[];
   rows: Row[];
   poison: Poison[];
+  /** The worker's logger with batch_id and offsets. */
+  log: Logger;
 }
 
 export async function runScanLoop(o: ScanLoopOptions): Promise<void> {
@@ -49,12 +68,13 @@ export async function runScanLoop(o: ScanLoopOptions): Promise<void> {
   const inFlight: Promise<void>[] = [];
   // The first write that failed: the loop stops at its next turn, not when it next awaits that write.
   let failure = null as { error: unknown } | null;
+  let batches = 0;
   while (!o.isStopping()) {
     if (failure) throw failure.error;
     const messages = await consumer.poll(config.BATCH_MAX_ROWS, config.BATCH_MAX_WAIT_MS, {
       workInFlight: inFlight.length > 0,
     });
-    const batch = messages.length > 0 ? await decodeBatch(messages) : null;
+    const batch = messages.length > 0 ? await decodeBatch(++batches, messages, o.logger) : null;
     if (batch) o.progress.polled(batch.offsets);
     if (inFlight.length >= config.WRITES_IN_FLIGHT) await inFlight.shift();
     if (batch) {
@@ -77,16 +97,27 @@ export async function runScanLoop(o: ScanLoopOptions): Promise<void> {
 // Messages decoded per turn of the event loop, so the batch being written is not held up.
 const DECODE_SLICE = 500;
 
-async function decodeBatch(messages: ConsumedMessage[]): Promise<Batch> {
+async function decodeBatch(id: number, messages: ConsumedMessage[], logger: Logger): Promise<Batch> {
   const rows: Row[] = [];
   const poison: Poison[] = [];
+  // The first offset per partition (messages of a partition arrive in order): for the log lines.
+  const first: number[] = [];
   for (let i = 0; i < messages.length; i++) {
     if (i > 0 && i % DECODE_SLICE === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-    const d = decode(messages[i] as ConsumedMessage);
+    const m = messages[i] as ConsumedMessage;
+    first[m.partition] ??= m.offset;
+    const d = decode(m);
     if (isPoison(d)) poison.push(d);
     else rows.push(d);
   }
-  return { offsets: nextOffsets(messages), rows, poison };
+  const offsets = nextOffsets(messages);
+  const ranges: OffsetRange[] = offsets.map(({ topic, partition, offset }) => ({
+    topic,
+    partition,
+    first: first[partition] as number,
+    last: offset - 1,
+  }));
+  return { id, offsets, rows, poison, log: logger.child({ batch_id: id, offsets: ranges }) };
 }
 
 /**
@@ -95,30 +126,135 @@ async function decodeBatch(messages: ConsumedMessage[]): Promise<Batch> {
  * early must not commit past one still being written. If `previous` failed, this one throws too.
  */
 async function writeAndCommit(o: ScanLoopOptions, batch: Batch, previous: Promise<void> | null): Promise<void> {
-  const { offsets, rows, poison } = batch;
+  const tracing = o.tracing ?? TRACING_OFF;
+  const span = tracing.enabled ? startBatchSpan(o, tracing, batch) : null;
+  try {
+    await writeAndCommitBatch(o, batch, previous, tracing, span);
+  } catch (error) {
+    span?.recordException(error as Error);
+    span?.setStatus({ code: SpanStatusCode.ERROR });
+    throw new BatchFailedError(batch, error);
+  } finally {
+    span?.end();
+  }
+}
+
+async function writeAndCommitBatch(
+  o: ScanLoopOptions,
+  batch: Batch,
+  previous: Promise<void> | null,
+  tracing: Tracing,
+  span: Span | null,
+): Promise<void> {
+  const { offsets, rows, poison, log } = batch;
   const { config, metrics } = o;
   const started = performance.now();
   // Each attempt isolates afresh: a retry after a partial bisection must not dead-letter twice.
-  const { result, isolated } = await o.withRetry("write batch", async () => {
-    const isolated: Poison[] = [];
-    return { result: await writeIsolating(o, rows, isolated), isolated };
-  });
+  const { result, isolated } = await traced(tracing, span, "write batch", { "db.system.name": "postgresql" }, () =>
+    o.withRetry(
+      "write batch",
+      async () => {
+        const isolated: Poison[] = [];
+        return { result: await writeIsolating(o, rows, isolated), isolated };
+      },
+      log,
+    ),
+  );
   poison.push(...isolated);
+  const writtenAt = Date.now();
   metrics.writeDuration.observe((performance.now() - started) / 1000);
+  // Freshness: accepted (the edge produced the message) → row visible (this commit), per event.
+  for (const row of rows) metrics.freshness.observe((writtenAt - row.message.timestamp) / 1000);
   if (poison.length) {
-    await o.withRetry("publish dead letters", () => publishDeadLetters(o.producer, config.DEAD_LETTER_TOPIC, poison));
+    await o.withRetry(
+      "publish dead letters",
+      () => publishDeadLetters(o.producer, config.DEAD_LETTER_TOPIC, poison),
+      log,
+    );
     metrics.deadLettered.inc(poison.length);
+    log.warn({ count: poison.length }, "dead-lettered messages that can never be stored");
   }
   if (config.FAULT_DELAY_BEFORE_COMMIT_MS) await Bun.sleep(config.FAULT_DELAY_BEFORE_COMMIT_MS);
 
   await previous;
   // A retriable commit error (the group coordinator moving while a broker restarts) is retried,
   // partitions paused, like a transient database error; it used to end the worker.
-  await o.withRetry("commit offsets", () => commitDurable(o, offsets));
+  await traced(tracing, span, "commit offsets", { "messaging.operation.type": "settle" }, () =>
+    o.withRetry("commit offsets", () => commitDurable({ ...o, logger: log }, offsets), log),
+  );
   o.progress.committed(offsets);
   metrics.batches.inc();
   metrics.inserted.inc(result.inserted);
   metrics.duplicates.inc(result.duplicates);
+  span?.setAttribute("qrscan.rows.inserted", result.inserted);
+  span?.setAttribute("qrscan.rows.duplicate", result.duplicates);
+}
+
+/** A batch that could not be written or committed; carries its id and offsets for the one log line. */
+export class BatchFailedError extends Error {
+  readonly batch_id: number;
+  readonly offsets: readonly TopicPartitionOffset[];
+  constructor(batch: Batch, cause: unknown) {
+    super(`batch ${batch.id}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = "BatchFailedError";
+    this.batch_id = batch.id;
+    this.offsets = batch.offsets;
+  }
+}
+
+/** The batch's CONSUMER span, linked to the producer span of each sampled message it carries. */
+function startBatchSpan(o: ScanLoopOptions, tracing: Tracing, batch: Batch): Span {
+  const links: Link[] = [];
+  for (const r of batch.rows) {
+    const link = sampledLink(r.message.headers?.traceparent);
+    if (link) links.push(link);
+  }
+  for (const p of batch.poison) {
+    const link = sampledLink(p.message.headers?.traceparent);
+    if (link) links.push(link);
+  }
+  return tracing.tracer.startSpan(
+    `process ${o.config.SCANS_TOPIC}`,
+    {
+      kind: SpanKind.CONSUMER,
+      links,
+      attributes: {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.operation.name": "process",
+        "messaging.destination.name": o.config.SCANS_TOPIC,
+        "messaging.consumer.group.name": o.config.CONSUMER_GROUP,
+        "messaging.batch.message_count": batch.rows.length + batch.poison.length,
+        "qrscan.batch.id": batch.id,
+      },
+    },
+    ROOT_CONTEXT,
+  );
+}
+
+/** Runs `fn` in a child span of `parent` when tracing is on; just runs it otherwise. */
+async function traced<T>(
+  tracing: Tracing,
+  parent: Span | null,
+  name: string,
+  attributes: Record<string, string>,
+  fn: () => Promise<T>,
+): Promise<T> {
+  if (!parent) return fn();
+  const span = tracing.tracer.startSpan(
+    name,
+    { kind: SpanKind.CLIENT, attributes },
+    trace.setSpan(ROOT_CONTEXT, parent),
+  );
+  try {
+    return await fn();
+  } catch (error) {
+    span.recordException(error as Error);
+    span.setStatus({ code: SpanStatusCode.ERROR });
+    throw error;
+  } finally {
+    span.end();
+  }
 }
 
 /**

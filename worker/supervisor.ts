@@ -8,29 +8,15 @@
 //   each partition's commit age on its own metrics listener;
 // - forwards SIGTERM/SIGINT to all workers and exits once they have all stopped.
 //   bun run worker            (WORKER_POOL_SIZE workers; default one per CPU)
-import { availableParallelism } from "node:os";
 import { Counter, Gauge } from "prom-client";
-import * as v from "valibot";
-import { ConfigError, int, loadConfig } from "../shared/config.ts";
 import { KafkaAdmin } from "../shared/kafka/index.ts";
-import { createLogger } from "../shared/logger.ts";
+import { startProcess } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
-import { loadWorkerConfig } from "./config.ts";
+import { loadSupervisorConfig } from "./config.ts";
 import { backoffDelay } from "./retry.ts";
 
-const logger = createLogger("supervisor");
-
-/** The supervisor's own settings; the workers' (ports, topic, group, timeouts) come from worker/config.ts. */
-const SupervisorConfigSchema = v.object({
-  WORKER_POOL_SIZE: int(availableParallelism(), 1, 256),
-  /** The supervisor's metrics listener (committed lag, commit age, restarts); 0 picks a free port. */
-  SUPERVISOR_METRICS_PORT: int(9469, 0, 65535),
-  HEALTH_CHECK_INTERVAL_MS: int(5_000, 100),
-  /** Consecutive failed probes (503 or no answer within the interval) before a restart. */
-  HEALTH_CHECK_FAILURES: int(3, 1),
-  /** How often the group's committed offsets and the high watermarks are read from the broker. */
-  LAG_INTERVAL_MS: int(5_000, 500),
-});
+const { config, logger } = startProcess("supervisor", () => loadSupervisorConfig());
+const worker = config.worker;
 
 interface Slot {
   index: number;
@@ -52,8 +38,6 @@ interface PartitionLagState {
 }
 
 function main() {
-  const config = loadConfig(SupervisorConfigSchema);
-  const worker = loadWorkerConfig();
   const entry = new URL("./main.ts", import.meta.url).pathname;
   const registry = createRegistry("supervisor");
   const restarts = new Counter({
@@ -105,10 +89,9 @@ function main() {
     labelNames: ["worker"] as const,
     registers: [registry],
   });
-  const metricsServer = serveMetrics(registry, worker.METRICS_HOST, config.SUPERVISOR_METRICS_PORT, () => ({
-    ok: true,
-    body: { status: "ok" },
-  }));
+  const metricsServer = serveMetrics(registry, worker.METRICS_HOST, config.SUPERVISOR_METRICS_PORT, {
+    health: () => ({ ok: true, body: { status: "ok" } }),
+  });
 
   let stopping = false;
   const slots: Slot[] = Array.from({ length: config.WORKER_POOL_SIZE }, (_, index) => ({
@@ -263,6 +246,6 @@ function main() {
 try {
   main();
 } catch (error) {
-  logger.fatal(error instanceof ConfigError ? error.message : { err: error });
+  logger.fatal({ err: error }, "supervisor failed");
   process.exit(1);
 }

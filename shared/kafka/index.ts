@@ -1,12 +1,12 @@
-// The project's Kafka client: a bun:ffi binding to librdkafka's C API.
-// See README.md ("Why our own Kafka binding") for why the Confluent npm package is not used.
+// The project's Kafka client: a bun:ffi binding to librdkafka's C API. Its public surface is the
+// safe classes and types below; the raw symbol table (ffi.ts) and the C helpers (native.ts) stay inside.
+// See docs/operations.md ("Why our own Kafka binding") for why the Confluent npm package is not used.
 import { lib } from "./ffi.ts";
 
 export { KafkaAdmin, type NewTopic, type PartitionLag, type TopicDescription } from "./admin.ts";
 export { type ConsumedMessage, type ConsumerOptions, KafkaConsumer } from "./consumer.ts";
 export { ErrorCode } from "./error-codes.ts";
 export { KAFKA_ERRORS, KafkaError, type KafkaErrorCode, LibraryNotFoundError, QueueFullError } from "./errors.ts";
-export { lib, loadLibrdkafka } from "./ffi.ts";
 export type { KafkaConfig, TopicPartition, TopicPartitionOffset } from "./native.ts";
 export { nextOffsets } from "./offsets.ts";
 export {

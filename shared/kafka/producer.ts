@@ -10,7 +10,7 @@
 // Batching and compression are librdkafka's job (linger.ms, batch.num.messages, compression.type).
 import { type Pointer, ptr, read } from "bun:ffi";
 import { ErrorCode } from "./error-codes.ts";
-import { KafkaError, QueueFullError, errorFromCode } from "./errors.ts";
+import { KafkaError, errorFromCode } from "./errors.ts";
 import { lib } from "./ffi.ts";
 import {
   EVENT,
@@ -23,7 +23,7 @@ import {
   VTYPE,
   VU,
 } from "./layout.ts";
-import { type KafkaConfig, createHandle, cstr, errName, errText } from "./native.ts";
+import { type KafkaConfig, createHandle, cstr, errName, errText, takeError } from "./native.ts";
 
 export type Bytes = string | Uint8Array;
 
@@ -231,15 +231,8 @@ export class KafkaProducer {
         pos = valuePos + valueLen;
       }
     }
-    const err = lib().rd_kafka_produceva(this.#rk, this.#vusPtr, n);
-    if (!err) return null;
-    const l = lib();
-    const code = l.rd_kafka_error_code(err);
-    const text = String(l.rd_kafka_error_string(err));
-    const fatal = l.rd_kafka_error_is_fatal(err) !== 0;
-    l.rd_kafka_error_destroy(err);
-    if (code === ErrorCode._QUEUE_FULL) return new QueueFullError();
-    return errorFromCode(code, `produce to ${m.topic} failed: ${text}`, fatal);
+    // _QUEUE_FULL comes back as a QueueFullError (errorFromCode), so the caller can wait and retry.
+    return takeError(lib().rd_kafka_produceva(this.#rk, this.#vusPtr, n), `produce to ${m.topic} failed`);
   }
 
   /** Writes key/value/header bytes into the scratch buffer at `pos`, growing it when needed. */

@@ -118,7 +118,6 @@ export async function createTestApp(
   let draining = false;
   const app = createApp({
     config,
-    apiKeyHashes: config.API_KEY_SHA256,
     producer,
     sql,
     metrics,

@@ -1,12 +1,13 @@
 // The librdkafka binding against the real local broker.
 import { describe, expect, test } from "bun:test";
+// Internal: the library lookup is not public API, but its error is.
+import { loadLibrdkafka } from "../../shared/kafka/ffi.ts";
 import {
   KafkaAdmin,
   KafkaConsumer,
   KafkaError,
   KafkaProducer,
   LibraryNotFoundError,
-  loadLibrdkafka,
   nextOffsets,
 } from "../../shared/kafka/index.ts";
 import { createAdmin, createConsumer, createProducer, createTopic } from "../helpers/fixtures.ts";

@@ -19,7 +19,7 @@ interface Answer {
   reason?: string;
 }
 const json = async (res: Response) => (await res.json()) as Answer;
-type LogLine = { level: number; msg: string; requestId?: string; err?: { message: string } };
+type LogLine = { level: number; msg: string; request_id?: string; err?: { message: string } };
 
 /** The app as createTestApp builds it, with a logger whose lines the test can read. */
 async function appWithLog(env: Record<string, string>, topic?: string) {
@@ -202,7 +202,7 @@ describe("producer errors", () => {
     expect(body.request_id).toBe(res.headers.get("x-request-id") as string);
     expect(body.error).toStartWith("events not stored: Kafka refused them (UNKNOWN_TOPIC: ");
     expect(body.error).toEndWith("); retrying will not help until the server is fixed");
-    expect(logs.map((l) => [l.level, l.msg, l.requestId])).toEqual([[50, "request failed", body.request_id]]);
+    expect(logs.map((l) => [l.level, l.msg, l.request_id])).toEqual([[50, "request failed", body.request_id]]);
   }, 30_000);
 
   test("librdkafka's fatal state (a real one): the request is a 500, /health and /ready fail with the reason, later requests are 500 without a log line", async () => {
@@ -247,6 +247,6 @@ describe("producer errors", () => {
     );
     // One line: the first request's own failure. The fatal state was logged once where it was
     // raised (main.ts's producer onError), so the requests it refuses add none.
-    expect(logs.map((l) => [l.level, l.msg, l.requestId])).toEqual([[50, "request failed", first.request_id]]);
+    expect(logs.map((l) => [l.level, l.msg, l.request_id])).toEqual([[50, "request failed", first.request_id]]);
   }, 30_000);
 });

@@ -30,6 +30,7 @@ interface Answer {
   accepted: number;
   rejected: { index: number; errors: { path: string; message: string }[] }[];
   error?: string;
+  request_id?: string;
 }
 const body = async (res: Response) => (await res.json()) as Answer;
 
@@ -85,7 +86,7 @@ describe("POST /v1/scans", () => {
     expect(sum(highWatermarks)).toBe(2);
     expect(answeredAfterMs).toBeGreaterThanOrEqual(900);
     expect(res.headers.get("x-request-id")).toBeTruthy();
-    expect(await body(res)).toEqual({ accepted: 2, rejected: [] });
+    expect(await body(res)).toEqual({ accepted: 2, rejected: [], request_id: String(res.headers.get("x-request-id")) });
 
     const consumer = createConsumer();
     consumer.subscribe([topic]);

@@ -1,6 +1,6 @@
 // The edge server as a real process, spoken to over raw TCP: the request-body budget under slow
 // uploads, HTTP/1.1 pipelining, and what Bun itself answers to requests it cannot parse or that
-// break its limits, before the app runs (README "The edge endpoint": what the client sees).
+// break its limits, before the app runs (docs/api.md "What Bun answers itself": what the client sees).
 import { describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { createTopic, onCleanup, spawnServer } from "../helpers/fixtures.ts";
@@ -79,6 +79,10 @@ async function connect(url: string) {
 }
 
 /** Complete HTTP/1.1 responses (with Content-Length) in `raw`, in order. */
+/** Status and body, with the request id the body carries shown as <X-Request-Id> when it is the header's. */
+const withId = (r: { status: number; headers: Record<string, string>; body: string }) =>
+  [r.status, r.body.replace(`"request_id":"${r.headers["x-request-id"]}"`, '"request_id":"<X-Request-Id>"')] as const;
+
 function responses(raw: string): { status: number; headers: Record<string, string>; body: string }[] {
   const out = [];
   let rest = raw;
@@ -183,10 +187,10 @@ describe("HTTP/1.1 pipelining", () => {
       "GET /health HTTP/1.1\r\nHost: edge\r\n\r\nGET /ready HTTP/1.1\r\nHost: edge\r\n\r\nDELETE /v1/scans HTTP/1.1\r\nHost: edge\r\n\r\n",
     );
     await c.until(() => responses(c.received).length === 3, "three answers");
-    expect(responses(c.received).map((r) => [r.status, r.body])).toEqual([
+    expect(responses(c.received).map(withId)).toEqual([
       [200, '{"status":"ok"}'],
       [200, '{"status":"ready"}'],
-      [405, '{"error":"DELETE is not allowed on /v1/scans; allowed: POST"}'],
+      [405, '{"error":"DELETE is not allowed on /v1/scans; allowed: POST","request_id":"<X-Request-Id>"}'],
     ]);
     expect(c.closed).toBe(false);
   }, 30_000);
@@ -194,7 +198,7 @@ describe("HTTP/1.1 pipelining", () => {
   test("a request pipelined behind a POST /v1/scans still waiting for Kafka: Bun closes the connection and answers neither", async () => {
     // Bun (uWS) refuses to pipeline behind a pending response (oven-sh/bun#38128): the client gets
     // zero bytes and a closed connection, and must retry both requests on a new connection. This
-    // test pins that behaviour; when Bun changes it, update README "The edge endpoint".
+    // test pins that behaviour; when Bun changes it, update docs/api.md "What Bun answers itself".
     const { url } = await spawnServer({ SCANS_TOPIC: await createTopic(1) });
     const c = await connect(url);
     const event = JSON.stringify([scan()]);
@@ -276,20 +280,22 @@ describe("what Bun answers itself, before the app runs", () => {
     const health = await connect(url);
     health.write("GET /health HTTP/1.0\r\n\r\n");
     await health.until(() => health.closed, "the HTTP/1.0 answer and close");
-    expect(responses(health.received).map((r) => [r.status, r.body])).toEqual([[200, '{"status":"ok"}']]);
+    expect(responses(health.received).map(withId)).toEqual([[200, '{"status":"ok"}']]);
     const event = JSON.stringify([scan()]);
     const ingest = await connect(url);
     ingest.write(
       `POST /v1/scans HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(event)}\r\n\r\n${event}`,
     );
     await ingest.until(() => ingest.closed, "the HTTP/1.0 answer and close");
-    expect(responses(ingest.received).map((r) => [r.status, r.body])).toEqual([[202, '{"accepted":1,"rejected":[]}']]);
+    expect(responses(ingest.received).map(withId)).toEqual([
+      [202, '{"accepted":1,"rejected":[],"request_id":"<X-Request-Id>"}'],
+    ]);
     const emptyHost = await connect(url);
     emptyHost.write("GET /ready HTTP/1.1\r\nHost:\r\n\r\nDELETE /v1/scans HTTP/1.1\r\nHost:\r\n\r\n");
     await emptyHost.until(() => responses(emptyHost.received).length === 2, "two answers");
-    expect(responses(emptyHost.received).map((r) => [r.status, r.body])).toEqual([
+    expect(responses(emptyHost.received).map(withId)).toEqual([
       [200, '{"status":"ready"}'],
-      [405, '{"error":"DELETE is not allowed on /v1/scans; allowed: POST"}'],
+      [405, '{"error":"DELETE is not allowed on /v1/scans; allowed: POST","request_id":"<X-Request-Id>"}'],
     ]);
   }, 30_000);
 });

@@ -171,7 +171,7 @@ test("restarts a worker killed with -9; SIGTERM mid-stream: every worker drains 
   expect(afterExit.committed).toBeGreaterThan(atSignal.committed);
   expect(partitions.filter((p) => p.rows !== p.storedNext || p.committed > p.storedNext)).toEqual([]);
   expect(afterExit.rows).toBeLessThan(PRODUCED);
-  // NOT what the README promises ("finishes its batch, commits, leaves the group"): when the pool
+  // NOT what docs/operations.md "Shutdown" promises ("finishes its batch, commits, leaves the group"): when the pool
   // stops at once, the first worker to leave rebalances the group, and the other's last commits are
   // refused (REBALANCE) and skipped; it still exits 0. Rows left stored-but-uncommitted this way are
   // always announced by that warning, and the next worker replays exactly them as duplicates.

@@ -1,6 +1,7 @@
 // The sink loop's ordering rules, with a scripted consumer and sink (pure orchestration logic;
 // the real Kafka/Postgres behaviour is covered by the integration tests).
 import { expect, test } from "bun:test";
+import pino from "pino";
 import { Registry } from "prom-client";
 import { toScanRecord } from "../../shared/event.ts";
 import {
@@ -16,7 +17,7 @@ import type { Row } from "../../worker/decode.ts";
 import { createWorkerMetrics } from "../../worker/metrics.ts";
 import { PartitionProgress } from "../../worker/progress.ts";
 import { createRetrier } from "../../worker/retry.ts";
-import { runScanLoop } from "../../worker/scan-loop.ts";
+import { BatchFailedError, runScanLoop } from "../../worker/scan-loop.ts";
 import type { ScanSink } from "../../worker/sink.ts";
 
 const now = new Date().toISOString();
@@ -50,6 +51,8 @@ interface Script {
   retry?: boolean;
   /** Keep polling (empty) after the batches run out, until this many polls; default: stop at once. */
   stopAfterPolls?: number;
+  /** Log lines, parsed (default: none are kept). */
+  logLines?: Record<string, unknown>[];
 }
 
 async function run(script: Script) {
@@ -108,11 +111,19 @@ async function run(script: Script) {
     sink: sink as unknown as ScanSink,
     metrics: createWorkerMetrics(new Registry(), progress),
     progress,
-    logger: createLogger("test", "silent"),
+    logger: script.logLines
+      ? pino({ level: "info" }, { write: (l: string) => script.logLines?.push(JSON.parse(l)) })
+      : createLogger("test", "silent"),
     isStopping: () =>
       script.stopAfterPolls === undefined ? script.batches.length === 0 : polls >= script.stopAfterPolls,
     withRetry: script.retry
-      ? createRetrier({ baseMs: 1, capMs: 2, maxMs: 2_000, isRetriable: (e) => e instanceof KafkaError && e.retriable })
+      ? createRetrier({
+          baseMs: 1,
+          capMs: 2,
+          maxMs: 2_000,
+          isRetriable: (e) => e instanceof KafkaError && e.retriable,
+          onRetry: (what, attempt, _delay, error, log) => log?.warn({ what, attempt, err: error.message }, "retrying"),
+        })
       : (_what, fn) => fn(),
   });
   return { done, log, pollsWithWorkInFlight, maxWriting: () => maxWriting, polls: () => polls };
@@ -161,6 +172,38 @@ test("a retriable offset-commit error (the coordinator moving) is retried, not t
   });
   await r.done;
   expect(r.log).toEqual(["written 0", "commit 3 refused (coordinator moving)", "commit 3", "written 3", "commit 6"]);
+});
+
+test("a batch's log lines carry its id and offset range; a failed batch's error carries them too", async () => {
+  const logLines: Record<string, unknown>[] = [];
+  const retried = await run({
+    batches: [batch(0), batch(3, 4)],
+    writeMs: {},
+    commitFailsOnce: new Set([7]),
+    writesInFlight: 1,
+    retry: true,
+    logLines,
+  });
+  await retried.done;
+  expect(logLines.map(({ msg, what, batch_id, offsets }) => ({ msg, what, batch_id, offsets }))).toEqual([
+    {
+      msg: "retrying",
+      what: "commit offsets",
+      batch_id: 2,
+      offsets: [{ topic: "scans", partition: 0, first: 3, last: 6 }],
+    },
+  ]);
+  const failed = await run({ batches: [batch(0), batch(3)], writeMs: {}, failing: new Set([3]), writesInFlight: 1 });
+  const error = await failed.done.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(BatchFailedError);
+  expect(error).toMatchObject({
+    batch_id: 2,
+    offsets: [{ topic: "scans", partition: 0, offset: 6 }],
+    message: "batch 2: batch at 3 failed",
+  });
 });
 
 test("never more than WRITES_IN_FLIGHT batches are written at once", async () => {

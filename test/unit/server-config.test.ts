@@ -1,12 +1,29 @@
 // Start-up configuration: defaults that work locally, and errors that name the variable.
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { clientIpResolver } from "../../server/app.ts";
 import { loadServerConfig } from "../../server/config.ts";
 import { ConfigError, kafkaOverrides } from "../../shared/config.ts";
 
+const DIGEST = "ab".repeat(32);
+/** The server's configuration with one API key digest (the server refuses to start without a key). */
+const load = (env: Record<string, string>) => loadServerConfig({ API_KEY_SHA256: DIGEST, ...env });
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error("expected a ConfigError");
+}
+
 describe("server configuration", () => {
   test("defaults work locally", () => {
-    const c = loadServerConfig({});
+    const c = load({});
     expect(c.PORT).toBe(8080);
     expect(c.HOST).toBe("127.0.0.1");
     expect(c.METRICS_HOST).toBe("127.0.0.1");
@@ -36,22 +53,54 @@ describe("server configuration", () => {
       "linger.ms": "20",
       "batch.num.messages": "500",
     });
-    expect(loadServerConfig({ KAFKA_OPT_LINGER_MS: "20" }).kafka["linger.ms"]).toBe("20");
+    expect(load({ KAFKA_OPT_LINGER_MS: "20" }).kafka["linger.ms"]).toBe("20");
+  });
+});
+
+describe("API keys and log level, resolved with the rest of the configuration", () => {
+  test("digests from API_KEY_SHA256 and from API_KEYS_FILE (one per line, # comments, blank lines)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "keys-"));
+    const file = join(dir, "keys");
+    writeFileSync(file, `# ops keys\n${"cd".repeat(32)}\n\n  ${"EF".repeat(32)}  \n`);
+    expect(load({ API_KEYS_FILE: file }).apiKeyHashes).toEqual([DIGEST, "cd".repeat(32), "EF".repeat(32)]);
+    expect(loadServerConfig({ API_KEYS_FILE: file }).apiKeyHashes).toEqual(["cd".repeat(32), "EF".repeat(32)]);
+  });
+
+  test("no key at all, an unreadable file or a line that is not a digest stops start-up, naming the variable", () => {
+    expect(configError(() => loadServerConfig({})).problems).toEqual([
+      "API_KEY_SHA256 / API_KEYS_FILE: no API keys configured (or set AUTH_DISABLED=true for local demos)",
+    ]);
+    expect(loadServerConfig({ AUTH_DISABLED: "true" }).apiKeyHashes).toEqual([]);
+    expect(configError(() => load({ API_KEYS_FILE: "/nonexistent/keys" })).problems[0]).toStartWith(
+      'API_KEYS_FILE="/nonexistent/keys": cannot be read (',
+    );
+    const dir = mkdtempSync(join(tmpdir(), "keys-"));
+    const file = join(dir, "keys");
+    writeFileSync(file, "plaintext-key-by-mistake\n");
+    expect(configError(() => load({ API_KEYS_FILE: file })).problems).toEqual([
+      'API_KEYS_FILE: "plaintext-ke…" is not a SHA-256 hex digest (one per line; # comments)',
+    ]);
+  });
+
+  test("LOG_LEVEL is one of pino's levels, default info", () => {
+    expect(load({}).LOG_LEVEL).toBe("info");
+    expect(load({ LOG_LEVEL: "warn" }).LOG_LEVEL).toBe("warn");
+    expect(configError(() => load({ LOG_LEVEL: "verbose" })).problems).toEqual([
+      'LOG_LEVEL="verbose": must be one of fatal, error, warn, info, debug, trace, silent',
+    ]);
   });
 });
 
 describe("request-body budget", () => {
   test("MAX_BODY_BYTES_IN_FLIGHT is a positive integer of at least MAX_BODY_BYTES", () => {
-    expect(loadServerConfig({ MAX_BODY_BYTES_IN_FLIGHT: "1048576" }).MAX_BODY_BYTES_IN_FLIGHT).toBe(1048576);
-    expect(() => loadServerConfig({ MAX_BODY_BYTES_IN_FLIGHT: "lots" })).toThrow(
+    expect(load({ MAX_BODY_BYTES_IN_FLIGHT: "1048576" }).MAX_BODY_BYTES_IN_FLIGHT).toBe(1048576);
+    expect(() => load({ MAX_BODY_BYTES_IN_FLIGHT: "lots" })).toThrow(
       'MAX_BODY_BYTES_IN_FLIGHT="lots": must be an integer',
     );
-    expect(() => loadServerConfig({ MAX_BODY_BYTES_IN_FLIGHT: "0" })).toThrow(
-      'MAX_BODY_BYTES_IN_FLIGHT="0": must be >= 1',
-    );
+    expect(() => load({ MAX_BODY_BYTES_IN_FLIGHT: "0" })).toThrow('MAX_BODY_BYTES_IN_FLIGHT="0": must be >= 1');
     const error = (() => {
       try {
-        loadServerConfig({ MAX_BODY_BYTES: "65536", MAX_BODY_BYTES_IN_FLIGHT: "65535" });
+        load({ MAX_BODY_BYTES: "65536", MAX_BODY_BYTES_IN_FLIGHT: "65535" });
       } catch (e) {
         return e;
       }
@@ -65,11 +114,11 @@ describe("request-body budget", () => {
 
 describe("producer durability cannot be configured away", () => {
   test("acks=all and idempotence are applied after every override", () => {
-    const plain = loadServerConfig({});
+    const plain = load({});
     expect(plain.kafka.acks).toBe("all");
     expect(plain.kafka["enable.idempotence"]).toBe(true);
     // The same durability spelled differently is accepted, and ours is what librdkafka gets last.
-    const same = loadServerConfig({
+    const same = load({
       KAFKA_OPT_ACKS: "-1",
       KAFKA_OPT_REQUEST_REQUIRED_ACKS: "ALL",
       KAFKA_OPT_ENABLE_IDEMPOTENCE: "True",
@@ -90,7 +139,7 @@ describe("producer durability cannot be configured away", () => {
     for (const [env, named] of weak) {
       let error: unknown;
       try {
-        loadServerConfig(env);
+        load(env);
       } catch (e) {
         error = e;
       }
@@ -100,7 +149,7 @@ describe("producer durability cannot be configured away", () => {
     }
     // Every offending variable is named at once.
     try {
-      loadServerConfig({ KAFKA_OPT_ACKS: "1", KAFKA_OPT_ENABLE_IDEMPOTENCE: "false" });
+      load({ KAFKA_OPT_ACKS: "1", KAFKA_OPT_ENABLE_IDEMPOTENCE: "false" });
       throw new Error("expected a ConfigError");
     } catch (error) {
       expect(error).toBeInstanceOf(ConfigError);

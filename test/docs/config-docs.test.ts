@@ -1,0 +1,62 @@
+// docs/operations.md's configuration tables are the schemas: each table lists exactly the
+// variables its process's schema reads, and each default shown is the schema's default.
+import { expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import * as v from "valibot";
+import { ServerConfigSchema } from "../../server/config.ts";
+import { MigrateConfigSchema } from "../../sql/migrate.ts";
+import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
+import { configRows, configTable } from "./harness.ts";
+
+const ops = readFileSync(new URL("../../docs/operations.md", import.meta.url), "utf8");
+const sorted = (xs: Iterable<string>) => [...xs].sort();
+
+/**
+ * Defaults that depend on where the table is read: the local stack's addresses (shown for its
+ * default ports) and the CPU count. Their cells must say so, in these words.
+ */
+const DESCRIBED_DEFAULTS: Record<string, RegExp> = {
+  KAFKA_BROKERS: /^local stack \(`127\.0\.0\.1:19092`\)$/,
+  DATABASE_URL: /^local pgbouncer$/,
+  DATABASE_DIRECT_URL: /^local Postgres \(`postgres:\/\/qrscan:qrscan@127\.0\.0\.1:15432\/qrscan`\)$/,
+  WORKER_POOL_SIZE: /^CPUs$/,
+};
+
+type Schema = v.ObjectSchema<v.ObjectEntries, undefined>;
+const SCHEMAS: [string, Schema][] = [
+  ["server", ServerConfigSchema as unknown as Schema],
+  ["worker", WorkerConfigSchema as unknown as Schema],
+  ["supervisor", SupervisorConfigSchema as unknown as Schema],
+  ["migrate", MigrateConfigSchema as unknown as Schema],
+];
+
+for (const [name, schema] of SCHEMAS) {
+  test(`the ${name} table lists exactly the ${name}'s schema, each with its default`, () => {
+    const rows = configRows(ops, name);
+    const documented = rows.map((r) => r.variable);
+    expect(documented.length).toBe(new Set(documented).size);
+    expect(sorted(documented)).toEqual(sorted(Object.keys(schema.entries)));
+    const wrong: string[] = [];
+    for (const { variable, defaultCell } of rows) {
+      const described = DESCRIBED_DEFAULTS[variable];
+      if (described) {
+        if (!described.test(defaultCell)) wrong.push(`${variable}: "${defaultCell}" should match ${described}`);
+        continue;
+      }
+      const fallback = v.getDefault(schema.entries[variable] as v.GenericSchema) as string | undefined;
+      const expected = fallback === undefined || fallback === "" ? "–" : `\`${fallback}\``;
+      if (defaultCell !== expected) wrong.push(`${variable}: the table says ${defaultCell}, the schema ${expected}`);
+    }
+    expect(wrong).toEqual([]);
+  });
+}
+
+test("configTable refuses a section without markers or with a row it cannot read", () => {
+  expect(() => configTable("| a |\n|---|\n| `X` |\n", "server")).toThrow(/no <!-- config:server -->/);
+  expect(() => configTable("<!-- config:s -->\n| v |\n|---|\n| HOST |\n<!-- /config:s -->", "s")).toThrow(
+    /first column must be one variable in backticks/,
+  );
+  expect(configTable("<!-- config:s -->\n| v | d |\n|---|---|\n| `A_B` | 1 |\n<!-- /config:s -->", "s")).toEqual([
+    "A_B",
+  ]);
+});
