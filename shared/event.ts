@@ -2,7 +2,7 @@
 // worker (validation of what it reads from Kafka). Unknown fields are rejected so typos surface.
 //
 // The rule: whatever this schema accepts, Postgres stores faithfully through the worker's encoding
-// (same instant, same day partition, same string, same JSON). shared/event.test.ts proves it with a
+// (same instant, same day partition, same string, same JSON). test/integration/event-roundtrip.test.ts proves it with a
 // seeded differential property test against the real database. So every check below mirrors a
 // limit of a Postgres column type, not a taste:
 // - timestamps: RFC 3339, real calendar dates, offsets within ±15:59 (timestamptz's limit), and an

@@ -49,7 +49,7 @@ export class PartitionProgress {
     for (const p of partitions) if (p.topic === this.#topic) this.#owned.delete(p.partition);
   }
 
-  /** A batch was polled: `offsets` are its next offsets per partition (commit.ts nextOffsets). */
+  /** A batch was polled: `offsets` are its next offsets per partition (shared/kafka/offsets.ts nextOffsets). */
   polled(offsets: readonly TopicPartitionOffset[]): void {
     const now = this.#now();
     for (const o of offsets) {

@@ -83,7 +83,7 @@ test("a transaction that never settles client-side ends with DbDeadlineError (fa
 });
 
 test("a row rejected during COPY surfaces as its data error (postgres.js patched), rolled back, the connection returned", async () => {
-  // The schema lets no such row through (shared/event.test.ts); this line is forged to reach the
+  // The schema lets no such row through (test/integration/event-roundtrip.test.ts); this line is forged to reach the
   // COPY error path, where unpatched postgres.js never settles (porsager/postgres#1173).
   const { database, db } = await setup(2_000, 1_000);
   const sink = new ScanSink(db.transaction);

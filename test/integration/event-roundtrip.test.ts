@@ -6,12 +6,19 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import * as v from "valibot";
-import { createDatabase } from "../test/helpers/fixtures.ts";
-import { ensureStack } from "../test/helpers/stack.ts";
-import { createDb } from "../worker/db.ts";
-import { decode, isPoison } from "../worker/decode.ts";
-import { ScanSink } from "../worker/sink.ts";
-import { type ScanEvent, ScanEventSchema, canonicalTimestamp, dayOf, fieldErrors, toScanRecord } from "./event.ts";
+import {
+  type ScanEvent,
+  ScanEventSchema,
+  canonicalTimestamp,
+  dayOf,
+  fieldErrors,
+  toScanRecord,
+} from "../../shared/event.ts";
+import { createDb } from "../../worker/db.ts";
+import { decode, isPoison } from "../../worker/decode.ts";
+import { ScanSink } from "../../worker/sink.ts";
+import { createDatabase } from "../helpers/fixtures.ts";
+import { ensureStack } from "../helpers/stack.ts";
 
 await ensureStack();
 
