@@ -2,6 +2,7 @@
 // Throwaway databases, processes and scrapes: scripts/harness.ts.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { LoadResult } from "./load.ts";
 
 /** `--name value` or `--name=value` from argv, else the fallback. */
 export function arg(name: string, fallback: string): string {
@@ -45,3 +46,33 @@ export const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? (s[Math.floor((s.length - 1) / 2)] as number) : Number.NaN;
 };
+
+/**
+ * Runs the load generator (bench/load.ts) in its own process, so its CPU is not the measured
+ * process's, and returns its result line.
+ */
+export async function runLoadProcess(
+  url: string,
+  scenario: string,
+  { duration, concurrency, extra = [] }: { duration: number; concurrency: number; extra?: string[] },
+): Promise<LoadResult> {
+  const proc = Bun.spawn(
+    [
+      "bun",
+      "bench/load.ts",
+      "--url",
+      url,
+      "--scenario",
+      scenario,
+      "--duration",
+      String(duration),
+      "--concurrency",
+      String(concurrency),
+      ...extra,
+    ],
+    { cwd: new URL("..", import.meta.url).pathname, stdout: "pipe", stderr: "inherit" },
+  );
+  const out = await new Response(proc.stdout).text();
+  if ((await proc.exited) !== 0) throw new Error(`load generator failed for ${scenario}`);
+  return JSON.parse(out.trim().split("\n").at(-1) as string) as LoadResult;
+}

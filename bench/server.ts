@@ -7,35 +7,15 @@ import { spawnUntilReady, stopProcess } from "../scripts/harness.ts";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
-import { numArg, printTable, saveResults } from "./lib.ts";
+import { numArg, printTable, runLoadProcess, saveResults } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
 
 const duration = numArg("duration", 10);
 const concurrency = numArg("concurrency", 64);
-const root = new URL("..", import.meta.url).pathname;
 const stack = localStack();
 
-async function load(url: string, scenario: string, extra: string[] = []): Promise<LoadResult> {
-  const proc = Bun.spawn(
-    [
-      "bun",
-      "bench/load.ts",
-      "--url",
-      url,
-      "--scenario",
-      scenario,
-      "--duration",
-      String(duration),
-      "--concurrency",
-      String(concurrency),
-      ...extra,
-    ],
-    { cwd: root, stdout: "pipe", stderr: "inherit" },
-  );
-  const out = await new Response(proc.stdout).text();
-  if ((await proc.exited) !== 0) throw new Error(`load generator failed for ${scenario}`);
-  return JSON.parse(out.trim().split("\n").at(-1) as string) as LoadResult;
-}
+const load = (url: string, scenario: string, extra: string[] = []) =>
+  runLoadProcess(url, scenario, { duration, concurrency, extra });
 
 await startKafka(stack);
 const results: Record<string, LoadResult> = {};
