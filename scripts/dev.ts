@@ -34,7 +34,10 @@ const rate = rateArg > 0 ? Number(process.argv[rateArg + 1]) : 500;
 const stack = localStack();
 const root = new URL("..", import.meta.url).pathname;
 const authDisabled = !process.env.API_KEY_SHA256 && !process.env.API_KEYS_FILE;
-const LOG_LEVEL = process.env.LOG_LEVEL ?? "warn";
+// The processes' JSON log lines go to files (compose.yaml's promtail ships them to Loki); the
+// terminal keeps the URLs and the status line.
+const LOG_LEVEL = process.env.LOG_LEVEL ?? "info";
+const LOG_DIR = `${stack.dir}/logs/app`;
 // What dev sets for the processes; everything else comes from this environment (service() adds it).
 const serverEnv: Record<string, string> = { LOG_LEVEL, ...(authDisabled ? { AUTH_DISABLED: "true" } : {}) };
 const poolEnv: Record<string, string> = { LOG_LEVEL, WORKER_POOL_SIZE: process.env.WORKER_POOL_SIZE ?? "2" };
@@ -61,8 +64,10 @@ await up();
 const applied = await migrate(stack.directDatabaseUrl);
 console.log(applied.length ? `dev: applied migrations ${applied.join(", ")}` : "dev: database schema up to date");
 
-const server = service("server", "server/main.ts", serverEnv, `http://127.0.0.1:${PORT}/ready`);
-const workers = service("workers", "worker/supervisor.ts", poolEnv);
+const server = service("server", "server/main.ts", serverEnv, `http://127.0.0.1:${PORT}/ready`, {
+  file: `${LOG_DIR}/server.log`,
+});
+const workers = service("workers", "worker/supervisor.ts", poolEnv, undefined, { file: `${LOG_DIR}/workers.log` });
 await Promise.all([server.start(), workers.start()]);
 
 console.log(`
@@ -72,6 +77,7 @@ console.log(`
   metrics     http://127.0.0.1:${METRICS_PORT}/metrics (server), http://127.0.0.1:${WORKER_METRICS_PORT}..${WORKER_METRICS_PORT + WORKERS - 1}/metrics (workers)
               http://127.0.0.1:${SUPERVISOR_METRICS_PORT}/metrics (supervisor: committed lag per partition, restarts)
   Postgres    ${stack.databaseUrl} (via pgbouncer)
+  logs        ${LOG_DIR}/server.log, workers.log (JSON lines, LOG_LEVEL=${LOG_LEVEL}; fields: docs/operations.md "Logs")
   Ctrl-C stops everything.
 `);
 

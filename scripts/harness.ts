@@ -2,6 +2,8 @@
 // throwaway databases on the local stack, processes started and polled until ready and stopped
 // by pid, and Prometheus endpoints scraped. The tests' fixtures (test/helpers/fixtures.ts) wrap
 // these with cleanup after each test; waiting is scripts/wait.ts.
+import { closeSync, mkdirSync, openSync } from "node:fs";
+import { dirname } from "node:path";
 import type { Subprocess } from "bun";
 import postgres from "postgres";
 import { type LocalStack, localStack } from "../shared/local-stack.ts";
@@ -74,13 +76,24 @@ export interface SpawnOptions {
   cmd: string[];
   /** Added to this process's environment. */
   env?: Record<string, string>;
-  /** Where its stdout and stderr go; "pipe" puts stderr's text into a readiness failure. */
-  output?: "inherit" | "ignore" | "pipe";
+  /**
+   * Where its stdout and stderr go; "pipe" puts stderr's text into a readiness failure, and
+   * `{ file }` appends both to that file (its folder is created).
+   */
+  output?: "inherit" | "ignore" | "pipe" | { file: string };
 }
 
 /** Spawns a process from the project's root with this process's environment plus `env`. */
 export function spawnProcess({ cmd, env = {}, output = "inherit" }: SpawnOptions): Subprocess {
-  return Bun.spawn(cmd, { cwd: ROOT, env: { ...process.env, ...env }, stdout: output, stderr: output });
+  let stdio: "inherit" | "ignore" | "pipe" | number;
+  if (typeof output === "object") {
+    mkdirSync(dirname(output.file), { recursive: true });
+    stdio = openSync(output.file, "a");
+  } else stdio = output;
+  const proc = Bun.spawn(cmd, { cwd: ROOT, env: { ...process.env, ...env }, stdout: stdio, stderr: stdio });
+  // The child has its own copy of the descriptor.
+  if (typeof stdio === "number") closeSync(stdio);
+  return proc;
 }
 
 export interface ReadyOptions extends SpawnOptions {

@@ -4,7 +4,14 @@ import { spawnSync } from "node:child_process";
 import type { Subprocess } from "bun";
 import { KafkaAdmin } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
-import { createThrowawayDatabase, killProcess, spawnProcess, spawnUntilReady, stopProcess } from "./harness.ts";
+import {
+  type SpawnOptions,
+  createThrowawayDatabase,
+  killProcess,
+  spawnProcess,
+  spawnUntilReady,
+  stopProcess,
+} from "./harness.ts";
 
 export interface ServiceHandle {
   name: string;
@@ -21,7 +28,7 @@ export function service(
   entry: string,
   env: Record<string, string>,
   readyUrl?: string,
-  output: "inherit" | "ignore" = "inherit",
+  output: SpawnOptions["output"] = "inherit",
 ): ServiceHandle {
   let proc: Subprocess | null = null;
   return {
