@@ -106,11 +106,17 @@ const isSymlink = (path: string) => {
 
 /**
  * A directory Prometheus can run from with the committed prometheus.yml and rules (symlinked, so
- * relative paths resolve here) and the given targets.
+ * relative paths resolve here) and the given targets. `configText` replaces the prometheus.yml link
+ * with a file (tests: the committed text with shorter intervals); the rules stay the committed ones.
  */
-export function preparePrometheusDir(dir: string, targets: Record<string, string>): string {
+export function preparePrometheusDir(dir: string, targets: Record<string, string>, configText?: string): string {
   mkdirSync(dir, { recursive: true });
-  linkTo(PROMETHEUS_CONFIG, join(dir, "prometheus.yml"));
+  if (configText === undefined) linkTo(PROMETHEUS_CONFIG, join(dir, "prometheus.yml"));
+  else {
+    // Never write through an earlier symlink into the committed file.
+    rmSync(join(dir, "prometheus.yml"), { force: true });
+    writeFileSync(join(dir, "prometheus.yml"), configText);
+  }
   linkTo(PROMETHEUS_RULES, join(dir, "rules"));
   writeTargets(join(dir, "targets"), targets);
   return join(dir, "prometheus.yml");
