@@ -8,7 +8,10 @@
 // of 15 s; Alertmanager's group_wait/group_interval 1 s), so the time to fire is the rule's own:
 // stalled_seconds > 60 for 1m, about two minutes.
 //
-// Mutations this test catches (each tried once, then reverted): see docs/monitoring.md.
+// Mutations this test catches (each tried once, then reverted):
+// | mutation                                                        | what fails                          |
+// | alertmanager.yml: send_resolved: false                          | no resolved notification in 90 s    |
+// | consumer.yml: ConsumerStalled threshold 600 s instead of 60 s   | not firing within 4 min of the lock |
 import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
