@@ -167,6 +167,11 @@ async function startOne(opts: {
   env?: NodeJS.ProcessEnv;
   readyUrl: string;
 }): Promise<void> {
+  // Running but not answering (e.g. an exporter wedged by a restart of what it watches): start it anew.
+  if (readPid(opts.pidFile) !== null && !(await answers(opts.readyUrl).catch(() => false))) {
+    console.log(`stack: ${opts.name} runs but does not answer ${opts.readyUrl}; restarting it`);
+    await stopPidFile(opts.pidFile, "SIGTERM");
+  }
   if (readPid(opts.pidFile) === null) {
     if (await portOpen(opts.port)) {
       throw new Error(`port ${opts.port} is in use by another process; set ${opts.portVar} to a free port`);
