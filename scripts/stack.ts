@@ -1,4 +1,5 @@
-// The local stack: real Kafka (KRaft), PostgreSQL and pgbouncer on loopback, data in .stack/.
+// The local stack: real Kafka (KRaft), PostgreSQL and pgbouncer on loopback, data in .stack/, and
+// their monitoring: Prometheus, Alertmanager, the Postgres and pgbouncer exporters (monitoring/).
 //   bun run stack up      start what is not running (idempotent), wait until each answers
 //   bun run stack down    stop exactly the processes `up` started, by their pids
 //   bun run stack status  what runs where
@@ -7,6 +8,7 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { localStack } from "../shared/local-stack.ts";
 import { kafkaPid, startKafka, stopKafka } from "./stack/kafka.ts";
+import { monitoringPaths, monitoringStatus, startMonitoring, stopMonitoring } from "./stack/monitoring.ts";
 import { ensurePackages } from "./stack/packages.ts";
 import {
   pgPaths,
@@ -23,10 +25,12 @@ const stack = localStack();
 export async function up(): Promise<void> {
   ensurePackages();
   await Promise.all([startKafka(stack), startPostgres(stack).then(() => startPgbouncer(stack))]);
+  await startMonitoring(stack);
   status();
 }
 
 export async function down(): Promise<void> {
+  await stopMonitoring(stack);
   await stopPgbouncer(stack);
   await Promise.all([stopKafka(stack), stopPostgres(stack)]);
   console.log("stack: stopped");
@@ -34,10 +38,15 @@ export async function down(): Promise<void> {
 
 export function status(): void {
   const line = (name: string, pid: number | null, where: string) =>
-    console.log(`${name.padEnd(10)} ${pid ? `running (pid ${pid})`.padEnd(22) : "stopped".padEnd(22)} ${where}`);
-  line("kafka", kafkaPid(stack), `KAFKA_BROKERS=${stack.brokers}`);
+    console.log(`${name.padEnd(12)} ${pid ? `running (pid ${pid})`.padEnd(22) : "stopped".padEnd(22)} ${where}`);
+  line(
+    "kafka",
+    kafkaPid(stack),
+    `KAFKA_BROKERS=${stack.brokers}  (JMX exporter http://127.0.0.1:${stack.kafkaJmxExporterPort}/metrics)`,
+  );
   line("postgres", postgresPid(stack), `DATABASE_DIRECT_URL=${stack.directDatabaseUrl}`);
   line("pgbouncer", pgbouncerPid(stack), `DATABASE_URL=${stack.databaseUrl}`);
+  for (const m of monitoringStatus(stack)) line(m.name, m.pid, m.where);
 }
 
 if (import.meta.main) {
@@ -51,6 +60,8 @@ if (import.meta.main) {
       // Data goes; the Kafka jar cache (kafka/libs) stays, so the next `up` needs no download.
       rmSync(pgPaths(stack).root, { recursive: true, force: true });
       rmSync(join(stack.dir, "kafka", "data"), { recursive: true, force: true });
+      rmSync(monitoringPaths(stack).prometheusData, { recursive: true, force: true });
+      rmSync(monitoringPaths(stack).alertmanagerData, { recursive: true, force: true });
       console.log(`stack: deleted the data in ${stack.dir}`);
     } else {
       console.error("usage: bun run stack up|down|status|reset");

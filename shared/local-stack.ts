@@ -19,8 +19,15 @@ export function localStack() {
     dir: resolve(process.env.STACK_DIR ?? new URL("../.stack", import.meta.url).pathname),
     kafkaPort,
     kafkaControllerPort: port("STACK_KAFKA_CONTROLLER_PORT", kafkaPort + 1),
+    /** The broker's JMX exporter javaagent (Prometheus metrics of the broker's MBeans). */
+    kafkaJmxExporterPort: port("STACK_KAFKA_JMX_EXPORTER_PORT", 19404),
     pgPort,
     pgbouncerPort,
+    postgresExporterPort: port("STACK_PG_EXPORTER_PORT", 19187),
+    pgbouncerExporterPort: port("STACK_PGBOUNCER_EXPORTER_PORT", 19127),
+    prometheusPort: port("STACK_PROMETHEUS_PORT", 19090),
+    // Not 19093: that is the Kafka controller's default (STACK_KAFKA_PORT + 1).
+    alertmanagerPort: port("STACK_ALERTMANAGER_PORT", 19094),
     database: "qrscan",
     user: "qrscan",
     password: "qrscan",

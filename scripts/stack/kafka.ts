@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KafkaAdmin } from "../../shared/kafka/admin.ts";
 import { type LocalStack, TOPICS } from "../../shared/local-stack.ts";
+import { jmxExporterAgentFlag } from "./monitoring.ts";
 import { portOpen, readPid, run, startDetached, stopPidFile, waitFor, writePid } from "./processes.ts";
 
 const POM = new URL("../kafka/pom.xml", import.meta.url).pathname;
@@ -113,7 +114,14 @@ export async function startKafka(stack: LocalStack): Promise<void> {
     if (await portOpen(stack.kafkaPort)) {
       throw new Error(`port ${stack.kafkaPort} is in use by another process; set STACK_KAFKA_PORT to a free port`);
     }
+    if (await portOpen(stack.kafkaJmxExporterPort)) {
+      throw new Error(
+        `port ${stack.kafkaJmxExporterPort} is in use by another process; set STACK_KAFKA_JMX_EXPORTER_PORT to a free port`,
+      );
+    }
     ensureKafkaJars(stack);
+    // The broker's metrics for Prometheus (monitoring/jmx-exporter/kafka.yml), served by the broker's JVM.
+    const jmxAgent = jmxExporterAgentFlag(stack);
     writeConfig(stack);
     formatStorage(stack);
     const pid = startDetached(
@@ -124,6 +132,7 @@ export async function startKafka(stack: LocalStack): Promise<void> {
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
+        jmxAgent,
         `-Dlog4j.configuration=file:${p.log4j}`,
         "-cp",
         javaClasspath(stack),

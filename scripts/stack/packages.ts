@@ -22,6 +22,24 @@ const REQUIREMENTS: Requirement[] = [
     packages: ["postgresql"],
   },
   { what: "pgbouncer", present: () => commandExists("pgbouncer"), packages: ["pgbouncer"] },
+  // Monitoring (scripts/stack/monitoring.ts). Debian may start the packages' own services on install
+  // where systemd runs; ours run with their own config, data and ports under $STACK_DIR.
+  { what: "Prometheus + promtool", present: () => commandExists("promtool"), packages: ["prometheus"] },
+  {
+    what: "Alertmanager",
+    present: () => commandExists("prometheus-alertmanager"),
+    packages: ["prometheus-alertmanager"],
+  },
+  {
+    what: "Postgres exporter",
+    present: () => commandExists("prometheus-postgres-exporter"),
+    packages: ["prometheus-postgres-exporter"],
+  },
+  {
+    what: "pgbouncer exporter",
+    present: () => commandExists("prometheus-pgbouncer-exporter"),
+    packages: ["prometheus-pgbouncer-exporter"],
+  },
 ];
 
 export function ensurePackages(): void {

@@ -156,6 +156,8 @@ export async function startPgbouncer(stack: LocalStack): Promise<void> {
         "auth_type = plain",
         `auth_file = ${p.bouncerUsers}`,
         "pool_mode = transaction",
+        // May run SHOW POOLS/STATS on the admin console: prometheus-pgbouncer-exporter (scripts/stack/monitoring.ts).
+        `stats_users = ${stack.user}`,
         "max_client_conn = 1000",
         "default_pool_size = 20",
         "reserve_pool_size = 5",

@@ -1,0 +1,277 @@
+// The stall alert, end to end on real components: real workers under load on the local stack's
+// Kafka and Postgres, a real Prometheus evaluating the committed rule files
+// (monitoring/prometheus/rules/) and a real Alertmanager with the committed alertmanager.yml, which
+// delivers to a webhook receiver this test runs on 127.0.0.1. The stall is real: another session
+// holds scan_events locked (as in worker-stall.test.ts), so the worker's write waits with no error.
+// Then the lock is released, and the alert must resolve and the resolution be delivered.
+// Only intervals differ from the committed configuration (scrape and evaluation every 1 s instead
+// of 15 s; Alertmanager's group_wait/group_interval 1 s), so the time to fire is the rule's own:
+// stalled_seconds > 60 for 1m, about two minutes.
+//
+// Mutations this test catches (each tried once, then reverted):
+// | mutation                                                        | what fails                          |
+// | alertmanager.yml: send_resolved: false                          | no resolved notification in 90 s    |
+// | consumer.yml: ConsumerStalled threshold 600 s instead of 60 s   | not firing within 4 min of the lock |
+import { expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import postgres from "postgres";
+import {
+  ALERTMANAGER_CONFIG,
+  PROMETHEUS_CONFIG,
+  alertmanagerArgs,
+  preparePrometheusDir,
+  prometheusArgs,
+} from "../../scripts/stack/monitoring.ts";
+import { createProducer, onCleanup } from "../helpers/kafka.ts";
+import { createDatabase, tally } from "../helpers/postgres.ts";
+import { freePort } from "../helpers/server.ts";
+import { events, produceEvents, waitFor, workerEnv, workerProcessEnv } from "../helpers/worker.ts";
+
+interface Notification {
+  receivedAt: number;
+  status: "firing" | "resolved";
+  alerts: { status: string; labels: Record<string, string>; annotations: Record<string, string> }[];
+}
+
+/** `text` with each [from, to] replaced; fails if a `from` is not in it (the committed file changed). */
+function override(text: string, pairs: [string, string][]): string {
+  let out = text;
+  for (const [from, to] of pairs) {
+    expect(out).toContain(from);
+    out = out.replaceAll(from, to);
+  }
+  return out;
+}
+
+function spawnLogged(cmd: string, args: string[], log: string) {
+  const proc = Bun.spawn([cmd, ...args], { stdout: Bun.file(log), stderr: Bun.file(`${log}.err`) });
+  onCleanup(async () => {
+    if (proc.exitCode === null) proc.kill("SIGKILL");
+    await proc.exited;
+  });
+  return proc;
+}
+
+const logTail = (file: string) => {
+  try {
+    return readFileSync(file, "utf8").split("\n").slice(-15).join("\n");
+  } catch {
+    return "";
+  }
+};
+
+test("a real stall: Prometheus fires ConsumerStalled, Alertmanager delivers it, then it resolves", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "alert-stall-"));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+
+  // The webhook receiver: every notification Alertmanager sends, with when it arrived.
+  const notifications: Notification[] = [];
+  const receiver = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    async fetch(req) {
+      notifications.push({ receivedAt: Date.now(), ...((await req.json()) as Omit<Notification, "receivedAt">) });
+      return new Response("ok");
+    },
+  });
+  onCleanup(() => receiver.stop(true));
+
+  // Real workers (a supervisor with two) on this test's topic and database.
+  const db = await createDatabase();
+  const env = await workerEnv(db.url, 3);
+  const workerPort = freePort();
+  const supervisorPort = freePort();
+  const supervisor = Bun.spawn(["bun", "worker/supervisor.ts"], {
+    cwd: new URL("../..", import.meta.url).pathname,
+    env: {
+      ...process.env,
+      ...workerProcessEnv(env),
+      WORKER_POOL_SIZE: "2",
+      METRICS_PORT: String(workerPort),
+      SUPERVISOR_METRICS_PORT: String(supervisorPort),
+      // The write waits on the lock without an error for the whole test.
+      DB_STATEMENT_TIMEOUT_MS: "600000",
+      LAG_INTERVAL_MS: "1000",
+      SHUTDOWN_TIMEOUT_MS: "2000",
+    },
+    stdout: "inherit",
+    stderr: "inherit",
+  });
+  onCleanup(async () => {
+    const children = Bun.spawnSync(["pgrep", "-P", String(supervisor.pid)])
+      .stdout.toString()
+      .split("\n")
+      .filter(Boolean)
+      .map(Number);
+    for (const pid of children) process.kill(pid, "SIGKILL");
+    if (supervisor.exitCode === null) supervisor.kill("SIGKILL");
+    await supervisor.exited;
+  });
+
+  // Alertmanager: the committed config, delivering to our receiver, without its 30 s / 5 min waits.
+  const amPort = freePort();
+  const amConfig = join(dir, "alertmanager.yml");
+  writeFileSync(
+    amConfig,
+    override(readFileSync(ALERTMANAGER_CONFIG, "utf8"), [
+      ["url: http://127.0.0.1:19095/alerts", `url: http://127.0.0.1:${receiver.port}/alerts`],
+      ["group_wait: 30s", "group_wait: 1s"],
+      ["group_interval: 5m", "group_interval: 1s"],
+    ]),
+  );
+  const amLog = join(dir, "alertmanager.log");
+  spawnLogged("prometheus-alertmanager", alertmanagerArgs(amConfig, join(dir, "am-data"), amPort), amLog);
+
+  // Prometheus: the committed prometheus.yml and rules, scraping this test's supervisor and workers.
+  const promPort = freePort();
+  const none = "[]\n";
+  const promConfig = preparePrometheusDir(
+    join(dir, "prometheus"),
+    {
+      server: none,
+      worker: `- targets: ["127.0.0.1:${workerPort}", "127.0.0.1:${workerPort + 1}"]\n`,
+      supervisor: `- targets: ["127.0.0.1:${supervisorPort}"]\n`,
+      kafka: none,
+      postgres: none,
+      pgbouncer: none,
+      alertmanager: `- targets: ["127.0.0.1:${amPort}"]\n`,
+      prometheus: `- targets: ["127.0.0.1:${promPort}"]\n`,
+    },
+    override(readFileSync(PROMETHEUS_CONFIG, "utf8"), [
+      ["scrape_interval: 15s", "scrape_interval: 1s"],
+      ["scrape_timeout: 10s", "scrape_timeout: 1s"],
+      ["evaluation_interval: 15s", "evaluation_interval: 1s"],
+    ]),
+  );
+  const promLog = join(dir, "prometheus.log");
+  spawnLogged("prometheus", prometheusArgs(promConfig, join(dir, "prom-data"), promPort), promLog);
+  const prom = `http://127.0.0.1:${promPort}`;
+  await waitFor(
+    `Prometheus ready at ${prom} (log: ${logTail(`${promLog}.err`)})`,
+    () => fetch(`${prom}/-/ready`).then((r) => r.status),
+    (s) => s === 200,
+    30_000,
+  );
+  await waitFor(
+    "Alertmanager ready",
+    () => fetch(`http://127.0.0.1:${amPort}/-/ready`).then((r) => r.status),
+    (s) => s === 200,
+    30_000,
+  );
+  const query = async (q: string) => {
+    const res = (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent(q)}`).then((r) => r.json())) as {
+      data: { result: { metric: Record<string, string>; value: [number, string] }[] };
+    };
+    return res.data.result;
+  };
+  const stallAlerts = async () => {
+    const res = (await fetch(`${prom}/api/v1/alerts`).then((r) => r.json())) as {
+      data: { alerts: { labels: Record<string, string>; state: string }[] };
+    };
+    return res.data.alerts.filter((a) => a.labels.alertname === "ConsumerStalled" && a.labels.topic === env.scansTopic);
+  };
+
+  // Load: 100 events every 250 ms for the whole test.
+  const producer = createProducer();
+  let produced = 0;
+  let loading = true;
+  const load = (async () => {
+    while (loading) {
+      await produceEvents(producer, env.scansTopic, events(100, 30));
+      produced += 100;
+      await Bun.sleep(250);
+    }
+  })();
+  onCleanup(async () => {
+    loading = false;
+    await load;
+  });
+
+  // Healthy first: Prometheus scrapes both workers and the supervisor, rows flow, no stall.
+  await waitFor(
+    "Prometheus scraping the supervisor and both workers (up == 1)",
+    () => query('up{job=~"supervisor|worker"}'),
+    (r) => r.length === 3 && r.every((s) => s.value[1] === "1"),
+    60_000,
+    500,
+  );
+  await waitFor(
+    "rows flowing and the committed lag series in Prometheus",
+    async () => ({ rows: (await tally(db.sql)).rows, lag: await query("consumer_group_lag") }),
+    (x) => x.rows >= 1_000 && x.lag.length === 3,
+    60_000,
+    500,
+  );
+  expect(await stallAlerts()).toEqual([]);
+
+  // The fault: scan_events locked by another session.
+  const locker = postgres(db.directUrl, { max: 1, onnotice: () => {} });
+  const session = await locker.reserve();
+  onCleanup(async () => {
+    await session`rollback`.catch(() => {});
+    session.release();
+    await locker.end({ timeout: 1 });
+  });
+  await session`begin`;
+  await session`lock table scan_events in access exclusive mode`;
+  const faultAt = Date.now();
+
+  const firing = await waitFor(
+    "Prometheus to evaluate ConsumerStalled to firing (committed rule: stalled > 60 s for 1m)",
+    stallAlerts,
+    (a) => a.some((x) => x.state === "firing"),
+    4 * 60_000,
+    1_000,
+  );
+  const firingAt = Date.now();
+  expect(firing.find((a) => a.state === "firing")?.labels.severity).toBe("page");
+  const delivered = await waitFor(
+    `Alertmanager to deliver ConsumerStalled to the webhook (alertmanager log: ${logTail(amLog)})`,
+    async () => notifications.filter((n) => n.status === "firing"),
+    (ns) => ns.some((n) => n.alerts.some((a) => a.labels.alertname === "ConsumerStalled")),
+    60_000,
+    250,
+  );
+  const deliveredAt = delivered[0]?.receivedAt ?? Number.NaN;
+  const alert = delivered[0]?.alerts.find((a) => a.labels.alertname === "ConsumerStalled");
+  expect(alert?.labels.topic).toBe(env.scansTopic);
+  expect(alert?.labels.severity).toBe("page");
+  expect(alert?.annotations.runbook_url).toBe("docs/runbooks/consumer-stalled.md");
+  expect(alert?.annotations.summary).toContain(`Partition ${env.scansTopic}/`);
+  // Not early: the rule cannot hold before 60 s of stall plus its minute of "for".
+  const stallNotices = notifications.filter((n) => n.alerts.some((a) => a.labels.alertname === "ConsumerStalled"));
+  expect(stallNotices.filter((n) => n.receivedAt < faultAt + 60_000)).toEqual([]);
+  // The issue's bound: a stall pages within 5 minutes.
+  expect(deliveredAt - faultAt).toBeLessThan(5 * 60_000);
+
+  // Undo the fault: the rows are stored, the alert resolves and the resolution is delivered.
+  await session`rollback`;
+  const releasedAt = Date.now();
+  const resolved = await waitFor(
+    "a resolved ConsumerStalled notification",
+    async () => notifications.filter((n) => n.status === "resolved"),
+    (ns) => ns.some((n) => n.alerts.some((a) => a.labels.alertname === "ConsumerStalled")),
+    90_000,
+    250,
+  );
+  const resolvedAt = resolved[0]?.receivedAt ?? Number.NaN;
+  expect(await stallAlerts()).toEqual([]);
+
+  loading = false;
+  await load;
+  await waitFor(
+    `all ${produced} produced rows stored`,
+    () => tally(db.sql),
+    (t) => t.rows === produced,
+    60_000,
+    500,
+  );
+  console.log(
+    `alert-stall: fault -> firing in Prometheus ${((firingAt - faultAt) / 1000).toFixed(1)} s, -> delivered ${((deliveredAt - faultAt) / 1000).toFixed(1)} s; release -> resolved delivered ${((resolvedAt - releasedAt) / 1000).toFixed(1)} s`,
+  );
+
+  supervisor.kill("SIGTERM");
+  expect(await supervisor.exited).toBe(0);
+}, 420_000);
