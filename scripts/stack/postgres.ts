@@ -2,7 +2,7 @@
 // unprivileged `postgres` user when we are root. Never touches the system's own server.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
 import type { LocalStack } from "../../shared/local-stack.ts";
@@ -134,47 +134,56 @@ async function ensureRoleAndDatabase(stack: LocalStack, adminUrl: string): Promi
   }
 }
 
+/** pgbouncer's configuration for this stack. */
+function pgbouncerIni(stack: LocalStack, usersFile: string): string {
+  return [
+    "[databases]",
+    `${stack.database} = host=127.0.0.1 port=${stack.pgPort} dbname=${stack.database}`,
+    // Any other database (e.g. the tests' throwaway ones) by the same name on the same cluster.
+    `* = host=127.0.0.1 port=${stack.pgPort}`,
+    "",
+    "[pgbouncer]",
+    "listen_addr = 127.0.0.1",
+    `listen_port = ${stack.pgbouncerPort}`,
+    "unix_socket_dir =",
+    "auth_type = plain",
+    `auth_file = ${usersFile}`,
+    "pool_mode = transaction",
+    // May run SHOW POOLS/STATS on the admin console: prometheus-pgbouncer-exporter (scripts/stack/monitoring.ts).
+    `stats_users = ${stack.user}`,
+    "max_client_conn = 1000",
+    "default_pool_size = 20",
+    "reserve_pool_size = 5",
+    // A client waiting this long for a server connection gets an error (and the worker backs
+    // off with paused partitions) rather than hanging through a long database outage.
+    "query_wait_timeout = 5",
+    // After Postgres was unreachable, try logging in again after 1 s (default 15 s).
+    "server_login_retry = 1",
+    "server_reset_query =",
+    "ignore_startup_parameters = extra_float_digits,options,search_path",
+    "",
+  ].join("\n");
+}
+
 export async function startPgbouncer(stack: LocalStack): Promise<void> {
   const p = pgPaths(stack);
-  if (readPid(p.bouncerPid) === null) {
+  const ini = pgbouncerIni(stack, p.bouncerUsers);
+  const running = readPid(p.bouncerPid);
+  if (running === null) {
     if (await portOpen(stack.pgbouncerPort)) {
       throw new Error(`port ${stack.pgbouncerPort} is in use by another process; set STACK_PGBOUNCER_PORT`);
     }
     writeFileSync(p.bouncerUsers, `"${stack.user}" "${stack.password}"\n`);
-    writeFileSync(
-      p.bouncerIni,
-      [
-        "[databases]",
-        `${stack.database} = host=127.0.0.1 port=${stack.pgPort} dbname=${stack.database}`,
-        // Any other database (e.g. the tests' throwaway ones) by the same name on the same cluster.
-        `* = host=127.0.0.1 port=${stack.pgPort}`,
-        "",
-        "[pgbouncer]",
-        "listen_addr = 127.0.0.1",
-        `listen_port = ${stack.pgbouncerPort}`,
-        "unix_socket_dir =",
-        "auth_type = plain",
-        `auth_file = ${p.bouncerUsers}`,
-        "pool_mode = transaction",
-        // May run SHOW POOLS/STATS on the admin console: prometheus-pgbouncer-exporter (scripts/stack/monitoring.ts).
-        `stats_users = ${stack.user}`,
-        "max_client_conn = 1000",
-        "default_pool_size = 20",
-        "reserve_pool_size = 5",
-        // A client waiting this long for a server connection gets an error (and the worker backs
-        // off with paused partitions) rather than hanging through a long database outage.
-        "query_wait_timeout = 5",
-        // After Postgres was unreachable, try logging in again after 1 s (default 15 s).
-        "server_login_retry = 1",
-        "server_reset_query =",
-        "ignore_startup_parameters = extra_float_digits,options,search_path",
-        "",
-      ].join("\n"),
-    );
+    writeFileSync(p.bouncerIni, ini);
     chmodSync(p.bouncerUsers, 0o600);
     ownByServiceUser(p.root);
     const [cmd, args] = asServiceUser("pgbouncer", [p.bouncerIni]);
     writePid(p.bouncerPid, startDetached(cmd, args, p.bouncerLog));
+  } else if (!existsSync(p.bouncerIni) || readFileSync(p.bouncerIni, "utf8") !== ini) {
+    // A stack started by an older checkout: apply this one's settings (e.g. stats_users) without
+    // dropping clients. SIGHUP makes pgbouncer reload its configuration file.
+    writeFileSync(p.bouncerIni, ini);
+    process.kill(running, "SIGHUP");
   }
   await waitFor("pgbouncer", () => sqlAnswers(stack.databaseUrl), 30_000, p.bouncerLog);
 }

@@ -7,8 +7,10 @@ import { expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { PROMETHEUS_RULES } from "../../scripts/stack/monitoring.ts";
-import { stack } from "../helpers/kafka.ts";
+import { ensureStack, stack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
+
+await ensureStack();
 
 const exporters = {
   kafka: `http://127.0.0.1:${stack.kafkaJmxExporterPort}/metrics`,

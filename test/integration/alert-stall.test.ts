@@ -24,10 +24,14 @@ import {
   preparePrometheusDir,
   prometheusArgs,
 } from "../../scripts/stack/monitoring.ts";
-import { createProducer, onCleanup } from "../helpers/kafka.ts";
-import { createDatabase, tally } from "../helpers/postgres.ts";
+import { createDatabase, createProducer, onCleanup, workerEnv, workerProcessEnv } from "../helpers/fixtures.ts";
+import { tally } from "../helpers/postgres.ts";
 import { freePort } from "../helpers/server.ts";
-import { events, produceEvents, waitFor, workerEnv, workerProcessEnv } from "../helpers/worker.ts";
+import { ensureStack } from "../helpers/stack.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { events, produceEvents } from "../helpers/worker.ts";
+
+await ensureStack();
 
 interface Notification {
   receivedAt: number;
