@@ -10,12 +10,13 @@ export type Logger = pino.Logger;
  * service, pid, msg, and the context fields of docs/operations.md "Logs" (request_id, trace_id,
  * worker, batch_id, offsets, err…).
  */
-export function createLogger(service: string, level: LogLevel): Logger {
-  return pino({
+export function createLogger(service: string, level: LogLevel, destination?: pino.DestinationStream): Logger {
+  const options = {
     level,
     base: { service, pid: process.pid },
-    formatters: { level: (label) => ({ level: label }) },
-  });
+    formatters: { level: (label: string) => ({ level: label }) },
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 /**

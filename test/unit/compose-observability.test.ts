@@ -1,0 +1,155 @@
+// compose.yaml's traces, logs and dashboards cannot run on the project's machines (their images
+// are not in Debian; `docker-compose config` only checks the syntax). These invariants check
+// that the pieces agree with each other and with the app: the files mounted exist, every address
+// one service is told matches where the other listens, everything binds to loopback, no two
+// listeners share a port, and the log fields promtail reads are the ones the app writes.
+import { describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { Writable } from "node:stream";
+import { createLogger } from "../../shared/logger.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+// biome-ignore lint/suspicious/noExplicitAny: YAML documents, read field by field
+const yaml = (path: string): any => Bun.YAML.parse(readFileSync(`${ROOT}/${path}`, "utf8"));
+
+const compose = yaml("compose.yaml");
+const services = compose.services as Record<
+  string,
+  { command?: string[]; volumes?: string[]; environment?: Record<string, string>; network_mode?: string }
+>;
+const otel = yaml("monitoring/otel-collector/config.yaml");
+const loki = yaml("monitoring/loki/config.yaml");
+const promtail = yaml("monitoring/promtail/config.yaml");
+const datasources = yaml("monitoring/grafana/provisioning/datasources/datasources.yaml").datasources as {
+  uid: string;
+  type: string;
+  url: string;
+}[];
+const dashboardProviders = yaml("monitoring/grafana/provisioning/dashboards/dashboards.yaml").providers as {
+  options: { path: string };
+}[];
+
+/** A service's command-line flag value, e.g. flag("jaeger", "--query.http-server.host-port"). */
+function flag(service: string, name: string): string {
+  const arg = services[service]?.command?.find((a) => a.startsWith(`${name}=`));
+  if (!arg) throw new Error(`${service} has no ${name}=… in its command`);
+  return arg.slice(name.length + 1);
+}
+const portOf = (address: string) => Number(new URL(address.includes("://") ? address : `tcp://${address}`).port);
+const datasource = (type: string) => {
+  const d = datasources.find((x) => x.type === type);
+  if (!d) throw new Error(`no ${type} data source`);
+  return d;
+};
+/** "source:target[:ro|rw]" → {source, target}; the source may hold a colon (`${STACK_DIR:-./.stack}`). */
+function parseVolume(volume: string): { source: string; target: string } {
+  const spec = volume.replace(/:(ro|rw)$/, "");
+  const at = spec.lastIndexOf(":");
+  return at < 0 ? { source: spec, target: spec } : { source: spec.slice(0, at), target: spec.slice(at + 1) };
+}
+
+/** The host path a service mounts at `target`. */
+function mountSource(service: string, target: string): string {
+  const volume = services[service]?.volumes?.map(parseVolume).find((v) => v.target === target);
+  if (!volume) throw new Error(`${service} mounts nothing at ${target}`);
+  return volume.source;
+}
+
+describe("compose.yaml: traces, logs and dashboards", () => {
+  test("every file or folder of the repository that a service mounts exists", () => {
+    const missing: string[] = [];
+    for (const [name, s] of Object.entries(services)) {
+      for (const volume of s.volumes ?? []) {
+        const { source } = parseVolume(volume);
+        if (!source.startsWith("./")) continue; // named volumes, the docker socket, $STACK_DIR
+        if (!existsSync(`${ROOT}/${source}`)) missing.push(`${name}: ${source}`);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
+  test("traces: the app's OTLP endpoint is the collector's receiver, and the collector exports to Jaeger", () => {
+    // docs/operations.md tells the app OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318.
+    const receiver = otel.receivers.otlp.protocols.http.endpoint as string;
+    expect(receiver).toBe("127.0.0.1:4318");
+    expect(readFileSync(`${ROOT}/docs/operations.md`, "utf8")).toContain(
+      "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318",
+    );
+    expect(otel.exporters["otlp/jaeger"].endpoint).toBe(flag("jaeger", "--collector.otlp.grpc.host-port"));
+    expect(otel.service.pipelines.traces.exporters).toEqual(["otlp/jaeger"]);
+    expect(portOf(datasource("jaeger").url)).toBe(portOf(flag("jaeger", "--query.http-server.host-port")));
+  });
+
+  test("logs: promtail reads the folder dev writes and pushes to Loki, which Grafana queries", () => {
+    const lokiHttp = loki.server.http_listen_port as number;
+    expect(portOf(promtail.clients[0].url)).toBe(lokiHttp);
+    expect(portOf(datasource("loki").url)).toBe(lokiHttp);
+    const app = promtail.scrape_configs.find((c: { job_name: string }) => c.job_name === "app");
+    const path = app.static_configs[0].labels.__path__ as string;
+    const folder = path.slice(0, path.lastIndexOf("/"));
+    // scripts/dev.ts writes to `${stack.dir}/logs/app`; compose mounts that folder at promtail's path.
+    expect(mountSource("promtail", folder)).toBe("${STACK_DIR:-./.stack}/logs/app");
+    const devWrites = readFileSync(`${ROOT}/scripts/dev.ts`, "utf8").includes(
+      "const LOG_DIR = `${stack.dir}/logs/app`;",
+    );
+    expect({ "scripts/dev.ts writes to $STACK_DIR/logs/app": devWrites }).toEqual({
+      "scripts/dev.ts writes to $STACK_DIR/logs/app": true,
+    });
+  });
+
+  test("logs: the fields promtail extracts are the ones the app's log lines carry", () => {
+    const lines: Record<string, unknown>[] = [];
+    const stream = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(JSON.parse(String(chunk)));
+        done();
+      },
+    });
+    createLogger("server", "info", stream).info({ request_id: "r-1" }, "hello");
+    const app = promtail.scrape_configs.find((c: { job_name: string }) => c.job_name === "app");
+    const json = app.pipeline_stages.find((s: Record<string, unknown>) => "json" in s).json.expressions as Record<
+      string,
+      string
+    >;
+    const line = lines[0] as Record<string, unknown>;
+    for (const field of Object.values(json)) expect(Object.keys(line)).toContain(field);
+    expect(line.level).toBe("info"); // a label value, not pino's number
+    expect(typeof line.time).toBe("number"); // promtail's timestamp stage reads UnixMs
+  });
+
+  test("dashboards: Grafana loads the folder compose mounts, from the provisioned data sources", () => {
+    expect(mountSource("grafana", dashboardProviders[0]?.options.path as string)).toBe("./dashboards");
+    expect(mountSource("grafana", "/etc/grafana/provisioning")).toBe("./monitoring/grafana/provisioning");
+    expect(portOf(datasource("prometheus").url)).toBe(portOf(`http://${flag("prometheus", "--web.listen-address")}`));
+    expect(services.grafana?.environment?.GF_SECURITY_ADMIN_PASSWORD__FILE).toBe("/run/secrets/grafana_admin_password");
+    expect(services.grafana?.environment).not.toHaveProperty("GF_SECURITY_ADMIN_PASSWORD");
+  });
+
+  test("the host-network services listen on loopback only, each on a port of its own", () => {
+    const listeners: [string, string][] = [
+      ["prometheus", flag("prometheus", "--web.listen-address")],
+      ["alertmanager", flag("alertmanager", "--web.listen-address")],
+      ["otel-collector", otel.receivers.otlp.protocols.http.endpoint],
+      ["jaeger otlp grpc", flag("jaeger", "--collector.otlp.grpc.host-port")],
+      ["jaeger otlp http", flag("jaeger", "--collector.otlp.http.host-port")],
+      ["jaeger ui", flag("jaeger", "--query.http-server.host-port")],
+      ["jaeger grpc", flag("jaeger", "--collector.grpc-server.host-port")],
+      ["jaeger http", flag("jaeger", "--collector.http-server.host-port")],
+      ["jaeger admin", flag("jaeger", "--admin.http.host-port")],
+      ["loki http", `${loki.server.http_listen_address}:${loki.server.http_listen_port}`],
+      ["loki grpc", `${loki.server.grpc_listen_address}:${loki.server.grpc_listen_port}`],
+      ["promtail", `${promtail.server.http_listen_address}:${promtail.server.http_listen_port}`],
+      [
+        "grafana",
+        `${services.grafana?.environment?.GF_SERVER_HTTP_ADDR}:${services.grafana?.environment?.GF_SERVER_HTTP_PORT}`,
+      ],
+    ];
+    expect(listeners.filter(([, a]) => !a.startsWith("127.0.0.1:"))).toEqual([]);
+    // The Alertmanager webhook's port (monitoring/alertmanager/alertmanager.yml) is taken too.
+    const webhook = yaml("monitoring/alertmanager/alertmanager.yml").receivers.flatMap(
+      (r: { webhook_configs?: { url: string }[] }) => (r.webhook_configs ?? []).map((w) => portOf(w.url)),
+    ) as number[];
+    const ports = [...listeners.map(([, a]) => portOf(a)), ...webhook];
+    expect(ports.length).toBe(new Set(ports).size);
+  });
+});
