@@ -25,6 +25,7 @@ import { service } from "./pipeline.ts";
 import { startTraffic } from "./scan-traffic.ts";
 import { down, up } from "./stack.ts";
 import { kafkaPid } from "./stack/kafka.ts";
+import { appMetricsPorts } from "./stack/monitoring.ts";
 import { waitFor } from "./wait.ts";
 
 const adversarial = process.argv.includes("--adversarial");
@@ -38,20 +39,24 @@ const authDisabled = !process.env.API_KEY_SHA256 && !process.env.API_KEYS_FILE;
 // terminal keeps the URLs and the status line.
 const LOG_LEVEL = process.env.LOG_LEVEL ?? "info";
 const LOG_DIR = `${stack.dir}/logs/app`;
+// The metrics ports, as the stack's Prometheus scrapes them (scripts/stack/monitoring.ts).
+const ports = appMetricsPorts();
 // What dev sets for the processes; everything else comes from this environment (service() adds it).
 const serverEnv: Record<string, string> = { LOG_LEVEL, ...(authDisabled ? { AUTH_DISABLED: "true" } : {}) };
-const poolEnv: Record<string, string> = { LOG_LEVEL, WORKER_POOL_SIZE: process.env.WORKER_POOL_SIZE ?? "2" };
-if (process.env.WORKER_METRICS_PORT) poolEnv.METRICS_PORT = process.env.WORKER_METRICS_PORT;
+// METRICS_PORT is the server's: the pool gets the workers' first port (WORKER_METRICS_PORT).
+const poolEnv: Record<string, string> = {
+  LOG_LEVEL,
+  WORKER_POOL_SIZE: String(ports.workers),
+  METRICS_PORT: String(ports.firstWorker),
+};
 // Resolved here the way the processes will resolve them, so a bad value stops dev before anything starts.
 const serverConfig = loadServerConfig({ ...process.env, ...serverEnv });
-const poolConfig = loadSupervisorConfig({ ...process.env, METRICS_PORT: undefined, ...poolEnv });
-// METRICS_PORT is the server's: the pool gets its own, the workers' default unless WORKER_METRICS_PORT.
-poolEnv.METRICS_PORT = String(poolConfig.worker.METRICS_PORT);
+loadSupervisorConfig({ ...process.env, ...poolEnv });
 const PORT = serverConfig.PORT;
-const METRICS_PORT = serverConfig.METRICS_PORT;
-const WORKER_METRICS_PORT = poolConfig.worker.METRICS_PORT;
-const SUPERVISOR_METRICS_PORT = poolConfig.SUPERVISOR_METRICS_PORT;
-const WORKERS = poolConfig.WORKER_POOL_SIZE;
+const METRICS_PORT = ports.server;
+const WORKER_METRICS_PORT = ports.firstWorker;
+const SUPERVISOR_METRICS_PORT = ports.supervisor;
+const WORKERS = ports.workers;
 /** The status line says STALLED once a partition has had pending messages this long with no commit. */
 const STALLED_AFTER_S = 15;
 
@@ -77,6 +82,8 @@ console.log(`
   metrics     http://127.0.0.1:${METRICS_PORT}/metrics (server), http://127.0.0.1:${WORKER_METRICS_PORT}..${WORKER_METRICS_PORT + WORKERS - 1}/metrics (workers)
               http://127.0.0.1:${SUPERVISOR_METRICS_PORT}/metrics (supervisor: committed lag per partition, restarts)
   Postgres    ${stack.databaseUrl} (via pgbouncer)
+  Prometheus  http://127.0.0.1:${stack.prometheusPort}  (alerts: http://127.0.0.1:${stack.prometheusPort}/alerts)
+  Alertmanager http://127.0.0.1:${stack.alertmanagerPort}
   logs        ${LOG_DIR}/server.log, workers.log (JSON lines, LOG_LEVEL=${LOG_LEVEL}; fields: docs/operations.md "Logs")
   Ctrl-C stops everything.
 `);

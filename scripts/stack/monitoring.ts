@@ -5,7 +5,11 @@
 // rules/, and a targets/ folder written here (file_sd), the only part that depends on the ports.
 import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import * as v from "valibot";
+import { ServerConfigSchema } from "../../server/config.ts";
+import { loadConfig } from "../../shared/config.ts";
 import type { LocalStack } from "../../shared/local-stack.ts";
+import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
 import { portOpen, readPid, run, startDetached, stopPidFile, waitFor, writePid } from "./processes.ts";
 
 export const MONITORING_DIR = new URL("../../monitoring", import.meta.url).pathname;
@@ -39,20 +43,31 @@ export function monitoringPaths(stack: LocalStack) {
   };
 }
 
-/** The ports `bun run dev` gives the server, the workers and the supervisor (scripts/dev.ts reads the same variables). */
+/** `bun run dev`'s pool size when WORKER_POOL_SIZE is unset (the supervisor's own default is one per CPU). */
+export const DEV_WORKER_POOL_SIZE = 2;
+
+/**
+ * The metrics ports `bun run dev` gives the server, the workers and the supervisor, resolved from
+ * the processes' own schemas (their defaults and validation); the workers' first port is
+ * WORKER_METRICS_PORT there, since METRICS_PORT is the server's. scripts/dev.ts uses this too.
+ */
 export function appMetricsPorts(env: Record<string, string | undefined> = process.env) {
-  const num = (name: string, fallback: number) => {
-    const value = Number(env[name] ?? fallback);
-    if (!Number.isInteger(value) || value < 1 || value > 65535) throw new Error(`${name} must be a TCP port`);
-    return value;
-  };
-  const workers = Number(env.WORKER_POOL_SIZE ?? 2);
-  if (!Number.isInteger(workers) || workers < 1) throw new Error("WORKER_POOL_SIZE must be a positive integer");
+  const server = loadConfig(v.object({ METRICS_PORT: ServerConfigSchema.entries.METRICS_PORT }), env);
+  const worker = loadConfig(v.object({ METRICS_PORT: WorkerConfigSchema.entries.METRICS_PORT }), {
+    METRICS_PORT: env.WORKER_METRICS_PORT,
+  });
+  const pool = loadConfig(
+    v.object({
+      WORKER_POOL_SIZE: SupervisorConfigSchema.entries.WORKER_POOL_SIZE,
+      SUPERVISOR_METRICS_PORT: SupervisorConfigSchema.entries.SUPERVISOR_METRICS_PORT,
+    }),
+    { ...env, WORKER_POOL_SIZE: env.WORKER_POOL_SIZE || String(DEV_WORKER_POOL_SIZE) },
+  );
   return {
-    server: num("METRICS_PORT", 9464),
-    firstWorker: num("WORKER_METRICS_PORT", 9470),
-    workers,
-    supervisor: num("SUPERVISOR_METRICS_PORT", 9469),
+    server: server.METRICS_PORT,
+    firstWorker: worker.METRICS_PORT,
+    workers: pool.WORKER_POOL_SIZE,
+    supervisor: pool.SUPERVISOR_METRICS_PORT,
   };
 }
 

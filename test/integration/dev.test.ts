@@ -5,7 +5,7 @@ import { childPids } from "../../scripts/pipeline.ts";
 import { isAlive } from "../../scripts/stack/processes.ts";
 import { onCleanup } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/server.ts";
-import { ensureStack } from "../helpers/stack.ts";
+import { ensureStack, stack } from "../helpers/stack.ts";
 
 await ensureStack();
 
@@ -38,6 +38,9 @@ test("bun run dev --demo runs the pipeline and Ctrl-C leaves no process behind",
   // Wait until the status line shows rows being stored.
   while (Date.now() < deadline && !/rows +[1-9]\d*\/s/.test(output)) await Bun.sleep(250);
   expect(output).toContain(`http://127.0.0.1:${port}/v1/scans`);
+  // Ops see where to look: the stack's Prometheus and Alertmanager.
+  expect(output).toContain(`Prometheus  http://127.0.0.1:${stack.prometheusPort}`);
+  expect(output).toContain(`Alertmanager http://127.0.0.1:${stack.alertmanagerPort}`);
   expect(output).toMatch(/accepted +[1-9]\d*\/s/);
   expect(output).toMatch(/rows +[1-9]\d*\/s/);
   // The committed lag comes from the supervisor (read from the broker), not from a worker's poll loop.
