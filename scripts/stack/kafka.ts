@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { KafkaAdmin } from "../../shared/kafka/admin.ts";
 import { type LocalStack, TOPICS } from "../../shared/local-stack.ts";
 import { jmxExporterAgentFlag } from "./monitoring.ts";
-import { portOpen, readPid, run, startDetached, stopPidFile, waitFor, writePid } from "./processes.ts";
+import { portOpen, readPid, run, startDetached, stopPidFile, waitForService, writePid } from "./processes.ts";
 
 const POM = new URL("../kafka/pom.xml", import.meta.url).pathname;
 
@@ -143,7 +143,7 @@ export async function startKafka(stack: LocalStack): Promise<void> {
     );
     writePid(p.pid, pid);
   }
-  await waitFor("Kafka", () => brokerAnswers(stack), 90_000, p.log);
+  await waitForService("Kafka", () => brokerAnswers(stack), 90_000, p.log);
   await createProductTopics(stack);
 }
 

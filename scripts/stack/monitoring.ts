@@ -10,7 +10,7 @@ import { ServerConfigSchema } from "../../server/config.ts";
 import { loadConfig } from "../../shared/config.ts";
 import type { LocalStack } from "../../shared/local-stack.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
-import { portOpen, readPid, run, startDetached, stopPidFile, waitFor, writePid } from "./processes.ts";
+import { portOpen, readPid, run, startDetached, stopPidFile, waitForService, writePid } from "./processes.ts";
 
 export const MONITORING_DIR = new URL("../../monitoring", import.meta.url).pathname;
 export const PROMETHEUS_CONFIG = join(MONITORING_DIR, "prometheus", "prometheus.yml");
@@ -193,7 +193,7 @@ async function startOne(opts: {
     }
     writePid(opts.pidFile, startDetached(opts.cmd, opts.args, opts.log, opts.env));
   }
-  await waitFor(`${opts.name} at ${opts.readyUrl}`, () => answers(opts.readyUrl), 60_000, opts.log);
+  await waitForService(`${opts.name} at ${opts.readyUrl}`, () => answers(opts.readyUrl), 60_000, opts.log);
 }
 
 /** Starts the exporters, Alertmanager and Prometheus (after Postgres and pgbouncer are up). */

@@ -14,7 +14,7 @@ import {
   run,
   startDetached,
   stopPidFile,
-  waitFor,
+  waitForService,
   writePid,
 } from "./processes.ts";
 
@@ -118,7 +118,7 @@ export async function startPostgres(stack: LocalStack): Promise<void> {
     writePid(p.pid, startDetached(cmd, args, p.log));
   }
   const admin = stack.adminDatabaseUrl;
-  await waitFor("PostgreSQL", () => sqlAnswers(admin), 60_000, p.log);
+  await waitForService("PostgreSQL", () => sqlAnswers(admin), 60_000, p.log);
   await ensureRoleAndDatabase(stack, admin);
 }
 
@@ -185,7 +185,7 @@ export async function startPgbouncer(stack: LocalStack): Promise<void> {
     writeFileSync(p.bouncerIni, ini);
     process.kill(running, "SIGHUP");
   }
-  await waitFor("pgbouncer", () => sqlAnswers(stack.databaseUrl), 30_000, p.bouncerLog);
+  await waitForService("pgbouncer", () => sqlAnswers(stack.databaseUrl), 30_000, p.bouncerLog);
 }
 
 export async function stopPostgres(stack: LocalStack): Promise<boolean> {

@@ -2,6 +2,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
+import { waitFor } from "../wait.ts";
 
 export function isAlive(pid: number): boolean {
   try {
@@ -71,14 +72,17 @@ export function portOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes; throws with `what` and the log tail. */
-export async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number, logFile?: string) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await Bun.sleep(250);
+/**
+ * Waits until a stack service answers (`check` resolves true), through the shared waitFor; on
+ * timeout the error also carries the last lines of the service's log.
+ */
+export async function waitForService(what: string, check: () => Promise<boolean>, timeoutMs: number, logFile?: string) {
+  try {
+    await waitFor(`${what} to answer`, check, (ok) => ok, timeoutMs, 250);
+  } catch (error) {
+    const tail = logFile && existsSync(logFile) ? readFileSync(logFile, "utf8").split("\n").slice(-20).join("\n") : "";
+    throw new Error(`${(error as Error).message}${tail ? `; last log lines:\n${tail}` : ""}`);
   }
-  const tail = logFile && existsSync(logFile) ? readFileSync(logFile, "utf8").split("\n").slice(-20).join("\n") : "";
-  throw new Error(`${what} did not become ready within ${timeoutMs} ms${tail ? `; last log lines:\n${tail}` : ""}`);
 }
 
 /** Runs a command to completion; throws with its output when it fails. */

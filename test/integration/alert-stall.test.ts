@@ -17,6 +17,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
+import { killProcess, spawnUntilReady } from "../../scripts/harness.ts";
 import {
   ALERTMANAGER_CONFIG,
   PROMETHEUS_CONFIG,
@@ -49,15 +50,6 @@ function override(text: string, pairs: [string, string][]): string {
   return out;
 }
 
-function spawnLogged(cmd: string, args: string[], log: string) {
-  const proc = Bun.spawn([cmd, ...args], { stdout: Bun.file(log), stderr: Bun.file(`${log}.err`) });
-  onCleanup(async () => {
-    if (proc.exitCode === null) proc.kill("SIGKILL");
-    await proc.exited;
-  });
-  return proc;
-}
-
 const logTail = (file: string) => {
   try {
     return readFileSync(file, "utf8").split("\n").slice(-15).join("\n");
@@ -65,6 +57,17 @@ const logTail = (file: string) => {
     return "";
   }
 };
+
+/** Prometheus or Alertmanager from the stack's own arguments, logging to `log`, stopped by pid after the test. */
+async function startMonitoring(name: string, cmd: string[], log: string, readyUrl: string) {
+  const proc = await spawnUntilReady({ name, cmd, output: { file: log }, readyUrl, readyTimeoutMs: 30_000 }).catch(
+    (error: Error) => {
+      throw new Error(`${error.message}; its log:\n${logTail(log)}`);
+    },
+  );
+  onCleanup(() => killProcess(proc));
+  return proc;
+}
 
 test("a real stall: Prometheus fires ConsumerStalled, Alertmanager delivers it, then it resolves", async () => {
   const dir = mkdtempSync(join(tmpdir(), "alert-stall-"));
@@ -126,7 +129,12 @@ test("a real stall: Prometheus fires ConsumerStalled, Alertmanager delivers it, 
     ]),
   );
   const amLog = join(dir, "alertmanager.log");
-  spawnLogged("prometheus-alertmanager", alertmanagerArgs(amConfig, join(dir, "am-data"), amPort), amLog);
+  await startMonitoring(
+    "Alertmanager",
+    ["prometheus-alertmanager", ...alertmanagerArgs(amConfig, join(dir, "am-data"), amPort)],
+    amLog,
+    `http://127.0.0.1:${amPort}/-/ready`,
+  );
 
   // Prometheus: the committed prometheus.yml and rules, scraping this test's supervisor and workers.
   const promPort = freePort();
@@ -150,19 +158,12 @@ test("a real stall: Prometheus fires ConsumerStalled, Alertmanager delivers it, 
     ]),
   );
   const promLog = join(dir, "prometheus.log");
-  spawnLogged("prometheus", prometheusArgs(promConfig, join(dir, "prom-data"), promPort), promLog);
   const prom = `http://127.0.0.1:${promPort}`;
-  await waitFor(
-    `Prometheus ready at ${prom} (log: ${logTail(`${promLog}.err`)})`,
-    () => fetch(`${prom}/-/ready`).then((r) => r.status),
-    (s) => s === 200,
-    30_000,
-  );
-  await waitFor(
-    "Alertmanager ready",
-    () => fetch(`http://127.0.0.1:${amPort}/-/ready`).then((r) => r.status),
-    (s) => s === 200,
-    30_000,
+  await startMonitoring(
+    "Prometheus",
+    ["prometheus", ...prometheusArgs(promConfig, join(dir, "prom-data"), promPort)],
+    promLog,
+    `${prom}/-/ready`,
   );
   const query = async (q: string) => {
     const res = (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent(q)}`).then((r) => r.json())) as {
