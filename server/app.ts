@@ -7,7 +7,7 @@ import { requestId } from "hono/request-id";
 import { getPath } from "hono/utils/url";
 import type { Sql } from "postgres";
 import type { KafkaProducer } from "../shared/kafka/index.ts";
-import type { Logger } from "../shared/logger.ts";
+import { type Logger, throttledWarn } from "../shared/logger.ts";
 import { TRACING_OFF, type Tracing } from "../shared/tracing.ts";
 import { apiKeyAuth } from "./auth.ts";
 import { bodyBudget } from "./body-budget.ts";
@@ -67,6 +67,7 @@ export function createApp(deps: AppDeps) {
   const app = new Hono({ getPath: routingPath });
 
   const tracing = deps.tracing ?? TRACING_OFF;
+  const deliveryWarnings = throttledWarn(logger, 10_000);
   app.use(requestId());
   app.use(observeRequests(metrics));
   if (tracing.enabled) app.use(traceRequests(tracing));
@@ -127,8 +128,10 @@ export function createApp(deps: AppDeps) {
       clientIp: (c) =>
         resolveIp(c.env ? (getConnInfo(c).remote.address ?? null) : null, c.req.header("x-forwarded-for")),
       tracing,
+      // Once per error code per 10 s: an outage would otherwise log a line per request.
       onRetriableDeliveryError: (error, c) =>
-        logger.warn(
+        deliveryWarnings(
+          error.code,
           { err: error, ...requestLogFields(c) },
           "Kafka did not acknowledge a request's events; answered 503",
         ),

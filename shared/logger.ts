@@ -38,3 +38,22 @@ export function startProcess<C extends { LOG_LEVEL: LogLevel }>(
   }
   return { config, logger: createLogger(service, config.LOG_LEVEL) };
 }
+
+/**
+ * A warning that can repeat for every request of an outage, logged at most once per `windowMs`
+ * per key; the next line logged for that key says how many were left out (`suppressed`).
+ */
+export function throttledWarn(logger: Logger, windowMs: number, now: () => number = Date.now) {
+  const seen = new Map<string, { until: number; suppressed: number }>();
+  return function warn(key: string, fields: Record<string, unknown>, msg: string): void {
+    const t = now();
+    const entry = seen.get(key);
+    if (entry && t < entry.until) {
+      entry.suppressed++;
+      return;
+    }
+    const suppressed = entry?.suppressed ?? 0;
+    seen.set(key, { until: t + windowMs, suppressed: 0 });
+    logger.warn(suppressed ? { ...fields, suppressed } : fields, msg);
+  };
+}

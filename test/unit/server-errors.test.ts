@@ -10,6 +10,7 @@ import { Registry } from "prom-client";
 import { ApiError, errorHandler } from "../../server/errors.ts";
 import { createServerMetrics, observeRequests } from "../../server/metrics.ts";
 import { KafkaError } from "../../shared/kafka/index.ts";
+import { throttledWarn } from "../../shared/logger.ts";
 import { parsePrometheusText } from "../../shared/prometheus-text.ts";
 
 function appWithLog() {
@@ -120,5 +121,23 @@ describe("observeRequests", () => {
       (s) => s.name === "http_request_duration_seconds_count" && s.labels.route === "/v1/qr/:qr_id/stats",
     );
     expect(timed?.value).toBe(2);
+  });
+});
+
+describe("throttledWarn", () => {
+  test("one line per key per window; the next line counts what was left out", () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "info" }, { write: (l: string) => lines.push(JSON.parse(l)) });
+    let t = 0;
+    const warn = throttledWarn(logger, 10_000, () => t);
+    for (let i = 0; i < 5; i++) warn("TIMEOUT", { n: i }, "not acknowledged");
+    warn("BROKER_UNAVAILABLE", { n: 9 }, "not acknowledged");
+    t = 10_000;
+    warn("TIMEOUT", { n: 5 }, "not acknowledged");
+    expect(lines.map(({ n, suppressed }) => ({ n, suppressed }))).toEqual([
+      { n: 0, suppressed: undefined },
+      { n: 9, suppressed: undefined },
+      { n: 5, suppressed: 4 },
+    ]);
   });
 });
