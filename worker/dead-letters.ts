@@ -79,8 +79,17 @@ export async function runDeadLetterLoop(o: DeadLetterLoopOptions): Promise<void>
           on conflict (source_topic, source_partition, source_offset) do nothing`,
       ),
     );
-    await o.withRetry("commit dead-letter offsets", () => commitDurable(o, nextOffsets(messages)));
+    const offsets = nextOffsets(messages);
+    await o.withRetry("commit dead-letter offsets", () => commitDurable(o, offsets));
     o.metrics.deadLettersStored.inc(rows.length);
-    o.logger.warn({ count: rows.length }, "stored dead letters");
+    // Where they came from, for `bun run dlq list` (docs/runbooks/dead-letters.md).
+    o.logger.warn(
+      {
+        count: rows.length,
+        sources: rows.map((r) => `${r.source_topic}/${r.source_partition}@${r.source_offset}`),
+        offsets,
+      },
+      "stored dead letters",
+    );
   }
 }
