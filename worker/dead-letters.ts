@@ -82,11 +82,11 @@ export async function runDeadLetterLoop(o: DeadLetterLoopOptions): Promise<void>
     const offsets = nextOffsets(messages);
     await o.withRetry("commit dead-letter offsets", () => commitDurable(o, offsets));
     o.metrics.deadLettersStored.inc(rows.length);
-    // Where they came from, for `bun run dlq list` (docs/runbooks/dead-letters.md).
+    // Where they came from (the first 20), for `bun run dlq list` (docs/runbooks/dead-letters.md).
     o.logger.warn(
       {
         count: rows.length,
-        sources: rows.map((r) => `${r.source_topic}/${r.source_partition}@${r.source_offset}`),
+        sources: rows.slice(0, 20).map((r) => `${r.source_topic}/${r.source_partition}@${r.source_offset}`),
         offsets,
       },
       "stored dead letters",
