@@ -1,6 +1,7 @@
-// The SLOs of docs/slo.md: their SLIs against the objectives, and the latency SLO's error-budget
-// burn from the recording rules qrscan:http_request_slow_ratio:* (monitoring/prometheus/rules/edge.yml)
-// against the multi-window alerts' burn-rate thresholds.
+// The SLOs of docs/slo.md: their SLIs against the objectives, and each SLO's error-budget burn
+// from the recording rules (qrscan:http_request_slow_ratio:*, qrscan:http_request_error_ratio:*,
+// qrscan:scan_event_late_ratio:*; monitoring/prometheus/rules/) against the multi-window alerts'
+// burn-rate thresholds.
 import { newDashboard, rate, row, shareUnder, stat, timeseries } from "./panels.ts";
 
 const SCANS = 'route="/v1/scans"';
@@ -87,11 +88,11 @@ export function sloDashboard() {
       timeseries({
         title: "Availability burn rate",
         description:
-          "5xx share of POST /v1/scans answers that are not 4xx, / 0.5%, over 5m and 1h (the fast-burn windows; 14.4 is the page threshold).",
+          "5xx share of POST /v1/scans answers that are not 4xx (qrscan:http_request_error_ratio:rate<window>, the recording rules) / 0.5%. Alerts: 14.4 over 1h and 5m or 6 over 6h and 30m pages (EdgeAvailabilityBudgetBurnFast); 3 over 1d and 2h or 1 over 3d and 6h opens a ticket (EdgeAvailabilityBudgetBurnSlow).",
         unit: "short",
-        thresholdLines: [1, 14.4],
-        queries: ["5m", "1h"].map((w) => ({
-          expr: `(${fiveXxRatio(w)}) / ${AVAILABILITY_BUDGET}`,
+        thresholdLines: [1, 3, 6, 14.4],
+        queries: windows.map((w) => ({
+          expr: `qrscan:http_request_error_ratio:rate${w} / ${AVAILABILITY_BUDGET}`,
           legend: `burn rate ${w}`,
         })),
       }),
@@ -112,11 +113,11 @@ export function sloDashboard() {
       timeseries({
         title: "Freshness burn rate",
         description:
-          "Share of events visible later than 1 s / 5%, over 5m and 1h (14.4 is the fast-burn page threshold).",
+          "Share of events visible later than 1 s (qrscan:scan_event_late_ratio:rate<window>, the recording rules) / 5%. Alerts: 14.4 over 1h and 5m or 6 over 6h and 30m pages (FreshnessBudgetBurnFast); 3 over 1d and 2h or 1 over 3d and 6h opens a ticket (FreshnessBudgetBurnSlow).",
         unit: "short",
-        thresholdLines: [1, 14.4],
-        queries: ["5m", "1h"].map((w) => ({
-          expr: `(${lateRatio(w)}) / ${FRESHNESS_BUDGET}`,
+        thresholdLines: [1, 3, 6, 14.4],
+        queries: windows.map((w) => ({
+          expr: `qrscan:scan_event_late_ratio:rate${w} / ${FRESHNESS_BUDGET}`,
           legend: `burn rate ${w}`,
         })),
       }),

@@ -181,6 +181,8 @@ async function startOne(opts: {
   args: string[];
   env?: NodeJS.ProcessEnv;
   readyUrl: string;
+  /** Re-reads its configuration on SIGHUP (Prometheus, Alertmanager): a running one is told to, so edited rules apply. */
+  reloadsOnHup?: boolean;
 }): Promise<void> {
   // Running but not answering (e.g. an exporter wedged by a restart of what it watches): start it anew.
   if (readPid(opts.pidFile) !== null && !(await answers(opts.readyUrl).catch(() => false))) {
@@ -192,6 +194,8 @@ async function startOne(opts: {
       throw new Error(`port ${opts.port} is in use by another process; set ${opts.portVar} to a free port`);
     }
     writePid(opts.pidFile, startDetached(opts.cmd, opts.args, opts.log, opts.env));
+  } else if (opts.reloadsOnHup) {
+    process.kill(readPid(opts.pidFile) as number, "SIGHUP");
   }
   await waitForService(`${opts.name} at ${opts.readyUrl}`, () => answers(opts.readyUrl), 60_000, opts.log);
 }
@@ -253,6 +257,7 @@ export async function startMonitoring(stack: LocalStack): Promise<void> {
       cmd: "prometheus-alertmanager",
       args: alertmanagerArgs(ALERTMANAGER_CONFIG, p.alertmanagerData, stack.alertmanagerPort),
       readyUrl: `http://127.0.0.1:${stack.alertmanagerPort}/-/ready`,
+      reloadsOnHup: true,
     }),
     startOne({
       name: "Prometheus",
@@ -263,6 +268,7 @@ export async function startMonitoring(stack: LocalStack): Promise<void> {
       cmd: "prometheus",
       args: prometheusArgs(p.prometheusConfig, p.prometheusData, stack.prometheusPort),
       readyUrl: `http://127.0.0.1:${stack.prometheusPort}/-/ready`,
+      reloadsOnHup: true,
     }),
   ]);
 }

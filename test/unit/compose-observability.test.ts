@@ -125,6 +125,23 @@ describe("compose.yaml: traces, logs and dashboards", () => {
     expect(services.grafana?.environment).not.toHaveProperty("GF_SECURITY_ADMIN_PASSWORD");
   });
 
+  test("every data source the committed dashboards use is provisioned", () => {
+    const used = new Set<string>();
+    const walk = (node: unknown): void => {
+      if (Array.isArray(node)) node.forEach(walk);
+      else if (node && typeof node === "object") {
+        const o = node as Record<string, unknown>;
+        const ds = o.datasource as { uid?: string } | undefined;
+        if (ds?.uid && !ds.uid.startsWith("$")) used.add(ds.uid);
+        Object.values(o).forEach(walk);
+      }
+    };
+    for (const file of new Bun.Glob("dashboards/*.json").scanSync(ROOT))
+      walk(JSON.parse(readFileSync(`${ROOT}/${file}`, "utf8")));
+    expect(used.size).toBeGreaterThan(0);
+    expect([...used].filter((uid) => !datasources.some((d) => d.uid === uid))).toEqual([]);
+  });
+
   test("the host-network services listen on loopback only, each on a port of its own", () => {
     const listeners: [string, string][] = [
       ["prometheus", flag("prometheus", "--web.listen-address")],
