@@ -36,6 +36,11 @@ const REQUIREMENTS: Requirement[] = [
     packages: ["prometheus-postgres-exporter"],
   },
   {
+    what: "jq and kcat (runbooks)",
+    present: () => commandExists("jq") && commandExists("kcat"),
+    packages: ["jq", "kcat"],
+  },
+  {
     what: "pgbouncer exporter",
     present: () => commandExists("prometheus-pgbouncer-exporter"),
     packages: ["prometheus-pgbouncer-exporter"],
