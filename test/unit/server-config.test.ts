@@ -31,7 +31,8 @@ describe("server configuration", () => {
     expect(c.MAX_BODY_BYTES_IN_FLIGHT).toBe(64 * 1024 * 1024);
     expect(c.MAX_EVENTS_PER_REQUEST).toBe(1000);
     expect(c.AUTH_DISABLED).toBe(false);
-    expect(c.kafka["bootstrap.servers"]).toBe("127.0.0.1:19092");
+    // The local stack's broker (19092, or STACK_KAFKA_PORT's when a private stack is used).
+    expect(c.kafka["bootstrap.servers"]).toBe(`127.0.0.1:${process.env.STACK_KAFKA_PORT || 19092}`);
   });
 
   test("every invalid variable is named with its value and the rule", () => {
