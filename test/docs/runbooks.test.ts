@@ -24,7 +24,7 @@ import {
   prometheusArgs,
   prometheusTargets,
 } from "../../scripts/stack/monitoring.ts";
-import { createDatabase, createProducer, onCleanup, workerEnv, workerProcessEnv } from "../helpers/fixtures.ts";
+import { createDatabase, createProducer, onCleanup, spawnSupervisor, workerEnv } from "../helpers/fixtures.ts";
 import { freePort, scan } from "../helpers/server.ts";
 import { ensureStack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -119,19 +119,6 @@ test("every alert's runbook exists and the index maps the alert to it; the runbo
 });
 
 /** A free port p with p + 1 free too (worker i listens on METRICS_PORT + i). */
-function freePortPair(): number {
-  for (let i = 0; i < 50; i++) {
-    const port = freePort();
-    try {
-      Bun.listen({ hostname: "127.0.0.1", port: port + 1, socket: { data() {} } }).stop(true);
-      return port;
-    } catch {
-      // taken: try another
-    }
-  }
-  throw new Error("no two consecutive free ports in 50 tries");
-}
-
 /** Prometheus's answer to an instant query: the series (empty when none). */
 async function query(
   promUrl: string,
@@ -174,39 +161,10 @@ test("every runbook's diagnostic commands work against the live product", async 
   });
   onCleanup(() => killProcess(server));
 
-  const workerPort = freePortPair();
-  const supervisorPort = freePort();
-  const supervisor = await spawnUntilReady({
-    name: "supervisor",
-    cmd: ["bun", "worker/supervisor.ts"],
-    env: {
-      ...workerProcessEnv(env),
-      LOG_LEVEL: "info",
-      WORKER_POOL_SIZE: "2",
-      METRICS_PORT: String(workerPort),
-      SUPERVISOR_METRICS_PORT: String(supervisorPort),
-      LAG_INTERVAL_MS: "1000",
-      SHUTDOWN_TIMEOUT_MS: "2000",
-    },
+  const { workerPort, supervisorPort } = await spawnSupervisor(env, {
+    workers: 2,
+    extra: { LOG_LEVEL: "info", LAG_INTERVAL_MS: "1000", SHUTDOWN_TIMEOUT_MS: "2000" },
     output: { file: join(logDir, "workers.log") },
-    readyUrl: `http://127.0.0.1:${supervisorPort}/health`,
-    readyTimeoutMs: 30_000,
-  });
-  onCleanup(async () => {
-    // The workers are the supervisor's children: stop them by pid, then the supervisor.
-    const children = Bun.spawnSync(["pgrep", "-P", String(supervisor.pid)])
-      .stdout.toString()
-      .split("\n")
-      .filter(Boolean)
-      .map(Number);
-    for (const pid of children) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // already gone
-      }
-    }
-    await killProcess(supervisor);
   });
   const workerUrls = [workerPort, workerPort + 1].map((p) => `http://127.0.0.1:${p}`);
   await waitFor(

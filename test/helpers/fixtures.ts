@@ -3,7 +3,14 @@
 // after the test by test/setup.ts, so tests never share state and leave nothing behind. Names are
 // random per test. The stack itself is started by ensureStack() (./stack.ts).
 import postgres, { type Sql } from "postgres";
-import { createThrowawayDatabase, killProcess, spawnProcess, spawnUntilReady } from "../../scripts/harness.ts";
+import {
+  type SpawnOptions,
+  createThrowawayDatabase,
+  killProcess,
+  spawnProcess,
+  spawnUntilReady,
+} from "../../scripts/harness.ts";
+import { childPids } from "../../scripts/pipeline.ts";
 import { freePort } from "../../scripts/stack/processes.ts";
 import { createApp } from "../../server/app.ts";
 import { sha256 } from "../../server/auth.ts";
@@ -213,4 +220,68 @@ export function spawnWorker(env: WorkerEnv, extra: Record<string, string> = {}) 
   });
   onCleanup(() => killProcess(proc));
   return { proc, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
+}
+
+/** A free port whose next `count - 1` ports are free too (worker i listens on METRICS_PORT + i). */
+export function freePorts(count: number): number {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const first = freePort();
+    try {
+      for (let i = 1; i < count; i++)
+        Bun.listen({ hostname: "127.0.0.1", port: first + i, socket: { data() {} } }).stop(true);
+      return first;
+    } catch {
+      // one of them is taken: try another
+    }
+  }
+  throw new Error(`no ${count} consecutive free ports in 50 tries`);
+}
+
+/**
+ * Starts `bun worker/supervisor.ts` with `workers` workers for `env`, once its /health answers;
+ * after the test its workers (its children) and then the supervisor are stopped by pid.
+ */
+export async function spawnSupervisor(
+  env: WorkerEnv,
+  {
+    workers = 2,
+    extra = {},
+    output = "inherit",
+  }: { workers?: number; extra?: Record<string, string>; output?: SpawnOptions["output"] } = {},
+) {
+  const workerPort = freePorts(workers);
+  const supervisorPort = freePort();
+  const proc = await spawnUntilReady({
+    name: "supervisor",
+    cmd: ["bun", "worker/supervisor.ts"],
+    env: {
+      ...workerProcessEnv(env),
+      WORKER_POOL_SIZE: String(workers),
+      METRICS_PORT: String(workerPort),
+      SUPERVISOR_METRICS_PORT: String(supervisorPort),
+      ...extra,
+    },
+    output,
+    readyUrl: `http://127.0.0.1:${supervisorPort}/health`,
+    readyTimeoutMs: 30_000,
+  });
+  onCleanup(async () => {
+    for (const pid of childPids(proc.pid)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    await killProcess(proc);
+  });
+  return {
+    proc,
+    workerPort,
+    supervisorPort,
+    /** Worker i's metrics listener (/metrics, /health, /ready). */
+    workerUrl: (i: number) => `http://127.0.0.1:${workerPort + i}`,
+    supervisorUrl: `http://127.0.0.1:${supervisorPort}`,
+    workerPids: () => childPids(proc.pid),
+  };
 }

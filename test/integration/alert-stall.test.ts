@@ -25,7 +25,7 @@ import {
   preparePrometheusDir,
   prometheusArgs,
 } from "../../scripts/stack/monitoring.ts";
-import { createDatabase, createProducer, onCleanup, workerEnv, workerProcessEnv } from "../helpers/fixtures.ts";
+import { createDatabase, createProducer, onCleanup, spawnSupervisor, workerEnv } from "../helpers/fixtures.ts";
 import { tally } from "../helpers/postgres.ts";
 import { freePort } from "../helpers/server.ts";
 import { ensureStack } from "../helpers/stack.ts";
@@ -88,33 +88,18 @@ test("a real stall: Prometheus fires ConsumerStalled, Alertmanager delivers it, 
   // Real workers (a supervisor with two) on this test's topic and database.
   const db = await createDatabase();
   const env = await workerEnv(db.url, 3);
-  const workerPort = freePort();
-  const supervisorPort = freePort();
-  const supervisor = Bun.spawn(["bun", "worker/supervisor.ts"], {
-    cwd: new URL("../..", import.meta.url).pathname,
-    env: {
-      ...process.env,
-      ...workerProcessEnv(env),
-      WORKER_POOL_SIZE: "2",
-      METRICS_PORT: String(workerPort),
-      SUPERVISOR_METRICS_PORT: String(supervisorPort),
+  const {
+    proc: supervisor,
+    workerPort,
+    supervisorPort,
+  } = await spawnSupervisor(env, {
+    workers: 2,
+    extra: {
       // The write waits on the lock without an error for the whole test.
       DB_STATEMENT_TIMEOUT_MS: "600000",
       LAG_INTERVAL_MS: "1000",
       SHUTDOWN_TIMEOUT_MS: "2000",
     },
-    stdout: "inherit",
-    stderr: "inherit",
-  });
-  onCleanup(async () => {
-    const children = Bun.spawnSync(["pgrep", "-P", String(supervisor.pid)])
-      .stdout.toString()
-      .split("\n")
-      .filter(Boolean)
-      .map(Number);
-    for (const pid of children) process.kill(pid, "SIGKILL");
-    if (supervisor.exitCode === null) supervisor.kill("SIGKILL");
-    await supervisor.exited;
   });
 
   // Alertmanager: the committed config, delivering to our receiver, without its 30 s / 5 min waits.

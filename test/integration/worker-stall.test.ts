@@ -13,9 +13,8 @@
 import { expect, test } from "bun:test";
 import postgres from "postgres";
 import { sum } from "../../shared/prometheus-text.ts";
-import { createDatabase, createProducer, onCleanup, workerEnv, workerProcessEnv } from "../helpers/fixtures.ts";
+import { createDatabase, createProducer, onCleanup, spawnSupervisor, workerEnv } from "../helpers/fixtures.ts";
 import { countMismatches, tally } from "../helpers/postgres.ts";
-import { freePort } from "../helpers/server.ts";
 import { ensureStack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { events, produceEvents, scrape } from "../helpers/worker.ts";
@@ -25,16 +24,14 @@ await ensureStack();
 test("a frozen sink: committed lag rises, liveness fails, the supervisor restarts the worker, then all is stored once", async () => {
   const db = await createDatabase();
   const env = await workerEnv(db.url, 3);
-  const workerPort = freePort();
-  const supervisorPort = freePort();
-  const supervisor = Bun.spawn(["bun", "worker/supervisor.ts"], {
-    cwd: new URL("../..", import.meta.url).pathname,
-    env: {
-      ...process.env,
-      ...workerProcessEnv(env),
-      WORKER_POOL_SIZE: "1",
-      METRICS_PORT: String(workerPort),
-      SUPERVISOR_METRICS_PORT: String(supervisorPort),
+  const {
+    proc: supervisor,
+    workerPort,
+    supervisorPort,
+    workerPids,
+  } = await spawnSupervisor(env, {
+    workers: 1,
+    extra: {
       // The write waits on the lock with no error: no statement timeout inside the test's window.
       DB_STATEMENT_TIMEOUT_MS: "120000",
       DB_RETRY_MAX_MS: "1000",
@@ -44,19 +41,6 @@ test("a frozen sink: committed lag rises, liveness fails, the supervisor restart
       LAG_INTERVAL_MS: "500",
       SHUTDOWN_TIMEOUT_MS: "2000",
     },
-    stdout: "inherit",
-    stderr: "inherit",
-  });
-  const workerPids = () =>
-    Bun.spawnSync(["pgrep", "-P", String(supervisor.pid)])
-      .stdout.toString()
-      .split("\n")
-      .filter(Boolean)
-      .map(Number);
-  onCleanup(async () => {
-    for (const pid of workerPids()) process.kill(pid, "SIGKILL");
-    if (supervisor.exitCode === null) supervisor.kill("SIGKILL");
-    await supervisor.exited;
   });
   const supervisorMetrics = () => scrape(`http://127.0.0.1:${supervisorPort}/metrics`);
   const health = async () => {

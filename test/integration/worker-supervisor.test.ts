@@ -22,6 +22,7 @@ import {
   createAdmin,
   createDatabase,
   createProducer,
+  freePorts,
   onCleanup,
   spawnWorker,
   workerEnv,
@@ -29,7 +30,6 @@ import {
 } from "../helpers/fixtures.ts";
 import { storedVsCommitted, totals } from "../helpers/offsets.ts";
 import { tally } from "../helpers/postgres.ts";
-import { freePort } from "../helpers/server.ts";
 import { ensureStack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { events, metric, produceEvents } from "../helpers/worker.ts";
@@ -37,18 +37,6 @@ import { events, metric, produceEvents } from "../helpers/worker.ts";
 await ensureStack();
 
 /** A port P with P + 1 free too: the supervisor gives worker i METRICS_PORT + i. */
-function twoFreePorts(): number {
-  for (;;) {
-    const port = freePort();
-    try {
-      Bun.listen({ hostname: "127.0.0.1", port: port + 1, socket: { data() {} } }).stop(true);
-      return port;
-    } catch {
-      // taken: try another
-    }
-  }
-}
-
 test("restarts a worker killed with -9; SIGTERM mid-stream: every worker drains and exits 0, nothing committed past what is stored, the next worker replays only commits refused by the pool's own rebalance", async () => {
   const db = await createDatabase();
   const env = await workerEnv(db.url);
@@ -62,7 +50,7 @@ test("restarts a worker killed with -9; SIGTERM mid-stream: every worker drains 
       ...process.env,
       ...workerProcessEnv(env),
       WORKER_POOL_SIZE: "2",
-      METRICS_PORT: String(twoFreePorts()),
+      METRICS_PORT: String(freePorts(2)),
       LOG_LEVEL: "info",
       FAULT_DELAY_BEFORE_COMMIT_MS: "400",
       BATCH_MAX_ROWS: "200",
