@@ -2,6 +2,9 @@
 // Throwaway databases, processes and scrapes: scripts/harness.ts.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { spawnUntilReady } from "../scripts/harness.ts";
+import { freePort } from "../scripts/stack/processes.ts";
+import { localStack } from "../shared/local-stack.ts";
 import type { LoadResult } from "./load.ts";
 
 /** `--name value` or `--name=value` from argv, else the fallback. */
@@ -75,4 +78,27 @@ export async function runLoadProcess(
   const out = await new Response(proc.stdout).text();
   if ((await proc.exited) !== 0) throw new Error(`load generator failed for ${scenario}`);
   return JSON.parse(out.trim().split("\n").at(-1) as string) as LoadResult;
+}
+
+/**
+ * The real edge server (`server/main.ts`) on free ports, against the local stack's broker, without
+ * authentication and with warnings only; resolves once it answers /ready.
+ */
+export async function startBenchServer(env: Record<string, string> = {}) {
+  const port = freePort();
+  const proc = await spawnUntilReady({
+    name: "server",
+    cmd: ["bun", "server/main.ts"],
+    env: {
+      PORT: String(port),
+      METRICS_PORT: String(freePort()),
+      AUTH_DISABLED: "true",
+      LOG_LEVEL: "warn",
+      KAFKA_BROKERS: localStack().brokers,
+      ...env,
+    },
+    output: "ignore",
+    readyUrl: `http://127.0.0.1:${port}/ready`,
+  });
+  return { proc, url: `http://127.0.0.1:${port}` };
 }

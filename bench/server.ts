@@ -7,7 +7,7 @@ import { spawnUntilReady, stopProcess } from "../scripts/harness.ts";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
-import { numArg, printTable, runLoadProcess, saveResults } from "./lib.ts";
+import { numArg, printTable, runLoadProcess, saveResults, startBenchServer } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
 
 const duration = numArg("duration", 10);
@@ -35,21 +35,7 @@ try {
   await stopProcess(bare, 15_000);
 }
 
-const port = freePort();
-const server = await spawnUntilReady({
-  name: "server",
-  cmd: ["bun", "server/main.ts"],
-  env: {
-    PORT: String(port),
-    METRICS_PORT: String(freePort()),
-    AUTH_DISABLED: "true",
-    LOG_LEVEL: "warn",
-    KAFKA_BROKERS: stack.brokers,
-  },
-  output: "ignore",
-  readyUrl: `http://127.0.0.1:${port}/ready`,
-});
-const url = `http://127.0.0.1:${port}`;
+const { proc: server, url } = await startBenchServer();
 try {
   // Warm-up (JIT, producer id, connections): run and discarded.
   await load(url, "single", ["--duration", "3"]);

@@ -5,13 +5,12 @@ import * as v from "valibot";
 // share: building one batch span with a link per sampled message, in-process.
 //   bun bench/tracing.ts [--duration 8] [--concurrency 32] [--rounds 2]
 // Prints req/s and events/s per mode and round, and each mode's median ratio to "off".
-import { spawnUntilReady, stopProcess } from "../scripts/harness.ts";
+import { stopProcess } from "../scripts/harness.ts";
 import { startKafka } from "../scripts/stack/kafka.ts";
-import { freePort } from "../scripts/stack/processes.ts";
 import { loadConfig } from "../shared/config.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { TracingConfigEntries, sampledLink, startTracing } from "../shared/tracing.ts";
-import { median, numArg, printTable, runLoadProcess, saveResults } from "./lib.ts";
+import { median, numArg, printTable, runLoadProcess, saveResults, startBenchServer } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
 
 const duration = numArg("duration", 8);
@@ -44,22 +43,7 @@ const MODES: Record<string, Record<string, string>> = {
 };
 
 async function measure(env: Record<string, string>): Promise<{ single: LoadResult; batch: LoadResult }> {
-  const port = freePort();
-  const server = await spawnUntilReady({
-    name: "server",
-    cmd: ["bun", "server/main.ts"],
-    env: {
-      PORT: String(port),
-      METRICS_PORT: String(freePort()),
-      AUTH_DISABLED: "true",
-      LOG_LEVEL: "warn",
-      KAFKA_BROKERS: stack.brokers,
-      ...env,
-    },
-    output: "ignore",
-    readyUrl: `http://127.0.0.1:${port}/ready`,
-  });
-  const url = `http://127.0.0.1:${port}`;
+  const { proc: server, url } = await startBenchServer(env);
   try {
     await runLoadProcess(url, "single", { duration: 2, concurrency }); // warm-up, discarded
     const single = await runLoadProcess(url, "single", { duration, concurrency });
