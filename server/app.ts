@@ -119,6 +119,7 @@ export function createApp(deps: AppDeps) {
       producer,
       metrics,
       topic: config.SCANS_TOPIC,
+      partitionKey: config.KAFKA_PARTITION_KEY,
       maxBodyBytes: config.MAX_BODY_BYTES,
       maxEventsPerRequest: config.MAX_EVENTS_PER_REQUEST,
       maxAgeMs: config.SCANNED_AT_MAX_AGE_HOURS * 3_600_000,

@@ -43,6 +43,12 @@ export const ServerConfigSchema = v.object({
   TRUSTED_PROXIES: list(),
   KAFKA_DELIVERY_TIMEOUT_MS: int(10_000, 1_000),
   KAFKA_LINGER_MS: int(2, 0),
+  /**
+   * The Kafka key of each event: qr_id keeps a QR code's scans on one partition (order and
+   * aggregate locality); none lets the producer fill one partition at a time (fewer, larger
+   * ProduceRequests); see docs/operations.md, "The Kafka record".
+   */
+  KAFKA_PARTITION_KEY: v.optional(v.picklist(["qr_id", "scanner_id", "none"]), "qr_id"),
   KAFKA_COMPRESSION: v.optional(v.picklist(["none", "gzip", "snappy", "lz4", "zstd"]), "lz4"),
   RETRY_AFTER_SECONDS: int(2, 1),
   DATABASE_URL: str(localStack().databaseUrl),

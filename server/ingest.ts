@@ -22,6 +22,8 @@ export interface IngestOptions {
   producer: KafkaProducer;
   metrics: ServerMetrics;
   topic: string;
+  /** Which field keys the Kafka record (KAFKA_PARTITION_KEY); "none" or a missing field: no key. */
+  partitionKey?: "qr_id" | "scanner_id" | "none";
   maxBodyBytes: number;
   maxEventsPerRequest: number;
   maxAgeMs: number;
@@ -61,6 +63,7 @@ export function ingestHandler(o: IngestOptions) {
   // The request's SERVER span is traceRequests' (server/tracing.ts); the send gets a PRODUCER
   // span, whose context goes into every message's traceparent header. With tracing off, the
   // client's traceparent is forwarded unchanged and no span is made.
+  const partitionKey = o.partitionKey ?? "qr_id";
   return async function ingest(c: Context): Promise<Response> {
     const fatal = o.producer.fatalError;
     if (fatal) throw producerFailed(fatal);
@@ -94,7 +97,7 @@ export function ingestHandler(o: IngestOptions) {
       if (traceparent) headers.traceparent = traceparent;
       messages.push({
         topic: o.topic,
-        key: event.qr_id,
+        key: partitionKey === "qr_id" ? event.qr_id : partitionKey === "none" ? undefined : event.scanner_id,
         value: JSON.stringify(toScanRecord(event, receivedAt, clientIp)),
         headers,
       });
