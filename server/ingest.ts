@@ -63,7 +63,7 @@ export function ingestHandler(o: IngestOptions) {
   // The request's SERVER span is traceRequests' (server/tracing.ts); the send gets a PRODUCER
   // span, whose context goes into every message's traceparent header. With tracing off, the
   // client's traceparent is forwarded unchanged and no span is made.
-  const partitionKey = o.partitionKey ?? "qr_id";
+  const partitionKey = o.partitionKey ?? "none";
   return async function ingest(c: Context): Promise<Response> {
     const fatal = o.producer.fatalError;
     if (fatal) throw producerFailed(fatal);

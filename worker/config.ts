@@ -30,8 +30,8 @@ export const WorkerConfigSchema = v.object({
    * The sink consumer's fetch: the broker answers a fetch once it has this many bytes for it, or
    * after KAFKA_FETCH_WAIT_MAX_MS. Larger means fewer fetch requests for the broker to serve.
    */
-  KAFKA_FETCH_MIN_BYTES: int(1, 1, 100 * 1024 * 1024),
-  KAFKA_FETCH_WAIT_MAX_MS: int(500, 0, 60_000),
+  KAFKA_FETCH_MIN_BYTES: int(256 * 1024, 1, 100 * 1024 * 1024),
+  KAFKA_FETCH_WAIT_MAX_MS: int(25, 0, 60_000),
   /** Batches written concurrently (one transaction and connection each); offsets still commit in order. */
   WRITES_IN_FLIGHT: int(2, 1, 16),
   DB_RETRY_BASE_MS: int(100, 1),
