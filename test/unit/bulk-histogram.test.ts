@@ -11,10 +11,9 @@ const BUCKETS = [0.05, 0.1, 0.25, 0.4, 0.5, 1, 2, 5, 10, 30, 60, 300];
 test("the same exposition as prom-client's Histogram, bucket bounds and default labels included", async () => {
   await fc.assert(
     fc.asyncProperty(
-      fc.array(
-        fc.oneof(fc.constantFrom(...BUCKETS, 0), fc.double({ min: 0, max: 1_000, noNaN: true })),
-        { maxLength: 200 },
-      ),
+      fc.array(fc.oneof(fc.constantFrom(...BUCKETS, 0), fc.double({ min: 0, max: 1_000, noNaN: true })), {
+        maxLength: 200,
+      }),
       async (values) => {
         const reference = new Registry();
         const bulk = new Registry();
