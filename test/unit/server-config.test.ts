@@ -68,9 +68,11 @@ describe("API keys and log level, resolved with the rest of the configuration", 
   });
 
   test("no key at all, an unreadable file or a line that is not a digest stops start-up, naming the variable", () => {
-    expect(configError(() => loadServerConfig({})).problems).toEqual([
-      "API_KEY_SHA256 / API_KEYS_FILE: no API keys configured (or set AUTH_DISABLED=true for local demos)",
+    expect(configError(() => loadServerConfig({ API_KEYS_DB: "false" })).problems).toEqual([
+      "API_KEY_SHA256 / API_KEYS_FILE: no API keys configured and API_KEYS_DB=false and no JWT keys (or set AUTH_DISABLED=true for local demos)",
     ]);
+    // Managed keys (the default) or JWT keys are enough: /ready waits for them instead.
+    expect(loadServerConfig({}).apiKeyHashes).toEqual([]);
     expect(loadServerConfig({ AUTH_DISABLED: "true" }).apiKeyHashes).toEqual([]);
     expect(configError(() => load({ API_KEYS_FILE: "/nonexistent/keys" })).problems[0]).toStartWith(
       'API_KEYS_FILE="/nonexistent/keys": cannot be read (',
