@@ -3,6 +3,7 @@
 // docs/operations.md documents every variable; test/unit/config-docs.test.ts keeps it in step.
 import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { basename } from "node:path";
 import type { JWK } from "jose";
 import * as v from "valibot";
 import {
@@ -180,7 +181,7 @@ function jwtConfig(c: v.InferOutput<typeof ServerConfigSchema>): JwtConfig | nul
   const keys: JWK[] = [];
   for (const file of c.JWT_KEY_FILES) {
     try {
-      keys.push(...publicJwks(readFileSync(file, "utf8")));
+      keys.push(...publicJwks(readFileSync(file, "utf8"), basename(file).replace(/\.[^.]*$/, "")));
     } catch (error) {
       problems.push(`JWT_KEY_FILES: ${JSON.stringify(file)}: ${(error as Error).message}`);
     }
@@ -198,12 +199,15 @@ function jwtConfig(c: v.InferOutput<typeof ServerConfigSchema>): JwtConfig | nul
   };
 }
 
-/** A key file's public keys as JWKs: a PEM public key (SPKI), a JWK, or a JWKS ({"keys": […]}). */
-export function publicJwks(text: string): JWK[] {
+/**
+ * A key file's public keys as JWKs: a PEM public key (SPKI), whose kid is `pemKid` (the file's
+ * name without its extension), or a JWK, or a JWKS ({"keys": […]}) with their own kids.
+ */
+export function publicJwks(text: string, pemKid: string): JWK[] {
   const trimmed = text.trim();
   if (trimmed.startsWith("-----BEGIN")) {
     if (trimmed.includes("PRIVATE KEY")) throw new Error("is a private key: give the public key");
-    return [createPublicKey(trimmed).export({ format: "jwk" }) as JWK];
+    return [{ ...(createPublicKey(trimmed).export({ format: "jwk" }) as JWK), kid: pemKid }];
   }
   let parsed: unknown;
   try {
