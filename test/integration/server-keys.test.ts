@@ -228,6 +228,28 @@ describe("the edge with managed keys", () => {
   }, 30_000);
 });
 
+describe("the audit trail of failures", () => {
+  test("a flood of bad keys is counted in full but logged once per reason per 10 s, with the shown prefix only", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = createLogger("server-test", "warn", { write: (l: string) => void lines.push(JSON.parse(l)) });
+    const t = await createTestApp({}, { logger });
+    const guesses = Array.from({ length: 50 }, (_, i) => `qrs_guess${i}${"x".repeat(40)}`);
+    for (const key of guesses) expect((await t.post(JSON.stringify(scan()), headers(key))).status).toBe(401);
+    const short = await t.post(JSON.stringify(scan()), { authorization: "Bearer short-secret" });
+    expect(short.status).toBe(401);
+    const counted = (await t.registry.getSingleMetric("auth_failures_total")?.get())?.values.find(
+      (v) => v.labels.reason === "unknown_key",
+    );
+    expect(counted?.value).toBe(51);
+    const logged = lines.filter((l) => l.reason === "unknown_key");
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({ key_prefix: "qrs_gues", msg: "authentication failed; answered 401" });
+    const all = JSON.stringify(lines);
+    expect(guesses.filter((g) => all.includes(g.slice(8)))).toEqual([]);
+    expect(all).not.toContain("short-secret");
+  });
+});
+
 describe("the edge server process", () => {
   test("a revocation takes effect within the refresh interval; with Postgres gone the last good set keeps serving", async () => {
     const db = await createDatabase();
