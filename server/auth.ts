@@ -106,8 +106,9 @@ class AuthFailure extends Error {
     readonly reason: AuthFailureReason,
     message: string,
     readonly hint: Record<string, unknown>,
+    options?: ErrorOptions,
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
@@ -168,7 +169,13 @@ export function createAuth(o: AuthOptions): Auth {
         } catch (error) {
           if (!(error instanceof AuthFailure)) throw error;
           if (error.reason === "jwt_keys_unavailable") {
-            audit(c, error.reason, error.hint, "could not fetch the JWT verification keys; answered 503");
+            // The server's problem, not the client's: the cause (the JWKS fetch's error) is what to fix.
+            audit(
+              c,
+              error.reason,
+              { ...error.hint, err: error.cause },
+              "could not fetch the JWT verification keys; answered 503",
+            );
             throw new ApiError(503, error.message, { headers: retryAfter });
           }
           audit(c, error.reason, error.hint, "authentication failed; answered 401");
@@ -230,7 +237,7 @@ export function jwtVerifier(j: JwtConfig): (token: string) => Promise<Principal>
       }));
     } catch (error) {
       const [reason, message] = jwtFailure(error);
-      throw new AuthFailure(reason, message, jwtHint(token));
+      throw new AuthFailure(reason, message, jwtHint(token), { cause: error });
     }
     const scopes = new Set<Scope>();
     const claimed = typeof payload.scope === "string" ? payload.scope.split(" ") : [];

@@ -192,11 +192,14 @@ describe("JWT bearer tokens from a JWKS URL", () => {
     const key = await signingKey("u1");
     const jwks = jwksServer([key]);
     jwks.stop();
-    const { post, failures } = await jwtApp({ JWT_JWKS_URL: jwks.url });
+    const { post, failures, lines } = await jwtApp({ JWT_JWKS_URL: jwks.url });
     const res = await post(await token({ key }));
     expect(res.status).toBe(503);
     expect(res.headers.get("retry-after")).toBe("2");
     expect(await failures()).toEqual({ jwt_keys_unavailable: 1 });
+    // Logged with what to fix: the fetch's own error.
+    const line = lines.find((l) => l.reason === "jwt_keys_unavailable") as { err?: { message?: string } };
+    expect(line?.err?.message).toBeTruthy();
   }, 30_000);
 });
 
