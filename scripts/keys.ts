@@ -251,6 +251,10 @@ if (import.meta.main) {
   const sql = postgres(config.DATABASE_URL, { prepare: false, max: 1, connect_timeout: 10, onnotice: () => {} });
   const audit = createLogger("keys", "info", { write: (line: string) => process.stderr.write(line) });
   let code = 1;
+  if (["help", "--help", "-h"].includes(process.argv[2] ?? "")) {
+    console.log(USAGE);
+    process.exit(0);
+  }
   try {
     code = await keys(process.argv.slice(2), sql, { out: (line) => console.log(line), audit, operator: config.USER });
   } catch (error) {
@@ -261,7 +265,8 @@ if (import.meta.main) {
       console.error(error.message);
       code = 2;
     } else {
-      console.error(`keys: ${(error as Error).message}`);
+      const missing = (error as { code?: string }).code === "42P01"; // undefined_table
+      console.error(`keys: ${(error as Error).message}${missing ? " (run bun run migrate on this database)" : ""}`);
       code = 1;
     }
   } finally {
