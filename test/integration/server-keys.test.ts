@@ -279,8 +279,8 @@ describe("the edge server process", () => {
     );
     const tookMs = performance.now() - revokedAt;
     console.log(`revocation took effect after ${Math.round(tookMs)} ms (API_KEYS_REFRESH_SECONDS=1)`);
-    // One interval, plus a reload's own time on a busy machine.
-    expect(tookMs).toBeLessThan(1_000 + 1_500);
+    // One interval, plus a reload's own time and the polling on a busy 2-core machine.
+    expect(tookMs).toBeLessThan(1_000 + 2_000);
     expect(await metricValue(metricsUrl, "api_keys_loaded")).toBe(1);
 
     // Postgres gone for the server: its database is dropped. Refreshes fail; the last set stays.
