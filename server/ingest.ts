@@ -30,6 +30,8 @@ export interface IngestOptions {
   maxFutureMs: number;
   retryAfterSeconds: number;
   clientIp: (c: Context) => string | null;
+  /** The 403 for an event whose qr_id is outside the principal's tenant (server/auth.ts). */
+  tenantDenied: (c: Context, qrId: string, index: number) => Error;
   /** Off: no spans, and the client's traceparent goes into the Kafka headers unchanged. */
   tracing?: Tracing;
   /**
@@ -77,6 +79,9 @@ export function ingestHandler(o: IngestOptions) {
     const receivedAt = timestampOf(now);
     const clientIp = o.clientIp(c);
     const traceparent = tracing.enabled ? undefined : c.req.header("traceparent");
+    // A tenant's key may only send its own QR ids: one such event refuses the whole request (403),
+    // before anything is sent, so a batch is never half accepted for a permission problem.
+    const qrPrefix = c.get("principal")?.qrPrefix ?? null;
     const messages: ProducerMessage[] = [];
     const rejected: Rejection[] = [];
     for (let index = 0; index < raw.length; index++) {
@@ -93,6 +98,9 @@ export function ingestHandler(o: IngestOptions) {
         continue;
       }
       const event = (result as v.SafeParseResult<typeof ScanEventSchema> & { success: true }).output;
+      if (qrPrefix !== null && !event.qr_id.startsWith(qrPrefix)) {
+        throw o.tenantDenied(c, event.qr_id, index);
+      }
       const headers: Record<string, string> = { event_id: event.event_id, schema_version: String(SCHEMA_VERSION) };
       if (traceparent) headers.traceparent = traceparent;
       messages.push({

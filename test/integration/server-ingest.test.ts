@@ -274,7 +274,7 @@ describe("POST /v1/scans", () => {
       headers: { "content-type": "application/json" },
     });
     expect(noKey.status).toBe(401);
-    expect((await body(noKey)).error).toMatch(/missing API key/);
+    expect((await body(noKey)).error).toMatch(/missing credentials/);
     expect((await post(JSON.stringify(scan()), { authorization: "Bearer wrong" })).status).toBe(401);
     const viaHeader = await app.request("/v1/scans", {
       method: "POST",
