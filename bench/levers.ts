@@ -15,6 +15,8 @@ export interface Variant {
   rev?: string;
   /** Environment for both the server and the workers (each reads only its own variables). */
   env: Record<string, string>;
+  /** PostgreSQL settings for the variant (ALTER SYSTEM + reload; reset after it): reloadable ones only. */
+  postgres?: Record<string, string>;
 }
 
 /** main before the efficiency work (issue 11): the baseline of the lever table. */
@@ -48,6 +50,7 @@ export const VARIANTS: Variant[] = [
   { name: "linger10", lever: "after, linger.ms 10", env: { KAFKA_LINGER_MS: "10" } },
   { name: "nocompress", lever: "after, compression none", env: { KAFKA_COMPRESSION: "none" } },
   { name: "qr_id", lever: "after, keyed by qr_id", env: { KAFKA_PARTITION_KEY: "qr_id" } },
+  { name: "walz", lever: "after, wal_compression lz4", env: {}, postgres: { wal_compression: "lz4" } },
 ];
 
 /** Looks variants up by name; an unknown name is an error listing the known ones. */
