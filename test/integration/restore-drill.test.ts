@@ -4,10 +4,10 @@
 // Each test works in its own throwaway database; backups cover the whole cluster.
 //
 // Mutations these tests were checked against (each applied once, the test run, then reverted):
-// | mutation                                                                 | what fails                                              |
-// | offsets.ts resumePositions: resume = storedNext + 1                       | replay: MISMATCH, 3 partitions one row short            |
-// | checksums.ts differences() returns []                                     | PITR: the restore to after the DELETE exits 0, not 1    |
-// | drill.ts restore ignores the target (--type=immediate: the backup's end)  | PITR: rows expected 2400 (the mark), restored 1800      |
+// | mutation                                                                | what fails                                                    |
+// | offsets.ts resumePositions: resume = storedNext + 1                      | replay: problems lists today's partition, 497 rows, not 500   |
+// | checksums.ts differences() returns []                                    | PITR: the restore to after the DELETE says "verified", exit 0 |
+// | drill.ts restore ignores a time target (--type=immediate: the backup end)| PITR: MISMATCH, 600 rows per day where the mark had 800       |
 import { expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
