@@ -53,9 +53,9 @@ interface DrillResult {
   replay: { replayedMessages: number; rows: number; problems: string[] } | null;
 }
 
-function result(stdout: string): DrillResult {
-  const line = stdout.split("\n").find((l) => l.startsWith("result "));
-  if (!line) throw new Error(`no result line in the drill's output:\n${stdout}`);
+function result(run: { stdout: string; output: string; code: number }): DrillResult {
+  const line = run.stdout.split("\n").find((l) => l.startsWith("result "));
+  if (!line) throw new Error(`no result line in the drill's output (exit ${run.code}):\n${run.output}`);
   return JSON.parse(line.slice("result ".length)) as DrillResult;
 }
 
@@ -114,7 +114,7 @@ test("a point-in-time restore to just before a DELETE brings the deleted rows ba
   expect(restored.output).toMatch(/RTO [\d.]+ s/);
   expect(restored.output).toMatch(/RPO [\d.]+ s/);
   expect(restored.code).toBe(0);
-  const r = result(restored.stdout);
+  const r = result(restored);
   expect(r.verified).toBe(true);
   const day = (d: DrillResult) => d.checksums.scanEvents.map((x) => x.rows);
   expect(day(r)).toEqual([800, 800, 800]);
@@ -166,7 +166,7 @@ test("after a restore, the sink group resumes at max(kafka_offset) + 1 and the e
   await stored(500);
 
   const drill = await cli(["scripts/restore-drill.ts", "--expect", markFile, "--replay"], driveEnv);
-  const r = result(drill.stdout);
+  const r = result(drill);
   expect(drill.output).toContain("restore-drill: verified: 300 rows");
   expect(r.rows).toBe(300);
   expect(r.replay?.problems).toEqual([]);
