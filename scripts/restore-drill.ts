@@ -203,7 +203,7 @@ async function drill(stack: LocalStack, config: BackupConfig, options: Options):
     targetLabel = `time ${time}`;
   }
 
-  const { exposureSeconds } = await archiveCurrentWal(stack.adminDatabaseUrl, 120_000);
+  const { exposureSeconds } = await archiveCurrentWal(stack.adminDatabaseUrl, config.DRILL_TIMEOUT_MS);
   const liveLatest = await withSql(liveUrl, latestEvent);
 
   console.log(`restore-drill: restoring database ${database} to ${targetLabel} into a fresh cluster…`);

@@ -50,6 +50,8 @@ export function backrestConfig(stack: LocalStack): string {
     "compress-level=3",
     "process-max=1",
     "start-fast=y",
+    // A backup waits for its last WAL segment to be archived; under load (CI) the default 60 s is short.
+    "archive-timeout=300",
     `log-path=${p.log}`,
     `lock-path=${p.lock}`,
     `spool-path=${p.spool}`,
