@@ -45,6 +45,9 @@ export type LocalStack = ReturnType<typeof localStack>;
 
 /** Topics the product needs. `stack up` creates them; the server and the worker expect them to exist. */
 export const TOPICS = {
-  scans: { name: "scans", partitions: 12 },
+  // Retention is explicit and longer than the backup interval (a daily backup plus continuous WAL):
+  // after a restore the workers replay from the restored rows' offsets, which must still be in
+  // the topic (scripts/restore-offsets.ts, docs/runbooks/restore.md).
+  scans: { name: "scans", partitions: 12, config: { "retention.ms": String(7 * 24 * 3600 * 1000) } },
   deadLetters: { name: "analytics.errors", partitions: 3 },
 } as const;

@@ -22,6 +22,8 @@ const REQUIREMENTS: Requirement[] = [
     packages: ["postgresql"],
   },
   { what: "pgbouncer", present: () => commandExists("pgbouncer"), packages: ["pgbouncer"] },
+  // Backups: WAL archiving (archive_command) and `bun run backup` / `restore-drill` (scripts/backup/).
+  { what: "pgBackRest", present: () => commandExists("pgbackrest"), packages: ["pgbackrest"] },
   // Monitoring (scripts/stack/monitoring.ts). Debian may start the packages' own services on install
   // where systemd runs; ours run with their own config, data and ports under $STACK_DIR.
   { what: "Prometheus + promtool", present: () => commandExists("promtool"), packages: ["prometheus"] },

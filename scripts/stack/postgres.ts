@@ -6,6 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileS
 import { join } from "node:path";
 import postgres from "postgres";
 import type { LocalStack } from "../../shared/local-stack.ts";
+import { archiveSettings, ensureStanza, writeBackrestConfig } from "../backup/pgbackrest.ts";
 import {
   asServiceUser,
   isRoot,
@@ -92,6 +93,8 @@ export async function startPostgres(stack: LocalStack): Promise<void> {
     }
     mkdirSync(p.run, { recursive: true });
     ownByServiceUser(p.root);
+    // Continuous WAL archiving into the pgBackRest repository in the stack dir (scripts/backup/).
+    writeBackrestConfig(stack);
     if (!existsSync(join(p.data, "PG_VERSION"))) {
       asPostgres(join(bin, "initdb"), ["-D", p.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"]);
     }
@@ -114,12 +117,36 @@ export async function startPostgres(stack: LocalStack): Promise<void> {
       "checkpoint_timeout=15min",
       "-c",
       "log_min_messages=warning",
+      ...archiveSettings(stack).flatMap((setting) => ["-c", setting]),
     ]);
     writePid(p.pid, startDetached(cmd, args, p.log));
   }
   const admin = stack.adminDatabaseUrl;
   await waitForService("PostgreSQL", () => sqlAnswers(admin), 60_000, p.log);
   await ensureRoleAndDatabase(stack, admin);
+  await ensureArchiving(stack, admin);
+}
+
+/**
+ * The stanza exists once the cluster archives its WAL. A cluster started by an older checkout
+ * (without archive_mode) keeps running as it is: it is told how to get archiving.
+ */
+async function ensureArchiving(stack: LocalStack, adminUrl: string): Promise<void> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  let mode: string | undefined;
+  try {
+    mode = (await sql<{ archive_mode: string }[]>`show archive_mode`)[0]?.archive_mode;
+  } finally {
+    await sql.end();
+  }
+  if (mode !== "on") {
+    console.warn(
+      "stack: PostgreSQL runs without WAL archiving (started by an older checkout): backups need it; restart it with `bun run stack down && bun run stack up`",
+    );
+    return;
+  }
+  writeBackrestConfig(stack);
+  ensureStanza(stack);
 }
 
 async function ensureRoleAndDatabase(stack: LocalStack, adminUrl: string): Promise<void> {

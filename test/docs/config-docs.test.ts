@@ -3,6 +3,7 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
+import { BackupConfigSchema } from "../../scripts/backup/config.ts";
 import { KeysConfigSchema } from "../../scripts/keys.ts";
 import { ServerConfigSchema } from "../../server/config.ts";
 import { MigrateConfigSchema } from "../../sql/migrate.ts";
@@ -30,6 +31,7 @@ const SCHEMAS: [string, Schema][] = [
   ["supervisor", SupervisorConfigSchema as unknown as Schema],
   ["migrate", MigrateConfigSchema as unknown as Schema],
   ["keys", KeysConfigSchema as unknown as Schema],
+  ["backup", BackupConfigSchema as unknown as Schema],
 ];
 
 for (const [name, schema] of SCHEMAS) {

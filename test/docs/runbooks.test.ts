@@ -52,6 +52,7 @@ const EXPECTED: Record<string, { examples: number; skipped: number }> = {
   "edge-latency.md": { examples: 6, skipped: 0 },
   "leaked-api-key.md": { examples: 4, skipped: 2 },
   "producer-queue.md": { examples: 5, skipped: 1 },
+  "restore.md": { examples: 5, skipped: 3 },
   "target-down.md": { examples: 9, skipped: 2 },
 };
 

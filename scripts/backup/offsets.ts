@@ -1,0 +1,83 @@
+// Kafka after a restore. The sink group's committed offsets are ahead of a restored database: the
+// events stored after the recovery target are gone from Postgres but the group would not read them
+// again. The group is moved back to where the restored rows end, per partition, and the workers
+// replay from there (storing is idempotent: a replayed event already stored is a no-op).
+import type postgres from "postgres";
+import { type KafkaAdmin, KafkaConsumer, type TopicPartitionOffset } from "../../shared/kafka/index.ts";
+
+export interface ResumePosition {
+  partition: number;
+  /** Highest offset stored in the restored rows + 1 (scan_events, and dead_letters from this topic); 0 when none. */
+  storedNext: number;
+  /** Where the group resumes: storedNext minus the rewind, never below 0. */
+  resume: number;
+  /** The group's committed offset before the reset (-1: none). */
+  committed: number;
+  highWatermark: number;
+}
+
+/**
+ * How far behind the highest stored offset the group must resume. A worker writes up to
+ * WRITES_IN_FLIGHT batches at once and their transactions may commit out of order, so at a
+ * recovery target an earlier batch (at most BATCH_MAX_ROWS messages, WRITES_IN_FLIGHT - 1 of
+ * them) may be missing below the highest stored offset. With one write in flight the rewind is 0:
+ * the group resumes at max(kafka_offset) + 1 exactly.
+ */
+export const rewindFor = (writesInFlight: number, batchMaxRows: number) => (writesInFlight - 1) * batchMaxRows;
+
+/** Per partition of `topic`: where the restored rows end and where the group should resume. */
+export async function resumePositions(
+  sql: postgres.Sql,
+  admin: KafkaAdmin,
+  { group, topic, rewind }: { group: string; topic: string; rewind: number },
+): Promise<ResumePosition[]> {
+  const stored = await sql<{ partition: number; next: string }[]>`
+    select partition, max(next_offset)::text as next from (
+      select kafka_partition as partition, max(kafka_offset) + 1 as next_offset from scan_events group by 1
+      union all
+      select source_partition, max(source_offset) + 1 from dead_letters where source_topic = ${topic} group by 1
+    ) s group by 1`;
+  const next = new Map(stored.map((r) => [r.partition, Number(r.next)]));
+  return admin.groupLag(group, topic).map((p) => {
+    const storedNext = next.get(p.partition) ?? 0;
+    return {
+      partition: p.partition,
+      storedNext,
+      resume: Math.max(0, storedNext - rewind),
+      committed: p.committed,
+      highWatermark: p.highWatermark,
+    };
+  });
+}
+
+/**
+ * Commits `offsets` for `group` without joining it. Kafka refuses this while the group has
+ * members (the error names the group): stop its workers first.
+ */
+export async function commitGroupOffsets(
+  brokers: string,
+  group: string,
+  offsets: readonly TopicPartitionOffset[],
+): Promise<void> {
+  const consumer = new KafkaConsumer({ config: { "bootstrap.servers": brokers, "group.id": group } });
+  try {
+    await consumer.commit(offsets);
+  } catch (error) {
+    throw new Error(
+      `could not set the offsets of group ${group} (stop every worker of the group first): ${(error as Error).message}`,
+      { cause: error },
+    );
+  } finally {
+    await consumer.close(5_000);
+  }
+}
+
+export function formatPositions(positions: readonly ResumePosition[]): string {
+  const lines = ["partition  committed  high-watermark  restored-next  resume"];
+  for (const p of positions) {
+    lines.push(
+      `${String(p.partition).padStart(9)}  ${String(p.committed).padStart(9)}  ${String(p.highWatermark).padStart(14)}  ${String(p.storedNext).padStart(13)}  ${String(p.resume).padStart(6)}`,
+    );
+  }
+  return lines.join("\n");
+}
