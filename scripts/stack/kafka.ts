@@ -59,7 +59,7 @@ export function kafkaNodePaths(stack: LocalStack, id: number): KafkaNodePaths {
 /** The shared jar cache and node 1's files. */
 export function kafkaPaths(stack: LocalStack) {
   const root = join(stack.dir, "kafka");
-  return { ...kafkaNodePaths(stack, 1), kafkaRoot: root, libs: join(root, "libs"), clusterRoot: clusterRoot(stack) };
+  return { ...kafkaNodePaths(stack, 1), libs: join(root, "libs"), clusterRoot: clusterRoot(stack) };
 }
 
 /** Copies the broker's jars (and kafka-tools for the perf test) from Maven Central once. */
