@@ -10,6 +10,17 @@
 //    (the last node alone is not 2 in-sync replicas; and with 1 of 3 voters the quorum is lost, so
 //    its ISR cannot shrink either: its writes time out), each gets 503 + Retry-After; after the
 //    restart, 202 again.
+//
+// Mutations these tests were checked against (each applied alone, then reverted):
+//
+// | mutation                                                        | failed test: message                                        |
+// |-----------------------------------------------------------------|-------------------------------------------------------------|
+// | server/config.ts: acks=1, no idempotence instead of             | 2: 305 of 548 requests sent while two nodes were down       |
+// | DURABLE_PRODUCER                                                | answered 202 (expected none)                                |
+// | shared/local-stack.ts topicReplication: rf=1 with 3 nodes       | 1: timed out waiting for every partition led by a live node |
+// |                                                                 | (the victim's partitions had leader -1, replicas [3])       |
+// | server/ingest.ts: a retriable delivery error answered 202       | 1: timed out waiting for all 2218 events answered 202 in    |
+// |                                                                 | scan_events; last saw 2065 (153 acknowledged, never stored) |
 import { expect, test } from "bun:test";
 import { TOPICS } from "../../shared/local-stack.ts";
 import { createDatabase, spawnServer, spawnWorker, uniqueName } from "../helpers/fixtures.ts";
