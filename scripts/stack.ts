@@ -4,10 +4,12 @@
 //   bun run stack down    stop exactly the processes `up` started, by their pids
 //   bun run stack status  what runs where
 //   bun run stack reset   down, then delete all data
+// KAFKA_NODES=3 makes Kafka a replicated cluster of three nodes (default 1). `up --only kafka` and
+// `down --only kafka` start or stop Kafka alone (a test's private cluster).
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { localStack } from "../shared/local-stack.ts";
-import { kafkaPid, startKafka, stopKafka } from "./stack/kafka.ts";
+import { kafkaNodePid, kafkaPaths, startKafka, stopKafka } from "./stack/kafka.ts";
 import { monitoringPaths, monitoringStatus, startMonitoring, stopMonitoring } from "./stack/monitoring.ts";
 import { ensurePackages } from "./stack/packages.ts";
 import {
@@ -39,11 +41,13 @@ export async function down(): Promise<void> {
 export function status(): void {
   const line = (name: string, pid: number | null, where: string) =>
     console.log(`${name.padEnd(12)} ${pid ? `running (pid ${pid})`.padEnd(22) : "stopped".padEnd(22)} ${where}`);
-  line(
-    "kafka",
-    kafkaPid(stack),
-    `KAFKA_BROKERS=${stack.brokers}  (JMX exporter http://127.0.0.1:${stack.kafkaJmxExporterPort}/metrics)`,
-  );
+  for (const node of stack.kafkaNodes) {
+    line(
+      stack.kafkaNodes.length === 1 ? "kafka" : `kafka-${node.id}`,
+      kafkaNodePid(stack, node.id),
+      `${node.id === 1 ? `KAFKA_BROKERS=${stack.brokers}  ` : ""}(JMX exporter http://127.0.0.1:${node.jmxExporterPort}/metrics)`,
+    );
+  }
   line("postgres", postgresPid(stack), `DATABASE_DIRECT_URL=${stack.directDatabaseUrl}`);
   line("pgbouncer", pgbouncerPid(stack), `DATABASE_URL=${stack.databaseUrl}`);
   for (const m of monitoringStatus(stack)) line(m.name, m.pid, m.where);
@@ -51,8 +55,16 @@ export function status(): void {
 
 if (import.meta.main) {
   const command = process.argv[2] ?? "status";
+  const only = process.argv[3] === "--only" ? process.argv[4] : undefined;
+  if (process.argv.length > 3 && (only !== "kafka" || !["up", "down", "status"].includes(command))) {
+    console.error("usage: bun run stack up|down|status|reset [--only kafka]");
+    process.exit(2);
+  }
   try {
-    if (command === "up") await up();
+    if (only === "kafka" && command === "up") await startKafka(stack);
+    else if (only === "kafka" && command === "down") await stopKafka(stack);
+    else if (only === "kafka" && command === "status") status();
+    else if (command === "up") await up();
     else if (command === "down") await down();
     else if (command === "status") status();
     else if (command === "reset") {
@@ -60,11 +72,12 @@ if (import.meta.main) {
       // Data goes; the Kafka jar cache (kafka/libs) stays, so the next `up` needs no download.
       rmSync(pgPaths(stack).root, { recursive: true, force: true });
       rmSync(join(stack.dir, "kafka", "data"), { recursive: true, force: true });
+      rmSync(kafkaPaths(stack).clusterRoot, { recursive: true, force: true });
       rmSync(monitoringPaths(stack).prometheusData, { recursive: true, force: true });
       rmSync(monitoringPaths(stack).alertmanagerData, { recursive: true, force: true });
       console.log(`stack: deleted the data in ${stack.dir}`);
     } else {
-      console.error("usage: bun run stack up|down|status|reset");
+      console.error("usage: bun run stack up|down|status|reset [--only kafka]");
       process.exit(2);
     }
   } catch (error) {

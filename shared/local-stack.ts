@@ -2,25 +2,68 @@
 // stack script and for the defaults of the server's and worker's configuration.
 import { resolve } from "node:path";
 
-const port = (name: string, fallback: number) => {
-  const raw = process.env[name];
-  const value = raw ? Number(raw) : fallback;
-  if (!Number.isInteger(value) || value < 1 || value > 65535) {
-    throw new Error(`${name} must be a TCP port (1-65535), got "${raw}"`);
-  }
-  return value;
+/** Kafka nodes of the local stack: 1 (dev default, one copy of each event) or 3 (replicated, a quorum of 3). */
+export const KAFKA_NODE_COUNTS = [1, 3] as const;
+export type KafkaNodeCount = (typeof KAFKA_NODE_COUNTS)[number];
+
+/** Node n (1-based) listens on the node-1 ports plus 10 * (n - 1): broker, controller and JMX exporter. */
+export const KAFKA_NODE_PORT_STEP = 10;
+
+const kafkaNodeCount = (raw: string | undefined): KafkaNodeCount => {
+  const value = raw ? Number(raw) : 1;
+  const allowed = KAFKA_NODE_COUNTS as readonly number[];
+  if (!allowed.includes(value)) throw new Error(`KAFKA_NODES must be 1 or 3, got "${raw}"`);
+  return value as KafkaNodeCount;
 };
 
-export function localStack() {
+export interface KafkaNode {
+  /** node.id, 1-based. */
+  id: number;
+  port: number;
+  controllerPort: number;
+  jmxExporterPort: number;
+}
+
+/**
+ * The local stack's locations, from the STACK_* variables and KAFKA_NODES of `env` (this process's
+ * environment by default; a test builds a private cluster's from its own variables).
+ */
+export function localStack(env: Record<string, string | undefined> = process.env) {
+  const port = (name: string, fallback: number) => {
+    const raw = env[name];
+    const value = raw ? Number(raw) : fallback;
+    if (!Number.isInteger(value) || value < 1 || value > 65535) {
+      throw new Error(`${name} must be a TCP port (1-65535), got "${raw}"`);
+    }
+    return value;
+  };
   const kafkaPort = port("STACK_KAFKA_PORT", 19092);
   const pgPort = port("STACK_PG_PORT", 15432);
   const pgbouncerPort = port("STACK_PGBOUNCER_PORT", 16432);
+  const kafkaControllerPort = port("STACK_KAFKA_CONTROLLER_PORT", kafkaPort + 1);
+  const kafkaJmxExporterPort = port("STACK_KAFKA_JMX_EXPORTER_PORT", 19404);
+  const kafkaNodes: KafkaNode[] = Array.from({ length: kafkaNodeCount(env.KAFKA_NODES) }, (_, i) => {
+    const at = (base: number) => {
+      const p = base + KAFKA_NODE_PORT_STEP * i;
+      if (p > 65535) throw new Error(`Kafka node ${i + 1} would listen on port ${p}: lower STACK_KAFKA_* ports`);
+      return p;
+    };
+    return {
+      id: i + 1,
+      port: at(kafkaPort),
+      controllerPort: at(kafkaControllerPort),
+      jmxExporterPort: at(kafkaJmxExporterPort),
+    };
+  });
   return {
-    dir: resolve(process.env.STACK_DIR ?? new URL("../.stack", import.meta.url).pathname),
+    dir: resolve(env.STACK_DIR ?? new URL("../.stack", import.meta.url).pathname),
+    /** Node 1's broker port (the others: kafkaNodes). */
     kafkaPort,
-    kafkaControllerPort: port("STACK_KAFKA_CONTROLLER_PORT", kafkaPort + 1),
-    /** The broker's JMX exporter javaagent (Prometheus metrics of the broker's MBeans). */
-    kafkaJmxExporterPort: port("STACK_KAFKA_JMX_EXPORTER_PORT", 19404),
+    kafkaControllerPort,
+    /** Node 1's JMX exporter javaagent (Prometheus metrics of the broker's MBeans). */
+    kafkaJmxExporterPort,
+    /** Every Kafka node, node 1 first (KAFKA_NODES: 1 or 3). */
+    kafkaNodes,
     pgPort,
     pgbouncerPort,
     postgresExporterPort: port("STACK_PG_EXPORTER_PORT", 19187),
@@ -31,7 +74,8 @@ export function localStack() {
     database: "qrscan",
     user: "qrscan",
     password: "qrscan",
-    brokers: `127.0.0.1:${kafkaPort}`,
+    /** The bootstrap list of every node: the one source the server, worker, tests and scripts use. */
+    brokers: kafkaNodes.map((n) => `127.0.0.1:${n.port}`).join(","),
     /** Through pgbouncer (transaction pooling): what the worker and server use. */
     databaseUrl: `postgres://qrscan:qrscan@127.0.0.1:${pgbouncerPort}/qrscan`,
     /** Straight to Postgres: migrations and admin tasks that need a session. */
@@ -42,6 +86,22 @@ export function localStack() {
 }
 
 export type LocalStack = ReturnType<typeof localStack>;
+
+/**
+ * Replication of the product's topics (and the broker defaults) for a cluster of `nodes`: with 3,
+ * every partition has 3 copies and a write (acks=all) is acknowledged once at least 2 in-sync
+ * replicas have it; a replica that fell behind never becomes leader. One node: one copy.
+ */
+export function topicReplication(nodes: number): {
+  replicationFactor: number;
+  config: { "min.insync.replicas": string; "unclean.leader.election.enable": "false" };
+} {
+  const replicated = nodes >= 3;
+  return {
+    replicationFactor: replicated ? 3 : 1,
+    config: { "min.insync.replicas": replicated ? "2" : "1", "unclean.leader.election.enable": "false" },
+  };
+}
 
 /** Topics the product needs. `stack up` creates them; the server and the worker expect them to exist. */
 export const TOPICS = {

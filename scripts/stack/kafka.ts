@@ -1,24 +1,65 @@
-// Apache Kafka in KRaft mode (combined broker + controller, one node) from Maven Central jars on the JDK.
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+// Apache Kafka in KRaft mode from Maven Central jars on the JDK: one node (KAFKA_NODES=1, the dev
+// default) or three (KAFKA_NODES=3), each a combined broker + controller, the three forming one
+// controller quorum. Each node has its own ports (shared/local-stack.ts), data dir, log and pid file.
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { KafkaAdmin } from "../../shared/kafka/admin.ts";
-import { type LocalStack, TOPICS } from "../../shared/local-stack.ts";
+import { KafkaAdmin, type NewTopic } from "../../shared/kafka/admin.ts";
+import {
+  KAFKA_NODE_PORT_STEP,
+  type KafkaNode,
+  type LocalStack,
+  TOPICS,
+  topicReplication,
+} from "../../shared/local-stack.ts";
 import { jmxExporterAgentFlag } from "./monitoring.ts";
-import { portOpen, readPid, run, startDetached, stopPidFile, waitForService, writePid } from "./processes.ts";
+import { portOpen, readPid, run, startDetached, stopPid, waitForService, writePid } from "./processes.ts";
 
 const POM = new URL("../kafka/pom.xml", import.meta.url).pathname;
 
-export function kafkaPaths(stack: LocalStack) {
-  const root = join(stack.dir, "kafka");
+/** Where one node keeps its files. */
+export interface KafkaNodePaths {
+  root: string;
+  data: string;
+  config: string;
+  log4j: string;
+  log: string;
+  pid: string;
+}
+
+function nodeFiles(root: string): KafkaNodePaths {
   return {
     root,
-    libs: join(root, "libs"),
     data: join(root, "data"),
     config: join(root, "server.properties"),
     log4j: join(root, "log4j.properties"),
     log: join(root, "kafka.log"),
     pid: join(root, "kafka.pid"),
   };
+}
+
+/**
+ * The single node lives in $STACK_DIR/kafka (as before there were modes); the three nodes of the
+ * replicated cluster in $STACK_DIR/kafka/nodes/<id>: a separate cluster with its own data.
+ */
+function singleNodePaths(stack: LocalStack): KafkaNodePaths {
+  return nodeFiles(join(stack.dir, "kafka"));
+}
+function clusterRoot(stack: LocalStack): string {
+  return join(stack.dir, "kafka", "nodes");
+}
+function clusterNodePaths(stack: LocalStack, id: number): KafkaNodePaths {
+  return nodeFiles(join(clusterRoot(stack), String(id)));
+}
+
+/** The files of node `id` in the stack's mode (KAFKA_NODES). */
+export function kafkaNodePaths(stack: LocalStack, id: number): KafkaNodePaths {
+  return stack.kafkaNodes.length === 1 ? singleNodePaths(stack) : clusterNodePaths(stack, id);
+}
+
+/** The shared jar cache and node 1's files. */
+export function kafkaPaths(stack: LocalStack) {
+  const root = join(stack.dir, "kafka");
+  return { ...kafkaNodePaths(stack, 1), libs: join(root, "libs"), clusterRoot: clusterRoot(stack) };
 }
 
 /** Copies the broker's jars (and kafka-tools for the perf test) from Maven Central once. */
@@ -42,27 +83,35 @@ export function javaClasspath(stack: LocalStack): string {
   return `${kafkaPaths(stack).libs}/*`;
 }
 
-function writeConfig(stack: LocalStack): void {
-  const p = kafkaPaths(stack);
+function writeConfig(stack: LocalStack, node: KafkaNode): void {
+  const p = kafkaNodePaths(stack, node.id);
   mkdirSync(p.data, { recursive: true });
+  const nodes = stack.kafkaNodes.length;
+  const replication = topicReplication(nodes);
+  const rf = replication.replicationFactor;
   writeFileSync(
     p.config,
     [
       "process.roles=broker,controller",
-      "node.id=1",
-      `controller.quorum.voters=1@127.0.0.1:${stack.kafkaControllerPort}`,
-      `listeners=PLAINTEXT://127.0.0.1:${stack.kafkaPort},CONTROLLER://127.0.0.1:${stack.kafkaControllerPort}`,
-      `advertised.listeners=PLAINTEXT://127.0.0.1:${stack.kafkaPort}`,
+      `node.id=${node.id}`,
+      `controller.quorum.voters=${stack.kafkaNodes.map((n) => `${n.id}@127.0.0.1:${n.controllerPort}`).join(",")}`,
+      `listeners=PLAINTEXT://127.0.0.1:${node.port},CONTROLLER://127.0.0.1:${node.controllerPort}`,
+      `advertised.listeners=PLAINTEXT://127.0.0.1:${node.port}`,
       "controller.listener.names=CONTROLLER",
       "inter.broker.listener.name=PLAINTEXT",
       "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
       `log.dirs=${p.data}`,
       "num.partitions=1",
       "auto.create.topics.enable=false",
-      "offsets.topic.replication.factor=1",
+      // Replication (topicReplication): the broker defaults match the product topics' settings, so
+      // the internal topics and any topic created without them get the same guarantees.
+      `default.replication.factor=${rf}`,
+      `min.insync.replicas=${replication.config["min.insync.replicas"]}`,
+      "unclean.leader.election.enable=false",
+      `offsets.topic.replication.factor=${rf}`,
       "offsets.topic.num.partitions=12",
-      "transaction.state.log.replication.factor=1",
-      "transaction.state.log.min.isr=1",
+      `transaction.state.log.replication.factor=${rf}`,
+      `transaction.state.log.min.isr=${replication.config["min.insync.replicas"]}`,
       "group.initial.rebalance.delay.ms=0",
       "delete.topic.enable=true",
       "log.retention.hours=24",
@@ -89,17 +138,35 @@ function writeConfig(stack: LocalStack): void {
   );
 }
 
-function formatStorage(stack: LocalStack): void {
-  const p = kafkaPaths(stack);
-  if (existsSync(join(p.data, "meta.properties"))) return;
-  const clusterId = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url");
-  run("java", ["-cp", javaClasspath(stack), "kafka.tools.StorageTool", "format", "-t", clusterId, "-c", p.config]);
+/** The cluster id every node of the stack is formatted with (one per cluster, kept next to the nodes). */
+function clusterId(stack: LocalStack): string {
+  const file = join(stack.kafkaNodes.length === 1 ? singleNodePaths(stack).root : clusterRoot(stack), "cluster.id");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const id = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url");
+  mkdirSync(join(file, ".."), { recursive: true });
+  writeFileSync(file, `${id}\n`);
+  return id;
 }
 
-/** Answers when the broker serves metadata, not merely when its port is open. */
-async function brokerAnswers(stack: LocalStack): Promise<boolean> {
-  if (!(await portOpen(stack.kafkaPort))) return false;
-  const admin = new KafkaAdmin({ config: { "bootstrap.servers": stack.brokers } });
+function formatStorage(stack: LocalStack, node: KafkaNode): void {
+  const p = kafkaNodePaths(stack, node.id);
+  if (existsSync(join(p.data, "meta.properties"))) return;
+  run("java", [
+    "-cp",
+    javaClasspath(stack),
+    "kafka.tools.StorageTool",
+    "format",
+    "-t",
+    clusterId(stack),
+    "-c",
+    p.config,
+  ]);
+}
+
+/** Answers when the node serves metadata (asked alone), not merely when its port is open. */
+async function nodeAnswers(node: KafkaNode): Promise<boolean> {
+  if (!(await portOpen(node.port))) return false;
+  const admin = new KafkaAdmin({ config: { "bootstrap.servers": `127.0.0.1:${node.port}` } });
   try {
     admin.describeTopics(undefined, 2_000);
     return true;
@@ -108,58 +175,117 @@ async function brokerAnswers(stack: LocalStack): Promise<boolean> {
   }
 }
 
-export async function startKafka(stack: LocalStack): Promise<void> {
-  const p = kafkaPaths(stack);
-  if (readPid(p.pid) === null) {
-    if (await portOpen(stack.kafkaPort)) {
-      throw new Error(`port ${stack.kafkaPort} is in use by another process; set STACK_KAFKA_PORT to a free port`);
-    }
-    if (await portOpen(stack.kafkaJmxExporterPort)) {
+/** JVM flags per mode: three JVMs share this 2-core box, so each gets a smaller heap and fewer GC threads. */
+function jvmFlags(stack: LocalStack): string[] {
+  if (stack.kafkaNodes.length === 1) return ["-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20"];
+  return [
+    "-Xms128m",
+    "-Xmx384m",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:ParallelGCThreads=1",
+    "-XX:ConcGCThreads=1",
+  ];
+}
+
+/** Fails when Kafka of the other mode (KAFKA_NODES) runs on this stack: both use node 1's ports. */
+function assertNoOtherMode(stack: LocalStack): void {
+  const other =
+    stack.kafkaNodes.length === 1 ? [1, 2, 3].map((id) => clusterNodePaths(stack, id)) : [singleNodePaths(stack)];
+  for (const p of other) {
+    const pid = readPid(p.pid);
+    if (pid !== null) {
       throw new Error(
-        `port ${stack.kafkaJmxExporterPort} is in use by another process; set STACK_KAFKA_JMX_EXPORTER_PORT to a free port`,
+        `Kafka of the other mode runs (pid ${pid}, ${p.root}); stop it first with \`bun run stack down\`, then start with KAFKA_NODES=${stack.kafkaNodes.length}`,
       );
     }
-    ensureKafkaJars(stack);
-    // The broker's metrics for Prometheus (monitoring/jmx-exporter/kafka.yml), served by the broker's JVM.
-    const jmxAgent = jmxExporterAgentFlag(stack);
-    writeConfig(stack);
-    formatStorage(stack);
-    const pid = startDetached(
-      "java",
-      [
-        "-Xms256m",
-        "-Xmx1g",
-        "-XX:+UseG1GC",
-        "-XX:MaxGCPauseMillis=20",
-        "-Djava.awt.headless=true",
-        jmxAgent,
-        `-Dlog4j.configuration=file:${p.log4j}`,
-        "-cp",
-        javaClasspath(stack),
-        "kafka.Kafka",
-        p.config,
-      ],
-      p.log,
-    );
-    writePid(p.pid, pid);
   }
-  await waitForService("Kafka", () => brokerAnswers(stack), 90_000, p.log);
+}
+
+/** Starts every node that is not running (idempotent), waits until each answers, creates the topics. */
+export async function startKafka(stack: LocalStack): Promise<void> {
+  assertNoOtherMode(stack);
+  const missing = stack.kafkaNodes.filter((n) => readPid(kafkaNodePaths(stack, n.id).pid) === null);
+  if (missing.length > 0) {
+    for (const node of missing) {
+      for (const [port, variable] of [
+        [node.port, "STACK_KAFKA_PORT"],
+        [node.controllerPort, "STACK_KAFKA_CONTROLLER_PORT"],
+        [node.jmxExporterPort, "STACK_KAFKA_JMX_EXPORTER_PORT"],
+      ] as const) {
+        if (await portOpen(port)) {
+          throw new Error(
+            `port ${port} (Kafka node ${node.id}) is in use by another process; set ${variable} to a free port (node n uses it + ${KAFKA_NODE_PORT_STEP} * (n - 1))`,
+          );
+        }
+      }
+    }
+    ensureKafkaJars(stack);
+    for (const node of missing) {
+      const p = kafkaNodePaths(stack, node.id);
+      // The broker's metrics for Prometheus (monitoring/jmx-exporter/kafka.yml), served by the broker's JVM.
+      const jmxAgent = jmxExporterAgentFlag(stack, node.jmxExporterPort);
+      writeConfig(stack, node);
+      formatStorage(stack, node);
+      const pid = startDetached(
+        "java",
+        [
+          ...jvmFlags(stack),
+          "-Djava.awt.headless=true",
+          jmxAgent,
+          `-Dlog4j.configuration=file:${p.log4j}`,
+          "-cp",
+          javaClasspath(stack),
+          "kafka.Kafka",
+          p.config,
+        ],
+        p.log,
+      );
+      writePid(p.pid, pid);
+    }
+  }
+  await Promise.all(
+    stack.kafkaNodes.map((n) =>
+      waitForService(`Kafka node ${n.id}`, () => nodeAnswers(n), 120_000, kafkaNodePaths(stack, n.id).log),
+    ),
+  );
   await createProductTopics(stack);
+}
+
+/** The product's topics with the stack's replication (topicReplication) on top of their own settings. */
+export function productTopics(stack: LocalStack): NewTopic[] {
+  const replication = topicReplication(stack.kafkaNodes.length);
+  return [TOPICS.scans, TOPICS.deadLetters].map((t: NewTopic) => ({
+    ...t,
+    replicationFactor: replication.replicationFactor,
+    config: { ...t.config, ...replication.config },
+  }));
 }
 
 export async function createProductTopics(stack: LocalStack): Promise<void> {
   const admin = new KafkaAdmin({ config: { "bootstrap.servers": stack.brokers } });
   try {
-    await admin.createTopics([TOPICS.scans, TOPICS.deadLetters]);
+    await admin.createTopics(productTopics(stack));
   } finally {
     admin.close();
   }
 }
 
+/** Stops every Kafka node of this stack, of either mode (SIGTERM, by pid); true when one ran. */
 export async function stopKafka(stack: LocalStack): Promise<boolean> {
-  return stopPidFile(kafkaPaths(stack).pid, "SIGTERM");
+  const all = [singleNodePaths(stack), ...[1, 2, 3].map((id) => clusterNodePaths(stack, id))];
+  const pids = all.map((p) => readPid(p.pid));
+  await Promise.all(pids.map((pid) => (pid === null ? undefined : stopPid(pid, "SIGTERM"))));
+  for (const p of all) rmSync(p.pid, { force: true });
+  return pids.some((pid) => pid !== null);
 }
 
+/** Node 1's pid (null when it is not running). */
 export function kafkaPid(stack: LocalStack): number | null {
-  return readPid(kafkaPaths(stack).pid);
+  return kafkaNodePid(stack, 1);
+}
+
+/** Node `id`'s pid (null when it is not running). */
+export function kafkaNodePid(stack: LocalStack, id: number): number | null {
+  return readPid(kafkaNodePaths(stack, id).pid);
 }

@@ -91,7 +91,7 @@ export function prometheusTargets(stack: LocalStack, app: AppMetricsPorts): Reco
       header +
       Array.from({ length: app.workers }, (_, i) => group([at(app.firstWorker + i)], { worker: String(i) })).join(""),
     supervisor: header + group([at(app.supervisor)]),
-    kafka: header + group([at(stack.kafkaJmxExporterPort)]),
+    kafka: header + group(stack.kafkaNodes.map((n) => at(n.jmxExporterPort))),
     postgres: header + group([at(stack.postgresExporterPort)]),
     pgbouncer: header + group([at(stack.pgbouncerExporterPort)]),
     alertmanager: header + group([at(stack.alertmanagerPort)]),
@@ -161,9 +161,9 @@ export function ensureJmxExporterJar(stack: LocalStack): string {
   return join(dir, jar);
 }
 
-/** The JVM flag that loads the exporter into the broker, serving on 127.0.0.1:kafkaJmxExporterPort. */
-export function jmxExporterAgentFlag(stack: LocalStack): string {
-  return `-javaagent:${ensureJmxExporterJar(stack)}=127.0.0.1:${stack.kafkaJmxExporterPort}:${JMX_EXPORTER_CONFIG}`;
+/** The JVM flag that loads the exporter into a broker, serving on 127.0.0.1:port (node 1's by default). */
+export function jmxExporterAgentFlag(stack: LocalStack, port = stack.kafkaJmxExporterPort): string {
+  return `-javaagent:${ensureJmxExporterJar(stack)}=127.0.0.1:${port}:${JMX_EXPORTER_CONFIG}`;
 }
 
 async function answers(url: string): Promise<boolean> {
