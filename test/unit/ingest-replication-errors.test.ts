@@ -46,6 +46,8 @@ function edge(failWith: number) {
       maxFutureMs: 300_000,
       retryAfterSeconds: 2,
       clientIp: () => null,
+      // No principal here (no auth middleware): never called.
+      tenantDenied: () => new Error("no tenant in this test"),
     }),
   );
   return app;
