@@ -3,6 +3,7 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
+import { MaintainConfigSchema } from "../../scripts/retention/config.ts";
 import { ServerConfigSchema } from "../../server/config.ts";
 import { MigrateConfigSchema } from "../../sql/migrate.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
@@ -20,6 +21,7 @@ const DESCRIBED_DEFAULTS: Record<string, RegExp> = {
   DATABASE_URL: /^local pgbouncer$/,
   DATABASE_DIRECT_URL: /^local Postgres \(`postgres:\/\/qrscan:qrscan@127\.0\.0\.1:15432\/qrscan`\)$/,
   WORKER_POOL_SIZE: /^CPUs$/,
+  ARCHIVE_DIR: /^`\$STACK_DIR\/archive`$/,
 };
 
 type Schema = v.ObjectSchema<v.ObjectEntries, undefined>;
@@ -28,6 +30,7 @@ const SCHEMAS: [string, Schema][] = [
   ["worker", WorkerConfigSchema as unknown as Schema],
   ["supervisor", SupervisorConfigSchema as unknown as Schema],
   ["migrate", MigrateConfigSchema as unknown as Schema],
+  ["maintain", MaintainConfigSchema as unknown as Schema],
 ];
 
 for (const [name, schema] of SCHEMAS) {

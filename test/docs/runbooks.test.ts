@@ -51,6 +51,7 @@ const EXPECTED: Record<string, { examples: number; skipped: number }> = {
   "edge-errors.md": { examples: 6, skipped: 1 },
   "edge-latency.md": { examples: 6, skipped: 0 },
   "producer-queue.md": { examples: 5, skipped: 1 },
+  "storage-budget.md": { examples: 4, skipped: 2 },
   "target-down.md": { examples: 9, skipped: 2 },
 };
 
