@@ -103,30 +103,41 @@ async function createPartitionsAhead(sql: Sql, aheadDays: number): Promise<strin
 // 2. Rollups
 
 /**
- * One transaction, with H = rollup_state.minutes_pruned_before (before this run) and C = the new
- * cutoff (midnight UTC, RETENTION_MINUTE_COUNTS_DAYS ago):
+ * One transaction, with H = rollup_state.minutes_pruned_before (before this run), C = the new
+ * cutoff (midnight UTC, RETENTION_MINUTE_COUNTS_DAYS ago) and S = where recomputing starts: the
+ * last run's rolled_up_to minus RECOMPUTE_OVERLAP (never before C):
  *   - minutes below H (events redriven after their hour was pruned) are added to the rollups and
  *     deleted, in one statement (what is added is exactly what is deleted);
  *   - minutes in [H, C) are deleted and their hours set to their sum (complete hours: H and C are
- *     midnights), in one statement;
- *   - closed hours in [C, this hour) are recomputed from their minutes, and closed days from H on
- *     from the hours; rows whose count is already right are not written (a rerun writes nothing);
- *   - H becomes C.
- * A minute row written by a worker meanwhile is either in a statement's snapshot or left below
- * the new H for the next run to add: counted once either way.
+ *     midnights), in one statement: an hour's count is exact from then on;
+ *   - closed hours in [S, this hour) are recomputed from their minutes, so the rollups are current
+ *     too (a late event older than the overlap shows there once its hour is moved, above);
+ *   - days touched (from H to C, and from S's day to today) are recomputed from the hours;
+ *   - rows whose count is already right are not written (a rerun writes nothing); H becomes C.
+ * Each minute row is read once by the move and a few times by recomputing (the overlap), however
+ * long minute counts are kept. A minute row written by a worker meanwhile is either in a
+ * statement's snapshot or left below the new H for the next run to add: counted once either way.
  */
+const RECOMPUTE_OVERLAP = "48 hours";
+
 async function rollUp(sql: Sql, c: MaintainConfig) {
   return sql.begin(async (tx) => {
-    const [state] = await tx<{ old: string; cutoff: string; closed: string }[]>`
-      select coalesce(minutes_pruned_before, '-infinity')::text as old,
-        greatest(
-          coalesce(minutes_pruned_before, '-infinity'),
-          date_trunc('day', now() - make_interval(days => ${c.RETENTION_MINUTE_COUNTS_DAYS}), 'UTC')
-        )::text as cutoff,
+    const [state] = await tx<{ old: string; cutoff: string; start: string; closed: string }[]>`
+      with s as (
+        select coalesce(minutes_pruned_before, '-infinity') as old,
+          greatest(
+            coalesce(minutes_pruned_before, '-infinity'),
+            date_trunc('day', now() - make_interval(days => ${c.RETENTION_MINUTE_COUNTS_DAYS}), 'UTC')
+          ) as cutoff,
+          rolled_up_to
+        from rollup_state for update
+      )
+      select old::text, cutoff::text,
+        greatest(cutoff, coalesce(rolled_up_to - ${RECOMPUTE_OVERLAP}::interval, '-infinity'))::text as start,
         date_trunc('hour', now(), 'UTC')::text as closed
-      from rollup_state for update`;
+      from s`;
     if (!state) throw new Error("rollup_state has no row: is migration 0006 applied?");
-    const { old, cutoff, closed } = state;
+    const { old, cutoff, start, closed } = state;
     const [folded] = await tx<{ hours: number }[]>`
       with moved as (
         delete from scan_counts where bucket < ${old}::text::timestamptz returning qr_id, bucket, count
@@ -158,7 +169,7 @@ async function rollUp(sql: Sql, c: MaintainConfig) {
       with hours as (
         insert into scan_counts_hourly (qr_id, bucket, count)
         select qr_id, date_trunc('hour', bucket, 'UTC'), sum(count) from scan_counts
-        where bucket >= ${cutoff}::text::timestamptz and bucket < ${closed}::text::timestamptz
+        where bucket >= ${start}::text::timestamptz and bucket < ${closed}::text::timestamptz
         group by 1, 2
         on conflict (qr_id, bucket) do update set count = excluded.count
           where scan_counts_hourly.count is distinct from excluded.count
@@ -169,15 +180,19 @@ async function rollUp(sql: Sql, c: MaintainConfig) {
       with days as (
         insert into scan_counts_daily (qr_id, bucket, count)
         select qr_id, date_trunc('day', bucket, 'UTC'), sum(count) from scan_counts_hourly
-        where bucket >= ${old}::text::timestamptz and bucket < date_trunc('day', ${closed}::text::timestamptz, 'UTC')
+        where (bucket >= ${old}::text::timestamptz and bucket < ${cutoff}::text::timestamptz)
+          or (bucket >= date_trunc('day', ${start}::text::timestamptz, 'UTC')
+            and bucket < date_trunc('day', ${closed}::text::timestamptz, 'UTC'))
         group by 1, 2
         on conflict (qr_id, bucket) do update set count = excluded.count
           where scan_counts_daily.count is distinct from excluded.count
         returning 1
       )
       select count(*)::int as days from days`;
-    await tx`update rollup_state set minutes_pruned_before = ${cutoff}::text::timestamptz
-      where minutes_pruned_before is distinct from ${cutoff}::text::timestamptz`;
+    await tx`update rollup_state set minutes_pruned_before = ${cutoff}::text::timestamptz,
+        rolled_up_to = ${closed}::text::timestamptz
+      where (minutes_pruned_before, rolled_up_to)
+        is distinct from (${cutoff}::text::timestamptz, ${closed}::text::timestamptz)`;
     let rollupRowsPruned = 0;
     if (c.RETENTION_ROLLUP_DAYS > 0) {
       const horizon = sql`date_trunc('day', now() - make_interval(days => ${c.RETENTION_ROLLUP_DAYS}), 'UTC')`;

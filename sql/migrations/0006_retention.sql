@@ -20,10 +20,12 @@ CREATE TABLE scan_counts_daily (
 -- One row. Minute counts before minutes_pruned_before have been moved into the hourly and daily
 -- tables and deleted: readers take hours and days before it from the rollups, after it from
 -- scan_counts. A minute row that appears below it later (an event redriven that late) is added to
--- the rollups by the next run. NULL: nothing pruned yet.
+-- the rollups by the next run. NULL: nothing pruned yet. rolled_up_to: the hour up to which the
+-- last run recomputed hours from minutes (each run recomputes from a little before it).
 CREATE TABLE rollup_state (
   singleton             boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-  minutes_pruned_before timestamptz
+  minutes_pruned_before timestamptz,
+  rolled_up_to          timestamptz
 );
 INSERT INTO rollup_state DEFAULT VALUES;
 
