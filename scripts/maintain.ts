@@ -2,7 +2,9 @@
 //   bun run maintain
 // Creates day partitions ahead, rolls minute counts up into hourly and daily counts, archives raw
 // days past RETENTION_RAW_DAYS to verified Parquet files and drops them, prunes dead letters.
-// Every step is idempotent; a second concurrent run exits 0 saying the lock is held. Refuses a
+// Every step is idempotent; a second concurrent run exits 0 saying the lock is held. A day whose
+// archive cannot be verified is kept in Postgres and named, the other days and steps still run,
+// and the run exits 1. Refuses a
 // policy whose raw retention does not exceed the edge's maximum event age plus the topic's
 // retention. Configuration: docs/operations.md "maintain configuration"; steps: "Retention".
 import { ConfigError } from "../shared/config.ts";
@@ -22,7 +24,13 @@ export async function runMaintain(c: MaintainConfig, log = (line: string) => con
 
 if (import.meta.main) {
   try {
-    await runMaintain(loadMaintainConfig());
+    const summary = await runMaintain(loadMaintainConfig());
+    if (summary?.failed.length) {
+      console.error(
+        `maintain failed: ${summary.failed.length} day(s) not archived (their partitions are kept): ${summary.failed.map((f) => `${f.day}: ${f.reason}`).join("; ")}. See docs/runbooks/storage-budget.md`,
+      );
+      process.exit(1);
+    }
   } catch (error) {
     const message = error instanceof ConfigError ? error.message : ((error as Error).stack ?? String(error));
     console.error(`maintain failed: ${message}`);

@@ -2,7 +2,7 @@
 // validated schema (docs/operations.md "maintain configuration"), resolved once per run.
 import * as v from "valibot";
 import { ServerConfigSchema } from "../../server/config.ts";
-import { ConfigError, int, loadConfig, logLevel, str } from "../../shared/config.ts";
+import { ConfigError, int, loadConfig, str } from "../../shared/config.ts";
 import { localStack } from "../../shared/local-stack.ts";
 import { TOPICS } from "../../shared/local-stack.ts";
 
@@ -42,7 +42,6 @@ export const MaintainConfigSchema = v.object({
   MAINTAIN_LOCK_TIMEOUT_MS: int(10_000, 100),
   /** Test hook: pause this long after writing an archive's temporary file, before its rename. */
   FAULT_PAUSE_AFTER_ARCHIVE_TEMP_MS: int(0, 0),
-  LOG_LEVEL: logLevel(),
 });
 
 export type MaintainConfig = v.InferOutput<typeof MaintainConfigSchema>;

@@ -68,8 +68,10 @@ export interface MaintainSummary {
   minutesPrunedBefore: string | null;
   rollupRowsPruned: number;
   archived: { day: string; rows: number; file: string; reused: boolean }[];
-  /** Days left for the next run, with why (e.g. late rows arrived while archiving). */
+  /** Days left for the next run, with why (late rows arrived while archiving, a lock wait timed out). */
   skipped: { day: string; reason: string }[];
+  /** Days whose archive is wrong (damaged, or not what the partition holds): nothing dropped; an operator acts. */
+  failed: { day: string; reason: string }[];
   deadLettersPruned: number;
 }
 
@@ -80,10 +82,10 @@ export async function maintain(sql: Sql, c: MaintainConfig, log: Log): Promise<M
   log(
     `rollups: ${rollup.hoursFolded} late hours added, ${rollup.hoursMoved} hours moved out of minute counts, ${rollup.hoursRecomputed} hours and ${rollup.daysRecomputed} days recomputed; minute counts kept from ${rollup.minutesPrunedBefore ?? "the start"}`,
   );
-  const { archived, skipped } = await archiveDays(sql, c, log);
+  const { archived, skipped, failed } = await archiveDays(sql, c, log);
   const deadLettersPruned = await pruneDeadLetters(sql, c.RETENTION_DEAD_LETTER_DAYS);
   log(`dead letters: ${deadLettersPruned} older than ${c.RETENTION_DEAD_LETTER_DAYS} days deleted`);
-  return { partitionsAhead, ...rollup, archived, skipped, deadLettersPruned };
+  return { partitionsAhead, ...rollup, archived, skipped, failed, deadLettersPruned };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,10 +242,11 @@ async function checkColumns(sql: Sql): Promise<void> {
 async function archiveDays(sql: Sql, c: MaintainConfig, log: Log) {
   const archived: MaintainSummary["archived"] = [];
   const skipped: MaintainSummary["skipped"] = [];
+  const failed: MaintainSummary["failed"] = [];
   const days = await expiredDays(sql, c.RETENTION_RAW_DAYS);
   if (days.length === 0) {
     log(`archive: no day older than ${c.RETENTION_RAW_DAYS} days in Postgres`);
-    return { archived, skipped };
+    return { archived, skipped, failed };
   }
   await checkColumns(sql);
   for (const day of days) {
@@ -256,13 +259,21 @@ async function archiveDays(sql: Sql, c: MaintainConfig, log: Log) {
         `archive: ${day} ${reused ? "already archived in" : "archived to"} ${manifest.file} (${manifest.rows} rows, verified), partition dropped`,
       );
     } catch (error) {
-      if (!(error instanceof DayChangedError)) throw error;
-      skipped.push({ day, reason: error.message });
-      log(`archive: ${day} left for the next run: ${error.message}`);
+      if (error instanceof DayChangedError || isLockTimeout(error)) {
+        skipped.push({ day, reason: (error as Error).message });
+        log(`archive: ${day} left for the next run: ${(error as Error).message}`);
+      } else if (error instanceof ArchiveError) {
+        // The other days and steps still run; the run exits non-zero naming this one.
+        failed.push({ day, reason: error.message });
+        log(`archive: ${day} NOT archived, partition kept: ${error.message}`);
+      } else throw error;
     }
   }
-  return { archived, skipped };
+  return { archived, skipped, failed };
 }
+
+/** SQLSTATE 55P03: the partition's lock was not granted within MAINTAIN_LOCK_TIMEOUT_MS (writers on it). */
+const isLockTimeout = (error: unknown) => (error as { code?: unknown } | null)?.code === "55P03";
 
 /** The partition no longer matches what was archived (late rows): the next run archives it anew. */
 class DayChangedError extends Error {
