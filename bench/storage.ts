@@ -3,9 +3,8 @@
 // the Parquet archive. Rows go through the worker's own decoder and sink (COPY, the counts upsert),
 // into a throwaway database; the records through a producer with the edge's settings to a private
 // topic of the local stack, deleted afterwards.
-//   bun bench/storage.ts [--rows 1000000] [--qr-codes 5000] [--kafka-rows 100000] [--batch 5000]
-import { readdirSync, rmSync, statSync } from "node:fs";
-import { mkdtempSync } from "node:fs";
+//   bun bench/storage.ts [--rows 1000000] [--qr-codes 5000] [--kafka-rows 100000] [--batch 5000] [--kafka-only]
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -16,7 +15,7 @@ import { loadMaintainConfig } from "../scripts/retention/config.ts";
 import { loadServerConfig } from "../server/config.ts";
 import { type ScanEvent, timestampOf, toScanRecord } from "../shared/event.ts";
 import { KafkaAdmin, KafkaProducer } from "../shared/kafka/index.ts";
-import { localStack } from "../shared/local-stack.ts";
+import { TOPICS, localStack } from "../shared/local-stack.ts";
 import { createDb } from "../worker/db.ts";
 import { decode, isPoison } from "../worker/decode.ts";
 import { ScanSink } from "../worker/sink.ts";
@@ -26,6 +25,8 @@ const rows = numArg("rows", 1_000_000);
 const qrCodes = numArg("qr-codes", 5_000);
 const kafkaRows = numArg("kafka-rows", Math.round(rows / 10));
 const batchRows = numArg("batch", 5_000);
+/** Only the Kafka part (its figures do not depend on the database's). */
+const kafkaOnly = process.argv.includes("--kafka-only");
 const stack = localStack();
 
 const USER_AGENTS = [
@@ -63,71 +64,18 @@ function recordOf(i: number): { key: string; value: string } {
 // ---------------------------------------------------------------------------------------------
 // Postgres
 
-const db = await createThrowawayDatabase("qrscan_bench_storage");
-const results: Record<string, unknown> = { rows, qrCodes, kafkaRows, day };
-const archiveDir = mkdtempSync(join(tmpdir(), "qrscan-bench-archive-"));
-try {
-  const pool = createDb({ url: db.url, poolMax: 2, statementTimeoutMs: 120_000, deadlineMarginMs: 5_000 });
-  const sink = new ScanSink(pool.transaction);
-  const started = performance.now();
-  for (let from = 0; from < rows; from += batchRows) {
-    const batch = [];
-    for (let i = from; i < Math.min(rows, from + batchRows); i++) {
-      const { key, value } = recordOf(i);
-      const row = decode({
-        topic: "scans",
-        partition: i % 12,
-        offset: Math.floor(i / 12),
-        key: Buffer.from(key),
-        value: Buffer.from(value),
-        headers: null,
-        timestamp: 0,
-      });
-      if (isPoison(row)) throw new Error(row.error);
-      batch.push(row);
-    }
-    await sink.write(batch);
-  }
-  await pool.sql.end();
-  console.log(
-    `storage: ${rows} rows written through the sink in ${((performance.now() - started) / 1000).toFixed(0)} s`,
-  );
-
-  const direct = postgres(db.directUrl, { max: 1, onnotice: () => {}, connection: { TimeZone: "UTC" } });
-  await direct`vacuum analyze`;
-  const sizeOf = async (relation: string) => {
-    const [r] = await direct<{ heap: string; indexes: string; total: string }[]>`
-      select pg_table_size(${relation}::regclass)::text as heap, pg_indexes_size(${relation}::regclass)::text as indexes,
-        pg_total_relation_size(${relation}::regclass)::text as total`;
-    const [c] = await direct.unsafe<{ n: string }[]>(`select count(*)::text as n from "${relation}"`);
-    return { heap: Number(r?.heap), indexes: Number(r?.indexes), total: Number(r?.total), rows: Number(c?.n) };
-  };
-  const partition = await sizeOf(partitionOf(day));
-  const minutes = await sizeOf("scan_counts");
-  await runMaintain(loadMaintainConfig({ DATABASE_DIRECT_URL: db.directUrl, ARCHIVE_DIR: archiveDir }), () => {});
-  const hourly = await sizeOf("scan_counts_hourly");
-  const daily = await sizeOf("scan_counts_daily");
-  const digest = await digestInDb(direct, partitionOf(day));
-  const file = join(archiveDir, "bench.parquet");
-  const archiveStarted = performance.now();
-  await writeArchive(direct, partitionOf(day), file, digest, { day });
-  const archiveSeconds = (performance.now() - archiveStarted) / 1000;
-  const archiveBytes = statSync(file).size;
-  await direct.end();
-  Object.assign(results, { partition, minutes, hourly, daily, archiveBytes, archiveSeconds });
-
-  // -------------------------------------------------------------------------------------------
-  // Kafka: the edge's producer settings (lz4, linger, acks=all), a private topic, the log on disk.
+/** Produces `count` records with the edge's producer settings to a private topic; bytes as sent and on disk. */
+async function kafkaBytes(count: number, partitions: number, sendSize: number) {
   const topic = `bench-storage-${Date.now()}`;
   const admin = new KafkaAdmin({ config: { "bootstrap.servers": stack.brokers } });
-  await admin.createTopics([{ name: topic, partitions: 3 }], { ignoreExisting: false });
+  await admin.createTopics([{ name: topic, partitions }], { ignoreExisting: false });
   try {
     const config = loadServerConfig({ AUTH_DISABLED: "true", KAFKA_BROKERS: stack.brokers, SCANS_TOPIC: topic });
     const producer = new KafkaProducer({ config: config.kafka });
     let valueBytes = 0;
-    for (let from = 0; from < kafkaRows; from += 1_000) {
+    for (let from = 0; from < count; from += sendSize) {
       const records = [];
-      for (let i = from; i < Math.min(kafkaRows, from + 1_000); i++) {
+      for (let i = from; i < Math.min(count, from + sendSize); i++) {
         const { key, value } = recordOf(i);
         valueBytes += value.length + key.length;
         records.push({ topic, key, value });
@@ -143,45 +91,128 @@ try {
       }
     }
     if (logBytes === 0) throw new Error(`no log segments of ${topic} under ${dataDir}`);
-    Object.assign(results, { kafka: { compression: config.kafka["compression.type"], valueBytes, logBytes } });
+    return {
+      records: count,
+      partitions,
+      sendSize,
+      compression: String(config.kafka["compression.type"]),
+      valueBytes,
+      logBytes,
+    };
   } finally {
     await admin.deleteTopics([topic]);
     admin.close();
   }
+}
+
+const db = await createThrowawayDatabase("qrscan_bench_storage");
+const results: Record<string, unknown> = { rows, qrCodes, kafkaRows, day };
+const archiveDir = mkdtempSync(join(tmpdir(), "qrscan-bench-archive-"));
+try {
+  if (!kafkaOnly) {
+    const pool = createDb({ url: db.url, poolMax: 2, statementTimeoutMs: 120_000, deadlineMarginMs: 5_000 });
+    const sink = new ScanSink(pool.transaction);
+    const started = performance.now();
+    for (let from = 0; from < rows; from += batchRows) {
+      const batch = [];
+      for (let i = from; i < Math.min(rows, from + batchRows); i++) {
+        const { key, value } = recordOf(i);
+        const row = decode({
+          topic: "scans",
+          partition: i % 12,
+          offset: Math.floor(i / 12),
+          key: Buffer.from(key),
+          value: Buffer.from(value),
+          headers: null,
+          timestamp: 0,
+        });
+        if (isPoison(row)) throw new Error(row.error);
+        batch.push(row);
+      }
+      await sink.write(batch);
+    }
+    await pool.sql.end();
+    console.log(
+      `storage: ${rows} rows written through the sink in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+    );
+
+    const direct = postgres(db.directUrl, { max: 1, onnotice: () => {}, connection: { TimeZone: "UTC" } });
+    await direct`vacuum analyze`;
+    const sizeOf = async (relation: string) => {
+      const [r] = await direct<{ heap: string; indexes: string; total: string }[]>`
+      select pg_table_size(${relation}::regclass)::text as heap, pg_indexes_size(${relation}::regclass)::text as indexes,
+        pg_total_relation_size(${relation}::regclass)::text as total`;
+      const [c] = await direct.unsafe<{ n: string }[]>(`select count(*)::text as n from "${relation}"`);
+      return { heap: Number(r?.heap), indexes: Number(r?.indexes), total: Number(r?.total), rows: Number(c?.n) };
+    };
+    const partition = await sizeOf(partitionOf(day));
+    const minutes = await sizeOf("scan_counts");
+    await runMaintain(loadMaintainConfig({ DATABASE_DIRECT_URL: db.directUrl, ARCHIVE_DIR: archiveDir }), () => {});
+    const hourly = await sizeOf("scan_counts_hourly");
+    const daily = await sizeOf("scan_counts_daily");
+    const digest = await digestInDb(direct, partitionOf(day));
+    const file = join(archiveDir, "bench.parquet");
+    const archiveStarted = performance.now();
+    await writeArchive(direct, partitionOf(day), file, digest, { day });
+    const archiveSeconds = (performance.now() - archiveStarted) / 1000;
+    const archiveBytes = statSync(file).size;
+    await direct.end();
+    Object.assign(results, { partition, minutes, hourly, daily, archiveBytes, archiveSeconds });
+  }
+  // Kafka: large batches (sends of 1,000 to 3 partitions: what the edge's linger makes of heavy
+  // traffic) and small ones (10-event requests one after another, to the scans topic's partition
+  // count: light traffic, where lz4 finds less to share).
+  results.kafka = await kafkaBytes(kafkaRows, 3, 1_000);
+  results.kafkaSmall = await kafkaBytes(Math.max(1_000, Math.round(kafkaRows / 5)), TOPICS.scans.partitions, 10);
 } finally {
   rmSync(archiveDir, { recursive: true, force: true });
   await db.drop();
 }
 
 const per = (bytes: number, n = rows) => (bytes / n).toFixed(1);
+type Kafka = {
+  records: number;
+  partitions: number;
+  sendSize: number;
+  compression: string;
+  valueBytes: number;
+  logBytes: number;
+};
 const r = results as {
-  partition: { heap: number; indexes: number; total: number };
+  partition?: { heap: number; indexes: number; total: number };
   minutes: { total: number; rows: number };
   hourly: { total: number; rows: number };
   daily: { total: number; rows: number };
   archiveBytes: number;
   archiveSeconds: number;
-  kafka: { compression: string; valueBytes: number; logBytes: number };
+  kafka: Kafka;
+  kafkaSmall: Kafka;
 };
+const kafkaRowsOf = (k: Kafka) => [
+  { where: "Kafka record (key + JSON value)", bytes: k.valueBytes, "bytes/event": per(k.valueBytes, k.records) },
+  {
+    where: `Kafka log on disk (${k.compression}, sends of ${k.sendSize}, ${k.partitions} partitions)`,
+    bytes: k.logBytes,
+    "bytes/event": per(k.logBytes, k.records),
+  },
+];
 printTable([
-  { where: "Postgres scan_events: heap (+TOAST)", bytes: r.partition.heap, "bytes/event": per(r.partition.heap) },
-  { where: "Postgres scan_events: indexes", bytes: r.partition.indexes, "bytes/event": per(r.partition.indexes) },
-  { where: "Postgres scan_counts (minutes)", bytes: r.minutes.total, "bytes/event": per(r.minutes.total) },
-  { where: "Postgres scan_counts_hourly", bytes: r.hourly.total, "bytes/event": per(r.hourly.total) },
-  { where: "Postgres scan_counts_daily", bytes: r.daily.total, "bytes/event": per(r.daily.total) },
-  {
-    where: "Kafka record (key + JSON value)",
-    bytes: r.kafka.valueBytes,
-    "bytes/event": per(r.kafka.valueBytes, kafkaRows),
-  },
-  {
-    where: `Kafka log on disk (${r.kafka.compression})`,
-    bytes: r.kafka.logBytes,
-    "bytes/event": per(r.kafka.logBytes, kafkaRows),
-  },
-  { where: "Parquet archive", bytes: r.archiveBytes, "bytes/event": per(r.archiveBytes) },
+  ...(r.partition
+    ? [
+        { where: "Postgres scan_events: heap (+TOAST)", bytes: r.partition.heap, "bytes/event": per(r.partition.heap) },
+        { where: "Postgres scan_events: indexes", bytes: r.partition.indexes, "bytes/event": per(r.partition.indexes) },
+        { where: "Postgres scan_counts (minutes)", bytes: r.minutes.total, "bytes/event": per(r.minutes.total) },
+        { where: "Postgres scan_counts_hourly", bytes: r.hourly.total, "bytes/event": per(r.hourly.total) },
+        { where: "Postgres scan_counts_daily", bytes: r.daily.total, "bytes/event": per(r.daily.total) },
+        { where: "Parquet archive", bytes: r.archiveBytes, "bytes/event": per(r.archiveBytes) },
+      ]
+    : []),
+  ...kafkaRowsOf(r.kafka),
+  ...kafkaRowsOf(r.kafkaSmall).slice(1),
 ]);
-console.log(
-  `rows: scan_counts ${r.minutes.rows}, hourly ${r.hourly.rows}, daily ${r.daily.rows} for ${rows} events over one day and ${qrCodes} QR codes; archive written in ${r.archiveSeconds.toFixed(0)} s`,
-);
+if (r.partition) {
+  console.log(
+    `rows: scan_counts ${r.minutes.rows}, hourly ${r.hourly.rows}, daily ${r.daily.rows} for ${rows} events over one day and ${qrCodes} QR codes; archive written in ${r.archiveSeconds.toFixed(0)} s`,
+  );
+}
 console.log(`saved ${saveResults("storage", results)}`);
