@@ -5,11 +5,12 @@ import type { Context, MiddlewareHandler } from "hono";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { ScanEventSchema } from "../shared/event.ts";
 import { KAFKA_ERRORS, type KafkaProducer } from "../shared/kafka/index.ts";
+import { AUTH_FAILURE_REASONS } from "./auth.ts";
 
 /** The answers each route gives, pre-initialised in http_requests_total. */
 export const ROUTE_STATUSES: Record<string, readonly number[]> = {
-  "/v1/scans": [202, 400, 401, 405, 413, 415, 500, 503],
-  "/v1/qr/:qr_id/stats": [200, 400, 401, 405, 500, 503],
+  "/v1/scans": [202, 400, 401, 403, 405, 413, 415, 500, 503],
+  "/v1/qr/:qr_id/stats": [200, 400, 401, 403, 405, 500, 503],
   "/health": [200, 405, 503],
   "/ready": [200, 405, 503],
   unmatched: [404],
@@ -65,6 +66,12 @@ export function createServerMetrics(registry: Registry, producer: () => KafkaPro
       labelNames: ["code"] as const,
       registers: [registry],
     }),
+    authFailures: new Counter({
+      name: "auth_failures_total",
+      help: "Requests refused by authentication (401), authorisation (403: scope, tenant) or for want of JWT keys (503), by reason",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
     queueDepth: new Gauge({
       name: "kafka_producer_queue_depth",
       help: "Messages in the producer's queue or in flight to the broker",
@@ -85,6 +92,7 @@ export function createServerMetrics(registry: Registry, producer: () => KafkaPro
   }
   metrics.events.inc({ outcome: "accepted", reason: "" }, 0);
   for (const code of [...Object.keys(KAFKA_ERRORS), "UNKNOWN"]) metrics.deliveryErrors.inc({ code }, 0);
+  for (const reason of AUTH_FAILURE_REASONS) metrics.authFailures.inc({ reason }, 0);
   for (const reason of REJECTION_REASONS) metrics.events.inc({ outcome: "rejected", reason }, 0);
   return metrics;
 }

@@ -3,6 +3,7 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
+import { KeysConfigSchema } from "../../scripts/keys.ts";
 import { MaintainConfigSchema } from "../../scripts/retention/config.ts";
 import { ServerConfigSchema } from "../../server/config.ts";
 import { MigrateConfigSchema } from "../../sql/migrate.ts";
@@ -31,6 +32,7 @@ const SCHEMAS: [string, Schema][] = [
   ["supervisor", SupervisorConfigSchema as unknown as Schema],
   ["migrate", MigrateConfigSchema as unknown as Schema],
   ["maintain", MaintainConfigSchema as unknown as Schema],
+  ["keys", KeysConfigSchema as unknown as Schema],
 ];
 
 for (const [name, schema] of SCHEMAS) {

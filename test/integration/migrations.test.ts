@@ -35,6 +35,7 @@ test("a fresh database gets every migration once; a second run is a no-op", asyn
   await sql.end();
   expect(rows.map((r) => r.version)).toEqual(all);
   expect(tables.map((t) => t.t)).toEqual([
+    "api_keys",
     "archived_days",
     "dead_letters",
     "rollup_state",
