@@ -55,29 +55,42 @@ function event(i: number): ScanEvent {
   return e;
 }
 
-function recordOf(i: number): { key: string; value: string } {
+function recordOf(i: number): { event: ScanEvent; value: string } {
   const e = event(i);
   const receivedAt = timestampOf(dayStart + Math.floor((i * 86_400_000) / rows) + 150);
-  return { key: e.qr_id, value: JSON.stringify(toScanRecord(e, receivedAt, `203.0.113.${i % 250}`)) };
+  return { event: e, value: JSON.stringify(toScanRecord(e, receivedAt, `203.0.113.${i % 250}`)) };
 }
 
 // ---------------------------------------------------------------------------------------------
 // Postgres
 
 /** Produces `count` records with the edge's producer settings to a private topic; bytes as sent and on disk. */
-async function kafkaBytes(count: number, partitions: number, sendSize: number) {
+async function kafkaBytes(count: number, partitions: number, sendSize: number, partitionKey = "none") {
   const topic = `bench-storage-${Date.now()}`;
   const admin = new KafkaAdmin({ config: { "bootstrap.servers": stack.brokers } });
   await admin.createTopics([{ name: topic, partitions }], { ignoreExisting: false });
   try {
-    const config = loadServerConfig({ AUTH_DISABLED: "true", KAFKA_BROKERS: stack.brokers, SCANS_TOPIC: topic });
+    const config = loadServerConfig({
+      AUTH_DISABLED: "true",
+      KAFKA_BROKERS: stack.brokers,
+      SCANS_TOPIC: topic,
+      KAFKA_PARTITION_KEY: partitionKey,
+    });
     const producer = new KafkaProducer({ config: config.kafka });
+    // Keyed as the edge keys them (KAFKA_PARTITION_KEY; default none: librdkafka's sticky partitioner).
+    const keyOf = (e: ScanEvent) =>
+      config.KAFKA_PARTITION_KEY === "qr_id"
+        ? e.qr_id
+        : config.KAFKA_PARTITION_KEY === "scanner_id"
+          ? e.scanner_id
+          : undefined;
     let valueBytes = 0;
     for (let from = 0; from < count; from += sendSize) {
       const records = [];
       for (let i = from; i < Math.min(count, from + sendSize); i++) {
-        const { key, value } = recordOf(i);
-        valueBytes += value.length + key.length;
+        const { event, value } = recordOf(i);
+        const key = keyOf(event);
+        valueBytes += value.length + (key?.length ?? 0);
         records.push({ topic, key, value });
       }
       await producer.send(records);
@@ -93,6 +106,8 @@ async function kafkaBytes(count: number, partitions: number, sendSize: number) {
     if (logBytes === 0) throw new Error(`no log segments of ${topic} under ${dataDir}`);
     return {
       records: count,
+      key: config.KAFKA_PARTITION_KEY,
+      linger: config.KAFKA_LINGER_MS,
       partitions,
       sendSize,
       compression: String(config.kafka["compression.type"]),
@@ -116,12 +131,12 @@ try {
     for (let from = 0; from < rows; from += batchRows) {
       const batch = [];
       for (let i = from; i < Math.min(rows, from + batchRows); i++) {
-        const { key, value } = recordOf(i);
+        const { event, value } = recordOf(i);
         const row = decode({
           topic: "scans",
           partition: i % 12,
           offset: Math.floor(i / 12),
-          key: Buffer.from(key),
+          key: Buffer.from(event.qr_id),
           value: Buffer.from(value),
           headers: null,
           timestamp: 0,
@@ -161,9 +176,12 @@ try {
   }
   // Kafka: large batches (sends of 1,000 to 3 partitions: what the edge's linger makes of heavy
   // traffic) and small ones (10-event requests one after another, to the scans topic's partition
-  // count: light traffic, where lz4 finds less to share).
+  // count: light traffic, where lz4 finds less to share), unkeyed as the edge sends by default
+  // and keyed by QR code (KAFKA_PARTITION_KEY=qr_id: about one record per partition batch).
   results.kafka = await kafkaBytes(kafkaRows, 3, 1_000);
-  results.kafkaSmall = await kafkaBytes(Math.max(1_000, Math.round(kafkaRows / 5)), TOPICS.scans.partitions, 10);
+  const small = Math.max(1_000, Math.round(kafkaRows / 5));
+  results.kafkaSmall = await kafkaBytes(small, TOPICS.scans.partitions, 10);
+  results.kafkaSmallKeyed = await kafkaBytes(small, TOPICS.scans.partitions, 10, "qr_id");
 } finally {
   rmSync(archiveDir, { recursive: true, force: true });
   await db.drop();
@@ -171,6 +189,8 @@ try {
 
 const per = (bytes: number, n = rows) => (bytes / n).toFixed(1);
 type Kafka = {
+  key: string;
+  linger: number;
   records: number;
   partitions: number;
   sendSize: number;
@@ -187,11 +207,12 @@ const r = results as {
   archiveSeconds: number;
   kafka: Kafka;
   kafkaSmall: Kafka;
+  kafkaSmallKeyed: Kafka;
 };
 const kafkaRowsOf = (k: Kafka) => [
-  { where: "Kafka record (key + JSON value)", bytes: k.valueBytes, "bytes/event": per(k.valueBytes, k.records) },
+  { where: "Kafka record (JSON value + key)", bytes: k.valueBytes, "bytes/event": per(k.valueBytes, k.records) },
   {
-    where: `Kafka log on disk (${k.compression}, sends of ${k.sendSize}, ${k.partitions} partitions)`,
+    where: `Kafka log on disk (${k.compression}, linger ${k.linger} ms, key ${k.key}, sends of ${k.sendSize}, ${k.partitions} partitions)`,
     bytes: k.logBytes,
     "bytes/event": per(k.logBytes, k.records),
   },
@@ -209,6 +230,7 @@ printTable([
     : []),
   ...kafkaRowsOf(r.kafka),
   ...kafkaRowsOf(r.kafkaSmall).slice(1),
+  ...kafkaRowsOf(r.kafkaSmallKeyed).slice(1),
 ]);
 if (r.partition) {
   console.log(
