@@ -1,6 +1,7 @@
 // GET /v1/qr/:qr_id/stats?from=&to=&interval=minute|hour|day — scans of one QR code per interval,
-// answered from scan_counts (the per-minute aggregate the workers maintain), so users can see what
-// was ingested without psql. Buckets are UTC; `from` is inclusive, `to` exclusive.
+// answered from scan_counts (the per-minute aggregate the workers maintain) and, for periods whose
+// minutes retention has pruned, from the hourly rollup, so users can see what was ingested without
+// psql. Buckets are UTC; `from` is inclusive, `to` exclusive.
 import type { Context } from "hono";
 import type { Sql } from "postgres";
 import * as v from "valibot";
@@ -48,12 +49,9 @@ export function statsHandler({
       throw new ApiError(400, `${buckets} ${interval} buckets requested; at most ${MAX_BUCKETS}: narrow the range`);
     }
     let rows: { start: Date; count: string }[];
+    let minuteCountsFrom: Date | null;
     try {
-      rows = await sql<{ start: Date; count: string }[]>`
-        select date_trunc(${interval}, bucket, 'UTC') as start, sum(count) as count
-        from scan_counts
-        where qr_id = ${qr_id} and bucket >= ${from} and bucket < ${to}
-        group by 1 order by 1`;
+      ({ rows, minuteCountsFrom } = await countsOf(sql, qr_id, interval, from, to));
     } catch (error) {
       const kind = classifyStatsError(error);
       // A value Postgres cannot represent (SQLSTATE class 22): the client's parameters, not an outage.
@@ -74,6 +72,46 @@ export function statsHandler({
       to: to.toISOString(),
       total: series.reduce((s, b) => s + b.count, 0),
       buckets: series,
+      // Once retention has pruned minute counts: where they start (docs/api.md).
+      ...(minuteCountsFrom ? { minute_counts_from: minuteCountsFrom.toISOString() } : {}),
     });
   };
+}
+
+/**
+ * Retention (`bun run maintain`) prunes minute counts before rollup_state.minutes_pruned_before
+ * (a UTC midnight) once they are in the hourly and daily rollups. Before it, hours and days come
+ * from scan_counts_hourly (one-hour resolution: a `from` inside an hour starts at the next
+ * hour) and minutes are gone; from it on, everything comes from the minutes as before.
+ */
+async function countsOf(sql: Sql, qrId: string, interval: keyof typeof INTERVAL_MS, from: Date, to: Date) {
+  const [state] = await sql<{ t: Date | null }[]>`select minutes_pruned_before as t from rollup_state`;
+  const minuteCountsFrom = state?.t ?? null;
+  if (!minuteCountsFrom || from >= minuteCountsFrom) {
+    const rows = await sql<{ start: Date; count: string }[]>`
+      select date_trunc(${interval}, bucket, 'UTC') as start, sum(count) as count
+      from scan_counts
+      where qr_id = ${qrId} and bucket >= ${from} and bucket < ${to}
+      group by 1 order by 1`;
+    return { rows, minuteCountsFrom };
+  }
+  if (interval === "minute") {
+    // Minutes before the horizon are gone: only the part of the range from it on is answered.
+    const rows = await sql<{ start: Date; count: string }[]>`
+      select bucket as start, sum(count) as count
+      from scan_counts
+      where qr_id = ${qrId} and bucket >= ${minuteCountsFrom} and bucket >= ${from} and bucket < ${to}
+      group by 1 order by 1`;
+    return { rows, minuteCountsFrom };
+  }
+  const rows = await sql<{ start: Date; count: string }[]>`
+    select date_trunc(${interval}, bucket, 'UTC') as start, sum(count) as count from (
+      select bucket, count from scan_counts_hourly
+      where qr_id = ${qrId} and bucket >= ${from} and bucket < ${to} and bucket < ${minuteCountsFrom}
+      union all
+      select bucket, count from scan_counts
+      where qr_id = ${qrId} and bucket >= ${minuteCountsFrom} and bucket >= ${from} and bucket < ${to}
+    ) counts
+    group by 1 order by 1`;
+  return { rows, minuteCountsFrom };
 }

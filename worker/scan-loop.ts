@@ -27,7 +27,7 @@ import { type Poison, type Row, decode, isPoison } from "./decode.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import type { PartitionProgress } from "./progress.ts";
 import type { WithRetry } from "./retry.ts";
-import type { ScanSink, WriteResult } from "./sink.ts";
+import { ArchivedDaysError, type ScanSink, type WriteResult, isMissingPartition } from "./sink.ts";
 
 export interface ScanLoopOptions {
   config: WorkerConfig;
@@ -261,19 +261,40 @@ async function traced<T>(
  * Writes `rows`; if the database rejects the batch for a row's data (which the shared schema
  * should have caught), splits it in halves until the offending rows are alone, and turns those
  * into poison. Transient errors propagate to the retry wrapper; anything else stops the worker.
+ *
+ * Rows of days archived by retention are poison with the reason and the way back
+ * (ArchivedDaysError.reason); a day's partition found missing (dropped by `bun run maintain` while
+ * cached as known) makes the sink ask again once, before any row is taken for poison.
  */
-async function writeIsolating(o: ScanLoopOptions, rows: Row[], poison: Poison[]): Promise<WriteResult> {
+async function writeIsolating(
+  o: ScanLoopOptions,
+  rows: Row[],
+  poison: Poison[],
+  partitionsRechecked = false,
+): Promise<WriteResult> {
   try {
     return await o.sink.write(rows);
   } catch (error) {
+    if (error instanceof ArchivedDaysError) {
+      const kept: Row[] = [];
+      for (const r of rows) {
+        if (error.days.has(r.day)) poison.push({ message: r.message, error: ArchivedDaysError.reason(r.day) });
+        else kept.push(r);
+      }
+      return kept.length ? writeIsolating(o, kept, poison, partitionsRechecked) : { inserted: 0, duplicates: 0 };
+    }
     if (!isDataError(error)) throw error;
+    if (!partitionsRechecked && isMissingPartition(error)) {
+      o.sink.forgetPartitions();
+      return writeIsolating(o, rows, poison, true);
+    }
     if (rows.length === 1) {
       poison.push({ message: (rows[0] as Row).message, error: `rejected by Postgres: ${(error as Error).message}` });
       return { inserted: 0, duplicates: 0 };
     }
     const mid = Math.floor(rows.length / 2);
-    const a = await writeIsolating(o, rows.slice(0, mid), poison);
-    const b = await writeIsolating(o, rows.slice(mid), poison);
+    const a = await writeIsolating(o, rows.slice(0, mid), poison, partitionsRechecked);
+    const b = await writeIsolating(o, rows.slice(mid), poison, partitionsRechecked);
     return { inserted: a.inserted + b.inserted, duplicates: a.duplicates + b.duplicates };
   }
 }

@@ -71,16 +71,32 @@ export class ScanSink {
    * array literal in a text parameter: postgres.js serializes a JS array only once its array-type
    * lookup on a new connection has finished, and a query racing it sent `'' + array` (a crash-suite
    * run dead-lettered thousands of valid rows on "malformed array literal").
+   *
+   * Archived days (retention, migration 0006) are not created again: they are never cached as
+   * known, and an ArchivedDaysError names them, for the scan loop to dead-letter their rows.
    */
   async ensurePartitions(days: Iterable<string>): Promise<void> {
     const missing = [...new Set(days)].filter((d) => !this.#knownDays.has(d)).sort();
     if (missing.length === 0) return;
     const literal = `{${missing.join(",")}}`;
-    await this.#transaction(
+    const [result] = await this.#transaction(
       "create partitions",
-      (tx) => tx`select ensure_scan_event_partition_days(${literal}::text::date[])`,
+      (tx) =>
+        tx<{ archived: string }[]>`
+          select array_to_string(ensure_scan_event_partition_days(${literal}::text::date[]), ',') as archived`,
     );
-    for (const d of missing) this.#knownDays.add(d);
+    const archived = new Set(result?.archived ? result.archived.split(",") : []);
+    for (const d of missing) if (!archived.has(d)) this.#knownDays.add(d);
+    if (archived.size > 0) throw new ArchivedDaysError(archived);
+  }
+
+  /**
+   * Forgets the days known to have a partition: `bun run maintain` drops archived days, so a
+   * cached day can be gone ("no partition of relation … found for row", SQLSTATE 23514). The
+   * next ensurePartitions asks the database again.
+   */
+  forgetPartitions(): void {
+    this.#knownDays.clear();
   }
 
   async write(rows: readonly Row[]): Promise<WriteResult> {
@@ -113,6 +129,29 @@ export class PartitionSetupError extends Error {
     super(`could not create the day partitions: ${(cause as Error).message}`, { cause });
     this.name = "PartitionSetupError";
   }
+}
+
+/**
+ * Some rows are for days archived and dropped by retention: they are never written (no duplicate
+ * row, no second count); the scan loop dead-letters them with this reason.
+ */
+export class ArchivedDaysError extends Error {
+  constructor(readonly days: ReadonlySet<string>) {
+    super(`days ${[...days].join(", ")} are archived`);
+    this.name = "ArchivedDaysError";
+  }
+
+  /** The dead letter's reason for a row of `day`: what an operator does to store it after all. */
+  static reason(day: string): string {
+    return `day ${day} is archived (raw retention); to store this event: bun run archive-restore ${day}, then bun run dlq replay <id>`;
+  }
+}
+
+/** A batch write failed because a day's partition is missing (SQLSTATE 23514 "no partition … found"). */
+export function isMissingPartition(error: unknown): boolean {
+  return (
+    (error as { code?: unknown } | null)?.code === "23514" && /no partition of relation/.test((error as Error).message)
+  );
 }
 
 /** The rows' days; rows mostly arrive in runs of the same day, so compare before hashing. */

@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import * as v from "valibot";
 import { BackupConfigSchema } from "../../scripts/backup/config.ts";
 import { KeysConfigSchema } from "../../scripts/keys.ts";
+import { MaintainConfigSchema } from "../../scripts/retention/config.ts";
 import { ServerConfigSchema } from "../../server/config.ts";
 import { MigrateConfigSchema } from "../../sql/migrate.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
@@ -22,6 +23,7 @@ const DESCRIBED_DEFAULTS: Record<string, RegExp> = {
   DATABASE_URL: /^local pgbouncer$/,
   DATABASE_DIRECT_URL: /^local Postgres \(`postgres:\/\/qrscan:qrscan@127\.0\.0\.1:15432\/qrscan`\)$/,
   WORKER_POOL_SIZE: /^CPUs$/,
+  ARCHIVE_DIR: /^`\$STACK_DIR\/archive`$/,
 };
 
 type Schema = v.ObjectSchema<v.ObjectEntries, undefined>;
@@ -30,6 +32,7 @@ const SCHEMAS: [string, Schema][] = [
   ["worker", WorkerConfigSchema as unknown as Schema],
   ["supervisor", SupervisorConfigSchema as unknown as Schema],
   ["migrate", MigrateConfigSchema as unknown as Schema],
+  ["maintain", MaintainConfigSchema as unknown as Schema],
   ["keys", KeysConfigSchema as unknown as Schema],
   ["backup", BackupConfigSchema as unknown as Schema],
 ];

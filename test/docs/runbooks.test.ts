@@ -53,6 +53,7 @@ const EXPECTED: Record<string, { examples: number; skipped: number }> = {
   "leaked-api-key.md": { examples: 4, skipped: 2 },
   "producer-queue.md": { examples: 5, skipped: 1 },
   "restore.md": { examples: 5, skipped: 3 },
+  "storage-budget.md": { examples: 4, skipped: 2 },
   "target-down.md": { examples: 9, skipped: 2 },
 };
 

@@ -36,8 +36,12 @@ test("a fresh database gets every migration once; a second run is a no-op", asyn
   expect(rows.map((r) => r.version)).toEqual(all);
   expect(tables.map((t) => t.t)).toEqual([
     "api_keys",
+    "archived_days",
     "dead_letters",
+    "rollup_state",
     "scan_counts",
+    "scan_counts_daily",
+    "scan_counts_hourly",
     "scan_events",
     "schema_migrations",
   ]);
