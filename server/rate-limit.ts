@@ -175,12 +175,9 @@ export function rateLimits(o: RateLimitOptions) {
       const take = ipBuckets.take(ip, 1, perIp);
       throw tooMany("ip", ipPolicy, take, { client_ip: o.logIp(ip) });
     }
-    try {
-      await next();
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 401) ipBuckets.take(ip, 1, perIp);
-      throw error;
-    }
+    // Hono's compose turns a thrown error into onError's answer before it gets back here.
+    await next();
+    if (c.res.status === 401) ipBuckets.take(ip, 1, perIp);
   };
 
   /** After auth: an empty bucket is refused before the body is read. */
