@@ -15,7 +15,12 @@ const KEY = { API_KEY_SHA256: "a".repeat(64) };
 describe("token buckets", () => {
   const clock = () => {
     let t = 0;
-    return { now: () => t, advance: (ms: number) => (t += ms) };
+    return {
+      now: () => t,
+      advance: (ms: number) => {
+        t += ms;
+      },
+    };
   };
 
   test("a burst is served at once, then the rate; refused takes say when to come back", () => {
