@@ -222,7 +222,10 @@ export async function createTestApp(
 }
 
 /** Starts `bun server/main.ts` as its own process, once it answers /ready; killed by pid after the test. */
-export async function spawnServer(env: Record<string, string>) {
+export async function spawnServer(
+  env: Record<string, string>,
+  { output = "pipe" }: { output?: SpawnOptions["output"] } = {},
+) {
   const port = freePort();
   const metricsPort = freePort();
   const proc = await spawnUntilReady({
@@ -237,7 +240,7 @@ export async function spawnServer(env: Record<string, string>) {
       KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
       ...env,
     },
-    output: "pipe",
+    output,
     readyUrl: `http://127.0.0.1:${port}/ready`,
     readyTimeoutMs: 20_000,
   });
@@ -283,11 +286,16 @@ export function workerProcessEnv(env: WorkerEnv): Record<string, string> {
 }
 
 /** Starts `bun worker/main.ts` for `env` (not waiting for it); killed by pid after the test. */
-export function spawnWorker(env: WorkerEnv, extra: Record<string, string> = {}) {
+export function spawnWorker(
+  env: WorkerEnv,
+  extra: Record<string, string> = {},
+  { output = "inherit" }: { output?: SpawnOptions["output"] } = {},
+) {
   const metricsPort = freePort();
   const proc = spawnProcess({
     cmd: ["bun", "worker/main.ts"],
     env: { ...workerProcessEnv(env), METRICS_PORT: String(metricsPort), ...extra },
+    output,
   });
   onCleanup(() => killProcess(proc));
   return { proc, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
