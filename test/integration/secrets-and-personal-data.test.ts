@@ -20,7 +20,7 @@ await ensureStack();
 const random = () => crypto.randomUUID().replaceAll("-", "");
 
 /** The lines of `text` that contain any of `secrets`, with which one. */
-export function linesWithSecrets(text: string, secrets: Record<string, string>): string[] {
+function linesWithSecrets(text: string, secrets: Record<string, string>): string[] {
   const found: string[] = [];
   for (const line of text.split("\n")) {
     for (const [name, secret] of Object.entries(secrets)) if (line.includes(secret)) found.push(`${name}: ${line}`);
