@@ -60,8 +60,8 @@ export const ServerConfigSchema = v.object({
   CORS_ALLOW_CREDENTIALS: bool(false),
   CORS_MAX_AGE_SECONDS: int(600, 0, 86_400),
   /** Per API key, in events per second (a request costs max(1, its events)); 0 = no limit. */
-  RATE_LIMIT_EVENTS_PER_SECOND: int(10_000, 0),
-  RATE_LIMIT_BURST: int(20_000, 1),
+  RATE_LIMIT_EVENTS_PER_SECOND: int(100_000, 0),
+  RATE_LIMIT_BURST: int(200_000, 1),
   /** Per client address, failed authentications (401) per minute before 429; 0 = no limit. */
   AUTH_FAILURES_PER_MINUTE: int(60, 0),
   AUTH_FAILURE_BURST: int(20, 1),

@@ -148,8 +148,14 @@ export function rateLimits(o: RateLimitOptions) {
   const defaultPolicy = perKey ? policyField("key", perKey) : "";
   const ipPolicy = perIp ? policyField("ip", perIp) : "";
 
+  // AUTH_DISABLED: every request is the same anonymous principal, so a per-key limit would be a
+  // global one; none applies.
   const limitOf = (p: Principal): BucketLimit | null =>
-    p.rateLimit ? share({ rate: p.rateLimit.eventsPerSecond, burst: p.rateLimit.burst }, o.replicas) : perKey;
+    p.kind === "disabled"
+      ? null
+      : p.rateLimit
+        ? share({ rate: p.rateLimit.eventsPerSecond, burst: p.rateLimit.burst }, o.replicas)
+        : perKey;
 
   const tooMany = (scope: "key" | "ip", policy: string, take: Take, fields: Record<string, unknown>) => {
     (scope === "key" ? keyHits : ipHits).inc();

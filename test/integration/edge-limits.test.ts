@@ -90,6 +90,15 @@ describe("per-key limit, in events", () => {
     expect(res.headers.get("ratelimit-policy")).toBe('"key";q=5;w=10');
   });
 
+  test("AUTH_DISABLED: no per-key limit (every request would share one anonymous bucket)", async () => {
+    const { post } = await createTestApp({
+      AUTH_DISABLED: "true",
+      RATE_LIMIT_EVENTS_PER_SECOND: "1",
+      RATE_LIMIT_BURST: "1",
+    });
+    for (let i = 0; i < 5; i++) expect((await post(batch(3))).status).toBe(202);
+  });
+
   test("the stats route costs one request", async () => {
     const { app } = await createTestApp({ RATE_LIMIT_EVENTS_PER_SECOND: "1", RATE_LIMIT_BURST: "2" });
     const get = () =>
