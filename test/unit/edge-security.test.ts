@@ -4,9 +4,14 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Hono } from "hono";
+import { Counter, Registry } from "prom-client";
 import { storedClientIp } from "../../server/client-ip.ts";
 import { loadServerConfig } from "../../server/config.ts";
-import { TokenBuckets, policyField, rateLimitField } from "../../server/rate-limit.ts";
+import { errorHandler } from "../../server/errors.ts";
+import type { Principal } from "../../server/principal.ts";
+import { TokenBuckets, policyField, rateLimitField, rateLimits } from "../../server/rate-limit.ts";
+import { createLogger } from "../../shared/logger.ts";
 import { metricsAuthCheck } from "../../shared/metrics.ts";
 import { loadWorkerConfig } from "../../worker/config.ts";
 
@@ -80,6 +85,46 @@ describe("token buckets", () => {
     expect(b.size).toBeLessThanOrEqual(100);
     expect(b.peek("busy", limit)).toBe(10);
   });
+});
+
+test("a principal's own rate limit overrides the default (and is split across replicas too)", async () => {
+  const principal = (id: string, rateLimit: Principal["rateLimit"]): Principal => ({
+    kind: "api_key",
+    id,
+    name: id,
+    scopes: new Set(["scans:write"]),
+    qrPrefix: null,
+    rateLimit,
+  });
+  const logger = createLogger("test", "silent");
+  const limits = rateLimits({
+    perKey: { rate: 1_000, burst: 1_000 },
+    perIp: null,
+    replicas: 2,
+    maxBuckets: 100,
+    rateLimited: new Counter({ name: "rl", help: "h", labelNames: ["scope"], registers: [new Registry()] }),
+    logger,
+    clientIp: () => null,
+    logIp: (ip) => ip,
+  });
+  const app = new Hono();
+  app.onError(errorHandler({ logger }));
+  app.use(async (c, next) => {
+    const id = c.req.header("x-who") ?? "default";
+    c.set("principal", principal(id, id === "small" ? { eventsPerSecond: 1, burst: 4 } : null));
+    await next();
+  });
+  app.get("/", limits.keyGuard, limits.chargeRequest, (c) => c.text("ok"));
+  const get = (who: string) => app.request("/", { headers: { "x-who": who } });
+  // "small": 4 per burst over 2 replicas = 2 here.
+  const first = await get("small");
+  expect(first.headers.get("ratelimit-policy")).toBe('"key";q=2;w=4');
+  expect((await get("small")).status).toBe(200);
+  const third = await get("small");
+  expect(third.status).toBe(429);
+  expect(third.headers.get("ratelimit-policy")).toBe('"key";q=2;w=4');
+  // Everyone else: the default, halved (500).
+  expect((await get("default")).headers.get("ratelimit-policy")).toBe('"key";q=500;w=1');
 });
 
 describe("RateLimit fields (draft-ietf-httpapi-ratelimit-headers-10)", () => {
