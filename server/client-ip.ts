@@ -57,3 +57,18 @@ export function storedClientIp(ip: string | null, mode: ClientIpStorage): string
   if (isIPv6(ip) && !ip.includes("%")) return truncateV6(ip);
   return null;
 }
+
+/**
+ * The key the per-address limit counts under: an IPv4 address itself, an IPv6 address's /64 (one
+ * subscriber usually holds a whole /64, so its single addresses cost nothing to rotate through).
+ */
+export function addressKey(ip: string): string {
+  if (!isIPv6(ip) || ip.includes("%")) return ip;
+  const g = hextets(ip);
+  const mapped = g.slice(0, 5).every((x) => Number.parseInt(x, 16) === 0) && Number.parseInt(g[5] ?? "", 16) === 0xffff;
+  if (mapped) return ip;
+  return `${g
+    .slice(0, 4)
+    .map((x) => Number.parseInt(x, 16).toString(16))
+    .join(":")}::/64`;
+}

@@ -8,6 +8,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { Counter } from "prom-client";
 import type { Logger } from "../shared/logger.ts";
 import { throttledWarn } from "../shared/logger.ts";
+import { addressKey } from "./client-ip.ts";
 import { ApiError } from "./errors.ts";
 import type { Principal } from "./principal.ts";
 
@@ -171,7 +172,10 @@ export function rateLimits(o: RateLimitOptions) {
     });
   };
 
-  const ipOf = (c: Context) => o.clientIp(c) ?? "unknown";
+  const ipOf = (c: Context) => {
+    const ip = o.clientIp(c);
+    return ip === null ? "unknown" : addressKey(ip);
+  };
 
   /** Before auth: an address out of failed-auth tokens gets 429; each 401 costs its address one. */
   const ipGuard: MiddlewareHandler = async function ipGuard(c, next) {

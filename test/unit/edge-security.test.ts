@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Hono } from "hono";
 import { Counter, Registry } from "prom-client";
-import { storedClientIp } from "../../server/client-ip.ts";
+import { addressKey, storedClientIp } from "../../server/client-ip.ts";
 import { loadServerConfig } from "../../server/config.ts";
 import { errorHandler } from "../../server/errors.ts";
 import type { Principal } from "../../server/principal.ts";
@@ -146,6 +146,13 @@ describe("client address storage (CLIENT_IP_STORAGE)", () => {
     expect(t("::1")).toBe("0:0:0::");
     expect(t("::ffff:203.0.113.77")).toBe("::ffff:203.0.113.0");
     expect(t("fe80::1%eth0")).toBeNull();
+  });
+
+  test("the per-address limit counts an IPv6 client by its /64, IPv4 by its address", () => {
+    expect(addressKey("203.0.113.77")).toBe("203.0.113.77");
+    expect(addressKey("2001:db8:1:2:aaaa::1")).toBe("2001:db8:1:2::/64");
+    expect(addressKey("2001:db8:1:2:bbbb::9")).toBe("2001:db8:1:2::/64");
+    expect(addressKey("::ffff:203.0.113.77")).toBe("::ffff:203.0.113.77");
   });
 
   test("full keeps it, none drops it, an unknown address stays unknown", () => {
