@@ -163,6 +163,7 @@ export function createApp(deps: AppDeps) {
   const authChain: MiddlewareHandler[] = [
     ...(ipLimited ? [limits.ipGuard] : []),
     auth,
+    ...(ipLimited ? [limits.ipRelease] : []),
     ...(keyLimited ? [limits.keyGuard] : []),
   ];
   // Hono's typings have no overload for a spread of handlers; each element is a MiddlewareHandler.

@@ -81,6 +81,14 @@ export class TokenBuckets {
     return { ok: false, remaining: 0, seconds: Math.max(1, Math.ceil((charge - b.tokens) / limit.rate)) };
   }
 
+  /** Gives `n` tokens back (a reservation that turned out free), up to the burst. */
+  refund(id: string, n: number, limit: BucketLimit): void {
+    const b = this.buckets.get(id);
+    if (!b) return;
+    this.refill(b, limit, this.now());
+    b.tokens = Math.min(limit.burst, b.tokens + n);
+  }
+
   private refill(b: Bucket, limit: BucketLimit, now: number): number {
     b.tokens = Math.min(limit.burst, b.tokens + ((now - b.at) / 1000) * limit.rate);
     b.at = now;
@@ -177,17 +185,29 @@ export function rateLimits(o: RateLimitOptions) {
     return ip === null ? "unknown" : addressKey(ip);
   };
 
-  /** Before auth: an address out of failed-auth tokens gets 429; each 401 costs its address one. */
+  /**
+   * Before auth: each request reserves one of its address's failed-auth tokens (none left: 429).
+   * `ipRelease`, right after auth, gives it back as soon as the credentials are accepted; any other
+   * answer but a 401 gives it back at the end. Reserving first keeps concurrent guesses from all
+   * passing a check made before any of them failed, and releasing at once keeps a busy address's
+   * concurrent good requests from competing for failed-auth tokens.
+   */
   const ipGuard: MiddlewareHandler = async function ipGuard(c, next) {
     if (!perIp) return next();
     const ip = ipOf(c);
-    if (ipBuckets.peek(ip, perIp) < 1) {
-      const take = ipBuckets.take(ip, 1, perIp);
-      throw tooMany("ip", ipPolicy, take, { client_ip: o.logIp(ip) });
-    }
+    const take = ipBuckets.take(ip, 1, perIp);
+    if (!take.ok) throw tooMany("ip", ipPolicy, take, { client_ip: o.logIp(ip) });
     // Hono's compose turns a thrown error into onError's answer before it gets back here.
     await next();
-    if (c.res.status === 401) ipBuckets.take(ip, 1, perIp);
+    if (c.res.status !== 401 && !c.get("ipTokenReturned")) ipBuckets.refund(ip, 1, perIp);
+  };
+
+  const ipRelease: MiddlewareHandler = async function ipRelease(c, next) {
+    if (perIp) {
+      ipBuckets.refund(ipOf(c), 1, perIp);
+      c.set("ipTokenReturned", true);
+    }
+    return next();
   };
 
   /** After auth: an empty bucket is refused before the body is read. */
@@ -222,6 +242,7 @@ export function rateLimits(o: RateLimitOptions) {
 
   return {
     ipGuard,
+    ipRelease,
     keyGuard,
     chargeEvents: charge,
     chargeRequest,
@@ -231,3 +252,10 @@ export function rateLimits(o: RateLimitOptions) {
 }
 
 export type RateLimits = ReturnType<typeof rateLimits>;
+
+declare module "hono" {
+  interface ContextVariableMap {
+    /** Set by ipRelease: this request's failed-auth token is back in its address's bucket. */
+    ipTokenReturned: boolean;
+  }
+}
