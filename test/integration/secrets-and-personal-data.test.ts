@@ -1,4 +1,4 @@
-// Secrets and personal data, through the real processes. The server and a worker run at
+// Secrets and personal data, through the real processes. The server and a worker pool run at
 // LOG_LEVEL=trace with test secrets (an API key, database passwords, metrics credentials); the
 // test drives traffic (accepted events, wrong keys, a stats read whose database login fails,
 // scrapes with and without credentials), stops both, and greps every line they wrote for each
@@ -10,7 +10,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stopProcess } from "../../scripts/harness.ts";
-import { createDatabase, onCleanup, spawnPgbouncer, spawnServer, spawnWorker, workerEnv } from "../helpers/fixtures.ts";
+import {
+  createDatabase,
+  onCleanup,
+  spawnPgbouncer,
+  spawnServer,
+  spawnSupervisor,
+  workerEnv,
+} from "../helpers/fixtures.ts";
 import { scan } from "../helpers/server.ts";
 import { ensureStack, stack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -29,7 +36,7 @@ function linesWithSecrets(text: string, secrets: Record<string, string>): string
 }
 
 describe("no secret in any log line; metrics credentials; the stored address", () => {
-  test("server and worker at trace: traffic incl. failed auth and a failed database login leaves no secret in their output", async () => {
+  test("server, supervisor and worker at trace: traffic incl. failed auth and a failed database login leaves no secret in their output", async () => {
     const dir = mkdtempSync(join(tmpdir(), "secrets-"));
     onCleanup(() => rmSync(dir, { recursive: true, force: true }));
     const secrets = {
@@ -65,11 +72,12 @@ describe("no secret in any log line; metrics credentials; the stored address", (
       },
       { output: { file: serverLog } },
     );
-    const worker = spawnWorker(
-      env,
-      { LOG_LEVEL: "trace", METRICS_BASIC_AUTH_FILE: basicFile },
-      { output: { file: workerLog } },
-    );
+    // The supervisor and its worker (whose output goes to the supervisor's) share the credentials.
+    const pool = await spawnSupervisor(env, {
+      workers: 1,
+      extra: { LOG_LEVEL: "trace", METRICS_BASIC_AUTH_FILE: basicFile },
+      output: { file: workerLog },
+    });
 
     // Traffic: accepted events from a client behind the trusted proxy, wrong and missing keys.
     const post = (key: string | null, body: unknown, headers: Record<string, string> = {}) =>
@@ -102,19 +110,19 @@ describe("no secret in any log line; metrics credentials; the stored address", (
     const scraped = await fetch(serverMetrics, { headers: { authorization: `Bearer ${secrets.metricsToken}` } });
     expect(scraped.status).toBe(200);
     expect(await scraped.text()).toContain("rate_limited_total");
-    const workerBase = worker.metricsUrl.replace(/\/metrics$/, "");
-    await waitFor(
-      "the worker's /health to answer 200 without credentials",
-      async () => (await fetch(`${workerBase}/health`)).status,
-      (s) => s === 200,
-      30_000,
-    );
-    expect((await fetch(worker.metricsUrl)).status).toBe(401);
-    expect(
-      (await fetch(worker.metricsUrl, { headers: { authorization: `Bearer ${secrets.metricsToken}` } })).status,
-    ).toBe(401);
     const basic = `Basic ${btoa(`prometheus:${secrets.metricsPassword}`)}`;
-    expect((await fetch(worker.metricsUrl, { headers: { authorization: basic } })).status).toBe(200);
+    for (const base of [pool.workerUrl(0), pool.supervisorUrl]) {
+      await waitFor(
+        `${base}/health to answer 200 without credentials`,
+        async () => (await fetch(`${base}/health`)).status,
+        (s) => s === 200,
+        30_000,
+      );
+      expect((await fetch(`${base}/metrics`)).status).toBe(401);
+      const wrong = { authorization: `Bearer ${secrets.metricsToken}` };
+      expect((await fetch(`${base}/metrics`, { headers: wrong })).status).toBe(401);
+      expect((await fetch(`${base}/metrics`, { headers: { authorization: basic } })).status).toBe(200);
+    }
 
     // The stored row: the address truncated to its /24, before it was produced.
     const [row] = await waitFor(
@@ -127,10 +135,16 @@ describe("no secret in any log line; metrics credentials; the stored address", (
 
     // Stop both (their shutdown lines are output too), then grep everything they wrote.
     await stopProcess(server.proc);
-    await stopProcess(worker.proc);
+    await stopProcess(pool.proc);
     const output = `${readFileSync(serverLog, "utf8")}\n${readFileSync(workerLog, "utf8")}`;
     // Both wrote their lines, including the failure paths where a secret would be likeliest.
-    for (const msg of ["edge server listening", "password authentication failed", "worker started", '"msg":"stopped"'])
+    for (const msg of [
+      "edge server listening",
+      "password authentication failed",
+      "worker started",
+      '"service":"supervisor"',
+      '"msg":"stopped"',
+    ])
       expect(output).toContain(msg);
     // Positive control: a planted line with each secret is found by the same grep.
     const planted = Object.values(secrets)
