@@ -22,6 +22,13 @@ function rssBytes(pid: number): number {
   }
 }
 
+/** CPU time (user + system) of the processes that still exist, in clock ticks (1/100 s). */
+export function cpuTicks(pids: readonly number[]): number {
+  let total = 0;
+  for (const pid of pids) total += ticks(pid) ?? 0;
+  return total;
+}
+
 /** Samples CPU% (of one core) and RSS for named groups of pids; `pids()` is re-read each sample. */
 export function cpuSampler(groups: () => Record<string, number[]>) {
   let last = new Map<number, number>();

@@ -1,16 +1,23 @@
-// How a batch is best written: the sink's COPY into a staging table, against the one-statement
-// alternatives (INSERT … SELECT FROM unnest of one array literal per column, or FROM
-// json_to_recordset of one JSON text). Same rows, same fresh table, the same insert and counts
-// upsert, alternating rounds so the machine's drift hits each alike. Prints ms per batch, the
-// client's encoding included; run it at several batch sizes.
+import { finished } from "node:stream/promises";
+// How a batch is best written: the sink's COPY into a staging table kept per connection, against
+// the same COPY into a staging table created and dropped in every transaction (the sink before
+// issue 11), and the one-statement alternatives (INSERT … SELECT FROM unnest of one array literal
+// per column, or FROM json_to_recordset of one JSON text). Same rows, same fresh table, the same
+// insert and counts upsert, alternating rounds so the machine's drift hits each alike. Prints ms
+// per batch (the client's encoding included) and Postgres' CPU per row (all its processes, from
+// /proc); run it at several batch sizes.
 //   bun bench/sink-statement.ts [--rounds 8] [--rows 5000]
 import postgres from "postgres";
 import { createThrowawayDatabase } from "../scripts/harness.ts";
+import { childPids } from "../scripts/pipeline.ts";
+import { postgresPid } from "../scripts/stack/postgres.ts";
 import { type ScanRecord, timestampOf, toScanRecord } from "../shared/event.ts";
+import { localStack } from "../shared/local-stack.ts";
 import { createDb } from "../worker/db.ts";
 import { COLUMNS, decode, isPoison } from "../worker/decode.ts";
 import { ScanSink } from "../worker/sink.ts";
 import { median, numArg } from "./lib.ts";
+import { cpuTicks } from "./proc-stats.ts";
 
 const rounds = numArg("rounds", 8);
 const rowsPerBatch = numArg("rows", 5_000);
@@ -105,8 +112,19 @@ await direct`select ensure_scan_event_partitions(current_date - 1, current_date 
 const pool = createDb({ url: db.url, poolMax: 2, statementTimeoutMs: 60_000, deadlineMarginMs: 5_000 });
 const sink = new ScanSink(pool.transaction);
 
+const SINK = "COPY + staging kept (the sink)";
 const ways: Record<string, (b: Batch) => Promise<unknown>> = {
-  "COPY + staging (the sink)": (b) => sink.write(b.map((x) => x.row)),
+  [SINK]: (b) => sink.write(b.map((x) => x.row)),
+  "COPY + staging per transaction": (b) =>
+    pool.transaction("per-transaction staging", async (tx) => {
+      await tx`create temp table scan_stage_once (like scan_events including defaults) on commit drop`;
+      const copy = await tx.unsafe(`copy scan_stage_once (${COLUMNS.join(", ")}) from stdin`).writable();
+      copy.end(b.map((x) => x.row.line).join(""));
+      await finished(copy);
+      await tx.unsafe(`
+        with ins as (insert into scan_events (${COLUMNS.join(", ")})
+          select ${COLUMNS.join(", ")} from scan_stage_once order by event_id, scanned_at ${TAIL}`);
+    }),
   "unnest(array literals)": (b) => {
     const rows = b.map((x) => values(x.record, x.partition, x.offset));
     const params = COLUMNS.map((_, c) => arrayLiteral(rows, c));
@@ -125,20 +143,32 @@ const ways: Record<string, (b: Batch) => Promise<unknown>> = {
   },
 };
 
+const stack = localStack();
+const postgresTicks = () => {
+  const pg = postgresPid(stack);
+  return pg ? cpuTicks([pg, ...childPids(pg)]) : 0;
+};
 const times: Record<string, number[]> = Object.fromEntries(Object.keys(ways).map((k) => [k, []]));
+const ticks: Record<string, number> = Object.fromEntries(Object.keys(ways).map((k) => [k, 0]));
 for (let r = 0; r < rounds; r++) {
   for (const [name, write] of Object.entries(ways)) {
     const b = batch(r);
+    const before = postgresTicks();
     const started = performance.now();
     await write(b);
     (times[name] as number[]).push(performance.now() - started);
+    ticks[name] = (ticks[name] as number) + postgresTicks() - before;
   }
 }
-const base = median(times["COPY + staging (the sink)"] as number[]);
-console.log(`ms per ${rowsPerBatch}-row batch (median of ${rounds} rounds, client encoding included):`);
+const base = median(times[SINK] as number[]);
+const cpuPerRow = (name: string) => (((ticks[name] as number) / 100) * 1e6) / (rounds * rowsPerBatch);
+console.log(
+  `${rowsPerBatch}-row batches, ${rounds} rounds: ms per batch (median, client encoding included), Postgres CPU µs per row (all its processes):`,
+);
 for (const [name, xs] of Object.entries(times)) {
   console.log(
-    `  ${name.padEnd(28)} ${median(xs).toFixed(1).padStart(7)}   ratio to the sink ${(median(xs) / base).toFixed(2)}`,
+    `  ${name.padEnd(34)} ${median(xs).toFixed(1).padStart(7)} ms   ratio to the sink ${(median(xs) / base).toFixed(2)}` +
+      `   Postgres ${cpuPerRow(name).toFixed(1).padStart(6)} µs/row   ratio ${(cpuPerRow(name) / cpuPerRow(SINK)).toFixed(2)}`,
   );
 }
 await direct.end();

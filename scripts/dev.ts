@@ -34,7 +34,8 @@ const rateArg = process.argv.indexOf("--rate");
 const rate = rateArg > 0 ? Number(process.argv[rateArg + 1]) : 500;
 const stack = localStack();
 const root = new URL("..", import.meta.url).pathname;
-const authDisabled = !process.env.API_KEY_SHA256 && !process.env.API_KEYS_FILE;
+// An explicit AUTH_DISABLED=false keeps auth on with only managed keys (`bun run keys create`).
+const authDisabled = process.env.AUTH_DISABLED !== "false" && !process.env.API_KEY_SHA256 && !process.env.API_KEYS_FILE;
 // The processes' JSON log lines go to files (compose.yaml's promtail ships them to Loki); the
 // terminal keeps the URLs and the status line.
 const LOG_LEVEL = process.env.LOG_LEVEL ?? "info";

@@ -10,12 +10,13 @@ import type { Sql } from "postgres";
 import type { KafkaProducer } from "../shared/kafka/index.ts";
 import { type Logger, throttledWarn } from "../shared/logger.ts";
 import { TRACING_OFF, type Tracing } from "../shared/tracing.ts";
-import { apiKeyAuth } from "./auth.ts";
+import { createAuth } from "./auth.ts";
 import { bodyBudget } from "./body-budget.ts";
 import { storedClientIp } from "./client-ip.ts";
 import type { ServerConfig } from "./config.ts";
 import { ApiError, errorHandler, errorResponse } from "./errors.ts";
 import { ingestHandler } from "./ingest.ts";
+import type { KeyStore } from "./keys.ts";
 import { type ServerMetrics, observeRequests } from "./metrics.ts";
 import { rateLimits } from "./rate-limit.ts";
 import { statsHandler } from "./stats.ts";
@@ -32,6 +33,8 @@ export interface AppDeps {
   isDraining: () => boolean;
   /** Default: off (no spans; the client's traceparent is forwarded unchanged). */
   tracing?: Tracing;
+  /** Managed API keys (server/keys.ts), started by the caller; absent: static keys and JWTs only. */
+  keyStore?: KeyStore | null;
 }
 
 /** The client's address: X-Forwarded-For is believed only when the peer is a trusted proxy. */
@@ -121,8 +124,11 @@ export function createApp(deps: AppDeps) {
     if (fatal) return c.json({ status: "failed", reason: `Kafka producer: ${fatal.message}` }, 503);
     return c.json({ status: "ok" });
   });
+  const auth = createAuth({ config, keyStore: deps.keyStore, metrics, logger });
   app.get("/ready", (c) => {
     if (deps.isDraining()) return c.json({ status: "draining" }, 503);
+    // No credential could be verified: every request would be a 401 that is not the client's fault.
+    if (!auth.trusted()) return c.json({ status: "waiting for the API keys" }, 503);
     const fatal = producer.fatalError;
     if (fatal) return c.json({ status: "failed", reason: `Kafka producer: ${fatal.message}` }, 503);
     if (!producer.connected) return c.json({ status: "waiting for Kafka" }, 503);
@@ -159,18 +165,17 @@ export function createApp(deps: AppDeps) {
     app.use("/v1/scans", corsMw);
     app.use("/v1/qr/:qr_id/stats", corsMw);
   }
-  const auth = apiKeyAuth({ hashes: config.apiKeyHashes, disabled: config.AUTH_DISABLED });
-  const authChain: MiddlewareHandler[] = [
+  // The failed-auth limit around the route's auth (server/auth.ts), then the key's own limit.
+  const authChain = (authMiddleware: MiddlewareHandler): MiddlewareHandler[] => [
     ...(ipLimited ? [limits.ipGuard] : []),
-    auth,
-    ...(ipLimited ? [limits.ipRelease] : []),
+    authMiddleware,
     ...(keyLimited ? [limits.keyGuard] : []),
   ];
   // Hono's typings have no overload for a spread of handlers; each element is a MiddlewareHandler.
   const route = (method: "get" | "post") => app[method] as unknown as (path: string, ...h: MiddlewareHandler[]) => void;
   route("get")(
     "/v1/qr/:qr_id/stats",
-    ...authChain,
+    ...authChain(auth.require("stats:read", { qrIdParam: "qr_id" })),
     ...(keyLimited ? [limits.chargeRequest] : []),
     statsHandler({ sql: deps.sql, logger, retryAfterSeconds: config.RETRY_AFTER_SECONDS }),
   );
@@ -182,12 +187,13 @@ export function createApp(deps: AppDeps) {
   });
   route("post")(
     "/v1/scans",
-    ...authChain,
+    ...authChain(auth.require("scans:write")),
     budget.middleware,
     ingestHandler({
       producer,
       metrics,
       topic: config.SCANS_TOPIC,
+      partitionKey: config.KAFKA_PARTITION_KEY,
       maxBodyBytes: config.MAX_BODY_BYTES,
       maxEventsPerRequest: config.MAX_EVENTS_PER_REQUEST,
       maxAgeMs: config.SCANNED_AT_MAX_AGE_HOURS * 3_600_000,
@@ -197,6 +203,7 @@ export function createApp(deps: AppDeps) {
       clientIp: (c) => storedClientIp(clientIp(c), config.CLIENT_IP_STORAGE),
       ...(keyLimited ? { onEvents: limits.chargeEvents } : {}),
       tracing,
+      tenantDenied: auth.tenantDenied,
       // Once per error code per 10 s: an outage would otherwise log a line per request.
       onRetriableDeliveryError: (error, c) =>
         deliveryWarnings(

@@ -22,12 +22,16 @@ export interface IngestOptions {
   producer: KafkaProducer;
   metrics: ServerMetrics;
   topic: string;
+  /** Which field keys the Kafka record (KAFKA_PARTITION_KEY); "none" or a missing field: no key. */
+  partitionKey?: "qr_id" | "scanner_id" | "none";
   maxBodyBytes: number;
   maxEventsPerRequest: number;
   maxAgeMs: number;
   maxFutureMs: number;
   retryAfterSeconds: number;
   clientIp: (c: Context) => string | null;
+  /** The 403 for an event whose qr_id is outside the principal's tenant (server/auth.ts). */
+  tenantDenied: (c: Context, qrId: string, index: number) => Error;
   /** Called with the request's event count once the body is parsed (the rate limit's charge); may throw a 429. */
   onEvents?: (c: Context, events: number) => void;
   /** Off: no spans, and the client's traceparent goes into the Kafka headers unchanged. */
@@ -63,6 +67,7 @@ export function ingestHandler(o: IngestOptions) {
   // The request's SERVER span is traceRequests' (server/tracing.ts); the send gets a PRODUCER
   // span, whose context goes into every message's traceparent header. With tracing off, the
   // client's traceparent is forwarded unchanged and no span is made.
+  const partitionKey = o.partitionKey ?? "none";
   return async function ingest(c: Context): Promise<Response> {
     const fatal = o.producer.fatalError;
     if (fatal) throw producerFailed(fatal);
@@ -77,6 +82,9 @@ export function ingestHandler(o: IngestOptions) {
     const receivedAt = timestampOf(now);
     const clientIp = o.clientIp(c);
     const traceparent = tracing.enabled ? undefined : c.req.header("traceparent");
+    // A tenant's key may only send its own QR ids: one such event refuses the whole request (403),
+    // before anything is sent, so a batch is never half accepted for a permission problem.
+    const qrPrefix = c.get("principal")?.qrPrefix ?? null;
     const messages: ProducerMessage[] = [];
     const rejected: Rejection[] = [];
     for (let index = 0; index < raw.length; index++) {
@@ -93,11 +101,14 @@ export function ingestHandler(o: IngestOptions) {
         continue;
       }
       const event = (result as v.SafeParseResult<typeof ScanEventSchema> & { success: true }).output;
+      if (qrPrefix !== null && !event.qr_id.startsWith(qrPrefix)) {
+        throw o.tenantDenied(c, event.qr_id, index);
+      }
       const headers: Record<string, string> = { event_id: event.event_id, schema_version: String(SCHEMA_VERSION) };
       if (traceparent) headers.traceparent = traceparent;
       messages.push({
         topic: o.topic,
-        key: event.qr_id,
+        key: partitionKey === "qr_id" ? event.qr_id : partitionKey === "none" ? undefined : event.scanner_id,
         value: JSON.stringify(toScanRecord(event, receivedAt, clientIp)),
         headers,
       });

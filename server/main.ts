@@ -6,6 +6,7 @@ import { createRegistry, serveMetrics } from "../shared/metrics.ts";
 import { startTracing, tracesUrl } from "../shared/tracing.ts";
 import { createApp } from "./app.ts";
 import { loadServerConfig } from "./config.ts";
+import { KeyStore } from "./keys.ts";
 import { createServerMetrics } from "./metrics.ts";
 
 const { config, logger } = startProcess("server", () => loadServerConfig());
@@ -27,9 +28,17 @@ async function main() {
   });
   // The read side goes through pgbouncer (transaction pooling): no prepared statements.
   const sql = postgres(config.DATABASE_URL, { prepare: false, max: config.DB_POOL_MAX, onnotice: () => {} });
+  // Managed API keys: their own one-connection pool, so a saturated stats pool cannot delay a revocation.
+  const keysSql = postgres(config.DATABASE_URL, { prepare: false, max: 1, connect_timeout: 5, onnotice: () => {} });
+  const keyStore =
+    config.API_KEYS_DB && !config.AUTH_DISABLED
+      ? new KeyStore({ sql: keysSql, refreshSeconds: config.API_KEYS_REFRESH_SECONDS, logger, registry })
+      : null;
+  // Not awaited: /ready answers 503 until a key set is trusted (static keys and JWT need no load).
+  void keyStore?.start();
   let draining = false;
   const tracing = startTracing("qrscan-server", config);
-  const app = createApp({ config, producer, sql, metrics, logger, tracing, isDraining: () => draining });
+  const app = createApp({ config, producer, sql, metrics, logger, tracing, keyStore, isDraining: () => draining });
   const server = Bun.serve({
     hostname: config.HOST,
     port: config.PORT,
@@ -52,6 +61,13 @@ async function main() {
       topic: config.SCANS_TOPIC,
       librdkafka: librdkafkaVersion(),
       traces: tracesUrl(config) ?? "off",
+      auth: config.AUTH_DISABLED
+        ? "disabled"
+        : {
+            managedKeys: keyStore ? `api_keys, every ${config.API_KEYS_REFRESH_SECONDS} s` : "off",
+            staticKeys: config.apiKeyHashes.length,
+            jwt: config.jwt ? (config.jwt.jwksUrl ?? `${config.jwt.keys.length} key(s) from files`) : "off",
+          },
     },
     "edge server listening",
   );
@@ -72,7 +88,9 @@ async function main() {
     await server.stop(false);
     const flushed = await producer.flush(config.DRAIN_TIMEOUT_MS);
     await producer.close(1_000);
+    await keyStore?.stop();
     await sql.end({ timeout: 2 });
+    await keysSql.end({ timeout: 2 });
     await tracing.shutdown();
     metricsServer.stop(true);
     clearTimeout(hardStop);

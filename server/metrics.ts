@@ -5,11 +5,12 @@ import type { Context, MiddlewareHandler } from "hono";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { ScanEventSchema } from "../shared/event.ts";
 import { KAFKA_ERRORS, type KafkaProducer } from "../shared/kafka/index.ts";
+import { AUTH_FAILURE_REASONS } from "./auth.ts";
 
 /** The answers each route gives, pre-initialised in http_requests_total. */
 export const ROUTE_STATUSES: Record<string, readonly number[]> = {
-  "/v1/scans": [202, 204, 400, 401, 405, 413, 415, 429, 500, 503],
-  "/v1/qr/:qr_id/stats": [200, 204, 400, 401, 405, 429, 500, 503],
+  "/v1/scans": [202, 204, 400, 401, 403, 405, 413, 415, 429, 500, 503],
+  "/v1/qr/:qr_id/stats": [200, 204, 400, 401, 403, 405, 429, 500, 503],
   "/health": [200, 405, 503],
   "/ready": [200, 405, 503],
   unmatched: [404],
@@ -65,6 +66,12 @@ export function createServerMetrics(registry: Registry, producer: () => KafkaPro
       labelNames: ["code"] as const,
       registers: [registry],
     }),
+    authFailures: new Counter({
+      name: "auth_failures_total",
+      help: "Requests refused by authentication (401), authorisation (403: scope, tenant) or for want of JWT keys (503), by reason",
+      labelNames: ["reason"] as const,
+      registers: [registry],
+    }),
     rateLimited: new Counter({
       name: "rate_limited_total",
       help: "Requests answered 429 by a rate limit, by scope (key: an API key's event rate; ip: an address's failed authentications)",
@@ -92,6 +99,7 @@ export function createServerMetrics(registry: Registry, producer: () => KafkaPro
   metrics.events.inc({ outcome: "accepted", reason: "" }, 0);
   for (const scope of ["key", "ip"]) metrics.rateLimited.inc({ scope }, 0);
   for (const code of [...Object.keys(KAFKA_ERRORS), "UNKNOWN"]) metrics.deliveryErrors.inc({ code }, 0);
+  for (const reason of AUTH_FAILURE_REASONS) metrics.authFailures.inc({ reason }, 0);
   for (const reason of REJECTION_REASONS) metrics.events.inc({ outcome: "rejected", reason }, 0);
   return metrics;
 }

@@ -81,12 +81,23 @@ export class TokenBuckets {
     return { ok: false, remaining: 0, seconds: Math.max(1, Math.ceil((charge - b.tokens) / limit.rate)) };
   }
 
-  /** Gives `n` tokens back (a reservation that turned out free), up to the burst. */
-  refund(id: string, n: number, limit: BucketLimit): void {
-    const b = this.buckets.get(id);
-    if (!b) return;
-    this.refill(b, limit, this.now());
-    b.tokens = Math.min(limit.burst, b.tokens + n);
+  /**
+   * Charges `n` tokens whether or not they are there: the bucket may go into debt (at most
+   * `maxDebtSeconds` of refill), which later requests then wait out. For costs known only after
+   * the fact (a failed authentication), so concurrent requests that all passed `peek` still pay.
+   */
+  charge(id: string, n: number, limit: BucketLimit, maxDebtSeconds = 3_600): void {
+    const now = this.now();
+    let b = this.buckets.get(id);
+    if (b) {
+      this.refill(b, limit, now);
+      this.buckets.delete(id);
+    } else {
+      b = { tokens: limit.burst, at: now };
+      if (this.buckets.size >= this.maxBuckets) this.evict(now, limit);
+    }
+    this.buckets.set(id, b);
+    b.tokens = Math.max(-limit.rate * maxDebtSeconds, b.tokens - n);
   }
 
   private refill(b: Bucket, limit: BucketLimit, now: number): number {
@@ -186,28 +197,20 @@ export function rateLimits(o: RateLimitOptions) {
   };
 
   /**
-   * Before auth: each request reserves one of its address's failed-auth tokens (none left: 429).
-   * `ipRelease`, right after auth, gives it back as soon as the credentials are accepted; any other
-   * answer but a 401 gives it back at the end. Reserving first keeps concurrent guesses from all
-   * passing a check made before any of them failed, and releasing at once keeps a busy address's
-   * concurrent good requests from competing for failed-auth tokens.
+   * Around auth: an address with no failed-auth token left gets 429; each 401 costs its address a
+   * token, charged even into debt, so guesses sent concurrently (all checked before any failed)
+   * are paid for by a longer wait afterwards, and the long-run rate holds. Good requests cost
+   * nothing, however many an address has in flight.
    */
   const ipGuard: MiddlewareHandler = async function ipGuard(c, next) {
     if (!perIp) return next();
     const ip = ipOf(c);
-    const take = ipBuckets.take(ip, 1, perIp);
-    if (!take.ok) throw tooMany("ip", ipPolicy, take, { client_ip: o.logIp(ip) });
+    if (ipBuckets.peek(ip, perIp) < 1) {
+      throw tooMany("ip", ipPolicy, ipBuckets.take(ip, 1, perIp), { client_ip: o.logIp(ip) });
+    }
     // Hono's compose turns a thrown error into onError's answer before it gets back here.
     await next();
-    if (c.res.status !== 401 && !c.get("ipTokenReturned")) ipBuckets.refund(ip, 1, perIp);
-  };
-
-  const ipRelease: MiddlewareHandler = async function ipRelease(c, next) {
-    if (perIp) {
-      ipBuckets.refund(ipOf(c), 1, perIp);
-      c.set("ipTokenReturned", true);
-    }
-    return next();
+    if (c.res.status === 401) ipBuckets.charge(ip, 1, perIp);
   };
 
   /** After auth: an empty bucket is refused before the body is read. */
@@ -242,7 +245,6 @@ export function rateLimits(o: RateLimitOptions) {
 
   return {
     ipGuard,
-    ipRelease,
     keyGuard,
     chargeEvents: charge,
     chargeRequest,
@@ -252,10 +254,3 @@ export function rateLimits(o: RateLimitOptions) {
 }
 
 export type RateLimits = ReturnType<typeof rateLimits>;
-
-declare module "hono" {
-  interface ContextVariableMap {
-    /** Set by ipRelease: this request's failed-auth token is back in its address's bucket. */
-    ipTokenReturned: boolean;
-  }
-}

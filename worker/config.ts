@@ -29,6 +29,12 @@ export const WorkerConfigSchema = v.object({
   DB_POOL_MAX: int(4, 1, 100),
   BATCH_MAX_ROWS: int(5_000, 1, 100_000),
   BATCH_MAX_WAIT_MS: int(50, 1, 60_000),
+  /**
+   * The sink consumer's fetch: the broker answers a fetch once it has this many bytes for it, or
+   * after KAFKA_FETCH_WAIT_MAX_MS. Larger means fewer fetch requests for the broker to serve.
+   */
+  KAFKA_FETCH_MIN_BYTES: int(256 * 1024, 1, 100 * 1024 * 1024),
+  KAFKA_FETCH_WAIT_MAX_MS: int(25, 0, 60_000),
   /** Batches written concurrently (one transaction and connection each); offsets still commit in order. */
   WRITES_IN_FLIGHT: int(2, 1, 16),
   DB_RETRY_BASE_MS: int(100, 1),
@@ -60,6 +66,8 @@ export const WorkerConfigSchema = v.object({
 export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema> & {
   /** librdkafka settings shared by the consumers and the producer (KAFKA_OPT_* overrides included). */
   kafka: Record<string, string | number | boolean>;
+  /** The sink consumer's own settings (fetch sizing), then KAFKA_OPT_* overrides. */
+  sinkConsumer: Record<string, string | number | boolean>;
   /** Applied last to the producer's settings. */
   producer: typeof DURABLE_PRODUCER;
   /** GET /metrics' credentials (the worker's and the supervisor's listeners); none = open. */
@@ -88,6 +96,11 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       "statistics.interval.ms": 5_000,
       // Resume consuming within ~1 s of a broker's return (librdkafka's default cap is 10 s).
       "reconnect.backoff.max.ms": 1_000,
+      ...overrides,
+    },
+    sinkConsumer: {
+      "fetch.min.bytes": c.KAFKA_FETCH_MIN_BYTES,
+      "fetch.wait.max.ms": c.KAFKA_FETCH_WAIT_MAX_MS,
       ...overrides,
     },
     // The dead-letter producer: a poison message's offset is committed only after Kafka has it.

@@ -102,7 +102,7 @@ async function main() {
   const onError = (error: KafkaError) => logger.warn({ code: error.code }, error.message);
   const producer = new KafkaProducer({ config: { ...config.kafka, ...config.producer }, onError });
   const consumer = new KafkaConsumer({
-    config: { ...config.kafka, "group.id": config.CONSUMER_GROUP },
+    config: { ...config.kafka, ...config.sinkConsumer, "group.id": config.CONSUMER_GROUP },
     onError,
     onStats: (json) => recordLag(metrics, json),
     onAssign: (ps) => {

@@ -19,7 +19,7 @@ const KEY = "docs-test-key";
  */
 const EXPECTED = {
   "README.md": { examples: 1, skipped: 3 },
-  "docs/api.md": { examples: 18, skipped: 0 },
+  "docs/api.md": { examples: 20, skipped: 0 },
 };
 
 function examplesOf(file: keyof typeof EXPECTED): DocBlock[] {
@@ -73,7 +73,8 @@ test("docs/api.md: every example answers as shown, and every curl example shows 
     API_KEY_SHA256: sha256(KEY).toString("hex"),
     DATABASE_URL: db.url,
   });
-  const results = await runBlocks(blocks, { env: { BASE_URL: url, KEY } });
+  // DATABASE_URL: where `bun run keys` in the examples writes, the server's own.
+  const results = await runBlocks(blocks, { env: { BASE_URL: url, KEY, DATABASE_URL: db.url } });
   expect(results).toHaveLength(EXPECTED["docs/api.md"].examples);
   expect(failureReport(results)).toBe("");
 });

@@ -3,6 +3,7 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
+import { KeysConfigSchema } from "../../scripts/keys.ts";
 import { ServerConfigSchema } from "../../server/config.ts";
 import { MigrateConfigSchema } from "../../sql/migrate.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
@@ -28,6 +29,7 @@ const SCHEMAS: [string, Schema][] = [
   ["worker", WorkerConfigSchema as unknown as Schema],
   ["supervisor", SupervisorConfigSchema as unknown as Schema],
   ["migrate", MigrateConfigSchema as unknown as Schema],
+  ["keys", KeysConfigSchema as unknown as Schema],
 ];
 
 for (const [name, schema] of SCHEMAS) {

@@ -50,6 +50,7 @@ const EXPECTED: Record<string, { examples: number; skipped: number }> = {
   "disk-filling.md": { examples: 5, skipped: 2 },
   "edge-errors.md": { examples: 6, skipped: 1 },
   "edge-latency.md": { examples: 6, skipped: 0 },
+  "leaked-api-key.md": { examples: 4, skipped: 2 },
   "producer-queue.md": { examples: 5, skipped: 1 },
   "target-down.md": { examples: 9, skipped: 2 },
 };

@@ -19,6 +19,7 @@ import { waitFor } from "../../scripts/wait.ts";
 import { createApp } from "../../server/app.ts";
 import { sha256 } from "../../server/auth.ts";
 import { loadServerConfig } from "../../server/config.ts";
+import { KeyStore } from "../../server/keys.ts";
 import { createServerMetrics } from "../../server/metrics.ts";
 import { KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaProducer } from "../../shared/kafka/index.ts";
 import type { ConsumerOptions, ProducerOptions } from "../../shared/kafka/index.ts";
@@ -76,12 +77,14 @@ export async function createDatabase({ migrated = true } = {}): Promise<{
   directUrl: string;
   url: string;
   sql: postgres.Sql;
+  /** Drops it now (closing its connections), e.g. to take Postgres away from a process under test. */
+  drop: () => Promise<void>;
 }> {
   const db = await createThrowawayDatabase("qrscan_t", { migrated, stack });
   onCleanup(db.drop);
   const sql = postgres(db.url, { prepare: false, max: 2, onnotice: () => {} });
   onCleanup(() => sql.end({ timeout: 1 }));
-  return { name: db.name, directUrl: db.directUrl, url: db.url, sql };
+  return { name: db.name, directUrl: db.directUrl, url: db.url, sql, drop: db.drop };
 }
 
 /**
@@ -172,6 +175,7 @@ export async function createTestApp(
     onStats,
     logger = createLogger("server-test", "silent"),
     topic,
+    keyStore,
   }: {
     waitForKafka?: boolean;
     sql?: Sql;
@@ -179,6 +183,8 @@ export async function createTestApp(
     logger?: Logger;
     /** An existing topic to send to; default: a fresh one of 3 partitions. */
     topic?: string;
+    /** Managed API keys (see createKeyStore); default: static keys only. */
+    keyStore?: KeyStore;
   } = {},
 ) {
   topic ??= await createTopic(3);
@@ -200,6 +206,7 @@ export async function createTestApp(
     sql,
     metrics,
     logger,
+    keyStore,
     isDraining: () => draining,
   });
   const post = (body: RequestInit["body"], headers: Record<string, string> = {}) =>
@@ -246,6 +253,21 @@ export async function spawnServer(
   });
   onCleanup(() => killProcess(proc));
   return { proc, url: `http://127.0.0.1:${port}`, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
+}
+
+/**
+ * The managed API keys of database `url` (through pgbouncer), loaded once and then refreshed every
+ * `refreshSeconds`; stopped after the test.
+ */
+export async function createKeyStore(url: string, { refreshSeconds = 1, registry = createRegistry("keys-test") } = {}) {
+  const sql = postgres(url, { prepare: false, max: 1, connect_timeout: 5, onnotice: () => {} });
+  const store = new KeyStore({ sql, refreshSeconds, registry, logger: createLogger("keys-test", "silent") });
+  onCleanup(async () => {
+    await store.stop();
+    await sql.end({ timeout: 1 });
+  });
+  await store.start();
+  return { store, registry };
 }
 
 // ---------------------------------------------------------------------------------------------

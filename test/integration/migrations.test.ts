@@ -34,7 +34,13 @@ test("a fresh database gets every migration once; a second run is a no-op", asyn
   >`select tablename as t from pg_tables where schemaname = 'public' order by 1`;
   await sql.end();
   expect(rows.map((r) => r.version)).toEqual(all);
-  expect(tables.map((t) => t.t)).toEqual(["dead_letters", "scan_counts", "scan_events", "schema_migrations"]);
+  expect(tables.map((t) => t.t)).toEqual([
+    "api_keys",
+    "dead_letters",
+    "scan_counts",
+    "scan_events",
+    "schema_migrations",
+  ]);
 });
 
 test("an applied migration that was edited stops the run with a clear message", async () => {

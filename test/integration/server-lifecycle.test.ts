@@ -177,11 +177,18 @@ test("a wrong setting stops the server at start-up with a message naming the var
   expect(await new Response(proc.stdout).text()).toContain('PORT=\\"eighty\\": must be an integer');
 });
 
-test("without API keys (and without AUTH_DISABLED) the server refuses to start; API_KEYS_FILE works", async () => {
+test("without any key source (and without AUTH_DISABLED) the server refuses to start; API_KEYS_FILE works", async () => {
   const root = new URL("../..", import.meta.url).pathname;
   const refused = Bun.spawn(["bun", "server/main.ts"], {
     cwd: root,
-    env: { ...process.env, AUTH_DISABLED: "false", API_KEY_SHA256: "", PORT: "0", METRICS_PORT: "0" },
+    env: {
+      ...process.env,
+      AUTH_DISABLED: "false",
+      API_KEY_SHA256: "",
+      API_KEYS_DB: "false",
+      PORT: "0",
+      METRICS_PORT: "0",
+    },
     stdout: "pipe",
   });
   expect(await refused.exited).toBe(1);

@@ -54,6 +54,19 @@ describe("token buckets", () => {
     expect(b.take("k", 1_000, limit).ok).toBe(true);
   });
 
+  test("charge goes into debt (bounded), which later takes wait out", () => {
+    const c = clock();
+    const b = new TokenBuckets(100, c.now);
+    const limit = { rate: 1, burst: 3 };
+    for (let i = 0; i < 10; i++) b.charge("ip", 1, limit);
+    expect(b.peek("ip", limit)).toBe(-7);
+    expect(b.take("ip", 1, limit)).toEqual({ ok: false, remaining: 0, seconds: 8 });
+    c.advance(8_000);
+    expect(b.take("ip", 1, limit).ok).toBe(true);
+    b.charge("ip", 1_000_000, limit, 60);
+    expect(b.peek("ip", limit)).toBe(-60);
+  });
+
   test("peek refills without taking; an unknown id has a full bucket", () => {
     const c = clock();
     const b = new TokenBuckets(100, c.now);

@@ -1,5 +1,6 @@
 // Start-up configuration: defaults that work locally, and errors that name the variable.
 import { describe, expect, test } from "bun:test";
+import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -68,9 +69,11 @@ describe("API keys and log level, resolved with the rest of the configuration", 
   });
 
   test("no key at all, an unreadable file or a line that is not a digest stops start-up, naming the variable", () => {
-    expect(configError(() => loadServerConfig({})).problems).toEqual([
-      "API_KEY_SHA256 / API_KEYS_FILE: no API keys configured (or set AUTH_DISABLED=true for local demos)",
+    expect(configError(() => loadServerConfig({ API_KEYS_DB: "false" })).problems).toEqual([
+      "API_KEY_SHA256 / API_KEYS_FILE: no API keys configured and API_KEYS_DB=false and no JWT keys (or set AUTH_DISABLED=true for local demos)",
     ]);
+    // Managed keys (the default) or JWT keys are enough: /ready waits for them instead.
+    expect(loadServerConfig({}).apiKeyHashes).toEqual([]);
     expect(loadServerConfig({ AUTH_DISABLED: "true" }).apiKeyHashes).toEqual([]);
     expect(configError(() => load({ API_KEYS_FILE: "/nonexistent/keys" })).problems[0]).toStartWith(
       'API_KEYS_FILE="/nonexistent/keys": cannot be read (',
@@ -173,5 +176,67 @@ describe("client IP", () => {
     expect(resolve("10.0.0.1", undefined)).toBe("10.0.0.1");
     expect(resolve(null, "1.2.3.4")).toBeNull();
     expect(resolve("10.0.0.1", "1.1.1.1, not-an-ip")).toBe("10.0.0.1");
+  });
+});
+
+describe("JWT", () => {
+  test("off unless a key source is set; then issuer and audience are required", () => {
+    expect(load({}).jwt).toBeNull();
+    expect(configError(() => load({ JWT_JWKS_URL: "https://idp.example/jwks" })).problems).toEqual([
+      "JWT_ISSUER: required when JWT_JWKS_URL or JWT_KEY_FILES is set",
+      "JWT_AUDIENCE: required when JWT_JWKS_URL or JWT_KEY_FILES is set",
+    ]);
+    const c = load({
+      JWT_JWKS_URL: "https://idp.example/jwks",
+      JWT_ISSUER: "https://idp.example",
+      JWT_AUDIENCE: "edge",
+    });
+    expect(c.jwt).toMatchObject({
+      algorithms: ["RS256", "ES256", "EdDSA"],
+      clockSkewSeconds: 30,
+      tenantClaim: "qr_prefix",
+    });
+    // JWT alone is a key source: no API key needed.
+    expect(() =>
+      loadServerConfig({ API_KEYS_DB: "false", JWT_JWKS_URL: "https://i/j", JWT_ISSUER: "i", JWT_AUDIENCE: "a" }),
+    ).not.toThrow();
+  });
+
+  test("the algorithm allowlist refuses none and HS*", () => {
+    for (const alg of ["none", "HS256", "RS256,HS512"]) {
+      expect(configError(() => load({ JWT_ALGORITHMS: alg })).problems[0]).toStartWith(
+        `JWT_ALGORITHMS=${JSON.stringify(alg)}: must be a comma-separated subset of RS256`,
+      );
+    }
+    expect(load({ JWT_ALGORITHMS: "ES384,PS256" }).JWT_ALGORITHMS).toEqual(["ES384", "PS256"]);
+  });
+
+  test("key files: PEM public keys (kid = file name) and JWK/JWKS; private and symmetric keys are refused", () => {
+    const dir = mkdtempSync(join(tmpdir(), "jwt-"));
+    const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const write = (name: string, text: string) => {
+      writeFileSync(join(dir, name), text);
+      return join(dir, name);
+    };
+    const pem = write("idp-2026.pem", publicKey.export({ type: "spki", format: "pem" }).toString());
+    const jwks = write("jwks.json", JSON.stringify({ keys: [{ ...publicKey.export({ format: "jwk" }), kid: "a" }] }));
+    const env = { JWT_ISSUER: "i", JWT_AUDIENCE: "a" };
+    const keys = load({ ...env, JWT_KEY_FILES: `${pem},${jwks}` }).jwt?.keys;
+    expect(keys?.map((k) => [k.kid, k.kty, k.crv])).toEqual([
+      ["idp-2026", "EC", "P-256"],
+      ["a", "EC", "P-256"],
+    ]);
+    const bad = {
+      private: write("private.pem", privateKey.export({ type: "pkcs8", format: "pem" }).toString()),
+      privateJwk: write("private.json", JSON.stringify(privateKey.export({ format: "jwk" }))),
+      oct: write("oct.json", JSON.stringify({ kty: "oct", k: "c2VjcmV0" })),
+      garbage: write("garbage.txt", "hello"),
+    };
+    expect(configError(() => load({ ...env, JWT_KEY_FILES: Object.values(bad).join(",") })).problems).toEqual([
+      `JWT_KEY_FILES: "${bad.private}": is a private key: give the public key`,
+      `JWT_KEY_FILES: "${bad.privateJwk}": holds a private key (it has d): give the public key`,
+      `JWT_KEY_FILES: "${bad.oct}": holds a symmetric (oct) key: only public keys are accepted`,
+      `JWT_KEY_FILES: "${bad.garbage}": is neither a PEM public key nor JSON (a JWK or a JWKS)`,
+    ]);
   });
 });

@@ -1,0 +1,276 @@
+// Managed API keys (the api_keys table; the edge servers reload it every API_KEYS_REFRESH_SECONDS).
+//   bun run keys create --name NAME [--scopes scans:write,stats:read] [--qr-prefix P]
+//                       [--rate EVENTS_PER_S --burst N] [--expires-in 90d]
+//   bun run keys list [--all]                 keys without their secrets (--all: revoked and expired too)
+//   bun run keys revoke <id>                  refused from the next refresh on
+//   bun run keys rotate <id> [--overlap 24h]  a successor with the same settings; the old key
+//                                             keeps working until the overlap ends
+// `create` and `rotate` print the new secret once, on stdout; only its SHA-256 is stored. Each
+// change writes one audit line (JSON, no secret) on stderr.
+// Configuration: DATABASE_URL (docs/operations.md, "keys configuration").
+import { randomBytes } from "node:crypto";
+import postgres from "postgres";
+import * as v from "valibot";
+import { KEY_PREFIX, SHOWN_PREFIX_LENGTH, sha256 } from "../server/keys.ts";
+import { SCOPES, type Scope } from "../server/principal.ts";
+import { ConfigError, loadConfig, str } from "../shared/config.ts";
+import { localStack } from "../shared/local-stack.ts";
+import { type Logger, createLogger } from "../shared/logger.ts";
+
+/** `bun run keys`'s configuration (docs/operations.md). */
+export const KeysConfigSchema = v.object({
+  DATABASE_URL: str(localStack().databaseUrl),
+  /** Who ran the command, for the audit line (the login shell sets it). */
+  USER: v.optional(v.string()),
+});
+
+const USAGE = `usage: bun run keys create --name NAME [--scopes ${SCOPES.join(",")}] [--qr-prefix P] [--rate N --burst N] [--expires-in 90d]
+       bun run keys list [--all]
+       bun run keys revoke <id>
+       bun run keys rotate <id> [--overlap 24h]`;
+
+export class UsageError extends Error {}
+
+function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const value = args[i + 1];
+  if (value === undefined || value.startsWith("--")) throw new UsageError(`${name} needs a value`);
+  args.splice(i, 2);
+  return value;
+}
+
+function flag(args: string[], name: string): boolean {
+  const i = args.indexOf(name);
+  if (i >= 0) args.splice(i, 1);
+  return i >= 0;
+}
+
+const UNITS: Record<string, number> = { s: 1, m: 60, h: 3_600, d: 86_400 };
+
+/** "90d", "24h", "30m", "0s" → milliseconds. */
+export function duration(text: string, name: string): number {
+  const m = /^(\d+)([smhd])$/.exec(text);
+  if (!m) throw new UsageError(`${name} ${text}: a number and s, m, h or d (e.g. 24h)`);
+  return Number(m[1]) * (UNITS[m[2] as string] as number) * 1000;
+}
+
+function positive(text: string | undefined, name: string): number | null {
+  if (text === undefined) return null;
+  if (!/^\d+$/.test(text) || Number(text) < 1 || Number(text) > 2 ** 31 - 1)
+    throw new UsageError(`${name} ${text}: a positive integer`);
+  return Number(text);
+}
+
+/** A new secret: "qrs_" and 32 random bytes, base64url. */
+export function newSecret(): string {
+  return KEY_PREFIX + randomBytes(32).toString("base64url");
+}
+
+const newId = () => `key_${randomBytes(6).toString("hex")}`;
+
+interface KeyRow {
+  id: string;
+  name: string;
+  prefix: string;
+  scopes: string[];
+  qr_prefix: string | null;
+  rate_limit_per_second: number | null;
+  rate_limit_burst: number | null;
+  rotated_from: string | null;
+  created_at: Date;
+  expires_at: Date | null;
+  revoked_at: Date | null;
+  last_used_at: Date | null;
+}
+
+const COLUMNS = `id, name, prefix, scopes, qr_prefix, rate_limit_per_second, rate_limit_burst, rotated_from,
+  created_at, expires_at, revoked_at, last_used_at`;
+
+function state(k: KeyRow, now = Date.now()): string {
+  if (k.revoked_at) return "revoked";
+  if (k.expires_at && k.expires_at.getTime() <= now) return "expired";
+  return k.expires_at ? `active until ${k.expires_at.toISOString()}` : "active";
+}
+
+const time = (d: Date | null) => (d ? d.toISOString().replace(/\.\d+Z$/, "Z") : "-");
+
+export interface KeysIo {
+  out: (line: string) => void;
+  /** The audit trail: one JSON line per change. */
+  audit: Logger;
+  /** Who runs the command, in the audit line. */
+  operator?: string | undefined;
+}
+
+/** Runs one command; returns the exit code. */
+export async function keys(argv: string[], sql: postgres.Sql, io: KeysIo): Promise<number> {
+  const args = [...argv];
+  const command = args.shift();
+  switch (command) {
+    case "create": {
+      const name = option(args, "--name");
+      if (!name) throw new UsageError("create needs --name (the client or tenant)");
+      const scopes = (option(args, "--scopes") ?? "scans:write").split(",").filter(Boolean);
+      const bad = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
+      if (bad.length || scopes.length === 0)
+        throw new UsageError(`--scopes: ${bad.join(",") || "empty"}; known: ${SCOPES.join(", ")}`);
+      const qrPrefix = option(args, "--qr-prefix") ?? null;
+      if (qrPrefix === "") throw new UsageError("--qr-prefix must not be empty");
+      const rate = positive(option(args, "--rate"), "--rate");
+      const burst = positive(option(args, "--burst"), "--burst");
+      if ((rate === null) !== (burst === null)) throw new UsageError("--rate and --burst go together");
+      const expiresIn = option(args, "--expires-in");
+      const expiresAt = expiresIn ? new Date(Date.now() + duration(expiresIn, "--expires-in")) : null;
+      rejectRest(args);
+      const secret = newSecret();
+      const [row] = await sql<KeyRow[]>`
+        insert into api_keys (id, name, prefix, secret_sha256, scopes, qr_prefix, rate_limit_per_second,
+                              rate_limit_burst, expires_at)
+        values (${newId()}, ${name}, ${secret.slice(0, SHOWN_PREFIX_LENGTH)}, ${sha256(secret)}, ${scopes},
+                ${qrPrefix}, ${rate}, ${burst}, ${expiresAt})
+        returning ${sql.unsafe(COLUMNS)}`;
+      const k = row as KeyRow;
+      io.audit.info(auditFields("create", k, io), "API key created");
+      io.out(
+        `created ${k.id} (${k.name}): scopes ${k.scopes.join(",")}${k.qr_prefix ? `, QR ids ${k.qr_prefix}…` : ""}`,
+      );
+      io.out("the secret, shown only now; store it where the client keeps secrets:");
+      io.out(secret);
+      return 0;
+    }
+    case "list": {
+      const all = flag(args, "--all");
+      rejectRest(args);
+      const rows = await sql<KeyRow[]>`
+        select ${sql.unsafe(COLUMNS)} from api_keys
+        ${all ? sql`` : sql`where revoked_at is null and (expires_at is null or expires_at > now())`}
+        order by created_at, id`;
+      io.out(["id", "name", "prefix", "scopes", "qr_prefix", "rate/burst", "created", "last_used", "state"].join("\t"));
+      for (const k of rows) {
+        io.out(
+          [
+            k.id,
+            k.name,
+            k.prefix,
+            k.scopes.join(","),
+            k.qr_prefix ?? "-",
+            k.rate_limit_per_second ? `${k.rate_limit_per_second}/${k.rate_limit_burst}` : "default",
+            time(k.created_at),
+            time(k.last_used_at),
+            state(k),
+          ].join("\t"),
+        );
+      }
+      return 0;
+    }
+    case "revoke": {
+      const id = args.shift();
+      if (!id) throw new UsageError("revoke needs a key id (see bun run keys list)");
+      rejectRest(args);
+      const [row] = await sql<KeyRow[]>`
+        update api_keys set revoked_at = coalesce(revoked_at, now()) where id = ${id}
+        returning ${sql.unsafe(COLUMNS)}`;
+      if (!row) {
+        io.out(`no key ${id}`);
+        return 1;
+      }
+      io.audit.info(auditFields("revoke", row, io), "API key revoked");
+      io.out(
+        `revoked ${row.id} (${row.name}) at ${time(row.revoked_at)}; the servers refuse it from their next refresh`,
+      );
+      return 0;
+    }
+    case "rotate": {
+      const id = args.shift();
+      if (!id) throw new UsageError("rotate needs a key id (see bun run keys list)");
+      const overlapMs = duration(option(args, "--overlap") ?? "24h", "--overlap");
+      rejectRest(args);
+      const secret = newSecret();
+      const result = await sql.begin(async (tx) => {
+        const [old] = await tx<KeyRow[]>`
+          update api_keys
+          set expires_at = least(coalesce(expires_at, 'infinity'), now() + ${`${overlapMs} milliseconds`}::interval)
+          where id = ${id} and revoked_at is null and (expires_at is null or expires_at > now())
+          returning ${tx.unsafe(COLUMNS)}`;
+        if (!old) return null;
+        const [successor] = await tx<KeyRow[]>`
+          insert into api_keys (id, name, prefix, secret_sha256, scopes, qr_prefix, rate_limit_per_second,
+                                rate_limit_burst, rotated_from)
+          values (${newId()}, ${old.name}, ${secret.slice(0, SHOWN_PREFIX_LENGTH)}, ${sha256(secret)}, ${old.scopes},
+                  ${old.qr_prefix}, ${old.rate_limit_per_second}, ${old.rate_limit_burst}, ${old.id})
+          returning ${tx.unsafe(COLUMNS)}`;
+        return { old, successor: successor as KeyRow };
+      });
+      if (!result) {
+        io.out(`no active key ${id} (revoked, expired or unknown): create a new one instead`);
+        return 1;
+      }
+      const { old, successor } = result;
+      io.audit.info(
+        { ...auditFields("rotate", successor, io), old_key_id: old.id, old_expires_at: old.expires_at?.toISOString() },
+        "API key rotated",
+      );
+      io.out(`rotated ${old.id} → ${successor.id} (${successor.name}); ${old.id} works until ${time(old.expires_at)}`);
+      io.out("the new secret, shown only now:");
+      io.out(secret);
+      return 0;
+    }
+    default:
+      throw new UsageError(command ? `unknown command ${command}` : "a command is needed");
+  }
+}
+
+function rejectRest(args: string[]) {
+  if (args.length) throw new UsageError(`unexpected: ${args.join(" ")}`);
+}
+
+function auditFields(action: string, k: KeyRow, io: KeysIo): Record<string, unknown> {
+  return {
+    audit: "api_key",
+    action,
+    key_id: k.id,
+    name: k.name,
+    key_prefix: k.prefix,
+    scopes: k.scopes as Scope[],
+    qr_prefix: k.qr_prefix,
+    expires_at: k.expires_at?.toISOString() ?? null,
+    operator: io.operator ?? null,
+  };
+}
+
+if (import.meta.main) {
+  let config: v.InferOutput<typeof KeysConfigSchema>;
+  try {
+    config = loadConfig(KeysConfigSchema);
+  } catch (error) {
+    console.error((error as ConfigError).message);
+    process.exit(2);
+  }
+  // The audit lines go to stderr, so stdout holds only what the operator asked for (and the secret).
+  const sql = postgres(config.DATABASE_URL, { prepare: false, max: 1, connect_timeout: 10, onnotice: () => {} });
+  const audit = createLogger("keys", "info", { write: (line: string) => process.stderr.write(line) });
+  let code = 1;
+  if (["help", "--help", "-h"].includes(process.argv[2] ?? "")) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  try {
+    code = await keys(process.argv.slice(2), sql, { out: (line) => console.log(line), audit, operator: config.USER });
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`${error.message}\n${USAGE}`);
+      code = 2;
+    } else if (error instanceof ConfigError) {
+      console.error(error.message);
+      code = 2;
+    } else {
+      const missing = (error as { code?: string }).code === "42P01"; // undefined_table
+      console.error(`keys: ${(error as Error).message}${missing ? " (run bun run migrate on this database)" : ""}`);
+      code = 1;
+    }
+  } finally {
+    await sql.end({ timeout: 2 });
+  }
+  process.exit(code);
+}

@@ -1,0 +1,229 @@
+// JWT bearer tokens at the edge (in-process app, real Kafka): keys generated here with jose, a JWKS
+// endpoint served by this test on 127.0.0.1, and the accept/reject matrix of docs/api.md
+// "Authentication". Every rejection is a 401 (403 for a missing scope or a foreign tenant) counted
+// in auth_failures_total{reason}, and the audit line names the token's kid/sub, never the token.
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type CryptoKey, type JWK, SignJWT, exportJWK, exportSPKI, generateKeyPair } from "jose";
+import { createLogger } from "../../shared/logger.ts";
+import { createTestApp, onCleanup } from "../helpers/fixtures.ts";
+import { scan } from "../helpers/server.ts";
+import { ensureStack } from "../helpers/stack.ts";
+
+await ensureStack();
+
+const ISSUER = "https://issuer.test";
+const AUDIENCE = "qrscan-edge";
+
+interface SigningKey {
+  kid: string;
+  alg: string;
+  privateKey: CryptoKey;
+  jwk: JWK;
+}
+
+async function signingKey(kid: string, alg = "RS256"): Promise<SigningKey> {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  return { kid, alg, privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg, use: "sig" } };
+}
+
+/** A JWKS endpoint of this test: serves `keys` (change it to rotate); counts its fetches. */
+function jwksServer(keys: SigningKey[]) {
+  const state = { keys, fetches: 0 };
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch() {
+      state.fetches++;
+      return Response.json({ keys: state.keys.map((k) => k.jwk) });
+    },
+  });
+  onCleanup(() => server.stop(true));
+  return { state, url: `http://127.0.0.1:${server.port}/.well-known/jwks.json`, stop: () => server.stop(true) };
+}
+
+interface TokenOptions {
+  key: SigningKey;
+  scope?: string;
+  iss?: string;
+  aud?: string;
+  sub?: string;
+  /** Seconds from now. */
+  exp?: number;
+  nbf?: number;
+  claims?: Record<string, unknown>;
+  kid?: string;
+}
+
+function token({
+  key,
+  scope = "scans:write stats:read",
+  iss = ISSUER,
+  aud = AUDIENCE,
+  sub = "client-1",
+  exp = 300,
+  nbf,
+  claims = {},
+  kid = key.kid,
+}: TokenOptions) {
+  const now = Math.floor(Date.now() / 1000);
+  const jwt = new SignJWT({ scope, ...claims })
+    .setProtectedHeader({ alg: key.alg, kid })
+    .setIssuer(iss)
+    .setAudience(aud)
+    .setSubject(sub)
+    .setIssuedAt(now)
+    .setExpirationTime(now + exp);
+  if (nbf !== undefined) jwt.setNotBefore(now + nbf);
+  return jwt.sign(key.privateKey);
+}
+
+const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
+
+async function jwtApp(env: Record<string, string>) {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger("server-test", "warn", { write: (l: string) => void lines.push(JSON.parse(l)) });
+  const t = await createTestApp({ JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, ...env }, { logger });
+  const post = (jwt: string, events: unknown = [scan({ qr_id: "acme-1" })]) =>
+    t.app.request("/v1/scans", {
+      method: "POST",
+      body: JSON.stringify(events),
+      headers: { authorization: `Bearer ${jwt}`, "content-type": "application/json" },
+    });
+  const stats = (jwt: string, qrId: string) =>
+    t.app.request(`/v1/qr/${qrId}/stats?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z`, {
+      headers: { authorization: `Bearer ${jwt}` },
+    });
+  const failures = async () => {
+    const values = (await t.registry.getSingleMetric("auth_failures_total")?.get())?.values ?? [];
+    return Object.fromEntries(values.filter((v) => v.value > 0).map((v) => [v.labels.reason, v.value]));
+  };
+  return { t, post, stats, failures, lines };
+}
+
+describe("JWT bearer tokens from a JWKS URL", () => {
+  test("the accept and reject matrix", async () => {
+    const rsa = await signingKey("rsa-1");
+    const jwks = jwksServer([rsa]);
+    const { post, failures, lines } = await jwtApp({ JWT_JWKS_URL: jwks.url });
+    const other = await signingKey("rsa-1"); // same kid, another key: a forged signature
+
+    const rsaPem = await exportSPKI((await generateKeyPair("RS256", { extractable: true })).publicKey);
+    const hsConfusion = await new SignJWT({ scope: "scans:write" })
+      .setProtectedHeader({ alg: "HS256", kid: "rsa-1" })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setSubject("attacker")
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode(JSON.stringify(rsa.jwk) + rsaPem));
+    const now = Math.floor(Date.now() / 1000);
+    const none = `${b64({ alg: "none", kid: "rsa-1" })}.${b64({ iss: ISSUER, aud: AUDIENCE, sub: "attacker", exp: now + 300, scope: "scans:write" })}.`;
+
+    const cases: [string, string | Promise<string>, number, string?][] = [
+      ["valid", token({ key: rsa }), 202],
+      ["expired 10 s ago: within the 30 s clock skew", token({ key: rsa, exp: -10 }), 202],
+      ["expired", token({ key: rsa, exp: -120 }), 401, "jwt_expired"],
+      ["nbf in the future", token({ key: rsa, nbf: 120 }), 401, "jwt_not_yet_valid"],
+      ["wrong issuer", token({ key: rsa, iss: "https://evil.test" }), 401, "jwt_claims"],
+      ["wrong audience", token({ key: rsa, aud: "another-api" }), 401, "jwt_claims"],
+      ["alg none", none, 401, "jwt_algorithm"],
+      ["HS256 signed with the RSA public key as the secret", hsConfusion, 401, "jwt_algorithm"],
+      ["signed by another key under the same kid", token({ key: other }), 401, "jwt_signature"],
+      ["a kid the JWKS does not have", token({ key: other, kid: "nope" }), 401, "jwt_unknown_kid"],
+      ["not a JWT at all", "eyJhbGciOi.eyJzdWIi.sig", 401, "jwt_malformed"],
+      ["missing scope", token({ key: rsa, scope: "stats:read" }), 403, "scope"],
+    ];
+    const got: Record<string, number> = {};
+    const want: Record<string, number> = {};
+    for (const [name, jwt, status] of cases) {
+      got[name] = (await post(await jwt)).status;
+      want[name] = status;
+    }
+    expect(got).toEqual(want);
+    const reasons: Record<string, number> = {};
+    for (const [, , , reason] of cases) if (reason) reasons[reason] = (reasons[reason] ?? 0) + 1;
+    expect(await failures()).toEqual(reasons);
+
+    // The audit trail names the token's kid and sub, never the token.
+    const expired = lines.find((l) => l.reason === "jwt_expired");
+    expect(expired).toMatchObject({
+      jwt_kid: "rsa-1",
+      jwt_sub: "client-1",
+      msg: "authentication failed; answered 401",
+    });
+    const all = JSON.stringify(lines);
+    const signatures = (await Promise.all(cases.map(([, jwt]) => jwt))).map((j) => j.split(".")[2] ?? "");
+    const logged = signatures.filter((sig) => sig.length > 20 && all.includes(sig));
+    expect({ checked: signatures.filter((sig) => sig.length > 20).length, logged }).toEqual({
+      checked: 10,
+      logged: [],
+    });
+  }, 60_000);
+
+  test("an unknown kid makes the JWKS be fetched again: a rotated key works without a restart", async () => {
+    const first = await signingKey("k1", "ES256");
+    const jwks = jwksServer([first]);
+    const { post } = await jwtApp({ JWT_JWKS_URL: jwks.url, JWT_JWKS_COOLDOWN_SECONDS: "0" });
+    expect((await post(await token({ key: first }))).status).toBe(202);
+    expect((await post(await token({ key: first }))).status).toBe(202);
+    expect(jwks.state.fetches).toBe(1); // cached
+
+    const second = await signingKey("k2", "EdDSA");
+    jwks.state.keys = [first, second];
+    expect((await post(await token({ key: second }))).status).toBe(202);
+    expect(jwks.state.fetches).toBe(2);
+  }, 30_000);
+
+  test("tenant claim: a token with qr_prefix reads and writes only its QR ids", async () => {
+    const key = await signingKey("t1");
+    const jwks = jwksServer([key]);
+    const { post, stats } = await jwtApp({ JWT_JWKS_URL: jwks.url });
+    const jwt = await token({ key, claims: { qr_prefix: "acme-" } });
+    expect((await post(jwt, [scan({ qr_id: "acme-9" })])).status).toBe(202);
+    expect((await post(jwt, [scan({ qr_id: "globex-9" })])).status).toBe(403);
+    expect((await stats(jwt, "globex-9")).status).toBe(403);
+    // Without the claim, every QR id.
+    expect((await post(await token({ key }), [scan({ qr_id: "globex-9" })])).status).toBe(202);
+  }, 30_000);
+
+  test("the JWKS unreachable: 503 + Retry-After (not the client's fault), counted as jwt_keys_unavailable", async () => {
+    const key = await signingKey("u1");
+    const jwks = jwksServer([key]);
+    jwks.stop();
+    const { post, failures, lines } = await jwtApp({ JWT_JWKS_URL: jwks.url });
+    const res = await post(await token({ key }));
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("2");
+    expect(await failures()).toEqual({ jwt_keys_unavailable: 1 });
+    // Logged with what to fix: the fetch's own error.
+    const line = lines.find((l) => l.reason === "jwt_keys_unavailable") as { err?: { message?: string } };
+    expect(line?.err?.message).toBeTruthy();
+  }, 30_000);
+});
+
+describe("JWT keys from files", () => {
+  test("a PEM public key and a JWKS file; API keys keep working beside JWTs", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "jwt-keys-"));
+    const rsa = await signingKey("pem-key");
+    const ed = await signingKey("ed-1", "EdDSA");
+    const { publicKey } = await generateKeyPair("RS256", { extractable: true });
+    // A PEM file's key has the file's name (without extension) as its kid.
+    writeFileSync(join(dir, "pem-key.pem"), await exportSPKI(await importBack(rsa)));
+    writeFileSync(join(dir, "jwks.json"), JSON.stringify({ keys: [ed.jwk, await exportJWK(publicKey)] }));
+    const { post, t } = await jwtApp({ JWT_KEY_FILES: `${join(dir, "pem-key.pem")},${join(dir, "jwks.json")}` });
+    expect((await post(await token({ key: rsa }))).status).toBe(202);
+    expect((await post(await token({ key: ed }))).status).toBe(202);
+    const stranger = await signingKey("pem-key");
+    expect((await post(await token({ key: stranger }))).status).toBe(401);
+    // The static API key of createTestApp still works.
+    expect((await t.post(JSON.stringify(scan()))).status).toBe(202);
+  }, 30_000);
+});
+
+/** The public key of a signing key, as a CryptoKey (for exportSPKI). */
+async function importBack(k: SigningKey) {
+  const { importJWK } = await import("jose");
+  return (await importJWK(k.jwk, k.alg)) as CryptoKey;
+}
