@@ -2,7 +2,8 @@
 // a local or remote deployment.
 //
 //   bun bench/load.ts --url http://127.0.0.1:8080 [--scenario single|batch|ndjson] [--batch 100]
-//                     [--concurrency 64] [--duration 10] [--rate 0] [--api-key KEY] [--out file.json]
+//                     [--concurrency 64] [--duration 10] [--rate 0] [--api-key KEY] [--origin URL]
+//                     [--out file.json]
 //                     [--acked-out ids.txt]   (event ids answered 202, one per line)
 //
 // Closed loop (default): `concurrency` workers send back to back; measures the maximum rate.
@@ -23,6 +24,8 @@ export interface LoadOptions {
   /** Requests per second for an open-loop run; 0 means closed loop. */
   rate: number;
   apiKey?: string;
+  /** Sent as the Origin header (exercises the CORS path). */
+  origin?: string;
   /** Collects the event ids of every 202 (all events the generator makes are valid). */
   acknowledged?: string[];
 }
@@ -78,6 +81,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const target = `${o.url.replace(/\/$/, "")}/v1/scans`;
   const headers: Record<string, string> = {};
   if (o.apiKey) headers.authorization = `Bearer ${o.apiKey}`;
+  // As a browser page on that origin would send it (the server's CORS path).
+  if (o.origin) headers.origin = o.origin;
   let latencies = new Float64Array(1 << 16);
   let count = 0;
   let events = 0;
@@ -191,6 +196,7 @@ if (import.meta.main) {
     durationS: numArg("duration", 10),
     rate: numArg("rate", 0),
     apiKey: arg("api-key", process.env.API_KEY ?? "") || undefined,
+    origin: arg("origin", "") || undefined,
   });
   const out = arg("out", "");
   if (out) writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);

@@ -1,17 +1,20 @@
 // Edge server bench: the load generator (its own process) against a bare Bun.serve (the ceiling on
 // this machine) and against the real server with Kafka behind it, in one run.
-//   bun bench/server.ts [--duration 10] [--concurrency 64]
+//   bun bench/server.ts [--duration 10] [--concurrency 64] [--security-rounds 3]
 // Targets: single-event requests >= 50% of the bare ceiling; batched ingest >= 100,000 events/s;
-// p99 < 25 ms at half the max single-event rate (open loop).
+// p99 < 25 ms at half the max single-event rate (open loop); with API-key auth, rate limits and
+// CORS on, single-event req/s within 5% of the same server with them off (two servers, loaded in
+// turn, alternating which goes first, `--security-rounds` times; the medians are compared).
 import { spawnUntilReady, stopProcess } from "../scripts/harness.ts";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
-import { numArg, printTable, runLoadProcess, saveResults, startBenchServer } from "./lib.ts";
+import { median, numArg, printTable, runLoadProcess, saveResults, startBenchServer } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
 
 const duration = numArg("duration", 10);
 const concurrency = numArg("concurrency", 64);
+const securityRounds = numArg("security-rounds", 3);
 const stack = localStack();
 
 const load = (url: string, scenario: string, extra: string[] = []) =>
@@ -48,6 +51,40 @@ try {
   await stopProcess(server, 15_000);
 }
 
+// Security on vs off: the same server, with auth (a static key), both rate limits (limits high
+// enough never to refuse, so their bookkeeping is what is measured) and CORS (every request from
+// an allowed origin), against AUTH_DISABLED and no limits or CORS.
+const KEY = "bench-key";
+const ORIGIN = "https://scanner.example";
+const on = await startBenchServer({
+  AUTH_DISABLED: "false",
+  API_KEY_SHA256: new Bun.CryptoHasher("sha256").update(KEY).digest("hex"),
+  RATE_LIMIT_EVENTS_PER_SECOND: "1000000000",
+  RATE_LIMIT_BURST: "1000000000",
+  AUTH_FAILURES_PER_MINUTE: "60",
+  CORS_ORIGINS: ORIGIN,
+});
+const off = await startBenchServer({ RATE_LIMIT_EVENTS_PER_SECOND: "0", AUTH_FAILURES_PER_MINUTE: "0" });
+const security = { on: [] as number[], off: [] as number[] };
+try {
+  const onArgs = ["--api-key", KEY, "--origin", ORIGIN];
+  await load(on.url, "single", ["--duration", "3", ...onArgs]);
+  await load(off.url, "single", ["--duration", "3"]);
+  for (let round = 0; round < securityRounds; round++) {
+    const order = round % 2 === 0 ? (["off", "on"] as const) : (["on", "off"] as const);
+    for (const which of order) {
+      const r = which === "on" ? await load(on.url, "single", onArgs) : await load(off.url, "single");
+      if (r.error_rate > 0)
+        throw new Error(`security ${which}: error rate ${r.error_rate} (statuses should all be 202)`);
+      security[which].push(r.rps);
+      results[`security_${which}_${round + 1}`] = r;
+    }
+  }
+} finally {
+  await stopProcess(on.proc, 15_000);
+  await stopProcess(off.proc, 15_000);
+}
+
 printTable(
   Object.entries(results).map(([name, r]) => ({
     run: name,
@@ -69,4 +106,18 @@ console.log(
 );
 console.log(`batched events/s: ${batched} (target >= 100000) ${batched >= 100_000 ? "PASS" : "FAIL"}`);
 console.log(`p99 at half max rate: ${p99} ms (target < 25) ${p99 < 25 ? "PASS" : "FAIL"}`);
-console.log(`results: ${saveResults("server", { duration, concurrency, ratio, batched, p99_half_max: p99, results })}`);
+const securityRatio = median(security.on) / median(security.off);
+console.log(
+  `auth+limits+CORS on vs off, median single-event req/s: ${securityRatio.toFixed(3)} (target >= 0.95) ${securityRatio >= 0.95 ? "PASS" : "FAIL"}`,
+);
+console.log(
+  `results: ${saveResults("server", {
+    duration,
+    concurrency,
+    ratio,
+    batched,
+    p99_half_max: p99,
+    security_ratio: securityRatio,
+    results,
+  })}`,
+);

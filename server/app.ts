@@ -1,8 +1,9 @@
 // The edge HTTP app (Hono). Built from its dependencies so tests run it in-process with
 // app.request() against the real broker, and main.ts serves it with Bun.serve.
 import { isIP } from "node:net";
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { getConnInfo } from "hono/bun";
+import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { getPath } from "hono/utils/url";
 import type { Sql } from "postgres";
@@ -11,11 +12,13 @@ import { type Logger, throttledWarn } from "../shared/logger.ts";
 import { TRACING_OFF, type Tracing } from "../shared/tracing.ts";
 import { createAuth } from "./auth.ts";
 import { bodyBudget } from "./body-budget.ts";
+import { storedClientIp } from "./client-ip.ts";
 import type { ServerConfig } from "./config.ts";
 import { ApiError, errorHandler, errorResponse } from "./errors.ts";
 import { ingestHandler } from "./ingest.ts";
 import type { KeyStore } from "./keys.ts";
 import { type ServerMetrics, observeRequests } from "./metrics.ts";
+import { rateLimits } from "./rate-limit.ts";
 import { statsHandler } from "./stats.ts";
 import { requestLogFields, traceRequests } from "./tracing.ts";
 
@@ -51,6 +54,35 @@ export function clientIpResolver(trustedProxies: readonly string[]) {
       if (!trusted.has(hop)) return hop;
     }
     return hops[0] ?? peer;
+  };
+}
+
+/** Headers a browser may send cross-origin, and those its script may read from our answers. */
+export const CORS_ALLOW_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "Content-Encoding", "traceparent"];
+export const CORS_EXPOSE_HEADERS = ["Retry-After", "RateLimit", "RateLimit-Policy", "X-Request-Id"];
+
+/**
+ * CORS for the origins in CORS_ORIGINS (hono/cors); a request from any other origin (or none) gets
+ * no CORS header at all, so its preflight falls through to the route's 405 and the browser blocks it.
+ */
+export function corsAllowlist(
+  config: Pick<ServerConfig, "CORS_ORIGINS" | "CORS_ALLOW_CREDENTIALS" | "CORS_MAX_AGE_SECONDS">,
+): MiddlewareHandler | null {
+  if (config.CORS_ORIGINS.length === 0) return null;
+  const any = config.CORS_ORIGINS.includes("*");
+  const allowed = new Set(config.CORS_ORIGINS);
+  const middleware = cors({
+    origin: any ? "*" : [...allowed],
+    allowMethods: ["GET", "HEAD", "POST", "OPTIONS"],
+    allowHeaders: CORS_ALLOW_HEADERS,
+    exposeHeaders: CORS_EXPOSE_HEADERS,
+    maxAge: config.CORS_MAX_AGE_SECONDS,
+    credentials: config.CORS_ALLOW_CREDENTIALS,
+  });
+  return async function corsAllowlist(c, next) {
+    const origin = c.req.header("origin");
+    if (!origin || !(any || allowed.has(origin))) return next();
+    return middleware(c, next);
   };
 }
 
@@ -105,9 +137,46 @@ export function createApp(deps: AppDeps) {
   app.all("/health", methodNotAllowed("GET, HEAD"));
   app.all("/ready", methodNotAllowed("GET, HEAD"));
 
-  app.get(
+  // Without Bun.serve (in-process app.request() in tests) there is no server, so no peer address.
+  const clientIp = (c: Context) =>
+    resolveIp(c.env ? (getConnInfo(c).remote.address ?? null) : null, c.req.header("x-forwarded-for"));
+  const limits = rateLimits({
+    perKey:
+      config.RATE_LIMIT_EVENTS_PER_SECOND > 0
+        ? { rate: config.RATE_LIMIT_EVENTS_PER_SECOND, burst: config.RATE_LIMIT_BURST }
+        : null,
+    perIp:
+      config.AUTH_FAILURES_PER_MINUTE > 0
+        ? { rate: config.AUTH_FAILURES_PER_MINUTE / 60, burst: config.AUTH_FAILURE_BURST }
+        : null,
+    replicas: config.RATE_LIMIT_REPLICAS,
+    maxBuckets: config.RATE_LIMIT_MAX_BUCKETS,
+    rateLimited: metrics.rateLimited,
+    logger,
+    clientIp,
+    logIp: (ip) => storedClientIp(ip, config.CLIENT_IP_STORAGE),
+  });
+  const keyLimited = config.RATE_LIMIT_EVENTS_PER_SECOND > 0;
+  const ipLimited = config.AUTH_FAILURES_PER_MINUTE > 0;
+  // Before every authenticated route: CORS (a preflight needs no key), the failed-auth limit per
+  // address, the key check, the key's limit. Only what is configured is in the chain.
+  const corsMw = corsAllowlist(config);
+  if (corsMw) {
+    app.use("/v1/scans", corsMw);
+    app.use("/v1/qr/:qr_id/stats", corsMw);
+  }
+  // The failed-auth limit around the route's auth (server/auth.ts), then the key's own limit.
+  const authChain = (authMiddleware: MiddlewareHandler): MiddlewareHandler[] => [
+    ...(ipLimited ? [limits.ipGuard] : []),
+    authMiddleware,
+    ...(keyLimited ? [limits.keyGuard] : []),
+  ];
+  // Hono's typings have no overload for a spread of handlers; each element is a MiddlewareHandler.
+  const route = (method: "get" | "post") => app[method] as unknown as (path: string, ...h: MiddlewareHandler[]) => void;
+  route("get")(
     "/v1/qr/:qr_id/stats",
-    auth.require("stats:read", { qrIdParam: "qr_id" }),
+    ...authChain(auth.require("stats:read", { qrIdParam: "qr_id" })),
+    ...(keyLimited ? [limits.chargeRequest] : []),
     statsHandler({ sql: deps.sql, logger, retryAfterSeconds: config.RETRY_AFTER_SECONDS }),
   );
   app.all("/v1/qr/:qr_id/stats", methodNotAllowed("GET, HEAD"));
@@ -116,9 +185,9 @@ export function createApp(deps: AppDeps) {
     maxBodyBytes: config.MAX_BODY_BYTES,
     retryAfterSeconds: config.RETRY_AFTER_SECONDS,
   });
-  app.post(
+  route("post")(
     "/v1/scans",
-    auth.require("scans:write"),
+    ...authChain(auth.require("scans:write")),
     budget.middleware,
     ingestHandler({
       producer,
@@ -130,9 +199,9 @@ export function createApp(deps: AppDeps) {
       maxAgeMs: config.SCANNED_AT_MAX_AGE_HOURS * 3_600_000,
       maxFutureMs: config.SCANNED_AT_MAX_FUTURE_MINUTES * 60_000,
       retryAfterSeconds: config.RETRY_AFTER_SECONDS,
-      // Without Bun.serve (in-process app.request() in tests) there is no server, so no peer address.
-      clientIp: (c) =>
-        resolveIp(c.env ? (getConnInfo(c).remote.address ?? null) : null, c.req.header("x-forwarded-for")),
+      // What the stored event gets of the address: CLIENT_IP_STORAGE (server/client-ip.ts).
+      clientIp: (c) => storedClientIp(clientIp(c), config.CLIENT_IP_STORAGE),
+      ...(keyLimited ? { onEvents: limits.chargeEvents } : {}),
       tracing,
       tenantDenied: auth.tenantDenied,
       // Once per error code per 10 s: an outage would otherwise log a line per request.

@@ -9,12 +9,15 @@ import * as v from "valibot";
 import {
   ConfigError,
   DURABLE_PRODUCER,
+  type MetricsAuth,
+  MetricsAuthEntries,
   assertDurableProducer,
   bool,
   int,
   kafkaOverrides,
   list,
   loadConfig,
+  loadMetricsAuth,
   logLevel,
   str,
 } from "../shared/config.ts";
@@ -43,11 +46,18 @@ const sha256Hex = v.pipe(
   v.check((xs) => xs.every((x) => SHA256_HEX.test(x)), "must be comma-separated SHA-256 hex digests"),
 );
 
+/** An origin as browsers send it: scheme://host[:port], no path; or "*" (any origin). */
+const ORIGIN = /^(\*|https?:\/\/[^/\s]+)$/;
+
+/** Where the client's address goes in the stored event (the limits always see the full one). */
+export const CLIENT_IP_STORAGE = ["full", "truncated", "none"] as const;
+
 export const ServerConfigSchema = v.object({
   HOST: str("127.0.0.1"),
   PORT: int(8080, 0, 65535),
   METRICS_HOST: str("127.0.0.1"),
   METRICS_PORT: int(9464, 0, 65535),
+  ...MetricsAuthEntries,
   KAFKA_BROKERS: str(localStack().brokers),
   SCANS_TOPIC: str(TOPICS.scans.name),
   MAX_BODY_BYTES: int(1024 * 1024, 1),
@@ -77,6 +87,25 @@ export const ServerConfigSchema = v.object({
   JWT_TENANT_CLAIM: str("qr_prefix"),
   JWT_JWKS_COOLDOWN_SECONDS: int(30, 0, 3600),
   TRUSTED_PROXIES: list(),
+  /** Browser origins allowed to call the API (CORS); none by default, "*" for any. */
+  CORS_ORIGINS: v.pipe(
+    list(),
+    v.check((xs) => xs.every((x) => ORIGIN.test(x)), "must be comma-separated origins (https://host[:port]) or *"),
+    v.check((xs) => !xs.includes("*") || xs.length === 1, "* stands alone (it already allows every origin)"),
+  ),
+  CORS_ALLOW_CREDENTIALS: bool(false),
+  CORS_MAX_AGE_SECONDS: int(600, 0, 86_400),
+  /** Per API key, in events per second (a request costs max(1, its events)); 0 = no limit. */
+  RATE_LIMIT_EVENTS_PER_SECOND: int(100_000, 0),
+  RATE_LIMIT_BURST: int(200_000, 1),
+  /** Per client address, failed authentications (401) per minute before 429; 0 = no limit. */
+  AUTH_FAILURES_PER_MINUTE: int(60, 0),
+  AUTH_FAILURE_BURST: int(20, 1),
+  /** Replicas behind the balancer: each enforces 1/N of the rates and bursts above. */
+  RATE_LIMIT_REPLICAS: int(1, 1, 1_000),
+  /** Buckets kept per scope (key, ip); idle ones are dropped first. */
+  RATE_LIMIT_MAX_BUCKETS: int(100_000, 100),
+  CLIENT_IP_STORAGE: v.optional(v.picklist(CLIENT_IP_STORAGE, "must be full, truncated or none"), "full"),
   KAFKA_DELIVERY_TIMEOUT_MS: int(10_000, 1_000),
   KAFKA_LINGER_MS: int(5, 0),
   /**
@@ -102,6 +131,8 @@ export type ServerConfig = v.InferOutput<typeof ServerConfigSchema> & {
   jwt: JwtConfig | null;
   /** librdkafka settings for the producer: ours, then KAFKA_OPT_* overrides, then DURABLE_PRODUCER (last). */
   kafka: Record<string, string | number | boolean>;
+  /** GET /metrics' credentials; none = open. */
+  metricsAuth: MetricsAuth;
 };
 
 export interface JwtConfig {
@@ -125,6 +156,12 @@ export function loadServerConfig(env: Record<string, string | undefined> = proce
       `MAX_BODY_BYTES_IN_FLIGHT=${c.MAX_BODY_BYTES_IN_FLIGHT}: must be >= MAX_BODY_BYTES (${c.MAX_BODY_BYTES}), or the largest allowed body could never be admitted`,
     ]);
   }
+  // A browser never sends credentials to a wildcard origin, and the spec forbids answering so.
+  if (c.CORS_ALLOW_CREDENTIALS && c.CORS_ORIGINS.includes("*")) {
+    throw new ConfigError([
+      "CORS_ALLOW_CREDENTIALS=true: not allowed with CORS_ORIGINS=* (list the origins that may send credentials)",
+    ]);
+  }
   // A 202 promises durability: an override that weakens acks=all or idempotence stops start-up.
   const overrides = kafkaOverrides(env);
   assertDurableProducer(overrides);
@@ -132,6 +169,7 @@ export function loadServerConfig(env: Record<string, string | undefined> = proce
     ...c,
     apiKeyHashes: apiKeyHashes(c),
     jwt: jwtConfig(c),
+    metricsAuth: loadMetricsAuth(c),
     kafka: {
       "bootstrap.servers": c.KAFKA_BROKERS,
       "linger.ms": c.KAFKA_LINGER_MS,

@@ -32,6 +32,8 @@ export interface IngestOptions {
   clientIp: (c: Context) => string | null;
   /** The 403 for an event whose qr_id is outside the principal's tenant (server/auth.ts). */
   tenantDenied: (c: Context, qrId: string, index: number) => Error;
+  /** Called with the request's event count once the body is parsed (the rate limit's charge); may throw a 429. */
+  onEvents?: (c: Context, events: number) => void;
   /** Off: no spans, and the client's traceparent goes into the Kafka headers unchanged. */
   tracing?: Tracing;
   /**
@@ -73,6 +75,7 @@ export function ingestHandler(o: IngestOptions) {
     if (!o.producer.connected) throw unavailable("Kafka is unavailable; retry later");
 
     const raw = await readEvents(c.req.raw, { maxBytes: o.maxBodyBytes, maxEvents: o.maxEventsPerRequest });
+    o.onEvents?.(c, raw.length);
 
     const now = Date.now();
     // Canonical already, so the worker's validation of it takes the fast path.

@@ -53,7 +53,7 @@ async function main() {
       return Response.json({ error: "internal error" }, { status: 500 });
     },
   });
-  const metricsServer = serveMetrics(registry, config.METRICS_HOST, config.METRICS_PORT);
+  const metricsServer = serveMetrics(registry, config.METRICS_HOST, config.METRICS_PORT, {}, config.metricsAuth);
   logger.info(
     {
       url: `http://${server.hostname}:${server.port}`,

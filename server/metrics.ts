@@ -9,8 +9,8 @@ import { AUTH_FAILURE_REASONS } from "./auth.ts";
 
 /** The answers each route gives, pre-initialised in http_requests_total. */
 export const ROUTE_STATUSES: Record<string, readonly number[]> = {
-  "/v1/scans": [202, 400, 401, 403, 405, 413, 415, 500, 503],
-  "/v1/qr/:qr_id/stats": [200, 400, 401, 403, 405, 500, 503],
+  "/v1/scans": [202, 204, 400, 401, 403, 405, 413, 415, 429, 500, 503],
+  "/v1/qr/:qr_id/stats": [200, 204, 400, 401, 403, 405, 429, 500, 503],
   "/health": [200, 405, 503],
   "/ready": [200, 405, 503],
   unmatched: [404],
@@ -72,6 +72,12 @@ export function createServerMetrics(registry: Registry, producer: () => KafkaPro
       labelNames: ["reason"] as const,
       registers: [registry],
     }),
+    rateLimited: new Counter({
+      name: "rate_limited_total",
+      help: "Requests answered 429 by a rate limit, by scope (key: an API key's event rate; ip: an address's failed authentications)",
+      labelNames: ["scope"] as const,
+      registers: [registry],
+    }),
     queueDepth: new Gauge({
       name: "kafka_producer_queue_depth",
       help: "Messages in the producer's queue or in flight to the broker",
@@ -91,6 +97,7 @@ export function createServerMetrics(registry: Registry, producer: () => KafkaPro
     metrics.duration.zero({ route });
   }
   metrics.events.inc({ outcome: "accepted", reason: "" }, 0);
+  for (const scope of ["key", "ip"]) metrics.rateLimited.inc({ scope }, 0);
   for (const code of [...Object.keys(KAFKA_ERRORS), "UNKNOWN"]) metrics.deliveryErrors.inc({ code }, 0);
   for (const reason of AUTH_FAILURE_REASONS) metrics.authFailures.inc({ reason }, 0);
   for (const reason of REJECTION_REASONS) metrics.events.inc({ outcome: "rejected", reason }, 0);

@@ -1,5 +1,6 @@
 // Configuration from the environment, validated once at start-up with valibot. A wrong value stops
 // the process with a message naming the variable; every setting has a default that works locally.
+import { readFileSync } from "node:fs";
 import * as v from "valibot";
 
 export class ConfigError extends Error {
@@ -102,4 +103,49 @@ export function assertDurableProducer(settings: Record<string, string | number |
     problems.push(`KAFKA_OPT_ENABLE_IDEMPOTENCE=${idempotence}: must be true (retries must not write an event twice)`);
   }
   if (problems.length) throw new ConfigError(problems);
+}
+
+/** The metrics listener's optional credentials (server, worker and supervisor schemas). */
+export const MetricsAuthEntries = {
+  /** A file holding the bearer token Prometheus must send to GET /metrics. */
+  METRICS_BEARER_TOKEN_FILE: v.optional(v.string()),
+  /** A file holding `user:password` for HTTP basic auth on GET /metrics. */
+  METRICS_BASIC_AUTH_FILE: v.optional(v.string()),
+};
+
+/** What GET /metrics accepts: a bearer token and/or `user:password`; none set means open. */
+export interface MetricsAuth {
+  bearerToken?: string;
+  basic?: string;
+}
+
+function readSecretFile(variable: string, path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigError([`${variable}=${JSON.stringify(path)}: cannot be read (${(error as Error).message})`]);
+  }
+  const secret = text.trim();
+  if (!secret) throw new ConfigError([`${variable}=${JSON.stringify(path)}: the file is empty`]);
+  return secret;
+}
+
+/** Reads the files METRICS_BEARER_TOKEN_FILE and METRICS_BASIC_AUTH_FILE name (once, at start-up). */
+export function loadMetricsAuth(c: {
+  METRICS_BEARER_TOKEN_FILE?: string;
+  METRICS_BASIC_AUTH_FILE?: string;
+}): MetricsAuth {
+  const auth: MetricsAuth = {};
+  if (c.METRICS_BEARER_TOKEN_FILE)
+    auth.bearerToken = readSecretFile("METRICS_BEARER_TOKEN_FILE", c.METRICS_BEARER_TOKEN_FILE);
+  if (c.METRICS_BASIC_AUTH_FILE) {
+    auth.basic = readSecretFile("METRICS_BASIC_AUTH_FILE", c.METRICS_BASIC_AUTH_FILE);
+    if (!/^[^:]+:.+$/.test(auth.basic)) {
+      throw new ConfigError([
+        `METRICS_BASIC_AUTH_FILE=${JSON.stringify(c.METRICS_BASIC_AUTH_FILE)}: must hold user:password on one line`,
+      ]);
+    }
+  }
+  return auth;
 }

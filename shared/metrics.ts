@@ -1,6 +1,8 @@
 // Prometheus metrics: one registry per process, served on a port of its own (loopback by default,
 // so metrics are never public by accident).
+import { createHash, timingSafeEqual } from "node:crypto";
 import { Counter, Gauge, Registry } from "prom-client";
+import type { MetricsAuth } from "./config.ts";
 
 /**
  * Process metrics that cost microseconds per scrape. prom-client's default collectors are not used:
@@ -54,18 +56,57 @@ export interface Probes {
   ready?: () => ProbeResult | Promise<ProbeResult>;
 }
 
+const digest = (s: string) => createHash("sha256").update(s).digest();
+
 /**
- * Serves `GET /metrics` from `registry`, and `GET /health` and `GET /ready` from the probes given
- * (unauthenticated, like every probe); returns the Bun server.
+ * A check of a request's Authorization header against the configured credentials (Bearer token
+ * and/or Basic user:password), in constant time; null when none is configured (open).
  */
-export function serveMetrics(registry: Registry, hostname: string, port: number, probes: Probes = {}) {
+export function metricsAuthCheck(auth: MetricsAuth): ((authorization: string | null) => boolean) | null {
+  const accepted: Buffer[] = [];
+  if (auth.bearerToken) accepted.push(digest(`Bearer ${auth.bearerToken}`));
+  if (auth.basic) accepted.push(digest(`Basic ${Buffer.from(auth.basic).toString("base64")}`));
+  if (accepted.length === 0) return null;
+  return (authorization) => {
+    if (!authorization) return false;
+    // The scheme is case-insensitive; the credentials are compared as digests.
+    const space = authorization.indexOf(" ");
+    const scheme = authorization.slice(0, space).toLowerCase();
+    const normalised = `${scheme === "bearer" ? "Bearer" : scheme === "basic" ? "Basic" : scheme}${authorization.slice(space)}`;
+    const d = digest(normalised);
+    let ok = false;
+    for (const a of accepted) ok = timingSafeEqual(a, d) || ok;
+    return ok;
+  };
+}
+
+/**
+ * Serves `GET /metrics` from `registry` (behind `auth` when it holds credentials), and
+ * `GET /health` and `GET /ready` from the probes given (unauthenticated, like every probe);
+ * returns the Bun server.
+ */
+export function serveMetrics(
+  registry: Registry,
+  hostname: string,
+  port: number,
+  probes: Probes = {},
+  auth: MetricsAuth = {},
+) {
   const answer = ({ ok, body }: ProbeResult) => Response.json(body, { status: ok ? 200 : 503 });
+  const authorized = metricsAuthCheck(auth);
+  const challenge = auth.basic ? 'Basic realm="metrics"' : 'Bearer realm="metrics"';
   return Bun.serve({
     hostname,
     port,
     async fetch(req) {
       const path = new URL(req.url).pathname;
       if (path === "/metrics") {
+        if (authorized && !authorized(req.headers.get("authorization"))) {
+          return new Response("unauthorized: this metrics listener needs credentials (see docs/security.md)\n", {
+            status: 401,
+            headers: { "WWW-Authenticate": challenge },
+          });
+        }
         return new Response(await registry.metrics(), { headers: { "content-type": registry.contentType } });
       }
       if (path === "/health" && probes.health) return answer(probes.health());

@@ -6,10 +6,13 @@ import * as v from "valibot";
 import {
   ConfigError,
   DURABLE_PRODUCER,
+  type MetricsAuth,
+  MetricsAuthEntries,
   assertDurableProducer,
   int,
   kafkaOverrides,
   loadConfig,
+  loadMetricsAuth,
   logLevel,
   str,
 } from "../shared/config.ts";
@@ -50,6 +53,7 @@ export const WorkerConfigSchema = v.object({
   STALL_TIMEOUT_MS: int(180_000, 1_000),
   METRICS_HOST: str("127.0.0.1"),
   METRICS_PORT: int(9470, 0, 65535),
+  ...MetricsAuthEntries,
   SHUTDOWN_TIMEOUT_MS: int(15_000, 100),
   /** Fault injection for tests and the crash suite: sleep after the DB commit, before the Kafka commit. */
   FAULT_DELAY_BEFORE_COMMIT_MS: int(0, 0),
@@ -66,6 +70,8 @@ export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema> & {
   sinkConsumer: Record<string, string | number | boolean>;
   /** Applied last to the producer's settings. */
   producer: typeof DURABLE_PRODUCER;
+  /** GET /metrics' credentials (the worker's and the supervisor's listeners); none = open. */
+  metricsAuth: MetricsAuth;
 };
 
 export function loadWorkerConfig(env: Record<string, string | undefined> = process.env): WorkerConfig {
@@ -99,6 +105,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
     },
     // The dead-letter producer: a poison message's offset is committed only after Kafka has it.
     producer: DURABLE_PRODUCER,
+    metricsAuth: loadMetricsAuth(c),
   };
 }
 

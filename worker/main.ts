@@ -73,26 +73,32 @@ async function main() {
   });
   // Set by the first rebalance that gives this worker its share (possibly none): it is in the group.
   let joinedGroup = false;
-  const metricsServer = serveMetrics(registry, config.METRICS_HOST, config.METRICS_PORT, {
-    // Liveness: answered from the progress tracker, so it fails while the loop is stuck in a write.
-    health: () => {
-      const partitions = progress.view();
-      const stalled = partitions.filter((p) => p.stalled).map((p) => p.partition);
-      return stalled.length === 0
-        ? { ok: true, body: { status: "ok", partitions } }
-        : {
-            ok: false,
-            body: {
-              status: "stalled",
-              reason: `partitions ${stalled.join(", ")} have pending work and no commit for over ${config.STALL_TIMEOUT_MS} ms`,
-              partitions,
-            },
-          };
+  const metricsServer = serveMetrics(
+    registry,
+    config.METRICS_HOST,
+    config.METRICS_PORT,
+    {
+      // Liveness: answered from the progress tracker, so it fails while the loop is stuck in a write.
+      health: () => {
+        const partitions = progress.view();
+        const stalled = partitions.filter((p) => p.stalled).map((p) => p.partition);
+        return stalled.length === 0
+          ? { ok: true, body: { status: "ok", partitions } }
+          : {
+              ok: false,
+              body: {
+                status: "stalled",
+                reason: `partitions ${stalled.join(", ")} have pending work and no commit for over ${config.STALL_TIMEOUT_MS} ms`,
+                partitions,
+              },
+            };
+      },
+      // Readiness: in the consumer group (owning partitions or not: with more workers than
+      // partitions, one without any is still ready) and the database answers.
+      ready: readiness(() => joinedGroup, db.sql),
     },
-    // Readiness: in the consumer group (owning partitions or not: with more workers than
-    // partitions, one without any is still ready) and the database answers.
-    ready: readiness(() => joinedGroup, db.sql),
-  });
+    config.metricsAuth,
+  );
   const onError = (error: KafkaError) => logger.warn({ code: error.code }, error.message);
   const producer = new KafkaProducer({ config: { ...config.kafka, ...config.producer }, onError });
   const consumer = new KafkaConsumer({

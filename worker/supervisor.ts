@@ -89,9 +89,13 @@ function main() {
     labelNames: ["worker"] as const,
     registers: [registry],
   });
-  const metricsServer = serveMetrics(registry, worker.METRICS_HOST, config.SUPERVISOR_METRICS_PORT, {
-    health: () => ({ ok: true, body: { status: "ok" } }),
-  });
+  const metricsServer = serveMetrics(
+    registry,
+    worker.METRICS_HOST,
+    config.SUPERVISOR_METRICS_PORT,
+    { health: () => ({ ok: true, body: { status: "ok" } }) },
+    worker.metricsAuth,
+  );
 
   let stopping = false;
   const slots: Slot[] = Array.from({ length: config.WORKER_POOL_SIZE }, (_, index) => ({

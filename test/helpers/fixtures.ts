@@ -2,6 +2,9 @@
 // throwaway databases, the edge app, server and worker processes) and registers its cleanup, run
 // after the test by test/setup.ts, so tests never share state and leave nothing behind. Names are
 // random per test. The stack itself is started by ensureStack() (./stack.ts).
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import postgres, { type Sql } from "postgres";
 import {
   type SpawnOptions,
@@ -11,7 +14,8 @@ import {
   spawnUntilReady,
 } from "../../scripts/harness.ts";
 import { childPids } from "../../scripts/pipeline.ts";
-import { freePort } from "../../scripts/stack/processes.ts";
+import { asServiceUser, freePort, portOpen } from "../../scripts/stack/processes.ts";
+import { waitFor } from "../../scripts/wait.ts";
 import { createApp } from "../../server/app.ts";
 import { sha256 } from "../../server/auth.ts";
 import { loadServerConfig } from "../../server/config.ts";
@@ -81,6 +85,73 @@ export async function createDatabase({ migrated = true } = {}): Promise<{
   const sql = postgres(db.url, { prepare: false, max: 2, onnotice: () => {} });
   onCleanup(() => sql.end({ timeout: 1 }));
   return { name: db.name, directUrl: db.directUrl, url: db.url, sql, drop: db.drop };
+}
+
+/**
+ * A pgbouncer of this test's own in front of the stack's Postgres (every database, transaction
+ * pooling), with its own users (plain passwords) and, with `tls`, client TLS required with that
+ * certificate and key (files readable by the postgres user). Killed by pid after the test.
+ */
+export async function spawnPgbouncer({
+  users,
+  tls,
+}: {
+  users: Record<string, string>;
+  tls?: { certFile: string; keyFile: string };
+}): Promise<{ port: number; url: (user: string, database: string) => string }> {
+  const dir = mkdtempSync(join(tmpdir(), "pgbouncer-"));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  const port = freePort();
+  const ini = join(dir, "pgbouncer.ini");
+  const userlist = join(dir, "userlist.txt");
+  const log = join(dir, "pgbouncer.log");
+  writeFileSync(
+    userlist,
+    Object.entries(users)
+      .map(([u, pw]) => `"${u}" "${pw}"\n`)
+      .join(""),
+  );
+  writeFileSync(
+    ini,
+    [
+      "[databases]",
+      `* = host=127.0.0.1 port=${stack.pgPort}`,
+      "[pgbouncer]",
+      "listen_addr = 127.0.0.1",
+      `listen_port = ${port}`,
+      "unix_socket_dir =",
+      "auth_type = plain",
+      `auth_file = ${userlist}`,
+      `logfile = ${log}`,
+      "pool_mode = transaction",
+      "ignore_startup_parameters = extra_float_digits,options,search_path",
+      ...(tls
+        ? [
+            "client_tls_sslmode = require",
+            `client_tls_cert_file = ${tls.certFile}`,
+            `client_tls_key_file = ${tls.keyFile}`,
+          ]
+        : []),
+      "",
+    ].join("\n"),
+  );
+  chmodSync(userlist, 0o600);
+  // pgbouncer refuses to run as root: it runs as the postgres user, like the stack's.
+  Bun.spawnSync(["chown", "-R", "postgres:postgres", dir]);
+  const [cmd, args] = asServiceUser("pgbouncer", [ini]);
+  const proc = spawnProcess({ cmd: [cmd, ...args], output: "ignore" });
+  onCleanup(() => killProcess(proc));
+  await waitFor(
+    `pgbouncer (pid ${proc.pid}) to listen on 127.0.0.1:${port}`,
+    async () => ({ exited: proc.exitCode, open: await portOpen(port) }),
+    (s) => s.open || s.exited !== null,
+    10_000,
+    50,
+  );
+  if (proc.exitCode !== null) {
+    throw new Error(`pgbouncer exited with ${proc.exitCode}; its log:\n${readFileSync(log, "utf8")}`);
+  }
+  return { port, url: (user, database) => `postgres://${user}:${users[user]}@127.0.0.1:${port}/${database}` };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,7 +229,10 @@ export async function createTestApp(
 }
 
 /** Starts `bun server/main.ts` as its own process, once it answers /ready; killed by pid after the test. */
-export async function spawnServer(env: Record<string, string>) {
+export async function spawnServer(
+  env: Record<string, string>,
+  { output = "pipe" }: { output?: SpawnOptions["output"] } = {},
+) {
   const port = freePort();
   const metricsPort = freePort();
   const proc = await spawnUntilReady({
@@ -173,7 +247,7 @@ export async function spawnServer(env: Record<string, string>) {
       KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
       ...env,
     },
-    output: "pipe",
+    output,
     readyUrl: `http://127.0.0.1:${port}/ready`,
     readyTimeoutMs: 20_000,
   });
@@ -234,11 +308,16 @@ export function workerProcessEnv(env: WorkerEnv): Record<string, string> {
 }
 
 /** Starts `bun worker/main.ts` for `env` (not waiting for it); killed by pid after the test. */
-export function spawnWorker(env: WorkerEnv, extra: Record<string, string> = {}) {
+export function spawnWorker(
+  env: WorkerEnv,
+  extra: Record<string, string> = {},
+  { output = "inherit" }: { output?: SpawnOptions["output"] } = {},
+) {
   const metricsPort = freePort();
   const proc = spawnProcess({
     cmd: ["bun", "worker/main.ts"],
     env: { ...workerProcessEnv(env), METRICS_PORT: String(metricsPort), ...extra },
+    output,
   });
   onCleanup(() => killProcess(proc));
   return { proc, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };

@@ -1,0 +1,256 @@
+// Rate limits at the edge: token buckets per API key (counted in events) and per client IP (counted
+// in failed authentications), answered with 429, Retry-After and the RateLimit / RateLimit-Policy
+// fields of draft-ietf-httpapi-ratelimit-headers-10 (structured fields: a policy name, then
+// `q` quota and `w` window in RateLimit-Policy, `r` remaining and `t` seconds to reset in RateLimit).
+// The buckets live in this process: with N replicas each one enforces 1/N of the configured rates
+// (RATE_LIMIT_REPLICAS), see docs/security.md "Rate limits".
+import type { Context, MiddlewareHandler } from "hono";
+import type { Counter } from "prom-client";
+import type { Logger } from "../shared/logger.ts";
+import { throttledWarn } from "../shared/logger.ts";
+import { addressKey } from "./client-ip.ts";
+import { ApiError } from "./errors.ts";
+import type { Principal } from "./principal.ts";
+
+export interface BucketLimit {
+  /** Tokens added per second. */
+  rate: number;
+  /** Most tokens a bucket holds (the largest burst). */
+  burst: number;
+}
+
+interface Bucket {
+  tokens: number;
+  /** When `tokens` was last brought up to date (ms). */
+  at: number;
+}
+
+/** The outcome of taking tokens from a bucket. */
+export interface Take {
+  ok: boolean;
+  /** Whole tokens left after this take (0 when refused). */
+  remaining: number;
+  /** Seconds until the bucket could serve this cost (refused), or until it is full again (ok). */
+  seconds: number;
+}
+
+/**
+ * Token buckets by id, bounded in memory: a bucket idle long enough to be full again is the same
+ * as no bucket, so it is dropped; past `maxBuckets` the least recently used ones go first (which
+ * can only make a limit more lenient for an id not seen for a while, never stricter).
+ */
+export class TokenBuckets {
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(
+    readonly maxBuckets: number,
+    private readonly now: () => number = performance.now.bind(performance),
+  ) {}
+
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  /** Tokens `id` has now (a full bucket when unknown). */
+  peek(id: string, limit: BucketLimit): number {
+    const b = this.buckets.get(id);
+    return b ? this.refill(b, limit, this.now()) : limit.burst;
+  }
+
+  /**
+   * Takes `cost` tokens when there are that many. A cost above the burst is charged as the burst
+   * (a full bucket serves it), so no request is refused forever.
+   */
+  take(id: string, cost: number, limit: BucketLimit): Take {
+    const now = this.now();
+    const charge = Math.min(cost, limit.burst);
+    let b = this.buckets.get(id);
+    if (b) {
+      this.refill(b, limit, now);
+      // Most recently used last, so eviction takes the oldest first.
+      this.buckets.delete(id);
+    } else {
+      b = { tokens: limit.burst, at: now };
+      if (this.buckets.size >= this.maxBuckets) this.evict(now, limit);
+    }
+    this.buckets.set(id, b);
+    if (b.tokens >= charge) {
+      b.tokens -= charge;
+      return { ok: true, remaining: Math.floor(b.tokens), seconds: Math.ceil((limit.burst - b.tokens) / limit.rate) };
+    }
+    return { ok: false, remaining: 0, seconds: Math.max(1, Math.ceil((charge - b.tokens) / limit.rate)) };
+  }
+
+  /**
+   * Charges `n` tokens whether or not they are there: the bucket may go into debt (at most
+   * `maxDebtSeconds` of refill), which later requests then wait out. For costs known only after
+   * the fact (a failed authentication), so concurrent requests that all passed `peek` still pay.
+   */
+  charge(id: string, n: number, limit: BucketLimit, maxDebtSeconds = 3_600): void {
+    const now = this.now();
+    let b = this.buckets.get(id);
+    if (b) {
+      this.refill(b, limit, now);
+      this.buckets.delete(id);
+    } else {
+      b = { tokens: limit.burst, at: now };
+      if (this.buckets.size >= this.maxBuckets) this.evict(now, limit);
+    }
+    this.buckets.set(id, b);
+    b.tokens = Math.max(-limit.rate * maxDebtSeconds, b.tokens - n);
+  }
+
+  private refill(b: Bucket, limit: BucketLimit, now: number): number {
+    b.tokens = Math.min(limit.burst, b.tokens + ((now - b.at) / 1000) * limit.rate);
+    b.at = now;
+    return b.tokens;
+  }
+
+  /** Drops full (idle) buckets; if none is, the least recently used quarter. */
+  private evict(now: number, limit: BucketLimit): void {
+    const fullAfterMs = (limit.burst / limit.rate) * 1000;
+    for (const [id, b] of this.buckets) if (now - b.at >= fullAfterMs) this.buckets.delete(id);
+    if (this.buckets.size < this.maxBuckets) return;
+    let drop = Math.max(1, Math.floor(this.maxBuckets / 4));
+    for (const id of this.buckets.keys()) {
+      if (drop-- <= 0) break;
+      this.buckets.delete(id);
+    }
+  }
+}
+
+export interface RateLimitOptions {
+  /** Per key, in events per second (a request costs max(1, its events)); null = no per-key limit. */
+  perKey: BucketLimit | null;
+  /** Per client IP, in failed authentications per second; null = no per-IP limit. */
+  perIp: BucketLimit | null;
+  /** Replicas sharing the configured rates: each enforces rate/replicas and burst/replicas. */
+  replicas: number;
+  maxBuckets: number;
+  rateLimited: Counter<"scope">;
+  logger: Logger;
+  clientIp: (c: Context) => string | null;
+  /** The address as audit lines may show it (CLIENT_IP_STORAGE applies to logs too). */
+  logIp: (ip: string) => string | null;
+  now?: () => number;
+}
+
+/** A limit divided among the replicas (each keeps at least 1 token of burst). */
+function share(limit: BucketLimit, replicas: number): BucketLimit {
+  return { rate: limit.rate / replicas, burst: Math.max(1, Math.floor(limit.burst / replicas)) };
+}
+
+/** `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers-10): q tokens, refilled in w seconds. */
+export function policyField(name: string, limit: BucketLimit): string {
+  return `"${name}";q=${limit.burst};w=${Math.max(1, Math.ceil(limit.burst / limit.rate))}`;
+}
+
+/** `RateLimit` (draft-ietf-httpapi-ratelimit-headers-10): r tokens left, t seconds to reset. */
+export function rateLimitField(name: string, take: Take): string {
+  return `"${name}";r=${take.remaining};t=${take.seconds}`;
+}
+
+/**
+ * The edge's limits: `ipGuard` goes before auth and throttles clients by their failed
+ * authentications; `keyGuard` goes after it and refuses a key whose bucket is already empty
+ * before the body is read; `chargeEvents` is ingest's hook, called with the event count once the
+ * body is parsed; `chargeRequest` charges a request of no events (the stats route).
+ */
+export function rateLimits(o: RateLimitOptions) {
+  const perKey = o.perKey ? share(o.perKey, o.replicas) : null;
+  const perIp = o.perIp ? share(o.perIp, o.replicas) : null;
+  const keyBuckets = new TokenBuckets(o.maxBuckets, o.now);
+  const ipBuckets = new TokenBuckets(o.maxBuckets, o.now);
+  const keyHits = o.rateLimited.labels({ scope: "key" });
+  const ipHits = o.rateLimited.labels({ scope: "ip" });
+  // The audit line of limit hits: at most one per scope per 10 s, with how many were left out.
+  const audit = throttledWarn(o.logger, 10_000);
+  const defaultPolicy = perKey ? policyField("key", perKey) : "";
+  const ipPolicy = perIp ? policyField("ip", perIp) : "";
+
+  // AUTH_DISABLED: every request is the same anonymous principal, so a per-key limit would be a
+  // global one; none applies.
+  const limitOf = (p: Principal): BucketLimit | null =>
+    p.kind === "disabled"
+      ? null
+      : p.rateLimit
+        ? share({ rate: p.rateLimit.eventsPerSecond, burst: p.rateLimit.burst }, o.replicas)
+        : perKey;
+
+  const tooMany = (scope: "key" | "ip", policy: string, take: Take, fields: Record<string, unknown>) => {
+    (scope === "key" ? keyHits : ipHits).inc();
+    audit(scope, { scope, ...fields, retry_after_s: take.seconds }, "rate limit hit; answered 429");
+    const what =
+      scope === "key" ? "this API key's event rate limit" : "too many failed authentications from this address";
+    return new ApiError(429, `${what}; retry after ${take.seconds} s`, {
+      headers: {
+        "Retry-After": String(take.seconds),
+        "RateLimit-Policy": policy,
+        RateLimit: rateLimitField(scope, take),
+      },
+    });
+  };
+
+  const ipOf = (c: Context) => {
+    const ip = o.clientIp(c);
+    return ip === null ? "unknown" : addressKey(ip);
+  };
+
+  /**
+   * Around auth: an address with no failed-auth token left gets 429; each 401 costs its address a
+   * token, charged even into debt, so guesses sent concurrently (all checked before any failed)
+   * are paid for by a longer wait afterwards, and the long-run rate holds. Good requests cost
+   * nothing, however many an address has in flight.
+   */
+  const ipGuard: MiddlewareHandler = async function ipGuard(c, next) {
+    if (!perIp) return next();
+    const ip = ipOf(c);
+    if (ipBuckets.peek(ip, perIp) < 1) {
+      throw tooMany("ip", ipPolicy, ipBuckets.take(ip, 1, perIp), { client_ip: o.logIp(ip) });
+    }
+    // Hono's compose turns a thrown error into onError's answer before it gets back here.
+    await next();
+    if (c.res.status === 401) ipBuckets.charge(ip, 1, perIp);
+  };
+
+  /** After auth: an empty bucket is refused before the body is read. */
+  const keyGuard: MiddlewareHandler = async function keyGuard(c, next) {
+    const p = c.get("principal");
+    const limit = p ? limitOf(p) : null;
+    if (limit && keyBuckets.peek(p.id, limit) < 1) {
+      throw tooMany("key", p.rateLimit ? policyField("key", limit) : defaultPolicy, keyBuckets.take(p.id, 1, limit), {
+        principal: p.id,
+      });
+    }
+    return next();
+  };
+
+  /** Charges max(1, events) to the request's key; over the limit, throws the 429. */
+  function charge(c: Context, events: number): void {
+    const p = c.get("principal");
+    const limit = p ? limitOf(p) : null;
+    if (!limit) return;
+    const policy = p.rateLimit ? policyField("key", limit) : defaultPolicy;
+    const take = keyBuckets.take(p.id, Math.max(1, events), limit);
+    if (!take.ok) throw tooMany("key", policy, take, { principal: p.id, events });
+    c.header("RateLimit-Policy", policy);
+    c.header("RateLimit", rateLimitField("key", take));
+  }
+
+  /** The stats route's charge: one request, after auth. */
+  const chargeRequest: MiddlewareHandler = async function chargeRequest(c, next) {
+    charge(c, 1);
+    return next();
+  };
+
+  return {
+    ipGuard,
+    keyGuard,
+    chargeEvents: charge,
+    chargeRequest,
+    /** Buckets held now (for tests of the memory bound). */
+    sizes: () => ({ key: keyBuckets.size, ip: ipBuckets.size }),
+  };
+}
+
+export type RateLimits = ReturnType<typeof rateLimits>;

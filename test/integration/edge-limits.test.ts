@@ -1,0 +1,209 @@
+// Rate limits against the real broker: a key's flood gets 429 with Retry-After and the RateLimit
+// fields, and is served again once the client waits as told; a batch weighs its events; failed
+// authentications are throttled per address; RATE_LIMIT_REPLICAS divides the limits; each hit is
+// counted in rate_limited_total{scope}.
+import { describe, expect, test } from "bun:test";
+import { metricValue } from "../../scripts/harness.ts";
+import { createLogger } from "../../shared/logger.ts";
+import { API_KEY, createTestApp, spawnServer } from "../helpers/fixtures.ts";
+import { scan } from "../helpers/server.ts";
+import { ensureStack } from "../helpers/stack.ts";
+
+await ensureStack();
+
+const batch = (n: number) => JSON.stringify(Array.from({ length: n }, () => scan()));
+const limited = async (registry: { getSingleMetricAsString(name: string): Promise<string> }, scope: string) => {
+  const text = await registry.getSingleMetricAsString("rate_limited_total");
+  const line = text.split("\n").find((l) => l.includes(`scope="${scope}"`));
+  if (!line) throw new Error(`no rate_limited_total{scope="${scope}"} in:\n${text}`);
+  return Number(line.split(" ").at(-1));
+};
+
+describe("per-key limit, in events", () => {
+  test("a flood gets 429 + Retry-After + RateLimit fields; waiting Retry-After is enough to be served again", async () => {
+    const { post, registry } = await createTestApp({ RATE_LIMIT_EVENTS_PER_SECOND: "1", RATE_LIMIT_BURST: "10" });
+    expect(await limited(registry, "key")).toBe(0);
+    const ok = await post(batch(4));
+    expect(ok.status).toBe(202);
+    expect(ok.headers.get("ratelimit-policy")).toBe('"key";q=10;w=10');
+    expect(ok.headers.get("ratelimit")).toMatch(/^"key";r=6;t=\d+$/);
+
+    // 20 single events at once: 6 tokens were left, plus 1 per second the flood lasts.
+    const started = performance.now();
+    const responses = await Promise.all(Array.from({ length: 20 }, () => post(batch(1))));
+    const elapsedS = (performance.now() - started) / 1000;
+    const statuses = responses.map((r) => r.status);
+    const accepted = statuses.filter((s) => s === 202).length;
+    expect(accepted).toBeGreaterThanOrEqual(6);
+    expect(accepted).toBeLessThanOrEqual(6 + Math.ceil(elapsedS));
+    expect(statuses.filter((s) => s !== 202 && s !== 429)).toEqual([]);
+    const refused = responses.find((r) => r.status === 429);
+    if (!refused) throw new Error(`no 429 among ${statuses}`);
+    const body = (await refused.json()) as { error: string; request_id: string };
+    expect(body.error).toContain("rate limit");
+    expect(body.request_id).toBeString();
+    const retryAfter = Number(refused.headers.get("retry-after"));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(refused.headers.get("ratelimit")).toBe(`"key";r=0;t=${retryAfter}`);
+    expect(refused.headers.get("ratelimit-policy")).toBe('"key";q=10;w=10');
+    expect(await limited(registry, "key")).toBe(statuses.filter((s) => s === 429).length);
+    expect(await limited(registry, "ip")).toBe(0);
+
+    // Honour Retry-After for a 1-event request: it is served.
+    await Bun.sleep(retryAfter * 1000);
+    expect((await post(batch(1))).status).toBe(202);
+  });
+
+  test("a batch weighs its events: one 8-event batch spends what 8 single events would", async () => {
+    const { post } = await createTestApp({ RATE_LIMIT_EVENTS_PER_SECOND: "1", RATE_LIMIT_BURST: "10" });
+    expect((await post(batch(8))).status).toBe(202);
+    const second = await post(batch(8));
+    expect(second.status).toBe(429);
+    // 2 tokens left, 8 needed at 1/s: 6 s.
+    expect(Number(second.headers.get("retry-after"))).toBeGreaterThanOrEqual(5);
+    expect((await post(batch(2))).status).toBe(202);
+    // The bucket is empty now: refused before the body is even read (a body that is not JSON).
+    const early = await post("not json");
+    expect(early.status).toBe(429);
+  });
+
+  test("a batch above the burst is served by a full bucket, never refused forever", async () => {
+    const { post } = await createTestApp({ RATE_LIMIT_EVENTS_PER_SECOND: "10", RATE_LIMIT_BURST: "50" });
+    expect((await post(batch(200))).status).toBe(202);
+    // A client that waits as told: refused before the body is read (Retry-After for one event),
+    // then after it (Retry-After for the batch), then served, within the 5 s a full bucket takes.
+    const body = batch(200);
+    const waits: number[] = [];
+    const started = performance.now();
+    let res = await post(body);
+    while (res.status === 429 && waits.length < 5) {
+      waits.push(Number(res.headers.get("retry-after")));
+      await Bun.sleep((waits.at(-1) as number) * 1000);
+      res = await post(body);
+    }
+    expect(res.status).toBe(202);
+    expect(waits.length).toBeGreaterThanOrEqual(1);
+    expect(waits.length).toBeLessThanOrEqual(3);
+    expect((performance.now() - started) / 1000).toBeLessThan(5 + 3);
+  });
+
+  test("RATE_LIMIT_REPLICAS=2: each replica allows half the burst", async () => {
+    const one = await createTestApp({ RATE_LIMIT_EVENTS_PER_SECOND: "1", RATE_LIMIT_BURST: "10" });
+    const two = await createTestApp({
+      RATE_LIMIT_EVENTS_PER_SECOND: "1",
+      RATE_LIMIT_BURST: "10",
+      RATE_LIMIT_REPLICAS: "2",
+    });
+    expect((await one.post(batch(10))).status).toBe(202);
+    expect((await two.post(batch(10))).status).toBe(202); // charged as its burst (5): a full bucket
+    expect((await two.post(batch(1))).status).toBe(429);
+    const res = await two.post(batch(1));
+    expect(res.headers.get("ratelimit-policy")).toBe('"key";q=5;w=10');
+  });
+
+  test("AUTH_DISABLED: no per-key limit (every request would share one anonymous bucket)", async () => {
+    const { post } = await createTestApp({
+      AUTH_DISABLED: "true",
+      RATE_LIMIT_EVENTS_PER_SECOND: "1",
+      RATE_LIMIT_BURST: "1",
+    });
+    for (let i = 0; i < 5; i++) expect((await post(batch(3))).status).toBe(202);
+  });
+
+  test("the stats route costs one request", async () => {
+    const { app } = await createTestApp({ RATE_LIMIT_EVENTS_PER_SECOND: "1", RATE_LIMIT_BURST: "2" });
+    const get = () =>
+      app.request("/v1/qr/QR-1/stats?from=not-a-time", { headers: { authorization: `Bearer ${API_KEY}` } });
+    // Charged before the handler: a query it refuses (400, no database needed) still costs one.
+    expect((await get()).status).toBe(400);
+    expect((await get()).status).toBe(400);
+    expect((await get()).status).toBe(429);
+  });
+});
+
+test("limit hits are audited, throttled: one line per scope per 10 s, naming the principal, never the key", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger("server-test", "info", { write: (l: string) => void lines.push(JSON.parse(l)) });
+  const { post } = await createTestApp(
+    {
+      RATE_LIMIT_EVENTS_PER_SECOND: "1",
+      RATE_LIMIT_BURST: "1",
+      AUTH_FAILURES_PER_MINUTE: "1",
+      AUTH_FAILURE_BURST: "1",
+    },
+    { logger },
+  );
+  // A key's flood, then a key-guessing flood, each all at once.
+  const keyFlood = await Promise.all(Array.from({ length: 30 }, () => post(batch(1))));
+  expect(keyFlood.filter((r) => r.status === 429).length).toBeGreaterThan(20);
+  await Promise.all(Array.from({ length: 10 }, () => post(batch(1), { authorization: "Bearer wrong" })));
+  const guessFlood = await Promise.all(
+    Array.from({ length: 10 }, () => post(batch(1), { authorization: "Bearer wrong" })),
+  );
+  expect(guessFlood.map((r) => r.status)).toEqual(Array(10).fill(429));
+  const audit = lines.filter((l) => l.msg === "rate limit hit; answered 429");
+  expect(audit.map((l) => [l.scope, l.level])).toEqual([
+    ["key", "warn"],
+    ["ip", "warn"],
+  ]);
+  expect(audit[0]?.principal).toMatch(/^static:[0-9a-f]{8}$/);
+  expect(JSON.stringify(lines)).not.toContain(API_KEY);
+});
+
+describe("per-address limit on failed authentication", () => {
+  test("key guessing gets 429 after the burst of 401s, for every key from that address; counted as scope ip", async () => {
+    const { post, registry } = await createTestApp({ AUTH_FAILURES_PER_MINUTE: "6", AUTH_FAILURE_BURST: "3" });
+    const guesses: number[] = [];
+    for (let i = 0; i < 6; i++) guesses.push((await post(batch(1), { authorization: `Bearer guess-${i}` })).status);
+    expect(guesses).toEqual([401, 401, 401, 429, 429, 429]);
+    // From the same address, the right key is refused too until a token is back (10 s at 6/min).
+    const blocked = await post(batch(1));
+    expect(blocked.status).toBe(429);
+    expect(blocked.headers.get("ratelimit-policy")).toBe('"ip";q=3;w=30');
+    expect(Number(blocked.headers.get("retry-after"))).toBeGreaterThanOrEqual(9);
+    expect(await limited(registry, "ip")).toBe(4);
+    expect(await limited(registry, "key")).toBe(0);
+  });
+
+  test("concurrent guesses that all passed the check are paid for by a longer wait; concurrent good requests cost nothing", async () => {
+    const { post } = await createTestApp({ AUTH_FAILURES_PER_MINUTE: "60", AUTH_FAILURE_BURST: "3" });
+    const good = await Promise.all(Array.from({ length: 20 }, () => post(batch(1))));
+    expect(good.map((r) => r.status)).toEqual(Array(20).fill(202));
+    const guesses = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => post(batch(1), { authorization: `Bearer guess-${i}` })),
+    );
+    const failed = guesses.filter((r) => r.status === 401).length;
+    expect(failed + guesses.filter((r) => r.status === 429).length).toBe(30);
+    // Each 401 cost a token, into debt: at 1 per second the address now waits for all of them
+    // beyond the burst, so the long-run rate of guesses is the configured one.
+    const after = await post(batch(1));
+    expect(after.status).toBe(429);
+    expect(Number(after.headers.get("retry-after"))).toBeGreaterThanOrEqual(failed - 3);
+  });
+
+  test("successful requests cost the address nothing", async () => {
+    const { post } = await createTestApp({ AUTH_FAILURES_PER_MINUTE: "6", AUTH_FAILURE_BURST: "1" });
+    for (let i = 0; i < 5; i++) expect((await post(batch(1))).status).toBe(202);
+  });
+
+  test("over a real socket: each client address has its own bucket, from the peer or a trusted proxy's X-Forwarded-For", async () => {
+    const server = await spawnServer({
+      AUTH_DISABLED: "false",
+      API_KEY_SHA256: new Bun.CryptoHasher("sha256").update(API_KEY).digest("hex"),
+      AUTH_FAILURES_PER_MINUTE: "1",
+      AUTH_FAILURE_BURST: "2",
+      TRUSTED_PROXIES: "127.0.0.1",
+    });
+    const post = (ip: string, key: string) =>
+      fetch(`${server.url}/v1/scans`, {
+        method: "POST",
+        body: batch(1),
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "x-forwarded-for": ip },
+      }).then((r) => r.status);
+    expect([await post("198.51.100.1", "x"), await post("198.51.100.1", "y"), await post("198.51.100.1", "z")]).toEqual(
+      [401, 401, 429],
+    );
+    expect(await post("198.51.100.2", "x")).toBe(401);
+    expect(await metricValue(server.metricsUrl, "rate_limited_total")).toBe(1);
+  });
+});

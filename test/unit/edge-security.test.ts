@@ -1,0 +1,238 @@
+// The edge's security logic that needs no stack: token buckets on a fake clock, the RateLimit
+// fields, client-address truncation, the CORS and metrics-auth configuration, the metrics check.
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Hono } from "hono";
+import { Counter, Registry } from "prom-client";
+import { addressKey, storedClientIp } from "../../server/client-ip.ts";
+import { loadServerConfig } from "../../server/config.ts";
+import { errorHandler } from "../../server/errors.ts";
+import type { Principal } from "../../server/principal.ts";
+import { TokenBuckets, policyField, rateLimitField, rateLimits } from "../../server/rate-limit.ts";
+import { createLogger } from "../../shared/logger.ts";
+import { metricsAuthCheck } from "../../shared/metrics.ts";
+import { loadWorkerConfig } from "../../worker/config.ts";
+
+const KEY = { API_KEY_SHA256: "a".repeat(64) };
+
+describe("token buckets", () => {
+  const clock = () => {
+    let t = 0;
+    return {
+      now: () => t,
+      advance: (ms: number) => {
+        t += ms;
+      },
+    };
+  };
+
+  test("a burst is served at once, then the rate; refused takes say when to come back", () => {
+    const c = clock();
+    const b = new TokenBuckets(100, c.now);
+    const limit = { rate: 10, burst: 20 };
+    expect(b.take("k", 15, limit)).toEqual({ ok: true, remaining: 5, seconds: 2 });
+    expect(b.take("k", 5, limit).ok).toBe(true);
+    // Empty: 1 token comes back in 0.1 s, so Retry-After rounds up to 1 s; 10 tokens take 1 s.
+    expect(b.take("k", 1, limit)).toEqual({ ok: false, remaining: 0, seconds: 1 });
+    expect(b.take("k", 20, limit)).toEqual({ ok: false, remaining: 0, seconds: 2 });
+    c.advance(1_000);
+    expect(b.take("k", 10, limit)).toEqual({ ok: true, remaining: 0, seconds: 2 });
+    expect(b.take("k", 1, limit).ok).toBe(false);
+    // Other ids have buckets of their own.
+    expect(b.take("other", 20, limit).ok).toBe(true);
+  });
+
+  test("a cost above the burst is charged as the burst, so a full bucket serves it and nothing waits forever", () => {
+    const c = clock();
+    const b = new TokenBuckets(100, c.now);
+    const limit = { rate: 100, burst: 500 };
+    expect(b.take("k", 1_000, limit).ok).toBe(true);
+    expect(b.take("k", 1_000, limit)).toEqual({ ok: false, remaining: 0, seconds: 5 });
+    c.advance(5_000);
+    expect(b.take("k", 1_000, limit).ok).toBe(true);
+  });
+
+  test("charge goes into debt (bounded), which later takes wait out", () => {
+    const c = clock();
+    const b = new TokenBuckets(100, c.now);
+    const limit = { rate: 1, burst: 3 };
+    for (let i = 0; i < 10; i++) b.charge("ip", 1, limit);
+    expect(b.peek("ip", limit)).toBe(-7);
+    expect(b.take("ip", 1, limit)).toEqual({ ok: false, remaining: 0, seconds: 8 });
+    c.advance(8_000);
+    expect(b.take("ip", 1, limit).ok).toBe(true);
+    b.charge("ip", 1_000_000, limit, 60);
+    expect(b.peek("ip", limit)).toBe(-60);
+  });
+
+  test("peek refills without taking; an unknown id has a full bucket", () => {
+    const c = clock();
+    const b = new TokenBuckets(100, c.now);
+    const limit = { rate: 2, burst: 4 };
+    expect(b.peek("new", limit)).toBe(4);
+    b.take("k", 4, limit);
+    expect(b.peek("k", limit)).toBe(0);
+    c.advance(500);
+    expect(b.peek("k", limit)).toBe(1);
+    expect(b.peek("k", limit)).toBe(1);
+  });
+
+  test("memory is bounded: idle (full) buckets go first, then the least recently used", () => {
+    const c = clock();
+    const b = new TokenBuckets(100, c.now);
+    const limit = { rate: 1, burst: 10 };
+    for (let i = 0; i < 1_000; i++) b.take(`id-${i}`, 1, limit);
+    expect(b.size).toBeLessThanOrEqual(100);
+    // An id in use keeps its (partly spent) bucket while the others churn, if it stays recent.
+    for (let round = 0; round < 10; round++) {
+      b.take("busy", 1, limit);
+      for (let i = 0; i < 30; i++) b.take(`churn-${round}-${i}`, 1, limit);
+    }
+    expect(b.peek("busy", limit)).toBe(0);
+    expect(b.size).toBeLessThanOrEqual(100);
+    // Once idle long enough to be full, buckets are dropped wholesale at the next insert past the cap.
+    c.advance(10_000);
+    for (let i = 0; i < 101; i++) b.take(`fresh-${i}`, 1, limit);
+    expect(b.size).toBeLessThanOrEqual(100);
+    expect(b.peek("busy", limit)).toBe(10);
+  });
+});
+
+test("a principal's own rate limit overrides the default (and is split across replicas too)", async () => {
+  const principal = (id: string, rateLimit: Principal["rateLimit"]): Principal => ({
+    kind: "api_key",
+    id,
+    name: id,
+    scopes: new Set(["scans:write"]),
+    qrPrefix: null,
+    rateLimit,
+  });
+  const logger = createLogger("test", "silent");
+  const limits = rateLimits({
+    perKey: { rate: 1_000, burst: 1_000 },
+    perIp: null,
+    replicas: 2,
+    maxBuckets: 100,
+    rateLimited: new Counter({ name: "rl", help: "h", labelNames: ["scope"], registers: [new Registry()] }),
+    logger,
+    clientIp: () => null,
+    logIp: (ip) => ip,
+  });
+  const app = new Hono();
+  app.onError(errorHandler({ logger }));
+  app.use(async (c, next) => {
+    const id = c.req.header("x-who") ?? "default";
+    c.set("principal", principal(id, id === "small" ? { eventsPerSecond: 1, burst: 4 } : null));
+    await next();
+  });
+  app.get("/", limits.keyGuard, limits.chargeRequest, (c) => c.text("ok"));
+  const get = (who: string) => app.request("/", { headers: { "x-who": who } });
+  // "small": 4 per burst over 2 replicas = 2 here.
+  const first = await get("small");
+  expect(first.headers.get("ratelimit-policy")).toBe('"key";q=2;w=4');
+  expect((await get("small")).status).toBe(200);
+  const third = await get("small");
+  expect(third.status).toBe(429);
+  expect(third.headers.get("ratelimit-policy")).toBe('"key";q=2;w=4');
+  // Everyone else: the default, halved (500).
+  expect((await get("default")).headers.get("ratelimit-policy")).toBe('"key";q=500;w=1');
+});
+
+describe("RateLimit fields (draft-ietf-httpapi-ratelimit-headers-10)", () => {
+  test("policy: quota and the window that refills it; state: remaining and reset", () => {
+    expect(policyField("key", { rate: 100, burst: 200 })).toBe('"key";q=200;w=2');
+    expect(policyField("ip", { rate: 1 / 60, burst: 20 })).toBe('"ip";q=20;w=1200');
+    expect(rateLimitField("key", { ok: true, remaining: 50, seconds: 1 })).toBe('"key";r=50;t=1');
+  });
+});
+
+describe("client address storage (CLIENT_IP_STORAGE)", () => {
+  test("truncated: /24 for IPv4, /48 for IPv6, IPv4-mapped as IPv4", () => {
+    const t = (ip: string) => storedClientIp(ip, "truncated");
+    expect(t("203.0.113.77")).toBe("203.0.113.0");
+    expect(t("10.1.2.3")).toBe("10.1.2.0");
+    expect(t("2001:db8:abcd:12:34:56:78:9")).toBe("2001:db8:abcd::");
+    expect(t("2001:db8::1")).toBe("2001:db8:0::");
+    expect(t("2001:0db8:00ab:ffff::")).toBe("2001:db8:ab::");
+    expect(t("::1")).toBe("0:0:0::");
+    expect(t("::ffff:203.0.113.77")).toBe("::ffff:203.0.113.0");
+    expect(t("fe80::1%eth0")).toBeNull();
+  });
+
+  test("the per-address limit counts an IPv6 client by its /64, IPv4 by its address", () => {
+    expect(addressKey("203.0.113.77")).toBe("203.0.113.77");
+    expect(addressKey("2001:db8:1:2:aaaa::1")).toBe("2001:db8:1:2::/64");
+    expect(addressKey("2001:db8:1:2:bbbb::9")).toBe("2001:db8:1:2::/64");
+    expect(addressKey("::ffff:203.0.113.77")).toBe("::ffff:203.0.113.77");
+  });
+
+  test("full keeps it, none drops it, an unknown address stays unknown", () => {
+    expect(storedClientIp("203.0.113.77", "full")).toBe("203.0.113.77");
+    expect(storedClientIp("203.0.113.77", "none")).toBeNull();
+    expect(storedClientIp(null, "truncated")).toBeNull();
+    expect(loadServerConfig(KEY).CLIENT_IP_STORAGE).toBe("full");
+    expect(() => loadServerConfig({ ...KEY, CLIENT_IP_STORAGE: "hashed" })).toThrow(
+      'CLIENT_IP_STORAGE="hashed": must be full, truncated or none',
+    );
+  });
+});
+
+describe("CORS configuration", () => {
+  test("none by default; origins are scheme://host[:port]; * stands alone and never with credentials", () => {
+    expect(loadServerConfig(KEY).CORS_ORIGINS).toEqual([]);
+    expect(loadServerConfig({ ...KEY, CORS_ORIGINS: "https://a.example, http://127.0.0.1:3000" }).CORS_ORIGINS).toEqual(
+      ["https://a.example", "http://127.0.0.1:3000"],
+    );
+    expect(() => loadServerConfig({ ...KEY, CORS_ORIGINS: "https://a.example/app" })).toThrow(
+      "must be comma-separated origins",
+    );
+    expect(() => loadServerConfig({ ...KEY, CORS_ORIGINS: "*,https://a.example" })).toThrow("* stands alone");
+    expect(loadServerConfig({ ...KEY, CORS_ORIGINS: "*" }).CORS_ALLOW_CREDENTIALS).toBe(false);
+    expect(() => loadServerConfig({ ...KEY, CORS_ORIGINS: "*", CORS_ALLOW_CREDENTIALS: "true" })).toThrow(
+      "CORS_ALLOW_CREDENTIALS=true: not allowed with CORS_ORIGINS=*",
+    );
+    expect(
+      loadServerConfig({ ...KEY, CORS_ORIGINS: "https://a.example", CORS_ALLOW_CREDENTIALS: "true" })
+        .CORS_ALLOW_CREDENTIALS,
+    ).toBe(true);
+  });
+});
+
+describe("metrics listener credentials", () => {
+  const dir = mkdtempSync(join(tmpdir(), "metrics-auth-"));
+  const file = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+
+  test("read once from the files the server and the worker are given; a bad file stops start-up", () => {
+    const token = file("token", "tok-123\n");
+    const basic = file("basic", "prom:pa ss:word\n");
+    expect(loadServerConfig({ ...KEY, METRICS_BEARER_TOKEN_FILE: token }).metricsAuth).toEqual({
+      bearerToken: "tok-123",
+    });
+    expect(loadWorkerConfig({ METRICS_BASIC_AUTH_FILE: basic }).metricsAuth).toEqual({ basic: "prom:pa ss:word" });
+    expect(loadWorkerConfig({}).metricsAuth).toEqual({});
+    expect(() => loadServerConfig({ ...KEY, METRICS_BEARER_TOKEN_FILE: join(dir, "missing") })).toThrow(
+      "METRICS_BEARER_TOKEN_FILE=",
+    );
+    expect(() => loadWorkerConfig({ METRICS_BEARER_TOKEN_FILE: file("empty", "\n") })).toThrow("the file is empty");
+    expect(() => loadWorkerConfig({ METRICS_BASIC_AUTH_FILE: file("nocolon", "prom\n") })).toThrow("user:password");
+  });
+
+  test("the check: open without credentials; otherwise the token or user:password, nothing else", () => {
+    expect(metricsAuthCheck({})).toBeNull();
+    const check = metricsAuthCheck({ bearerToken: "tok-123", basic: "prom:pw" });
+    if (!check) throw new Error("expected a check");
+    expect(check("Bearer tok-123")).toBe(true);
+    expect(check("bearer tok-123")).toBe(true);
+    expect(check(`Basic ${btoa("prom:pw")}`)).toBe(true);
+    expect(check("Bearer tok-1234")).toBe(false);
+    expect(check(`Basic ${btoa("prom:pw2")}`)).toBe(false);
+    expect(check("tok-123")).toBe(false);
+    expect(check(null)).toBe(false);
+  });
+});
