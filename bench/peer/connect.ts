@@ -196,6 +196,9 @@ async function connectRun(
       "offset.storage.file.filename": join(dir, "connect.offsets"),
       "offset.flush.interval.ms": 10000,
       "plugin.path": p.plugins,
+      // Scan the plugin folder as the default does, without its page-long warning that Debezium's
+      // transforms have no ServiceLoader manifests.
+      "plugin.discovery": "only_scan",
       listeners: `http://127.0.0.1:${restPort}`,
     }),
   );
@@ -284,10 +287,12 @@ async function connectRun(
     }
   } catch (error) {
     await stopProcess(jvm);
-    await sql.end();
-    await db.drop();
-    await admin.deleteTopics([topic]);
-    throw error;
+    // Left for a look at what is missing (`bun run stack reset` clears them with all data).
+    throw new Error(
+      `${(error as Error).message}\n${await whereRowsMiss(admin, `connect-${name}`, topic, sql)}` +
+        `\n(left for inspection: database ${db.name}, topic ${topic})`,
+      { cause: error },
+    );
   }
   const seconds = (performance.now() - started) / 1000;
   const used = cpu.stop();
@@ -304,6 +309,33 @@ async function connectRun(
   rmSync(dir, { recursive: true, force: true });
   const rows = values.length - startedRows;
   return { rowsPerSecond: rows / seconds, rows, seconds, cpu: used, stored: final, totalSeconds, totalCpu };
+}
+
+/**
+ * Per partition: messages in the topic, rows stored from it and the offset Connect committed, for
+ * the partitions where rows are missing (a committed offset past a missing row would be a lost row).
+ */
+async function whereRowsMiss(admin: KafkaAdmin, group: string, topic: string, sql: postgres.Sql): Promise<string> {
+  try {
+    const rows = await sql<{ partition: number; n: number }[]>`
+      select kafka_partition as partition, count(*)::int as n from scan_events group by 1`;
+    const stored = new Map(rows.map((r) => [r.partition, r.n]));
+    const lag = admin.groupLag(group, topic);
+    const messages = lag.reduce((total, p) => total + p.highWatermark, 0);
+    const missing = lag
+      .filter((p) => (stored.get(p.partition) ?? 0) < p.highWatermark)
+      .map(
+        (p) =>
+          `partition ${p.partition}: ${p.highWatermark} messages, ${stored.get(p.partition) ?? 0} rows, committed offset ${p.committed}`,
+      );
+    return missing.length
+      ? `rows missing from: ${missing.join("; ")}`
+      : `every one of the topic's ${messages} messages has its row`;
+  } catch (error) {
+    return `(could not tell where rows are missing: ${(error as Error).message})`;
+  } finally {
+    await sql.end();
+  }
 }
 
 /** The connector's state from Connect's REST API; `failed` holds a failed task's trace. */
