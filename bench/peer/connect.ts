@@ -8,7 +8,7 @@
 // Prints rows/s and CPU-µs per row (the sink process, Postgres, pgbouncer, the broker) for Connect,
 // our worker with its scan_counts aggregate, and our worker without it (bench-only trigger).
 // Both sides' counts are raw rows in scan_events; the connector maintains no aggregate.
-import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
 import { createThrowawayDatabase, spawnProcess, stopProcess } from "../../scripts/harness.ts";
@@ -62,11 +62,15 @@ export function connectPaths(stack: LocalStack) {
   };
 }
 
-/** Copies Connect's runtime and the connector's plugin from Maven Central once (cached in ~/.m2 too). */
-export function ensureConnectJars(stack: LocalStack): void {
+/**
+ * Copies Connect's runtime and the connector's plugin from Maven Central once (cached in ~/.m2
+ * too); a folder counts as fetched once Maven finished, so an interrupted copy is done again.
+ */
+export function ensureConnectJars(stack: LocalStack = localStack()): void {
   const p = connectPaths(stack);
   const copy = (pom: string, out: string, extra: string[] = []) => {
-    if (readDirSafe(out).some((f) => f.endsWith(".jar"))) return;
+    const done = join(out, ".fetched");
+    if (existsSync(done)) return;
     mkdirSync(out, { recursive: true });
     console.log(`connect: fetching ${out} with Maven (first run only)...`);
     run("mvn", [
@@ -79,17 +83,10 @@ export function ensureConnectJars(stack: LocalStack): void {
       `-DoutputDirectory=${out}`,
       "-DincludeScope=runtime",
     ]);
+    writeFileSync(done, `${new Date().toISOString()}\n`);
   };
   copy(RUNTIME_POM, p.libs, [`-Dkafka.version=${stackKafkaVersion()}`]);
   copy(PLUGIN_POM, p.plugin);
-}
-
-function readDirSafe(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
 }
 
 // -------------------------------------------------------------------------------------------------

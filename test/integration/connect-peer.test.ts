@@ -2,14 +2,19 @@
 // Debezium JDBC sink and our worker (with and without its aggregate) each store exactly the events
 // produced, with the same content, and the aggregate is kept only where it should be. A broken
 // classpath, record format or connector config fails here, not on the lead's quiet box.
-import { expect, test } from "bun:test";
-import { runConnectPeer } from "../../bench/peer/connect.ts";
+import { beforeAll, expect, test } from "bun:test";
+import { ensureConnectJars, runConnectPeer } from "../../bench/peer/connect.ts";
 import { ensureStack } from "../helpers/stack.ts";
 
 const ROWS = 2_000;
 
-test("Kafka Connect and our worker each store exactly the events produced, the same rows", async () => {
+// On a fresh machine the jars come from Maven Central first (about a minute), outside the test's time.
+beforeAll(async () => {
   await ensureStack();
+  ensureConnectJars();
+}, 300_000);
+
+test("Kafka Connect and our worker each store exactly the events produced, the same rows", async () => {
   const lines: string[] = [];
   const result = await runConnectPeer({
     rows: ROWS,
