@@ -1,8 +1,9 @@
 // The Kafka → Postgres half side by side with its usual alternative: Kafka Connect (standalone
 // worker, the stack's Kafka version, from Maven Central) running the Debezium JDBC sink in upsert
 // mode on scan_events' primary key, against our worker, in one run, on the same broker, the same
-// topic shape (12 partitions, keyed by qr_id), the same events and the same Postgres (each side
-// into its own fresh, migrated database, through pgbouncer).
+// topic shape (12 partitions, keyed by qr_id), the same events and the same Postgres (each sink
+// into its own fresh, migrated database; our worker through pgbouncer, Connect through pgbouncer
+// and straight to Postgres). docs/benchmarks.md says how it runs and what it measured.
 //   bun bench/peer/connect.ts [--rows 200000] [--tasks 1] [--connect-db pgbouncer,direct]
 //                             [--connect-batch 500] [--timeout 600]
 // Prints rows/s and CPU-µs per row (the sink process, Postgres, pgbouncer, the broker) for Connect,
