@@ -56,3 +56,38 @@ export function cpuSampler(groups: () => Record<string, number[]>) {
     return out;
   };
 }
+
+/**
+ * CPU seconds (user + system) used by named groups of pids between `start()` and `stop()`. A pid
+ * first seen at `stop()` started inside the window, so all of its CPU counts; a pid that exited
+ * inside the window is lost (its ticks are gone with it), so groups should be long-lived processes.
+ */
+export function cpuWindow(groups: () => Record<string, number[]>) {
+  let before = new Map<number, number>();
+  const snapshot = () => {
+    const out = new Map<string, Map<number, number>>();
+    for (const [name, pids] of Object.entries(groups())) {
+      const m = new Map<number, number>();
+      for (const pid of pids) {
+        const t = ticks(pid);
+        if (t !== null) m.set(pid, t);
+      }
+      out.set(name, m);
+    }
+    return out;
+  };
+  return {
+    start() {
+      before = new Map([...snapshot().values()].flatMap((m) => [...m]));
+    },
+    stop(): Record<string, number> {
+      const out: Record<string, number> = {};
+      for (const [name, m] of snapshot()) {
+        let t = 0;
+        for (const [pid, now] of m) t += now - (before.get(pid) ?? 0);
+        out[name] = t / CLOCK_TICKS;
+      }
+      return out;
+    },
+  };
+}

@@ -7,151 +7,21 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import postgres from "postgres";
-import { createThrowawayDatabase, scrapeIfUp } from "../scripts/harness.ts";
+import { createThrowawayDatabase } from "../scripts/harness.ts";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { startPgbouncer, startPostgres } from "../scripts/stack/postgres.ts";
-import { freePort } from "../scripts/stack/processes.ts";
-import { type ScanEvent, timestampOf, toScanRecord } from "../shared/event.ts";
+import { timestampOf, toScanRecord } from "../shared/event.ts";
 import { KafkaAdmin, KafkaProducer } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
-import { sum } from "../shared/prometheus-text.ts";
 import { COLUMNS, decode, isPoison } from "../worker/decode.ts";
 import { arg, median, numArg, printTable, saveResults } from "./lib.ts";
+import { makeEvents, rowCount, sinkRun, spawnWorkers, stopWorkers } from "./sink-run.ts";
 
 const stack = localStack();
 const totalRows = numArg("rows", 300_000);
 const workerCounts = arg("workers", "1,2,4").split(",").map(Number);
 const rate = numArg("rate", 2_000);
 const latencySeconds = numArg("seconds", 20);
-const root = new URL("..", import.meta.url).pathname;
-const SINK_PARTITIONS = 12;
-
-function makeEvents(n: number): ScanEvent[] {
-  // What the edge writes: timestamps in canonical UTC form.
-  const now = timestampOf(Date.now());
-  return Array.from({ length: n }, (_, i) => ({
-    event_id: crypto.randomUUID(),
-    qr_id: `QR-${(i * 7919) % 5000}`,
-    scanned_at: now,
-    scanner_id: "bench",
-  }));
-}
-
-async function produceAll(producer: KafkaProducer, topic: string, values: string[], keys: string[]) {
-  const inflight: Promise<void>[] = [];
-  for (let i = 0; i < values.length; i += 1_000) {
-    const batch = [];
-    for (let j = i; j < Math.min(values.length, i + 1_000); j++)
-      batch.push({ topic, key: keys[j], value: values[j] as string });
-    inflight.push(producer.send(batch));
-    if (inflight.length >= 50) await inflight.shift();
-  }
-  await Promise.all(inflight);
-}
-
-function spawnWorkers(n: number, env: Record<string, string>) {
-  return Array.from({ length: n }, (_, i) => {
-    const metricsPort = freePort();
-    const proc = Bun.spawn(["bun", "worker/main.ts"], {
-      cwd: root,
-      env: { ...process.env, ...env, WORKER_INDEX: String(i), METRICS_PORT: String(metricsPort), LOG_LEVEL: "warn" },
-      stdout: "inherit",
-      stderr: "inherit",
-    });
-    return Object.assign(proc, { metricsPort });
-  });
-}
-
-/**
- * Rows inserted and committed (DB and Kafka offsets) so far, and partitions assigned, summed over
- * the workers' metrics. Cheap to ask often, unlike count(*) on the growing table, which would
- * compete for the database's CPU and slow down what is being measured.
- */
-async function workerProgress(procs: { metricsPort: number }[]) {
-  let rows = 0;
-  let partitions = 0;
-  let allAssigned = true;
-  for (const p of procs) {
-    // A worker still starting has no metrics yet: it counts as nothing stored and nothing assigned.
-    const samples = (await scrapeIfUp(`http://127.0.0.1:${p.metricsPort}/metrics`)) ?? [];
-    const assigned = sum(samples, "worker_assigned_partitions");
-    rows += sum(samples, "worker_rows_inserted_total");
-    partitions += assigned;
-    allAssigned &&= assigned > 0;
-  }
-  return { rows, partitions, allAssigned };
-}
-
-async function stopWorkers(procs: ReturnType<typeof Bun.spawn>[]) {
-  for (const p of procs) p.kill("SIGTERM");
-  // As the supervisor does: a worker that does not stop in time is killed (and reported).
-  const timer = setTimeout(() => {
-    for (const p of procs.filter((p) => p.exitCode === null)) {
-      console.warn(`  worker ${p.pid} did not stop within 20 s of SIGTERM; killing it`);
-      p.kill("SIGKILL");
-    }
-  }, 20_000);
-  await Promise.all(procs.map((p) => p.exited));
-  clearTimeout(timer);
-}
-
-async function rowCount(sql: postgres.Sql): Promise<number> {
-  const [r] = await sql<{ n: number }[]>`select count(*)::int as n from scan_events`;
-  return r?.n ?? 0;
-}
-
-/** Kafka → committed rows with `n` workers: a pre-filled topic drained into a fresh database. */
-async function sinkRun(n: number, admin: KafkaAdmin, producer: KafkaProducer, values: string[], keys: string[]) {
-  const db = await createThrowawayDatabase(`qrscan_bench_w${n}`);
-  const topic = `bench-sink-${n}-${Date.now()}`;
-  const dlq = `${topic}-dlq`;
-  await admin.createTopics([
-    { name: topic, partitions: SINK_PARTITIONS },
-    { name: dlq, partitions: 1 },
-  ]);
-  await produceAll(producer, topic, values, keys);
-  const sql = postgres(db.directUrl, { max: 1, onnotice: () => {} });
-  const procs = spawnWorkers(n, {
-    KAFKA_BROKERS: stack.brokers,
-    SCANS_TOPIC: topic,
-    DEAD_LETTER_TOPIC: dlq,
-    CONSUMER_GROUP: `bench-${topic}`,
-    DEAD_LETTER_GROUP: `bench-${topic}-dlq`,
-    DATABASE_URL: db.url,
-  });
-  // Steady state: timed from the moment every worker holds partitions (the group has settled)
-  // to the last row, so joining the group is not counted.
-  let startedRows = 0;
-  let started = 0;
-  const deadline = Date.now() + 10 * 60_000;
-  for (;;) {
-    const { rows, partitions, allAssigned } = await workerProgress(procs);
-    if (!started && allAssigned && partitions === SINK_PARTITIONS) {
-      started = performance.now();
-      startedRows = rows;
-    }
-    if (rows >= values.length) break;
-    const exited = procs.find((p) => p.exitCode !== null);
-    if (exited || Date.now() > deadline) {
-      await stopWorkers(procs);
-      const why = exited ? `worker ${exited.pid} exited with ${exited.exitCode}` : "10 minutes passed";
-      throw new Error(`${n} worker(s): ${rows} of ${values.length} rows committed when ${why}`);
-    }
-    await Bun.sleep(50);
-  }
-  if (!started) throw new Error(`${n} worker(s): every row was stored before the group settled; use more --rows`);
-  if (values.length - startedRows < values.length / 2) {
-    console.warn(`  (${n} workers: only ${values.length - startedRows} rows after the group settled; use more --rows)`);
-  }
-  const seconds = (performance.now() - started) / 1000;
-  await stopWorkers(procs);
-  const stored = await rowCount(sql);
-  if (stored !== values.length) throw new Error(`${n} worker(s) stored ${stored} of ${values.length} rows`);
-  await sql.end();
-  await db.drop();
-  await admin.deleteTopics([topic, dlq]);
-  return (values.length - startedRows) / seconds;
-}
 
 /** The ceiling: the same rows COPYed straight into a fresh scan_events, one connection. */
 async function rawCopy(values: string[]) {
@@ -281,7 +151,7 @@ const keys = evs.map((e) => e.qr_id);
 const copyRates = [await rawCopy(values)];
 const sink: Record<string, number> = {};
 for (const n of workerCounts) {
-  sink[`${n}`] = await sinkRun(n, admin, producer, values, keys);
+  sink[`${n}`] = (await sinkRun(n, admin, producer, values, keys)).rowsPerSecond;
   copyRates.push(await rawCopy(values));
 }
 const copyRate = median(copyRates);
