@@ -35,7 +35,9 @@ export function generateSbom(out = DEFAULT_SBOM): SbomComponent[] {
       out,
       join(ROOT, "package.json"),
     ],
-    { cwd: ROOT, encoding: "utf8", timeout: 300_000 },
+    // Under `bun run`, npm_execpath names bun, which cyclonedx-npm refuses as its npm: without it,
+    // it finds npm on PATH.
+    { cwd: ROOT, encoding: "utf8", timeout: 300_000, env: { ...process.env, npm_execpath: undefined } },
   );
   if (r.error || r.status !== 0) {
     throw new Error(

@@ -6,7 +6,7 @@
 //   bun run stack reset   down, then delete all data
 // KAFKA_NODES=3 makes Kafka a replicated cluster of three nodes (default 1). `up --only kafka` and
 // `down --only kafka` start or stop Kafka alone (a test's private cluster).
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { localStack } from "../shared/local-stack.ts";
 import { kafkaNodePid, kafkaPaths, startKafka, stopKafka } from "./stack/kafka.ts";
@@ -26,6 +26,9 @@ const stack = localStack();
 
 export async function up(): Promise<void> {
   ensurePackages();
+  // Where `bun run dev` writes the app's logs (logs/app) and promtail reads them: there from the
+  // start, so the disk runbook's `du` over the stack's directories works before any dev run.
+  mkdirSync(join(stack.dir, "logs"), { recursive: true });
   await Promise.all([startKafka(stack), startPostgres(stack).then(() => startPgbouncer(stack))]);
   await startMonitoring(stack);
   status();

@@ -203,5 +203,28 @@ export function brokerDashboard() {
           { expr: `sum by (request) (${rate("kafka_network_requestmetrics_requests_total")})`, legend: "{{request}}" },
         ],
       }),
+    )
+    .withRow(row("Budgets (docs/cost.md)"))
+    .withPanel(
+      timeseries({
+        title: "Database growth over 24 h (budget 50 GiB)",
+        description:
+          "pg_database_size_bytes now minus a day ago, per database (DatabaseGrowthOverBudget opens a ticket above 50 GiB for 1 h). Near 0 once bun run maintain archives and drops raw days past the retention.",
+        unit: "bytes",
+        width: 12,
+        thresholdLines: [50 * 1024 ** 3],
+        queries: [{ expr: "qrscan:pg_database_size_bytes:growth1d", legend: "{{datname}}" }],
+      }),
+    )
+    .withPanel(
+      timeseries({
+        title: "Events per day at the last hour's rate (budget 100M)",
+        description:
+          "Accepted events per day, extrapolated from the last hour (EventVolumeOverBudget opens a ticket above 100M/day for 2 h).",
+        unit: "short",
+        width: 12,
+        thresholdLines: [100e6],
+        queries: [{ expr: "qrscan:scan_events_accepted:per_day_rate1h", legend: "events/day" }],
+      }),
     );
 }
