@@ -204,13 +204,18 @@ export function rateLimits(o: RateLimitOptions) {
    */
   const ipGuard: MiddlewareHandler = async function ipGuard(c, next) {
     if (!perIp) return next();
-    const ip = ipOf(c);
-    if (ipBuckets.peek(ip, perIp) < 1) {
-      throw tooMany("ip", ipPolicy, ipBuckets.take(ip, 1, perIp), { client_ip: o.logIp(ip) });
+    // No address has failed lately (no bucket): nothing to check, and the address is resolved
+    // only if this request fails (the common case pays for neither).
+    let ip: string | null = null;
+    if (ipBuckets.size > 0) {
+      ip = ipOf(c);
+      if (ipBuckets.peek(ip, perIp) < 1) {
+        throw tooMany("ip", ipPolicy, ipBuckets.take(ip, 1, perIp), { client_ip: o.logIp(ip) });
+      }
     }
     // Hono's compose turns a thrown error into onError's answer before it gets back here.
     await next();
-    if (c.res.status === 401) ipBuckets.charge(ip, 1, perIp);
+    if (c.res.status === 401) ipBuckets.charge(ip ?? ipOf(c), 1, perIp);
   };
 
   /** After auth: an empty bucket is refused before the body is read. */
