@@ -117,6 +117,22 @@ test("duplicates and replayed batches end as exactly the distinct events, with e
   expect(once.every((r) => positions.get(r.event_id)?.[0] === r.at)).toBe(true);
 });
 
+test("an event's identity is its event_id with its scanned_at (README, docs/api.md): the same event re-sent is stored once, one whose scanned_at was re-stamped is a second event", async () => {
+  const db = await createDatabase();
+  const env = await workerEnv(db.url);
+  const producer = createProducer();
+  const original = scan({ qr_id: `restamp-${random()}` }) as ScanEvent;
+  const restamped = { ...original, scanned_at: new Date(Date.parse(original.scanned_at) + 1_000).toISOString() };
+  await produceEvents(producer, env.scansTopic, [original, original, restamped]);
+  const { metricsUrl } = spawnWorker(env);
+  await waitFor(
+    "the re-sent copy to be skipped as a duplicate (worker_rows_duplicate_total = 1)",
+    () => metric(metricsUrl, "worker_rows_duplicate_total"),
+    (n) => n === 1,
+  );
+  expect(await tally(db.sql)).toEqual({ rows: 2, distinct_ids: 1, counted: 2 });
+});
+
 test("poison messages land in dead_letters and do not stall their partition", async () => {
   const db = await createDatabase();
   const env = await workerEnv(db.url, 1);
