@@ -62,6 +62,11 @@ export async function checksums(sql: postgres.Sql | postgres.TransactionSql, bel
  * `sql` must connect as a superuser (pg_create_restore_point).
  */
 export async function mark(sql: postgres.Sql, database: string): Promise<Mark> {
+  // pgBackRest picks the backup for a time target by its stop time in whole seconds and needs it
+  // strictly earlier: a mark taken in the second a backup stopped could not be restored from that
+  // backup ("unable to find backup set with stop time less than …": failed once in CI, the mark
+  // 0.85 s into the backup's stop second). Start at the next second.
+  await Bun.sleep(1_000 - (Date.now() % 1_000) + 10);
   const restorePoint = `drill-${new Date().toISOString()}`;
   return sql.begin("isolation level repeatable read", async (tx) => {
     await tx`lock table scan_events, scan_counts in share mode`;

@@ -88,6 +88,7 @@ export class KafkaProducer {
   #timerFast = false;
   #closed = false;
   #brokersDown = false;
+  #hadMetadata = false;
   #fatal: KafkaError | null = null;
 
   // Scratch memory reused by every produce call: librdkafka copies key, value and headers
@@ -130,10 +131,18 @@ export class KafkaProducer {
     return this.#fatal;
   }
 
-  /** True once the client has cluster metadata and at least one broker is reachable. */
+  /**
+   * True once the client has had cluster metadata (a controller id) and while not every broker is
+   * down. After the first metadata, a controller id gone unknown is not "disconnected": librdkafka
+   * keeps the last metadata's id (-1 from a cluster that had lost its quorum) until its next
+   * metadata request, which only sends trigger, so refusing sends on it kept a 3-node cluster's
+   * edge answering 503 for minutes after the cluster had recovered (test/integration/kafka-replicated.test.ts).
+   */
   get connected(): boolean {
-    if (this.#closed || this.#fatal) return false;
-    return !this.#brokersDown && lib().rd_kafka_controllerid(this.#rk, 0) >= 0;
+    if (this.#closed || this.#fatal || this.#brokersDown) return false;
+    if (this.#hadMetadata) return true;
+    this.#hadMetadata = lib().rd_kafka_controllerid(this.#rk, 0) >= 0;
+    return this.#hadMetadata;
   }
 
   /** Waits (polling, never blocking the event loop) until `connected`, or throws TIMEOUT. */

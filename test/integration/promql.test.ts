@@ -126,6 +126,7 @@ test("every dashboard and rule expression parses, names only scraped metrics and
     }
   });
   const apiPort = freePort();
+  const PROMQL_API_KEY = "qrs_promql-test-key";
   const server = await spawnUntilReady({
     name: "server",
     cmd: ["bun", "server/main.ts"],
@@ -133,7 +134,9 @@ test("every dashboard and rule expression parses, names only scraped metrics and
       HOST: "127.0.0.1",
       PORT: String(apiPort),
       METRICS_PORT: String(serverPort),
-      AUTH_DISABLED: "true",
+      // Auth on, with the managed keys' store (API_KEYS_DB, the default): its metrics are what
+      // the ApiKeysStale rule reads, so they must be scraped too.
+      API_KEY_SHA256: new Bun.CryptoHasher("sha256").update(PROMQL_API_KEY).digest("hex"),
       LOG_LEVEL: "warn",
       KAFKA_BROKERS: stack.brokers,
       SCANS_TOPIC: env.scansTopic,
@@ -149,6 +152,7 @@ test("every dashboard and rule expression parses, names only scraped metrics and
   const traffic = startTraffic({
     url: `http://127.0.0.1:${apiPort}`,
     rate: 300,
+    apiKey: PROMQL_API_KEY,
     invalidRatio: 0.05,
     duplicateRatio: 0.02,
   });
