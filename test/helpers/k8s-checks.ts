@@ -1,6 +1,10 @@
 // Checks of one rendered overlay (test/unit/k8s-manifests.test.ts): each object against its schema
-// (the kubernetes-models packages' validate()), then the cross-object rules, each returning what is
-// wrong as a sentence so a failing test says which object and why.
+// (the kubernetes-models packages' validate(), and their TypeScript interfaces for unknown fields),
+// then the cross-object rules, each returning what is wrong as a sentence so a failing test says
+// which object and why.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 
 export interface K8sObject {
   apiVersion: string;
@@ -441,5 +445,53 @@ export function analysisProblems(templates: K8sObject[], serverMetrics: string):
   }
   if (!found.errorRate) problems.push("no AnalysisTemplate checks the canary's error rate");
   if (!found.p95) problems.push("no AnalysisTemplate checks the canary's p95 latency");
+  return problems;
+}
+
+/**
+ * Unknown fields: the models' validate() accepts fields their schemas do not have (a misspelt
+ * `readinesProbe` passes), so every object is also type-checked as an object literal of its
+ * model's interface (I<Kind>), where TypeScript refuses any property the type does not declare.
+ * One file for all the objects given, one tsc run; the answer names each wrong object.
+ */
+export function unknownFieldProblems(objects: { label: string; object: K8sObject }[], root: string): string[] {
+  const dir = join(root, "node_modules/.cache/k8s-typecheck");
+  mkdirSync(dir, { recursive: true });
+  const imports = new Map<string, string>();
+  const lines: string[] = [];
+  const labels: string[] = [];
+  const problems: string[] = [];
+  for (const [i, { label, object }] of objects.entries()) {
+    const mod = modelModule(object.apiVersion, object.kind);
+    if (!mod) {
+      problems.push(`${label}: no model for ${object.apiVersion} ${object.kind}`);
+      continue;
+    }
+    const type = `T${imports.size}`;
+    const alias = imports.get(mod) ?? type;
+    if (!imports.has(mod)) imports.set(mod, alias);
+    lines.push(`export const o${i}: ${alias} = ${JSON.stringify(object)};`);
+    labels.push(label);
+  }
+  const header = [...imports].map(([mod, alias]) => {
+    const kind = mod.slice(mod.lastIndexOf("/") + 1);
+    return `import type { I${kind} as ${alias} } from "${mod}";`;
+  });
+  const file = join(dir, "manifests.ts");
+  writeFileSync(file, [...header, ...lines, ""].join("\n"));
+  const tsc = join(root, "node_modules/.bin/tsc");
+  const args = ["--noEmit", "--strict", "--skipLibCheck", "--module", "esnext", "--moduleResolution", "bundler"];
+  const res = spawnSync(tsc, [...args, "--target", "es2022", "--types", "bun", file], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  if (res.status === 0) return problems;
+  for (const line of `${res.stdout}${res.stderr}`.split("\n")) {
+    const m = line.match(/manifests\.ts\((\d+),\d+\): error TS\d+: (.*)$/);
+    if (!m) continue;
+    const at = Number(m[1]) - header.length - 1;
+    problems.push(`${labels[at] ?? `line ${m[1]}`}: ${m[2]}`);
+  }
+  if (problems.length === 0) problems.push(`tsc failed: ${(res.stdout || res.stderr || String(res.error)).trim()}`);
   return problems;
 }

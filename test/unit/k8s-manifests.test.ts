@@ -14,7 +14,7 @@ import { ServerConfigSchema } from "../../server/config.ts";
 import { loadConfig } from "../../shared/config.ts";
 import { TOPICS } from "../../shared/local-stack.ts";
 import { WorkerConfigSchema } from "../../worker/config.ts";
-import { type K8sObject, type PodTemplate, checkManifests } from "../helpers/k8s-checks.ts";
+import { type K8sObject, type PodTemplate, checkManifests, unknownFieldProblems } from "../helpers/k8s-checks.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const K8S = join(ROOT, "deploy/k8s");
@@ -86,6 +86,13 @@ describe("every object passes its schema and the cross-object checks", () => {
     });
   }
 });
+
+test("no object has a field its kind does not define (TypeScript's excess-property check on the models' types)", () => {
+  const objects = OVERLAYS.flatMap((env) =>
+    (rendered.get(env) ?? []).map((object) => ({ label: `${env}: ${object.kind}/${object.metadata.name}`, object })),
+  );
+  expect(unknownFieldProblems(objects, ROOT)).toEqual([]);
+}, 120_000);
 
 describe("the manifests run the product as configured", () => {
   const pods = (env: string) => {
