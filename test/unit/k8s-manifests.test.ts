@@ -5,6 +5,17 @@
 // Services name ports that exist, referenced ConfigMaps exist and Secrets are the documented
 // external ones, autoscaler and rollout targets exist, KEDA stops at the partition count, and the
 // canary analysis queries metrics the server exports with the SLOs' thresholds.
+//
+// Mutations, each applied alone and caught (2026-11-26): `patches:` with a target in an overlay
+// (v2.0.3 refuses it); HPA minReplicas "2"; a kafka trigger without type; setWeight "50"; unknown
+// fields readinesProbe, abortScaleDownDelay, pollInterval, consecutiveErrorLimits; the Service's
+// selector or targetPort; a probe on an undeclared port; a ConfigMap name or Secret key that does
+// not exist; the HPA's, KEDA's or the Rollout's target renamed; maxReplicaCount 16; no scale-down
+// window; topicFromEnv naming an unset variable; the analysis template renamed; weights 20/50/100;
+// http_request_total; a query over all pods; p95 > 1; the server's metrics port open to all; a
+// NetworkPolicy or PDB selecting nothing; readOnlyRootFilesystem false; another runAsUser; no CPU
+// limit; the worker as the supervisor; METRICS_PORT 9471 or 127.0.0.1 in a ConfigMap; the Secret
+// undocumented; the Prometheus job without its labelmap.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";

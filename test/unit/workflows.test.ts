@@ -2,6 +2,10 @@
 // WebAssembly build that runs offline: syntax, expressions and their types, contexts, job
 // dependencies, runner labels, the inputs of popular actions) finds nothing, and each workflow
 // does what docs/deployment.md says it does.
+//
+// Mutations, each applied alone and caught (2026-11-26): an unparsable expression; an input
+// actions/upload-artifact does not have; Trivy's exit-code 0; pushing on pull requests; a
+// registry written into deploy.yml instead of vars.REGISTRY.
 import { describe, expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
