@@ -72,6 +72,7 @@ const ENFORCED: KafkaConfig = {
 };
 
 const EMPTY_POLL_SLEEP_MS = 1;
+const MAX_EMPTY_POLL_SLEEP_MS = 8;
 // Messages served per turn of the event loop: a large batch is gathered in slices so the
 // caller's other I/O (e.g. the previous batch's database round trips) is not held up.
 const DRAIN_SLICE = 500;
@@ -142,13 +143,22 @@ export class KafkaConsumer {
         this.#applyRevoke();
       }
       const deadline = Date.now() + maxWaitMs;
+      let sleepMs = EMPTY_POLL_SLEEP_MS;
       while (messages.length < maxMessages) {
         const slice = Math.min(maxMessages, messages.length + DRAIN_SLICE);
         const drained = this.#drain(messages, slice, workInFlight);
         if (this.#pendingRevoke) break;
-        if (!drained && Date.now() >= deadline) break;
-        if (!drained) await Bun.sleep(EMPTY_POLL_SLEEP_MS);
-        else if (messages.length < maxMessages) await yieldToEventLoop();
+        const now = Date.now();
+        if (!drained && now >= deadline) break;
+        if (!drained) {
+          // An empty queue: wait a little longer each time (1, 2, 4, 8 ms), never past the deadline,
+          // so an idle consumer does not wake a thousand times a second.
+          await Bun.sleep(Math.min(sleepMs, deadline - now));
+          sleepMs = Math.min(sleepMs * 2, MAX_EMPTY_POLL_SLEEP_MS);
+        } else {
+          sleepMs = EMPTY_POLL_SLEEP_MS;
+          if (messages.length < maxMessages) await yieldToEventLoop();
+        }
         if (this.#closed) break;
       }
       return messages;
