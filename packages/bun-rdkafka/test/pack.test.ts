@@ -64,6 +64,13 @@ describe("the packed tarball", () => {
   test("installed in a throwaway project, `bun-rdkafka` resolves to the installed copy", async () => {
     const r = await ok(["bun", "-e", 'console.log(Bun.resolveSync("bun-rdkafka", process.cwd()))'], project);
     expect(r.stdout.trim()).toBe(join(project, "node_modules", pkg.name, "src", "index.ts"));
+    // The exports map keeps the FFI layer out of reach: a deep import does not resolve.
+    const deep = await runToEnd({
+      cmd: ["bun", "-e", 'Bun.resolveSync("bun-rdkafka/src/ffi.ts", process.cwd())'],
+      cwd: project,
+    });
+    expect(deep.code).not.toBe(0);
+    expect(deep.stderr).toContain("bun-rdkafka/src/ffi.ts");
   });
 
   test("the produce/consume/lag examples run from the installed package against the broker", async () => {
