@@ -2,10 +2,10 @@
 // (org.apache.kafka.tools.ProducerPerformance from the same jars), same broker, same topic,
 // same settings (acks=all, idempotence, linger.ms=5, lz4). Prints records/s, MB/s and the ratio.
 //   bun bench/kafka-producer.ts [--records 500000] [--sizes 100,1024] [--rounds 3]
-import { spawnSync } from "node:child_process";
-import { javaClasspath, startKafka } from "../scripts/stack/kafka.ts";
-import { KafkaAdmin, KafkaProducer, type ProducerMessage } from "../shared/kafka/index.ts";
+import { KafkaAdmin, KafkaProducer, type ProducerMessage } from "bun-rdkafka";
+import { startKafka } from "../scripts/stack/kafka.ts";
 import { localStack } from "../shared/local-stack.ts";
+import { producerPerfTest } from "./kafka-perf-tools.ts";
 import { arg, median, numArg, printTable, randomPayload, saveResults } from "./lib.ts";
 
 const stack = localStack();
@@ -40,31 +40,7 @@ async function bindingRun(topic: string, size: number, n: number): Promise<numbe
 }
 
 function perfTestRun(topic: string, size: number, n: number): number {
-  const props = Object.entries({ "bootstrap.servers": stack.brokers, ...SETTINGS }).map(([k, v]) => `${k}=${v}`);
-  const res = spawnSync(
-    "java",
-    [
-      "-Xmx512m",
-      "-cp",
-      javaClasspath(stack),
-      "org.apache.kafka.tools.ProducerPerformance",
-      "--topic",
-      topic,
-      "--num-records",
-      String(n),
-      "--record-size",
-      String(size),
-      "--throughput",
-      "-1",
-      "--producer-props",
-      ...props,
-    ],
-    { encoding: "utf8" },
-  );
-  const last = res.stdout.trim().split("\n").at(-1) ?? "";
-  const m = last.match(/records sent, ([\d.]+) records\/sec/);
-  if (!m) throw new Error(`kafka-producer-perf-test gave no result:\n${res.stdout}\n${res.stderr}`);
-  return Number(m[1]);
+  return producerPerfTest(stack, { topic, records: n, size, props: SETTINGS }).recordsPerSec;
 }
 
 await startKafka(stack);

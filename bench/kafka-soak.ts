@@ -1,8 +1,8 @@
+import { KafkaAdmin, KafkaConsumer, KafkaProducer, nextOffsets } from "bun-rdkafka";
 // Memory soak of the binding: produce and consume continuously (with headers, commits, stats
 // events) and sample RSS. Flat RSS after warm-up means no handle, event or buffer leaks.
 //   bun bench/kafka-soak.ts [--seconds 60]
 import { startKafka } from "../scripts/stack/kafka.ts";
-import { KafkaAdmin, KafkaConsumer, KafkaProducer, nextOffsets } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { numArg, printTable, saveResults } from "./lib.ts";
 

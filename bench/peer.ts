@@ -5,10 +5,10 @@
 // Prints req/s and events/s (closed loop) and p99 at a common open-loop rate, with ratios.
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { KafkaAdmin } from "bun-rdkafka";
 import { spawnUntilReady, stopProcess } from "../scripts/harness.ts";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { freePort } from "../scripts/stack/processes.ts";
-import { KafkaAdmin } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { numArg, printTable, saveResults } from "./lib.ts";
 import type { LoadResult } from "./load.ts";

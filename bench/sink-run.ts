@@ -1,3 +1,4 @@
+import type { KafkaAdmin, KafkaProducer } from "bun-rdkafka";
 // The sink's measured run, shared by bench/worker.ts and bench/peer/connect.ts: scan events made as
 // the edge makes them, produced to a fresh topic, drained by real worker processes into a fresh
 // database, timed from the moment the group has settled to the last committed row, with the CPU
@@ -9,7 +10,6 @@ import { kafkaPid } from "../scripts/stack/kafka.ts";
 import { pgbouncerPid, postgresPid } from "../scripts/stack/postgres.ts";
 import { freePort } from "../scripts/stack/processes.ts";
 import { type ScanEvent, timestampOf } from "../shared/event.ts";
-import type { KafkaAdmin, KafkaProducer } from "../shared/kafka/index.ts";
 import { type LocalStack, localStack } from "../shared/local-stack.ts";
 import { sum } from "../shared/prometheus-text.ts";
 import { cpuWindow } from "./proc-stats.ts";

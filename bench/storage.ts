@@ -7,6 +7,7 @@
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { KafkaAdmin, KafkaProducer } from "bun-rdkafka";
 import postgres from "postgres";
 import { createThrowawayDatabase } from "../scripts/harness.ts";
 import { runMaintain } from "../scripts/maintain.ts";
@@ -14,7 +15,6 @@ import { digestInDb, partitionOf, writeArchive } from "../scripts/retention/arch
 import { loadMaintainConfig } from "../scripts/retention/config.ts";
 import { loadServerConfig } from "../server/config.ts";
 import { type ScanEvent, timestampOf, toScanRecord } from "../shared/event.ts";
-import { KafkaAdmin, KafkaProducer } from "../shared/kafka/index.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
 import { createDb } from "../worker/db.ts";
 import { decode, isPoison } from "../worker/decode.ts";

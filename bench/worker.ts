@@ -6,12 +6,12 @@
 // (aim < 250 ms).
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { KafkaAdmin, KafkaProducer } from "bun-rdkafka";
 import postgres from "postgres";
 import { createThrowawayDatabase } from "../scripts/harness.ts";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { startPgbouncer, startPostgres } from "../scripts/stack/postgres.ts";
 import { timestampOf, toScanRecord } from "../shared/event.ts";
-import { KafkaAdmin, KafkaProducer } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { COLUMNS, decode, isPoison } from "../worker/decode.ts";
 import { arg, median, numArg, printTable, saveResults } from "./lib.ts";

@@ -12,9 +12,9 @@
 //   bun run dev [--demo] [--rate 500] [--adversarial]
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { KafkaProducer } from "bun-rdkafka";
 import postgres from "postgres";
 import { loadServerConfig } from "../server/config.ts";
-import { KafkaProducer } from "../shared/kafka/index.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
 import { histogramQuantile, sum } from "../shared/prometheus-text.ts";
 import { missingEventIds } from "../sql/checks.ts";

@@ -1,3 +1,4 @@
+import { KafkaProducer } from "bun-rdkafka";
 // Dead letters: list them, show one, and replay them into the scans topic after a fix.
 //   bun run dlq list [--all] [--limit 20]      pending dead letters (--all: replayed ones too), newest first
 //   bun run dlq show <id>                       one dead letter with its payload
@@ -11,7 +12,6 @@
 // Configuration: the worker's (KAFKA_BROKERS, SCANS_TOPIC, DATABASE_URL, …; docs/operations.md).
 import postgres from "postgres";
 import { ConfigError } from "../shared/config.ts";
-import { KafkaProducer } from "../shared/kafka/index.ts";
 import { loadWorkerConfig } from "../worker/config.ts";
 import { decode, isPoison } from "../worker/decode.ts";
 

@@ -81,16 +81,18 @@ export interface SpawnOptions {
    * `{ file }` appends both to that file (its folder is created).
    */
   output?: "inherit" | "ignore" | "pipe" | { file: string };
+  /** Its working directory; default the project's root. */
+  cwd?: string;
 }
 
-/** Spawns a process from the project's root with this process's environment plus `env`. */
-export function spawnProcess({ cmd, env = {}, output = "inherit" }: SpawnOptions): Subprocess {
+/** Spawns a process (from the project's root unless `cwd`) with this process's environment plus `env`. */
+export function spawnProcess({ cmd, env = {}, output = "inherit", cwd = ROOT }: SpawnOptions): Subprocess {
   let stdio: "inherit" | "ignore" | "pipe" | number;
   if (typeof output === "object") {
     mkdirSync(dirname(output.file), { recursive: true });
     stdio = openSync(output.file, "a");
   } else stdio = output;
-  const proc = Bun.spawn(cmd, { cwd: ROOT, env: { ...process.env, ...env }, stdout: stdio, stderr: stdio });
+  const proc = Bun.spawn(cmd, { cwd, env: { ...process.env, ...env }, stdout: stdio, stderr: stdio });
   // The child has its own copy of the descriptor.
   if (typeof stdio === "number") closeSync(stdio);
   return proc;
@@ -154,6 +156,41 @@ export async function stopProcess(proc: Subprocess, timeoutMs = 20_000): Promise
   const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
   try {
     return await proc.exited;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export interface Finished {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a command to its end (a CLI, an example, `bun install`), its output piped; stopped by pid
+ * when it outlives `timeoutMs`, which is then an error naming the command and its output so far.
+ */
+export async function runToEnd(options: Omit<SpawnOptions, "output"> & { timeoutMs?: number }): Promise<Finished> {
+  const { timeoutMs = 60_000, ...spawn } = options;
+  const proc = spawnProcess({ ...spawn, output: "pipe" });
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    void stopProcess(proc, 2_000);
+  }, timeoutMs);
+  try {
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(proc.stdout as ReadableStream).text(),
+      new Response(proc.stderr as ReadableStream).text(),
+      proc.exited,
+    ]);
+    if (timedOut) {
+      throw new Error(
+        `${spawn.cmd.join(" ")} (pid ${proc.pid}) did not finish within ${timeoutMs} ms; stdout:\n${stdout}\nstderr:\n${stderr}`,
+      );
+    }
+    return { code, stdout, stderr };
   } finally {
     clearTimeout(timer);
   }

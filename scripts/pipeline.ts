@@ -2,7 +2,7 @@
 // used by `bun run dev` and the crash suite. Each handle can be stopped, killed and restarted.
 import { spawnSync } from "node:child_process";
 import type { Subprocess } from "bun";
-import { KafkaAdmin } from "../shared/kafka/index.ts";
+import { KafkaAdmin } from "bun-rdkafka";
 import { localStack } from "../shared/local-stack.ts";
 import {
   type SpawnOptions,

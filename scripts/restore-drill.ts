@@ -16,8 +16,8 @@ import { readFileSync } from "node:fs";
 // Configuration: BACKUP_DATABASE, DRILL_PG_PORT, DRILL_TIMEOUT_MS (scripts/backup/config.ts), and
 // with --replay the worker's (KAFKA_BROKERS, SCANS_TOPIC, CONSUMER_GROUP, …).
 import { join } from "node:path";
+import { KafkaAdmin } from "bun-rdkafka";
 import postgres from "postgres";
-import { KafkaAdmin } from "../shared/kafka/index.ts";
 import { type LocalStack, localStack } from "../shared/local-stack.ts";
 import { type WorkerConfig, loadWorkerConfig } from "../worker/config.ts";
 import { type Checksums, type Mark, checksums, differences, mark, totalRows, writeMark } from "./backup/checksums.ts";

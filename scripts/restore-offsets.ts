@@ -1,3 +1,4 @@
+import { KafkaAdmin } from "bun-rdkafka";
 // After Postgres was restored to an earlier point (docs/runbooks/restore.md): moves the sink's
 // consumer group back to where the restored rows end, per partition, so the workers replay the
 // events acknowledged after the recovery target; and the dead-letter group to the start of its
@@ -7,7 +8,6 @@
 // Configuration: the worker's (KAFKA_BROKERS, SCANS_TOPIC, DEAD_LETTER_TOPIC, CONSUMER_GROUP,
 // DEAD_LETTER_GROUP, DATABASE_URL, WRITES_IN_FLIGHT, BATCH_MAX_ROWS; docs/operations.md).
 import postgres from "postgres";
-import { KafkaAdmin } from "../shared/kafka/index.ts";
 import { loadWorkerConfig } from "../worker/config.ts";
 import { commitGroupOffsets, formatPositions, resumePositions, rewindFor } from "./backup/offsets.ts";
 

@@ -67,9 +67,17 @@ export interface LockPackage {
 /** bun.lock's packages (its text format is JSON with trailing commas). */
 export function lockPackages(lockfile = join(ROOT, "bun.lock")): LockPackage[] {
   const text = readFileSync(lockfile, "utf8").replace(/,(\s*[}\]])/g, "$1");
-  const lock = JSON.parse(text) as { packages: Record<string, [string, string, Record<string, unknown>?, string?]> };
+  const lock = JSON.parse(text) as {
+    workspaces: Record<string, { version?: string }>;
+    packages: Record<string, [string, string, Record<string, unknown>?, string?]>;
+  };
+  // A workspace package (packages/*) is "name@workspace:path" in the lock; the SBOM gives its version.
+  const resolved = (id: string) => {
+    const m = id.match(/^(.+)@workspace:(.+)$/);
+    return m ? `${m[1]}@${lock.workspaces[m[2] as string]?.version ?? "0.0.0"}` : id;
+  };
   return Object.values(lock.packages).map(([id, , meta = {}]) => ({
-    id,
+    id: resolved(id),
     os: meta.os as LockPackage["os"],
     cpu: meta.cpu as LockPackage["cpu"],
     libc: meta.libc as LockPackage["libc"],

@@ -1,13 +1,13 @@
 // The edge HTTP app (Hono). Built from its dependencies so tests run it in-process with
 // app.request() against the real broker, and main.ts serves it with Bun.serve.
 import { isIP } from "node:net";
+import type { KafkaProducer } from "bun-rdkafka";
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { getConnInfo } from "hono/bun";
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { getPath } from "hono/utils/url";
 import type { Sql } from "postgres";
-import type { KafkaProducer } from "../shared/kafka/index.ts";
 import { type Logger, throttledWarn } from "../shared/logger.ts";
 import { TRACING_OFF, type Tracing } from "../shared/tracing.ts";
 import { createAuth } from "./auth.ts";

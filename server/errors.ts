@@ -1,3 +1,4 @@
+import { KafkaError } from "bun-rdkafka";
 // The edge's one error path. Handlers and middleware throw an ApiError for an answer the client is
 // meant to get (4xx, 503, a known 500); app.onError (errorHandler) turns it, and anything
 // unexpected, into the one error body:
@@ -7,7 +8,6 @@
 import type { Context, ErrorHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { KafkaError } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
 import { requestLogFields } from "./tracing.ts";
 

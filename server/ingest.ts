@@ -1,6 +1,7 @@
 // POST /v1/scans: validate each event, add what the server knows, hand the accepted ones to Kafka
 // and answer 202 only once Kafka acknowledged every one of them (acks=all, idempotent producer).
 import { ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { KafkaError, type KafkaProducer, type ProducerMessage } from "bun-rdkafka";
 import type { Context } from "hono";
 import * as v from "valibot";
 import {
@@ -12,7 +13,6 @@ import {
   timestampOf,
   toScanRecord,
 } from "../shared/event.ts";
-import { KafkaError, type KafkaProducer, type ProducerMessage } from "../shared/kafka/index.ts";
 import { TRACING_OFF, type Tracing } from "../shared/tracing.ts";
 import { readEvents } from "./body.ts";
 import { ApiError } from "./errors.ts";

@@ -1,6 +1,6 @@
+import { KafkaProducer, librdkafkaVersion } from "bun-rdkafka";
 // Entry point of the edge server: config, producer, HTTP and metrics listeners, graceful shutdown.
 import postgres from "postgres";
-import { KafkaProducer, librdkafkaVersion } from "../shared/kafka/index.ts";
 import { startProcess } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
 import { startTracing, tracesUrl } from "../shared/tracing.ts";

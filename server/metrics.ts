@@ -1,10 +1,10 @@
+import { KAFKA_ERRORS, type KafkaProducer } from "bun-rdkafka";
 // The edge server's Prometheus metrics, and the middleware that records every request in them.
 // Every label value is from a closed set, and the series alerts and dashboards read exist from
 // the start at 0 (an absent series would read as "no data", not as "no errors").
 import type { Context, MiddlewareHandler } from "hono";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { ScanEventSchema } from "../shared/event.ts";
-import { KAFKA_ERRORS, type KafkaProducer } from "../shared/kafka/index.ts";
 import { AUTH_FAILURE_REASONS } from "./auth.ts";
 
 /** The answers each route gives, pre-initialised in http_requests_total. */

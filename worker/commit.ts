@@ -1,5 +1,5 @@
-// Committing a batch once it is durable (the offsets to commit: shared/kafka/offsets.ts nextOffsets).
-import { type KafkaConsumer, KafkaError, type TopicPartitionOffset } from "../shared/kafka/index.ts";
+// Committing a batch once it is durable (the offsets to commit: bun-rdkafka's nextOffsets).
+import { type KafkaConsumer, KafkaError, type TopicPartitionOffset } from "bun-rdkafka";
 import type { Logger } from "../shared/logger.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 

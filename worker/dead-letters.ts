@@ -1,7 +1,7 @@
 // Poison messages: published to the dead-letter topic (with headers naming the error and the
 // source coordinates) before the batch's offsets are committed, so one bad message never blocks
 // its partition and is never lost. A second consumer group reads that topic into dead_letters.
-import { type ConsumedMessage, type KafkaConsumer, type KafkaProducer, nextOffsets } from "../shared/kafka/index.ts";
+import { type ConsumedMessage, type KafkaConsumer, type KafkaProducer, nextOffsets } from "bun-rdkafka";
 import type { Logger } from "../shared/logger.ts";
 import { commitDurable } from "./commit.ts";
 import type { Transaction } from "./db.ts";

@@ -1,3 +1,4 @@
+import type { ConsumedMessage } from "bun-rdkafka";
 // Turns a Kafka message from the `scans` topic into a COPY text line for the sink's staging
 // table, or into a poison verdict (undecodable or failing the shared
 // schema) for the dead-letter topic. The shared schema has already normalised what Postgres would
@@ -5,7 +6,6 @@
 // chosen here is the day Postgres files the row under.
 import * as v from "valibot";
 import { type ScanRecord, ScanRecordSchema, dayOf, fieldErrors } from "../shared/event.ts";
-import type { ConsumedMessage } from "../shared/kafka/index.ts";
 
 /** Staging/insert column order; the COPY lines below follow it. */
 export const COLUMNS = [

@@ -3,7 +3,7 @@
 // whose offsets are not committed yet (pending work), and when its offsets were last committed.
 // A partition with pending work and no commit for STALL_TIMEOUT_MS is stalled: /health fails and
 // the supervisor (or Kubernetes) restarts the worker.
-import type { TopicPartition, TopicPartitionOffset } from "../shared/kafka/index.ts";
+import type { TopicPartition, TopicPartitionOffset } from "bun-rdkafka";
 
 interface PartitionState {
   /** Next offset after the last polled message (0: nothing polled yet). */
@@ -49,7 +49,7 @@ export class PartitionProgress {
     for (const p of partitions) if (p.topic === this.#topic) this.#owned.delete(p.partition);
   }
 
-  /** A batch was polled: `offsets` are its next offsets per partition (shared/kafka/offsets.ts nextOffsets). */
+  /** A batch was polled: `offsets` are its next offsets per partition (bun-rdkafka's nextOffsets). */
   polled(offsets: readonly TopicPartitionOffset[]): void {
     const now = this.#now();
     for (const o of offsets) {

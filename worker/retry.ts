@@ -1,7 +1,7 @@
+import type { TopicPartition } from "bun-rdkafka";
 // Exponential backoff with full jitter, a retrier for transient failures (shared/db-errors.ts
 // says which database errors are transient), and the hooks that pause fetching while it retries.
 import { isTransientDbError } from "../shared/db-errors.ts";
-import type { TopicPartition } from "../shared/kafka/index.ts";
 import type { Logger } from "../shared/logger.ts";
 
 export interface BackoffOptions {

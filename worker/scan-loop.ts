@@ -10,14 +10,14 @@
 // Each batch has an id (a counter of this process), a logger carrying it with the batch's offset
 // ranges, and with tracing on a CONSUMER span linked to its messages' producer spans.
 import { type Link, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { isDataError } from "../shared/db-errors.ts";
 import {
   type ConsumedMessage,
   type KafkaConsumer,
   type KafkaProducer,
   type TopicPartitionOffset,
   nextOffsets,
-} from "../shared/kafka/index.ts";
+} from "bun-rdkafka";
+import { isDataError } from "../shared/db-errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { TRACING_OFF, type Tracing, sampledLink } from "../shared/tracing.ts";
 import { commitDurable } from "./commit.ts";

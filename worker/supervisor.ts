@@ -1,3 +1,4 @@
+import { KafkaAdmin } from "bun-rdkafka";
 // Supervises a pool of identical worker processes (worker/main.ts) in one consumer group:
 // - restarts a worker that exits unexpectedly (with backoff);
 // - probes each worker's /health (liveness: no partition with pending work and no commit for
@@ -9,7 +10,6 @@
 // - forwards SIGTERM/SIGINT to all workers and exits once they have all stopped.
 //   bun run worker            (WORKER_POOL_SIZE workers; default one per CPU)
 import { Counter, Gauge } from "prom-client";
-import { KafkaAdmin } from "../shared/kafka/index.ts";
 import { startProcess } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
 import { loadSupervisorConfig } from "./config.ts";

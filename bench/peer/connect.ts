@@ -11,13 +11,13 @@
 // Both sides' counts are raw rows in scan_events; the connector maintains no aggregate.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { KafkaAdmin, KafkaProducer } from "bun-rdkafka";
 import postgres from "postgres";
 import { createThrowawayDatabase, spawnProcess, stopProcess } from "../../scripts/harness.ts";
 import { startKafka } from "../../scripts/stack/kafka.ts";
 import { startPgbouncer, startPostgres } from "../../scripts/stack/postgres.ts";
 import { freePort, run } from "../../scripts/stack/processes.ts";
 import { type ScanRecord, timestampOf, toScanRecord } from "../../shared/event.ts";
-import { KafkaAdmin, KafkaProducer } from "../../shared/kafka/index.ts";
 import { type LocalStack, localStack } from "../../shared/local-stack.ts";
 import { arg, numArg, printTable, saveResults } from "../lib.ts";
 import { cpuWindow } from "../proc-stats.ts";

@@ -3,7 +3,7 @@
 // controller quorum. Each node has its own ports (shared/local-stack.ts), data dir, log and pid file.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { KafkaAdmin, type NewTopic } from "../../shared/kafka/admin.ts";
+import { KafkaAdmin, type NewTopic } from "bun-rdkafka";
 import {
   KAFKA_NODE_PORT_STEP,
   type KafkaNode,

@@ -19,6 +19,8 @@ test("anchors are GitHub's", () => {
 test("the README's and docs/' relative links resolve", () => {
   const files = [
     "README.md",
+    "packages/bun-rdkafka/README.md",
+    "packages/bun-rdkafka/CHANGELOG.md",
     ...readdirSync(`${ROOT}docs`)
       .filter((f) => f.endsWith(".md"))
       .map((f) => `docs/${f}`),

@@ -5,6 +5,8 @@
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaProducer } from "bun-rdkafka";
+import type { ConsumerOptions, ProducerOptions } from "bun-rdkafka";
 import postgres, { type Sql } from "postgres";
 import {
   type SpawnOptions,
@@ -21,8 +23,6 @@ import { sha256 } from "../../server/auth.ts";
 import { loadServerConfig } from "../../server/config.ts";
 import { KeyStore } from "../../server/keys.ts";
 import { createServerMetrics } from "../../server/metrics.ts";
-import { KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaProducer } from "../../shared/kafka/index.ts";
-import type { ConsumerOptions, ProducerOptions } from "../../shared/kafka/index.ts";
 import { type Logger, createLogger } from "../../shared/logger.ts";
 import { createRegistry } from "../../shared/metrics.ts";
 import { onCleanup } from "./cleanup.ts";

@@ -1,5 +1,5 @@
 // Reading from Kafka in tests. Topics, producers and consumers come from ./fixtures.ts.
-import { type ConsumedMessage, type KafkaConsumer, nextOffsets } from "../../shared/kafka/index.ts";
+import { type ConsumedMessage, type KafkaConsumer, nextOffsets } from "bun-rdkafka";
 
 /** Polls until `count` messages arrived (or `timeoutMs`), committing as it goes when asked. */
 export async function consumeN(

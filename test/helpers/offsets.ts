@@ -1,7 +1,7 @@
+import type { KafkaAdmin } from "bun-rdkafka";
 // Stored rows against committed offsets, for worker tests that stop a worker mid-stream: what
 // Postgres holds per Kafka partition and what the consumer group has committed there.
 import type postgres from "postgres";
-import type { KafkaAdmin } from "../../shared/kafka/index.ts";
 
 export interface PartitionState {
   partition: number;

@@ -1,7 +1,7 @@
+import type { KafkaProducer } from "bun-rdkafka";
 // Scan records and worker metrics for worker tests. Worker processes, topics and groups come from
 // ./fixtures.ts; waiting is ./wait.ts.
 import { type ScanEvent, toScanRecord } from "../../shared/event.ts";
-import type { KafkaProducer } from "../../shared/kafka/index.ts";
 import { scan } from "./server.ts";
 
 export { metricValue as metric, scrape } from "../../scripts/harness.ts";

@@ -12,9 +12,9 @@
 // |                                                            | that check removed: high watermarks expected 78400, received   |
 // |                                                            | 78435 (35 duplicates appended by the retries)                  |
 import { expect, test } from "bun:test";
+import { KafkaProducer } from "bun-rdkafka";
 import { kafkaPid, startKafka } from "../../scripts/stack/kafka.ts";
 import { isAlive } from "../../scripts/stack/processes.ts";
-import { KafkaProducer } from "../../shared/kafka/index.ts";
 import { createAdmin, createConsumer, createTopic, onCleanup, uniqueName } from "../helpers/fixtures.ts";
 import { consumeN, text } from "../helpers/kafka.ts";
 import { brokerConfig, ensureStack, stack } from "../helpers/stack.ts";

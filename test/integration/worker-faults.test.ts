@@ -16,9 +16,9 @@
 // | retry.ts never calls onStopRetrying (never resumed)               | Postgres stopped: timed out after 90000 ms waiting for 3,000 rows      |
 // |                                                                   | stored after the outage; last saw {"rows":2000,...}                    |
 import { expect, test } from "bun:test";
+import type { KafkaAdmin } from "bun-rdkafka";
 import postgres from "postgres";
 import { startPostgres, stopPostgres } from "../../scripts/stack/postgres.ts";
-import type { KafkaAdmin } from "../../shared/kafka/index.ts";
 import {
   type WorkerEnv,
   createAdmin,

@@ -19,9 +19,9 @@
 // | worker main.ts shutdown calls process.exit(0) at once             | SIGTERM mid-stream: committed after exit expected >= 200 (stored at    |
 // |                                                                   | the signal), received 0                                                |
 import { expect, test } from "bun:test";
+import type { KafkaAdmin } from "bun-rdkafka";
 import type postgres from "postgres";
 import type { ScanEvent } from "../../shared/event.ts";
-import type { KafkaAdmin } from "../../shared/kafka/index.ts";
 import {
   createAdmin,
   createConsumer,

@@ -1,5 +1,5 @@
 // Configuration is resolved once per process, from its validated schema: no code in server/,
-// worker/, shared/ or sql/ reads the environment except the places listed here, each for a reason.
+// worker/, shared/, sql/ or the Kafka package reads the environment except the places listed here, each for a reason.
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { Glob } from "bun";
@@ -14,13 +14,14 @@ const ALLOWED: Record<string, string> = {
   "worker/config.ts": "loadWorkerConfig and loadSupervisorConfig: the environment is their default argument",
   "worker/supervisor.ts": "passes its environment on to the workers it spawns, with WORKER_INDEX and METRICS_PORT",
   "shared/local-stack.ts": "STACK_* say where the project's own local stack listens (the defaults' source)",
-  "shared/kafka/ffi.ts": "LIBRDKAFKA_PATH: the Kafka binding's own library lookup, not the product's config",
+  "packages/bun-rdkafka/src/ffi.ts":
+    "LIBRDKAFKA_PATH: the Kafka binding's own library lookup, not the product's config",
 };
 
 describe("configuration is resolved once per process", () => {
   test("only the listed files read process.env", () => {
     const readers: string[] = [];
-    for (const dir of ["server", "worker", "shared", "sql"]) {
+    for (const dir of ["server", "worker", "shared", "sql", "packages/bun-rdkafka/src"]) {
       for (const file of new Glob(`${dir}/**/*.ts`).scanSync(ROOT)) {
         if (file.endsWith(".test.ts")) continue;
         if (readFileSync(`${ROOT}/${file}`, "utf8").includes("process.env")) readers.push(file);

@@ -4,15 +4,13 @@
 // ingestHandler answers 503 + Retry-After, never 202 and never 500. The producer is a fake whose
 // send fails with the error librdkafka's delivery report would carry; the rest is the real handler.
 import { describe, expect, test } from "bun:test";
+import { ErrorCode, type KafkaProducer, errorFromCode } from "bun-rdkafka";
 import { Hono } from "hono";
 import { requestId } from "hono/request-id";
 import pino from "pino";
 import { errorHandler } from "../../server/errors.ts";
 import { ingestHandler } from "../../server/ingest.ts";
 import { createServerMetrics } from "../../server/metrics.ts";
-import { ErrorCode } from "../../shared/kafka/error-codes.ts";
-import { errorFromCode } from "../../shared/kafka/errors.ts";
-import type { KafkaProducer } from "../../shared/kafka/index.ts";
 import { createRegistry } from "../../shared/metrics.ts";
 
 const CODES = {

@@ -1,16 +1,16 @@
 // The sink loop's ordering rules, with a scripted consumer and sink (pure orchestration logic;
 // the real Kafka/Postgres behaviour is covered by the integration tests).
 import { expect, test } from "bun:test";
-import pino from "pino";
-import { Registry } from "prom-client";
-import { toScanRecord } from "../../shared/event.ts";
 import {
   type ConsumedMessage,
   type KafkaConsumer,
   KafkaError,
   type KafkaProducer,
   type TopicPartitionOffset,
-} from "../../shared/kafka/index.ts";
+} from "bun-rdkafka";
+import pino from "pino";
+import { Registry } from "prom-client";
+import { toScanRecord } from "../../shared/event.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { loadWorkerConfig } from "../../worker/config.ts";
 import type { Row } from "../../worker/decode.ts";

@@ -2,6 +2,7 @@
 // (server/metrics.ts observeRequests), each on a bare Hono app.
 import { describe, expect, test } from "bun:test";
 import { Writable } from "node:stream";
+import { KafkaError } from "bun-rdkafka";
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
@@ -9,7 +10,6 @@ import pino from "pino";
 import { Registry } from "prom-client";
 import { ApiError, errorHandler } from "../../server/errors.ts";
 import { createServerMetrics, observeRequests } from "../../server/metrics.ts";
-import { KafkaError } from "../../shared/kafka/index.ts";
 import { throttledWarn } from "../../shared/logger.ts";
 import { parsePrometheusText } from "../../shared/prometheus-text.ts";
 

@@ -10,9 +10,9 @@
 // | retry.ts retries every error (the !retriable check removed)| a non-transient error is tried exactly once: expected the      |
 // |                                                            | original error object, received a RetriesExhaustedError        |
 import { describe, expect, test } from "bun:test";
+import { type ConsumedMessage, nextOffsets } from "bun-rdkafka";
 import { DbDeadlineError, classifyDbError, isTransientDbError } from "../../shared/db-errors.ts";
 import { toScanRecord } from "../../shared/event.ts";
-import { type ConsumedMessage, nextOffsets } from "../../shared/kafka/index.ts";
 import { withDeadline } from "../../worker/db.ts";
 import { copyText, decode, isPoison } from "../../worker/decode.ts";
 import { PartitionProgress } from "../../worker/progress.ts";

@@ -5,7 +5,7 @@
 // retrying at once" fails (pause called twice); the `--retrying > 0` guard removed → it fails
 // (resume after the first batch, gauge 0 while one still retries).
 import { describe, expect, test } from "bun:test";
-import type { TopicPartition } from "../../shared/kafka/index.ts";
+import type { TopicPartition } from "bun-rdkafka";
 import { createRetrier, pauseWhileRetrying } from "../../worker/retry.ts";
 
 function recordingConsumer(assignment: TopicPartition[]) {

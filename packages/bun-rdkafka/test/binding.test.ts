@@ -1,7 +1,10 @@
-// The librdkafka binding against the real local broker.
+// The librdkafka binding against the real local broker (the repository's stack and fixtures).
 import { describe, expect, test } from "bun:test";
+import { createAdmin, createConsumer, createProducer, createTopic } from "../../../test/helpers/fixtures.ts";
+import { consumeN, text } from "../../../test/helpers/kafka.ts";
+import { brokerConfig, ensureStack } from "../../../test/helpers/stack.ts";
 // Internal: the library lookup is not public API, but its error is.
-import { loadLibrdkafka } from "../../shared/kafka/ffi.ts";
+import { loadLibrdkafka } from "../src/ffi.ts";
 import {
   KafkaAdmin,
   KafkaConsumer,
@@ -9,10 +12,7 @@ import {
   KafkaProducer,
   LibraryNotFoundError,
   nextOffsets,
-} from "../../shared/kafka/index.ts";
-import { createAdmin, createConsumer, createProducer, createTopic } from "../helpers/fixtures.ts";
-import { consumeN, text } from "../helpers/kafka.ts";
-import { brokerConfig, ensureStack } from "../helpers/stack.ts";
+} from "../src/index.ts";
 
 await ensureStack();
 

@@ -4,6 +4,8 @@ import { ErrorCode } from "./error-codes.ts";
 
 export const KAFKA_ERRORS = {
   LIBRARY_NOT_FOUND: { retriable: false },
+  /** The librdkafka found (or its rdkafka.h) is not the one the binding's struct layouts were built against. */
+  LIBRARY_MISMATCH: { retriable: false },
   CONFIG: { retriable: false },
   QUEUE_FULL: { retriable: true },
   BROKER_UNAVAILABLE: { retriable: true },
@@ -44,6 +46,18 @@ export class LibraryNotFoundError extends KafkaError {
       ].join(" "),
     );
     this.name = "LibraryNotFoundError";
+  }
+}
+
+/** The loaded library or the installed rdkafka.h differs from what the binding was built against. */
+export class LibraryMismatchError extends KafkaError {
+  /** Each difference, e.g. "MESSAGE.size: rdkafka.h says 80, the binding uses 72". */
+  readonly differences: readonly string[];
+
+  constructor(what: string, differences: readonly string[]) {
+    super("LIBRARY_MISMATCH", `${what} differs from what bun-rdkafka was built against: ${differences.join("; ")}`);
+    this.name = "LibraryMismatchError";
+    this.differences = differences;
   }
 }
 

@@ -47,6 +47,7 @@ export class KafkaAdmin {
   readonly #rk: Pointer;
   #closed = false;
 
+  /** An admin client: `config` needs bootstrap.servers; the same settings serve groupLag's look-ups. */
   constructor(options: { config: KafkaConfig }) {
     this.#config = options.config;
     this.#rk = createHandle(HANDLE_TYPE.PRODUCER, options.config, EVENT.NONE);
@@ -98,6 +99,7 @@ export class KafkaAdmin {
     }
   }
 
+  /** Deletes topics; resolves once the controller accepted every deletion (TIMEOUT after `timeoutMs`). */
   async deleteTopics(names: readonly string[], { timeoutMs = 15_000 } = {}): Promise<void> {
     const l = lib();
     const handles = names.map((n) => l.rd_kafka_DeleteTopic_new(cstr(n)) as Pointer);
@@ -254,6 +256,7 @@ export class KafkaAdmin {
     if (this.#closed) throw new KafkaError("CLOSED", "admin client is closed");
   }
 
+  /** Frees the client; later calls throw CLOSED. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;

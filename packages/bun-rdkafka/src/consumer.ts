@@ -48,9 +48,11 @@ export interface ConsumedMessage {
 export interface ConsumerOptions {
   /** librdkafka properties; needs bootstrap.servers and group.id. */
   config: KafkaConfig;
+  /** Called with librdkafka's statistics JSON every statistics.interval.ms (when set). */
   onStats?: (json: string) => void;
   /** Non-fatal client errors (broker connection lost...); fatal ones are thrown from poll(). */
   onError?: (error: KafkaError) => void;
+  /** Called after partitions were assigned to this consumer. */
   onAssign?: (partitions: TopicPartition[]) => void;
   /** Called after revoked partitions are released. */
   onRevoke?: (partitions: TopicPartition[]) => void;
@@ -94,6 +96,7 @@ export class KafkaConsumer {
   #polling = false;
   #closed = false;
 
+  /** Creates a group consumer (`config` needs group.id); auto-commit and auto offset store are forced off. */
   constructor(options: ConsumerOptions) {
     if (!options.config["group.id"]) throw new KafkaError("CONFIG", "consumer config needs group.id");
     this.#options = options;
@@ -109,6 +112,7 @@ export class KafkaConsumer {
     this.#commitQueue = l.rd_kafka_queue_new(this.#rk) as Pointer;
   }
 
+  /** Joins the group for `topics` (replacing any earlier subscription); partitions arrive with poll(). */
   subscribe(topics: readonly string[]): void {
     this.#assertOpen();
     const list = createPartitionList(topics.map((topic) => ({ topic, partition: -1 })));
@@ -365,6 +369,7 @@ export class KafkaConsumer {
     this.#pauseResume(partitions, true);
   }
 
+  /** Fetches these paused partitions again, from where they stopped. */
   resume(partitions: readonly TopicPartition[]): void {
     this.#pauseResume(partitions, false);
   }

@@ -101,6 +101,7 @@ export class KafkaProducer {
   readonly #drArray = new BigUint64Array(DR_ARRAY_SIZE);
   readonly #drArrayPtr = ptr(this.#drArray);
 
+  /** Creates the producer (idempotent, acks=all, lz4, linger.ms=5 unless `config` says otherwise). */
   constructor(options: ProducerOptions) {
     this.#onStats = options.onStats;
     this.#onError = options.onError;

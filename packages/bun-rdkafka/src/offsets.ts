@@ -3,6 +3,7 @@
 import type { ConsumedMessage } from "./consumer.ts";
 import type { TopicPartitionOffset } from "./native.ts";
 
+/** The offsets to commit after processing `messages`: per partition, its highest offset + 1. */
 export function nextOffsets(messages: readonly ConsumedMessage[]): TopicPartitionOffset[] {
   // Per topic, the next offset indexed by partition (no per-message key strings: batches are large).
   const byTopic = new Map<string, number[]>();

@@ -1,5 +1,9 @@
 // Struct layouts and #define constants from rdkafka.h for x86-64/arm64 (LP64).
-// test/unit/kafka-layout.test.ts compiles a C program against the installed header and checks every offset.
+// probe.ts compiles a C program against an installed rdkafka.h and checks every value here
+// (test/layout.test.ts runs it against this machine's header).
+
+/** The librdkafka release these values were taken from (RD_KAFKA_VERSION of its rdkafka.h). */
+export const BUILT_AGAINST = { version: "2.0.2", hex: 0x020002ff } as const;
 
 export const MESSAGE = {
   size: 72,

@@ -3,9 +3,11 @@
 // (handle lifetimes, close()) in producer.ts, consumer.ts and admin.ts.
 // Reference: /usr/include/librdkafka/rdkafka.h (Debian's librdkafka-dev).
 import { type FFIFunction, FFIType, dlopen } from "bun:ffi";
-import { KafkaError, LibraryNotFoundError } from "./errors.ts";
+import { KafkaError, LibraryMismatchError, LibraryNotFoundError } from "./errors.ts";
+import { BUILT_AGAINST } from "./layout.ts";
 
 const symbols = {
+  rd_kafka_version: { args: [], returns: "i32" },
   rd_kafka_version_str: { args: [], returns: "cstring" },
   rd_kafka_err2str: { args: ["i32"], returns: "cstring" },
   rd_kafka_err2name: { args: ["i32"], returns: "cstring" },
@@ -117,8 +119,28 @@ function openFirst<S extends Record<string, FFIFunction>>(
   throw notFound(tried);
 }
 
+/** "2.0.2" from librdkafka's 0xMMmmrrxx version integer. */
+export function versionString(hex: number): string {
+  return `${(hex >>> 24) & 0xff}.${(hex >>> 16) & 0xff}.${(hex >>> 8) & 0xff}`;
+}
+
+/**
+ * Opens librdkafka (LIBRDKAFKA_PATH, else the usual names) and refuses a library of another major
+ * version than the one the struct layouts come from: its structs may differ, and reading them
+ * with the wrong offsets corrupts memory instead of failing.
+ */
 export function loadLibrdkafka(path = process.env.LIBRDKAFKA_PATH) {
-  return openFirst(path ? [path] : LIBRARY_CANDIDATES, symbols, (tried) => new LibraryNotFoundError(tried));
+  const opened = openFirst(path ? [path] : LIBRARY_CANDIDATES, symbols, (tried) => new LibraryNotFoundError(tried));
+  const hex = opened.symbols.rd_kafka_version();
+  if (hex >>> 24 !== BUILT_AGAINST.hex >>> 24) {
+    const found = versionString(hex);
+    opened.close();
+    throw new LibraryMismatchError(`the librdkafka loaded from ${path ?? "the default library path"}`, [
+      `it is ${found}, the binding's struct layouts are from ${BUILT_AGAINST.version} (major version ${BUILT_AGAINST.hex >>> 24});`,
+      "install librdkafka 2.x or point LIBRDKAFKA_PATH at one, then run `bunx bun-rdkafka-probe` to check its header",
+    ]);
+  }
+  return opened;
 }
 
 // bun-types allow pointers and 64-bit results to come back as bigint; on 64-bit Linux/macOS Bun

@@ -5,8 +5,16 @@ import { lib } from "./ffi.ts";
 
 export { KafkaAdmin, type NewTopic, type PartitionLag, type TopicDescription } from "./admin.ts";
 export { type ConsumedMessage, type ConsumerOptions, KafkaConsumer } from "./consumer.ts";
-export { ErrorCode } from "./error-codes.ts";
-export { KAFKA_ERRORS, KafkaError, type KafkaErrorCode, LibraryNotFoundError, QueueFullError } from "./errors.ts";
+export { ErrorCode, type ErrorCodeName } from "./error-codes.ts";
+export {
+  KAFKA_ERRORS,
+  KafkaError,
+  type KafkaErrorCode,
+  LibraryMismatchError,
+  LibraryNotFoundError,
+  QueueFullError,
+  errorFromCode,
+} from "./errors.ts";
 export type { KafkaConfig, TopicPartition, TopicPartitionOffset } from "./native.ts";
 export { nextOffsets } from "./offsets.ts";
 export {
