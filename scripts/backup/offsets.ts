@@ -1,4 +1,4 @@
-import { type KafkaAdmin, KafkaConsumer, type TopicPartitionOffset } from "bun-rdkafka";
+import { type KafkaAdmin, KafkaConsumer, KafkaError, type TopicPartitionOffset } from "bun-rdkafka";
 // Kafka after a restore. The sink group's committed offsets are ahead of a restored database: the
 // events stored after the recovery target are gone from Postgres but the group would not read them
 // again. The group is moved back to where the restored rows end, per partition, and the workers
@@ -58,15 +58,30 @@ export async function commitGroupOffsets(
   brokers: string,
   group: string,
   offsets: readonly TopicPartitionOffset[],
+  { memberGoneWithinMs = 15_000 } = {},
 ): Promise<void> {
   const consumer = new KafkaConsumer({ config: { "bootstrap.servers": brokers, "group.id": group } });
+  // A worker that stopped without leaving the group (killed, or its consumer not closed) stays a
+  // member until its session times out (session.timeout.ms, 10 s): Kafka refuses the commit as
+  // from an unknown member meanwhile. Retried until then; a group still held after that has a
+  // running worker.
+  const deadline = Date.now() + memberGoneWithinMs;
   try {
-    await consumer.commit(offsets);
-  } catch (error) {
-    throw new Error(
-      `could not set the offsets of group ${group} (stop every worker of the group first): ${(error as Error).message}`,
-      { cause: error },
-    );
+    for (;;) {
+      try {
+        await consumer.commit(offsets);
+        return;
+      } catch (error) {
+        const held = error instanceof KafkaError && error.code === "REBALANCE";
+        if (!held || Date.now() >= deadline) {
+          throw new Error(
+            `could not set the offsets of group ${group} (stop every worker of the group first): ${(error as Error).message}`,
+            { cause: error },
+          );
+        }
+        await Bun.sleep(1_000);
+      }
+    }
   } finally {
     await consumer.close(5_000);
   }
