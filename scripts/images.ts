@@ -1,0 +1,600 @@
+// Builds the production images (Dockerfile, targets server and worker) with buildah and runs them
+// against the local stack, as .ci/run does. No Docker engine or registry is needed:
+//  1. base: `debootstrap --variant=minbase bookworm` (cached in $STACK_DIR/images/) committed as
+//     localhost/debian-base:bookworm, unless IMAGES_BASE names a base image to use instead;
+//  2. build: both targets, `--format docker` (keeps HEALTHCHECK), from that base;
+//  3. inspect: a numeric non-root USER, HEALTHCHECK, STOPSIGNAL SIGTERM, the OCI labels;
+//  4. run, each image's own command as its own USER (from `buildah inspect`), host network, a tmpfs
+//     on /tmp: the migrate step (the worker image, `bun sql/migrate.ts`) on a throwaway database,
+//     the worker's CMD, the server's CMD; a scan POSTed to the server answers 202 and the worker
+//     stores its row; each image's HEALTHCHECK command passes inside its container; SIGTERM
+//     drains both (exit 0); the user can write nowhere but /tmp, and nothing outside /tmp changed;
+//  5. containers removed, stage times and image sizes printed.
+// Images live in a containers storage of their own ($STACK_DIR/containers unless IMAGES_STORAGE).
+//   bun scripts/images.ts            (build + smoke; needs root, buildah, debootstrap)
+//   bun scripts/images.ts build      (only the base and the build, with the inspect checks)
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import postgres from "postgres";
+import * as v from "valibot";
+import { loadConfig, str } from "../shared/config.ts";
+import { KafkaAdmin } from "../shared/kafka/index.ts";
+import { localStack } from "../shared/local-stack.ts";
+import { ROOT, createThrowawayDatabase, killProcess, spawnProcess } from "./harness.ts";
+import { childPids } from "./pipeline.ts";
+import { up } from "./stack.ts";
+import { freePort } from "./stack/processes.ts";
+import { waitFor } from "./wait.ts";
+
+/** The images' names (the Kubernetes manifests and the workflows use the same). */
+export const IMAGES = { server: "qrscan-server", worker: "qrscan-worker" } as const;
+export const LOCAL_BASE = "localhost/debian-base:bookworm";
+
+const stack = localStack();
+const ImagesConfigSchema = v.object({
+  /** A base image already in the storage (e.g. debian:bookworm-slim); empty: bootstrap Debian here. */
+  IMAGES_BASE: str(""),
+  /** The containers storage (graph root) the images are built into and run from. */
+  IMAGES_STORAGE: str(join(stack.dir, "containers")),
+  /** The images' tag; default the commit's short sha. */
+  IMAGES_TAG: str(""),
+  /**
+   * A CA bundle the build's npm and `bun install` must trust (a TLS-inspecting proxy, as on the
+   * project's machines): mounted into the build's RUN steps only, never into an image.
+   */
+  NODE_EXTRA_CA_CERTS: str(""),
+});
+const config = loadConfig(ImagesConfigSchema);
+const CACHE = join(stack.dir, "images");
+
+class ImageCheckError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ImageCheckError";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands and stage times
+
+function sh(cmd: string, args: string[], { input, quiet = false }: { input?: string; quiet?: boolean } = {}): string {
+  const r = spawnSync(cmd, args, {
+    cwd: ROOT,
+    encoding: "utf8",
+    input,
+    maxBuffer: 64 * 1024 * 1024,
+    stdio: [input === undefined ? "ignore" : "pipe", "pipe", quiet ? "pipe" : "inherit"],
+  });
+  if (r.status !== 0) {
+    const err = quiet ? `: ${String(r.stderr).trim().slice(-2000)}` : " (its stderr is above)";
+    throw new ImageCheckError(`${cmd} ${args.join(" ")} exited with ${r.status ?? r.signal}${err}`);
+  }
+  return r.stdout;
+}
+
+const storageArgs = [
+  "--root",
+  join(config.IMAGES_STORAGE, "storage"),
+  "--runroot",
+  join(config.IMAGES_STORAGE, "run"),
+  "--storage-driver",
+  "overlay",
+];
+const buildah = (args: string[], options?: { input?: string; quiet?: boolean }) =>
+  sh("buildah", [...storageArgs, ...args], options);
+
+const times: [string, number][] = [];
+async function stage<T>(name: string, body: () => Promise<T> | T): Promise<T> {
+  console.log(`== images: ${name}`);
+  const started = performance.now();
+  try {
+    return await body();
+  } finally {
+    const seconds = (performance.now() - started) / 1000;
+    times.push([name, seconds]);
+    console.log(`   (${name}: ${seconds.toFixed(1)} s)`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. The base image
+
+/** A minimal Debian bookworm, bootstrapped once into the cache and committed as LOCAL_BASE. */
+function localBase(): string {
+  const present = spawnSync("buildah", [...storageArgs, "inspect", "--type", "image", LOCAL_BASE], { stdio: "ignore" });
+  if (present.status === 0) return LOCAL_BASE;
+  const rootfs = join(CACHE, "rootfs");
+  if (!existsSync(join(rootfs, ".bootstrapped"))) {
+    const partial = `${rootfs}.partial`;
+    rmSync(partial, { recursive: true, force: true });
+    mkdirSync(CACHE, { recursive: true });
+    sh("debootstrap", ["--variant=minbase", "bookworm", partial], { quiet: true });
+    // As the slim image: no package caches, lists, docs or locales.
+    for (const dir of [
+      "var/cache/apt/archives",
+      "var/lib/apt/lists",
+      "usr/share/doc",
+      "usr/share/man",
+      "usr/share/locale",
+    ])
+      sh("find", [join(partial, dir), "-mindepth", "1", "-delete"]);
+    writeFileSync(join(partial, ".bootstrapped"), new Date().toISOString());
+    rmSync(rootfs, { recursive: true, force: true });
+    renameSync(partial, rootfs);
+  }
+  // buildah alone: an empty container, the tree unpacked into it (ownership and modes kept), committed.
+  const ctr = buildah(["from", "scratch"], { quiet: true }).trim();
+  try {
+    const mnt = buildah(["mount", ctr], { quiet: true }).trim();
+    sh("sh", ["-c", `tar -C '${rootfs}' --exclude=./.bootstrapped -c . | tar -C '${mnt}' -x --numeric-owner -p`]);
+    buildah(["config", "--cmd", "/bin/bash", ctr], { quiet: true });
+    buildah(["commit", "--quiet", "--format", "docker", ctr, LOCAL_BASE], { quiet: true });
+  } finally {
+    buildah(["rm", ctr], { quiet: true });
+  }
+  return LOCAL_BASE;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2 and 3. Build and inspect
+
+const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+const revision = sh("git", ["rev-parse", "HEAD"], { quiet: true }).trim();
+const tag = config.IMAGES_TAG || revision.slice(0, 12);
+const imageRef = (target: keyof typeof IMAGES) => `localhost/${IMAGES[target]}:${tag}`;
+
+function build(target: keyof typeof IMAGES, base: string): void {
+  buildah([
+    "bud",
+    "--isolation",
+    "chroot",
+    "--format",
+    "docker",
+    "--layers",
+    "--quiet",
+    "--target",
+    target,
+    "--build-arg",
+    `BASE_IMAGE=${base}`,
+    "--build-arg",
+    `VERSION=${version}`,
+    "--build-arg",
+    `REVISION=${revision}`,
+    "--build-arg",
+    "SOURCE=file://qrscan-ingest",
+    ...(config.NODE_EXTRA_CA_CERTS
+      ? [
+          "--volume",
+          `${config.NODE_EXTRA_CA_CERTS}:/run/build-ca/ca.crt:ro`,
+          "--build-arg",
+          "NODE_EXTRA_CA_CERTS=/run/build-ca/ca.crt",
+        ]
+      : []),
+    "--tag",
+    imageRef(target),
+    "--file",
+    "Dockerfile",
+    ".",
+  ]);
+}
+
+export interface ImageConfig {
+  User: string;
+  Cmd: string[];
+  Env: string[];
+  WorkingDir: string;
+  Healthcheck?: { Test: string[] };
+  StopSignal?: string;
+  Labels?: Record<string, string>;
+}
+
+function inspect(ref: string): ImageConfig {
+  const doc = JSON.parse(buildah(["inspect", "--type", "image", ref], { quiet: true })) as {
+    Docker: { config: ImageConfig };
+  };
+  return doc.Docker.config;
+}
+
+/** What a production image must declare; every violation, not only the first. */
+export function imageProblems(c: ImageConfig, want: { revision: string; version: string }): string[] {
+  const problems: string[] = [];
+  const [uid, gid] = (c.User ?? "").split(":");
+  if (!/^\d+$/.test(uid ?? "") || Number(uid) === 0) problems.push(`USER is "${c.User}": must be a numeric uid, not 0`);
+  if (gid !== undefined && (!/^\d+$/.test(gid) || Number(gid) === 0))
+    problems.push(`USER's group is "${gid}": must be a numeric gid, not 0`);
+  const test = c.Healthcheck?.Test ?? [];
+  if (test[0] !== "CMD" || test.length < 2) problems.push(`HEALTHCHECK is ${JSON.stringify(test)}: must be CMD …`);
+  if (c.StopSignal !== "SIGTERM") problems.push(`STOPSIGNAL is ${JSON.stringify(c.StopSignal)}: must be SIGTERM`);
+  const labels = c.Labels ?? {};
+  for (const [k, value] of [
+    ["org.opencontainers.image.revision", want.revision],
+    ["org.opencontainers.image.version", want.version],
+  ] as const)
+    if (labels[k] !== value) problems.push(`label ${k} is ${JSON.stringify(labels[k])}, expected ${value}`);
+  if (!labels["org.opencontainers.image.source"]) problems.push("label org.opencontainers.image.source is missing");
+  if (!c.Cmd?.length) problems.push("no CMD");
+  return problems;
+}
+
+function checkImage(target: keyof typeof IMAGES): ImageConfig {
+  const c = inspect(imageRef(target));
+  const problems = imageProblems(c, { revision, version });
+  if (problems.length) throw new ImageCheckError(`${imageRef(target)}:\n  ${problems.join("\n  ")}`);
+  console.log(
+    `   ${imageRef(target)}: USER ${c.User}, CMD ${c.Cmd.join(" ")}, HEALTHCHECK ${c.Healthcheck?.Test.slice(1).join(" ")}, STOPSIGNAL ${c.StopSignal}`,
+  );
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Run the images
+
+interface Container {
+  name: string;
+  id: string;
+  image: ImageConfig;
+}
+
+const containers: Container[] = [];
+const running: Subprocess[] = [];
+
+function createContainer(target: keyof typeof IMAGES, role: string): Container {
+  const name = `qrscan-smoke-${role}-${Date.now().toString(36)}`;
+  const id = buildah(["from", "--pull-never", "--name", name, imageRef(target)], { quiet: true }).trim();
+  const c = { name, id, image: inspect(imageRef(target)) };
+  containers.push(c);
+  return c;
+}
+
+/** `buildah run` of `cmd` in `c` as the image's USER, host network, tmpfs /tmp, with `env` added. */
+function runArgs(c: Container, cmd: string[], env: Record<string, string>): string[] {
+  return [
+    "buildah",
+    ...storageArgs,
+    "run",
+    "--isolation",
+    "chroot",
+    "--user",
+    c.image.User,
+    "--mount",
+    "type=tmpfs,destination=/tmp",
+    ...Object.entries(env).flatMap(([k, value]) => ["--env", `${k}=${value}`]),
+    c.name,
+    "--",
+    ...cmd,
+  ];
+}
+
+function runIn(c: Container, cmd: string[], env: Record<string, string>, log: string): Subprocess {
+  const proc = spawnProcess({ cmd: runArgs(c, cmd, env), output: { file: log } });
+  running.push(proc);
+  return proc;
+}
+
+async function runToEnd(c: Container, cmd: string[], env: Record<string, string>, log: string, timeoutMs: number) {
+  const proc = runIn(c, cmd, env, log);
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  const code = await proc.exited;
+  clearTimeout(timer);
+  return code;
+}
+
+const tail = (file: string) =>
+  existsSync(file) ? readFileSync(file, "utf8").trim().split("\n").slice(-15).join("\n") : "";
+
+async function answers(url: string): Promise<number> {
+  return (await fetch(url, { signal: AbortSignal.timeout(2_000) })).status;
+}
+
+/** Waits for `url` to answer 200 while `proc` runs; the error shows the container's log. */
+async function waitReady(what: string, proc: Subprocess, url: string, log: string): Promise<void> {
+  try {
+    await waitFor(
+      `${what} to answer ${url} with 200`,
+      async () => (proc.exitCode !== null ? `exited with ${proc.exitCode}` : await answers(url)),
+      (s) => s === 200 || typeof s === "string",
+      90_000,
+      250,
+    ).then((s) => {
+      if (s !== 200) throw new ImageCheckError(`${what} ${s}`);
+    });
+  } catch (error) {
+    throw new ImageCheckError(`${(error as Error).message}\n--- ${log}:\n${tail(log)}`);
+  }
+}
+
+/** The pid of the image's own process under `buildah run` (pid `runPid`): the first `bun` below it. */
+function imageProcess(runPid: number): number {
+  const queue = childPids(runPid);
+  while (queue.length) {
+    const pid = queue.shift() as number;
+    const comm = existsSync(`/proc/${pid}/comm`) ? readFileSync(`/proc/${pid}/comm`, "utf8").trim() : "";
+    if (comm === "bun") return pid;
+    queue.push(...childPids(pid));
+  }
+  throw new ImageCheckError(`no bun process under buildah run (pid ${runPid})`);
+}
+
+/** Writable paths for the image's user outside /tmp (and the kernel's /proc, /sys, /dev). */
+async function writablePaths(c: Container, logDir: string): Promise<string[]> {
+  const log = join(logDir, `${c.name}-writable.log`);
+  const cmd = [
+    "find",
+    "/",
+    "(",
+    "-path",
+    "/proc",
+    "-o",
+    "-path",
+    "/sys",
+    "-o",
+    "-path",
+    "/dev",
+    "-o",
+    "-path",
+    "/tmp",
+    ")",
+    "-prune",
+    "-o",
+    "-writable",
+    "-print",
+  ];
+  const code = await runToEnd(c, cmd, {}, log, 60_000);
+  const out = readFileSync(log, "utf8").trim();
+  if (code !== 0 && code !== 1) throw new ImageCheckError(`find in ${c.name} exited with ${code}: ${out.slice(-500)}`);
+  // The log also has find's "Permission denied" lines and buildah's exit status: only paths count.
+  return out.split("\n").filter((l) => l.startsWith("/") && !/^\S*find: /.test(l));
+}
+
+/** Files of the container's root filesystem changed after `since`, outside /tmp and the run's mount points. */
+function changedSince(c: Container, since: string): string[] {
+  const mnt = buildah(["mount", c.id], { quiet: true }).trim();
+  try {
+    const out = sh(
+      "find",
+      [
+        mnt,
+        "-xdev",
+        "(",
+        "-path",
+        `${mnt}/tmp`,
+        "-o",
+        "-path",
+        `${mnt}/proc`,
+        "-o",
+        "-path",
+        `${mnt}/sys`,
+        "-o",
+        "-path",
+        `${mnt}/dev`,
+        ")",
+        "-prune",
+        "-o",
+        "-newer",
+        since,
+        "-print",
+      ],
+      { quiet: true },
+    );
+    // buildah run bind-mounts these over the container's own (created empty once, then unchanged).
+    const mountPoints = new Set([
+      "",
+      "/etc",
+      "/etc/hosts",
+      "/etc/resolv.conf",
+      "/etc/hostname",
+      "/run",
+      "/run/.containerenv",
+      "/run/secrets",
+    ]);
+    return out
+      .split("\n")
+      .filter(Boolean)
+      .map((p) => p.slice(mnt.length))
+      .filter((p) => !mountPoints.has(p));
+  } finally {
+    buildah(["umount", c.id], { quiet: true });
+  }
+}
+
+async function smoke(): Promise<void> {
+  await stage("local stack", () => up());
+  const logDir = join(CACHE, "logs");
+  rmSync(logDir, { recursive: true, force: true });
+  mkdirSync(logDir, { recursive: true });
+  const db = await createThrowawayDatabase("images_smoke", { migrated: false });
+  const admin = new KafkaAdmin({ config: { "bootstrap.servers": stack.brokers } });
+  const topic = `images-smoke-${Date.now().toString(36)}`;
+  const marker = join(logDir, "started");
+  try {
+    await admin.createTopics([{ name: topic, partitions: 3 }], { ignoreExisting: false });
+    writeFileSync(marker, "");
+    await Bun.sleep(1_100); // mtimes have 1 s granularity on some filesystems: changes come after it
+
+    const migrateCtr = createContainer("worker", "migrate");
+    const workerCtr = createContainer("worker", "worker");
+    const serverCtr = createContainer("server", "server");
+
+    await stage("run: migrate step (worker image, bun sql/migrate.ts)", async () => {
+      const log = join(logDir, "migrate.log");
+      const code = await runToEnd(
+        migrateCtr,
+        ["bun", "sql/migrate.ts"],
+        { DATABASE_DIRECT_URL: db.directUrl },
+        log,
+        120_000,
+      );
+      if (code !== 0) throw new ImageCheckError(`the migrate step exited with ${code}:\n${tail(log)}`);
+      const sql = postgres(db.directUrl, { max: 1, onnotice: () => {} });
+      try {
+        const [row] = await sql<{ n: number }[]>`select count(*)::int as n from schema_migrations`;
+        const files = spawnSync("ls", [join(ROOT, "sql/migrations")], { encoding: "utf8" })
+          .stdout.split("\n")
+          .filter((f) => f.endsWith(".sql"));
+        if (row?.n !== files.length)
+          throw new ImageCheckError(`the migrate step applied ${row?.n} of ${files.length} migrations`);
+        console.log(`   applied ${row.n} migrations: ${tail(log).split("\n").pop()}`);
+      } finally {
+        await sql.end();
+      }
+    });
+
+    const workerPort = freePort();
+    const workerEnv = {
+      KAFKA_BROKERS: stack.brokers,
+      SCANS_TOPIC: topic,
+      CONSUMER_GROUP: `${topic}-sink`,
+      DEAD_LETTER_GROUP: `${topic}-dlq`,
+      DATABASE_URL: db.url,
+      METRICS_HOST: "127.0.0.1",
+      METRICS_PORT: String(workerPort),
+      SUPERVISOR_METRICS_PORT: String(freePort()),
+    };
+    const workerLog = join(logDir, "worker.log");
+    const worker = await stage("run: worker image (its CMD)", async () => {
+      const proc = runIn(workerCtr, workerCtr.image.Cmd, workerEnv, workerLog);
+      await waitReady("the worker image", proc, `http://127.0.0.1:${workerPort}/ready`, workerLog);
+      return proc;
+    });
+
+    const key = crypto.randomUUID();
+    const keyHash = new Bun.CryptoHasher("sha256").update(key).digest("hex");
+    const serverPort = freePort();
+    const serverEnv = {
+      HOST: "127.0.0.1",
+      PORT: String(serverPort),
+      METRICS_HOST: "127.0.0.1",
+      METRICS_PORT: String(freePort()),
+      KAFKA_BROKERS: stack.brokers,
+      SCANS_TOPIC: topic,
+      DATABASE_URL: db.url,
+      API_KEY_SHA256: keyHash,
+    };
+    const serverLog = join(logDir, "server.log");
+    const server = await stage("run: server image (its CMD)", async () => {
+      const proc = runIn(serverCtr, serverCtr.image.Cmd, serverEnv, serverLog);
+      await waitReady("the server image", proc, `http://127.0.0.1:${serverPort}/ready`, serverLog);
+      return proc;
+    });
+
+    await stage("a scan through the server image, stored by the worker image", async () => {
+      const eventId = crypto.randomUUID();
+      const res = await fetch(`http://127.0.0.1:${serverPort}/v1/scans`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": key },
+        body: JSON.stringify({
+          event_id: eventId,
+          qr_id: "images-smoke:ticket-1",
+          scanned_at: new Date().toISOString(),
+        }),
+        signal: AbortSignal.timeout(15_000),
+      });
+      const body = await res.text();
+      if (res.status !== 202)
+        throw new ImageCheckError(`POST /v1/scans answered ${res.status}: ${body}\n${tail(serverLog)}`);
+      console.log(`   POST /v1/scans: ${res.status} ${body}`);
+      const sql = postgres(db.directUrl, { max: 1, onnotice: () => {} });
+      try {
+        const rows = await waitFor(
+          `the worker image to store event ${eventId}`,
+          () => sql<{ qr_id: string }[]>`select qr_id from scan_events where event_id = ${eventId}`,
+          (r) => r.length === 1,
+          60_000,
+          250,
+        ).catch((error) => {
+          throw new ImageCheckError(`${(error as Error).message}\n--- ${workerLog}:\n${tail(workerLog)}`);
+        });
+        console.log(`   stored: event ${eventId}, qr_id ${rows[0]?.qr_id}`);
+      } finally {
+        await sql.end();
+      }
+    });
+
+    await stage("HEALTHCHECK commands inside the running containers", async () => {
+      for (const [c, env] of [
+        [serverCtr, serverEnv],
+        [workerCtr, workerEnv],
+      ] as const) {
+        const test = c.image.Healthcheck?.Test.slice(1) ?? [];
+        const log = join(logDir, `${c.name}-healthcheck.log`);
+        const code = await runToEnd(c, test, env, log, 30_000);
+        if (code !== 0)
+          throw new ImageCheckError(`${c.name}: HEALTHCHECK ${test.join(" ")} exited with ${code}: ${tail(log)}`);
+        console.log(`   ${c.name}: ${test.join(" ")} → exit 0`);
+      }
+    });
+
+    await stage("SIGTERM: both drain and exit 0", async () => {
+      for (const [what, proc, log, said] of [
+        ["server", server, serverLog, '"msg":"stopped"'],
+        ["worker", worker, workerLog, '"msg":"stopped"'],
+      ] as const) {
+        // As a container engine does: SIGTERM to the image's process itself (`buildah run` does
+        // not forward signals; it would SIGKILL it), then the run ends with that process's code.
+        const pid = imageProcess(proc.pid);
+        process.kill(pid, "SIGTERM");
+        const timer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
+        const code = await proc.exited;
+        clearTimeout(timer);
+        const text = readFileSync(log, "utf8");
+        if (code !== 0 || !text.includes(said))
+          throw new ImageCheckError(
+            `the ${what} image exited with ${code} after SIGTERM (log: ${said} ${text.includes(said) ? "seen" : "not seen"}):\n${tail(log)}`,
+          );
+        console.log(`   ${what}: exit 0, drained`);
+      }
+    });
+
+    await stage("read-only root filesystem", async () => {
+      for (const c of [serverCtr, workerCtr, migrateCtr]) {
+        const writable = await writablePaths(c, logDir);
+        if (writable.length)
+          throw new ImageCheckError(`${c.name}: user ${c.image.User} can write ${writable.slice(0, 20).join(", ")}`);
+        const changed = changedSince(c, marker);
+        if (changed.length)
+          throw new ImageCheckError(`${c.name} wrote outside /tmp: ${changed.slice(0, 20).join(", ")}`);
+      }
+      console.log("   as their USER, nothing is writable but /tmp, and no file outside /tmp changed");
+    });
+  } finally {
+    for (const proc of running) await killProcess(proc);
+    for (const c of containers) spawnSync("buildah", [...storageArgs, "rm", c.name], { stdio: "ignore" });
+    await admin
+      .deleteTopics([topic])
+      .catch((error) => console.error(`images: topic ${topic} not deleted: ${error.message}`));
+    admin.close();
+    await db.drop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const mode = process.argv[2] ?? "all";
+  if (!["all", "build"].includes(mode))
+    throw new ImageCheckError(`usage: bun scripts/images.ts [all|build], got ${mode}`);
+  const base = await stage("base image", () => config.IMAGES_BASE || localBase());
+  await stage(`build ${IMAGES.server} (target server, from ${base})`, () => build("server", base));
+  await stage(`build ${IMAGES.worker} (target worker, from ${base})`, () => build("worker", base));
+  await stage("inspect: non-root USER, HEALTHCHECK, STOPSIGNAL, labels", () => {
+    checkImage("server");
+    checkImage("worker");
+  });
+  if (mode === "all") await smoke();
+  const sizes = buildah(["images", "--format", "{{.Name}}:{{.Tag}} {{.Size}}"], { quiet: true })
+    .split("\n")
+    .filter((l) => l.includes(tag) || l.includes("debian-base"));
+  console.log(`images:\n  ${sizes.join("\n  ")}`);
+  console.log(`stage times: ${times.map(([n, s]) => `${n.split(" (")[0]} ${s.toFixed(1)} s`).join("; ")}`);
+}
+
+if (import.meta.main) {
+  try {
+    await main();
+  } catch (error) {
+    console.error(`images: ${error instanceof ImageCheckError ? error.message : (error as Error).stack}`);
+    process.exit(1);
+  }
+}
