@@ -23,6 +23,7 @@ import { loadConfig, str } from "../shared/config.ts";
 import { KafkaAdmin } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { ROOT, createThrowawayDatabase, killProcess, spawnProcess } from "./harness.ts";
+import { type ImageConfig, imageProblems } from "./images/inspect.ts";
 import { childPids } from "./pipeline.ts";
 import { up } from "./stack.ts";
 import { freePort } from "./stack/processes.ts";
@@ -180,14 +181,35 @@ function build(target: keyof typeof IMAGES, base: string): void {
   ]);
 }
 
-export interface ImageConfig {
-  User: string;
-  Cmd: string[];
-  Env: string[];
-  WorkingDir: string;
-  Healthcheck?: { Test: string[] };
-  StopSignal?: string;
-  Labels?: Record<string, string>;
+/**
+ * compose.yaml's pgbouncer image (compose/pgbouncer), from the same base; its pgbouncer must be the
+ * version the local stack runs (Debian's package on both).
+ */
+async function buildComposePgbouncer(base: string): Promise<void> {
+  const ref = `localhost/qrscan-pgbouncer:${tag}`;
+  buildah(
+    ["bud", "--isolation", "chroot", "--format", "docker", "--layers", "--quiet"].concat([
+      "--build-arg",
+      `BASE_IMAGE=${base}`,
+      "--tag",
+      ref,
+      "compose/pgbouncer",
+    ]),
+  );
+  const problems = imageProblems(inspect(ref), null);
+  if (problems.length) throw new ImageCheckError(`${ref}:\n  ${problems.join("\n  ")}`);
+  const ctr = buildah(["from", "--pull-never", ref], { quiet: true }).trim();
+  try {
+    const user = inspect(ref).User;
+    const inImage = buildah(["run", "--isolation", "chroot", "--user", user, ctr, "--", "pgbouncer", "--version"], {
+      quiet: true,
+    }).split("\n")[0];
+    const local = sh("pgbouncer", ["--version"], { quiet: true }).split("\n")[0];
+    if (inImage !== local) throw new ImageCheckError(`${ref} runs ${inImage}; the local stack runs ${local}`);
+    console.log(`   ${ref}: USER ${user}, ${inImage} (the local stack's)`);
+  } finally {
+    buildah(["rm", ctr], { quiet: true });
+  }
 }
 
 function inspect(ref: string): ImageConfig {
@@ -195,27 +217,6 @@ function inspect(ref: string): ImageConfig {
     Docker: { config: ImageConfig };
   };
   return doc.Docker.config;
-}
-
-/** What a production image must declare; every violation, not only the first. */
-export function imageProblems(c: ImageConfig, want: { revision: string; version: string }): string[] {
-  const problems: string[] = [];
-  const [uid, gid] = (c.User ?? "").split(":");
-  if (!/^\d+$/.test(uid ?? "") || Number(uid) === 0) problems.push(`USER is "${c.User}": must be a numeric uid, not 0`);
-  if (gid !== undefined && (!/^\d+$/.test(gid) || Number(gid) === 0))
-    problems.push(`USER's group is "${gid}": must be a numeric gid, not 0`);
-  const test = c.Healthcheck?.Test ?? [];
-  if (test[0] !== "CMD" || test.length < 2) problems.push(`HEALTHCHECK is ${JSON.stringify(test)}: must be CMD …`);
-  if (c.StopSignal !== "SIGTERM") problems.push(`STOPSIGNAL is ${JSON.stringify(c.StopSignal)}: must be SIGTERM`);
-  const labels = c.Labels ?? {};
-  for (const [k, value] of [
-    ["org.opencontainers.image.revision", want.revision],
-    ["org.opencontainers.image.version", want.version],
-  ] as const)
-    if (labels[k] !== value) problems.push(`label ${k} is ${JSON.stringify(labels[k])}, expected ${value}`);
-  if (!labels["org.opencontainers.image.source"]) problems.push("label org.opencontainers.image.source is missing");
-  if (!c.Cmd?.length) problems.push("no CMD");
-  return problems;
 }
 
 function checkImage(target: keyof typeof IMAGES): ImageConfig {
@@ -578,6 +579,7 @@ async function main() {
   const base = await stage("base image", () => config.IMAGES_BASE || localBase());
   await stage(`build ${IMAGES.server} (target server, from ${base})`, () => build("server", base));
   await stage(`build ${IMAGES.worker} (target worker, from ${base})`, () => build("worker", base));
+  await stage("build compose's pgbouncer (compose/pgbouncer)", () => buildComposePgbouncer(base));
   await stage("inspect: non-root USER, HEALTHCHECK, STOPSIGNAL, labels", () => {
     checkImage("server");
     checkImage("worker");
