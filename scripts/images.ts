@@ -379,17 +379,9 @@ function changedSince(c: Container, since: string): string[] {
       ],
       { quiet: true },
     );
-    // buildah run bind-mounts these over the container's own (created empty once, then unchanged).
-    const mountPoints = new Set([
-      "",
-      "/etc",
-      "/etc/hosts",
-      "/etc/resolv.conf",
-      "/etc/hostname",
-      "/run",
-      "/run/.containerenv",
-      "/run/secrets",
-    ]);
+    // `buildah run` mounts its own files (.containerenv, secrets) under /run, which changes the
+    // folder's mtime, not a file of the image.
+    const mountPoints = new Set(["", "/run"]);
     return out
       .split("\n")
       .filter(Boolean)
