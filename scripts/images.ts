@@ -18,11 +18,11 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import postgres from "postgres";
-import * as v from "valibot";
-import { loadConfig, str } from "../shared/config.ts";
+import { loadConfig } from "../shared/config.ts";
 import { KafkaAdmin } from "../shared/kafka/index.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { ROOT, createThrowawayDatabase, killProcess, spawnProcess } from "./harness.ts";
+import { ImagesConfigSchema } from "./images/config.ts";
 import { type ImageConfig, imageProblems } from "./images/inspect.ts";
 import { childPids } from "./pipeline.ts";
 import { up } from "./stack.ts";
@@ -34,19 +34,6 @@ export const IMAGES = { server: "qrscan-server", worker: "qrscan-worker" } as co
 export const LOCAL_BASE = "localhost/debian-base:bookworm";
 
 const stack = localStack();
-const ImagesConfigSchema = v.object({
-  /** A base image already in the storage (e.g. debian:bookworm-slim); empty: bootstrap Debian here. */
-  IMAGES_BASE: str(""),
-  /** The containers storage (graph root) the images are built into and run from. */
-  IMAGES_STORAGE: str(join(stack.dir, "containers")),
-  /** The images' tag; default the commit's short sha. */
-  IMAGES_TAG: str(""),
-  /**
-   * A CA bundle the build's npm and `bun install` must trust (a TLS-inspecting proxy, as on the
-   * project's machines): mounted into the build's RUN steps only, never into an image.
-   */
-  NODE_EXTRA_CA_CERTS: str(""),
-});
 const config = loadConfig(ImagesConfigSchema);
 const CACHE = join(stack.dir, "images");
 
