@@ -26,7 +26,7 @@ import { ImagesConfigSchema } from "./images/config.ts";
 import { type ImageConfig, imageProblems } from "./images/inspect.ts";
 import { childPids } from "./pipeline.ts";
 import { up } from "./stack.ts";
-import { freePort } from "./stack/processes.ts";
+import { commandExists, freePort, isRoot } from "./stack/processes.ts";
 import { waitFor } from "./wait.ts";
 
 /** The images' names (the Kubernetes manifests and the workflows use the same). */
@@ -555,6 +555,10 @@ async function main() {
   const mode = process.argv[2] ?? "all";
   if (!["all", "build"].includes(mode))
     throw new ImageCheckError(`usage: bun scripts/images.ts [all|build], got ${mode}`);
+  const missing = ["buildah", ...(config.IMAGES_BASE ? [] : ["debootstrap"])].filter((c) => !commandExists(c));
+  if (missing.length) throw new ImageCheckError(`needs ${missing.join(" and ")}: apt-get install ${missing.join(" ")}`);
+  if (!isRoot())
+    throw new ImageCheckError("needs root (debootstrap, and buildah's chroot isolation as the images' user)");
   const base = await stage("base image", () => config.IMAGES_BASE || localBase());
   await stage(`build ${IMAGES.server} (target server, from ${base})`, () => build("server", base));
   await stage(`build ${IMAGES.worker} (target worker, from ${base})`, () => build("worker", base));
