@@ -40,9 +40,6 @@ RUN BUN_INSTALL_CACHE_DIR=/tmp/bun-cache bun install --frozen-lockfile --product
 
 # ---- What both images share: librdkafka from Debian, Bun, the dependencies, shared/.
 FROM ${BASE_IMAGE} AS runtime
-ARG VERSION=0.0.0-dev
-ARG REVISION=unknown
-ARG SOURCE=unknown
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends librdkafka1 ca-certificates >/dev/null \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
@@ -61,11 +58,14 @@ ENV NODE_ENV=production \
     TMPDIR=/tmp \
     BUN_RUNTIME_TRANSPILER_CACHE_PATH=0 \
     METRICS_HOST=0.0.0.0
+# Declared here, not above: a new revision must not rebuild the layers before it.
+ARG VERSION=0.0.0-dev
+ARG REVISION=unknown
+ARG SOURCE=unknown
 LABEL org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.title="qrscan-ingest" \
-      org.opencontainers.image.licenses="UNLICENSED"
+      org.opencontainers.image.title="qrscan-ingest"
 # No account needed: a numeric user and group, not root, owning nothing in the image.
 USER 10001:10001
 STOPSIGNAL SIGTERM

@@ -188,11 +188,15 @@ async function buildComposePgbouncer(base: string): Promise<void> {
   const ctr = buildah(["from", "--pull-never", ref], { quiet: true }).trim();
   try {
     const user = inspect(ref).User;
-    const inImage = buildah(["run", "--isolation", "chroot", "--user", user, ctr, "--", "pgbouncer", "--version"], {
-      quiet: true,
-    }).split("\n")[0];
-    const local = sh("pgbouncer", ["--version"], { quiet: true }).split("\n")[0];
-    if (inImage !== local) throw new ImageCheckError(`${ref} runs ${inImage}; the local stack runs ${local}`);
+    const versionLine = (out: string) => out.split("\n").find((l) => l.startsWith("PgBouncer ")) ?? out.trim();
+    const inImage = versionLine(
+      buildah(["run", "--isolation", "chroot", "--user", user, ctr, "--", "pgbouncer", "--version"], { quiet: true }),
+    );
+    const local = versionLine(sh("pgbouncer", ["--version"], { quiet: true }));
+    if (inImage !== local)
+      throw new ImageCheckError(
+        `${ref} runs ${JSON.stringify(inImage)}; the local stack runs ${JSON.stringify(local)}`,
+      );
     console.log(`   ${ref}: USER ${user}, ${inImage} (the local stack's)`);
   } finally {
     buildah(["rm", ctr], { quiet: true });
