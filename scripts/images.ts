@@ -141,6 +141,8 @@ function build(target: keyof typeof IMAGES, base: string): void {
     "--format",
     "docker",
     "--layers",
+    // A failed step leaves no working container (nor its mount) behind.
+    "--force-rm",
     "--quiet",
     "--target",
     target,
@@ -175,7 +177,7 @@ function build(target: keyof typeof IMAGES, base: string): void {
 async function buildComposePgbouncer(base: string): Promise<void> {
   const ref = `localhost/qrscan-pgbouncer:${tag}`;
   buildah(
-    ["bud", "--isolation", "chroot", "--format", "docker", "--layers", "--quiet"].concat([
+    ["bud", "--isolation", "chroot", "--format", "docker", "--layers", "--force-rm", "--quiet"].concat([
       "--build-arg",
       `BASE_IMAGE=${base}`,
       "--tag",
