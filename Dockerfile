@@ -58,10 +58,13 @@ ENV NODE_ENV=production \
     TMPDIR=/tmp \
     BUN_RUNTIME_TRANSPILER_CACHE_PATH=0 \
     METRICS_HOST=0.0.0.0
-# Declared here, not above: a new revision must not rebuild the layers before it.
+# Declared here, not above: a new revision must not rebuild the layers before it. The RUN records
+# them in the image (/app/BUILD_INFO) and is what makes buildah's layer cache see a new revision:
+# it keys RUN by the build arguments, but not LABEL (a cached LABEL kept the old revision).
 ARG VERSION=0.0.0-dev
 ARG REVISION=unknown
 ARG SOURCE=unknown
+RUN printf 'version=%s\nrevision=%s\nsource=%s\n' "${VERSION}" "${REVISION}" "${SOURCE}" > /app/BUILD_INFO
 LABEL org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}" \
