@@ -574,6 +574,12 @@ async function main() {
     checkImage("worker");
   });
   if (mode === "all") await smoke();
+  // Earlier revisions' tags of these images go (their shared layers stay, as the build cache).
+  const names = [...Object.values(IMAGES), "qrscan-pgbouncer"].map((n) => `localhost/${n}:`);
+  const stale = buildah(["images", "--format", "{{.Name}}:{{.Tag}}"], { quiet: true })
+    .split("\n")
+    .filter((ref) => names.some((n) => ref.startsWith(n)) && !ref.endsWith(`:${tag}`));
+  if (stale.length) buildah(["rmi", ...stale], { quiet: true });
   const sizes = buildah(["images", "--format", "{{.Name}}:{{.Tag}} {{.Size}}"], { quiet: true })
     .split("\n")
     .filter((l) => l.includes(tag) || l.includes("debian-base"));
