@@ -4,17 +4,29 @@
 //     localhost/debian-base:bookworm, unless IMAGES_BASE names a base image to use instead;
 //  2. build: both targets, `--format docker` (keeps HEALTHCHECK), from that base;
 //  3. inspect: a numeric non-root USER, HEALTHCHECK, STOPSIGNAL SIGTERM, the OCI labels;
-//  4. run, each image's own command as its own USER (from `buildah inspect`), host network, a tmpfs
-//     on /tmp: the migrate step (the worker image, `bun sql/migrate.ts`) on a throwaway database,
-//     the worker's CMD, the server's CMD; a scan POSTed to the server answers 202 and the worker
-//     stores its row; each image's HEALTHCHECK command passes inside its container; SIGTERM
-//     drains both (exit 0); the user can write nowhere but /tmp, and nothing outside /tmp changed;
+//  4. run, each image's own command as its own USER (from `buildah inspect`), host network, on its
+//     root filesystem mounted read-only with a tmpfs /tmp (as compose's read_only and Kubernetes'
+//     readOnlyRootFilesystem; `buildah run` cannot, so: unshare + chroot): the migrate step (the
+//     worker image, `bun sql/migrate.ts`) on a throwaway database, the worker's CMD, the server's
+//     CMD; a scan POSTed to the server answers 202 and the worker stores its row; each image's
+//     HEALTHCHECK command passes inside its container; SIGTERM drains both (exit 0); and on a
+//     writable root (`buildah run`) the user can write nowhere but /tmp, and nothing changed;
 //  5. containers removed, stage times and image sizes printed.
 // Images live in a containers storage of their own ($STACK_DIR/containers unless IMAGES_STORAGE).
 //   bun scripts/images.ts            (build + smoke; needs root, buildah, debootstrap)
 //   bun scripts/images.ts build      (only the base and the build, with the inspect checks)
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  rmdirSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import postgres from "postgres";
@@ -24,7 +36,6 @@ import { localStack } from "../shared/local-stack.ts";
 import { ROOT, createThrowawayDatabase, killProcess, spawnProcess } from "./harness.ts";
 import { ImagesConfigSchema } from "./images/config.ts";
 import { type ImageConfig, imageProblems } from "./images/inspect.ts";
-import { childPids } from "./pipeline.ts";
 import { up } from "./stack.ts";
 import { commandExists, freePort, isRoot } from "./stack/processes.ts";
 import { waitFor } from "./wait.ts";
@@ -229,6 +240,8 @@ interface Container {
   name: string;
   id: string;
   image: ImageConfig;
+  /** Where the read-only view of its root filesystem is mounted (an empty folder of the host's). */
+  readOnlyRoot?: string;
 }
 
 const containers: Container[] = [];
@@ -261,14 +274,67 @@ function runArgs(c: Container, cmd: string[], env: Record<string, string>): stri
   ];
 }
 
-function runIn(c: Container, cmd: string[], env: Record<string, string>, log: string): Subprocess {
-  const proc = spawnProcess({ cmd: runArgs(c, cmd, env), output: { file: log } });
+/**
+ * `cmd` in `c` as under compose's `read_only: true` with a tmpfs /tmp (Kubernetes'
+ * readOnlyRootFilesystem with an emptyDir): the root filesystem buildah mounts for the container,
+ * bound read-only in a mount namespace of its own with a tmpfs on /tmp, /proc and /dev; chrooted
+ * there as the image's USER, with the image's Env and WorkingDir plus `env`, host network. Every
+ * step execs the next, so the process spawned is the image's process itself.
+ */
+function readOnlyArgs(c: Container, cmd: string[], env: Record<string, string>): string[] {
+  if (!c.readOnlyRoot) c.readOnlyRoot = mkdtempSync(join(tmpdir(), "qrscan-ro-root-"));
+  const mnt = buildah(["mount", c.id], { quiet: true }).trim();
+  const setup = [
+    'mount --bind "$1" "$2"',
+    'mount -o remount,bind,ro "$2"',
+    'mount -t tmpfs -o mode=1777,size=64m tmpfs "$2/tmp"',
+    'mount -t proc proc "$2/proc"',
+    'mount --rbind /dev "$2/dev"',
+    "shift 2",
+    'exec "$@"',
+  ].join(" && ");
+  const vars = [...c.image.Env, ...Object.entries(env).map(([k, value]) => `${k}=${value}`)];
+  return [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    setup,
+    "sh",
+    mnt,
+    c.readOnlyRoot,
+    ...["chroot", `--userspec=${c.image.User}`, c.readOnlyRoot],
+    ...["/usr/bin/env", "-i", "-C", c.image.WorkingDir || "/", ...vars],
+    ...cmd,
+  ];
+}
+
+type RunMode = "read-only" | "buildah run";
+
+function runIn(
+  c: Container,
+  cmd: string[],
+  env: Record<string, string>,
+  log: string,
+  mode: RunMode = "read-only",
+): Subprocess {
+  const args = mode === "read-only" ? readOnlyArgs(c, cmd, env) : runArgs(c, cmd, env);
+  const proc = spawnProcess({ cmd: args, output: { file: log } });
   running.push(proc);
   return proc;
 }
 
-async function runToEnd(c: Container, cmd: string[], env: Record<string, string>, log: string, timeoutMs: number) {
-  const proc = runIn(c, cmd, env, log);
+async function runToEnd(
+  c: Container,
+  cmd: string[],
+  env: Record<string, string>,
+  log: string,
+  timeoutMs: number,
+  mode: RunMode = "read-only",
+) {
+  const proc = runIn(c, cmd, env, log, mode);
   const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
   const code = await proc.exited;
   clearTimeout(timer);
@@ -299,18 +365,6 @@ async function waitReady(what: string, proc: Subprocess, url: string, log: strin
   }
 }
 
-/** The pid of the image's own process under `buildah run` (pid `runPid`): the first `bun` below it. */
-function imageProcess(runPid: number): number {
-  const queue = childPids(runPid);
-  while (queue.length) {
-    const pid = queue.shift() as number;
-    const comm = existsSync(`/proc/${pid}/comm`) ? readFileSync(`/proc/${pid}/comm`, "utf8").trim() : "";
-    if (comm === "bun") return pid;
-    queue.push(...childPids(pid));
-  }
-  throw new ImageCheckError(`no bun process under buildah run (pid ${runPid})`);
-}
-
 /** Writable paths for the image's user outside /tmp (and the kernel's /proc, /sys, /dev). */
 async function writablePaths(c: Container, logDir: string): Promise<string[]> {
   const log = join(logDir, `${c.name}-writable.log`);
@@ -335,7 +389,8 @@ async function writablePaths(c: Container, logDir: string): Promise<string[]> {
     "-writable",
     "-print",
   ];
-  const code = await runToEnd(c, cmd, {}, log, 60_000);
+  // On a writable root (buildah run): what the user could write if the root were not read-only.
+  const code = await runToEnd(c, cmd, {}, log, 60_000, "buildah run");
   const out = readFileSync(log, "utf8").trim();
   if (code !== 0 && code !== 1) throw new ImageCheckError(`find in ${c.name} exited with ${code}: ${out.slice(-500)}`);
   // The log also has find's "Permission denied" lines and buildah's exit status: only paths count.
@@ -517,10 +572,11 @@ async function smoke(): Promise<void> {
         ["server", server, serverLog, '"msg":"stopped"'],
         ["worker", worker, workerLog, '"msg":"stopped"'],
       ] as const) {
-        // As a container engine does: SIGTERM to the image's process itself (`buildah run` does
-        // not forward signals; it would SIGKILL it), then the run ends with that process's code.
-        const pid = imageProcess(proc.pid);
-        process.kill(pid, "SIGTERM");
+        // As a container engine does: SIGTERM to the image's process itself (the pid spawned:
+        // every step before it exec'd it).
+        const comm = readFileSync(`/proc/${proc.pid}/comm`, "utf8").trim();
+        if (comm !== "bun") throw new ImageCheckError(`pid ${proc.pid} is ${comm}, not the image's bun`);
+        process.kill(proc.pid, "SIGTERM");
         const timer = setTimeout(() => proc.kill("SIGKILL"), 30_000);
         const code = await proc.exited;
         clearTimeout(timer);
@@ -546,7 +602,11 @@ async function smoke(): Promise<void> {
     });
   } finally {
     for (const proc of running) await killProcess(proc);
-    for (const c of containers) spawnSync("buildah", [...storageArgs, "rm", c.name], { stdio: "ignore" });
+    for (const c of containers) {
+      spawnSync("buildah", [...storageArgs, "rm", c.name], { stdio: "ignore" });
+      // An empty folder on the host (the mounts on it lived in the run's own mount namespace).
+      if (c.readOnlyRoot) rmdirSync(c.readOnlyRoot);
+    }
     await admin
       .deleteTopics([topic])
       .catch((error) => console.error(`images: topic ${topic} not deleted: ${error.message}`));
