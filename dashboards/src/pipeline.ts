@@ -14,9 +14,9 @@ export function pipelineDashboard() {
       stat({
         title: "Committed lag",
         description:
-          "Messages not yet committed by the group, all partitions (read from the broker by the supervisor).",
+          "Messages not yet committed by the group, all partitions (read from the broker by the supervisor; each partition once, however many supervisors report it).",
         unit: "short",
-        queries: [{ expr: "sum(consumer_group_lag)", legend: "lag" }],
+        queries: [{ expr: "sum(max by (topic, partition) (consumer_group_lag))", legend: "lag" }],
       }),
     )
     .withPanel(
@@ -66,7 +66,7 @@ export function pipelineDashboard() {
           "consumer_group_lag: high watermark minus the group's committed offset, read from the broker by the supervisor (trust it over worker_consumer_lag, which freezes with a hung worker).",
         unit: "short",
         stacked: true,
-        queries: [{ expr: "sum by (topic, partition) (consumer_group_lag)", legend: "{{topic}}/{{partition}}" }],
+        queries: [{ expr: "max by (topic, partition) (consumer_group_lag)", legend: "{{topic}}/{{partition}}" }],
       }),
     )
     .withPanel(

@@ -31,6 +31,19 @@ export function pgBinDir(): string {
   throw new Error("PostgreSQL server binaries not found: install them with `apt-get install postgresql`");
 }
 
+/**
+ * The server settings of the local cluster, and of compose.yaml's Postgres (its command; checked
+ * equal by test/unit/compose-product.test.ts). WAL archiving (archiveSettings) is the local
+ * stack's only: its pgBackRest repository is there.
+ */
+export const POSTGRES_SETTINGS = [
+  "max_connections=200",
+  "shared_buffers=256MB",
+  "max_wal_size=2GB",
+  "checkpoint_timeout=15min",
+  "log_min_messages=warning",
+] as const;
+
 function canServiceUserReach(dir: string): boolean {
   if (!isRoot()) return true;
   const [cmd, args] = asServiceUser("test", ["-w", dir]);
@@ -107,16 +120,7 @@ export async function startPostgres(stack: LocalStack): Promise<void> {
       p.run,
       "-c",
       "listen_addresses=127.0.0.1",
-      "-c",
-      "max_connections=200",
-      "-c",
-      "shared_buffers=256MB",
-      "-c",
-      "max_wal_size=2GB",
-      "-c",
-      "checkpoint_timeout=15min",
-      "-c",
-      "log_min_messages=warning",
+      ...POSTGRES_SETTINGS.flatMap((setting) => ["-c", setting]),
       ...archiveSettings(stack).flatMap((setting) => ["-c", setting]),
     ]);
     writePid(p.pid, startDetached(cmd, args, p.log));
@@ -161,23 +165,39 @@ async function ensureRoleAndDatabase(stack: LocalStack, adminUrl: string): Promi
   }
 }
 
-/** pgbouncer's configuration for this stack. */
-function pgbouncerIni(stack: LocalStack, usersFile: string): string {
+/** Where a pgbouncer listens, what it pools to and how it authenticates clients. */
+export interface PgbouncerSite {
+  database: string;
+  user: string;
+  listenAddr: string;
+  listenPort: number;
+  /** Postgres, as pgbouncer reaches it. */
+  serverHost: string;
+  serverPort: number;
+  authFile: string;
+}
+
+/**
+ * pgbouncer's configuration: the local stack's (startPgbouncer) and compose.yaml's
+ * (compose/pgbouncer/pgbouncer.ini, written by `bun scripts/compose-files.ts`) differ only in the
+ * addresses and files of `site`; every pooling setting is this one list.
+ */
+export function pgbouncerIni(site: PgbouncerSite): string {
   return [
     "[databases]",
-    `${stack.database} = host=127.0.0.1 port=${stack.pgPort} dbname=${stack.database}`,
+    `${site.database} = host=${site.serverHost} port=${site.serverPort} dbname=${site.database}`,
     // Any other database (e.g. the tests' throwaway ones) by the same name on the same cluster.
-    `* = host=127.0.0.1 port=${stack.pgPort}`,
+    `* = host=${site.serverHost} port=${site.serverPort}`,
     "",
     "[pgbouncer]",
-    "listen_addr = 127.0.0.1",
-    `listen_port = ${stack.pgbouncerPort}`,
+    `listen_addr = ${site.listenAddr}`,
+    `listen_port = ${site.listenPort}`,
     "unix_socket_dir =",
     "auth_type = plain",
-    `auth_file = ${usersFile}`,
+    `auth_file = ${site.authFile}`,
     "pool_mode = transaction",
     // May run SHOW POOLS/STATS on the admin console: prometheus-pgbouncer-exporter (scripts/stack/monitoring.ts).
-    `stats_users = ${stack.user}`,
+    `stats_users = ${site.user}`,
     "max_client_conn = 1000",
     "default_pool_size = 20",
     "reserve_pool_size = 5",
@@ -192,9 +212,22 @@ function pgbouncerIni(stack: LocalStack, usersFile: string): string {
   ].join("\n");
 }
 
+/** pgbouncer's configuration for this stack. */
+function localPgbouncerIni(stack: LocalStack, usersFile: string): string {
+  return pgbouncerIni({
+    database: stack.database,
+    user: stack.user,
+    listenAddr: "127.0.0.1",
+    listenPort: stack.pgbouncerPort,
+    serverHost: "127.0.0.1",
+    serverPort: stack.pgPort,
+    authFile: usersFile,
+  });
+}
+
 export async function startPgbouncer(stack: LocalStack): Promise<void> {
   const p = pgPaths(stack);
-  const ini = pgbouncerIni(stack, p.bouncerUsers);
+  const ini = localPgbouncerIni(stack, p.bouncerUsers);
   const running = readPid(p.bouncerPid);
   if (running === null) {
     if (await portOpen(stack.pgbouncerPort)) {

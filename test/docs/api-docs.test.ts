@@ -18,7 +18,7 @@ const KEY = "docs-test-key";
  * newly marked `skip`, or one whose fence no longer says `sh`, would otherwise go unchecked.
  */
 const EXPECTED = {
-  "README.md": { examples: 1, skipped: 4 },
+  "README.md": { examples: 2, skipped: 5 },
   "docs/api.md": { examples: 20, skipped: 0 },
 };
 
@@ -45,7 +45,7 @@ async function server(env: Record<string, string>) {
   return spawnServer({ SCANS_TOPIC: topic, ...env });
 }
 
-test("README: the quick start's request answers as shown", async () => {
+test("README: the quick start's request answers as shown, and compose.yaml validates as shown", async () => {
   const blocks = examplesOf("README.md");
   // `bun run dev` without API_KEY_SHA256 runs the server with AUTH_DISABLED=true.
   const { url } = await server({ AUTH_DISABLED: "true" });

@@ -4,6 +4,7 @@ import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
 import { BackupConfigSchema } from "../../scripts/backup/config.ts";
+import { ImagesConfigSchema } from "../../scripts/images/config.ts";
 import { KeysConfigSchema } from "../../scripts/keys.ts";
 import { MaintainConfigSchema } from "../../scripts/retention/config.ts";
 import { ServerConfigSchema } from "../../server/config.ts";
@@ -24,6 +25,7 @@ const DESCRIBED_DEFAULTS: Record<string, RegExp> = {
   DATABASE_DIRECT_URL: /^local Postgres \(`postgres:\/\/qrscan:qrscan@127\.0\.0\.1:15432\/qrscan`\)$/,
   WORKER_POOL_SIZE: /^CPUs$/,
   ARCHIVE_DIR: /^`\$STACK_DIR\/archive`$/,
+  IMAGES_STORAGE: /^`\$STACK_DIR\/containers`$/,
 };
 
 type Schema = v.ObjectSchema<v.ObjectEntries, undefined>;
@@ -35,6 +37,7 @@ const SCHEMAS: [string, Schema][] = [
   ["maintain", MaintainConfigSchema as unknown as Schema],
   ["keys", KeysConfigSchema as unknown as Schema],
   ["backup", BackupConfigSchema as unknown as Schema],
+  ["images", ImagesConfigSchema as unknown as Schema],
 ];
 
 for (const [name, schema] of SCHEMAS) {

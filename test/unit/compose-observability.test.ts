@@ -143,9 +143,18 @@ describe("compose.yaml: traces, logs and dashboards", () => {
   });
 
   test("the host-network services listen on loopback only, each on a port of its own", () => {
+    // Prometheus and Alertmanager run on compose's network (to scrape the app) and are published
+    // on loopback only, on the port they listen on: for these checks, their host listener.
+    const published = (name: string) => {
+      const listen = flag(name, "--web.listen-address");
+      const ports = (services[name] as { ports?: string[] }).ports ?? [];
+      expect({ name, network_mode: services[name]?.network_mode }).toEqual({ name, network_mode: undefined });
+      expect(ports).toEqual([`127.0.0.1:${portOf(listen)}:${portOf(listen)}`]);
+      return `127.0.0.1:${portOf(listen)}`;
+    };
     const listeners: [string, string][] = [
-      ["prometheus", flag("prometheus", "--web.listen-address")],
-      ["alertmanager", flag("alertmanager", "--web.listen-address")],
+      ["prometheus", published("prometheus")],
+      ["alertmanager", published("alertmanager")],
       ["otel-collector", otel.receivers.otlp.protocols.http.endpoint],
       ["jaeger otlp grpc", flag("jaeger", "--collector.otlp.grpc.host-port")],
       ["jaeger otlp http", flag("jaeger", "--collector.otlp.http.host-port")],

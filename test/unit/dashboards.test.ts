@@ -73,7 +73,7 @@ describe("generated dashboards", () => {
       ],
       ["accepted and rejected", /sum by \(outcome\) \(rate\(scan_events_total\[/],
       ["rejected by reason", /sum by \(reason\) \(rate\(scan_events_total\{outcome="rejected"\}/],
-      ["committed lag per partition", /sum by \(topic, partition\) \(consumer_group_lag\)/],
+      ["committed lag per partition", /max by \(topic, partition\) \(consumer_group_lag\)/],
       ["rows/s", /rate\(worker_rows_inserted_total\[/],
       ["commit age", /consumer_group_commit_age_seconds/],
       ["stalled seconds", /consumer_group_stalled_seconds/],

@@ -1,8 +1,8 @@
 // The committed monitoring configuration (monitoring/): Prometheus's config, the alert rules and
 // their promtool unit tests, Alertmanager's config; and the invariants that keep them honest:
 // every alert has a runbook link, a summary and a description, and a promtool test that makes it
-// fire and one where it does not; the committed file_sd targets (used by compose.yaml) are what the
-// local stack writes for the default ports.
+// fire and one where it does not; the committed file_sd targets are what the local stack writes for
+// the default ports.
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -153,7 +153,7 @@ describe("rule invariants", () => {
   });
 });
 
-test("the committed targets (compose.yaml's) are what the local stack writes for the default ports", () => {
+test("the committed targets are what the local stack writes for the default ports", () => {
   const defaults = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith("STACK_") || k === "STACK_DIR"),
   );
