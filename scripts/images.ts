@@ -29,9 +29,9 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { KafkaAdmin } from "bun-rdkafka";
 import postgres from "postgres";
 import { loadConfig } from "../shared/config.ts";
-import { KafkaAdmin } from "bun-rdkafka";
 import { localStack } from "../shared/local-stack.ts";
 import { ROOT, createThrowawayDatabase, killProcess, spawnProcess } from "./harness.ts";
 import { ImagesConfigSchema } from "./images/config.ts";
