@@ -18,7 +18,7 @@ import postgres from "postgres";
 import { scrapeIfUp } from "../scripts/harness.ts";
 import { childPids, isolatedRun, service } from "../scripts/pipeline.ts";
 import { up } from "../scripts/stack.ts";
-import { kafkaPid } from "../scripts/stack/kafka.ts";
+import { kafkaNodePid } from "../scripts/stack/kafka.ts";
 import { pgbouncerPid, postgresPid } from "../scripts/stack/postgres.ts";
 import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
@@ -158,7 +158,8 @@ async function runVariant(variant: Variant) {
     return {
       server: server.pid ? [server.pid] : [],
       workers: childPids(workers.pid as number),
-      kafka: [kafkaPid(stack) ?? 0].filter(Boolean),
+      // Every node of the cluster (one, or three with KAFKA_NODES=3).
+      kafka: stack.kafkaNodes.map((_, i) => kafkaNodePid(stack, i + 1) ?? 0).filter(Boolean),
       postgres: pg ? [pg, ...childPids(pg)] : [],
       pgbouncer: [pgbouncerPid(stack) ?? 0].filter(Boolean),
       loadgen: loadgenPid ? [loadgenPid] : [],
