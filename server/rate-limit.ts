@@ -62,18 +62,8 @@ export class TokenBuckets {
    * (a full bucket serves it), so no request is refused forever.
    */
   take(id: string, cost: number, limit: BucketLimit): Take {
-    const now = this.now();
     const charge = Math.min(cost, limit.burst);
-    let b = this.buckets.get(id);
-    if (b) {
-      this.refill(b, limit, now);
-      // Most recently used last, so eviction takes the oldest first.
-      this.buckets.delete(id);
-    } else {
-      b = { tokens: limit.burst, at: now };
-      if (this.buckets.size >= this.maxBuckets) this.evict(now, limit);
-    }
-    this.buckets.set(id, b);
+    const b = this.touch(id, limit);
     if (b.tokens >= charge) {
       b.tokens -= charge;
       return { ok: true, remaining: Math.floor(b.tokens), seconds: Math.ceil((limit.burst - b.tokens) / limit.rate) };
@@ -87,17 +77,24 @@ export class TokenBuckets {
    * the fact (a failed authentication), so concurrent requests that all passed `peek` still pay.
    */
   charge(id: string, n: number, limit: BucketLimit, maxDebtSeconds = 3_600): void {
+    const b = this.touch(id, limit);
+    b.tokens = Math.max(-limit.rate * maxDebtSeconds, b.tokens - n);
+  }
+
+  /** `id`'s bucket, refilled to now and made the most recently used (a new one starts full). */
+  private touch(id: string, limit: BucketLimit): Bucket {
     const now = this.now();
     let b = this.buckets.get(id);
     if (b) {
       this.refill(b, limit, now);
+      // Most recently used last, so eviction takes the oldest first.
       this.buckets.delete(id);
     } else {
       b = { tokens: limit.burst, at: now };
       if (this.buckets.size >= this.maxBuckets) this.evict(now, limit);
     }
     this.buckets.set(id, b);
-    b.tokens = Math.max(-limit.rate * maxDebtSeconds, b.tokens - n);
+    return b;
   }
 
   private refill(b: Bucket, limit: BucketLimit, now: number): number {
