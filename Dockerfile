@@ -5,7 +5,9 @@
 # public image by default, the locally bootstrapped Debian in .ci/run (scripts/images.ts). Bun is
 # installed the same way on both: the pinned npm package's binary, checked against its SHA-512.
 
-ARG BASE_IMAGE=debian:bookworm-slim
+# Pinned by digest, so a moved tag cannot change what is built (the tag says which it is; update both
+# together). .ci/run builds FROM a locally bootstrapped Debian instead (IMAGES_BASE).
+ARG BASE_IMAGE=debian:bookworm-slim@sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
 
 # ---- Bun: the pinned binary from its npm package (npm from Debian, only in this stage).
 FROM ${BASE_IMAGE} AS bun
@@ -61,8 +63,7 @@ COPY shared ./shared
 ENV NODE_ENV=production \
     HOME=/tmp \
     TMPDIR=/tmp \
-    BUN_RUNTIME_TRANSPILER_CACHE_PATH=0 \
-    METRICS_HOST=0.0.0.0
+    BUN_RUNTIME_TRANSPILER_CACHE_PATH=0
 # Declared here, not above: a new revision must not rebuild the layers before it. The RUN records
 # them in the image (/app/BUILD_INFO) and is what makes buildah's layer cache see a new revision:
 # it keys RUN by the build arguments, but not LABEL (a cached LABEL kept the old revision).

@@ -57,6 +57,9 @@ export function clientIpResolver(trustedProxies: readonly string[]) {
   };
 }
 
+/** What the unauthenticated probes say of librdkafka's fatal state (its message is in the server's log). */
+export const PRODUCER_FAILED = "the Kafka producer failed permanently (see the server's log); restart the server";
+
 /** Headers a browser may send cross-origin, and those its script may read from our answers. */
 export const CORS_ALLOW_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "Content-Encoding", "traceparent"];
 export const CORS_EXPOSE_HEADERS = ["Retry-After", "RateLimit", "RateLimit-Policy", "X-Request-Id"];
@@ -130,9 +133,10 @@ export function createApp(deps: AppDeps) {
     };
 
   // Liveness: fails once the producer is in librdkafka's fatal state, which only a restart heals.
+  // The probes are unauthenticated: they say what state the server is in, never Kafka's own
+  // message (main.ts logged it once, where it was raised).
   app.get("/health", (c) => {
-    const fatal = producer.fatalError;
-    if (fatal) return c.json({ status: "failed", reason: `Kafka producer: ${fatal.message}` }, 503);
+    if (producer.fatalError) return c.json({ status: "failed", reason: PRODUCER_FAILED }, 503);
     return c.json({ status: "ok" });
   });
   const auth = createAuth({ config, keyStore: deps.keyStore, metrics, logger });
@@ -140,8 +144,7 @@ export function createApp(deps: AppDeps) {
     if (deps.isDraining()) return c.json({ status: "draining" }, 503);
     // No credential could be verified: every request would be a 401 that is not the client's fault.
     if (!auth.trusted()) return c.json({ status: "waiting for the API keys" }, 503);
-    const fatal = producer.fatalError;
-    if (fatal) return c.json({ status: "failed", reason: `Kafka producer: ${fatal.message}` }, 503);
+    if (producer.fatalError) return c.json({ status: "failed", reason: PRODUCER_FAILED }, 503);
     if (!producer.connected) return c.json({ status: "waiting for Kafka" }, 503);
     return c.json({ status: "ready" });
   });

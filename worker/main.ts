@@ -40,6 +40,8 @@ function tolerateLeakedConnectionErrors() {
 /**
  * The worker's /ready: joined the group, and the database answers `select 1` within 2 s. The
  * database's answer is kept for a second, so frequent probes do not take connections from the sink.
+ * The probe is unauthenticated, so its answer names the state only; the database's own error is
+ * logged, once each time the database becomes unreachable.
  */
 function readiness(joined: () => boolean, sql: Sql): () => Promise<ProbeResult> {
   let checked: { at: number; error: string | null } | null = null;
@@ -52,10 +54,11 @@ function readiness(joined: () => boolean, sql: Sql): () => Promise<ProbeResult> 
         ),
         Bun.sleep(2_000).then(() => "no answer within 2000 ms"),
       ]);
+      if (error && !checked?.error) logger.warn({ err: error }, "/ready: the database is unreachable; answering 503");
       checked = { at: Date.now(), error };
     }
     if (!joined()) return { ok: false, body: { status: "joining the consumer group" } };
-    if (checked.error) return { ok: false, body: { status: "database unreachable", reason: checked.error } };
+    if (checked.error) return { ok: false, body: { status: "database unreachable" } };
     return { ok: true, body: { status: "ready" } };
   };
 }

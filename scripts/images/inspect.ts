@@ -14,7 +14,7 @@ export interface ImageConfig {
 
 /**
  * Every violation, not only the first. Every image: a numeric non-root user and group, STOPSIGNAL
- * SIGTERM, a CMD. A product image (`product` given) also: a HEALTHCHECK command and the OCI labels
+ * SIGTERM, a CMD, no METRICS_HOST other than loopback. A product image (`product` given) also: a HEALTHCHECK command and the OCI labels
  * source, and revision and version equal to what was built.
  */
 export function imageProblems(c: ImageConfig, product: { revision: string; version: string } | null): string[] {
@@ -25,6 +25,11 @@ export function imageProblems(c: ImageConfig, product: { revision: string; versi
     problems.push(`USER is "${c.User}": must name a numeric group, not 0`);
   if (c.StopSignal !== "SIGTERM") problems.push(`STOPSIGNAL is ${JSON.stringify(c.StopSignal)}: must be SIGTERM`);
   if (!c.Cmd?.length) problems.push("no CMD");
+  // The metrics listeners are unauthenticated unless configured otherwise: loopback by default,
+  // so exposing them is the deployment's explicit choice (compose and the manifests set it).
+  const metricsHost = (c.Env ?? []).find((e) => e.startsWith("METRICS_HOST="))?.slice("METRICS_HOST=".length);
+  if (metricsHost !== undefined && !["127.0.0.1", "::1", "localhost"].includes(metricsHost))
+    problems.push(`ENV METRICS_HOST=${metricsHost}: an image keeps metrics on loopback; the deployment sets it`);
   if (!product) return problems;
   const test = c.Healthcheck?.Test ?? [];
   if (test[0] !== "CMD" || test.length < 2) problems.push(`HEALTHCHECK is ${JSON.stringify(test)}: must be CMD …`);

@@ -3,7 +3,7 @@
 //
 // Mutations checked (each alone, then reverted): /ready requiring an owned partition → "more
 // workers than partitions" fails (the idle worker stays 503); the database check removed → "a
-// worker whose database is unreachable" fails (200).
+// worker whose database is unreachable" fails (200); the error text back in the body → fails.
 import { expect, test } from "bun:test";
 import { createDatabase, spawnWorker, workerEnv } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/server.ts";
@@ -44,14 +44,21 @@ test("more workers than partitions: the one without partitions is ready too", as
   expect(owned.sort()).toEqual([0, 1]);
 }, 90_000);
 
-test("a worker whose database is unreachable is not ready, and says why", async () => {
+test("a worker whose database is unreachable is not ready: the probe names the state, the log the cause", async () => {
   const env = await workerEnv(`postgres://qrscan:qrscan@127.0.0.1:${freePort()}/nowhere`, 1);
-  const w = spawnWorker(env);
+  const w = spawnWorker(env, {}, { output: "pipe" });
   const answer = await waitFor(
     "/ready to answer 503 for the database",
     () => probe(w.metricsUrl),
     (a) => a.status === 503 && a.body.status === "database unreachable",
     60_000,
   );
-  expect(answer.body.reason).toBeTruthy();
+  // Unauthenticated: nothing of Postgres' or the driver's error text (ECONNREFUSED, the host).
+  expect(answer.body).toEqual({ status: "database unreachable" });
+  w.proc.kill("SIGKILL");
+  const log = await new Response(w.proc.stdout as ReadableStream).text();
+  const lines = log.split("\n").filter((l) => l.includes("/ready: the database is unreachable"));
+  // Logged once, however many probes saw it.
+  expect(lines.length).toBe(1);
+  expect(JSON.parse(lines[0] as string).err).toBeTruthy();
 }, 90_000);

@@ -146,7 +146,7 @@ describe("compose.yaml runs the product", () => {
     }
     expect(read("compose/pgbouncer/Dockerfile")).toContain("COPY pgbouncer.ini /etc/pgbouncer/pgbouncer.ini");
     // Debian's package in both (the local stack installs `pgbouncer` from apt), not another build.
-    expect(read("compose/pgbouncer/Dockerfile")).toContain("ARG BASE_IMAGE=debian:bookworm-slim");
+    expect(read("compose/pgbouncer/Dockerfile")).toContain("ARG BASE_IMAGE=debian:bookworm-slim@sha256:");
     expect(service("pgbouncer").image).not.toContain("edoburu");
   });
 

@@ -32,6 +32,11 @@ describe("imageProblems", () => {
     ["HEALTHCHECK dropped (OCI format)", { Healthcheck: undefined }, ["HEALTHCHECK is []: must be CMD …"]],
     ["another stop signal", { StopSignal: "SIGINT" }, ['STOPSIGNAL is "SIGINT": must be SIGTERM']],
     ["no CMD", { Cmd: [] }, ["no CMD"]],
+    [
+      "metrics exposed by the image",
+      { Env: ["HOME=/tmp", "METRICS_HOST=0.0.0.0"] },
+      ["ENV METRICS_HOST=0.0.0.0: an image keeps metrics on loopback; the deployment sets it"],
+    ],
   ] as const)("%s is refused", (_what, change, problems) => {
     const c = { ...good, ...change } as ImageConfig;
     const expected = problems.map((p) =>

@@ -66,6 +66,39 @@ describe("actionlint", () => {
   });
 });
 
+/** The Dockerfile's default base: what the images and the CI job's container run on. */
+const DOCKERFILE_BASE = /^ARG BASE_IMAGE=(\S+)$/m.exec(readFileSync(join(ROOT, "Dockerfile"), "utf8"))?.[1];
+
+describe("pinned, so a moved tag cannot change what CI runs or what the images are built from", () => {
+  // A tag (v4, 0.28.0, bookworm-slim) can be moved to other code by whoever controls it; a commit
+  // SHA or an image digest cannot. The comment beside a SHA says which release it is.
+  const uses = FILES.flatMap((file) =>
+    read(file)
+      .split("\n")
+      .flatMap((line, i) =>
+        /^\s*(?:-\s+)?uses:/.test(line) ? [{ where: `${file}:${i + 1}`, line: line.trim() }] : [],
+      ),
+  );
+
+  test("every action is pinned by a full commit SHA, with its release in a comment", () => {
+    expect(uses.length).toBeGreaterThan(5);
+    const unpinned = uses.filter(({ line }) => !/uses:\s+[\w.-]+\/[\w./-]+@[0-9a-f]{40} # v?\d+\.\d+\.\d+$/.test(line));
+    expect(unpinned).toEqual([]);
+  });
+
+  test("the images' base and the CI job's container are pinned by digest", () => {
+    expect(DOCKERFILE_BASE).toMatch(/^debian:bookworm-slim@sha256:[0-9a-f]{64}$/);
+    expect(readFileSync(join(ROOT, "compose/pgbouncer/Dockerfile"), "utf8")).toContain(
+      `ARG BASE_IMAGE=${DOCKERFILE_BASE}\n`,
+    );
+    for (const file of FILES) {
+      for (const job of Object.values(workflow(file).jobs)) {
+        if (job.container) expect(job.container.image).toMatch(/@sha256:[0-9a-f]{64}$/);
+      }
+    }
+  });
+});
+
 describe("ci.yml", () => {
   const ci = workflow("ci.yml");
   const steps = (job: string) => ci.jobs[job]?.steps ?? [];
@@ -81,7 +114,8 @@ describe("ci.yml", () => {
 
   test("lint, typecheck and the tests are .ci/run, as root in Debian 12", () => {
     const test = ci.jobs.test;
-    expect(test?.container?.image).toBe("debian:12");
+    // Debian 12 (bookworm), by the same digest as the images' base (Dockerfile).
+    expect(test?.container?.image).toBe(DOCKERFILE_BASE);
     expect(runs("test")).toContain("bash .ci/run");
     // The container's default user is root; nothing switches it.
     expect(JSON.stringify(test)).not.toContain("--user");
