@@ -15,7 +15,7 @@ BEGIN
   WHERE revoked_at IS NULL AND qr_prefix IS NOT NULL
     AND NOT (qr_prefix ~ '^([A-Za-z0-9._-]+:)+$' AND char_length(qr_prefix) <= 127);
   IF bad IS NOT NULL THEN
-    RAISE EXCEPTION 'api_keys: tenant prefixes must now end with ":" (e.g. acme:), or a key of "acme" would read "acme2-…": % . Revoke each (bun run keys revoke <id>), create its successor with a prefix ending in ":" (bun run keys create --qr-prefix acme: …; its QR ids must then start with it), then run bun run migrate again', bad;
+    RAISE EXCEPTION 'api_keys: tenant prefixes must now end with ":" (e.g. acme:), or a key of "acme" would read "acme2-…": %. Revoke each (bun run keys revoke <id>), create its successor with a prefix ending in ":" (bun run keys create --qr-prefix acme: …; its QR ids must then start with it), then run bun run migrate again', bad;
   END IF;
 END
 $$;
