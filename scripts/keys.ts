@@ -36,6 +36,8 @@ const USAGE = `usage: bun run keys create --name NAME [--scopes ${SCOPES.join(",
        bun run keys static`;
 
 export class UsageError extends Error {}
+/** A well-formed command the table's state refuses (exit 1, no usage text). */
+export class RefusedError extends Error {}
 
 function option(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -273,7 +275,7 @@ async function refuseOverlap(tx: postgres.TransactionSql, qrPrefix: string): Pro
     order by id`;
   if (clashes.length) {
     const list = clashes.map((k) => `${k.id} (${k.name}, ${k.qr_prefix})`).join(", ");
-    throw new UsageError(
+    throw new RefusedError(
       `--qr-prefix ${qrPrefix}: overlaps another tenant's keys (${list}): one would read the other's QR ids; choose a prefix that neither starts nor is the start of theirs`,
     );
   }
@@ -321,6 +323,9 @@ if (import.meta.main) {
     if (error instanceof UsageError) {
       console.error(`${error.message}\n${USAGE}`);
       code = 2;
+    } else if (error instanceof RefusedError) {
+      console.error(`keys: ${error.message}`);
+      code = 1;
     } else if (error instanceof ConfigError) {
       console.error(error.message);
       code = 2;
