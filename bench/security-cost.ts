@@ -1,4 +1,5 @@
 import type { KafkaProducer } from "bun-rdkafka";
+import { newSecret } from "../scripts/keys.ts";
 // What auth, rate limits and CORS cost per request in the edge's own code, feature by feature: the
 // real app (server/app.ts) in-process with a producer that acknowledges at once, so neither the
 // network nor Kafka blurs a few microseconds. Prints µs per single-event POST for each variant,
@@ -16,7 +17,7 @@ const producer = {
   send: async () => {},
   queueLength: 0,
 } as unknown as KafkaProducer;
-const KEY = "bench-key";
+const KEY = newSecret(); // a static key of the generated shape, the only one the edge accepts
 const ORIGIN = "https://scanner.example";
 function build(env: Record<string, string>) {
   const config = loadServerConfig({ API_KEYS_DB: "false", ...env });

@@ -6,6 +6,7 @@
 // CORS on, single-event req/s within 5% of the same server with them off (two servers, loaded in
 // turn, alternating which goes first, `--security-rounds` times; the medians are compared).
 import { spawnUntilReady, stopProcess } from "../scripts/harness.ts";
+import { newSecret } from "../scripts/keys.ts";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
@@ -54,7 +55,7 @@ try {
 // Security on vs off: the same server, with auth (a static key), both rate limits (limits high
 // enough never to refuse, so their bookkeeping is what is measured) and CORS (every request from
 // an allowed origin), against AUTH_DISABLED and no limits or CORS.
-const KEY = "bench-key";
+const KEY = newSecret(); // a static key of the generated shape, the only one the edge accepts
 const ORIGIN = "https://scanner.example";
 const on = await startBenchServer({
   AUTH_DISABLED: "false",

@@ -36,6 +36,7 @@ import { localStack } from "../shared/local-stack.ts";
 import { ROOT, createThrowawayDatabase, killProcess, spawnProcess } from "./harness.ts";
 import { ImagesConfigSchema } from "./images/config.ts";
 import { type ImageConfig, imageProblems } from "./images/inspect.ts";
+import { newSecret } from "./keys.ts";
 import { up } from "./stack.ts";
 import { commandExists, freePort, isRoot } from "./stack/processes.ts";
 import { waitFor } from "./wait.ts";
@@ -500,7 +501,7 @@ async function smoke(): Promise<void> {
       return proc;
     });
 
-    const key = crypto.randomUUID();
+    const key = newSecret();
     const keyHash = new Bun.CryptoHasher("sha256").update(key).digest("hex");
     const serverPort = freePort();
     const serverEnv = {

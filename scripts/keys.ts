@@ -3,16 +3,21 @@
 //                       [--rate EVENTS_PER_S --burst N] [--expires-in 90d]
 //   bun run keys list [--all]                 keys without their secrets (--all: revoked and expired too)
 //   bun run keys revoke <id>                  refused from the next refresh on
-//   bun run keys rotate <id> [--overlap 24h]  a successor with the same settings; the old key
-//                                             keeps working until the overlap ends
+//   bun run keys rotate <id> [--overlap 24h] [--expires-in 90d]
+//                                             a successor with the same settings and lifetime; the
+//                                             old key keeps working until the overlap ends
+//   bun run keys static                       a key for API_KEY_SHA256 / API_KEYS_FILE and its digest
+//                                             (no database)
 // `create` and `rotate` print the new secret once, on stdout; only its SHA-256 is stored. Each
-// change writes one audit line (JSON, no secret) on stderr.
+// change writes one audit line (JSON, no secret) on stderr. A tenant (--qr-prefix) is one or more
+// segments each ending in ":" (server/principal.ts) and may not contain or extend another
+// tenant's.
 // Configuration: DATABASE_URL (docs/operations.md, "keys configuration").
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import * as v from "valibot";
 import { KEY_PREFIX, SHOWN_PREFIX_LENGTH, sha256 } from "../server/keys.ts";
-import { SCOPES, type Scope } from "../server/principal.ts";
+import { SCOPES, type Scope, TENANT_PREFIX_MAX_LENGTH, isTenantPrefix } from "../server/principal.ts";
 import { ConfigError, loadConfig, str } from "../shared/config.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { type Logger, createLogger } from "../shared/logger.ts";
@@ -24,12 +29,15 @@ export const KeysConfigSchema = v.object({
   USER: v.optional(v.string()),
 });
 
-const USAGE = `usage: bun run keys create --name NAME [--scopes ${SCOPES.join(",")}] [--qr-prefix P] [--rate N --burst N] [--expires-in 90d]
+const USAGE = `usage: bun run keys create --name NAME [--scopes ${SCOPES.join(",")}] [--qr-prefix TENANT:] [--rate N --burst N] [--expires-in 90d]
        bun run keys list [--all]
        bun run keys revoke <id>
-       bun run keys rotate <id> [--overlap 24h]`;
+       bun run keys rotate <id> [--overlap 24h] [--expires-in 90d]
+       bun run keys static`;
 
 export class UsageError extends Error {}
+/** A well-formed command the table's state refuses (exit 1, no usage text). */
+export class RefusedError extends Error {}
 
 function option(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -116,7 +124,11 @@ export async function keys(argv: string[], sql: postgres.Sql, io: KeysIo): Promi
       if (bad.length || scopes.length === 0)
         throw new UsageError(`--scopes: ${bad.join(",") || "empty"}; known: ${SCOPES.join(", ")}`);
       const qrPrefix = option(args, "--qr-prefix") ?? null;
-      if (qrPrefix === "") throw new UsageError("--qr-prefix must not be empty");
+      if (qrPrefix !== null && !isTenantPrefix(qrPrefix)) {
+        throw new UsageError(
+          `--qr-prefix ${JSON.stringify(qrPrefix)}: a tenant is one or more segments of A-Z a-z 0-9 . _ - each ending in ":" (e.g. acme: or acme:eu:), at most ${TENANT_PREFIX_MAX_LENGTH} characters, so acme: can never match acme2:… or acme-eu…`,
+        );
+      }
       const rate = positive(option(args, "--rate"), "--rate");
       const burst = positive(option(args, "--burst"), "--burst");
       if ((rate === null) !== (burst === null)) throw new UsageError("--rate and --burst go together");
@@ -124,13 +136,16 @@ export async function keys(argv: string[], sql: postgres.Sql, io: KeysIo): Promi
       const expiresAt = expiresIn ? new Date(Date.now() + duration(expiresIn, "--expires-in")) : null;
       rejectRest(args);
       const secret = newSecret();
-      const [row] = await sql<KeyRow[]>`
-        insert into api_keys (id, name, prefix, secret_sha256, scopes, qr_prefix, rate_limit_per_second,
-                              rate_limit_burst, expires_at)
-        values (${newId()}, ${name}, ${secret.slice(0, SHOWN_PREFIX_LENGTH)}, ${sha256(secret)}, ${scopes},
-                ${qrPrefix}, ${rate}, ${burst}, ${expiresAt})
-        returning ${sql.unsafe(COLUMNS)}`;
-      const k = row as KeyRow;
+      const k = await sql.begin(async (tx) => {
+        if (qrPrefix !== null) await refuseOverlap(tx, qrPrefix);
+        const [row] = await tx<KeyRow[]>`
+          insert into api_keys (id, name, prefix, secret_sha256, scopes, qr_prefix, rate_limit_per_second,
+                                rate_limit_burst, expires_at)
+          values (${newId()}, ${name}, ${secret.slice(0, SHOWN_PREFIX_LENGTH)}, ${sha256(secret)}, ${scopes},
+                  ${qrPrefix}, ${rate}, ${burst}, ${expiresAt})
+          returning ${tx.unsafe(COLUMNS)}`;
+        return row as KeyRow;
+      });
       io.audit.info(auditFields("create", k, io), "API key created");
       io.out(
         `created ${k.id} (${k.name}): scopes ${k.scopes.join(",")}${k.qr_prefix ? `, QR ids ${k.qr_prefix}…` : ""}`,
@@ -185,22 +200,34 @@ export async function keys(argv: string[], sql: postgres.Sql, io: KeysIo): Promi
       const id = args.shift();
       if (!id) throw new UsageError("rotate needs a key id (see bun run keys list)");
       const overlapMs = duration(option(args, "--overlap") ?? "24h", "--overlap");
+      const expiresIn = option(args, "--expires-in");
+      const lifetimeMs = expiresIn === undefined ? undefined : duration(expiresIn, "--expires-in");
       rejectRest(args);
       const secret = newSecret();
       const result = await sql.begin(async (tx) => {
+        const [current] = await tx<KeyRow[]>`
+          select ${tx.unsafe(COLUMNS)} from api_keys
+          where id = ${id} and revoked_at is null and (expires_at is null or expires_at > now())
+          for update`;
+        if (!current) return null;
+        // The successor keeps the expiry policy: a 90-day key's successor is a 90-day key from now
+        // (its lifetime as created), a permanent key's is permanent; --expires-in changes it.
+        const lifetime =
+          lifetimeMs ?? (current.expires_at ? current.expires_at.getTime() - current.created_at.getTime() : null);
+        const expiresAt = lifetime === null ? null : new Date(Date.now() + lifetime);
         const [old] = await tx<KeyRow[]>`
           update api_keys
           set expires_at = least(coalesce(expires_at, 'infinity'), now() + ${`${overlapMs} milliseconds`}::interval)
-          where id = ${id} and revoked_at is null and (expires_at is null or expires_at > now())
+          where id = ${id}
           returning ${tx.unsafe(COLUMNS)}`;
-        if (!old) return null;
         const [successor] = await tx<KeyRow[]>`
           insert into api_keys (id, name, prefix, secret_sha256, scopes, qr_prefix, rate_limit_per_second,
-                                rate_limit_burst, rotated_from)
-          values (${newId()}, ${old.name}, ${secret.slice(0, SHOWN_PREFIX_LENGTH)}, ${sha256(secret)}, ${old.scopes},
-                  ${old.qr_prefix}, ${old.rate_limit_per_second}, ${old.rate_limit_burst}, ${old.id})
+                                rate_limit_burst, rotated_from, expires_at)
+          values (${newId()}, ${current.name}, ${secret.slice(0, SHOWN_PREFIX_LENGTH)}, ${sha256(secret)},
+                  ${current.scopes}, ${current.qr_prefix}, ${current.rate_limit_per_second},
+                  ${current.rate_limit_burst}, ${current.id}, ${expiresAt})
           returning ${tx.unsafe(COLUMNS)}`;
-        return { old, successor: successor as KeyRow };
+        return { old: old as KeyRow, successor: successor as KeyRow };
       });
       if (!result) {
         io.out(`no active key ${id} (revoked, expired or unknown): create a new one instead`);
@@ -211,15 +238,50 @@ export async function keys(argv: string[], sql: postgres.Sql, io: KeysIo): Promi
         { ...auditFields("rotate", successor, io), old_key_id: old.id, old_expires_at: old.expires_at?.toISOString() },
         "API key rotated",
       );
-      io.out(`rotated ${old.id} → ${successor.id} (${successor.name}); ${old.id} works until ${time(old.expires_at)}`);
+      io.out(
+        `rotated ${old.id} → ${successor.id} (${successor.name}); ${old.id} works until ${time(old.expires_at)}; ${successor.id} ${successor.expires_at ? `expires ${time(successor.expires_at)}` : "does not expire"}`,
+      );
       io.out("the new secret, shown only now:");
       io.out(secret);
+      return 0;
+    }
+    case "static": {
+      rejectRest(args);
+      // No database: the operator puts the digest in API_KEY_SHA256 or API_KEYS_FILE and restarts.
+      const secret = newSecret();
+      io.out("a static key, shown only now; give it to the client:");
+      io.out(secret);
+      io.out("its SHA-256, for API_KEY_SHA256 (comma-separated) or one line of API_KEYS_FILE:");
+      io.out(sha256(secret).toString("hex"));
       return 0;
     }
     default:
       throw new UsageError(command ? `unknown command ${command}` : "a command is needed");
   }
 }
+
+/**
+ * Refuses a tenant that contains or extends a live key's other tenant (`acme:` and `acme:eu:`):
+ * one would read the other's QR ids. The same tenant again (another key of it) is fine. Creates
+ * are serialised by a transaction-scoped advisory lock, so two cannot race past the check.
+ */
+async function refuseOverlap(tx: postgres.TransactionSql, qrPrefix: string): Promise<void> {
+  await tx`select pg_advisory_xact_lock(${TENANT_LOCK_KEY})`;
+  const clashes = await tx<{ id: string; name: string; qr_prefix: string }[]>`
+    select id, name, qr_prefix from api_keys
+    where revoked_at is null and (expires_at is null or expires_at > now())
+      and qr_prefix <> ${qrPrefix}
+      and (starts_with(${qrPrefix}, qr_prefix) or starts_with(qr_prefix, ${qrPrefix}))
+    order by id`;
+  if (clashes.length) {
+    const list = clashes.map((k) => `${k.id} (${k.name}, ${k.qr_prefix})`).join(", ");
+    throw new RefusedError(
+      `--qr-prefix ${qrPrefix}: overlaps another tenant's keys (${list}): one would read the other's QR ids; choose a prefix that neither starts nor is the start of theirs`,
+    );
+  }
+}
+
+const TENANT_LOCK_KEY = 0x5153_5450; // arbitrary, fixed: "QSTP"
 
 function rejectRest(args: string[]) {
   if (args.length) throw new UsageError(`unexpected: ${args.join(" ")}`);
@@ -261,6 +323,9 @@ if (import.meta.main) {
     if (error instanceof UsageError) {
       console.error(`${error.message}\n${USAGE}`);
       code = 2;
+    } else if (error instanceof RefusedError) {
+      console.error(`keys: ${error.message}`);
+      code = 1;
     } else if (error instanceof ConfigError) {
       console.error(error.message);
       code = 2;

@@ -1,11 +1,13 @@
 // Authentication and authorisation of the API routes. A request presents one credential:
 //   - an API key, as `Authorization: Bearer <key>` or `X-API-Key: <key>`: a managed key (`qrs_…`,
 //     the api_keys table via server/keys.ts) or a static one (API_KEY_SHA256 / API_KEYS_FILE, both
-//     scopes, no tenant). Only SHA-256 digests are held; lookup is by digest, so the time taken
-//     tells nothing about the secret.
+//     scopes, no tenant, accepted only in the generated shape of `bun run keys static`). Only
+//     SHA-256 digests are held; lookup is by digest, so the time taken tells nothing about the secret.
 //   - a JWT, as `Authorization: Bearer <jwt>` (told apart by its three dot-separated parts), when
 //     JWT_JWKS_URL or JWT_KEY_FILES is set: asymmetric algorithms from JWT_ALGORITHMS only, issuer,
-//     audience, exp and nbf (with JWT_CLOCK_SKEW_SECONDS) checked; scopes from the `scope` claim.
+//     audience, exp and nbf (with JWT_CLOCK_SKEW_SECONDS) checked, exp at most
+//     JWT_MAX_LIFETIME_SECONDS away; scopes from the `scope` claim; the tenant claim required
+//     (a tenant prefix) unless JWT_ALLOW_GLOBAL_TOKENS=true.
 // The middleware sets c.get("principal") (server/principal.ts). A missing or invalid credential is
 // a 401; a valid one without the route's scope, or for a QR id outside its tenant, is a 403. Every
 // failure counts in auth_failures_total{reason} and is logged with the key's shown prefix or the
@@ -24,9 +26,9 @@ import {
 import { type Logger, throttledWarn } from "../shared/logger.ts";
 import type { JwtConfig, ServerConfig } from "./config.ts";
 import { ApiError } from "./errors.ts";
-import { KEY_PREFIX, type KeyRecord, type KeyStore, SHOWN_PREFIX_LENGTH, sha256 } from "./keys.ts";
+import { GENERATED_KEY, KEY_PREFIX, type KeyRecord, type KeyStore, SHOWN_PREFIX_LENGTH, sha256 } from "./keys.ts";
 import type { ServerMetrics } from "./metrics.ts";
-import { type Principal, SCOPES, type Scope } from "./principal.ts";
+import { type Principal, SCOPES, type Scope, inTenant, isTenantPrefix } from "./principal.ts";
 import { requestLogFields } from "./tracing.ts";
 
 export { sha256 } from "./keys.ts";
@@ -37,6 +39,7 @@ export const AUTH_FAILURE_REASONS = [
   "unknown_key",
   "revoked_key",
   "expired_key",
+  "weak_key",
   "jwt_malformed",
   "jwt_algorithm",
   "jwt_signature",
@@ -44,6 +47,8 @@ export const AUTH_FAILURE_REASONS = [
   "jwt_expired",
   "jwt_not_yet_valid",
   "jwt_claims",
+  "jwt_tenant",
+  "jwt_lifetime",
   "jwt_keys_unavailable",
   "scope",
   "tenant",
@@ -141,6 +146,15 @@ export function createAuth(o: AuthOptions): Auth {
     const hint = keyHint(credential);
     if (!record) throw new AuthFailure("unknown_key", "invalid API key", hint);
     const id = { ...hint, key_id: record.principal.id };
+    // A static key's digest sits in the environment, unsalted: only a 256-bit random key (`bun run
+    // keys static`) keeps it from being reversed offline, so a key of another shape is refused.
+    if (record.principal.kind === "static_key" && !GENERATED_KEY.test(credential)) {
+      throw new AuthFailure(
+        "weak_key",
+        "API key refused: static keys must come from `bun run keys static` (qrs_ and 43 random characters); ask the operator for one",
+        id,
+      );
+    }
     if (record.revoked) throw new AuthFailure("revoked_key", "API key revoked: ask for a new one", id);
     const now = Date.now();
     if (record.expiresAt !== null && record.expiresAt <= now) {
@@ -187,7 +201,7 @@ export function createAuth(o: AuthOptions): Auth {
         }
         if (qrIdParam && principal.qrPrefix !== null) {
           const qrId = c.req.param(qrIdParam) ?? "";
-          if (!qrId.startsWith(principal.qrPrefix)) throw api.tenantDenied(c, qrId);
+          if (!inTenant(qrId, principal.qrPrefix)) throw api.tenantDenied(c, qrId);
         }
         return next();
       };
@@ -239,16 +253,36 @@ export function jwtVerifier(j: JwtConfig): (token: string) => Promise<Principal>
       const [reason, message] = jwtFailure(error);
       throw new AuthFailure(reason, message, jwtHint(token), { cause: error });
     }
+    // A JWT cannot be revoked: bound how long a leaked one stays usable, whatever exp the IdP wrote.
+    const remaining = (payload.exp as number) - Date.now() / 1000;
+    if (remaining > j.maxLifetimeSeconds + j.clockSkewSeconds) {
+      throw new AuthFailure(
+        "jwt_lifetime",
+        `JWT lifetime too long: exp is ${Math.round(remaining)} s away, at most JWT_MAX_LIFETIME_SECONDS (${j.maxLifetimeSeconds}) accepted; issue shorter-lived tokens`,
+        jwtHint(token),
+      );
+    }
+    // No tenant claim would mean every tenant: only when the operator said so. A claim that is
+    // there but not a tenant prefix is a broken claim mapper, refused even then.
+    const tenant = payload[j.tenantClaim];
+    let qrPrefix: string | null = null;
+    if (isTenantPrefix(tenant)) qrPrefix = tenant;
+    else if (tenant !== undefined || !j.allowGlobalTokens) {
+      throw new AuthFailure(
+        "jwt_tenant",
+        `JWT rejected: its ${j.tenantClaim} claim is ${tenant === undefined ? "missing" : "not a tenant prefix"} (one or more segments ending in ":", e.g. "acme:")`,
+        jwtHint(token),
+      );
+    }
     const scopes = new Set<Scope>();
     const claimed = typeof payload.scope === "string" ? payload.scope.split(" ") : [];
     for (const s of claimed) if ((SCOPES as readonly string[]).includes(s)) scopes.add(s as Scope);
-    const tenant = payload[j.tenantClaim];
     return {
       kind: "jwt",
       id: `${payload.iss}#${payload.sub}`,
       name: String(payload.sub),
       scopes,
-      qrPrefix: typeof tenant === "string" && tenant !== "" ? tenant : null,
+      qrPrefix,
       rateLimit: null,
     };
   };

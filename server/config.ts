@@ -3,6 +3,7 @@
 // docs/operations.md documents every variable; test/unit/config-docs.test.ts keeps it in step.
 import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { isIPv4 } from "node:net";
 import { basename } from "node:path";
 import type { JWK } from "jose";
 import * as v from "valibot";
@@ -85,7 +86,12 @@ export const ServerConfigSchema = v.object({
   ),
   JWT_CLOCK_SKEW_SECONDS: int(30, 0, 300),
   JWT_TENANT_CLAIM: str("qr_prefix"),
-  JWT_JWKS_COOLDOWN_SECONDS: int(30, 0, 3600),
+  /** A token without the tenant claim is refused unless this is true: then it may touch every tenant. */
+  JWT_ALLOW_GLOBAL_TOKENS: bool(false),
+  /** A token whose exp is further than this from now is refused: a JWT cannot be revoked before it expires. */
+  JWT_MAX_LIFETIME_SECONDS: int(86_400, 60, 7 * 86_400),
+  /** At least 5 s, so made-up kids cannot make every request fetch the JWKS. */
+  JWT_JWKS_COOLDOWN_SECONDS: int(30, 5, 3600),
   TRUSTED_PROXIES: list(),
   /** Browser origins allowed to call the API (CORS); none by default, "*" for any. */
   CORS_ORIGINS: v.pipe(
@@ -145,6 +151,10 @@ export interface JwtConfig {
   clockSkewSeconds: number;
   /** The claim whose value becomes the token's QR-id prefix (its tenant). */
   tenantClaim: string;
+  /** Whether a token without the tenant claim is accepted, for every tenant. */
+  allowGlobalTokens: boolean;
+  /** exp may be at most this far from now (plus the clock skew). */
+  maxLifetimeSeconds: number;
   jwksCooldownSeconds: number;
 }
 
@@ -221,6 +231,11 @@ function apiKeyHashes(c: v.InferOutput<typeof ServerConfigSchema>): string[] {
 function jwtConfig(c: v.InferOutput<typeof ServerConfigSchema>): JwtConfig | null {
   if (!c.JWT_JWKS_URL && c.JWT_KEY_FILES.length === 0) return null;
   const problems: string[] = [];
+  if (c.JWT_JWKS_URL && !jwksUrlAllowed(c.JWT_JWKS_URL)) {
+    problems.push(
+      `JWT_JWKS_URL=${JSON.stringify(c.JWT_JWKS_URL)}: must be https:// (http:// only to a loopback host: 127.0.0.0/8, ::1, localhost), or anyone on the path could swap the keys and mint tokens`,
+    );
+  }
   if (!c.JWT_ISSUER) problems.push("JWT_ISSUER: required when JWT_JWKS_URL or JWT_KEY_FILES is set");
   if (!c.JWT_AUDIENCE) problems.push("JWT_AUDIENCE: required when JWT_JWKS_URL or JWT_KEY_FILES is set");
   const keys: JWK[] = [];
@@ -240,8 +255,19 @@ function jwtConfig(c: v.InferOutput<typeof ServerConfigSchema>): JwtConfig | nul
     algorithms: c.JWT_ALGORITHMS,
     clockSkewSeconds: c.JWT_CLOCK_SKEW_SECONDS,
     tenantClaim: c.JWT_TENANT_CLAIM,
+    allowGlobalTokens: c.JWT_ALLOW_GLOBAL_TOKENS,
+    maxLifetimeSeconds: c.JWT_MAX_LIFETIME_SECONDS,
     jwksCooldownSeconds: c.JWT_JWKS_COOLDOWN_SECONDS,
   };
+}
+
+/** https, or http to a loopback host (a test's or a sidecar's JWKS never leaves the machine). */
+export function jwksUrlAllowed(url: string): boolean {
+  const u = new URL(url);
+  if (u.protocol === "https:") return true;
+  if (u.protocol !== "http:") return false;
+  const host = u.hostname.replace(/^\[|\]$/g, "");
+  return host === "localhost" || host === "::1" || (isIPv4(host) && host.startsWith("127."));
 }
 
 /**

@@ -17,6 +17,7 @@ import { TRACING_OFF, type Tracing } from "../shared/tracing.ts";
 import { readEvents } from "./body.ts";
 import { ApiError } from "./errors.ts";
 import { type ServerMetrics, rejectionReason } from "./metrics.ts";
+import { inTenant } from "./principal.ts";
 
 export interface IngestOptions {
   producer: KafkaProducer;
@@ -101,7 +102,7 @@ export function ingestHandler(o: IngestOptions) {
         continue;
       }
       const event = (result as v.SafeParseResult<typeof ScanEventSchema> & { success: true }).output;
-      if (qrPrefix !== null && !event.qr_id.startsWith(qrPrefix)) {
+      if (qrPrefix !== null && !inTenant(event.qr_id, qrPrefix)) {
         throw o.tenantDenied(c, event.qr_id, index);
       }
       const headers: Record<string, string> = { event_id: event.event_id, schema_version: String(SCHEMA_VERSION) };

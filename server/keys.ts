@@ -14,6 +14,8 @@ export const sha256 = (s: string) => createHash("sha256").update(s).digest();
 
 /** The secrets `bun run keys create` prints: "qrs_" + 32 random bytes, base64url (43 characters). */
 export const KEY_PREFIX = "qrs_";
+/** A generated secret's shape: 256 random bits, so its unsalted SHA-256 cannot be reversed. */
+export const GENERATED_KEY = /^qrs_[A-Za-z0-9_-]{43}$/;
 /** How many of a secret's characters may be shown (logs, `keys list`): "qrs_" + 4 random ones. */
 export const SHOWN_PREFIX_LENGTH = 8;
 

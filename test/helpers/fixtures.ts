@@ -15,6 +15,7 @@ import {
   spawnProcess,
   spawnUntilReady,
 } from "../../scripts/harness.ts";
+import { newSecret } from "../../scripts/keys.ts";
 import { childPids } from "../../scripts/pipeline.ts";
 import { asServiceUser, freePort, portOpen } from "../../scripts/stack/processes.ts";
 import { waitFor } from "../../scripts/wait.ts";
@@ -157,7 +158,8 @@ export async function spawnPgbouncer({
 // ---------------------------------------------------------------------------------------------
 // The edge: in-process app and server process
 
-export const API_KEY = "test-key-123";
+/** The static key of createTestApp: generated, as the edge accepts only static keys of that shape. */
+export const API_KEY = newSecret();
 
 /** A pool for tests that never reach the read side: connects lazily, so it never connects. */
 function unusedSql(): Sql {

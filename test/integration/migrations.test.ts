@@ -1,11 +1,12 @@
 // The migration runner on real, throwaway Postgres databases.
 import { expect, test } from "bun:test";
-import { cpSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { cpSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import { MIGRATIONS_DIR, migrate, readMigrations } from "../../sql/migrate.ts";
-import { createDatabase } from "../helpers/fixtures.ts";
+import { createDatabase, onCleanup } from "../helpers/fixtures.ts";
 import { ensureStack } from "../helpers/stack.ts";
 
 await ensureStack();
@@ -78,4 +79,42 @@ test("concurrent runners: the advisory lock makes exactly one apply each migrati
   const applied = results.flat();
   expect(applied.sort()).toEqual(readMigrations().map((m) => m.version));
   expect(results.filter((r) => r.length > 0).length).toBe(1);
+});
+
+test("0007: a live key whose tenant prefix lacks the ':' stops the upgrade, naming it and what to do; once revoked, the shape is enforced", async () => {
+  const url = await emptyDatabase();
+  const dir = copyOfMigrations();
+  for (const f of readdirSync(dir)) if (Number(f.slice(0, 4)) >= 7) rmSync(join(dir, f));
+  await migrate(url, dir);
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  onCleanup(() => sql.end({ timeout: 1 }));
+  const key = (id: string, qrPrefix: string | null, revoked = false) => sql`
+    insert into api_keys (id, name, prefix, secret_sha256, scopes, qr_prefix, revoked_at)
+    values (${id}, ${`tenant ${qrPrefix}`}, 'qrs_abcd', ${randomBytes(32)}, ${["scans:write"]}, ${qrPrefix},
+            ${revoked ? new Date() : null})`;
+  await key("key_00000000000a", "acme");
+  await key("key_00000000000b", "acme:");
+  await key("key_00000000000c", "globex-", true); // revoked: authenticates nothing, may stay
+  await key("key_00000000000d", null);
+  await key("key_00000000000e", "initech-");
+
+  await expect(migrate(url)).rejects.toThrow(
+    `api_keys: tenant prefixes must now end with ":" (e.g. acme:), or a key of "acme" would read "acme2-…": key_00000000000a (tenant acme, qr_prefix 'acme'), key_00000000000e (tenant initech-, qr_prefix 'initech-'). Revoke each (bun run keys revoke <id>), create its successor with a prefix ending in ":" (bun run keys create --qr-prefix acme: …; its QR ids must then start with it), then run bun run migrate again`,
+  );
+  const [pending] = await sql`select count(*)::int as n from schema_migrations where version = 7`;
+  expect(pending?.n).toBe(0);
+
+  await sql`update api_keys set revoked_at = now() where id in ('key_00000000000a', 'key_00000000000e')`;
+  const later = readMigrations()
+    .map((m) => m.version)
+    .filter((v) => v >= 7);
+  expect(await migrate(url)).toEqual(later);
+  // The shape is the database's rule now: no live key of another shape, none un-revoked.
+  await expect(key("key_00000000000f", "acme2")).rejects.toThrow(/api_keys_qr_prefix_tenant/);
+  await expect(key("key_000000000010", "acme:eu")).rejects.toThrow(/api_keys_qr_prefix_tenant/);
+  await expect(sql`update api_keys set revoked_at = null where id = 'key_00000000000a'`).rejects.toThrow(
+    /api_keys_qr_prefix_tenant/,
+  );
+  await key("key_000000000011", "acme:eu:");
+  await key("key_000000000012", "globex-", true);
 });

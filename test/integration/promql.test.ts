@@ -28,6 +28,7 @@ import {
   substituteGrafanaVariables,
 } from "../../dashboards/src/promql.ts";
 import { killProcess, spawnProcess, spawnUntilReady, stopProcess } from "../../scripts/harness.ts";
+import { newSecret } from "../../scripts/keys.ts";
 import { childPids } from "../../scripts/pipeline.ts";
 import { startTraffic } from "../../scripts/scan-traffic.ts";
 import { portOpen } from "../../scripts/stack/processes.ts";
@@ -126,7 +127,7 @@ test("every dashboard and rule expression parses, names only scraped metrics and
     }
   });
   const apiPort = freePort();
-  const PROMQL_API_KEY = "qrs_promql-test-key";
+  const PROMQL_API_KEY = newSecret();
   const server = await spawnUntilReady({
     name: "server",
     cmd: ["bun", "server/main.ts"],

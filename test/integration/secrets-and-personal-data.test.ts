@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stopProcess } from "../../scripts/harness.ts";
+import { newSecret } from "../../scripts/keys.ts";
 import {
   createDatabase,
   onCleanup,
@@ -40,8 +41,8 @@ describe("no secret in any log line; metrics credentials; the stored address", (
     const dir = mkdtempSync(join(tmpdir(), "secrets-"));
     onCleanup(() => rmSync(dir, { recursive: true, force: true }));
     const secrets = {
-      apiKey: `qrs_${random()}`,
-      wrongKey: `qrs_${random()}`,
+      apiKey: newSecret(),
+      wrongKey: newSecret(),
       dbPassword: `dbpw-${random()}`,
       wrongDbPassword: `dbpw-${random()}`,
       metricsToken: `mt-${random()}`,

@@ -2,6 +2,8 @@
 // endpoint served by this test on 127.0.0.1, and the accept/reject matrix of docs/api.md
 // "Authentication". Every rejection is a 401 (403 for a missing scope or a foreign tenant) counted
 // in auth_failures_total{reason}, and the audit line names the token's kid/sub, never the token.
+// Tokens carry the tenant claim qr_prefix "acme:" unless a test says otherwise: without one a
+// token is refused (JWT_ALLOW_GLOBAL_TOKENS=false).
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -52,6 +54,8 @@ interface TokenOptions {
   sub?: string;
   /** Seconds from now. */
   exp?: number;
+  /** Absolute exp (epoch seconds) instead. */
+  expAt?: number;
   nbf?: number;
   claims?: Record<string, unknown>;
   kid?: string;
@@ -64,18 +68,20 @@ function token({
   aud = AUDIENCE,
   sub = "client-1",
   exp = 300,
+  expAt,
   nbf,
   claims = {},
   kid = key.kid,
 }: TokenOptions) {
   const now = Math.floor(Date.now() / 1000);
-  const jwt = new SignJWT({ scope, ...claims })
+  // An undefined claim is left out of the token (JSON).
+  const jwt = new SignJWT({ scope, qr_prefix: "acme:", ...claims })
     .setProtectedHeader({ alg: key.alg, kid })
     .setIssuer(iss)
     .setAudience(aud)
     .setSubject(sub)
     .setIssuedAt(now)
-    .setExpirationTime(now + exp);
+    .setExpirationTime(expAt ?? now + exp);
   if (nbf !== undefined) jwt.setNotBefore(now + nbf);
   return jwt.sign(key.privateKey);
 }
@@ -86,7 +92,7 @@ async function jwtApp(env: Record<string, string>) {
   const lines: Record<string, unknown>[] = [];
   const logger = createLogger("server-test", "warn", { write: (l: string) => void lines.push(JSON.parse(l)) });
   const t = await createTestApp({ JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, ...env }, { logger });
-  const post = (jwt: string, events: unknown = [scan({ qr_id: "acme-1" })]) =>
+  const post = (jwt: string, events: unknown = [scan({ qr_id: "acme:1" })]) =>
     t.app.request("/v1/scans", {
       method: "POST",
       body: JSON.stringify(events),
@@ -162,30 +168,94 @@ describe("JWT bearer tokens from a JWKS URL", () => {
     });
   }, 60_000);
 
-  test("an unknown kid makes the JWKS be fetched again: a rotated key works without a restart", async () => {
+  test("an unknown kid makes the JWKS be fetched again, at most once per cooldown: a rotated key works without a restart, a flood of made-up kids fetches nothing more", async () => {
     const first = await signingKey("k1", "ES256");
     const jwks = jwksServer([first]);
-    const { post } = await jwtApp({ JWT_JWKS_URL: jwks.url, JWT_JWKS_COOLDOWN_SECONDS: "0" });
+    const { post, failures } = await jwtApp({ JWT_JWKS_URL: jwks.url, JWT_JWKS_COOLDOWN_SECONDS: "5" });
     expect((await post(await token({ key: first }))).status).toBe(202);
     expect((await post(await token({ key: first }))).status).toBe(202);
     expect(jwks.state.fetches).toBe(1); // cached
 
+    // Made-up kids within the cooldown: refused without a fetch each.
+    const stranger = await signingKey("k1");
+    for (let i = 0; i < 20; i++)
+      expect((await post(await token({ key: stranger, kid: `made-up-${i}` }))).status).toBe(401);
+    expect({ fetches: jwks.state.fetches, failures: await failures() }).toEqual({
+      fetches: 1,
+      failures: { jwt_unknown_kid: 20 },
+    });
+
     const second = await signingKey("k2", "EdDSA");
     jwks.state.keys = [first, second];
+    await Bun.sleep(5_100); // the cooldown since the first fetch
     expect((await post(await token({ key: second }))).status).toBe(202);
     expect(jwks.state.fetches).toBe(2);
   }, 30_000);
 
-  test("tenant claim: a token with qr_prefix reads and writes only its QR ids", async () => {
+  test("tenant claim: a token with qr_prefix reads and writes only its QR ids, by whole segments", async () => {
     const key = await signingKey("t1");
     const jwks = jwksServer([key]);
     const { post, stats } = await jwtApp({ JWT_JWKS_URL: jwks.url });
-    const jwt = await token({ key, claims: { qr_prefix: "acme-" } });
-    expect((await post(jwt, [scan({ qr_id: "acme-9" })])).status).toBe(202);
-    expect((await post(jwt, [scan({ qr_id: "globex-9" })])).status).toBe(403);
-    expect((await stats(jwt, "globex-9")).status).toBe(403);
-    // Without the claim, every QR id.
-    expect((await post(await token({ key }), [scan({ qr_id: "globex-9" })])).status).toBe(202);
+    const jwt = await token({ key, claims: { qr_prefix: "acme:" } });
+    expect((await post(jwt, [scan({ qr_id: "acme:9" })])).status).toBe(202);
+    for (const other of ["globex:9", "acme2:9", "acme2-secret", "acme-9"]) {
+      expect({ other, write: (await post(jwt, [scan({ qr_id: other })])).status }).toEqual({ other, write: 403 });
+      expect({ other, read: (await stats(jwt, other)).status }).toEqual({ other, read: 403 });
+    }
+  }, 30_000);
+
+  test("a token without a valid tenant claim is refused on both routes (401 jwt_tenant), unless JWT_ALLOW_GLOBAL_TOKENS=true lets one without the claim through", async () => {
+    const key = await signingKey("t2");
+    const jwks = jwksServer([key]);
+    const { post, stats, failures } = await jwtApp({ JWT_JWKS_URL: jwks.url });
+    const claims: [string, unknown][] = [
+      ["missing", undefined],
+      ["empty", ""],
+      ["an array", ["acme:"]],
+      ["a number", 7],
+      ["null", null],
+      ["without the delimiter", "acme"],
+      ["ending in -", "acme-"],
+      ["a pattern", "*"],
+    ];
+    const got: Record<string, [number, number]> = {};
+    for (const [name, value] of claims) {
+      const jwt = await token({ key, claims: { qr_prefix: value } });
+      got[name] = [(await post(jwt, [scan({ qr_id: "globex:1" })])).status, (await stats(jwt, "globex:1")).status];
+    }
+    expect(got).toEqual(Object.fromEntries(claims.map(([name]) => [name, [401, 401]])));
+    expect(await failures()).toEqual({ jwt_tenant: claims.length * 2 });
+    const refused = await post(await token({ key, claims: { qr_prefix: undefined } }));
+    expect(await refused.json()).toMatchObject({
+      error: 'JWT rejected: its qr_prefix claim is missing (one or more segments ending in ":", e.g. "acme:")',
+    });
+
+    // Global tokens allowed: a token without the claim writes any tenant's QR ids; a broken claim is still refused.
+    const global = await jwtApp({ JWT_JWKS_URL: jwks.url, JWT_ALLOW_GLOBAL_TOKENS: "true" });
+    const statuses = async (value: unknown) =>
+      (await global.post(await token({ key, claims: { qr_prefix: value } }), [scan({ qr_id: "globex:1" })])).status;
+    expect([await statuses(undefined), await statuses(""), await statuses(["acme:"]), await statuses("acme")]).toEqual([
+      202, 401, 401, 401,
+    ]);
+  }, 30_000);
+
+  test("a token whose exp is further than JWT_MAX_LIFETIME_SECONDS away is refused (401 jwt_lifetime)", async () => {
+    const key = await signingKey("l1");
+    const jwks = jwksServer([key]);
+    const { post, failures } = await jwtApp({ JWT_JWKS_URL: jwks.url });
+    const in2100 = Date.UTC(2100, 0, 1) / 1000;
+    const res = await post(await token({ key, expAt: in2100 }));
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: string }).error).toStartWith("JWT lifetime too long: exp is ");
+    // The default is a day (plus the clock skew).
+    expect((await post(await token({ key, exp: 86_400 }))).status).toBe(202);
+    expect((await post(await token({ key, exp: 86_400 + 120 }))).status).toBe(401);
+    expect(await failures()).toEqual({ jwt_lifetime: 2 });
+    const short = await jwtApp({ JWT_JWKS_URL: jwks.url, JWT_MAX_LIFETIME_SECONDS: "600" });
+    expect([
+      (await short.post(await token({ key, exp: 600 }))).status,
+      (await short.post(await token({ key, exp: 3_600 }))).status,
+    ]).toEqual([202, 401]);
   }, 30_000);
 
   test("the JWKS unreachable: 503 + Retry-After (not the client's fault), counted as jwt_keys_unavailable", async () => {

@@ -2,10 +2,14 @@
 // database (through pgbouncer), the edge loads it (in-process, or as its own process for the
 // refresh loop, fail static and /ready), and scopes and tenants are enforced per route.
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { killProcess, metricValue, spawnProcess } from "../../scripts/harness.ts";
-import { type KeysIo, keys } from "../../scripts/keys.ts";
+import { type KeysIo, keys, newSecret } from "../../scripts/keys.ts";
+import { sha256 } from "../../server/keys.ts";
 import { createLogger } from "../../shared/logger.ts";
-import { migrate } from "../../sql/migrate.ts";
+import { migrate, readMigrations } from "../../sql/migrate.ts";
 import {
   API_KEY,
   createDatabase,
@@ -46,8 +50,13 @@ async function create(sql: Parameters<typeof keys>[1], ...argv: string[]) {
 
 const headers = (key: string) => ({ authorization: `Bearer ${key}`, "content-type": "application/json" });
 
-async function managedApp(env: Record<string, string> = {}, { refreshSeconds = 1 } = {}) {
-  const db = await createDatabase();
+type Database = Awaited<ReturnType<typeof createDatabase>>;
+
+async function managedApp(
+  env: Record<string, string> = {},
+  { refreshSeconds = 1, database }: { refreshSeconds?: number; database?: Database } = {},
+) {
+  const db = database ?? (await createDatabase());
   const { store, registry } = await createKeyStore(db.url, { refreshSeconds });
   const t = await createTestApp({ API_KEY_SHA256: "", ...env }, { keyStore: store, sql: db.sql });
   const post = (key: string, events: unknown = [scan()]) =>
@@ -68,7 +77,7 @@ describe("bun run keys", () => {
       "--scopes",
       "scans:write,stats:read",
       "--qr-prefix",
-      "acme-",
+      "acme:",
       "--rate",
       "50",
       "--burst",
@@ -86,7 +95,7 @@ describe("bun run keys", () => {
     const list = await run(sql, "list");
     expect(list.out).toHaveLength(2);
     expect(list.out[1]).toContain(a.id);
-    expect(list.out[1]).toContain("acme-");
+    expect(list.out[1]).toContain("acme:");
     expect(list.out[1]).toContain("50/100");
     expect(list.out.join("\n")).not.toContain(a.secret.slice(8));
 
@@ -121,6 +130,132 @@ describe("bun run keys", () => {
     expect(audit).toHaveLength(1);
     expect(JSON.parse(audit[0] as string)).toMatchObject({ service: "keys", action: "create", name: "cli" });
     expect(stderr).not.toContain(secret.slice(8));
+  }, 30_000);
+});
+
+describe("tenants, rotation's expiry and static keys (issue 22)", () => {
+  test("--qr-prefix is a tenant prefix ending in ':' that neither contains nor extends another live tenant's", async () => {
+    const { sql } = await createDatabase();
+    for (const bad of ["acme", "acme-", "acme:eu", "*", "", "ac me:"]) {
+      await expect(run(sql, "create", "--name", "x", "--qr-prefix", bad)).rejects.toThrow(
+        `--qr-prefix ${JSON.stringify(bad)}: a tenant is one or more segments of A-Z a-z 0-9 . _ - each ending in ":"`,
+      );
+    }
+    const acme = await create(sql, "--qr-prefix", "acme:");
+    const acme2 = await create(sql, "--qr-prefix", "acme:"); // another key of the same tenant
+    await create(sql, "--qr-prefix", "acme2:"); // starts with "acme" but is another segment
+    await create(sql, "--qr-prefix", "globex:eu:");
+    // Extends acme: (it would be inside acme's QR ids), contains globex:eu: (it would read them).
+    await expect(run(sql, "create", "--name", "eu", "--qr-prefix", "acme:eu:")).rejects.toThrow(
+      `--qr-prefix acme:eu:: overlaps another tenant's keys (${[acme.id, acme2.id]
+        .sort()
+        .map((id) => `${id} (acme, acme:)`)
+        .join(", ")})`,
+    );
+    await expect(run(sql, "create", "--name", "globex", "--qr-prefix", "globex:")).rejects.toThrow(
+      /--qr-prefix globex:: overlaps another tenant's keys \(key_[0-9a-f]{12} \(acme, globex:eu:\)\)/,
+    );
+    const [{ n } = { n: 0 }] = await sql<{ n: number }[]>`select count(*)::int as n from api_keys`;
+    expect(n).toBe(4);
+    // Revoked keys read nothing: their tenant is free again.
+    await run(sql, "revoke", acme.id);
+    await run(sql, "revoke", acme2.id);
+    await create(sql, "--qr-prefix", "acme:eu:");
+  });
+
+  test("the edge: a key of tenant acme: reads and writes acme:… only, never acme2-secret or acme2:…", async () => {
+    const { db, store, post, stats } = await managedApp();
+    await db.sql`insert into scan_counts (qr_id, bucket, count) values ('acme:1', now(), 3), ('acme2-secret', now(), 5), ('acme2:1', now(), 7)`;
+    const k = await create(db.sql, "--scopes", "scans:write,stats:read", "--qr-prefix", "acme:");
+    await store.refresh();
+    expect((await stats(k.secret, "acme:1")).status).toBe(200);
+    expect((await post(k.secret, [scan({ qr_id: "acme:1" })])).status).toBe(202);
+    for (const other of ["acme2-secret", "acme2:1", "acme-1", "acme"]) {
+      expect({
+        other,
+        read: (await stats(k.secret, other)).status,
+        write: (await post(k.secret, [scan({ qr_id: other })])).status,
+      }).toEqual({ other, read: 403, write: 403 });
+    }
+  }, 30_000);
+
+  test("a key whose prefix lacks the delimiter (written before migration 0007) matches no QR id, on either route", async () => {
+    // An edge of this version against a database not yet migrated to 0007 (a rolling upgrade).
+    const database = await createDatabase({ migrated: false });
+    const dir = mkdtempSync(join(tmpdir(), "qrscan-migrations-"));
+    for (const m of readMigrations().filter((m) => m.version < 7)) {
+      writeFileSync(join(dir, `${String(m.version).padStart(4, "0")}_${m.name}.sql`), m.sql);
+    }
+    await migrate(database.directUrl, dir);
+    const legacy = newSecret();
+    await database.sql`
+      insert into api_keys (id, name, prefix, secret_sha256, scopes, qr_prefix)
+      values ('key_00000000aaaa', 'acme', ${legacy.slice(0, 8)}, ${sha256(legacy)}, ${["scans:write", "stats:read"]}, 'acme')`;
+    await database.sql`insert into scan_counts (qr_id, bucket, count) values ('acme2-secret', now(), 5), ('acme-1', now(), 1)`;
+    const { store, post, stats } = await managedApp({}, { database });
+    await store.refresh();
+    // The issue's case: prefix acme read acme2-secret's stats (200). Now nothing matches it.
+    for (const qr of ["acme2-secret", "acme-1", "acme:1"]) {
+      expect({
+        qr,
+        read: (await stats(legacy, qr)).status,
+        write: (await post(legacy, [scan({ qr_id: qr })])).status,
+      }).toEqual({ qr, read: 403, write: 403 });
+    }
+  }, 30_000);
+
+  test("rotate keeps the expiry policy: a 90-day key's successor is a 90-day key, a permanent key's is permanent, --expires-in changes it", async () => {
+    const { sql } = await createDatabase();
+    const successorExpiry = async (id: string, ...argv: string[]) => {
+      const r = await run(sql, "rotate", id, ...argv);
+      expect(r.code).toBe(0);
+      const [row] = await sql<
+        { expires_at: Date | null }[]
+      >`select expires_at from api_keys where rotated_from = ${id}`;
+      return { row, out: r.out[0] as string, audit: r.audit[0] };
+    };
+    const day = 86_400_000;
+    const k90 = await create(sql, "--expires-in", "90d");
+    const a = await successorExpiry(k90.id);
+    expect(Math.abs((a.row?.expires_at?.getTime() ?? 0) - (Date.now() + 90 * day))).toBeLessThan(60_000);
+    expect(a.out).toContain(`expires ${a.row?.expires_at?.toISOString().replace(/\.\d+Z$/, "Z")}`);
+    expect(a.audit?.expires_at).toBe(a.row?.expires_at?.toISOString());
+
+    const permanent = await create(sql);
+    const b = await successorExpiry(permanent.id);
+    expect(b.row?.expires_at).toBeNull();
+    expect(b.out).toContain("does not expire");
+
+    const changed = await successorExpiry((await create(sql, "--expires-in", "90d")).id, "--expires-in", "7d");
+    expect(Math.abs((changed.row?.expires_at?.getTime() ?? 0) - (Date.now() + 7 * day))).toBeLessThan(60_000);
+  });
+
+  test("keys static prints a 256-bit key and its digest, without a database; the edge refuses a static key of another shape (weak_key)", async () => {
+    const proc = spawnProcess({
+      cmd: ["bun", "scripts/keys.ts", "static"],
+      // Nothing listens there: the command must not need the database.
+      env: { DATABASE_URL: `postgres://qrscan:qrscan@127.0.0.1:${freePort()}/qrscan` },
+      output: "pipe",
+    });
+    onCleanup(() => killProcess(proc));
+    const [code, stdout] = await Promise.all([proc.exited, new Response(proc.stdout as ReadableStream).text()]);
+    const lines = stdout.trim().split("\n");
+    expect({ code, lines: lines.length }).toEqual({ code: 0, lines: 4 });
+    const [, key, , digest] = lines as [string, string, string, string];
+    expect(key).toMatch(/^qrs_[A-Za-z0-9_-]{43}$/);
+    expect(Buffer.from(key.slice(4), "base64url")).toHaveLength(32);
+    expect(digest).toBe(sha256(key).toString("hex"));
+
+    const weak = "change-me";
+    const { post, failures } = await managedApp({ API_KEY_SHA256: `${sha256(weak).toString("hex")},${digest}` });
+    const refused = await post(weak);
+    expect(refused.status).toBe(401);
+    expect(await refused.json()).toMatchObject({
+      error:
+        "API key refused: static keys must come from `bun run keys static` (qrs_ and 43 random characters); ask the operator for one",
+    });
+    expect((await post(key)).status).toBe(202);
+    expect(await failures("weak_key")).toBe(1);
   }, 30_000);
 });
 
@@ -165,16 +300,16 @@ describe("the edge with managed keys", () => {
 
   test("rotate: both keys work during the overlap, then only the successor", async () => {
     const { db, store, post } = await managedApp();
-    const old = await create(db.sql, "--scopes", "scans:write,stats:read", "--qr-prefix", "acme-");
+    const old = await create(db.sql, "--scopes", "scans:write,stats:read", "--qr-prefix", "acme:");
     const r = await run(db.sql, "rotate", old.id, "--overlap", "3s");
     expect(r.code).toBe(0);
     const successor = r.out.at(-1) as string;
-    expect(r.audit[0]).toMatchObject({ action: "rotate", old_key_id: old.id, qr_prefix: "acme-" });
+    expect(r.audit[0]).toMatchObject({ action: "rotate", old_key_id: old.id, qr_prefix: "acme:" });
     const [row] = await db.sql<{ scopes: string[]; qr_prefix: string; rotated_from: string }[]>`
       select scopes, qr_prefix, rotated_from from api_keys where secret_sha256 = ${new Bun.CryptoHasher("sha256").update(successor).digest()}`;
-    expect(row).toEqual({ scopes: ["scans:write", "stats:read"], qr_prefix: "acme-", rotated_from: old.id });
+    expect(row).toEqual({ scopes: ["scans:write", "stats:read"], qr_prefix: "acme:", rotated_from: old.id });
     await store.refresh();
-    const event = [scan({ qr_id: "acme-1" })];
+    const event = [scan({ qr_id: "acme:1" })];
     expect([(await post(old.secret, event)).status, (await post(successor, event)).status]).toEqual([202, 202]);
     await waitFor(
       "the old key to expire at the end of the overlap",
@@ -188,32 +323,32 @@ describe("the edge with managed keys", () => {
 
   test("scopes per route and tenants: 403s, counted by reason", async () => {
     const { db, store, post, stats, failures } = await managedApp();
-    await db.sql`insert into scan_counts (qr_id, bucket, count) values ('acme-1', now(), 3), ('globex-1', now(), 4)`;
+    await db.sql`insert into scan_counts (qr_id, bucket, count) values ('acme:1', now(), 3), ('globex:1', now(), 4)`;
     const writer = await create(db.sql, "--scopes", "scans:write");
     const reader = await create(db.sql, "--scopes", "stats:read");
-    const tenant = await create(db.sql, "--scopes", "scans:write,stats:read", "--qr-prefix", "acme-");
+    const tenant = await create(db.sql, "--scopes", "scans:write,stats:read", "--qr-prefix", "acme:");
     await store.refresh();
 
-    expect((await stats(writer.secret, "acme-1")).status).toBe(403);
+    expect((await stats(writer.secret, "acme:1")).status).toBe(403);
     const noWrite = await post(reader.secret);
     expect(noWrite.status).toBe(403);
     expect(await noWrite.json()).toMatchObject({ error: "this credential lacks the scope scans:write" });
-    expect((await stats(reader.secret, "globex-1")).status).toBe(200);
+    expect((await stats(reader.secret, "globex:1")).status).toBe(200);
 
-    const own = await stats(tenant.secret, "acme-1");
+    const own = await stats(tenant.secret, "acme:1");
     expect(own.status).toBe(200);
     expect(await own.json()).toMatchObject({ total: 3 });
-    const other = await stats(tenant.secret, "globex-1");
+    const other = await stats(tenant.secret, "globex:1");
     expect(other.status).toBe(403);
     expect(await other.json()).toMatchObject({
-      error: `qr_id "globex-1" is outside this credential's QR ids (acme-…)`,
+      error: `qr_id "globex:1" is outside this credential's QR ids (acme:…)`,
     });
-    expect((await post(tenant.secret, [scan({ qr_id: "acme-7" })])).status).toBe(202);
+    expect((await post(tenant.secret, [scan({ qr_id: "acme:7" })])).status).toBe(202);
     // One event outside the tenant refuses the whole request, before anything is sent.
-    const mixed = await post(tenant.secret, [scan({ qr_id: "acme-7" }), scan({ qr_id: "globex-7" })]);
+    const mixed = await post(tenant.secret, [scan({ qr_id: "acme:7" }), scan({ qr_id: "globex:7" })]);
     expect(mixed.status).toBe(403);
     expect(await mixed.json()).toMatchObject({
-      error: `event 1: qr_id "globex-7" is outside this credential's QR ids (acme-…)`,
+      error: `event 1: qr_id "globex:7" is outside this credential's QR ids (acme:…)`,
     });
     expect([await failures("scope"), await failures("tenant")]).toEqual([2, 2]);
   }, 30_000);

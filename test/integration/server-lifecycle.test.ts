@@ -10,6 +10,7 @@
 // | main.ts shutdown exits at once (process.exit(0) instead of | SIGTERM under load: requests sent before the signal got 16     |
 // | server.stop(false) and the flush)                          | ECONNRESET instead of an HTTP answer (expected [])             |
 import { expect, test } from "bun:test";
+import { newSecret } from "../../scripts/keys.ts";
 import { startKafka, stopKafka } from "../../scripts/stack/kafka.ts";
 import { createConsumer, createTopic, spawnServer } from "../helpers/fixtures.ts";
 import { consumeN, text } from "../helpers/kafka.ts";
@@ -197,7 +198,8 @@ test("without any key source (and without AUTH_DISABLED) the server refuses to s
   const { mkdtempSync, writeFileSync } = await import("node:fs");
   const dir = mkdtempSync("/tmp/qrscan-keys-");
   const file = `${dir}/keys`;
-  const hash = new Bun.CryptoHasher("sha256").update("file-key").digest("hex");
+  const fileKey = newSecret();
+  const hash = new Bun.CryptoHasher("sha256").update(fileKey).digest("hex");
   writeFileSync(file, `# ops-managed\n${hash}\n`);
   const topic = await createTopic(1);
   const { url } = await spawnServer({ SCANS_TOPIC: topic, AUTH_DISABLED: "false", API_KEYS_FILE: file });
@@ -207,7 +209,7 @@ test("without any key source (and without AUTH_DISABLED) the server refuses to s
       body: JSON.stringify(scan()),
       headers: { "content-type": "application/json", "x-api-key": key },
     }).then((r) => r.status);
-  expect(await post("file-key")).toBe(202);
+  expect(await post(fileKey)).toBe(202);
   expect(await post("other")).toBe(401);
 }, 60_000);
 

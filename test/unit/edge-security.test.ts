@@ -1,4 +1,4 @@
-// The edge's security logic that needs no stack: token buckets on a fake clock, the RateLimit
+// The edge's security logic that needs no stack: tenant prefixes and their matching, token buckets on a fake clock, the RateLimit
 // fields, client-address truncation, the CORS and metrics-auth configuration, the metrics check.
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -9,13 +9,53 @@ import { Counter, Registry } from "prom-client";
 import { addressKey, storedClientIp } from "../../server/client-ip.ts";
 import { loadServerConfig } from "../../server/config.ts";
 import { errorHandler } from "../../server/errors.ts";
-import type { Principal } from "../../server/principal.ts";
+import { type Principal, inTenant, isTenantPrefix } from "../../server/principal.ts";
 import { TokenBuckets, policyField, rateLimitField, rateLimits } from "../../server/rate-limit.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { metricsAuthCheck } from "../../shared/metrics.ts";
 import { loadWorkerConfig } from "../../worker/config.ts";
 
 const KEY = { API_KEY_SHA256: "a".repeat(64) };
+
+describe("tenants", () => {
+  test("a tenant prefix is segments each ending in ':'; nothing else has the shape", () => {
+    for (const ok of ["acme:", "acme:eu:", "gate-7:", "a.b_c-d:", `${"a".repeat(126)}:`])
+      expect(isTenantPrefix(ok)).toBe(true);
+    for (const bad of [
+      "",
+      "acme",
+      "acme-",
+      "acme:eu",
+      ":",
+      "acme::",
+      "ac me:",
+      "acme/*:",
+      `${"a".repeat(127)}:`,
+      42,
+      null,
+      ["acme:"],
+    ]) {
+      expect({ bad, ok: isTenantPrefix(bad) }).toEqual({ bad, ok: false });
+    }
+  });
+
+  test("matching is by whole segments, and a prefix without the delimiter (a row from before migration 0007) matches nothing", () => {
+    const cases: [string, string, boolean][] = [
+      ["acme:1", "acme:", true],
+      ["acme:eu:7", "acme:", true],
+      ["acme:eu:7", "acme:eu:", true],
+      ["acme2:1", "acme:", false],
+      ["acme2-secret", "acme:", false],
+      ["acme-1", "acme:", false],
+      ["acme:us:1", "acme:eu:", false],
+      // Fail closed: the issue's acme / acme2-secret and acme- / acme-eu-… cases.
+      ["acme2-secret", "acme", false],
+      ["acme-eu-1", "acme-", false],
+      ["acme", "acme", false],
+    ];
+    expect(cases.map(([qr, prefix]) => [qr, prefix, inTenant(qr, prefix)])).toEqual(cases);
+  });
+});
 
 describe("token buckets", () => {
   const clock = () => {

@@ -202,6 +202,43 @@ describe("JWT", () => {
     ).not.toThrow();
   });
 
+  test("JWKS over https only (http to a loopback host), a cooldown of at least 5 s, a bounded lifetime, no global tokens by default", () => {
+    const env = { JWT_ISSUER: "i", JWT_AUDIENCE: "a" };
+    for (const url of [
+      "http://idp.example/jwks",
+      "http://10.0.0.5/jwks",
+      "http://127.0.0.1.evil.example/jwks",
+      "ftp://idp/jwks",
+    ]) {
+      expect(configError(() => load({ ...env, JWT_JWKS_URL: url })).problems).toEqual([
+        `JWT_JWKS_URL=${JSON.stringify(url)}: must be https:// (http:// only to a loopback host: 127.0.0.0/8, ::1, localhost), or anyone on the path could swap the keys and mint tokens`,
+      ]);
+    }
+    for (const url of [
+      "https://idp.example/jwks",
+      "http://127.0.0.1:8081/jwks",
+      "http://[::1]:8081/jwks",
+      "http://localhost/jwks",
+    ]) {
+      expect(load({ ...env, JWT_JWKS_URL: url }).jwt?.jwksUrl).toBe(url);
+    }
+    // 0 would let every made-up kid trigger a fetch of the JWKS.
+    expect(configError(() => load({ JWT_JWKS_COOLDOWN_SECONDS: "0" })).problems).toEqual([
+      'JWT_JWKS_COOLDOWN_SECONDS="0": must be >= 5',
+    ]);
+    expect(configError(() => load({ JWT_MAX_LIFETIME_SECONDS: "2592000" })).problems).toEqual([
+      'JWT_MAX_LIFETIME_SECONDS="2592000": must be <= 604800',
+    ]);
+    expect(load({ ...env, JWT_JWKS_URL: "https://idp.example/jwks" }).jwt).toMatchObject({
+      jwksCooldownSeconds: 30,
+      maxLifetimeSeconds: 86_400,
+      allowGlobalTokens: false,
+    });
+    expect(load({ ...env, JWT_JWKS_URL: "https://i/j", JWT_ALLOW_GLOBAL_TOKENS: "true" }).jwt?.allowGlobalTokens).toBe(
+      true,
+    );
+  });
+
   test("the algorithm allowlist refuses none and HS*", () => {
     for (const alg of ["none", "HS256", "RS256,HS512"]) {
       expect(configError(() => load({ JWT_ALGORITHMS: alg })).problems[0]).toStartWith(
