@@ -5,6 +5,11 @@
 // rate (plus the burst), and when a replica stops (gracefully, or killed) the others' shares grow
 // within the stated time. With the divisor gone (each replica enforcing the whole limit) N replicas
 // would accept N× the limit, and the first bound fails.
+//
+// Mutations, each applied alone and caught (2026-12-06): setReplicas ignoring the count (a divisor
+// of 1: 3 replicas accepted 411 events against a bound of 140); app.ts not subscribing the limits
+// to the count (the same); stop() not deleting the row (the goodbye test); no staleness filter in
+// the count (4 instead of 2); resetting the count to 1 when a beat fails (fail static).
 import { describe, expect, test } from "bun:test";
 import postgres from "postgres";
 import { metricValue, stopProcess } from "../../scripts/harness.ts";
