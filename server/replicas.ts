@@ -129,7 +129,7 @@ export class EdgeReplicas implements ReplicaCount {
       this.#warn(
         "beat",
         { err: error, replicas: this.#count },
-        "could not reach Postgres for the edge heartbeat; the rate limits keep the last replica count (fail static)",
+        "the edge heartbeat failed (Postgres unreachable, or migration 0008 not applied: bun run migrate); the rate limits keep the last replica count (fail static)",
       );
     }
   }
