@@ -19,6 +19,7 @@ import { ingestHandler } from "./ingest.ts";
 import type { KeyStore } from "./keys.ts";
 import { type ServerMetrics, observeRequests } from "./metrics.ts";
 import { rateLimits } from "./rate-limit.ts";
+import type { ReplicaCount } from "./replicas.ts";
 import { statsHandler } from "./stats.ts";
 import { requestLogFields, traceRequests } from "./tracing.ts";
 
@@ -35,6 +36,8 @@ export interface AppDeps {
   tracing?: Tracing;
   /** Managed API keys (server/keys.ts), started by the caller; absent: static keys and JWTs only. */
   keyStore?: KeyStore | null;
+  /** The live edge replicas that share the rate limits (server/replicas.ts); absent: this one alone. */
+  replicas?: ReplicaCount | null;
 }
 
 /** The client's address: X-Forwarded-For is believed only when the peer is a trusted proxy. */
@@ -62,7 +65,7 @@ export const PRODUCER_FAILED = "the Kafka producer failed permanently (see the s
 
 /** Headers a browser may send cross-origin, and those its script may read from our answers. */
 export const CORS_ALLOW_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "Content-Encoding", "traceparent"];
-export const CORS_EXPOSE_HEADERS = ["Retry-After", "RateLimit", "RateLimit-Policy", "X-Request-Id"];
+export const CORS_EXPOSE_HEADERS = ["Retry-After", "RateLimit", "RateLimit-Policy", "Max-Batch-Events", "X-Request-Id"];
 
 /**
  * CORS for the origins in CORS_ORIGINS (hono/cors); a request from any other origin (or none) gets
@@ -163,13 +166,14 @@ export function createApp(deps: AppDeps) {
       config.AUTH_FAILURES_PER_MINUTE > 0
         ? { rate: config.AUTH_FAILURES_PER_MINUTE / 60, burst: config.AUTH_FAILURE_BURST }
         : null,
-    replicas: config.RATE_LIMIT_REPLICAS,
+    replicas: deps.replicas?.count ?? 1,
     maxBuckets: config.RATE_LIMIT_MAX_BUCKETS,
     rateLimited: metrics.rateLimited,
     logger,
     clientIp,
     logIp: (ip) => storedClientIp(ip, config.CLIENT_IP_STORAGE),
   });
+  deps.replicas?.onChange(limits.setReplicas);
   const keyLimited = config.RATE_LIMIT_EVENTS_PER_SECOND > 0;
   const ipLimited = config.AUTH_FAILURES_PER_MINUTE > 0;
   // Before every authenticated route: CORS (a preflight needs no key), the failed-auth limit per

@@ -107,8 +107,11 @@ export const ServerConfigSchema = v.object({
   /** Per client address, failed authentications (401) per minute before 429; 0 = no limit. */
   AUTH_FAILURES_PER_MINUTE: int(60, 0),
   AUTH_FAILURE_BURST: int(20, 1),
-  /** Replicas behind the balancer: each enforces 1/N of the rates and bursts above. */
-  RATE_LIMIT_REPLICAS: int(1, 1, 1_000),
+  /**
+   * How often each replica records its heartbeat in Postgres (edge_replicas) and recounts the live
+   * replicas (seen within 3 intervals), whose count divides the limits above (server/replicas.ts).
+   */
+  RATE_LIMIT_HEARTBEAT_SECONDS: int(5, 1, 60),
   /** Buckets kept per scope (key, ip); idle ones are dropped first. */
   RATE_LIMIT_MAX_BUCKETS: int(100_000, 100),
   CLIENT_IP_STORAGE: v.optional(v.picklist(CLIENT_IP_STORAGE, "must be full, truncated or none"), "full"),

@@ -8,6 +8,7 @@ import { createApp } from "./app.ts";
 import { loadServerConfig } from "./config.ts";
 import { KeyStore } from "./keys.ts";
 import { createServerMetrics } from "./metrics.ts";
+import { EdgeReplicas } from "./replicas.ts";
 
 const { config, logger } = startProcess("server", () => loadServerConfig());
 
@@ -36,9 +37,26 @@ async function main() {
       : null;
   // Not awaited: /ready answers 503 until a key set is trusted (static keys and JWT need no load).
   void keyStore?.start();
+  // The live replica count that divides the rate limits: heartbeats on the key store's pool.
+  const replicas =
+    config.RATE_LIMIT_EVENTS_PER_SECOND > 0 || config.AUTH_FAILURES_PER_MINUTE > 0
+      ? new EdgeReplicas({ sql: keysSql, heartbeatSeconds: config.RATE_LIMIT_HEARTBEAT_SECONDS, logger, registry })
+      : null;
+  // Not awaited: until the first beat this replica counts itself alone.
+  void replicas?.start();
   let draining = false;
   const tracing = startTracing("qrscan-server", config);
-  const app = createApp({ config, producer, sql, metrics, logger, tracing, keyStore, isDraining: () => draining });
+  const app = createApp({
+    config,
+    producer,
+    sql,
+    metrics,
+    logger,
+    tracing,
+    keyStore,
+    replicas,
+    isDraining: () => draining,
+  });
   const server = Bun.serve({
     hostname: config.HOST,
     port: config.PORT,
@@ -84,11 +102,14 @@ async function main() {
       logger.error("drain timeout passed; exiting with in-flight work");
       process.exit(1);
     }, config.DRAIN_TIMEOUT_MS + 2_000);
+    // Leave the replica count first, so the others' shares grow while this one drains.
+    const left = replicas?.stop();
     // Stop accepting; in-flight requests finish (each waits for its Kafka acknowledgements).
     await server.stop(false);
     const flushed = await producer.flush(config.DRAIN_TIMEOUT_MS);
     await producer.close(1_000);
     await keyStore?.stop();
+    await left;
     await sql.end({ timeout: 2 });
     await keysSql.end({ timeout: 2 });
     await tracing.shutdown();

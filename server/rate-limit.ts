@@ -2,8 +2,9 @@
 // in failed authentications), answered with 429, Retry-After and the RateLimit / RateLimit-Policy
 // fields of draft-ietf-httpapi-ratelimit-headers-10 (structured fields: a policy name, then
 // `q` quota and `w` window in RateLimit-Policy, `r` remaining and `t` seconds to reset in RateLimit).
-// The buckets live in this process: with N replicas each one enforces 1/N of the configured rates
-// (RATE_LIMIT_REPLICAS), see docs/security.md "Rate limits".
+// The buckets live in this process: with N live replicas each one enforces 1/N of the configured
+// rates and bursts, N counted at run time (server/replicas.ts, setReplicas); see docs/security.md
+// "Rate limits".
 import type { Context, MiddlewareHandler } from "hono";
 import type { Counter } from "prom-client";
 import type { Logger } from "../shared/logger.ts";
@@ -30,7 +31,10 @@ export interface Take {
   ok: boolean;
   /** Whole tokens left after this take (0 when refused). */
   remaining: number;
-  /** Seconds until the bucket could serve this cost (refused), or until it is full again (ok). */
+  /**
+   * Seconds until the bucket could serve this cost (refused), or until it is full again (ok);
+   * Infinity when the cost is above the burst (no bucket ever holds that much).
+   */
   seconds: number;
 }
 
@@ -58,17 +62,18 @@ export class TokenBuckets {
   }
 
   /**
-   * Takes `cost` tokens when there are that many. A cost above the burst is charged as the burst
-   * (a full bucket serves it), so no request is refused forever.
+   * Takes `cost` tokens when there are that many, the whole cost: a cost above the burst is never
+   * served (refused with seconds = Infinity), so a large batch weighs what its events would.
    */
   take(id: string, cost: number, limit: BucketLimit): Take {
-    const charge = Math.min(cost, limit.burst);
     const b = this.touch(id, limit);
-    if (b.tokens >= charge) {
-      b.tokens -= charge;
+    if (b.tokens >= cost) {
+      b.tokens -= cost;
       return { ok: true, remaining: Math.floor(b.tokens), seconds: Math.ceil((limit.burst - b.tokens) / limit.rate) };
     }
-    return { ok: false, remaining: 0, seconds: Math.max(1, Math.ceil((charge - b.tokens) / limit.rate)) };
+    const seconds =
+      cost > limit.burst ? Number.POSITIVE_INFINITY : Math.max(1, Math.ceil((cost - b.tokens) / limit.rate));
+    return { ok: false, remaining: 0, seconds };
   }
 
   /**
@@ -121,8 +126,11 @@ export interface RateLimitOptions {
   perKey: BucketLimit | null;
   /** Per client IP, in failed authentications per second; null = no per-IP limit. */
   perIp: BucketLimit | null;
-  /** Replicas sharing the configured rates: each enforces rate/replicas and burst/replicas. */
-  replicas: number;
+  /**
+   * Live replicas sharing the configured rates at start (default 1): each enforces rate/replicas
+   * and burst/replicas. The returned setReplicas changes it (server/replicas.ts counts them).
+   */
+  replicas?: number;
   maxBuckets: number;
   rateLimited: Counter<"scope">;
   logger: Logger;
@@ -154,25 +162,43 @@ export function rateLimitField(name: string, take: Take): string {
  * body is parsed; `chargeRequest` charges a request of no events (the stats route).
  */
 export function rateLimits(o: RateLimitOptions) {
-  const perKey = o.perKey ? share(o.perKey, o.replicas) : null;
-  const perIp = o.perIp ? share(o.perIp, o.replicas) : null;
+  // This replica's shares, recomputed only when the live replica count changes (setReplicas).
+  let replicas = 0;
+  let perKey: BucketLimit | null = null;
+  let perIp: BucketLimit | null = null;
+  let defaultPolicy = "";
+  let ipPolicy = "";
+  // Keys' own limits, shared: once per key record and count, not per request.
+  let ownShares = new WeakMap<object, BucketLimit>();
+  function setReplicas(n: number): void {
+    if (n === replicas) return;
+    replicas = n;
+    perKey = o.perKey ? share(o.perKey, n) : null;
+    perIp = o.perIp ? share(o.perIp, n) : null;
+    defaultPolicy = perKey ? policyField("key", perKey) : "";
+    ipPolicy = perIp ? policyField("ip", perIp) : "";
+    ownShares = new WeakMap();
+  }
+  setReplicas(o.replicas ?? 1);
   const keyBuckets = new TokenBuckets(o.maxBuckets, o.now);
   const ipBuckets = new TokenBuckets(o.maxBuckets, o.now);
   const keyHits = o.rateLimited.labels({ scope: "key" });
   const ipHits = o.rateLimited.labels({ scope: "ip" });
   // The audit line of limit hits: at most one per scope per 10 s, with how many were left out.
   const audit = throttledWarn(o.logger, 10_000);
-  const defaultPolicy = perKey ? policyField("key", perKey) : "";
-  const ipPolicy = perIp ? policyField("ip", perIp) : "";
 
   // AUTH_DISABLED: every request is the same anonymous principal, so a per-key limit would be a
   // global one; none applies.
+  const ownShare = (own: NonNullable<Principal["rateLimit"]>): BucketLimit => {
+    let limit = ownShares.get(own);
+    if (!limit) {
+      limit = share({ rate: own.eventsPerSecond, burst: own.burst }, replicas);
+      ownShares.set(own, limit);
+    }
+    return limit;
+  };
   const limitOf = (p: Principal): BucketLimit | null =>
-    p.kind === "disabled"
-      ? null
-      : p.rateLimit
-        ? share({ rate: p.rateLimit.eventsPerSecond, burst: p.rateLimit.burst }, o.replicas)
-        : perKey;
+    p.kind === "disabled" ? null : p.rateLimit ? ownShare(p.rateLimit) : perKey;
 
   const tooMany = (scope: "key" | "ip", policy: string, take: Take, fields: Record<string, unknown>) => {
     (scope === "key" ? keyHits : ipHits).inc();
@@ -227,12 +253,28 @@ export function rateLimits(o: RateLimitOptions) {
     return next();
   };
 
+  /**
+   * A batch larger than this replica's burst: no bucket ever holds it, so waiting cannot help and
+   * the answer has no Retry-After (a client that retries 429s as told must not resend it); it
+   * names the largest batch instead, in the message and in Max-Batch-Events.
+   */
+  const tooLarge = (policy: string, limit: BucketLimit, events: number, principal: string) => {
+    keyHits.inc();
+    audit("key", { scope: "key", principal, events, max_batch_events: limit.burst }, "rate limit hit; answered 429");
+    return new ApiError(
+      429,
+      `a batch of ${events} events is more than this API key may send at once (${limit.burst}); it will never be accepted as it is: split it into batches of at most ${limit.burst} events (Max-Batch-Events)`,
+      { headers: { "Max-Batch-Events": String(limit.burst), "RateLimit-Policy": policy } },
+    );
+  };
+
   /** Charges max(1, events) to the request's key; over the limit, throws the 429. */
   function charge(c: Context, events: number): void {
     const p = c.get("principal");
     const limit = p ? limitOf(p) : null;
     if (!limit) return;
     const policy = p.rateLimit ? policyField("key", limit) : defaultPolicy;
+    if (events > limit.burst) throw tooLarge(policy, limit, events, p.id);
     const take = keyBuckets.take(p.id, Math.max(1, events), limit);
     if (!take.ok) throw tooMany("key", policy, take, { principal: p.id, events });
     c.header("RateLimit-Policy", policy);
@@ -250,6 +292,8 @@ export function rateLimits(o: RateLimitOptions) {
     keyGuard,
     chargeEvents: charge,
     chargeRequest,
+    /** The live replica count changed: each replica's share of every limit is recomputed. */
+    setReplicas,
     /** Buckets held now (for tests of the memory bound). */
     sizes: () => ({ key: keyBuckets.size, ip: ipBuckets.size }),
   };

@@ -14,6 +14,7 @@ import {
   killProcess,
   spawnProcess,
   spawnUntilReady,
+  stopProcess,
 } from "../../scripts/harness.ts";
 import { newSecret } from "../../scripts/keys.ts";
 import { childPids } from "../../scripts/pipeline.ts";
@@ -24,6 +25,7 @@ import { sha256 } from "../../server/auth.ts";
 import { loadServerConfig } from "../../server/config.ts";
 import { KeyStore } from "../../server/keys.ts";
 import { createServerMetrics } from "../../server/metrics.ts";
+import type { ReplicaCount } from "../../server/replicas.ts";
 import { type Logger, createLogger } from "../../shared/logger.ts";
 import { createRegistry } from "../../shared/metrics.ts";
 import { onCleanup } from "./cleanup.ts";
@@ -178,6 +180,7 @@ export async function createTestApp(
     logger = createLogger("server-test", "silent"),
     topic,
     keyStore,
+    replicas,
   }: {
     waitForKafka?: boolean;
     sql?: Sql;
@@ -187,6 +190,8 @@ export async function createTestApp(
     topic?: string;
     /** Managed API keys (see createKeyStore); default: static keys only. */
     keyStore?: KeyStore;
+    /** The live edge replicas sharing the rate limits (server/replicas.ts); default: this one alone. */
+    replicas?: ReplicaCount;
   } = {},
 ) {
   topic ??= await createTopic(3);
@@ -209,6 +214,7 @@ export async function createTestApp(
     metrics,
     logger,
     keyStore,
+    replicas,
     isDraining: () => draining,
   });
   const post = (body: RequestInit["body"], headers: Record<string, string> = {}) =>
@@ -253,7 +259,10 @@ export async function spawnServer(
     readyUrl: `http://127.0.0.1:${port}/ready`,
     readyTimeoutMs: 20_000,
   });
-  onCleanup(() => killProcess(proc));
+  // Stopped as in production (SIGTERM, SIGKILL after 3 s): a killed server would leave its
+  // heartbeat (server/replicas.ts) behind, a live replica for the next server on that database
+  // for 15 s, halving its rate limits.
+  onCleanup(() => stopProcess(proc, 3_000));
   return { proc, url: `http://127.0.0.1:${port}`, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
 }
 

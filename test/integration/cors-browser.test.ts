@@ -131,7 +131,7 @@ describe("CORS allowlist", () => {
     expect(post.status).toBe(401);
     expect(post.headers.get("access-control-allow-origin")).toBe(origin);
     expect(post.headers.get("access-control-expose-headers")).toBe(
-      "Retry-After,RateLimit,RateLimit-Policy,X-Request-Id",
+      "Retry-After,RateLimit,RateLimit-Policy,Max-Batch-Events,X-Request-Id",
     );
 
     const requests = (await scrape(server.metricsUrl)).filter((s) => s.name === "http_requests_total");

@@ -1,13 +1,15 @@
 // Rate limits against the real broker: a key's flood gets 429 with Retry-After and the RateLimit
-// fields, and is served again once the client waits as told; a batch weighs its events; failed
-// authentications are throttled per address; RATE_LIMIT_REPLICAS divides the limits; each hit is
+// fields, and is served again once the client waits as told; a batch weighs its events, and one
+// above the burst is refused with the largest batch named (in-process, and through a server with a
+// key from `bun run keys create`); failed authentications are throttled per address; the live
+// replica count divides the limits (its heartbeats: rate-limit-replicas.test.ts); each hit is
 // counted in rate_limited_total{scope}.
 import { describe, expect, test } from "bun:test";
 import { metricValue } from "../../scripts/harness.ts";
 import { createLogger } from "../../shared/logger.ts";
-import { API_KEY, createTestApp, spawnServer } from "../helpers/fixtures.ts";
+import { API_KEY, createAdmin, createDatabase, createTestApp, createTopic, spawnServer } from "../helpers/fixtures.ts";
 import { scan } from "../helpers/server.ts";
-import { ensureStack } from "../helpers/stack.ts";
+import { brokerConfig, ensureStack } from "../helpers/stack.ts";
 
 await ensureStack();
 
@@ -18,6 +20,11 @@ const limited = async (registry: { getSingleMetricAsString(name: string): Promis
   if (!line) throw new Error(`no rate_limited_total{scope="${scope}"} in:\n${text}`);
   return Number(line.split(" ").at(-1));
 };
+/** Messages in `topic` now: the sum of its partitions' high watermarks. */
+const produced = (topic: string) =>
+  createAdmin()
+    .groupLag("unused-group", topic)
+    .reduce((n, p) => n + p.highWatermark, 0);
 
 describe("per-key limit, in events", () => {
   test("a flood gets 429 + Retry-After + RateLimit fields; waiting Retry-After is enough to be served again", async () => {
@@ -67,37 +74,44 @@ describe("per-key limit, in events", () => {
     expect(early.status).toBe(429);
   });
 
-  test("a batch above the burst is served by a full bucket, never refused forever", async () => {
-    const { post } = await createTestApp({ RATE_LIMIT_EVENTS_PER_SECOND: "10", RATE_LIMIT_BURST: "50" });
-    expect((await post(batch(200))).status).toBe(202);
-    // A client that waits as told: refused before the body is read (Retry-After for one event),
-    // then after it (Retry-After for the batch), then served, within the 5 s a full bucket takes.
-    const body = batch(200);
-    const waits: number[] = [];
-    const started = performance.now();
-    let res = await post(body);
-    while (res.status === 429 && waits.length < 5) {
-      waits.push(Number(res.headers.get("retry-after")));
-      await Bun.sleep((waits.at(-1) as number) * 1000);
-      res = await post(body);
+  test("a batch above the burst is refused whole, naming the largest batch, with no Retry-After; nothing is produced", async () => {
+    const { post, topic, registry } = await createTestApp({
+      RATE_LIMIT_EVENTS_PER_SECOND: "10",
+      RATE_LIMIT_BURST: "10",
+    });
+    // A full bucket of 10: the 1,000-event batch weighs 1,000, which no bucket of 10 ever holds.
+    const big = batch(1_000);
+    for (let i = 0; i < 2; i++) {
+      const res = await post(big);
+      expect(res.status).toBe(429);
+      expect(res.headers.get("max-batch-events")).toBe("10");
+      expect(res.headers.get("retry-after")).toBeNull();
+      expect(res.headers.get("ratelimit-policy")).toBe('"key";q=10;w=1');
+      expect(((await res.json()) as { error: string }).error).toBe(
+        "a batch of 1000 events is more than this API key may send at once (10); it will never be accepted as it is: split it into batches of at most 10 events (Max-Batch-Events)",
+      );
     }
-    expect(res.status).toBe(202);
-    expect(waits.length).toBeGreaterThanOrEqual(1);
-    expect(waits.length).toBeLessThanOrEqual(3);
-    expect((performance.now() - started) / 1000).toBeLessThan(5 + 3);
+    expect(produced(topic)).toBe(0);
+    expect(await limited(registry, "key")).toBe(2);
+    // The refusals cost nothing: the largest batch named is served at once, and weighs 10.
+    expect((await post(batch(10))).status).toBe(202);
+    expect(produced(topic)).toBe(10);
+    const after = await post(batch(10));
+    expect([after.status, after.headers.get("retry-after")]).toEqual([429, "1"]);
   });
 
-  test("RATE_LIMIT_REPLICAS=2: each replica allows half the burst", async () => {
+  test("two live replicas: each allows half the burst, and a batch above the half is refused as too large", async () => {
     const one = await createTestApp({ RATE_LIMIT_EVENTS_PER_SECOND: "1", RATE_LIMIT_BURST: "10" });
-    const two = await createTestApp({
-      RATE_LIMIT_EVENTS_PER_SECOND: "1",
-      RATE_LIMIT_BURST: "10",
-      RATE_LIMIT_REPLICAS: "2",
-    });
+    const two = await createTestApp(
+      { RATE_LIMIT_EVENTS_PER_SECOND: "1", RATE_LIMIT_BURST: "10" },
+      { replicas: { count: 2, onChange: () => {} } },
+    );
     expect((await one.post(batch(10))).status).toBe(202);
-    expect((await two.post(batch(10))).status).toBe(202); // charged as its burst (5): a full bucket
-    expect((await two.post(batch(1))).status).toBe(429);
+    const tooLarge = await two.post(batch(10));
+    expect([tooLarge.status, tooLarge.headers.get("max-batch-events")]).toEqual([429, "5"]);
+    expect((await two.post(batch(5))).status).toBe(202);
     const res = await two.post(batch(1));
+    expect(res.status).toBe(429);
     expect(res.headers.get("ratelimit-policy")).toBe('"key";q=5;w=10');
   });
 
@@ -119,6 +133,37 @@ describe("per-key limit, in events", () => {
     expect((await get()).status).toBe(400);
     expect((await get()).status).toBe(429);
   });
+});
+
+test("through a server: a key made with `keys create --rate 10 --burst 10` cannot send a 1,000-event batch, and nothing is produced", async () => {
+  const db = await createDatabase();
+  const topic = await createTopic(3);
+  const created = Bun.spawnSync(["bun", "run", "keys", "create", "--name", "small", "--rate", "10", "--burst", "10"], {
+    env: { ...process.env, DATABASE_URL: db.url },
+  });
+  expect(created.exitCode).toBe(0);
+  const secret = created.stdout.toString().trim().split("\n").at(-1) as string;
+  expect(secret).toMatch(/^qrs_/);
+  const server = await spawnServer({
+    AUTH_DISABLED: "false",
+    DATABASE_URL: db.url,
+    SCANS_TOPIC: topic,
+    KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
+  });
+  const post = (body: string) =>
+    fetch(`${server.url}/v1/scans`, {
+      method: "POST",
+      body,
+      headers: { authorization: `Bearer ${secret}`, "content-type": "application/json" },
+    });
+  const big = await post(batch(1_000));
+  expect(big.status).toBe(429);
+  expect(big.headers.get("max-batch-events")).toBe("10");
+  expect(big.headers.get("retry-after")).toBeNull();
+  expect(((await big.json()) as { error: string }).error).toContain("split it into batches of at most 10 events");
+  expect(produced(topic)).toBe(0);
+  expect((await post(batch(10))).status).toBe(202);
+  expect(produced(topic)).toBe(10);
 });
 
 test("limit hits are audited, throttled: one line per scope per 10 s, naming the principal, never the key", async () => {

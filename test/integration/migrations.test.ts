@@ -39,6 +39,7 @@ test("a fresh database gets every migration once; a second run is a no-op", asyn
     "api_keys",
     "archived_days",
     "dead_letters",
+    "edge_replicas",
     "rollup_state",
     "scan_counts",
     "scan_counts_daily",

@@ -84,14 +84,22 @@ describe("token buckets", () => {
     expect(b.take("other", 20, limit).ok).toBe(true);
   });
 
-  test("a cost above the burst is charged as the burst, so a full bucket serves it and nothing waits forever", () => {
+  test("a batch is charged its whole cost: a cost above the burst is never served, one within it waits for its tokens", () => {
     const c = clock();
     const b = new TokenBuckets(100, c.now);
-    const limit = { rate: 100, burst: 500 };
-    expect(b.take("k", 1_000, limit).ok).toBe(true);
-    expect(b.take("k", 1_000, limit)).toEqual({ ok: false, remaining: 0, seconds: 5 });
-    c.advance(5_000);
-    expect(b.take("k", 1_000, limit).ok).toBe(true);
+    const limit = { rate: 10, burst: 10 };
+    // A full bucket of 10 does not serve 1,000 (it used to, charged as 10): no wait ever will.
+    expect(b.take("k", 1_000, limit)).toEqual({ ok: false, remaining: 0, seconds: Number.POSITIVE_INFINITY });
+    c.advance(3_600_000);
+    expect(b.take("k", 1_000, limit).ok).toBe(false);
+    // Nothing was taken by the refusals: the full burst is still there, and costs what it weighs.
+    expect(b.take("k", 10, limit)).toEqual({ ok: true, remaining: 0, seconds: 1 });
+    expect(b.take("k", 6, limit)).toEqual({ ok: false, remaining: 0, seconds: 1 });
+    c.advance(300);
+    expect(b.take("k", 6, limit)).toEqual({ ok: false, remaining: 0, seconds: 1 });
+    c.advance(300);
+    expect(b.take("k", 6, limit)).toEqual({ ok: true, remaining: 0, seconds: 1 });
+    expect(b.peek("k", limit)).toBeCloseTo(0, 9);
   });
 
   test("charge goes into debt (bounded), which later takes wait out", () => {
@@ -140,35 +148,48 @@ describe("token buckets", () => {
   });
 });
 
-test("a principal's own rate limit overrides the default (and is split across replicas too)", async () => {
-  const principal = (id: string, rateLimit: Principal["rateLimit"]): Principal => ({
-    kind: "api_key",
-    id,
-    name: id,
-    scopes: new Set(["scans:write"]),
-    qrPrefix: null,
-    rateLimit,
-  });
+const principal = (id: string, rateLimit: Principal["rateLimit"]): Principal => ({
+  kind: "api_key",
+  id,
+  name: id,
+  scopes: new Set(["scans:write"]),
+  qrPrefix: null,
+  rateLimit,
+});
+
+/** rateLimits() behind a route that charges `?events=` (default 1) to the principal of x-who. */
+function limitedApp(replicas: number, now?: () => number) {
   const logger = createLogger("test", "silent");
   const limits = rateLimits({
     perKey: { rate: 1_000, burst: 1_000 },
     perIp: null,
-    replicas: 2,
+    replicas,
     maxBuckets: 100,
     rateLimited: new Counter({ name: "rl", help: "h", labelNames: ["scope"], registers: [new Registry()] }),
     logger,
     clientIp: () => null,
     logIp: (ip) => ip,
+    ...(now ? { now } : {}),
   });
+  // One record per key, as the key store keeps them (its rateLimit object is reused per request).
+  const small = principal("small", { eventsPerSecond: 1, burst: 4 });
   const app = new Hono();
   app.onError(errorHandler({ logger }));
   app.use(async (c, next) => {
     const id = c.req.header("x-who") ?? "default";
-    c.set("principal", principal(id, id === "small" ? { eventsPerSecond: 1, burst: 4 } : null));
+    c.set("principal", id === "small" ? small : principal(id, null));
     await next();
   });
-  app.get("/", limits.keyGuard, limits.chargeRequest, (c) => c.text("ok"));
-  const get = (who: string) => app.request("/", { headers: { "x-who": who } });
+  app.get("/", limits.keyGuard, (c) => {
+    limits.chargeEvents(c, Number(c.req.query("events") ?? 1));
+    return c.text("ok");
+  });
+  const get = (who: string, events = 1) => app.request(`/?events=${events}`, { headers: { "x-who": who } });
+  return { limits, get };
+}
+
+test("a principal's own rate limit overrides the default (and is split across replicas too)", async () => {
+  const { get } = limitedApp(2);
   // "small": 4 per burst over 2 replicas = 2 here.
   const first = await get("small");
   expect(first.headers.get("ratelimit-policy")).toBe('"key";q=2;w=4');
@@ -178,6 +199,44 @@ test("a principal's own rate limit overrides the default (and is split across re
   expect(third.headers.get("ratelimit-policy")).toBe('"key";q=2;w=4');
   // Everyone else: the default, halved (500).
   expect((await get("default")).headers.get("ratelimit-policy")).toBe('"key";q=500;w=1');
+});
+
+test("a batch above this replica's share of the burst: 429 naming the largest batch, and no Retry-After", async () => {
+  const { get } = limitedApp(2);
+  const res = await get("default", 501);
+  expect(res.status).toBe(429);
+  expect(res.headers.get("max-batch-events")).toBe("500");
+  expect(res.headers.get("retry-after")).toBeNull();
+  expect(res.headers.get("ratelimit-policy")).toBe('"key";q=500;w=1');
+  expect(((await res.json()) as { error: string }).error).toContain("split it into batches of at most 500 events");
+  // It cost nothing: the whole share is still there for batches that fit.
+  expect((await get("default", 500)).status).toBe(200);
+  const within = await get("default", 2);
+  expect(within.status).toBe(429);
+  expect(within.headers.get("retry-after")).toBe("1");
+  expect(within.headers.get("max-batch-events")).toBeNull();
+});
+
+test("setReplicas re-shares every limit when the live replica count changes", async () => {
+  let t = 0;
+  const { limits, get } = limitedApp(1, () => t);
+  expect((await get("default", 1_000)).status).toBe(200);
+  expect((await get("small", 4)).status).toBe(200);
+  limits.setReplicas(4);
+  t += 10_000;
+  // Quarters now: the default 250 (a 251-event batch never fits), "small" 1 per 4 s.
+  expect((await get("default", 251)).headers.get("max-batch-events")).toBe("250");
+  const d = await get("default", 250);
+  expect([d.status, d.headers.get("ratelimit-policy")]).toEqual([200, '"key";q=250;w=1']);
+  expect((await get("small", 2)).headers.get("max-batch-events")).toBe("1");
+  expect((await get("small")).headers.get("ratelimit-policy")).toBe('"key";q=1;w=4');
+  // Back to one replica: the whole limit again, refilled at the whole rate.
+  limits.setReplicas(1);
+  t += 1_000;
+  const whole = await get("default", 1_000);
+  expect([whole.status, whole.headers.get("ratelimit-policy")]).toEqual([200, '"key";q=1000;w=1']);
+  t += 4_000;
+  expect((await get("small", 4)).status).toBe(200);
 });
 
 describe("RateLimit fields (draft-ietf-httpapi-ratelimit-headers-10)", () => {

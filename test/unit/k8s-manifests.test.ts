@@ -138,6 +138,12 @@ describe("the manifests run the product as configured", () => {
       // KEDA's trigger reads the worker's own topic and group.
       expect(wc.SCANS_TOPIC).toBe(TOPICS.scans.name);
       expect(wc.CONSUMER_GROUP).toBe(defaults.worker.CONSUMER_GROUP);
+      // Every key is a variable the process reads: one it no longer reads (RATE_LIMIT_REPLICAS,
+      // now counted at run time) would be a setting that silently does nothing.
+      const unread = (data: Record<string, string>, entries: object) =>
+        Object.keys(data).filter((k) => !(k in entries) && !k.startsWith("KAFKA_OPT_"));
+      expect(unread(s, ServerConfigSchema.entries)).toEqual([]);
+      expect(unread(w, WorkerConfigSchema.entries)).toEqual([]);
     }
   });
 
