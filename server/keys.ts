@@ -103,9 +103,15 @@ export class KeyStore {
         help: "Reloads of the managed API keys that failed; the last good set kept serving (fail static)",
         registers,
       }),
+      lastUsedFailures: new Counter({
+        name: "api_keys_last_used_write_failures_total",
+        help: "Write-backs of the keys' last_used_at that failed (the use is kept for the next); reloads go on regardless",
+        registers,
+      }),
     };
     this.#metrics.lastSuccess.set(0);
     this.#metrics.failures.inc(0);
+    this.#metrics.lastUsedFailures.inc(0);
   }
 
   /** Whether a set was ever loaded: until then no managed key is accepted. */
@@ -124,7 +130,7 @@ export class KeyStore {
     this.#timer = setInterval(() => void this.refresh(), this.#o.refreshSeconds * 1000);
   }
 
-  /** Writes back last use, then reloads the set. Never overlaps itself; never throws. */
+  /** Reloads the set, then writes back last use. Never overlaps itself; never throws. */
   refresh(): Promise<void> {
     this.#running ??= this.#refresh().finally(() => {
       this.#running = null;
@@ -139,9 +145,26 @@ export class KeyStore {
     await this.#flush().catch((error) => this.#o.logger.warn({ err: error }, "could not record API keys' last use"));
   }
 
+  /**
+   * The reload comes first and does not depend on the write-back: a revocation must take effect
+   * even when last_used_at cannot be written (a role without that UPDATE, a lock, a timeout).
+   */
   async #refresh(): Promise<void> {
+    await this.#reload();
     try {
       await this.#flush();
+    } catch (error) {
+      this.#metrics.lastUsedFailures.inc();
+      this.#warn(
+        "last-used",
+        { err: error },
+        "could not record API keys' last use (last_used_at); kept for the next refresh, revocations still apply",
+      );
+    }
+  }
+
+  async #reload(): Promise<void> {
+    try {
       const rows = await this.#timed(
         this.#o.sql<Row[]>`
           select id, name, secret_sha256, scopes, qr_prefix, rate_limit_per_second, rate_limit_burst,
