@@ -150,6 +150,37 @@ describe("the manifests run the product as configured", () => {
     }
   });
 
+  test("each process reads its own database role's Secret: migrate the owner's, the server the edge's, the workers the worker's", () => {
+    const secretsOf = (pod: string, env: string) =>
+      (pods(env).get(pod)?.spec.containers[0]?.env ?? [])
+        .filter((e) => e.valueFrom?.secretKeyRef)
+        .map((e) => `${e.name}=${e.valueFrom?.secretKeyRef?.name}/${e.valueFrom?.secretKeyRef?.key}`)
+        .sort();
+    for (const env of OVERLAYS) {
+      expect(secretsOf("Job/qrscan-migrate", env)).toEqual([
+        "DATABASE_DIRECT_URL=qrscan-database-owner/DATABASE_DIRECT_URL",
+      ]);
+      expect(secretsOf("Deployment/qrscan-server", env)).toEqual([
+        "API_KEYS_DATABASE_URL=qrscan-database-edge/API_KEYS_DATABASE_URL",
+        "DATABASE_URL=qrscan-database-edge/DATABASE_URL",
+      ]);
+      expect(secretsOf("Deployment/qrscan-worker", env)).toEqual(["DATABASE_URL=qrscan-database-worker/DATABASE_URL"]);
+    }
+    // The documented Secrets: every URL verifies the server's certificate and name, and each role
+    // has its own login (the key refresh on pgbouncer's `_keys` alias).
+    const doc = readFileSync(join(ROOT, "docs/deployment.md"), "utf8");
+    const urls = [...doc.matchAll(/--from-literal=([A-Z_]+)='(postgres[^']*)'/g)].map((m) => ({
+      key: m[1],
+      url: m[2],
+    }));
+    expect(urls.map((u) => u.key).sort()).toEqual(
+      ["API_KEYS_DATABASE_URL", "DATABASE_DIRECT_URL", "DATABASE_URL", "DATABASE_URL"].sort(),
+    );
+    for (const u of urls) expect(u).toEqual({ key: u.key, url: expect.stringMatching(/[?&]sslmode=verify-full(&|$)/) });
+    expect(new Set(urls.map((u) => /^postgres:\/\/([^:]+):/.exec(u.url ?? "")?.[1])).size).toBe(3);
+    expect(urls.find((u) => u.key === "API_KEYS_DATABASE_URL")?.url).toMatch(/\/qrscan_keys\?/);
+  });
+
   test("the images are the two the build makes, at the overlay's release tag", () => {
     const version = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
     for (const env of OVERLAYS) {
