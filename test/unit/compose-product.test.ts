@@ -2,7 +2,8 @@
 // Docker engine runs here, so these invariants stand for running it: the images' user is not root,
 // the app's metrics ports are not published, pgbouncer's and Postgres's settings are the local
 // stack's, no password has a default (compose refuses to start without one), every service that
-// others wait for has a healthcheck, and the waits are on health or on success.
+// others wait for has a healthcheck, and the waits are on health or on success. Each process
+// connects as its database role (caught: the worker's URL as qrscan, 2026-12-06).
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";

@@ -15,7 +15,8 @@
 // http_request_total; a query over all pods; p95 > 1; the server's metrics port open to all; a
 // NetworkPolicy or PDB selecting nothing; readOnlyRootFilesystem false; another runAsUser; no CPU
 // limit; the worker as the supervisor; METRICS_PORT 9471 or 127.0.0.1 in a ConfigMap; the Secret
-// undocumented; the Prometheus job without its labelmap.
+// undocumented; the Prometheus job without its labelmap. 2026-12-06: the worker reading the edge's
+// Secret; the documented key-refresh URL with sslmode=require.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
