@@ -7,7 +7,7 @@
 // |-----------------------------------------------------------------|--------------------------------------|
 // | 0009 + GRANT ALL ON ALL TABLES IN SCHEMA public TO qrscan_edge  | the grants; the edge (INSERT… passed) |
 // | 0009 + GRANT CREATE ON SCHEMA public TO qrscan_worker           | the grants; the worker (CREATE TABLE) |
-// | 0009 without SECURITY DEFINER on the partition function         | the worker stores (no partition made) |
+// | 0009 without SECURITY DEFINER on the partition function         | the grants; the worker stores         |
 // | 0009 without the column SELECT on dead_letters                  | the worker stores (no dead letter)    |
 // | 0009 without REVOKE … TEMPORARY … FROM PUBLIC                   | the grants; the edge (temp table)     |
 import { expect, test } from "bun:test";
@@ -145,6 +145,14 @@ test("the grants are exactly the expected ones: nothing for PUBLIC, no DDL for t
   await db.sql`select ensure_scan_event_partition_days('{2026-12-01}'::date[])`;
   const [actual, expected] = [await grants(db.sql), await expectedGrants(db.sql)];
   expect(actual.sort()).toEqual(expected);
+  // The worker's only way to DDL runs as the owner, blind to the caller's temporary objects.
+  const fns = await db.sql<{ proname: string; prosecdef: boolean; proconfig: string[] | null }[]>`
+    select proname, prosecdef, proconfig from pg_proc
+    where pronamespace = 'public'::regnamespace and proname like 'ensure_scan_event_partition%' order by 1`;
+  expect(fns.map((f) => ({ ...f }))).toEqual([
+    { proname: "ensure_scan_event_partition_days", prosecdef: true, proconfig: ["search_path=pg_catalog, pg_temp"] },
+    { proname: "ensure_scan_event_partitions", prosecdef: false, proconfig: null },
+  ]);
   // The group roles cannot log in and carry no attributes; the stack's logins are members of one each.
   const roles = await db.sql<{ rolname: string; attributes: string; member_of: string[] }[]>`
     select r.rolname,
