@@ -4,11 +4,12 @@
 // and in pgbouncer (API_KEYS_DATABASE_URL, the `<database>_keys` alias of scripts/stack/postgres.ts).
 //
 // Mutations, each applied alone and caught (2026-12-06):
-// | mutation                                                           | failed test                              |
-// |--------------------------------------------------------------------|------------------------------------------|
-// | keys.ts: the write-back first, a failure skipping the reload       | SELECT-only role: never sees the revocation |
-// | main.ts: the key refresh on DATABASE_URL (API_KEYS_DATABASE_URL ignored) | saturated stats: revocation not seen in 3 s |
-// | postgres.ts: the `_keys` alias without a pool of its own (same alias)    | saturated stats: revocation not seen in 3 s |
+// | mutation                                                    | failed test                                         |
+// |-------------------------------------------------------------|-----------------------------------------------------|
+// | keys.ts: the write-back first, its failure skipping the reload (today's code before the fix) | SELECT-only role: revoked key still 202 after 5 s |
+// | main.ts: the key refresh on DATABASE_URL (API_KEYS_DATABASE_URL ignored) | saturated stats: still 202 after 3 s     |
+// | postgres.ts: pgbouncerIni without the `_keys` alias          | saturated stats: the key never loads                |
+// pgbouncer pools per (database, user), so the alias has a pool of its own whatever its pool_size.
 import { expect, test } from "bun:test";
 import postgres from "postgres";
 import { metricValue } from "../../scripts/harness.ts";
@@ -132,17 +133,15 @@ test("the stats route saturated with slow queries (pgbouncer's pool full) does n
     await lock;
   });
   await lockTaken;
-  let flooding = true;
+  // Stopped by aborting what is in flight: the server is killed afterwards anyway.
+  const stopFlood = new AbortController();
   const flood = Array.from({ length: 60 }, async () => {
-    while (flooding) {
-      await fetch(`${url}/v1/qr/QR-1/stats`, {
-        headers: headers(API_KEY),
-        signal: AbortSignal.timeout(15_000),
-      }).catch(() => {});
+    while (!stopFlood.signal.aborted) {
+      await fetch(`${url}/v1/qr/QR-1/stats`, { headers: headers(API_KEY), signal: stopFlood.signal }).catch(() => {});
     }
   });
   onCleanup(async () => {
-    flooding = false;
+    stopFlood.abort();
     release();
     await Promise.all(flood);
   });
@@ -174,7 +173,7 @@ test("the stats route saturated with slow queries (pgbouncer's pool full) does n
   const tookMs = performance.now() - revokedAt;
   console.log(`revocation with the stats route saturated: ${Math.round(tookMs)} ms (API_KEYS_REFRESH_SECONDS=1)`);
   expect(await metricValue(metricsUrl, "api_keys_refresh_failures_total")).toBe(0);
-  flooding = false;
+  stopFlood.abort();
   release();
   await lock;
   await Promise.all(flood);
