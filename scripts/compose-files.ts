@@ -14,7 +14,7 @@ const stack = localStack({});
 /** compose.yaml's pgbouncer: the same port as the local stack's default, Postgres by service name. */
 export const COMPOSE_PGBOUNCER: PgbouncerSite = {
   database: stack.database,
-  statsUser: stack.logins.monitor.user,
+  statsUsers: [stack.user, stack.logins.monitor.user],
   listenAddr: "0.0.0.0",
   listenPort: stack.pgbouncerPort,
   serverHost: "postgres",

@@ -189,8 +189,8 @@ export const KEYS_POOL_SIZE = 2;
 /** Where a pgbouncer listens, what it pools to and how it authenticates clients. */
 export interface PgbouncerSite {
   database: string;
-  /** May run SHOW POOLS/STATS on the admin console (the pgbouncer exporter). */
-  statsUser: string;
+  /** May run SHOW POOLS/STATS on the admin console: the exporter's login and the operators' owner (runbooks). */
+  statsUsers: string[];
   listenAddr: string;
   listenPort: number;
   /** Postgres, as pgbouncer reaches it. */
@@ -222,7 +222,7 @@ export function pgbouncerIni(site: PgbouncerSite): string {
     `auth_file = ${site.authFile}`,
     "pool_mode = transaction",
     // May run SHOW POOLS/STATS on the admin console: prometheus-pgbouncer-exporter (scripts/stack/monitoring.ts).
-    `stats_users = ${site.statsUser}`,
+    `stats_users = ${site.statsUsers.join(", ")}`,
     "max_client_conn = 1000",
     "default_pool_size = 20",
     "reserve_pool_size = 5",
@@ -241,7 +241,7 @@ export function pgbouncerIni(site: PgbouncerSite): string {
 function localPgbouncerIni(stack: LocalStack, usersFile: string): string {
   return pgbouncerIni({
     database: stack.database,
-    statsUser: stack.logins.monitor.user,
+    statsUsers: [stack.user, stack.logins.monitor.user],
     listenAddr: "127.0.0.1",
     listenPort: stack.pgbouncerPort,
     serverHost: "127.0.0.1",

@@ -132,7 +132,7 @@ export async function spawnPgbouncer({
   const productIni = (database: string) =>
     `${pgbouncerIni({
       database,
-      statsUser: Object.keys(users)[0] as string,
+      statsUsers: [Object.keys(users)[0] as string],
       listenAddr: "127.0.0.1",
       listenPort: port,
       serverHost: "127.0.0.1",

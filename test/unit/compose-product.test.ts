@@ -168,7 +168,7 @@ describe("compose.yaml runs the product", () => {
     expect(userOf(env("worker").DATABASE_URL)).toBe(worker.user);
     expect(userOf(env("postgres-exporter").DATA_SOURCE_NAME)).toBe(monitor.user);
     expect(service("pgbouncer-exporter").command?.join(" ")).toContain(`--pgbouncer-user ${monitor.user}`);
-    expect(read("compose/pgbouncer/pgbouncer.ini")).toContain(`stats_users = ${monitor.user}\n`);
+    expect(read("compose/pgbouncer/pgbouncer.ini")).toContain(`stats_users = qrscan, ${monitor.user}\n`);
     // pgbouncer knows exactly the owner and the logins; the image's superuser is none of them.
     expect((env("pgbouncer").PGBOUNCER_USERS ?? "").split(" ").sort()).toEqual(
       ["qrscan", edge.user, worker.user, monitor.user].sort(),
