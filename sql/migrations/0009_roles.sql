@@ -76,7 +76,8 @@ GRANT EXECUTE ON FUNCTION ensure_scan_event_partition_days(date[]) TO qrscan_wor
 GRANT SELECT ON rollup_state, scan_counts, scan_counts_hourly TO qrscan_edge;
 GRANT SELECT ON api_keys TO qrscan_edge;
 GRANT UPDATE (last_used_at) ON api_keys TO qrscan_edge;
--- MERGE (0008_edge_replicas): GRANT SELECT, INSERT, UPDATE, DELETE ON edge_replicas TO qrscan_edge;
+-- >>> MERGE: with migration 0008 (edge_replicas), add here (test/integration/db-roles.test.ts expects it):
+-- GRANT SELECT, INSERT, UPDATE, DELETE ON edge_replicas TO qrscan_edge;
 
 -- The worker: the sink (worker/sink.ts) and the dead-letter loop (worker/dead-letters.ts).
 GRANT SELECT, INSERT ON scan_events TO qrscan_worker;
