@@ -150,7 +150,8 @@ export class KeyStore {
    * even when last_used_at cannot be written (a role without that UPDATE, a lock, a timeout).
    */
   async #refresh(): Promise<void> {
-    await this.#reload();
+    // A failed reload (Postgres unreachable) is logged; the write-back would only fail the same way.
+    if (!(await this.#reload())) return;
     try {
       await this.#flush();
     } catch (error) {
@@ -163,7 +164,8 @@ export class KeyStore {
     }
   }
 
-  async #reload(): Promise<void> {
+  /** Whether the set was reloaded; a failure is counted and logged, never thrown. */
+  async #reload(): Promise<boolean> {
     try {
       const rows = await this.#timed(
         this.#o.sql<Row[]>`
@@ -181,6 +183,7 @@ export class KeyStore {
       this.#keys = next;
       this.#loaded = true;
       this.#metrics.lastSuccess.set(Date.now() / 1000);
+      return true;
     } catch (error) {
       this.#metrics.failures.inc();
       this.#warn(
@@ -190,6 +193,7 @@ export class KeyStore {
           ? "could not reload the API keys; serving the last good set (fail static)"
           : "could not load the API keys; managed keys are refused until they load",
       );
+      return false;
     }
   }
 
