@@ -43,7 +43,14 @@ const LOG_DIR = `${stack.dir}/logs/app`;
 // The metrics ports, as the stack's Prometheus scrapes them (scripts/stack/monitoring.ts).
 const ports = appMetricsPorts();
 // What dev sets for the processes; everything else comes from this environment (service() adds it).
-const serverEnv: Record<string, string> = { LOG_LEVEL, ...(authDisabled ? { AUTH_DISABLED: "true" } : {}) };
+const serverEnv: Record<string, string> = {
+  LOG_LEVEL,
+  ...(authDisabled ? { AUTH_DISABLED: "true" } : {}),
+  // The key refresh on pgbouncer's pool of its own, as deployed (unless a database was chosen).
+  ...(!process.env.DATABASE_URL && !process.env.API_KEYS_DATABASE_URL
+    ? { API_KEYS_DATABASE_URL: stack.keysDatabaseUrl }
+    : {}),
+};
 // METRICS_PORT is the server's: the pool gets the workers' first port (WORKER_METRICS_PORT).
 const poolEnv: Record<string, string> = {
   LOG_LEVEL,
@@ -82,7 +89,7 @@ console.log(`
   health      http://127.0.0.1:${PORT}/health  http://127.0.0.1:${PORT}/ready
   metrics     http://127.0.0.1:${METRICS_PORT}/metrics (server), http://127.0.0.1:${WORKER_METRICS_PORT}..${WORKER_METRICS_PORT + WORKERS - 1}/metrics (workers)
               http://127.0.0.1:${SUPERVISOR_METRICS_PORT}/metrics (supervisor: committed lag per partition, restarts)
-  Postgres    ${stack.databaseUrl} (via pgbouncer)
+  Postgres    ${stack.databaseUrl} (via pgbouncer, as the owner; the server connects as edge, the workers as worker)
   Prometheus  http://127.0.0.1:${stack.prometheusPort}  (alerts: http://127.0.0.1:${stack.prometheusPort}/alerts)
   Alertmanager http://127.0.0.1:${stack.alertmanagerPort}
   logs        ${LOG_DIR}/server.log, workers.log (JSON lines, LOG_LEVEL=${LOG_LEVEL}; fields: docs/operations.md "Logs")

@@ -12,6 +12,7 @@ import { KafkaProducer } from "bun-rdkafka";
 // Configuration: the worker's (KAFKA_BROKERS, SCANS_TOPIC, DATABASE_URL, …; docs/operations.md).
 import postgres from "postgres";
 import { ConfigError } from "../shared/config.ts";
+import { localStack } from "../shared/local-stack.ts";
 import { loadWorkerConfig } from "../worker/config.ts";
 import { decode, isPoison } from "../worker/decode.ts";
 
@@ -78,7 +79,8 @@ function stillPoison(d: DeadLetter, topic: string): string | null {
 export async function dlq(argv: string[], out: (line: string) => void = console.log): Promise<number> {
   const args = [...argv];
   const command = args.shift();
-  const config = loadWorkerConfig();
+  // An operator command: as the owner by default, not as the worker (which may not read dead letters).
+  const config = loadWorkerConfig({ DATABASE_URL: localStack().databaseUrl, ...process.env });
   const sql = postgres(config.DATABASE_URL, { prepare: false, max: 1, onnotice: () => {} });
   try {
     if (command === "list") {

@@ -8,6 +8,7 @@ import { KafkaAdmin } from "bun-rdkafka";
 // Configuration: the worker's (KAFKA_BROKERS, SCANS_TOPIC, DEAD_LETTER_TOPIC, CONSUMER_GROUP,
 // DEAD_LETTER_GROUP, DATABASE_URL, WRITES_IN_FLIGHT, BATCH_MAX_ROWS; docs/operations.md).
 import postgres from "postgres";
+import { localStack } from "../shared/local-stack.ts";
 import { loadWorkerConfig } from "../worker/config.ts";
 import { commitGroupOffsets, formatPositions, resumePositions, rewindFor } from "./backup/offsets.ts";
 
@@ -17,7 +18,8 @@ async function main(argv: string[]): Promise<number> {
     console.error("usage: bun run restore-offsets [--dry-run]");
     return 2;
   }
-  const config = loadWorkerConfig();
+  // An operator command: as the owner by default, not as the worker (which may not read dead letters).
+  const config = loadWorkerConfig({ DATABASE_URL: localStack().databaseUrl, ...process.env });
   const admin = new KafkaAdmin({ config: { "bootstrap.servers": config.KAFKA_BROKERS } });
   const sql = postgres(config.DATABASE_URL, { max: 1, prepare: false, onnotice: () => {} });
   try {

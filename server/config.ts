@@ -126,8 +126,14 @@ export const ServerConfigSchema = v.object({
   KAFKA_PARTITION_KEY: v.optional(v.picklist(["none", "qr_id", "scanner_id"]), "none"),
   KAFKA_COMPRESSION: v.optional(v.picklist(["none", "gzip", "snappy", "lz4", "zstd"]), "lz4"),
   RETRY_AFTER_SECONDS: int(2, 1),
-  DATABASE_URL: str(localStack().databaseUrl),
+  /** The stats route's pool, as a member of qrscan_edge (docs/security.md, "Database roles"). */
+  DATABASE_URL: str(localStack().edgeDatabaseUrl),
   DB_POOL_MAX: int(4, 1, 100),
+  /**
+   * The key refresh's connection (one per process): pgbouncer's `<database>_keys` alias, whose pool
+   * the stats route cannot exhaust. Default DATABASE_URL (then they share pgbouncer's pool).
+   */
+  API_KEYS_DATABASE_URL: v.optional(v.string()),
   DRAIN_TIMEOUT_MS: int(10_000, 100),
   LOG_LEVEL: logLevel(),
   ...TracingConfigEntries,

@@ -105,9 +105,15 @@ export class KeyStore {
         help: "Reloads of the managed API keys that failed; the last good set kept serving (fail static)",
         registers,
       }),
+      lastUsedFailures: new Counter({
+        name: "api_keys_last_used_write_failures_total",
+        help: "Write-backs of the keys' last_used_at that failed (the use is kept for the next); reloads go on regardless",
+        registers,
+      }),
     };
     this.#metrics.lastSuccess.set(0);
     this.#metrics.failures.inc(0);
+    this.#metrics.lastUsedFailures.inc(0);
   }
 
   /** Whether a set was ever loaded: until then no managed key is accepted. */
@@ -126,7 +132,7 @@ export class KeyStore {
     this.#timer = setInterval(() => void this.refresh(), this.#o.refreshSeconds * 1000);
   }
 
-  /** Writes back last use, then reloads the set. Never overlaps itself; never throws. */
+  /** Reloads the set, then writes back last use. Never overlaps itself; never throws. */
   refresh(): Promise<void> {
     this.#running ??= this.#refresh().finally(() => {
       this.#running = null;
@@ -141,9 +147,28 @@ export class KeyStore {
     await this.#flush().catch((error) => this.#o.logger.warn({ err: error }, "could not record API keys' last use"));
   }
 
+  /**
+   * The reload comes first and does not depend on the write-back: a revocation must take effect
+   * even when last_used_at cannot be written (a role without that UPDATE, a lock, a timeout).
+   */
   async #refresh(): Promise<void> {
+    // A failed reload (Postgres unreachable) is logged; the write-back would only fail the same way.
+    if (!(await this.#reload())) return;
     try {
       await this.#flush();
+    } catch (error) {
+      this.#metrics.lastUsedFailures.inc();
+      this.#warn(
+        "last-used",
+        { err: error },
+        "could not record API keys' last use (last_used_at); kept for the next refresh, revocations still apply",
+      );
+    }
+  }
+
+  /** Whether the set was reloaded; a failure is counted and logged, never thrown. */
+  async #reload(): Promise<boolean> {
+    try {
       const rows = await this.#timed(
         this.#o.sql<Row[]>`
           select id, name, secret_sha256, scopes, qr_prefix, rate_limit_per_second, rate_limit_burst,
@@ -160,6 +185,7 @@ export class KeyStore {
       this.#keys = next;
       this.#loaded = true;
       this.#metrics.lastSuccess.set(Date.now() / 1000);
+      return true;
     } catch (error) {
       this.#metrics.failures.inc();
       this.#warn(
@@ -169,6 +195,7 @@ export class KeyStore {
           ? "could not reload the API keys; serving the last good set (fail static)"
           : "could not load the API keys; managed keys are refused until they load",
       );
+      return false;
     }
   }
 

@@ -29,8 +29,14 @@ async function main() {
   });
   // The read side goes through pgbouncer (transaction pooling): no prepared statements.
   const sql = postgres(config.DATABASE_URL, { prepare: false, max: config.DB_POOL_MAX, onnotice: () => {} });
-  // Managed API keys: their own one-connection pool, so a saturated stats pool cannot delay a revocation.
-  const keysSql = postgres(config.DATABASE_URL, { prepare: false, max: 1, connect_timeout: 5, onnotice: () => {} });
+  // Managed API keys: their own one-connection pool, and (API_KEYS_DATABASE_URL) pgbouncer's pool of
+  // their own, so a saturated stats route can delay a revocation neither here nor in pgbouncer.
+  const keysSql = postgres(config.API_KEYS_DATABASE_URL ?? config.DATABASE_URL, {
+    prepare: false,
+    max: 1,
+    connect_timeout: 5,
+    onnotice: () => {},
+  });
   const keyStore =
     config.API_KEYS_DB && !config.AUTH_DISABLED
       ? new KeyStore({ sql: keysSql, refreshSeconds: config.API_KEYS_REFRESH_SECONDS, logger, registry })

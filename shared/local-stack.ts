@@ -72,12 +72,21 @@ export function localStack(env: Record<string, string | undefined> = process.env
     // Not 19093: that is the Kafka controller's default (STACK_KAFKA_PORT + 1).
     alertmanagerPort: port("STACK_ALERTMANAGER_PORT", 19094),
     database: "qrscan",
+    /** The migration owner: migrations, operator commands (keys, dlq, maintain…) and the tests' fixtures. */
     user: "qrscan",
     password: "qrscan",
+    /** The login users the stack creates, each in its group role (docs/security.md, "Database roles"). */
+    logins: DB_LOGINS,
     /** The bootstrap list of every node: the one source the server, worker, tests and scripts use. */
     brokers: kafkaNodes.map((n) => `127.0.0.1:${n.port}`).join(","),
-    /** Through pgbouncer (transaction pooling): what the worker and server use. */
+    /** Through pgbouncer (transaction pooling), as the owner: the operator commands' default. */
     databaseUrl: `postgres://qrscan:qrscan@127.0.0.1:${pgbouncerPort}/qrscan`,
+    /** Through pgbouncer as the edge (qrscan_edge): the server's default DATABASE_URL. */
+    edgeDatabaseUrl: loginUrl(DB_LOGINS.edge, pgbouncerPort, "qrscan"),
+    /** The edge's key refresh: pgbouncer's alias with a pool of its own (KEYS_DATABASE_SUFFIX). */
+    keysDatabaseUrl: loginUrl(DB_LOGINS.edge, pgbouncerPort, `qrscan${KEYS_DATABASE_SUFFIX}`),
+    /** Through pgbouncer as the worker (qrscan_worker): the worker's default DATABASE_URL. */
+    workerDatabaseUrl: loginUrl(DB_LOGINS.worker, pgbouncerPort, "qrscan"),
     /** Straight to Postgres: migrations and admin tasks that need a session. */
     directDatabaseUrl: `postgres://qrscan:qrscan@127.0.0.1:${pgPort}/qrscan`,
     /** As the superuser, to the maintenance database: creating and dropping databases. */
@@ -86,6 +95,31 @@ export function localStack(env: Record<string, string | undefined> = process.env
 }
 
 export type LocalStack = ReturnType<typeof localStack>;
+
+/** A login user of the local stack and of compose.yaml, and the role it is a member of. */
+export interface DbLogin {
+  user: string;
+  /** The local stack's (loopback only); compose.yaml takes POSTGRES_PASSWORD. */
+  password: string;
+  /** A group role of sql/migrations/0009_roles.sql, or pg_monitor. */
+  member: "qrscan_edge" | "qrscan_worker" | "pg_monitor";
+}
+
+export const DB_LOGINS = {
+  edge: { user: "edge", password: "edge", member: "qrscan_edge" },
+  worker: { user: "worker", password: "worker", member: "qrscan_worker" },
+  /** The exporters: pg_monitor in Postgres, one of pgbouncer's stats_users. */
+  monitor: { user: "monitor", password: "monitor", member: "pg_monitor" },
+} as const satisfies Record<string, DbLogin>;
+
+/**
+ * pgbouncer serves each product database a second time as `<database>_keys`, with a small pool of
+ * its own: the edge's key refresh (API_KEYS_DATABASE_URL) never queues behind the stats route.
+ */
+export const KEYS_DATABASE_SUFFIX = "_keys";
+
+const loginUrl = (login: DbLogin, port: number, database: string) =>
+  `postgres://${login.user}:${login.password}@127.0.0.1:${port}/${database}`;
 
 /**
  * Replication of the product's topics (and the broker defaults) for a cluster of `nodes`: with 3,

@@ -25,7 +25,8 @@ export const WorkerConfigSchema = v.object({
   DEAD_LETTER_TOPIC: str(TOPICS.deadLetters.name),
   CONSUMER_GROUP: str("qrscan-sink"),
   DEAD_LETTER_GROUP: str("qrscan-dead-letters"),
-  DATABASE_URL: str(localStack().databaseUrl),
+  /** As a member of qrscan_worker (docs/security.md, "Database roles"). */
+  DATABASE_URL: str(localStack().workerDatabaseUrl),
   DB_POOL_MAX: int(4, 1, 100),
   BATCH_MAX_ROWS: int(5_000, 1, 100_000),
   BATCH_MAX_WAIT_MS: int(50, 1, 60_000),

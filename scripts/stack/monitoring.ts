@@ -242,10 +242,10 @@ export async function startMonitoring(stack: LocalStack): Promise<void> {
         "--pgbouncer-port",
         String(stack.pgbouncerPort),
         "--pgbouncer-user",
-        stack.user,
+        stack.logins.monitor.user,
       ],
-      // The user is one of pgbouncer's stats_users (scripts/stack/postgres.ts); libpq reads PGPASSWORD.
-      env: { ...process.env, PGPASSWORD: stack.password },
+      // The user is pgbouncer's stats_users (scripts/stack/postgres.ts); libpq reads PGPASSWORD.
+      env: { ...process.env, PGPASSWORD: stack.logins.monitor.password },
       readyUrl: `http://127.0.0.1:${stack.pgbouncerExporterPort}/metrics`,
     }),
     startOne({

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
-import type { LocalStack } from "../../shared/local-stack.ts";
+import { type DbLogin, KEYS_DATABASE_SUFFIX, type LocalStack } from "../../shared/local-stack.ts";
 import { archiveSettings, ensureStanza, writeBackrestConfig } from "../backup/pgbackrest.ts";
 import {
   asServiceUser,
@@ -160,15 +160,37 @@ async function ensureRoleAndDatabase(stack: LocalStack, adminUrl: string): Promi
     if (!role) await sql.unsafe(`create role ${stack.user} login password '${stack.password}'`);
     const [db] = await sql`select 1 from pg_database where datname = ${stack.database}`;
     if (!db) await sql.unsafe(`create database ${stack.database} owner ${stack.user}`);
+    await ensureLogins(sql, Object.values(stack.logins));
   } finally {
     await sql.end();
   }
 }
 
+/**
+ * The login users of the processes, each a member of one group role. The group roles are migration
+ * 0009's (it creates them when missing, if its role may); created here too, as the superuser, so
+ * the logins exist before any database is migrated. Also compose's init script (compose/postgres/).
+ */
+export async function ensureLogins(sql: postgres.Sql, logins: readonly DbLogin[]): Promise<void> {
+  for (const login of logins) {
+    if (login.member !== "pg_monitor") {
+      const [group] = await sql`select 1 from pg_roles where rolname = ${login.member}`;
+      if (!group) await sql.unsafe(`create role ${login.member} nologin`);
+    }
+    const [user] = await sql`select 1 from pg_roles where rolname = ${login.user}`;
+    if (!user) await sql.unsafe(`create role ${login.user} login password '${login.password}'`);
+    await sql.unsafe(`grant ${login.member} to ${login.user}`);
+  }
+}
+
+/** Server connections of the key-refresh alias: each edge replica's refresh holds one for milliseconds. */
+export const KEYS_POOL_SIZE = 2;
+
 /** Where a pgbouncer listens, what it pools to and how it authenticates clients. */
 export interface PgbouncerSite {
   database: string;
-  user: string;
+  /** May run SHOW POOLS/STATS on the admin console: the exporter's login and the operators' owner (runbooks). */
+  statsUsers: string[];
   listenAddr: string;
   listenPort: number;
   /** Postgres, as pgbouncer reaches it. */
@@ -186,6 +208,9 @@ export function pgbouncerIni(site: PgbouncerSite): string {
   return [
     "[databases]",
     `${site.database} = host=${site.serverHost} port=${site.serverPort} dbname=${site.database}`,
+    // The edge's key refresh (API_KEYS_DATABASE_URL): the same database with a pool of its own, so
+    // a flood of slow stats queries cannot hold back a revocation (docs/security.md, "Database roles").
+    `${site.database}${KEYS_DATABASE_SUFFIX} = host=${site.serverHost} port=${site.serverPort} dbname=${site.database} pool_size=${KEYS_POOL_SIZE}`,
     // Any other database (e.g. the tests' throwaway ones) by the same name on the same cluster.
     `* = host=${site.serverHost} port=${site.serverPort}`,
     "",
@@ -197,7 +222,7 @@ export function pgbouncerIni(site: PgbouncerSite): string {
     `auth_file = ${site.authFile}`,
     "pool_mode = transaction",
     // May run SHOW POOLS/STATS on the admin console: prometheus-pgbouncer-exporter (scripts/stack/monitoring.ts).
-    `stats_users = ${site.user}`,
+    `stats_users = ${site.statsUsers.join(", ")}`,
     "max_client_conn = 1000",
     "default_pool_size = 20",
     "reserve_pool_size = 5",
@@ -216,7 +241,7 @@ export function pgbouncerIni(site: PgbouncerSite): string {
 function localPgbouncerIni(stack: LocalStack, usersFile: string): string {
   return pgbouncerIni({
     database: stack.database,
-    user: stack.user,
+    statsUsers: [stack.user, stack.logins.monitor.user],
     listenAddr: "127.0.0.1",
     listenPort: stack.pgbouncerPort,
     serverHost: "127.0.0.1",
@@ -225,24 +250,37 @@ function localPgbouncerIni(stack: LocalStack, usersFile: string): string {
   });
 }
 
+/** pgbouncer's auth file: the owner and every login user, plain passwords (loopback only). */
+function pgbouncerUserlist(stack: LocalStack): string {
+  return [{ user: stack.user, password: stack.password }, ...Object.values(stack.logins)]
+    .map((u) => `"${u.user}" "${u.password}"\n`)
+    .join("");
+}
+
 export async function startPgbouncer(stack: LocalStack): Promise<void> {
   const p = pgPaths(stack);
   const ini = localPgbouncerIni(stack, p.bouncerUsers);
+  const userlist = pgbouncerUserlist(stack);
   const running = readPid(p.bouncerPid);
   if (running === null) {
     if (await portOpen(stack.pgbouncerPort)) {
       throw new Error(`port ${stack.pgbouncerPort} is in use by another process; set STACK_PGBOUNCER_PORT`);
     }
-    writeFileSync(p.bouncerUsers, `"${stack.user}" "${stack.password}"\n`);
+    writeFileSync(p.bouncerUsers, userlist);
     writeFileSync(p.bouncerIni, ini);
     chmodSync(p.bouncerUsers, 0o600);
     ownByServiceUser(p.root);
     const [cmd, args] = asServiceUser("pgbouncer", [p.bouncerIni]);
     writePid(p.bouncerPid, startDetached(cmd, args, p.bouncerLog));
-  } else if (!existsSync(p.bouncerIni) || readFileSync(p.bouncerIni, "utf8") !== ini) {
-    // A stack started by an older checkout: apply this one's settings (e.g. stats_users) without
-    // dropping clients. SIGHUP makes pgbouncer reload its configuration file.
+  } else if (
+    !existsSync(p.bouncerIni) ||
+    readFileSync(p.bouncerIni, "utf8") !== ini ||
+    readFileSync(p.bouncerUsers, "utf8") !== userlist
+  ) {
+    // A stack started by an older checkout: apply this one's settings (e.g. stats_users, users)
+    // without dropping clients. SIGHUP makes pgbouncer reload its configuration and auth files.
     writeFileSync(p.bouncerIni, ini);
+    writeFileSync(p.bouncerUsers, userlist);
     process.kill(running, "SIGHUP");
   }
   await waitForService("pgbouncer", () => sqlAnswers(stack.databaseUrl), 30_000, p.bouncerLog);

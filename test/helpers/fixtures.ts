@@ -18,6 +18,7 @@ import {
 } from "../../scripts/harness.ts";
 import { newSecret } from "../../scripts/keys.ts";
 import { childPids } from "../../scripts/pipeline.ts";
+import { pgbouncerIni } from "../../scripts/stack/postgres.ts";
 import { asServiceUser, freePort, portOpen } from "../../scripts/stack/processes.ts";
 import { waitFor } from "../../scripts/wait.ts";
 import { createApp } from "../../server/app.ts";
@@ -26,6 +27,7 @@ import { loadServerConfig } from "../../server/config.ts";
 import { KeyStore } from "../../server/keys.ts";
 import { createServerMetrics } from "../../server/metrics.ts";
 import type { ReplicaCount } from "../../server/replicas.ts";
+import type { DbLogin } from "../../shared/local-stack.ts";
 import { type Logger, createLogger } from "../../shared/logger.ts";
 import { createRegistry } from "../../shared/metrics.ts";
 import { onCleanup } from "./cleanup.ts";
@@ -91,6 +93,16 @@ export async function createDatabase({ migrated = true } = {}): Promise<{
 }
 
 /**
+ * `url` (the stack's, or a throwaway database's through it) as one of the stack's login users
+ * (stack.logins: edge, worker, monitor) instead of the owner.
+ */
+export function urlAs(url: string, login: DbLogin): string {
+  const owner = `//${stack.user}:${stack.password}@`;
+  if (!url.includes(owner)) throw new Error(`urlAs: ${url} is not the owner's URL`);
+  return url.replace(owner, `//${login.user}:${login.password}@`);
+}
+
+/**
  * A pgbouncer of this test's own in front of the stack's Postgres (every database, transaction
  * pooling), with its own users (plain passwords) and, with `tls`, client TLS required with that
  * certificate and key (files readable by the postgres user). Killed by pid after the test.
@@ -98,9 +110,15 @@ export async function createDatabase({ migrated = true } = {}): Promise<{
 export async function spawnPgbouncer({
   users,
   tls,
+  product,
 }: {
   users: Record<string, string>;
   tls?: { certFile: string; keyFile: string };
+  /**
+   * The product's pgbouncer.ini (scripts/stack/postgres.ts, pgbouncerIni) for this database, pools
+   * and aliases included, instead of the plain one; its stats user is the first of `users`.
+   */
+  product?: { database: string };
 }): Promise<{ port: number; url: (user: string, database: string) => string }> {
   const dir = mkdtempSync(join(tmpdir(), "pgbouncer-"));
   onCleanup(() => rmSync(dir, { recursive: true, force: true }));
@@ -114,29 +132,41 @@ export async function spawnPgbouncer({
       .map(([u, pw]) => `"${u}" "${pw}"\n`)
       .join(""),
   );
+  const productIni = (database: string) =>
+    `${pgbouncerIni({
+      database,
+      statsUsers: [Object.keys(users)[0] as string],
+      listenAddr: "127.0.0.1",
+      listenPort: port,
+      serverHost: "127.0.0.1",
+      serverPort: stack.pgPort,
+      authFile: userlist,
+    })}logfile = ${log}\n`;
   writeFileSync(
     ini,
-    [
-      "[databases]",
-      `* = host=127.0.0.1 port=${stack.pgPort}`,
-      "[pgbouncer]",
-      "listen_addr = 127.0.0.1",
-      `listen_port = ${port}`,
-      "unix_socket_dir =",
-      "auth_type = plain",
-      `auth_file = ${userlist}`,
-      `logfile = ${log}`,
-      "pool_mode = transaction",
-      "ignore_startup_parameters = extra_float_digits,options,search_path",
-      ...(tls
-        ? [
-            "client_tls_sslmode = require",
-            `client_tls_cert_file = ${tls.certFile}`,
-            `client_tls_key_file = ${tls.keyFile}`,
-          ]
-        : []),
-      "",
-    ].join("\n"),
+    product
+      ? productIni(product.database)
+      : [
+          "[databases]",
+          `* = host=127.0.0.1 port=${stack.pgPort}`,
+          "[pgbouncer]",
+          "listen_addr = 127.0.0.1",
+          `listen_port = ${port}`,
+          "unix_socket_dir =",
+          "auth_type = plain",
+          `auth_file = ${userlist}`,
+          `logfile = ${log}`,
+          "pool_mode = transaction",
+          "ignore_startup_parameters = extra_float_digits,options,search_path",
+          ...(tls
+            ? [
+                "client_tls_sslmode = require",
+                `client_tls_cert_file = ${tls.certFile}`,
+                `client_tls_key_file = ${tls.keyFile}`,
+              ]
+            : []),
+          "",
+        ].join("\n"),
   );
   chmodSync(userlist, 0o600);
   // pgbouncer refuses to run as root: it runs as the postgres user, like the stack's.

@@ -82,7 +82,10 @@ export interface CheckContext {
 
 /** The Secrets the manifests reference and do not create, with their keys (docs/deployment.md documents them). */
 export const EXTERNAL_SECRETS: Record<string, string[]> = {
-  "qrscan-database": ["DATABASE_URL", "DATABASE_DIRECT_URL"],
+  // One per database role (docs/security.md, "Database roles"): no pod holds another's password.
+  "qrscan-database-owner": ["DATABASE_DIRECT_URL"],
+  "qrscan-database-edge": ["DATABASE_URL", "API_KEYS_DATABASE_URL"],
+  "qrscan-database-worker": ["DATABASE_URL"],
 };
 
 /** apiVersion/kind → the module of its model. */

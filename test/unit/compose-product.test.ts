@@ -2,14 +2,15 @@
 // Docker engine runs here, so these invariants stand for running it: the images' user is not root,
 // the app's metrics ports are not published, pgbouncer's and Postgres's settings are the local
 // stack's, no password has a default (compose refuses to start without one), every service that
-// others wait for has a healthcheck, and the waits are on health or on success.
+// others wait for has a healthcheck, and the waits are on health or on success. Each process
+// connects as its database role (caught: the worker's URL as qrscan, 2026-12-06).
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { composeFiles } from "../../scripts/compose-files.ts";
 import { POSTGRES_SETTINGS } from "../../scripts/stack/postgres.ts";
 import { ServerConfigSchema } from "../../server/config.ts";
-import { TOPICS } from "../../shared/local-stack.ts";
+import { KEYS_DATABASE_SUFFIX, TOPICS, localStack } from "../../shared/local-stack.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -24,6 +25,7 @@ interface Service {
   ports?: string[];
   read_only?: boolean;
   tmpfs?: string[];
+  volumes?: string[];
   healthcheck?: { test: string[] };
   depends_on?: Record<string, { condition: string }> | string[];
   container_name?: string;
@@ -148,6 +150,45 @@ describe("compose.yaml runs the product", () => {
     // Debian's package in both (the local stack installs `pgbouncer` from apt), not another build.
     expect(read("compose/pgbouncer/Dockerfile")).toContain("ARG BASE_IMAGE=debian:bookworm-slim@sha256:");
     expect(service("pgbouncer").image).not.toContain("edoburu");
+  });
+
+  test("database roles: the migrate job as the owner, the server as edge, the workers as worker, the exporters as monitor", () => {
+    const { edge, worker, monitor } = localStack({}).logins;
+    const userOf = (url: string | undefined) => /^postgres(?:ql)?:\/\/([^:@/]+)[:@]/.exec(url ?? "")?.[1];
+    const dbOf = (url: string | undefined) => /@[^/]+\/([^?]+)/.exec(url ?? "")?.[1];
+    const env = (name: string) => service(name).environment ?? {};
+    expect(userOf(env("migrate").DATABASE_DIRECT_URL)).toBe("qrscan");
+    expect([userOf(env("server").DATABASE_URL), dbOf(env("server").DATABASE_URL)]).toEqual([edge.user, "qrscan"]);
+    // The key refresh on pgbouncer's alias with its own pool, as the edge too.
+    expect([userOf(env("server").API_KEYS_DATABASE_URL), dbOf(env("server").API_KEYS_DATABASE_URL)]).toEqual([
+      edge.user,
+      `qrscan${KEYS_DATABASE_SUFFIX}`,
+    ]);
+    expect(read("compose/pgbouncer/pgbouncer.ini")).toContain(`qrscan${KEYS_DATABASE_SUFFIX} = `);
+    expect(userOf(env("worker").DATABASE_URL)).toBe(worker.user);
+    expect(userOf(env("postgres-exporter").DATA_SOURCE_NAME)).toBe(monitor.user);
+    expect(service("pgbouncer-exporter").command?.join(" ")).toContain(`--pgbouncer-user ${monitor.user}`);
+    expect(read("compose/pgbouncer/pgbouncer.ini")).toContain(`stats_users = qrscan, ${monitor.user}\n`);
+    // pgbouncer knows exactly the owner and the logins; the image's superuser is none of them.
+    expect((env("pgbouncer").PGBOUNCER_USERS ?? "").split(" ").sort()).toEqual(
+      ["qrscan", edge.user, worker.user, monitor.user].sort(),
+    );
+    expect(env("postgres").POSTGRES_USER).toBe("postgres");
+    // The roles are made at the first start by the generated script (checked equal above).
+    expect(service("postgres").volumes).toContain(
+      "./compose/postgres/init-roles.sh:/docker-entrypoint-initdb.d/init-roles.sh:ro",
+    );
+    const init = read("compose/postgres/init-roles.sh");
+    for (const login of [edge, worker, monitor])
+      expect(init).toContain(`CREATE ROLE ${login.user} LOGIN PASSWORD :'pw' IN ROLE ${login.member};`);
+    expect(init).toContain("ALTER DATABASE qrscan OWNER TO qrscan;");
+    // No app process connects as the superuser.
+    for (const [name, s] of Object.entries(services)) {
+      for (const [key, value] of Object.entries(s.environment ?? {})) {
+        if (/_URL$|DATA_SOURCE_NAME/.test(key))
+          expect({ name, key, user: userOf(String(value)) }).not.toEqual({ name, key, user: "postgres" });
+      }
+    }
   });
 
   test("Postgres: compose's server settings are the local stack's", () => {

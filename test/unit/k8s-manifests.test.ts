@@ -15,7 +15,8 @@
 // http_request_total; a query over all pods; p95 > 1; the server's metrics port open to all; a
 // NetworkPolicy or PDB selecting nothing; readOnlyRootFilesystem false; another runAsUser; no CPU
 // limit; the worker as the supervisor; METRICS_PORT 9471 or 127.0.0.1 in a ConfigMap; the Secret
-// undocumented; the Prometheus job without its labelmap.
+// undocumented; the Prometheus job without its labelmap. 2026-12-06: the worker reading the edge's
+// Secret; the documented key-refresh URL with sslmode=require.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -154,6 +155,37 @@ describe("the manifests run the product as configured", () => {
       expect(pods(env).get("Deployment/qrscan-server")?.spec.containers[0]?.command).toEqual(["bun", "server/main.ts"]);
       expect(pods(env).get("Job/qrscan-migrate")?.spec.containers[0]?.command).toEqual(["bun", "sql/migrate.ts"]);
     }
+  });
+
+  test("each process reads its own database role's Secret: migrate the owner's, the server the edge's, the workers the worker's", () => {
+    const secretsOf = (pod: string, env: string) =>
+      (pods(env).get(pod)?.spec.containers[0]?.env ?? [])
+        .filter((e) => e.valueFrom?.secretKeyRef)
+        .map((e) => `${e.name}=${e.valueFrom?.secretKeyRef?.name}/${e.valueFrom?.secretKeyRef?.key}`)
+        .sort();
+    for (const env of OVERLAYS) {
+      expect(secretsOf("Job/qrscan-migrate", env)).toEqual([
+        "DATABASE_DIRECT_URL=qrscan-database-owner/DATABASE_DIRECT_URL",
+      ]);
+      expect(secretsOf("Deployment/qrscan-server", env)).toEqual([
+        "API_KEYS_DATABASE_URL=qrscan-database-edge/API_KEYS_DATABASE_URL",
+        "DATABASE_URL=qrscan-database-edge/DATABASE_URL",
+      ]);
+      expect(secretsOf("Deployment/qrscan-worker", env)).toEqual(["DATABASE_URL=qrscan-database-worker/DATABASE_URL"]);
+    }
+    // The documented Secrets: every URL verifies the server's certificate and name, and each role
+    // has its own login (the key refresh on pgbouncer's `_keys` alias).
+    const doc = readFileSync(join(ROOT, "docs/deployment.md"), "utf8");
+    const urls = [...doc.matchAll(/--from-literal=([A-Z_]+)='(postgres[^']*)'/g)].map((m) => ({
+      key: m[1],
+      url: m[2],
+    }));
+    expect(urls.map((u) => u.key).sort()).toEqual(
+      ["API_KEYS_DATABASE_URL", "DATABASE_DIRECT_URL", "DATABASE_URL", "DATABASE_URL"].sort(),
+    );
+    for (const u of urls) expect(u).toEqual({ key: u.key, url: expect.stringMatching(/[?&]sslmode=verify-full(&|$)/) });
+    expect(new Set(urls.map((u) => /^postgres:\/\/([^:]+):/.exec(u.url ?? "")?.[1])).size).toBe(3);
+    expect(urls.find((u) => u.key === "API_KEYS_DATABASE_URL")?.url).toMatch(/\/qrscan_keys\?/);
   });
 
   test("the images are the two the build makes, at the overlay's release tag", () => {
