@@ -83,9 +83,9 @@ export function corsAllowlist(
   };
 }
 
+// Nothing else on these routes sets Vary, so appending cannot repeat it.
 function varyOrigin(h: Headers): void {
-  const vary = h.get("vary");
-  if (!vary || !/(^|,)\s*(origin|\*)\s*(,|$)/i.test(vary)) h.append("Vary", "Origin");
+  h.append("Vary", "Origin");
 }
 
 /**
