@@ -1,9 +1,9 @@
 // Which peers may name the client in X-Forwarded-For (TRUSTED_PROXIES): addresses and CIDRs, IPv4
 // and IPv6. An IPv4-mapped IPv6 form (::ffff:10.0.0.1, what a dual-stack socket reports for an
 // IPv4 peer) is the IPv4 address it carries, in the list and in the peer alike.
-// Matching runs per request behind a proxy, so IPv4 (the common case) is parsed by hand and
-// compared against (network, mask) pairs: about 20 ns, against 200 ns for node:net's BlockList,
-// which handles the IPv6 rest.
+// Matching runs per request behind a proxy, so IPv4 (the common case, mapped or not) is parsed by
+// hand and compared against (network, mask) pairs: 60-80 ns a peer on the dev box, against 200 ns
+// for node:net's BlockList, which handles IPv6 (450 ns).
 import { BlockList, isIPv4, isIPv6 } from "node:net";
 import { hextets } from "./client-ip.ts";
 
