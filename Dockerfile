@@ -79,7 +79,10 @@ LABEL org.opencontainers.image.source="${SOURCE}" \
 USER 10001:10001
 STOPSIGNAL SIGTERM
 
-# ---- The edge server: HTTP on 8080, metrics on 9464 (not to be published).
+# ---- The edge server: HTTP on 8080, metrics on 9464 (not to be published). HOST=0.0.0.0 makes
+# the deployment say where client addresses come from: TRUSTED_PROXIES (the balancer's addresses
+# or CIDRs) or CLIENTS_CONNECT_DIRECTLY=true; the image sets neither, so it refuses to start until
+# one is chosen (compose.yaml and deploy/k8s/ do).
 FROM runtime AS server
 COPY server ./server
 ENV HOST=0.0.0.0 PORT=8080 METRICS_PORT=9464

@@ -1,11 +1,9 @@
 // The edge HTTP app (Hono). Built from its dependencies so tests run it in-process with
 // app.request() against the real broker, and main.ts serves it with Bun.serve.
-import { isIP } from "node:net";
 import type { KafkaProducer } from "bun-rdkafka";
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { getConnInfo } from "hono/bun";
 import { cors } from "hono/cors";
-import { requestId } from "hono/request-id";
 import { getPath } from "hono/utils/url";
 import type { Sql } from "postgres";
 import { type Logger, throttledWarn } from "../shared/logger.ts";
@@ -21,7 +19,8 @@ import { type ServerMetrics, observeRequests } from "./metrics.ts";
 import { rateLimits } from "./rate-limit.ts";
 import type { ReplicaCount } from "./replicas.ts";
 import { statsHandler } from "./stats.ts";
-import { requestLogFields, traceRequests } from "./tracing.ts";
+import { requestIds, requestLogFields, traceRequests } from "./tracing.ts";
+import { clientIpResolver } from "./trusted-proxies.ts";
 
 export interface AppDeps {
   config: ServerConfig;
@@ -38,26 +37,6 @@ export interface AppDeps {
   keyStore?: KeyStore | null;
   /** The live edge replicas that share the rate limits (server/replicas.ts); absent: this one alone. */
   replicas?: ReplicaCount | null;
-}
-
-/** The client's address: X-Forwarded-For is believed only when the peer is a trusted proxy. */
-export function clientIpResolver(trustedProxies: readonly string[]) {
-  const trusted = new Set(trustedProxies);
-  return (peer: string | null, forwardedFor: string | undefined): string | null => {
-    if (!peer || !forwardedFor || !trusted.has(peer)) return peer;
-    // Walk from the nearest hop back; the first address that is not a trusted proxy is the client.
-    const hops = forwardedFor
-      .split(",")
-      .map((s) => s.trim())
-      .filter(Boolean);
-    for (let i = hops.length - 1; i >= 0; i--) {
-      const hop = hops[i] as string;
-      // A hop that is not an IP address means the chain is garbage from here on: stop at the peer side.
-      if (!isIP(hop)) return peer;
-      if (!trusted.has(hop)) return hop;
-    }
-    return hops[0] ?? peer;
-  };
 }
 
 /** What the unauthenticated probes say of librdkafka's fatal state (its message is in the server's log). */
@@ -88,7 +67,13 @@ export function corsAllowlist(
   const exposeHeaders = CORS_EXPOSE_HEADERS.join(",");
   return async function corsAllowlist(c, next) {
     const origin = c.req.header("origin");
-    if (!origin || !(any || allowed.has(origin))) return next();
+    if (!origin || !(any || allowed.has(origin))) {
+      // This answer has no CORS headers and an allowed origin's would: a shared cache must not
+      // hand one to the other.
+      await next();
+      varyOrigin(c.res.headers);
+      return;
+    }
     if (c.req.method === "OPTIONS") return middleware(c, next);
     // An actual request: hono/cors's headers for it, written once onto the final answer (errors
     // included, so a script can read a 4xx or 429). hono/cors sets them before the handler runs,
@@ -99,8 +84,14 @@ export function corsAllowlist(
     h.set("Access-Control-Allow-Origin", any ? "*" : origin);
     if (config.CORS_ALLOW_CREDENTIALS) h.set("Access-Control-Allow-Credentials", "true");
     h.set("Access-Control-Expose-Headers", exposeHeaders);
-    if (!any) h.append("Vary", "Origin");
+    // With "*" too: the answer to a request without Origin has no Access-Control-Allow-Origin.
+    varyOrigin(h);
   };
+}
+
+// Nothing else on these routes sets Vary, so appending cannot repeat it.
+function varyOrigin(h: Headers): void {
+  h.append("Vary", "Origin");
 }
 
 /**
@@ -120,7 +111,7 @@ export function createApp(deps: AppDeps) {
 
   const tracing = deps.tracing ?? TRACING_OFF;
   const deliveryWarnings = throttledWarn(logger, 10_000);
-  app.use(requestId());
+  app.use(requestIds());
   app.use(observeRequests(metrics));
   if (tracing.enabled) app.use(traceRequests(tracing));
   // The one error path (server/errors.ts): every error answer is {error, errors?, request_id}.
@@ -183,10 +174,12 @@ export function createApp(deps: AppDeps) {
     app.use("/v1/scans", corsMw);
     app.use("/v1/qr/:qr_id/stats", corsMw);
   }
-  // The failed-auth limit around the route's auth (server/auth.ts), then the key's own limit.
+  // The failed-auth limit around the route's auth (server/auth.ts): ipGuard before it, ipGate after
+  // it (an address over its limit goes on only with a valid managed key or JWT); then the key's own limit.
   const authChain = (authMiddleware: MiddlewareHandler): MiddlewareHandler[] => [
     ...(ipLimited ? [limits.ipGuard] : []),
     authMiddleware,
+    ...(ipLimited ? [limits.ipGate] : []),
     ...(keyLimited ? [limits.keyGuard] : []),
   ];
   // Hono's typings have no overload for a spread of handlers; each element is a MiddlewareHandler.

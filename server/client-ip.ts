@@ -11,7 +11,7 @@ function truncateV4(ip: string): string {
 }
 
 /** The 8 hextets of an IPv6 address (an embedded IPv4 tail counted as two). */
-function hextets(ip: string): string[] {
+export function hextets(ip: string): string[] {
   let tail: string[] = [];
   let head = ip;
   const lastColon = ip.lastIndexOf(":");

@@ -24,6 +24,7 @@ import {
 } from "../shared/config.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
 import { TracingConfigEntries } from "../shared/tracing.ts";
+import { isLoopbackHost, trustedProxyProblems } from "./trusted-proxies.ts";
 
 /** Asymmetric JWS algorithms only: "none" and HS* (shared secrets, the RS/HS confusion) are never accepted. */
 export const JWT_ALGORITHMS = [
@@ -92,7 +93,17 @@ export const ServerConfigSchema = v.object({
   JWT_MAX_LIFETIME_SECONDS: int(86_400, 60, 7 * 86_400),
   /** At least 5 s, so made-up kids cannot make every request fetch the JWKS. */
   JWT_JWKS_COOLDOWN_SECONDS: int(30, 5, 3600),
-  TRUSTED_PROXIES: list(),
+  /** Peers whose X-Forwarded-For names the client: addresses and CIDRs (server/trusted-proxies.ts). */
+  TRUSTED_PROXIES: v.pipe(
+    list(),
+    v.rawCheck(({ dataset, addIssue }) => {
+      if (!dataset.typed) return;
+      const problems = trustedProxyProblems(dataset.value);
+      if (problems.length) addIssue({ message: problems.join("; ") });
+    }),
+  ),
+  /** No proxy in front: each TCP peer is a client. Required on a non-loopback HOST without TRUSTED_PROXIES. */
+  CLIENTS_CONNECT_DIRECTLY: bool(false),
   /** Browser origins allowed to call the API (CORS); none by default, "*" for any. */
   CORS_ORIGINS: v.pipe(
     list(),
@@ -181,6 +192,7 @@ export function loadServerConfig(env: Record<string, string | undefined> = proce
       "CORS_ALLOW_CREDENTIALS=true: not allowed with CORS_ORIGINS=* (list the origins that may send credentials)",
     ]);
   }
+  assertClientAddressesKnown(c);
   // A 202 promises durability: an override that weakens acks=all or idempotence stops start-up.
   const overrides = kafkaOverrides(env);
   assertDurableProducer(overrides);
@@ -203,6 +215,23 @@ export function loadServerConfig(env: Record<string, string | undefined> = proce
       ...DURABLE_PRODUCER,
     },
   };
+}
+
+/**
+ * Beyond loopback, the operator must say where client addresses come from: behind a balancer whose
+ * address is not trusted, every client would share its address, and the failed-authentication
+ * limit of one would lock out all of them (and every stored client_ip would be the balancer's).
+ */
+function assertClientAddressesKnown(c: v.InferOutput<typeof ServerConfigSchema>): void {
+  if (c.CLIENTS_CONNECT_DIRECTLY && c.TRUSTED_PROXIES.length > 0) {
+    throw new ConfigError([
+      "CLIENTS_CONNECT_DIRECTLY=true: not allowed with TRUSTED_PROXIES (peers outside TRUSTED_PROXIES are already taken as clients): set one or the other",
+    ]);
+  }
+  if (isLoopbackHost(c.HOST) || c.TRUSTED_PROXIES.length > 0 || c.CLIENTS_CONNECT_DIRECTLY) return;
+  throw new ConfigError([
+    `HOST=${JSON.stringify(c.HOST)}: listening beyond loopback needs TRUSTED_PROXIES (the addresses or CIDRs of the balancer or ingress in front, e.g. 10.0.0.0/8) or CLIENTS_CONNECT_DIRECTLY=true (no proxy: each peer is a client); else a proxy's address would be every client's, and one client's failed authentications would lock out all of them`,
+  ]);
 }
 
 /** The accepted keys' digests; no key at all is a start-up error unless AUTH_DISABLED=true. */

@@ -85,6 +85,12 @@ async function main() {
       topic: config.SCANS_TOPIC,
       librdkafka: librdkafkaVersion(),
       traces: tracesUrl(config) ?? "off",
+      // Where client addresses come from (docs/runbooks/rate-limited-address.md reads this).
+      trusted_proxies: config.TRUSTED_PROXIES.length
+        ? config.TRUSTED_PROXIES.join(",")
+        : config.CLIENTS_CONNECT_DIRECTLY
+          ? "none: clients connect directly"
+          : "none",
       auth: config.AUTH_DISABLED
         ? "disabled"
         : {

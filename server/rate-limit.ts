@@ -10,7 +10,8 @@ import type { Counter } from "prom-client";
 import type { Logger } from "../shared/logger.ts";
 import { throttledWarn } from "../shared/logger.ts";
 import { addressKey } from "./client-ip.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError, errorResponse } from "./errors.ts";
+import { KEY_PREFIX } from "./keys.ts";
 import type { Principal } from "./principal.ts";
 
 export interface BucketLimit {
@@ -140,6 +141,19 @@ export interface RateLimitOptions {
   now?: () => number;
 }
 
+/**
+ * Whether the request's credential could be a managed key (qrs_…) or a JWT (dotted), which the
+ * per-address limit lets through to auth. Shape only, and wider than auth's own tests, so no valid
+ * one is refused here; whether it is valid is for auth, and ipGate enforces the outcome.
+ */
+function mayBeUnguessable(c: Context): boolean {
+  const header = c.req.header("authorization");
+  const bearer = header && /^bearer /i.test(header) ? header.slice(7).trim() : undefined;
+  const credential = bearer || c.req.header("x-api-key");
+  if (!credential) return false;
+  return credential.startsWith(KEY_PREFIX) || bearer?.includes(".") === true;
+}
+
 /** A limit divided among the replicas (each keeps at least 1 token of burst). */
 function share(limit: BucketLimit, replicas: number): BucketLimit {
   return { rate: limit.rate / replicas, burst: Math.max(1, Math.floor(limit.burst / replicas)) };
@@ -219,26 +233,57 @@ export function rateLimits(o: RateLimitOptions) {
     return ip === null ? "unknown" : addressKey(ip);
   };
 
+  // At most one burst of debt: the wait after a flood is then at most (burst + 1) / rate, 21 s at
+  // the defaults, not an hour. Concurrency is what builds debt (requests that all passed the check
+  // before any failed): past the bound, overlapping guesses go unpaid, so a guesser gains what it
+  // keeps in flight per wait, while everyone sharing its address (a NAT) waits seconds, not an hour.
+  // (burst / rate is the same whatever the replica count, so the configured limit gives it.)
+  const ipMaxDebtSeconds = o.perIp ? o.perIp.burst / o.perIp.rate : 0;
+  // Requests from an address over its limit that went on to auth (a credential shaped like a
+  // managed key or a JWT): ipGate refuses them unless auth proved the credential.
+  const overLimit = new WeakMap<Context, string>();
+
   /**
-   * Around auth: an address with no failed-auth token left gets 429; each 401 costs its address a
-   * token, charged even into debt, so guesses sent concurrently (all checked before any failed)
-   * are paid for by a longer wait afterwards, and the long-run rate holds. Good requests cost
-   * nothing, however many an address has in flight.
+   * Around auth: an address with no failed-auth token left gets 429, unless its request presents a
+   * valid managed key or JWT (too long to guess: refusing them would only let one client behind a
+   * shared address, a NAT or a proxy, lock out the others). Each 401 costs its address a token,
+   * charged even into debt, so guesses sent concurrently (all checked before any failed) are paid
+   * for by a longer wait afterwards. Good requests cost nothing, however many an address has in flight.
    */
   const ipGuard: MiddlewareHandler = async function ipGuard(c, next) {
     if (!perIp) return next();
     // No address has failed lately (no bucket): nothing to check, and the address is resolved
     // only if this request fails (the common case pays for neither).
     let ip: string | null = null;
+    let over = false;
     if (ipBuckets.size > 0) {
       ip = ipOf(c);
       if (ipBuckets.peek(ip, perIp) < 1) {
-        throw tooMany("ip", ipPolicy, ipBuckets.take(ip, 1, perIp), { client_ip: o.logIp(ip) });
+        // Static keys and missing credentials: refused before auth, as the limit's whole point.
+        if (!mayBeUnguessable(c)) throw ipTooMany(ip);
+        over = true;
+        overLimit.set(c, ip);
       }
     }
     // Hono's compose turns a thrown error into onError's answer before it gets back here.
     await next();
-    if (c.res.status === 401) ipBuckets.charge(ip ?? ipOf(c), 1, perIp);
+    if (c.res.status !== 401) return;
+    ipBuckets.charge(ip ?? ipOf(c), 1, perIp, ipMaxDebtSeconds);
+    // Over the limit, a failure is the 429 too, so the answer never tells a guessed key from a wrong one.
+    if (over) c.res = errorResponse(c, ipTooMany(ip as string));
+  };
+
+  const ipTooMany = (ip: string) =>
+    tooMany("ip", ipPolicy, ipBuckets.take(ip, 1, perIp as BucketLimit), { client_ip: o.logIp(ip) });
+
+  /** After auth: an address over its limit goes on only with a proven managed key or JWT. */
+  const ipGate: MiddlewareHandler = async function ipGate(c, next) {
+    const ip = overLimit.get(c);
+    if (ip !== undefined) {
+      const kind = c.get("principal")?.kind;
+      if (kind !== "api_key" && kind !== "jwt") throw ipTooMany(ip);
+    }
+    return next();
   };
 
   /** After auth: an empty bucket is refused before the body is read. */
@@ -289,6 +334,7 @@ export function rateLimits(o: RateLimitOptions) {
 
   return {
     ipGuard,
+    ipGate,
     keyGuard,
     chargeEvents: charge,
     chargeRequest,

@@ -73,6 +73,15 @@ export function edgeDashboard() {
         ],
       }),
     )
+    .withPanel(
+      timeseries({
+        title: "Rate-limited requests/s by scope",
+        description:
+          "429s (rate_limited_total): key = an API key over its event rate; ip = an address over its failed-authentication limit (alert AuthAddressRateLimited, runbook rate-limited-address.md). A 4xx, so the error-ratio panels and alerts do not see them.",
+        unit: "reqps",
+        queries: [{ expr: `sum by (scope) (${rate("rate_limited_total")})`, legend: "{{scope}}" }],
+      }),
+    )
     .withRow(row("Latency"))
     .withPanel(
       timeseries({

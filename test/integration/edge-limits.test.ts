@@ -5,13 +5,59 @@
 // replica count divides the limits (its heartbeats: rate-limit-replicas.test.ts); each hit is
 // counted in rate_limited_total{scope}.
 import { describe, expect, test } from "bun:test";
+import { type KeyObject, generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SignJWT } from "jose";
 import { metricValue } from "../../scripts/harness.ts";
+import { type KeysIo, keys } from "../../scripts/keys.ts";
 import { createLogger } from "../../shared/logger.ts";
-import { API_KEY, createAdmin, createDatabase, createTestApp, createTopic, spawnServer } from "../helpers/fixtures.ts";
+import {
+  API_KEY,
+  createAdmin,
+  createDatabase,
+  createKeyStore,
+  createTestApp,
+  createTopic,
+  onCleanup,
+  spawnServer,
+} from "../helpers/fixtures.ts";
 import { scan } from "../helpers/server.ts";
 import { brokerConfig, ensureStack } from "../helpers/stack.ts";
 
 await ensureStack();
+
+/** A JWT key file the edge trusts, and tokens: one it signed, one signed by another key. */
+async function jwtFixture() {
+  const dir = mkdtempSync(join(tmpdir(), "limits-jwt-"));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  const pair = () => generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const trusted = pair();
+  writeFileSync(join(dir, "idp.pem"), trusted.publicKey.export({ type: "spki", format: "pem" }).toString());
+  const sign = async (privateKey: KeyObject) => {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT({ scope: "scans:write" })
+      .setProtectedHeader({ alg: "ES256", kid: "idp" })
+      .setIssuer("https://issuer.test")
+      .setAudience("qrscan-edge")
+      .setSubject("scanner-1")
+      .setIssuedAt(now)
+      .setExpirationTime(now + 600)
+      .sign(privateKey);
+  };
+  return {
+    // A token without a tenant (the test's events are of no tenant): allowed explicitly.
+    env: {
+      JWT_KEY_FILES: join(dir, "idp.pem"),
+      JWT_ISSUER: "https://issuer.test",
+      JWT_AUDIENCE: "qrscan-edge",
+      JWT_ALLOW_GLOBAL_TOKENS: "true",
+    },
+    valid: () => sign(trusted.privateKey),
+    forged: () => sign(pair().privateKey),
+  };
+}
 
 const batch = (n: number) => JSON.stringify(Array.from({ length: n }, () => scan()));
 const limited = async (registry: { getSingleMetricAsString(name: string): Promise<string> }, scope: string) => {
@@ -219,11 +265,51 @@ describe("per-address limit on failed authentication", () => {
     );
     const failed = guesses.filter((r) => r.status === 401).length;
     expect(failed + guesses.filter((r) => r.status === 429).length).toBe(30);
-    // Each 401 cost a token, into debt: at 1 per second the address now waits for all of them
-    // beyond the burst, so the long-run rate of guesses is the configured one.
+    // Far more failed than the burst: all were checked before any was charged.
+    expect(failed).toBeGreaterThan(10);
+    // Each 401 cost a token, into debt, but at most one burst of it: the address waits for the
+    // burst's refill and one more token (4 s at 1/s), not for every concurrent failure (an hour
+    // allowed before, which a NAT's other clients would sit out too).
     const after = await post(batch(1));
     expect(after.status).toBe(429);
-    expect(Number(after.headers.get("retry-after"))).toBeGreaterThanOrEqual(failed - 3);
+    const wait = Number(after.headers.get("retry-after"));
+    expect(wait).toBeGreaterThanOrEqual(3);
+    expect(wait).toBeLessThanOrEqual(4);
+  });
+
+  test("over the limit, a valid managed key or JWT still gets 202; a static key, none, a wrong or a forged one get 429", async () => {
+    const db = await createDatabase();
+    const io: KeysIo = { out: () => {}, audit: createLogger("keys", "silent"), operator: "test" };
+    const out: string[] = [];
+    expect(await keys(["create", "--name", "limits"], db.sql, { ...io, out: (l) => out.push(l) })).toBe(0);
+    const managed = out.at(-1) as string;
+    const revokedOut: string[] = [];
+    expect(await keys(["create", "--name", "old"], db.sql, { ...io, out: (l) => revokedOut.push(l) })).toBe(0);
+    const revokedId = /created (key_[0-9a-f]{12})/.exec(revokedOut[0] as string)?.[1] as string;
+    expect(await keys(["revoke", revokedId], db.sql, io)).toBe(0);
+    const { store } = await createKeyStore(db.url);
+    const jwt = await jwtFixture();
+    const { post, registry } = await createTestApp(
+      { AUTH_FAILURES_PER_MINUTE: "1", AUTH_FAILURE_BURST: "2", ...jwt.env },
+      { keyStore: store, sql: db.sql },
+    );
+    const status = async (headers: Record<string, string>) => (await post(batch(1), headers)).status;
+    expect([await status({ authorization: "Bearer a" }), await status({ authorization: "Bearer b" })]).toEqual([
+      401, 401,
+    ]);
+    // The address is over its limit now.
+    expect(await status({})).toBe(429); // the static key (the fixture's default)
+    expect(await status({ authorization: "" })).toBe(429); // no credential
+    expect(await status({ authorization: "Bearer c" })).toBe(429);
+    expect(await status({ authorization: `Bearer ${revokedOut.at(-1)}` })).toBe(429);
+    expect(await status({ authorization: `Bearer ${await jwt.forged()}` })).toBe(429);
+    expect(await status({ authorization: `Bearer ${managed}` })).toBe(202);
+    expect(await status({ "x-api-key": managed, authorization: "" })).toBe(202);
+    expect(await status({ authorization: `Bearer ${await jwt.valid()}` })).toBe(202);
+    // Still limited for the rest, and the valid ones cost nothing.
+    expect(await status({})).toBe(429);
+    expect(await status({ authorization: `Bearer ${managed}` })).toBe(202);
+    expect(await limited(registry, "ip")).toBe(6);
   });
 
   test("successful requests cost the address nothing", async () => {

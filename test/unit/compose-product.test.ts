@@ -9,7 +9,8 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { composeFiles } from "../../scripts/compose-files.ts";
 import { POSTGRES_SETTINGS } from "../../scripts/stack/postgres.ts";
-import { ServerConfigSchema } from "../../server/config.ts";
+import { ServerConfigSchema, loadServerConfig } from "../../server/config.ts";
+import { ConfigError } from "../../shared/config.ts";
 import { KEYS_DATABASE_SUFFIX, TOPICS, localStack } from "../../shared/local-stack.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
 
@@ -92,6 +93,24 @@ describe("compose.yaml runs the product", () => {
       expect(s.tmpfs?.some((t) => t.startsWith("/tmp"))).toBe(true);
     }
     expect(read("compose/pgbouncer/Dockerfile")).toContain(`USER ${uid}:${gid}`);
+  });
+
+  test("the server says where client addresses come from: directly (no proxy sets X-Forwarded-For here)", () => {
+    // The image listens on 0.0.0.0 and chooses neither setting, so it needs one from compose.
+    const imageEnv = Object.fromEntries(
+      instruction("server", "ENV")
+        .join(" ")
+        .split(/\s+/)
+        .map((kv) => kv.split("=") as [string, string]),
+    );
+    expect(imageEnv.HOST).toBe("0.0.0.0");
+    const key = { API_KEY_SHA256: "ab".repeat(32) };
+    expect(() => loadServerConfig({ ...imageEnv, ...key })).toThrow(ConfigError);
+    const env = service("server").environment ?? {};
+    expect(env.TRUSTED_PROXIES).toBeUndefined();
+    expect(env.CLIENTS_CONNECT_DIRECTLY).toBe("true");
+    const c = loadServerConfig({ ...imageEnv, ...key, CLIENTS_CONNECT_DIRECTLY: env.CLIENTS_CONNECT_DIRECTLY });
+    expect([c.HOST, c.CLIENTS_CONNECT_DIRECTLY, c.TRUSTED_PROXIES]).toEqual(["0.0.0.0", true, []]);
   });
 
   test("the app's metrics ports are not published; only the server's API port is, on loopback", () => {

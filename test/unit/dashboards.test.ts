@@ -71,6 +71,7 @@ describe("generated dashboards", () => {
         "errors by status",
         /sum by \(status\) \(rate\(http_requests_total\{route="\/v1\/scans", status=~"\[45\]\.\."\}/,
       ],
+      ["rate-limited by scope", /sum by \(scope\) \(rate\(rate_limited_total\[/],
       ["accepted and rejected", /sum by \(outcome\) \(rate\(scan_events_total\[/],
       ["rejected by reason", /sum by \(reason\) \(rate\(scan_events_total\{outcome="rejected"\}/],
       ["committed lag per partition", /max by \(topic, partition\) \(consumer_group_lag\)/],

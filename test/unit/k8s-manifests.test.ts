@@ -16,13 +16,15 @@
 // NetworkPolicy or PDB selecting nothing; readOnlyRootFilesystem false; another runAsUser; no CPU
 // limit; the worker as the supervisor; METRICS_PORT 9471 or 127.0.0.1 in a ConfigMap; the Secret
 // undocumented; the Prometheus job without its labelmap. 2026-12-06: the worker reading the edge's
-// Secret; the documented key-refresh URL with sslmode=require.
+// Secret; the documented key-refresh URL with sslmode=require; TRUSTED_PROXIES "" (start-up
+// refused), "10.0.0.0/33" (refused), or "10.0.0.1" (the pod network's address not trusted).
 import { beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { legacyKubectl } from "../../scripts/kubectl-legacy.ts";
-import { ServerConfigSchema } from "../../server/config.ts";
+import { ServerConfigSchema, loadServerConfig } from "../../server/config.ts";
+import { TrustedProxies } from "../../server/trusted-proxies.ts";
 import { loadConfig } from "../../shared/config.ts";
 import { TOPICS } from "../../shared/local-stack.ts";
 import { WorkerConfigSchema } from "../../worker/config.ts";
@@ -145,6 +147,22 @@ describe("the manifests run the product as configured", () => {
         Object.keys(data).filter((k) => !(k in entries) && !k.startsWith("KAFKA_OPT_"));
       expect(unread(s, ServerConfigSchema.entries)).toEqual([]);
       expect(unread(w, WorkerConfigSchema.entries)).toEqual([]);
+    }
+  });
+
+  test("the server says where client addresses come from: the ingress's pod network in TRUSTED_PROXIES, a valid CIDR", () => {
+    for (const env of OVERLAYS) {
+      const data = ((rendered.get(env) ?? []).find(
+        (o) => o.kind === "ConfigMap" && o.metadata.name === "qrscan-server-config",
+      )?.data ?? {}) as Record<string, string>;
+      // The whole start-up check (HOST 0.0.0.0 needs TRUSTED_PROXIES or CLIENTS_CONNECT_DIRECTLY),
+      // with a static key standing in for the Secret's settings.
+      const c = loadServerConfig({ ...data, API_KEY_SHA256: "ab".repeat(32) });
+      expect({ env, direct: c.CLIENTS_CONNECT_DIRECTLY }).toEqual({ env, direct: false });
+      expect(c.TRUSTED_PROXIES.length).toBeGreaterThan(0);
+      // A pod of the cluster's network (kubeadm's flannel default) is trusted; the internet is not.
+      const trusted = new TrustedProxies(c.TRUSTED_PROXIES);
+      expect([trusted.has("10.244.1.17"), trusted.has("203.0.113.7")]).toEqual([true, false]);
     }
   });
 

@@ -4,8 +4,8 @@ import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { clientIpResolver } from "../../server/app.ts";
 import { loadServerConfig } from "../../server/config.ts";
+import { TrustedProxies, clientIpResolver, isLoopbackHost } from "../../server/trusted-proxies.ts";
 import { ConfigError, kafkaOverrides } from "../../shared/config.ts";
 
 const DIGEST = "ab".repeat(32);
@@ -176,6 +176,84 @@ describe("client IP", () => {
     expect(resolve("10.0.0.1", undefined)).toBe("10.0.0.1");
     expect(resolve(null, "1.2.3.4")).toBeNull();
     expect(resolve("10.0.0.1", "1.1.1.1, not-an-ip")).toBe("10.0.0.1");
+  });
+  test("CIDRs, IPv6 and IPv4-mapped peers: a dual-stack socket reports ::ffff:10.0.0.1 for 10.0.0.1", () => {
+    const cidr = clientIpResolver(["10.0.0.0/8", "fd00:1::/32"]);
+    expect(cidr("10.200.3.4", "203.0.113.5")).toBe("203.0.113.5");
+    expect(cidr("::ffff:10.200.3.4", "203.0.113.5")).toBe("203.0.113.5");
+    expect(cidr("::FFFF:10.200.3.4", "203.0.113.5")).toBe("203.0.113.5");
+    expect(cidr("::ffff:a01:203", "203.0.113.5")).toBe("203.0.113.5"); // the same, in hex
+    expect(cidr("fd00:1:ffff::9", "2001:db8::7")).toBe("2001:db8::7");
+    // Hops inside the ranges are proxies too: the rightmost one outside is the client.
+    expect(cidr("10.0.0.1", "198.51.100.1, 203.0.113.5, 10.9.9.9, ::ffff:10.1.1.1")).toBe("203.0.113.5");
+    // Just outside each range: the peer is the client, its header ignored.
+    for (const peer of ["11.0.0.1", "9.255.255.255", "::ffff:11.0.0.1", "fd00:2::1", "::1", "127.0.0.1"]) {
+      expect(cidr(peer, "203.0.113.5")).toBe(peer);
+    }
+    // A mapped entry trusts the IPv4 peer, and the reverse.
+    expect(clientIpResolver(["::ffff:10.0.0.1"])("10.0.0.1", "203.0.113.5")).toBe("203.0.113.5");
+    expect(clientIpResolver(["::ffff:10.0.0.0/104"])("10.3.0.1", "203.0.113.5")).toBe("203.0.113.5");
+    expect(clientIpResolver(["10.0.0.1"])("::ffff:10.0.0.1", "203.0.113.5")).toBe("203.0.113.5");
+    expect(clientIpResolver(["10.0.0.1"])("::ffff:10.0.0.2", "203.0.113.5")).toBe("::ffff:10.0.0.2");
+  });
+  test("matching a peer stays cheap: under 1 µs per request behind a CIDR", () => {
+    const trusted = new TrustedProxies(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"]);
+    const peers = ["10.1.2.3", "203.0.113.9", "::ffff:192.168.1.1", "172.31.255.255"];
+    let hits = 0;
+    const n = 200_000;
+    const started = performance.now();
+    for (let i = 0; i < n; i++) if (trusted.has(peers[i & 3] as string)) hits++;
+    const ns = ((performance.now() - started) * 1e6) / n;
+    expect(hits).toBe(n * 0.75);
+    expect(ns).toBeLessThan(1_000);
+  });
+});
+
+describe("where client addresses come from", () => {
+  test("TRUSTED_PROXIES: each bad entry is named, with what is wrong", () => {
+    const problems = configError(() =>
+      load({ TRUSTED_PROXIES: "10.0.0.1,10.0.0.0/33,ingress.local,10.0.0.5/8,0.0.0.0/0,fd00::1/64,fe80::1%eth0" }),
+    ).problems;
+    expect(problems).toHaveLength(1);
+    const [problem] = problems as [string];
+    expect(problem).toStartWith("TRUSTED_PROXIES=");
+    for (const named of [
+      '"10.0.0.0/33" has a prefix length above 32 (IPv4)',
+      '"ingress.local" is not an IP address or a CIDR',
+      '"10.0.0.5/8" has bits set past its prefix length: did you mean 10.0.0.0/8?',
+      '"0.0.0.0/0" trusts every address',
+      '"fd00::1/64" has bits set past its prefix length: did you mean fd00::/64?',
+      '"fe80::1%eth0" has a zone',
+    ]) {
+      expect(problem).toContain(named);
+    }
+    expect(problem).not.toContain('"10.0.0.1"');
+    expect(load({ TRUSTED_PROXIES: "10.0.0.0/8, 192.0.2.7, ::ffff:10.0.0.0/104, fd00::/8" }).TRUSTED_PROXIES).toEqual([
+      "10.0.0.0/8",
+      "192.0.2.7",
+      "::ffff:10.0.0.0/104",
+      "fd00::/8",
+    ]);
+  });
+
+  test("a non-loopback HOST needs TRUSTED_PROXIES or CLIENTS_CONNECT_DIRECTLY=true, not both", () => {
+    for (const host of ["0.0.0.0", "::", "10.1.2.3", "api.internal"]) {
+      const [problem] = configError(() => load({ HOST: host })).problems as [string];
+      expect(problem).toStartWith(`HOST=${JSON.stringify(host)}: listening beyond loopback needs TRUSTED_PROXIES`);
+      expect(problem).toContain("CLIENTS_CONNECT_DIRECTLY=true");
+      expect(load({ HOST: host, TRUSTED_PROXIES: "10.0.0.0/8" }).HOST).toBe(host);
+      expect(load({ HOST: host, CLIENTS_CONNECT_DIRECTLY: "true" }).CLIENTS_CONNECT_DIRECTLY).toBe(true);
+    }
+    for (const host of ["127.0.0.1", "127.0.0.2", "::1", "localhost"]) {
+      expect(isLoopbackHost(host)).toBe(true);
+      expect(load({ HOST: host }).HOST).toBe(host);
+    }
+    expect(isLoopbackHost("128.0.0.1")).toBe(false);
+    expect(configError(() => load({ CLIENTS_CONNECT_DIRECTLY: "true", TRUSTED_PROXIES: "10.0.0.1" })).problems).toEqual(
+      [
+        "CLIENTS_CONNECT_DIRECTLY=true: not allowed with TRUSTED_PROXIES (peers outside TRUSTED_PROXIES are already taken as clients): set one or the other",
+      ],
+    );
   });
 });
 
