@@ -93,19 +93,39 @@ export function kafkaSecurityFiles(root: string): KafkaSecurityFiles {
 }
 
 /** A private file (0600): keys and passwords. */
-function writePrivate(path: string, text: string): void {
-  writeFileSync(path, text, { mode: 0o600 });
-  chmodSync(path, 0o600);
+function writePrivate(path: string, text: string, mode = 0o600): void {
+  writeFileSync(path, text, { mode });
+  chmodSync(path, mode);
+}
+
+export interface SecurityFileOptions {
+  /** The names the broker's certificate is valid for (IP addresses or DNS names). */
+  hosts?: string[];
+  principals?: readonly KafkaPrincipal[];
+  /**
+   * Keys and passwords readable by any user (0644) inside directories only their owner may enter
+   * (0700): for containers running as other users (compose bind-mounts the files as they are).
+   */
+  forContainers?: boolean;
 }
 
 /**
- * Makes what is missing: the CA, the broker's certificate (valid for 127.0.0.1 and localhost, also a
- * TLS client certificate for the controller listener), and a password per principal. Returns false
- * when the passwords already existed (the nodes were formatted with them).
+ * Makes what is missing: the CA, the broker's certificate (also a TLS client certificate, for the
+ * controller listener), and a password per principal. Returns true when a password was made (so
+ * nodes formatted before have other ones).
  */
-export function ensureKafkaSecurityFiles(f: KafkaSecurityFiles): boolean {
+export function ensureKafkaSecurityFiles(
+  f: KafkaSecurityFiles,
+  {
+    hosts = ["127.0.0.1", "localhost"],
+    principals = KAFKA_PRINCIPALS,
+    forContainers = false,
+  }: SecurityFileOptions = {},
+): boolean {
   const tls = join(f.caCert, "..");
-  mkdirSync(tls, { recursive: true });
+  const secretMode = forContainers ? 0o644 : 0o600;
+  mkdirSync(f.dir, { recursive: true, mode: 0o700 });
+  mkdirSync(tls, { recursive: true, mode: 0o700 });
   mkdirSync(join(f.passwordFile("admin"), ".."), { recursive: true, mode: 0o700 });
   if (!existsSync(f.brokerKeystore)) {
     const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
@@ -121,10 +141,8 @@ export function ensureKafkaSecurityFiles(f: KafkaSecurityFiles): boolean {
     const cert = join(tls, "broker.crt");
     const ext = join(tls, "broker.ext");
     run("openssl", ["req", ...ec, "-keyout", key, "-out", csr, "-subj", `/${BROKER_CERT_SUBJECT}`]);
-    writeFileSync(
-      ext,
-      "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature\n",
-    );
+    const names = hosts.map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(",");
+    writeFileSync(ext, `subjectAltName=${names}\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature\n`);
     run(
       "openssl",
       ["x509", "-req", "-in", csr, "-CA", f.caCert, "-CAkey", f.caKey, "-CAcreateserial"].concat([
@@ -137,14 +155,15 @@ export function ensureKafkaSecurityFiles(f: KafkaSecurityFiles): boolean {
       ]),
     );
     // openssl 3 writes unencrypted PKCS#8 ("BEGIN PRIVATE KEY"), which Kafka's PEM keystore reads.
-    writePrivate(f.brokerKeystore, `${readFileSync(key, "utf8")}${readFileSync(cert, "utf8")}`);
+    writePrivate(f.brokerKeystore, `${readFileSync(key, "utf8")}${readFileSync(cert, "utf8")}`, secretMode);
     chmodSync(key, 0o600);
     chmodSync(f.caKey, 0o600);
   }
   let created = false;
-  for (const p of KAFKA_PRINCIPALS) {
+  for (const p of principals) {
     if (existsSync(f.passwordFile(p))) continue;
-    writePrivate(f.passwordFile(p), `${Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("hex")}\n`);
+    const password = Buffer.from(crypto.getRandomValues(new Uint8Array(24))).toString("hex");
+    writePrivate(f.passwordFile(p), `${password}\n`, secretMode);
     created = true;
   }
   return created;
