@@ -15,7 +15,8 @@
 // http_request_total; a query over all pods; p95 > 1; the server's metrics port open to all; a
 // NetworkPolicy or PDB selecting nothing; readOnlyRootFilesystem false; another runAsUser; no CPU
 // limit; the worker as the supervisor; METRICS_PORT 9471 or 127.0.0.1 in a ConfigMap; the Secret
-// undocumented; the Prometheus job without its labelmap.
+// undocumented; the Prometheus job without its labelmap. (2026-12-06) The server mounting the
+// worker's Kafka Secret; the worker's ConfigMap without KAFKA_SECURITY_PROTOCOL.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -138,6 +139,54 @@ describe("the manifests run the product as configured", () => {
       // KEDA's trigger reads the worker's own topic and group.
       expect(wc.SCANS_TOPIC).toBe(TOPICS.scans.name);
       expect(wc.CONSUMER_GROUP).toBe(defaults.worker.CONSUMER_GROUP);
+    }
+  });
+
+  test("the server and the workers reach Kafka over SASL_SSL as their own principal, password and CA from mounted Secrets", () => {
+    for (const env of OVERLAYS) {
+      const objs = rendered.get(env) ?? [];
+      for (const [name, config, principal] of [
+        ["Deployment/qrscan-server", "qrscan-server-config", "edge"],
+        ["Deployment/qrscan-worker", "qrscan-worker-config", "worker"],
+      ] as const) {
+        const data = (objs.find((o) => o.kind === "ConfigMap" && o.metadata.name === config)?.data ?? {}) as Record<
+          string,
+          string
+        >;
+        expect({ env, config, protocol: data.KAFKA_SECURITY_PROTOCOL, user: data.KAFKA_SASL_USERNAME }).toEqual({
+          env,
+          config,
+          protocol: "sasl_ssl",
+          user: principal,
+        });
+        // Not a password in sight: the file's directory is a volume of the principal's own Secret.
+        expect(Object.keys(data).filter((k) => /PASSWORD(?!_FILE)/.test(k))).toEqual([]);
+        const pod = pods(env).get(name);
+        const mounts = pod?.spec.containers[0]?.volumeMounts ?? [];
+        const secretOf = (file: string | undefined) => {
+          const mount = mounts.find((m) => file?.startsWith(`${m.mountPath}/`));
+          const volume = pod?.spec.volumes?.find((v) => v.name === mount?.name);
+          const key = file?.slice((mount?.mountPath.length ?? 0) + 1);
+          const item = volume?.secret?.items?.find((i) => i.path === key);
+          return `${volume?.secret?.secretName}/${item?.key}`;
+        };
+        expect(secretOf(data.KAFKA_SASL_PASSWORD_FILE)).toBe(`qrscan-kafka-${principal}/password`);
+        expect(secretOf(data.KAFKA_SSL_CA_FILE)).toBe("qrscan-kafka-ca/ca.crt");
+      }
+      // KEDA reads the lag as the worker, over TLS.
+      const so = objs.find((o) => o.kind === "ScaledObject");
+      const trigger = (
+        so?.spec as { triggers: { metadata: Record<string, string>; authenticationRef?: { name: string } }[] }
+      ).triggers[0];
+      expect([trigger?.metadata.sasl, trigger?.metadata.tls]).toEqual(["scram_sha512", "enable"]);
+      const auth = objs.find(
+        (o) => o.kind === "TriggerAuthentication" && o.metadata.name === trigger?.authenticationRef?.name,
+      );
+      expect(auth?.spec).toMatchObject({
+        secretTargetRef: expect.arrayContaining([
+          { parameter: "password", name: "qrscan-kafka-worker", key: "password" },
+        ]),
+      });
     }
   });
 
