@@ -5,6 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { KafkaProducer } from "bun-rdkafka";
 import { KAFKA_ACLS, aclCommandArgs } from "../../scripts/stack/kafka-security.ts";
 import { loadServerConfig } from "../../server/config.ts";
 import { ConfigError } from "../../shared/config.ts";
@@ -118,5 +119,21 @@ describe("Kafka security configuration", () => {
       "--topic",
       "scans",
     ]);
+  });
+
+  test("a setting librdkafka refuses is reported without its value when it holds a secret", () => {
+    const attempt = (config: Record<string, string>) => {
+      try {
+        new KafkaProducer({ config: { "bootstrap.servers": "127.0.0.1:1", ...config } }).close();
+        return "accepted";
+      } catch (error) {
+        return (error as Error).message;
+      }
+    };
+    const secret = attempt({ "qrscan.sasl.password": "hunter2-secret" });
+    expect(secret).toContain("invalid Kafka setting qrscan.sasl.password=<redacted>");
+    expect(secret).not.toContain("hunter2-secret");
+    // Other values are shown, so a typo stays easy to find.
+    expect(attempt({ "linger.ms": "soon" })).toContain("linger.ms=soon");
   });
 });
