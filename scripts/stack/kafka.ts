@@ -185,7 +185,9 @@ function writeConfig(stack: LocalStack, node: KafkaNode): void {
 function clusterId(stack: LocalStack): string {
   const file = join(stack.kafkaNodes.length === 1 ? singleNodePaths(stack).root : clusterRoot(stack), "cluster.id");
   if (existsSync(file)) return readFileSync(file, "utf8").trim();
-  const id = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url");
+  // As Kafka's own Uuid.randomUuid(): never one starting with "-", which a command line takes for an option.
+  let id = "-";
+  while (id.startsWith("-")) id = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url");
   mkdirSync(join(file, ".."), { recursive: true });
   writeFileSync(file, `${id}\n`);
   return id;
@@ -202,8 +204,8 @@ function formatStorage(stack: LocalStack, node: KafkaNode): void {
     javaClasspath(stack),
     "kafka.tools.StorageTool",
     "format",
-    "-t",
-    clusterId(stack),
+    // The = form: an id written by an older stack may start with "-".
+    `--cluster-id=${clusterId(stack)}`,
     "-c",
     p.config,
     ...scram,
