@@ -109,7 +109,7 @@ async function replay(
   timeoutMs: number,
 ): Promise<ReplayResult> {
   const topic = worker.SCANS_TOPIC;
-  const admin = new KafkaAdmin({ config: { "bootstrap.servers": worker.KAFKA_BROKERS } });
+  const admin = new KafkaAdmin({ config: worker.kafkaClient });
   const drillSql = postgres(cluster.url(database), { max: 1, onnotice: () => {} });
   const drillGroup = `${worker.CONSUMER_GROUP}-drill-${Date.now().toString(36)}`;
   try {
@@ -121,7 +121,7 @@ async function replay(
     const ends: number[] = [];
     for (const p of positions) ends[p.partition] = p.highWatermark;
     await commitGroupOffsets(
-      worker.KAFKA_BROKERS,
+      worker.kafkaClient,
       drillGroup,
       positions.map((p) => ({ topic, partition: p.partition, offset: p.resume })),
     );

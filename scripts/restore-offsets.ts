@@ -20,7 +20,7 @@ async function main(argv: string[]): Promise<number> {
   }
   // An operator command: as the owner by default, not as the worker (which may not read dead letters).
   const config = loadWorkerConfig({ DATABASE_URL: localStack().databaseUrl, ...process.env });
-  const admin = new KafkaAdmin({ config: { "bootstrap.servers": config.KAFKA_BROKERS } });
+  const admin = new KafkaAdmin({ config: config.kafkaClient });
   const sql = postgres(config.DATABASE_URL, { max: 1, prepare: false, onnotice: () => {} });
   try {
     const rewind = rewindFor(config.WRITES_IN_FLIGHT, config.BATCH_MAX_ROWS);
@@ -43,13 +43,13 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     await commitGroupOffsets(
-      config.KAFKA_BROKERS,
+      config.kafkaClient,
       config.CONSUMER_GROUP,
       positions.map((p) => ({ topic: config.SCANS_TOPIC, partition: p.partition, offset: p.resume })),
     );
     // Offset 0 below the log start is out of range: the consumer starts at the earliest (auto.offset.reset).
     await commitGroupOffsets(
-      config.KAFKA_BROKERS,
+      config.kafkaClient,
       config.DEAD_LETTER_GROUP,
       dlq.partitions.map((p) => ({ topic: config.DEAD_LETTER_TOPIC, partition: p.id, offset: 0 })),
     );

@@ -4,12 +4,14 @@
 //   bun run stack down    stop exactly the processes `up` started, by their pids
 //   bun run stack status  what runs where
 //   bun run stack reset   down, then delete all data
-// KAFKA_NODES=3 makes Kafka a replicated cluster of three nodes (default 1). `up --only kafka` and
+// KAFKA_NODES=3 makes Kafka a replicated cluster of three nodes (default 1); KAFKA_SECURITY=sasl_ssl a
+// secure one (SCRAM over TLS, ACLs; status prints each principal's settings). `up --only kafka` and
 // `down --only kafka` start or stop Kafka alone (a test's private cluster).
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { localStack } from "../shared/local-stack.ts";
-import { kafkaNodePid, kafkaPaths, startKafka, stopKafka } from "./stack/kafka.ts";
+import { KAFKA_PRINCIPALS, clientEnv } from "./stack/kafka-security.ts";
+import { kafkaNodePid, kafkaSecurityPaths, startKafka, stopKafka } from "./stack/kafka.ts";
 import { monitoringPaths, monitoringStatus, startMonitoring, stopMonitoring } from "./stack/monitoring.ts";
 import { ensurePackages } from "./stack/packages.ts";
 import {
@@ -51,6 +53,13 @@ export function status(): void {
       `${node.id === 1 ? `KAFKA_BROKERS=${stack.brokers}  ` : ""}(JMX exporter http://127.0.0.1:${node.jmxExporterPort}/metrics)`,
     );
   }
+  if (stack.kafkaSecurity === "sasl_ssl") {
+    console.log("kafka (sasl_ssl): each principal's settings (their ACLs: scripts/stack/kafka-security.ts):");
+    for (const p of KAFKA_PRINCIPALS) {
+      const env = Object.entries(clientEnv(kafkaSecurityPaths(stack), p)).map(([k, v]) => `${k}=${v}`);
+      console.log(`  ${p.padEnd(7)} ${env.join(" ")}`);
+    }
+  }
   line("postgres", postgresPid(stack), `DATABASE_DIRECT_URL=${stack.directDatabaseUrl}`);
   line("pgbouncer", pgbouncerPid(stack), `DATABASE_URL=${stack.databaseUrl}`);
   for (const m of monitoringStatus(stack)) line(m.name, m.pid, m.where);
@@ -75,7 +84,9 @@ if (import.meta.main) {
       // Data goes; the Kafka jar cache (kafka/libs) stays, so the next `up` needs no download.
       rmSync(pgPaths(stack).root, { recursive: true, force: true });
       rmSync(join(stack.dir, "kafka", "data"), { recursive: true, force: true });
-      rmSync(kafkaPaths(stack).clusterRoot, { recursive: true, force: true });
+      rmSync(join(stack.dir, "kafka", "nodes"), { recursive: true, force: true });
+      // The secure clusters' data, certificates and passwords: all made again by the next `up`.
+      rmSync(kafkaSecurityPaths(stack).dir, { recursive: true, force: true });
       rmSync(monitoringPaths(stack).prometheusData, { recursive: true, force: true });
       rmSync(monitoringPaths(stack).alertmanagerData, { recursive: true, force: true });
       console.log(`stack: deleted the data in ${stack.dir}`);

@@ -10,12 +10,14 @@ import * as v from "valibot";
 import {
   ConfigError,
   DURABLE_PRODUCER,
+  KafkaSecurityEntries,
   type MetricsAuth,
   MetricsAuthEntries,
   assertDurableProducer,
   bool,
   int,
   kafkaOverrides,
+  kafkaSecurity,
   list,
   loadConfig,
   loadMetricsAuth,
@@ -61,6 +63,7 @@ export const ServerConfigSchema = v.object({
   METRICS_PORT: int(9464, 0, 65535),
   ...MetricsAuthEntries,
   KAFKA_BROKERS: str(localStack().brokers),
+  ...KafkaSecurityEntries,
   SCANS_TOPIC: str(TOPICS.scans.name),
   MAX_BODY_BYTES: int(1024 * 1024, 1),
   /** Request-body bytes admitted at once across all connections; past it, 503 + Retry-After. */
@@ -155,7 +158,10 @@ export type ServerConfig = v.InferOutput<typeof ServerConfigSchema> & {
   apiKeyHashes: string[];
   /** JWT bearer tokens, or null when neither JWT_JWKS_URL nor JWT_KEY_FILES is set. */
   jwt: JwtConfig | null;
-  /** librdkafka settings for the producer: ours, then KAFKA_OPT_* overrides, then DURABLE_PRODUCER (last). */
+  /**
+   * librdkafka settings for the producer: ours, then KAFKA_OPT_* overrides, then the security
+   * settings (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_SSL_CA_FILE), then DURABLE_PRODUCER (last).
+   */
   kafka: Record<string, string | number | boolean>;
   /** GET /metrics' credentials; none = open. */
   metricsAuth: MetricsAuth;
@@ -196,6 +202,7 @@ export function loadServerConfig(env: Record<string, string | undefined> = proce
   // A 202 promises durability: an override that weakens acks=all or idempotence stops start-up.
   const overrides = kafkaOverrides(env);
   assertDurableProducer(overrides);
+  const security = kafkaSecurity(c, overrides);
   return {
     ...c,
     apiKeyHashes: apiKeyHashes(c),
@@ -211,6 +218,7 @@ export function loadServerConfig(env: Record<string, string | undefined> = proce
       // answers 503, so a shorter cap means the edge accepts again within ~1 s of its return.
       "reconnect.backoff.max.ms": 1_000,
       ...overrides,
+      ...security,
       // Last, so no override can weaken it (a weaker one is refused above).
       ...DURABLE_PRODUCER,
     },

@@ -105,6 +105,107 @@ export function assertDurableProducer(settings: Record<string, string | number |
   if (problems.length) throw new ConfigError(problems);
 }
 
+/**
+ * How a process authenticates to Kafka (server, worker, supervisor and the operator commands): one
+ * definition, validated at start by each process's schema. sasl_ssl is SCRAM over TLS, the
+ * password read from a file so it is never in the environment; ssl is TLS without a principal.
+ */
+export const KAFKA_SECURITY_PROTOCOLS = ["plaintext", "ssl", "sasl_ssl"] as const;
+export const KAFKA_SASL_MECHANISMS = ["SCRAM-SHA-512", "SCRAM-SHA-256"] as const;
+
+export const KafkaSecurityEntries = {
+  KAFKA_SECURITY_PROTOCOL: v.optional(
+    v.picklist(KAFKA_SECURITY_PROTOCOLS, `must be one of ${KAFKA_SECURITY_PROTOCOLS.join(", ")}`),
+    "plaintext",
+  ),
+  KAFKA_SASL_MECHANISM: v.optional(
+    v.picklist(KAFKA_SASL_MECHANISMS, `must be one of ${KAFKA_SASL_MECHANISMS.join(", ")}`),
+    "SCRAM-SHA-512",
+  ),
+  KAFKA_SASL_USERNAME: v.optional(v.string()),
+  /** A file holding the SCRAM password (one line). */
+  KAFKA_SASL_PASSWORD_FILE: v.optional(v.string()),
+  /** The CA certificate(s) the brokers' certificates must chain to (PEM); default: the system's. */
+  KAFKA_SSL_CA_FILE: v.optional(v.string()),
+};
+
+/**
+ * librdkafka settings the variables above own: a KAFKA_OPT_* override of one would bypass their
+ * checks (a password in the environment, certificate verification turned off).
+ */
+const KAFKA_SECURITY_KEYS = [
+  "security.protocol",
+  "sasl.mechanism",
+  "sasl.mechanisms",
+  "sasl.username",
+  "sasl.password",
+  "ssl.ca.location",
+  "ssl.ca.pem",
+  "enable.ssl.certificate.verification",
+  "ssl.endpoint.identification.algorithm",
+];
+
+/**
+ * The librdkafka settings of KafkaSecurityEntries (the password read from its file once, here),
+ * applied after the KAFKA_OPT_* overrides, which may not set any of them.
+ */
+export function kafkaSecurity(
+  c: {
+    KAFKA_SECURITY_PROTOCOL: (typeof KAFKA_SECURITY_PROTOCOLS)[number];
+    KAFKA_SASL_MECHANISM: (typeof KAFKA_SASL_MECHANISMS)[number];
+    KAFKA_SASL_USERNAME?: string;
+    KAFKA_SASL_PASSWORD_FILE?: string;
+    KAFKA_SSL_CA_FILE?: string;
+  },
+  overrides: Record<string, string> = {},
+): Record<string, string> {
+  const problems: string[] = [];
+  for (const key of KAFKA_SECURITY_KEYS) {
+    if (key in overrides) {
+      problems.push(
+        `KAFKA_OPT_${key.toUpperCase().replaceAll(".", "_")}: not allowed; use KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_SSL_CA_FILE`,
+      );
+    }
+  }
+  const sasl = c.KAFKA_SECURITY_PROTOCOL === "sasl_ssl";
+  if (sasl && !c.KAFKA_SASL_USERNAME)
+    problems.push("KAFKA_SASL_USERNAME: required with KAFKA_SECURITY_PROTOCOL=sasl_ssl");
+  if (sasl && !c.KAFKA_SASL_PASSWORD_FILE) {
+    problems.push("KAFKA_SASL_PASSWORD_FILE: required with KAFKA_SECURITY_PROTOCOL=sasl_ssl");
+  }
+  if (!sasl && (c.KAFKA_SASL_USERNAME || c.KAFKA_SASL_PASSWORD_FILE)) {
+    problems.push(
+      `KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD_FILE: set, but KAFKA_SECURITY_PROTOCOL=${c.KAFKA_SECURITY_PROTOCOL} would not send them (set it to sasl_ssl)`,
+    );
+  }
+  if (c.KAFKA_SECURITY_PROTOCOL === "plaintext" && c.KAFKA_SSL_CA_FILE) {
+    problems.push(
+      "KAFKA_SSL_CA_FILE: set, but KAFKA_SECURITY_PROTOCOL=plaintext does not use TLS (set it to sasl_ssl)",
+    );
+  }
+  if (problems.length) throw new ConfigError(problems);
+  if (c.KAFKA_SECURITY_PROTOCOL === "plaintext") return { "security.protocol": "plaintext" };
+  const settings: Record<string, string> = {
+    "security.protocol": c.KAFKA_SECURITY_PROTOCOL,
+    // librdkafka's default since 2.0, stated so that no build or override can drop it.
+    "enable.ssl.certificate.verification": "true",
+    "ssl.endpoint.identification.algorithm": "https",
+  };
+  if (c.KAFKA_SSL_CA_FILE) {
+    const ca = readSecretFile("KAFKA_SSL_CA_FILE", c.KAFKA_SSL_CA_FILE);
+    if (!ca.includes("-----BEGIN CERTIFICATE-----")) {
+      throw new ConfigError([`KAFKA_SSL_CA_FILE=${JSON.stringify(c.KAFKA_SSL_CA_FILE)}: holds no PEM certificate`]);
+    }
+    settings["ssl.ca.location"] = c.KAFKA_SSL_CA_FILE;
+  }
+  if (sasl) {
+    settings["sasl.mechanisms"] = c.KAFKA_SASL_MECHANISM;
+    settings["sasl.username"] = c.KAFKA_SASL_USERNAME as string;
+    settings["sasl.password"] = readSecretFile("KAFKA_SASL_PASSWORD_FILE", c.KAFKA_SASL_PASSWORD_FILE as string);
+  }
+  return settings;
+}
+
 /** The metrics listener's optional credentials (server, worker and supervisor schemas). */
 export const MetricsAuthEntries = {
   /** A file holding the bearer token Prometheus must send to GET /metrics. */

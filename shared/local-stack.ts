@@ -6,6 +6,21 @@ import { resolve } from "node:path";
 export const KAFKA_NODE_COUNTS = [1, 3] as const;
 export type KafkaNodeCount = (typeof KAFKA_NODE_COUNTS)[number];
 
+/**
+ * How the local stack's Kafka listens: plaintext without authentication (the dev default, loopback
+ * only), or sasl_ssl: SCRAM-SHA-512 over TLS with ACLs (scripts/stack/kafka-security.ts).
+ */
+export const KAFKA_SECURITY_MODES = ["plaintext", "sasl_ssl"] as const;
+export type KafkaSecurityMode = (typeof KAFKA_SECURITY_MODES)[number];
+
+const kafkaSecurityMode = (raw: string | undefined): KafkaSecurityMode => {
+  const value = raw || "plaintext";
+  if (!(KAFKA_SECURITY_MODES as readonly string[]).includes(value)) {
+    throw new Error(`KAFKA_SECURITY must be plaintext or sasl_ssl, got "${raw}"`);
+  }
+  return value as KafkaSecurityMode;
+};
+
 /** Node n (1-based) listens on the node-1 ports plus 10 * (n - 1): broker, controller and JMX exporter. */
 export const KAFKA_NODE_PORT_STEP = 10;
 
@@ -64,6 +79,8 @@ export function localStack(env: Record<string, string | undefined> = process.env
     kafkaJmxExporterPort,
     /** Every Kafka node, node 1 first (KAFKA_NODES: 1 or 3). */
     kafkaNodes,
+    /** KAFKA_SECURITY: plaintext (default) or sasl_ssl, a separate cluster with its own data. */
+    kafkaSecurity: kafkaSecurityMode(env.KAFKA_SECURITY),
     pgPort,
     pgbouncerPort,
     postgresExporterPort: port("STACK_PG_EXPORTER_PORT", 19187),

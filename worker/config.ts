@@ -6,11 +6,13 @@ import * as v from "valibot";
 import {
   ConfigError,
   DURABLE_PRODUCER,
+  KafkaSecurityEntries,
   type MetricsAuth,
   MetricsAuthEntries,
   assertDurableProducer,
   int,
   kafkaOverrides,
+  kafkaSecurity,
   loadConfig,
   loadMetricsAuth,
   logLevel,
@@ -21,6 +23,7 @@ import { TracingConfigEntries } from "../shared/tracing.ts";
 
 export const WorkerConfigSchema = v.object({
   KAFKA_BROKERS: str(localStack().brokers),
+  ...KafkaSecurityEntries,
   SCANS_TOPIC: str(TOPICS.scans.name),
   DEAD_LETTER_TOPIC: str(TOPICS.deadLetters.name),
   CONSUMER_GROUP: str("qrscan-sink"),
@@ -65,8 +68,13 @@ export const WorkerConfigSchema = v.object({
 });
 
 export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema> & {
-  /** librdkafka settings shared by the consumers and the producer (KAFKA_OPT_* overrides included). */
+  /** librdkafka settings shared by the consumers and the producer (KAFKA_OPT_* overrides and security included). */
   kafka: Record<string, string | number | boolean>;
+  /**
+   * Where and how to connect, nothing else: the brokers and the security settings, for the admin
+   * clients and one-shot consumers (the supervisor's lag reads, restore-offsets).
+   */
+  kafkaClient: Record<string, string>;
   /** The sink consumer's own settings (fetch sizing), then KAFKA_OPT_* overrides. */
   sinkConsumer: Record<string, string | number | boolean>;
   /** Applied last to the producer's settings. */
@@ -90,6 +98,7 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
   }
   const overrides = kafkaOverrides(env);
   assertDurableProducer(overrides);
+  const security = kafkaSecurity(c, overrides);
   return {
     ...c,
     kafka: {
@@ -98,7 +107,9 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       // Resume consuming within ~1 s of a broker's return (librdkafka's default cap is 10 s).
       "reconnect.backoff.max.ms": 1_000,
       ...overrides,
+      ...security,
     },
+    kafkaClient: { "bootstrap.servers": c.KAFKA_BROKERS, ...security },
     sinkConsumer: {
       "fetch.min.bytes": c.KAFKA_FETCH_MIN_BYTES,
       "fetch.wait.max.ms": c.KAFKA_FETCH_WAIT_MAX_MS,

@@ -179,7 +179,7 @@ function main() {
 
   // Committed lag, read from the broker. groupLag blocks (librdkafka's synchronous calls), which is
   // fine here: this process does nothing latency-sensitive, and no worker's loop is involved.
-  const admin = new KafkaAdmin({ config: { "bootstrap.servers": worker.KAFKA_BROKERS } });
+  const admin = new KafkaAdmin({ config: worker.kafkaClient });
   const lagState = new Map<number, PartitionLagState>();
   const started = Date.now();
   let lastLagError = "";

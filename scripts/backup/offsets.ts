@@ -1,4 +1,4 @@
-import { type KafkaAdmin, KafkaConsumer, KafkaError, type TopicPartitionOffset } from "bun-rdkafka";
+import { type KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaError, type TopicPartitionOffset } from "bun-rdkafka";
 // Kafka after a restore. The sink group's committed offsets are ahead of a restored database: the
 // events stored after the recovery target are gone from Postgres but the group would not read them
 // again. The group is moved back to where the restored rows end, per partition, and the workers
@@ -55,12 +55,12 @@ export async function resumePositions(
  * members (the error names the group): stop its workers first.
  */
 export async function commitGroupOffsets(
-  brokers: string,
+  client: KafkaConfig,
   group: string,
   offsets: readonly TopicPartitionOffset[],
   { memberGoneWithinMs = 15_000 } = {},
 ): Promise<void> {
-  const consumer = new KafkaConsumer({ config: { "bootstrap.servers": brokers, "group.id": group } });
+  const consumer = new KafkaConsumer({ config: { ...client, "group.id": group } });
   // A worker that stopped without leaving the group (killed, or its consumer not closed) stays a
   // member until its session times out (session.timeout.ms, 10 s): Kafka refuses the commit as
   // from an unknown member meanwhile. Retried until then; a group still held after that has a

@@ -1,16 +1,29 @@
 // Apache Kafka in KRaft mode from Maven Central jars on the JDK: one node (KAFKA_NODES=1, the dev
 // default) or three (KAFKA_NODES=3), each a combined broker + controller, the three forming one
 // controller quorum. Each node has its own ports (shared/local-stack.ts), data dir, log and pid file.
+// KAFKA_SECURITY=sasl_ssl makes it a separate secure cluster (./kafka-security.ts) in .stack/kafka-sasl.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { KafkaAdmin, type NewTopic } from "bun-rdkafka";
+import { KafkaAdmin, type KafkaConfig, type NewTopic } from "bun-rdkafka";
 import {
   KAFKA_NODE_PORT_STEP,
+  KAFKA_SECURITY_MODES,
   type KafkaNode,
+  type KafkaSecurityMode,
   type LocalStack,
   TOPICS,
   topicReplication,
 } from "../../shared/local-stack.ts";
+import {
+  KAFKA_ACLS,
+  aclCommandArgs,
+  adminClientSecurity,
+  ensureKafkaSecurityFiles,
+  kafkaSecurityFiles,
+  scramFormatArgs,
+  secureListenerProperties,
+  writeAdminProperties,
+} from "./kafka-security.ts";
 import { jmxExporterAgentFlag } from "./monitoring.ts";
 import { portOpen, readPid, run, startDetached, stopPid, waitForService, writePid } from "./processes.ts";
 
@@ -39,16 +52,40 @@ function nodeFiles(root: string): KafkaNodePaths {
 
 /**
  * The single node lives in $STACK_DIR/kafka (as before there were modes); the three nodes of the
- * replicated cluster in $STACK_DIR/kafka/nodes/<id>: a separate cluster with its own data.
+ * replicated cluster in $STACK_DIR/kafka/nodes/<id>: a separate cluster with its own data. The
+ * secure clusters (KAFKA_SECURITY=sasl_ssl) likewise in $STACK_DIR/kafka-sasl, with their TLS files
+ * and passwords.
  */
-function singleNodePaths(stack: LocalStack): KafkaNodePaths {
-  return nodeFiles(join(stack.dir, "kafka"));
+function securityRoot(stack: LocalStack, security: KafkaSecurityMode = stack.kafkaSecurity): string {
+  return join(stack.dir, security === "sasl_ssl" ? "kafka-sasl" : "kafka");
 }
-function clusterRoot(stack: LocalStack): string {
-  return join(stack.dir, "kafka", "nodes");
+function singleNodePaths(stack: LocalStack, security?: KafkaSecurityMode): KafkaNodePaths {
+  return nodeFiles(securityRoot(stack, security));
 }
-function clusterNodePaths(stack: LocalStack, id: number): KafkaNodePaths {
-  return nodeFiles(join(clusterRoot(stack), String(id)));
+function clusterRoot(stack: LocalStack, security?: KafkaSecurityMode): string {
+  return join(securityRoot(stack, security), "nodes");
+}
+function clusterNodePaths(stack: LocalStack, id: number, security?: KafkaSecurityMode): KafkaNodePaths {
+  return nodeFiles(join(clusterRoot(stack, security), String(id)));
+}
+
+/** Every node's files of every mode (node count and security): what `down` stops. */
+function allNodePaths(stack: LocalStack): KafkaNodePaths[] {
+  return KAFKA_SECURITY_MODES.flatMap((security) => [
+    singleNodePaths(stack, security),
+    ...[1, 2, 3].map((id) => clusterNodePaths(stack, id, security)),
+  ]);
+}
+
+/** The secure mode's CA, broker certificate and passwords (KAFKA_SECURITY=sasl_ssl). */
+export function kafkaSecurityPaths(stack: LocalStack) {
+  return kafkaSecurityFiles(securityRoot(stack, "sasl_ssl"));
+}
+
+/** librdkafka settings of the stack's own admin client: the super user `admin` in the secure mode. */
+export function kafkaAdminConfig(stack: LocalStack): KafkaConfig {
+  const security = stack.kafkaSecurity === "sasl_ssl" ? adminClientSecurity(kafkaSecurityPaths(stack)) : {};
+  return { "bootstrap.servers": stack.brokers, ...security };
 }
 
 /** The files of node `id` in the stack's mode (KAFKA_NODES). */
@@ -89,17 +126,22 @@ function writeConfig(stack: LocalStack, node: KafkaNode): void {
   const nodes = stack.kafkaNodes.length;
   const replication = topicReplication(nodes);
   const rf = replication.replicationFactor;
+  // The secure mode's file holds admin's password.
   writeFileSync(
     p.config,
     [
       "process.roles=broker,controller",
       `node.id=${node.id}`,
       `controller.quorum.voters=${stack.kafkaNodes.map((n) => `${n.id}@127.0.0.1:${n.controllerPort}`).join(",")}`,
-      `listeners=PLAINTEXT://127.0.0.1:${node.port},CONTROLLER://127.0.0.1:${node.controllerPort}`,
-      `advertised.listeners=PLAINTEXT://127.0.0.1:${node.port}`,
-      "controller.listener.names=CONTROLLER",
-      "inter.broker.listener.name=PLAINTEXT",
-      "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+      ...(stack.kafkaSecurity === "sasl_ssl"
+        ? secureListenerProperties(kafkaSecurityPaths(stack), node)
+        : [
+            `listeners=PLAINTEXT://127.0.0.1:${node.port},CONTROLLER://127.0.0.1:${node.controllerPort}`,
+            `advertised.listeners=PLAINTEXT://127.0.0.1:${node.port}`,
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+          ]),
       `log.dirs=${p.data}`,
       "num.partitions=1",
       "auto.create.topics.enable=false",
@@ -122,6 +164,7 @@ function writeConfig(stack: LocalStack, node: KafkaNode): void {
       "num.io.threads=2",
       "",
     ].join("\n"),
+    { mode: 0o600 },
   );
   writeFileSync(
     p.log4j,
@@ -142,7 +185,9 @@ function writeConfig(stack: LocalStack, node: KafkaNode): void {
 function clusterId(stack: LocalStack): string {
   const file = join(stack.kafkaNodes.length === 1 ? singleNodePaths(stack).root : clusterRoot(stack), "cluster.id");
   if (existsSync(file)) return readFileSync(file, "utf8").trim();
-  const id = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url");
+  // As Kafka's own Uuid.randomUuid(): never one starting with "-", which a command line takes for an option.
+  let id = "-";
+  while (id.startsWith("-")) id = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("base64url");
   mkdirSync(join(file, ".."), { recursive: true });
   writeFileSync(file, `${id}\n`);
   return id;
@@ -151,22 +196,50 @@ function clusterId(stack: LocalStack): string {
 function formatStorage(stack: LocalStack, node: KafkaNode): void {
   const p = kafkaNodePaths(stack, node.id);
   if (existsSync(join(p.data, "meta.properties"))) return;
+  // The secure mode's SCRAM users go into the first metadata: the brokers authenticate each other
+  // as admin before any client could create a user.
+  const scram = stack.kafkaSecurity === "sasl_ssl" ? scramFormatArgs(kafkaSecurityPaths(stack)) : [];
   run("java", [
     "-cp",
     javaClasspath(stack),
     "kafka.tools.StorageTool",
     "format",
-    "-t",
-    clusterId(stack),
+    // The = form: an id written by an older stack may start with "-".
+    `--cluster-id=${clusterId(stack)}`,
     "-c",
     p.config,
+    ...scram,
   ]);
 }
 
+/** Grants KAFKA_ACLS (idempotent: an existing ACL is kept), as admin through node 1. */
+async function applyAcls(stack: LocalStack): Promise<void> {
+  const f = kafkaSecurityPaths(stack);
+  writeAdminProperties(f);
+  // One JVM per grant, in parallel: each takes a few seconds to start.
+  await Promise.all(
+    KAFKA_ACLS.map(async (acl) => {
+      const args = ["-cp", javaClasspath(stack), "kafka.admin.AclCommand", "--bootstrap-server", stack.brokers];
+      const proc = Bun.spawn(["java", ...args, "--command-config", f.adminProperties, ...aclCommandArgs(acl)], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const [out, err, code] = await Promise.all([
+        new Response(proc.stdout).text(),
+        new Response(proc.stderr).text(),
+        proc.exited,
+      ]);
+      if (code !== 0) throw new Error(`kafka-acls for ${acl.principal} failed (${code}):\n${out}${err}`);
+    }),
+  );
+}
+
 /** Answers when the node serves metadata (asked alone), not merely when its port is open. */
-async function nodeAnswers(node: KafkaNode): Promise<boolean> {
+async function nodeAnswers(stack: LocalStack, node: KafkaNode): Promise<boolean> {
   if (!(await portOpen(node.port))) return false;
-  const admin = new KafkaAdmin({ config: { "bootstrap.servers": `127.0.0.1:${node.port}` } });
+  const admin = new KafkaAdmin({
+    config: { ...kafkaAdminConfig(stack), "bootstrap.servers": `127.0.0.1:${node.port}` },
+  });
   try {
     admin.describeTopics(undefined, 2_000);
     return true;
@@ -188,15 +261,15 @@ function jvmFlags(stack: LocalStack): string[] {
   ];
 }
 
-/** Fails when Kafka of the other mode (KAFKA_NODES) runs on this stack: both use node 1's ports. */
+/** Fails when Kafka of another mode (KAFKA_NODES, KAFKA_SECURITY) runs on this stack: all use node 1's ports. */
 function assertNoOtherMode(stack: LocalStack): void {
-  const other =
-    stack.kafkaNodes.length === 1 ? [1, 2, 3].map((id) => clusterNodePaths(stack, id)) : [singleNodePaths(stack)];
-  for (const p of other) {
+  const own = new Set(stack.kafkaNodes.map((n) => kafkaNodePaths(stack, n.id).root));
+  for (const p of allNodePaths(stack)) {
+    if (own.has(p.root)) continue;
     const pid = readPid(p.pid);
     if (pid !== null) {
       throw new Error(
-        `Kafka of the other mode runs (pid ${pid}, ${p.root}); stop it first with \`bun run stack down\`, then start with KAFKA_NODES=${stack.kafkaNodes.length}`,
+        `Kafka of another mode runs (pid ${pid}, ${p.root}); stop it first with \`bun run stack down\`, then start with KAFKA_NODES=${stack.kafkaNodes.length} KAFKA_SECURITY=${stack.kafkaSecurity}`,
       );
     }
   }
@@ -221,6 +294,17 @@ export async function startKafka(stack: LocalStack): Promise<void> {
       }
     }
     ensureKafkaJars(stack);
+    if (stack.kafkaSecurity === "sasl_ssl") {
+      const f = kafkaSecurityPaths(stack);
+      const formatted = stack.kafkaNodes.some((n) =>
+        existsSync(join(kafkaNodePaths(stack, n.id).data, "meta.properties")),
+      );
+      if (ensureKafkaSecurityFiles(f) && formatted) {
+        throw new Error(
+          `the secure Kafka's passwords in ${f.dir}/secrets were missing but its nodes are formatted with the old ones: delete ${f.dir} (or \`bun run stack reset\`) and start again`,
+        );
+      }
+    }
     for (const node of missing) {
       const p = kafkaNodePaths(stack, node.id);
       // The broker's metrics for Prometheus (monitoring/jmx-exporter/kafka.yml), served by the broker's JVM.
@@ -246,10 +330,11 @@ export async function startKafka(stack: LocalStack): Promise<void> {
   }
   await Promise.all(
     stack.kafkaNodes.map((n) =>
-      waitForService(`Kafka node ${n.id}`, () => nodeAnswers(n), 120_000, kafkaNodePaths(stack, n.id).log),
+      waitForService(`Kafka node ${n.id}`, () => nodeAnswers(stack, n), 120_000, kafkaNodePaths(stack, n.id).log),
     ),
   );
   await createProductTopics(stack);
+  if (stack.kafkaSecurity === "sasl_ssl" && missing.length > 0) await applyAcls(stack);
 }
 
 /** The product's topics with the stack's replication (topicReplication) on top of their own settings. */
@@ -263,7 +348,7 @@ export function productTopics(stack: LocalStack): NewTopic[] {
 }
 
 export async function createProductTopics(stack: LocalStack): Promise<void> {
-  const admin = new KafkaAdmin({ config: { "bootstrap.servers": stack.brokers } });
+  const admin = new KafkaAdmin({ config: kafkaAdminConfig(stack) });
   try {
     await admin.createTopics(productTopics(stack));
   } finally {
@@ -273,7 +358,7 @@ export async function createProductTopics(stack: LocalStack): Promise<void> {
 
 /** Stops every Kafka node of this stack, of either mode (SIGTERM, by pid); true when one ran. */
 export async function stopKafka(stack: LocalStack): Promise<boolean> {
-  const all = [singleNodePaths(stack), ...[1, 2, 3].map((id) => clusterNodePaths(stack, id))];
+  const all = allNodePaths(stack);
   const pids = all.map((p) => readPid(p.pid));
   await Promise.all(pids.map((pid) => (pid === null ? undefined : stopPid(pid, "SIGTERM"))));
   for (const p of all) rmSync(p.pid, { force: true });

@@ -49,13 +49,18 @@ export interface Container {
   startupProbe?: Probe;
   securityContext?: SecurityContext;
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
 }
 export interface PodTemplate {
   metadata?: { labels?: Record<string, string> };
   spec: {
     containers: Container[];
     securityContext?: SecurityContext;
-    volumes?: { name: string; configMap?: { name: string }; secret?: { secretName: string } }[];
+    volumes?: {
+      name: string;
+      configMap?: { name: string };
+      secret?: { secretName: string; items?: { key: string; path: string }[] };
+    }[];
   };
 }
 interface LabelSelector {
@@ -86,6 +91,9 @@ export const EXTERNAL_SECRETS: Record<string, string[]> = {
   "qrscan-database-owner": ["DATABASE_DIRECT_URL"],
   "qrscan-database-edge": ["DATABASE_URL", "API_KEYS_DATABASE_URL"],
   "qrscan-database-worker": ["DATABASE_URL"],
+  "qrscan-kafka-ca": ["ca.crt"],
+  "qrscan-kafka-edge": ["password"],
+  "qrscan-kafka-worker": ["password"],
 };
 
 /** apiVersion/kind → the module of its model. */
@@ -206,6 +214,13 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
         problems.push(`${where(owner)}: volume ${v.name}: ConfigMap ${v.configMap.name} does not exist`);
       if (v.secret && !find("Secret", v.secret.secretName) && !EXTERNAL_SECRETS[v.secret.secretName])
         problems.push(`${where(owner)}: volume ${v.name}: Secret ${v.secret.secretName} is not documented`);
+      for (const item of v.secret?.items ?? []) {
+        const keys = EXTERNAL_SECRETS[v.secret?.secretName ?? ""];
+        if (keys && !keys.includes(item.key))
+          problems.push(
+            `${where(owner)}: volume ${v.name}: Secret ${v.secret?.secretName} has no documented key ${item.key}`,
+          );
+      }
     }
   }
   if (runAsUsers.size !== 1) problems.push(`pods run as different users: ${[...runAsUsers].join(", ")}`);
@@ -325,6 +340,20 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
           problems.push(`${where(so)}: trigger ${k}=${v} is not in the target container's environment`);
       }
       if (!("lagThreshold" in t.metadata)) problems.push(`${where(so)}: the kafka trigger has no lagThreshold`);
+    }
+  }
+
+  // KEDA's credentials: documented external Secret keys, and an existing TriggerAuthentication.
+  for (const ta of byKind("TriggerAuthentication")) {
+    for (const ref of (ta.spec as { secretTargetRef?: { name: string; key: string }[] }).secretTargetRef ?? []) {
+      if (!find("Secret", ref.name) && !EXTERNAL_SECRETS[ref.name]?.includes(ref.key))
+        problems.push(`${where(ta)}: Secret ${ref.name} key ${ref.key} is not a documented external Secret key`);
+    }
+  }
+  for (const so of byKind("ScaledObject")) {
+    for (const t of (so.spec as { triggers?: { authenticationRef?: { name: string } }[] }).triggers ?? []) {
+      if (t.authenticationRef && !find("TriggerAuthentication", t.authenticationRef.name))
+        problems.push(`${where(so)}: authenticationRef ${t.authenticationRef.name} does not exist`);
     }
   }
 

@@ -1,14 +1,24 @@
 // A private replicated Kafka cluster for one test: three KRaft nodes (KAFKA_NODES=3) started by the
 // stack's own code (scripts/stack/kafka.ts) under a temporary STACK_DIR on free ports, sharing the
-// main stack's jar caches. The main stack's Postgres and pgbouncer stay the test's database. The
+// main stack's jar caches; or one node, or a secure one (KAFKA_SECURITY=sasl_ssl), as asked. The main stack's Postgres and pgbouncer stay the test's database. The
 // nodes are killed by pid and the directory deleted after the test.
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { ensureKafkaJars, kafkaNodePid, kafkaPaths, startKafka } from "../../scripts/stack/kafka.ts";
+import type { KafkaConfig } from "bun-rdkafka";
+import type { KafkaSecurityFiles } from "../../scripts/stack/kafka-security.ts";
+import {
+  ensureKafkaJars,
+  kafkaAdminConfig,
+  kafkaNodePaths,
+  kafkaNodePid,
+  kafkaPaths,
+  kafkaSecurityPaths,
+  startKafka,
+} from "../../scripts/stack/kafka.ts";
 import { ensureJmxExporterJar, monitoringPaths } from "../../scripts/stack/monitoring.ts";
 import { freePort, isAlive } from "../../scripts/stack/processes.ts";
-import { KAFKA_NODE_PORT_STEP, type LocalStack, localStack } from "../../shared/local-stack.ts";
+import { KAFKA_NODE_PORT_STEP, type KafkaSecurityMode, type LocalStack, localStack } from "../../shared/local-stack.ts";
 import { onCleanup } from "./cleanup.ts";
 import { stack as mainStack } from "./stack.ts";
 import { waitFor } from "./wait.ts";
@@ -37,8 +47,14 @@ function freeNodePort(taken: Set<number>): number {
 
 export interface PrivateCluster {
   stack: LocalStack;
-  /** The bootstrap list of the three nodes. */
+  /** The bootstrap list of the nodes. */
   brokers: string;
+  /** The super user's librdkafka settings (bootstrap list included). */
+  admin: KafkaConfig;
+  /** The CA, the broker's certificate and each principal's password (KAFKA_SECURITY=sasl_ssl). */
+  security: KafkaSecurityFiles;
+  /** Where node `id` writes its log. */
+  log(id: number): string;
   pid(id: number): number;
   /** kill -9 of node `id`; resolves once the process is gone. */
   kill(id: number): Promise<void>;
@@ -62,8 +78,9 @@ export interface PartitionMetadata {
  * Runs kcat against `brokers` (a child process, so the metadata is read without blocking this
  * process's event loop, which is timing a load); throws with its stderr when it fails.
  */
-async function kcat(brokers: string, args: string[], timeoutMs = 10_000): Promise<string> {
-  const proc = Bun.spawn(["kcat", "-b", brokers, ...args], { stdout: "pipe", stderr: "pipe" });
+async function kcat(admin: KafkaConfig, args: string[], timeoutMs = 10_000): Promise<string> {
+  const settings = Object.entries(admin).flatMap(([k, v]) => ["-X", `${k}=${v}`]);
+  const proc = Bun.spawn(["kcat", ...settings, ...args], { stdout: "pipe", stderr: "pipe" });
   const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
   try {
     const [out, err, code] = await Promise.all([
@@ -78,14 +95,21 @@ async function kcat(brokers: string, args: string[], timeoutMs = 10_000): Promis
   }
 }
 
-/** Starts a private 3-node cluster with the product topics (rf=3, min.insync=2); gone after the test. */
-export async function startPrivateCluster(): Promise<PrivateCluster> {
+/**
+ * Starts a private cluster of `nodes` (3: rf=3, min.insync=2) with the product topics, plaintext or
+ * secure (`security`: SASL_SSL with the stack's principals and ACLs); gone after the test.
+ */
+export async function startPrivateCluster({
+  nodes = 3,
+  security = "plaintext",
+}: { nodes?: 1 | 3; security?: KafkaSecurityMode } = {}): Promise<PrivateCluster> {
   const dir = mkdtempSync(join(tmpdir(), "qrscan-kafka3-"));
   const taken = new Set<number>();
   const stack = localStack({
     ...process.env,
     STACK_DIR: dir,
-    KAFKA_NODES: "3",
+    KAFKA_NODES: String(nodes),
+    KAFKA_SECURITY: security,
     STACK_KAFKA_PORT: String(freeNodePort(taken)),
     STACK_KAFKA_CONTROLLER_PORT: String(freeNodePort(taken)),
     STACK_KAFKA_JMX_EXPORTER_PORT: String(freeNodePort(taken)),
@@ -143,6 +167,9 @@ export async function startPrivateCluster(): Promise<PrivateCluster> {
   return {
     stack,
     brokers: stack.brokers,
+    admin: kafkaAdminConfig(stack),
+    security: kafkaSecurityPaths(stack),
+    log: (id) => kafkaNodePaths(stack, id).log,
     pid: pidOf,
     async kill(id) {
       const pid = pidOf(id);
@@ -157,7 +184,7 @@ export async function startPrivateCluster(): Promise<PrivateCluster> {
     },
     restart,
     async describe(topic) {
-      const md = JSON.parse(await kcat(stack.brokers, ["-L", "-J", "-m", "5", "-t", topic])) as {
+      const md = JSON.parse(await kcat(kafkaAdminConfig(stack), ["-L", "-J", "-m", "5", "-t", topic])) as {
         topics: {
           topic: string;
           error?: string;
@@ -177,7 +204,7 @@ export async function startPrivateCluster(): Promise<PrivateCluster> {
     },
     async highWatermarks(topic, partitions) {
       const args = ["-Q", "-J", ...Array.from({ length: partitions }, (_, i) => ["-t", `${topic}:${i}:-1`]).flat()];
-      const out = JSON.parse(await kcat(stack.brokers, args)) as Record<
+      const out = JSON.parse(await kcat(kafkaAdminConfig(stack), args)) as Record<
         string,
         Record<string, { partition: number; offset: number }>
       >;

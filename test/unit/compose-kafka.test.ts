@@ -2,16 +2,39 @@
 // nodes, each broker + controller, one quorum of the three, the same host ports as the local stack's
 // nodes, and replication 3 with min.insync.replicas=2 and no unclean election, both as the brokers'
 // defaults and on the topics it creates (the settings of shared/local-stack.ts's topicReplication).
+// And it is secure like `KAFKA_SECURITY=sasl_ssl bun run stack up`: SASL_SSL for every client,
+// TLS with client certificates between the nodes, the same ACLs (KAFKA_ACLS), a principal per
+// product container, every certificate and password a secret file made by scripts/kafka-secrets.ts.
 import { describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { COMPOSE_KAFKA_PRINCIPALS } from "../../scripts/kafka-secrets.ts";
+import {
+  BROKER_CERT_SUBJECT,
+  KAFKA_ACLS,
+  aclCommandArgs,
+  kafkaSecurityFiles,
+} from "../../scripts/stack/kafka-security.ts";
+import { loadServerConfig } from "../../server/config.ts";
 import { TOPICS, localStack, topicReplication } from "../../shared/local-stack.ts";
+import { loadWorkerConfig } from "../../worker/config.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const compose = Bun.YAML.parse(readFileSync(`${ROOT}/compose.yaml`, "utf8")) as {
   services: Record<
     string,
-    { environment?: Record<string, string>; ports?: string[]; command?: string[]; depends_on?: Record<string, unknown> }
+    {
+      environment?: Record<string, string>;
+      ports?: string[];
+      command?: string[];
+      depends_on?: Record<string, unknown>;
+      secrets?: string[];
+      volumes?: string[];
+      healthcheck?: { test: string[] };
+    }
   >;
+  secrets: Record<string, { file?: string }>;
 };
 const services = compose.services;
 const kafkaNodes = Object.keys(services)
@@ -47,7 +70,7 @@ describe("compose.yaml: a three-node KRaft cluster", () => {
     kafkaNodes.forEach((n, i) => {
       const node = local.kafkaNodes[i];
       if (!node) throw new Error(`the local stack has no node ${i + 1}`);
-      expect(env(n).KAFKA_ADVERTISED_LISTENERS).toContain(`PLAINTEXT://127.0.0.1:${node.port}`);
+      expect(env(n).KAFKA_ADVERTISED_LISTENERS).toContain(`CLIENT://127.0.0.1:${node.port}`);
       expect(services[n]?.ports).toEqual([
         `127.0.0.1:${node.port}:${node.port}`,
         `127.0.0.1:${node.jmxExporterPort}:${node.jmxExporterPort}`,
@@ -75,12 +98,114 @@ describe("compose.yaml: a three-node KRaft cluster", () => {
     const script = (topics?.command ?? []).join(" ");
     const creates = script.split("&&").map((c) => c.trim());
     for (const t of [TOPICS.scans, TOPICS.deadLetters]) {
-      const create = creates.find((c) => c.includes(`--topic ${t.name} `));
+      const create = creates.find((c) => c.includes("--create") && c.includes(`--topic ${t.name} `));
       if (!create) throw new Error(`kafka-topics does not create ${t.name}: ${script}`);
       expect(create).toContain(`--partitions ${t.partitions} `);
       expect(create).toContain(`--replication-factor ${replication.replicationFactor}`);
       expect(create).toContain(`--config min.insync.replicas=${replication.config["min.insync.replicas"]}`);
       expect(create).toContain("--config unclean.leader.election.enable=false");
     }
+  });
+});
+
+/** The compose secret `name`'s file, as kafka-secrets.ts lays the directory out. */
+const secretFile = (name: string) => compose.secrets[name]?.file;
+const SECRETS = kafkaSecurityFiles(".secrets/kafka");
+const fromRoot = (path: string) => `./${path}`;
+
+describe("compose.yaml: Kafka over SASL_SSL with ACLs", () => {
+  test("every listener is TLS: SASL_SSL for clients (host and containers), client certificates between nodes", () => {
+    for (const n of kafkaNodes) {
+      const map = Object.fromEntries(
+        (env(n).KAFKA_LISTENER_SECURITY_PROTOCOL_MAP ?? "").split(",").map((e) => e.split(":")),
+      );
+      expect(map).toEqual({ CLIENT: "SASL_SSL", SERVICES: "SASL_SSL", INTERNAL: "SSL", CONTROLLER: "SSL" });
+      const listeners = (env(n).KAFKA_LISTENERS ?? "").split(",").map((l) => l.split(":")[0]);
+      expect(listeners.sort()).toEqual(["CLIENT", "CONTROLLER", "INTERNAL", "SERVICES"]);
+      expect(env(n).KAFKA_INTER_BROKER_LISTENER_NAME).toBe("INTERNAL");
+      expect(env(n).KAFKA_LISTENER_NAME_INTERNAL_SSL_CLIENT_AUTH).toBe("required");
+      expect(env(n).KAFKA_LISTENER_NAME_CONTROLLER_SSL_CLIENT_AUTH).toBe("required");
+      expect(env(n).KAFKA_SASL_ENABLED_MECHANISMS).toBe("SCRAM-SHA-512");
+      expect(env(n).KAFKA_SSL_KEYSTORE_LOCATION).toBe("/run/secrets/kafka_broker_keystore");
+      expect(env(n).KAFKA_SSL_TRUSTSTORE_LOCATION).toBe("/run/secrets/kafka_ca");
+      expect(services[n]?.secrets?.sort()).toEqual(["kafka_broker_keystore", "kafka_ca"]);
+      // No listener name with an SSL/SASL_ prefix: the image's entrypoint would demand its own files.
+      expect(env(n).KAFKA_ADVERTISED_LISTENERS).not.toMatch(/SSL:\/\/|SASL_/);
+      expect(services[n]?.healthcheck?.test.join(" ")).toContain(
+        "--command-config /etc/qrscan/kafka/internal-client.properties",
+      );
+    }
+  });
+
+  test("ACLs: the StandardAuthorizer, nothing allowed without an ACL, only the brokers' certificate is a super user", () => {
+    for (const n of kafkaNodes) {
+      expect(env(n).KAFKA_AUTHORIZER_CLASS_NAME).toBe("org.apache.kafka.metadata.authorizer.StandardAuthorizer");
+      expect(env(n).KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND).toBe("false");
+      expect(env(n).KAFKA_SUPER_USERS).toBe(`User:${BROKER_CERT_SUBJECT}`);
+    }
+  });
+
+  test("kafka-topics creates the SCRAM users from the secret files and grants exactly KAFKA_ACLS", () => {
+    const script = (services["kafka-topics"]?.command ?? []).join(" ");
+    const steps = script.split("&&").map((c) => c.trim());
+    for (const p of COMPOSE_KAFKA_PRINCIPALS) {
+      expect(steps).toContainEqual(
+        expect.stringContaining(
+          `--entity-name ${p} --add-config "SCRAM-SHA-512=[password=$$(cat /run/secrets/kafka_${p}_password)]"`,
+        ),
+      );
+    }
+    const grants = steps.filter((c) => c.includes("kafka-acls.sh")).map((c) => c.slice(c.indexOf("--add")));
+    expect(grants).toEqual(KAFKA_ACLS.map((a) => aclCommandArgs(a).join(" ")));
+    for (const step of steps.filter((c) => c.includes("/opt/kafka/bin/")))
+      expect(step).toContain("--command-config $$C");
+  });
+
+  test("the server and the workers connect to SERVICES as their own principal, password and CA from secret files", () => {
+    const dir = mkdtempSync(join(tmpdir(), "compose-kafka-"));
+    const files: Record<string, string> = {};
+    for (const [name, content] of [
+      ["kafka_ca", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"],
+      ["kafka_edge_password", "edge-password\n"],
+      ["kafka_worker_password", "worker-password\n"],
+    ] as const) {
+      files[`/run/secrets/${name}`] = join(dir, name);
+      writeFileSync(join(dir, name), content);
+    }
+    // compose's Kafka variables, the secrets' container paths mapped to files of this test.
+    const containerEnv = (name: string) =>
+      Object.fromEntries(
+        Object.entries(env(name))
+          .filter(([k]) => k.startsWith("KAFKA_"))
+          .map(([k, v]) => [k, files[String(v)] ?? String(v)]),
+      );
+    for (const [name, principal] of [
+      ["server", "edge"],
+      ["worker", "worker"],
+    ] as const) {
+      expect(env(name).KAFKA_BROKERS).toBe("kafka-1:9094,kafka-2:9094,kafka-3:9094");
+      expect(services[name]?.secrets?.sort()).toEqual(["kafka_ca", `kafka_${principal}_password`]);
+      const settings =
+        name === "server"
+          ? loadServerConfig({ ...containerEnv(name), API_KEY_SHA256: "ab".repeat(32) }).kafka
+          : loadWorkerConfig(containerEnv(name)).kafka;
+      expect(settings).toMatchObject({
+        "security.protocol": "sasl_ssl",
+        "sasl.mechanisms": "SCRAM-SHA-512",
+        "sasl.username": principal,
+        "sasl.password": `${principal}-password`,
+        "ssl.ca.location": files["/run/secrets/kafka_ca"],
+      });
+    }
+  });
+
+  test("every Kafka secret is a file made by scripts/kafka-secrets.ts under the git-ignored .secrets/", () => {
+    expect(secretFile("kafka_ca")).toBe(fromRoot(SECRETS.caCert));
+    expect(secretFile("kafka_broker_keystore")).toBe(fromRoot(SECRETS.brokerKeystore));
+    for (const p of COMPOSE_KAFKA_PRINCIPALS)
+      expect(secretFile(`kafka_${p}_password`)).toBe(fromRoot(SECRETS.passwordFile(p)));
+    expect(readFileSync(`${ROOT}/.gitignore`, "utf8")).toMatch(/^\.secrets\/$/m);
+    // No password or key in compose.yaml itself.
+    expect(readFileSync(`${ROOT}/compose.yaml`, "utf8")).not.toMatch(/password=[0-9a-f]{8}|PRIVATE KEY/);
   });
 });

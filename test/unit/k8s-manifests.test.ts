@@ -17,7 +17,8 @@
 // limit; the worker as the supervisor; METRICS_PORT 9471 or 127.0.0.1 in a ConfigMap; the Secret
 // undocumented; the Prometheus job without its labelmap. 2026-12-06: the worker reading the edge's
 // Secret; the documented key-refresh URL with sslmode=require; TRUSTED_PROXIES "" (start-up
-// refused), "10.0.0.0/33" (refused), or "10.0.0.1" (the pod network's address not trusted).
+// refused), "10.0.0.0/33" (refused), or "10.0.0.1" (the pod network's address not trusted); the server mounting the
+// worker's Kafka Secret; the worker's ConfigMap without KAFKA_SECURITY_PROTOCOL.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -163,6 +164,54 @@ describe("the manifests run the product as configured", () => {
       // A pod of the cluster's network (kubeadm's flannel default) is trusted; the internet is not.
       const trusted = new TrustedProxies(c.TRUSTED_PROXIES);
       expect([trusted.has("10.244.1.17"), trusted.has("203.0.113.7")]).toEqual([true, false]);
+    }
+  });
+
+  test("the server and the workers reach Kafka over SASL_SSL as their own principal, password and CA from mounted Secrets", () => {
+    for (const env of OVERLAYS) {
+      const objs = rendered.get(env) ?? [];
+      for (const [name, config, principal] of [
+        ["Deployment/qrscan-server", "qrscan-server-config", "edge"],
+        ["Deployment/qrscan-worker", "qrscan-worker-config", "worker"],
+      ] as const) {
+        const data = (objs.find((o) => o.kind === "ConfigMap" && o.metadata.name === config)?.data ?? {}) as Record<
+          string,
+          string
+        >;
+        expect({ env, config, protocol: data.KAFKA_SECURITY_PROTOCOL, user: data.KAFKA_SASL_USERNAME }).toEqual({
+          env,
+          config,
+          protocol: "sasl_ssl",
+          user: principal,
+        });
+        // Not a password in sight: the file's directory is a volume of the principal's own Secret.
+        expect(Object.keys(data).filter((k) => /PASSWORD(?!_FILE)/.test(k))).toEqual([]);
+        const pod = pods(env).get(name);
+        const mounts = pod?.spec.containers[0]?.volumeMounts ?? [];
+        const secretOf = (file: string | undefined) => {
+          const mount = mounts.find((m) => file?.startsWith(`${m.mountPath}/`));
+          const volume = pod?.spec.volumes?.find((v) => v.name === mount?.name);
+          const key = file?.slice((mount?.mountPath.length ?? 0) + 1);
+          const item = volume?.secret?.items?.find((i) => i.path === key);
+          return `${volume?.secret?.secretName}/${item?.key}`;
+        };
+        expect(secretOf(data.KAFKA_SASL_PASSWORD_FILE)).toBe(`qrscan-kafka-${principal}/password`);
+        expect(secretOf(data.KAFKA_SSL_CA_FILE)).toBe("qrscan-kafka-ca/ca.crt");
+      }
+      // KEDA reads the lag as the worker, over TLS.
+      const so = objs.find((o) => o.kind === "ScaledObject");
+      const trigger = (
+        so?.spec as { triggers: { metadata: Record<string, string>; authenticationRef?: { name: string } }[] }
+      ).triggers[0];
+      expect([trigger?.metadata.sasl, trigger?.metadata.tls]).toEqual(["scram_sha512", "enable"]);
+      const auth = objs.find(
+        (o) => o.kind === "TriggerAuthentication" && o.metadata.name === trigger?.authenticationRef?.name,
+      );
+      expect(auth?.spec).toMatchObject({
+        secretTargetRef: expect.arrayContaining([
+          { parameter: "password", name: "qrscan-kafka-worker", key: "password" },
+        ]),
+      });
     }
   });
 

@@ -52,7 +52,9 @@ export function createHandle(type: number, config: KafkaConfig, eventMask: numbe
     const res = l.rd_kafka_conf_set(conf, cstr(name), cstr(String(value)), errstr, ERRSTR_SIZE);
     if (res !== CONF_OK) {
       l.rd_kafka_conf_destroy(conf);
-      throw new KafkaError("CONFIG", `invalid Kafka setting ${name}=${String(value)}: ${errstrText(errstr)}`);
+      // A secret's value never goes into an error message (it would end up in a log).
+      const shown = /password|secret|\.pem$|\.key$/.test(name) ? "<redacted>" : String(value);
+      throw new KafkaError("CONFIG", `invalid Kafka setting ${name}=${shown}: ${errstrText(errstr)}`);
     }
   }
   l.rd_kafka_conf_set_events(conf, eventMask);
