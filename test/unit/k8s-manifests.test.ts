@@ -19,9 +19,10 @@
 // Secret; the documented key-refresh URL with sslmode=require; TRUSTED_PROXIES "" (start-up
 // refused), "10.0.0.0/33" (refused), or "10.0.0.1" (the pod network's address not trusted); the server mounting the
 // worker's Kafka Secret; the worker's ConfigMap without KAFKA_SECURITY_PROTOCOL.
-import { beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { legacyKubectl } from "../../scripts/kubectl-legacy.ts";
 import { ServerConfigSchema, loadServerConfig } from "../../server/config.ts";
@@ -109,6 +110,17 @@ test("no object has a field its kind does not define (TypeScript's excess-proper
   expect(unknownFieldProblems(objects, ROOT)).toEqual([]);
 }, 120_000);
 
+/** Files in place of the Kafka Secrets the pods mount (a CA certificate and a password). */
+const kafkaSecretsDir = mkdtempSync(join(tmpdir(), "k8s-kafka-secrets-"));
+afterAll(() => rmSync(kafkaSecretsDir, { recursive: true, force: true }));
+function mountedKafkaSecrets(): Record<string, string> {
+  const ca = join(kafkaSecretsDir, "ca.crt");
+  const password = join(kafkaSecretsDir, "password");
+  writeFileSync(ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+  writeFileSync(password, "not-a-real-password\n");
+  return { KAFKA_SSL_CA_FILE: ca, KAFKA_SASL_PASSWORD_FILE: password };
+}
+
 describe("the manifests run the product as configured", () => {
   const pods = (env: string) => {
     const out = new Map<string, PodTemplate>();
@@ -157,8 +169,9 @@ describe("the manifests run the product as configured", () => {
         (o) => o.kind === "ConfigMap" && o.metadata.name === "qrscan-server-config",
       )?.data ?? {}) as Record<string, string>;
       // The whole start-up check (HOST 0.0.0.0 needs TRUSTED_PROXIES or CLIENTS_CONNECT_DIRECTLY),
-      // with a static key standing in for the Secret's settings.
-      const c = loadServerConfig({ ...data, API_KEY_SHA256: "ab".repeat(32) });
+      // with a static key standing in for the database Secret's settings and files standing in for
+      // the mounted Kafka Secrets.
+      const c = loadServerConfig({ ...data, ...mountedKafkaSecrets(), API_KEY_SHA256: "ab".repeat(32) });
       expect({ env, direct: c.CLIENTS_CONNECT_DIRECTLY }).toEqual({ env, direct: false });
       expect(c.TRUSTED_PROXIES.length).toBeGreaterThan(0);
       // A pod of the cluster's network (kubeadm's flannel default) is trusted; the internet is not.
