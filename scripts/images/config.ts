@@ -1,4 +1,4 @@
-// `bun scripts/images.ts`'s configuration (docs/operations.md, "images configuration").
+// `bun scripts/images.ts`'s configuration (docs/development.md, "images configuration").
 import { join } from "node:path";
 import * as v from "valibot";
 import { str } from "../../shared/config.ts";

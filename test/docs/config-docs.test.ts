@@ -1,5 +1,6 @@
-// docs/operations.md's configuration tables are the schemas: each table lists exactly the
-// variables its process's schema reads, and each default shown is the schema's default.
+// The configuration tables of docs/operations.md (the shipped processes) and docs/development.md
+// (the dev-only tools) are the schemas: each table lists exactly the variables its process's schema
+// reads, and each default shown is the schema's default.
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
@@ -13,6 +14,7 @@ import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.
 import { configRows, configTable } from "./harness.ts";
 
 const ops = readFileSync(new URL("../../docs/operations.md", import.meta.url), "utf8");
+const dev = readFileSync(new URL("../../docs/development.md", import.meta.url), "utf8");
 const sorted = (xs: Iterable<string>) => [...xs].sort();
 
 /**
@@ -29,20 +31,21 @@ const DESCRIBED_DEFAULTS: Record<string, RegExp> = {
 };
 
 type Schema = v.ObjectSchema<v.ObjectEntries, undefined>;
-const SCHEMAS: [string, Schema][] = [
-  ["server", ServerConfigSchema as unknown as Schema],
-  ["worker", WorkerConfigSchema as unknown as Schema],
-  ["supervisor", SupervisorConfigSchema as unknown as Schema],
-  ["migrate", MigrateConfigSchema as unknown as Schema],
-  ["maintain", MaintainConfigSchema as unknown as Schema],
-  ["keys", KeysConfigSchema as unknown as Schema],
-  ["backup", BackupConfigSchema as unknown as Schema],
-  ["images", ImagesConfigSchema as unknown as Schema],
+/** Each table: its name, the schema, and the doc holding it. */
+const SCHEMAS: [string, Schema, string][] = [
+  ["server", ServerConfigSchema as unknown as Schema, ops],
+  ["worker", WorkerConfigSchema as unknown as Schema, ops],
+  ["supervisor", SupervisorConfigSchema as unknown as Schema, ops],
+  ["migrate", MigrateConfigSchema as unknown as Schema, ops],
+  ["maintain", MaintainConfigSchema as unknown as Schema, ops],
+  ["keys", KeysConfigSchema as unknown as Schema, ops],
+  ["backup", BackupConfigSchema as unknown as Schema, ops],
+  ["images", ImagesConfigSchema as unknown as Schema, dev],
 ];
 
-for (const [name, schema] of SCHEMAS) {
+for (const [name, schema, doc] of SCHEMAS) {
   test(`the ${name} table lists exactly the ${name}'s schema, each with its default`, () => {
-    const rows = configRows(ops, name);
+    const rows = configRows(doc, name);
     const documented = rows.map((r) => r.variable);
     expect(documented.length).toBe(new Set(documented).size);
     expect(sorted(documented)).toEqual(sorted(Object.keys(schema.entries)));

@@ -1,6 +1,6 @@
 // The project's Kafka client: a bun:ffi binding to librdkafka's C API. Its public surface is the
 // safe classes and types below; the raw symbol table (ffi.ts) and the C helpers (native.ts) stay inside.
-// See docs/operations.md ("Why our own Kafka binding") for why the Confluent npm package is not used.
+// See docs/development.md ("Why our own Kafka binding") for why the Confluent npm package is not used.
 import { lib } from "./ffi.ts";
 
 export { KafkaAdmin, type NewTopic, type PartitionLag, type TopicDescription } from "./admin.ts";
