@@ -1,6 +1,6 @@
 // The edge server's configuration, resolved once at start-up: the environment, validated, then
 // defaults; then the API keys (API_KEY_SHA256 and API_KEYS_FILE) and the producer's settings.
-// docs/operations.md documents every variable; test/unit/config-docs.test.ts keeps it in step.
+// docs/operations.md documents every variable; test/docs/config-docs.test.ts keeps it in step.
 import { createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { isIPv4 } from "node:net";

@@ -1,6 +1,6 @@
 // The configuration of a worker process and of the supervisor that runs the pool, each resolved
 // once at start-up: the environment, validated, then defaults. docs/operations.md documents every
-// variable; test/unit/config-docs.test.ts keeps it in step.
+// variable; test/docs/config-docs.test.ts keeps it in step.
 import { availableParallelism } from "node:os";
 import * as v from "valibot";
 import {

@@ -19,7 +19,7 @@
 //   value; keys the doc does not show are allowed; arrays must have the same length. The string
 //   "…" (alone) stands for any value, and a string ending in "…" for any string with that prefix.
 // Markers are HTML comments, so they do not show when the markdown is rendered.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 
 export interface Expected {
@@ -500,4 +500,94 @@ export function configRows(markdown: string, name: string): { variable: string; 
     if (!m) throw new Error(`config:${name}: the first column must be one variable in backticks: ${row}`);
     return { variable: m[1] as string, defaultCell: (m[2] as string).trim() };
   });
+}
+
+// ---------------------------------------------------------------- repo paths
+
+/** Top-level folders that are never the repository's: dependencies, local state, secrets. */
+const NOT_REPO = new Set(["node_modules", ".git", ".stack", ".secrets", "sbom"]);
+
+/**
+ * What counts as a repo path: a token that starts with one of the repository's top-level folders
+ * (`server/`, `docs/`, `.ci/`…), at the start of a word (so not inside a URL or a longer path), and
+ * ends with a file extension or a trailing slash, or is a whole code span (`` `.ci/run` ``). Globs (`*`), placeholders (`<name>`, `{a,b}`,
+ * `YYYY`, `NNNN`) and variables (`$X`) are not paths; neither is anything under a `.gitignore`d path
+ * (`bench/results/`: made by running something).
+ */
+export function repoPathTokens(text: string, topFolders: readonly string[]): string[] {
+  const folders = topFolders.map((f) => f.replace(/[.]/g, "\\.")).join("|");
+  const token = new RegExp(`(?<![\\w.@/$~-])(?:${folders})/[\\w@.+/-]*[^\\s\`'"()\\[\\],;:!?]*`, "g");
+  const out: string[] = [];
+  for (const m of text.matchAll(token)) {
+    const raw = m[0].replace(/[.,;:!?]+$/, "");
+    if (/[*<>{}$#]|YYYY|NNNN/.test(raw)) continue;
+    const last = raw.endsWith("/") ? "" : (raw.split("/").pop() as string);
+    // Without an extension or a slash, only a whole code span is a path (`.ci/run`), not prose.
+    const wholeCodeSpan = text[(m.index ?? 0) - 1] === "`" && text[(m.index ?? 0) + m[0].length] === "`";
+    if (raw.endsWith("/") || /\.[A-Za-z0-9]+$/.test(last) || wholeCodeSpan) out.push(raw);
+  }
+  return out;
+}
+
+/** The comment text of a source file, line by line ("" where a line has none). */
+export function commentLines(text: string, style: "c" | "hash"): string[] {
+  const lines = text.split("\n");
+  if (style === "hash") return lines.map((l) => /(?:^|\s)#(.*)$/.exec(l)?.[1] ?? "");
+  let inBlock = false;
+  return lines.map((line) => {
+    if (inBlock) {
+      const end = line.indexOf("*/");
+      if (end < 0) return line;
+      inBlock = false;
+      return line.slice(0, end);
+    }
+    const block = /(?:^|\s)\/\*(.*)$/.exec(line);
+    if (block) {
+      const rest = block[1] as string;
+      const end = rest.indexOf("*/");
+      if (end < 0) inBlock = true;
+      return end < 0 ? rest : rest.slice(0, end);
+    }
+    return /(?:^|\s)\/\/(.*)$/.exec(line)?.[1] ?? "";
+  });
+}
+
+/** The repository's top-level folders (those a repo path can start with). */
+export function topFoldersOf(root = ROOT): string[] {
+  return readdirSync(root, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && !NOT_REPO.has(e.name))
+    .map((e) => e.name);
+}
+
+/** `.gitignore`d paths that name a folder inside the repository (`bench/results/`). */
+function ignoredPrefixes(root: string): string[] {
+  const file = join(root, ".gitignore");
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .map((l) => l.trim().replace(/^\//, ""))
+    .filter((l) => l.includes("/") && !/[*?[!#]/.test(l) && l.length > 0);
+}
+
+/**
+ * Repo paths named by docs (the whole text) or source files (their comments) that do not exist,
+ * as "file:line: path". A path in a workspace package's file may also be relative to the package.
+ */
+export function missingRepoPaths(files: readonly string[], root = ROOT): string[] {
+  const folders = topFoldersOf(root);
+  const ignored = ignoredPrefixes(root);
+  const problems: string[] = [];
+  for (const file of files) {
+    const text = readFileSync(join(root, file), "utf8");
+    const lines = file.endsWith(".md") ? text.split("\n") : commentLines(text, /\.(ts|js)$/.test(file) ? "c" : "hash");
+    const pkg = /^packages\/[^/]+\//.exec(file)?.[0];
+    lines.forEach((line, i) => {
+      for (const path of repoPathTokens(line, folders)) {
+        if (ignored.some((prefix) => path.startsWith(prefix))) continue;
+        if (existsSync(join(root, path)) || (pkg && existsSync(join(root, pkg, path)))) continue;
+        problems.push(`${file}:${i + 1}: ${path}`);
+      }
+    });
+  }
+  return problems;
 }
