@@ -5,7 +5,6 @@ import { join } from "node:path";
 import { spawnUntilReady } from "../scripts/harness.ts";
 import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
-import type { LoadResult } from "./load.ts";
 
 /** `--name value` or `--name=value` from argv, else the fallback. */
 export function arg(name: string, fallback: string): string {
@@ -49,36 +48,6 @@ export const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? (s[Math.floor((s.length - 1) / 2)] as number) : Number.NaN;
 };
-
-/**
- * Runs the load generator (bench/load.ts) in its own process, so its CPU is not the measured
- * process's, and returns its result line.
- */
-export async function runLoadProcess(
-  url: string,
-  scenario: string,
-  { duration, concurrency, extra = [] }: { duration: number; concurrency: number; extra?: string[] },
-): Promise<LoadResult> {
-  const proc = Bun.spawn(
-    [
-      "bun",
-      "bench/load.ts",
-      "--url",
-      url,
-      "--scenario",
-      scenario,
-      "--duration",
-      String(duration),
-      "--concurrency",
-      String(concurrency),
-      ...extra,
-    ],
-    { cwd: new URL("..", import.meta.url).pathname, stdout: "pipe", stderr: "inherit" },
-  );
-  const out = await new Response(proc.stdout).text();
-  if ((await proc.exited) !== 0) throw new Error(`load generator failed for ${scenario}`);
-  return JSON.parse(out.trim().split("\n").at(-1) as string) as LoadResult;
-}
 
 /**
  * The real edge server (`server/main.ts`) on free ports, against the local stack's broker, without

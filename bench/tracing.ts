@@ -10,7 +10,8 @@ import { startKafka } from "../scripts/stack/kafka.ts";
 import { loadConfig } from "../shared/config.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { TracingConfigEntries, sampledLink, startTracing } from "../shared/tracing.ts";
-import { median, numArg, printTable, runLoadProcess, saveResults, startBenchServer } from "./lib.ts";
+import { median, numArg, printTable, saveResults, startBenchServer } from "./lib.ts";
+import { runLoadProcess } from "./load.ts";
 import type { LoadResult } from "./load.ts";
 
 const duration = numArg("duration", 8);

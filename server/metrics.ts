@@ -5,7 +5,7 @@ import { KAFKA_ERRORS, type KafkaProducer } from "bun-rdkafka";
 import type { Context, MiddlewareHandler } from "hono";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { ScanEventSchema } from "../shared/event.ts";
-import { AUTH_FAILURE_REASONS } from "./auth.ts";
+import { AUTH_FAILURE_REASONS } from "./principal.ts";
 
 /** The answers each route gives, pre-initialised in http_requests_total. */
 export const ROUTE_STATUSES: Record<string, readonly number[]> = {
