@@ -2,9 +2,7 @@
 // Throwaway databases, processes and scrapes: scripts/harness.ts.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { spawnUntilReady } from "../scripts/harness.ts";
-import { freePort } from "../scripts/stack/processes.ts";
-import { localStack } from "../shared/local-stack.ts";
+import { startEdgeServer } from "../tools/edge-server.ts";
 
 /** `--name value` or `--name=value` from argv, else the fallback. */
 export function arg(name: string, fallback: string): string {
@@ -54,20 +52,6 @@ export const median = (xs: number[]) => {
  * authentication and with warnings only; resolves once it answers /ready.
  */
 export async function startBenchServer(env: Record<string, string> = {}) {
-  const port = freePort();
-  const proc = await spawnUntilReady({
-    name: "server",
-    cmd: ["bun", "server/main.ts"],
-    env: {
-      PORT: String(port),
-      METRICS_PORT: String(freePort()),
-      AUTH_DISABLED: "true",
-      LOG_LEVEL: "warn",
-      KAFKA_BROKERS: localStack().brokers,
-      ...env,
-    },
-    output: "ignore",
-    readyUrl: `http://127.0.0.1:${port}/ready`,
-  });
-  return { proc, url: `http://127.0.0.1:${port}` };
+  const { proc, url } = await startEdgeServer({ env, output: "ignore" });
+  return { proc, url };
 }
