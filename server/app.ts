@@ -77,8 +77,8 @@ export function corsAllowlist(
     if (c.req.method === "OPTIONS") return middleware(c, next);
     // An actual request: hono/cors's headers for it, written once onto the final answer (errors
     // included, so a script can read a 4xx or 429). hono/cors sets them before the handler runs,
-    // which makes Hono build a placeholder response and copy its headers onto the real one: 5 µs
-    // of the 8 that auth, limits and CORS cost a request (bench/server.ts measures the whole).
+    // which makes Hono build a placeholder response and copy its headers onto the real one, most
+    // of what the security layer cost a request (docs/benchmarks.md, the edge).
     await next();
     const h = c.res.headers;
     h.set("Access-Control-Allow-Origin", any ? "*" : origin);

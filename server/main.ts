@@ -1,5 +1,5 @@
-import { KafkaProducer, librdkafkaVersion } from "bun-rdkafka";
 // Entry point of the edge server: config, producer, HTTP and metrics listeners, graceful shutdown.
+import { KafkaProducer, librdkafkaVersion } from "bun-rdkafka";
 import postgres from "postgres";
 import { startProcess } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
