@@ -134,7 +134,7 @@ export const ServerConfigSchema = v.object({
   KAFKA_LINGER_MS: int(5, 0),
   /**
    * The Kafka key of each event: none (the default) lets the producer fill one partition at a time
-   * (fewer, larger ProduceRequests: 25% less CPU per event end to end, bench/e2e.ts); qr_id keeps
+   * (fewer, larger ProduceRequests: less CPU per event end to end, docs/benchmarks.md); qr_id keeps
    * a QR code's scans in order on one partition; scanner_id a scanner's. docs/operations.md, "The
    * Kafka record", has the trade-off.
    */
