@@ -1,7 +1,7 @@
-import { KafkaAdmin, KafkaConsumer, KafkaProducer, nextOffsets } from "bun-rdkafka";
 // Memory soak of the binding: produce and consume continuously (with headers, commits, stats
 // events) and sample RSS. Flat RSS after warm-up means no handle, event or buffer leaks.
 //   bun bench/kafka-soak.ts [--seconds 60]
+import { KafkaAdmin, KafkaConsumer, KafkaProducer, nextOffsets } from "bun-rdkafka";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { numArg, printTable, saveResults } from "./lib.ts";

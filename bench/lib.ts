@@ -2,10 +2,7 @@
 // Throwaway databases, processes and scrapes: scripts/harness.ts.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { spawnUntilReady } from "../scripts/harness.ts";
-import { freePort } from "../scripts/stack/processes.ts";
-import { localStack } from "../shared/local-stack.ts";
-import type { LoadResult } from "./load.ts";
+import { startEdgeServer } from "../tools/edge-server.ts";
 
 /** `--name value` or `--name=value` from argv, else the fallback. */
 export function arg(name: string, fallback: string): string {
@@ -51,54 +48,10 @@ export const median = (xs: number[]) => {
 };
 
 /**
- * Runs the load generator (bench/load.ts) in its own process, so its CPU is not the measured
- * process's, and returns its result line.
- */
-export async function runLoadProcess(
-  url: string,
-  scenario: string,
-  { duration, concurrency, extra = [] }: { duration: number; concurrency: number; extra?: string[] },
-): Promise<LoadResult> {
-  const proc = Bun.spawn(
-    [
-      "bun",
-      "bench/load.ts",
-      "--url",
-      url,
-      "--scenario",
-      scenario,
-      "--duration",
-      String(duration),
-      "--concurrency",
-      String(concurrency),
-      ...extra,
-    ],
-    { cwd: new URL("..", import.meta.url).pathname, stdout: "pipe", stderr: "inherit" },
-  );
-  const out = await new Response(proc.stdout).text();
-  if ((await proc.exited) !== 0) throw new Error(`load generator failed for ${scenario}`);
-  return JSON.parse(out.trim().split("\n").at(-1) as string) as LoadResult;
-}
-
-/**
  * The real edge server (`server/main.ts`) on free ports, against the local stack's broker, without
  * authentication and with warnings only; resolves once it answers /ready.
  */
 export async function startBenchServer(env: Record<string, string> = {}) {
-  const port = freePort();
-  const proc = await spawnUntilReady({
-    name: "server",
-    cmd: ["bun", "server/main.ts"],
-    env: {
-      PORT: String(port),
-      METRICS_PORT: String(freePort()),
-      AUTH_DISABLED: "true",
-      LOG_LEVEL: "warn",
-      KAFKA_BROKERS: localStack().brokers,
-      ...env,
-    },
-    output: "ignore",
-    readyUrl: `http://127.0.0.1:${port}/ready`,
-  });
-  return { proc, url: `http://127.0.0.1:${port}` };
+  const { proc, url } = await startEdgeServer({ env, output: "ignore" });
+  return { proc, url };
 }

@@ -181,6 +181,36 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   };
 }
 
+/**
+ * Runs the load generator (bench/load.ts) in its own process, so its CPU is not the measured
+ * process's, and returns its result line.
+ */
+export async function runLoadProcess(
+  url: string,
+  scenario: string,
+  { duration, concurrency, extra = [] }: { duration: number; concurrency: number; extra?: string[] },
+): Promise<LoadResult> {
+  const proc = Bun.spawn(
+    [
+      "bun",
+      "bench/load.ts",
+      "--url",
+      url,
+      "--scenario",
+      scenario,
+      "--duration",
+      String(duration),
+      "--concurrency",
+      String(concurrency),
+      ...extra,
+    ],
+    { cwd: new URL("..", import.meta.url).pathname, stdout: "pipe", stderr: "inherit" },
+  );
+  const out = await new Response(proc.stdout).text();
+  if ((await proc.exited) !== 0) throw new Error(`load generator failed for ${scenario}`);
+  return JSON.parse(out.trim().split("\n").at(-1) as string) as LoadResult;
+}
+
 if (import.meta.main) {
   const scenario = arg("scenario", "single") as Scenario;
   if (!["single", "batch", "ndjson"].includes(scenario)) throw new Error("--scenario must be single, batch or ndjson");

@@ -1,10 +1,10 @@
-import type { KafkaProducer } from "bun-rdkafka";
-import { newSecret } from "../scripts/keys.ts";
 // What auth, rate limits and CORS cost per request in the edge's own code, feature by feature: the
 // real app (server/app.ts) in-process with a producer that acknowledges at once, so neither the
 // network nor Kafka blurs a few microseconds. Prints µs per single-event POST for each variant,
 // three rounds. bench/server.ts measures the same over the wire, end to end.
 //   bun bench/security-cost.ts
+import type { KafkaProducer } from "bun-rdkafka";
+import { newSecret } from "../scripts/keys.ts";
 import { createApp } from "../server/app.ts";
 import { loadServerConfig } from "../server/config.ts";
 import { createServerMetrics } from "../server/metrics.ts";

@@ -10,7 +10,8 @@ import { newSecret } from "../scripts/keys.ts";
 import { startKafka } from "../scripts/stack/kafka.ts";
 import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
-import { median, numArg, printTable, runLoadProcess, saveResults, startBenchServer } from "./lib.ts";
+import { median, numArg, printTable, saveResults, startBenchServer } from "./lib.ts";
+import { runLoadProcess } from "./load.ts";
 import type { LoadResult } from "./load.ts";
 
 const duration = numArg("duration", 10);

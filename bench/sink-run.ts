@@ -1,8 +1,8 @@
-import type { KafkaAdmin, KafkaProducer } from "bun-rdkafka";
 // The sink's measured run, shared by bench/worker.ts and bench/peer/connect.ts: scan events made as
 // the edge makes them, produced to a fresh topic, drained by real worker processes into a fresh
 // database, timed from the moment the group has settled to the last committed row, with the CPU
 // that the workers, Postgres, pgbouncer and the broker used in that window.
+import type { KafkaAdmin, KafkaProducer } from "bun-rdkafka";
 import postgres from "postgres";
 import { createThrowawayDatabase, scrapeIfUp } from "../scripts/harness.ts";
 import { childPids } from "../scripts/pipeline.ts";

@@ -1,4 +1,3 @@
-import { finished } from "node:stream/promises";
 // How a batch is best written: the sink's COPY into a staging table kept per connection, against
 // the same COPY into a staging table created and dropped in every transaction (the sink before
 // issue 11), and the one-statement alternatives (INSERT … SELECT FROM unnest of one array literal
@@ -7,6 +6,7 @@ import { finished } from "node:stream/promises";
 // per batch (the client's encoding included) and Postgres' CPU per row (all its processes, from
 // /proc); run it at several batch sizes.
 //   bun bench/sink-statement.ts [--rounds 8] [--rows 5000]
+import { finished } from "node:stream/promises";
 import postgres from "postgres";
 import { createThrowawayDatabase } from "../scripts/harness.ts";
 import { childPids } from "../scripts/pipeline.ts";

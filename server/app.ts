@@ -77,8 +77,8 @@ export function corsAllowlist(
     if (c.req.method === "OPTIONS") return middleware(c, next);
     // An actual request: hono/cors's headers for it, written once onto the final answer (errors
     // included, so a script can read a 4xx or 429). hono/cors sets them before the handler runs,
-    // which makes Hono build a placeholder response and copy its headers onto the real one: 5 µs
-    // of the 8 that auth, limits and CORS cost a request (bench/server.ts measures the whole).
+    // which makes Hono build a placeholder response and copy its headers onto the real one, most
+    // of what the security layer cost a request (docs/benchmarks.md, the edge).
     await next();
     const h = c.res.headers;
     h.set("Access-Control-Allow-Origin", any ? "*" : origin);
@@ -149,14 +149,7 @@ export function createApp(deps: AppDeps) {
   const clientIp = (c: Context) =>
     resolveIp(c.env ? (getConnInfo(c).remote.address ?? null) : null, c.req.header("x-forwarded-for"));
   const limits = rateLimits({
-    perKey:
-      config.RATE_LIMIT_EVENTS_PER_SECOND > 0
-        ? { rate: config.RATE_LIMIT_EVENTS_PER_SECOND, burst: config.RATE_LIMIT_BURST }
-        : null,
-    perIp:
-      config.AUTH_FAILURES_PER_MINUTE > 0
-        ? { rate: config.AUTH_FAILURES_PER_MINUTE / 60, burst: config.AUTH_FAILURE_BURST }
-        : null,
+    ...config.rateLimits,
     replicas: deps.replicas?.count ?? 1,
     maxBuckets: config.RATE_LIMIT_MAX_BUCKETS,
     rateLimited: metrics.rateLimited,
@@ -165,8 +158,8 @@ export function createApp(deps: AppDeps) {
     logIp: (ip) => storedClientIp(ip, config.CLIENT_IP_STORAGE),
   });
   deps.replicas?.onChange(limits.setReplicas);
-  const keyLimited = config.RATE_LIMIT_EVENTS_PER_SECOND > 0;
-  const ipLimited = config.AUTH_FAILURES_PER_MINUTE > 0;
+  const keyLimited = config.rateLimits.perKey !== null;
+  const ipLimited = config.rateLimits.perIp !== null;
   // Before every authenticated route: CORS (a preflight needs no key), the failed-auth limit per
   // address, the key check, the key's limit. Only what is configured is in the chain.
   const corsMw = corsAllowlist(config);
@@ -207,8 +200,7 @@ export function createApp(deps: AppDeps) {
       partitionKey: config.KAFKA_PARTITION_KEY,
       maxBodyBytes: config.MAX_BODY_BYTES,
       maxEventsPerRequest: config.MAX_EVENTS_PER_REQUEST,
-      maxAgeMs: config.SCANNED_AT_MAX_AGE_HOURS * 3_600_000,
-      maxFutureMs: config.SCANNED_AT_MAX_FUTURE_MINUTES * 60_000,
+      ...config.scannedAtWindow,
       retryAfterSeconds: config.RETRY_AFTER_SECONDS,
       // What the stored event gets of the address: CLIENT_IP_STORAGE (server/client-ip.ts).
       clientIp: (c) => storedClientIp(clientIp(c), config.CLIENT_IP_STORAGE),

@@ -28,32 +28,18 @@ import type { JwtConfig, ServerConfig } from "./config.ts";
 import { ApiError } from "./errors.ts";
 import { GENERATED_KEY, KEY_PREFIX, type KeyRecord, type KeyStore, SHOWN_PREFIX_LENGTH, sha256 } from "./keys.ts";
 import type { ServerMetrics } from "./metrics.ts";
-import { type Principal, SCOPES, type Scope, inTenant, isTenantPrefix } from "./principal.ts";
+import {
+  AUTH_FAILURE_REASONS,
+  type AuthFailureReason,
+  type Principal,
+  SCOPES,
+  type Scope,
+  inTenant,
+  isTenantPrefix,
+} from "./principal.ts";
 import { requestLogFields } from "./tracing.ts";
 
 export { sha256 } from "./keys.ts";
-
-/** auth_failures_total's reasons: 401s, then 403s (scope, tenant); 503 when JWT keys cannot be fetched. */
-export const AUTH_FAILURE_REASONS = [
-  "missing",
-  "unknown_key",
-  "revoked_key",
-  "expired_key",
-  "weak_key",
-  "jwt_malformed",
-  "jwt_algorithm",
-  "jwt_signature",
-  "jwt_unknown_kid",
-  "jwt_expired",
-  "jwt_not_yet_valid",
-  "jwt_claims",
-  "jwt_tenant",
-  "jwt_lifetime",
-  "jwt_keys_unavailable",
-  "scope",
-  "tenant",
-] as const;
-export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
 
 export interface AuthOptions {
   config: Pick<ServerConfig, "AUTH_DISABLED" | "apiKeyHashes" | "jwt" | "RETRY_AFTER_SECONDS">;

@@ -26,6 +26,7 @@ import {
 } from "../shared/config.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
 import { TracingConfigEntries } from "../shared/tracing.ts";
+import type { BucketLimit } from "./rate-limit.ts";
 import { isLoopbackHost, trustedProxyProblems } from "./trusted-proxies.ts";
 
 /** Asymmetric JWS algorithms only: "none" and HS* (shared secrets, the RS/HS confusion) are never accepted. */
@@ -133,7 +134,7 @@ export const ServerConfigSchema = v.object({
   KAFKA_LINGER_MS: int(5, 0),
   /**
    * The Kafka key of each event: none (the default) lets the producer fill one partition at a time
-   * (fewer, larger ProduceRequests: 25% less CPU per event end to end, bench/e2e.ts); qr_id keeps
+   * (fewer, larger ProduceRequests: less CPU per event end to end, docs/benchmarks.md); qr_id keeps
    * a QR code's scans in order on one partition; scanner_id a scanner's. docs/operations.md, "The
    * Kafka record", has the trade-off.
    */
@@ -165,6 +166,14 @@ export type ServerConfig = v.InferOutput<typeof ServerConfigSchema> & {
   kafka: Record<string, string | number | boolean>;
   /** GET /metrics' credentials; none = open. */
   metricsAuth: MetricsAuth;
+  /**
+   * The edge's rate limits (server/rate-limit.ts), in tokens per second: per key from
+   * RATE_LIMIT_EVENTS_PER_SECOND/RATE_LIMIT_BURST, per address from AUTH_FAILURES_PER_MINUTE/
+   * AUTH_FAILURE_BURST; null where the rate is 0 (that limit is off).
+   */
+  rateLimits: { perKey: BucketLimit | null; perIp: BucketLimit | null };
+  /** scanned_at's accepted window in ms: SCANNED_AT_MAX_AGE_HOURS back, SCANNED_AT_MAX_FUTURE_MINUTES ahead. */
+  scannedAtWindow: { maxAgeMs: number; maxFutureMs: number };
 };
 
 export interface JwtConfig {
@@ -208,6 +217,16 @@ export function loadServerConfig(env: Record<string, string | undefined> = proce
     apiKeyHashes: apiKeyHashes(c),
     jwt: jwtConfig(c),
     metricsAuth: loadMetricsAuth(c),
+    rateLimits: {
+      perKey:
+        c.RATE_LIMIT_EVENTS_PER_SECOND > 0 ? { rate: c.RATE_LIMIT_EVENTS_PER_SECOND, burst: c.RATE_LIMIT_BURST } : null,
+      perIp:
+        c.AUTH_FAILURES_PER_MINUTE > 0 ? { rate: c.AUTH_FAILURES_PER_MINUTE / 60, burst: c.AUTH_FAILURE_BURST } : null,
+    },
+    scannedAtWindow: {
+      maxAgeMs: c.SCANNED_AT_MAX_AGE_HOURS * 3_600_000,
+      maxFutureMs: c.SCANNED_AT_MAX_FUTURE_MINUTES * 60_000,
+    },
     kafka: {
       "bootstrap.servers": c.KAFKA_BROKERS,
       "linger.ms": c.KAFKA_LINGER_MS,

@@ -1,10 +1,10 @@
-import { KafkaError } from "bun-rdkafka";
 // The edge's one error path. Handlers and middleware throw an ApiError for an answer the client is
 // meant to get (4xx, 503, a known 500); app.onError (errorHandler) turns it, and anything
 // unexpected, into the one error body:
 //   {"error": "<what went wrong and what to do>", "errors": [<per-field problems>]?, "request_id": "<id>"}
 // Only unexpected errors are logged, once, here; an ApiError was either the client's doing or was
 // logged where it arose.
+import { KafkaError } from "bun-rdkafka";
 import type { Context, ErrorHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";

@@ -1,5 +1,5 @@
-import { KafkaProducer, librdkafkaVersion } from "bun-rdkafka";
 // Entry point of the edge server: config, producer, HTTP and metrics listeners, graceful shutdown.
+import { KafkaProducer, librdkafkaVersion } from "bun-rdkafka";
 import postgres from "postgres";
 import { startProcess } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
@@ -45,7 +45,7 @@ async function main() {
   void keyStore?.start();
   // The live replica count that divides the rate limits: heartbeats on the key store's pool.
   const replicas =
-    config.RATE_LIMIT_EVENTS_PER_SECOND > 0 || config.AUTH_FAILURES_PER_MINUTE > 0
+    config.rateLimits.perKey || config.rateLimits.perIp
       ? new EdgeReplicas({ sql: keysSql, heartbeatSeconds: config.RATE_LIMIT_HEARTBEAT_SECONDS, logger, registry })
       : null;
   // Not awaited: until the first beat this replica counts itself alone.

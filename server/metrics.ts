@@ -1,11 +1,11 @@
-import { KAFKA_ERRORS, type KafkaProducer } from "bun-rdkafka";
 // The edge server's Prometheus metrics, and the middleware that records every request in them.
 // Every label value is from a closed set, and the series alerts and dashboards read exist from
 // the start at 0 (an absent series would read as "no data", not as "no errors").
+import { KAFKA_ERRORS, type KafkaProducer } from "bun-rdkafka";
 import type { Context, MiddlewareHandler } from "hono";
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { ScanEventSchema } from "../shared/event.ts";
-import { AUTH_FAILURE_REASONS } from "./auth.ts";
+import { AUTH_FAILURE_REASONS } from "./principal.ts";
 
 /** The answers each route gives, pre-initialised in http_requests_total. */
 export const ROUTE_STATUSES: Record<string, readonly number[]> = {

@@ -1,3 +1,6 @@
+// Who a request is (Principal) and the vocabulary of authentication shared by the auth middleware
+// and the metrics: scopes, tenant prefixes, and why a credential was refused. A leaf module: it
+// imports nothing of the server, so metrics.ts can name the refusal reasons without importing auth.ts.
 import type {} from "hono";
 export type Scope = "scans:write" | "stats:read";
 export const SCOPES: readonly Scope[] = ["scans:write", "stats:read"];
@@ -44,3 +47,25 @@ declare module "hono" {
     principal: Principal;
   }
 }
+
+/** auth_failures_total's reasons: 401s, then 403s (scope, tenant); 503 when JWT keys cannot be fetched. */
+export const AUTH_FAILURE_REASONS = [
+  "missing",
+  "unknown_key",
+  "revoked_key",
+  "expired_key",
+  "weak_key",
+  "jwt_malformed",
+  "jwt_algorithm",
+  "jwt_signature",
+  "jwt_unknown_kid",
+  "jwt_expired",
+  "jwt_not_yet_valid",
+  "jwt_claims",
+  "jwt_tenant",
+  "jwt_lifetime",
+  "jwt_keys_unavailable",
+  "scope",
+  "tenant",
+] as const;
+export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];

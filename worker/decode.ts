@@ -1,9 +1,9 @@
-import type { ConsumedMessage } from "bun-rdkafka";
 // Turns a Kafka message from the `scans` topic into a COPY text line for the sink's staging
 // table, or into a poison verdict (undecodable or failing the shared
 // schema) for the dead-letter topic. The shared schema has already normalised what Postgres would
 // otherwise reinterpret (the timestamp's precision and zone, the uuid's case), so the partition day
 // chosen here is the day Postgres files the row under.
+import type { ConsumedMessage } from "bun-rdkafka";
 import * as v from "valibot";
 import { type ScanRecord, ScanRecordSchema, dayOf, fieldErrors } from "../shared/event.ts";
 

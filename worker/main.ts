@@ -1,7 +1,7 @@
-import { KafkaConsumer, KafkaError, KafkaProducer, librdkafkaVersion } from "bun-rdkafka";
 // One worker process: the sink loop on `scans` and the dead-letter loop on `analytics.errors`,
 // each with its own consumer group, sharing a Postgres pool through pgbouncer. SIGTERM finishes
 // the current batches, commits, leaves both groups and exits 0 within SHUTDOWN_TIMEOUT_MS.
+import { KafkaConsumer, KafkaError, KafkaProducer, librdkafkaVersion } from "bun-rdkafka";
 import type { Sql } from "postgres";
 import { isTransientDbError } from "../shared/db-errors.ts";
 import { startProcess } from "../shared/logger.ts";

@@ -1,6 +1,6 @@
-import type { TopicPartition } from "bun-rdkafka";
 // Exponential backoff with full jitter, a retrier for transient failures (shared/db-errors.ts
 // says which database errors are transient), and the hooks that pause fetching while it retries.
+import type { TopicPartition } from "bun-rdkafka";
 import { isTransientDbError } from "../shared/db-errors.ts";
 import type { Logger } from "../shared/logger.ts";
 

@@ -178,7 +178,7 @@ async function writeAndCommitBatch(
 
   await previous;
   // A retriable commit error (the group coordinator moving while a broker restarts) is retried,
-  // partitions paused, like a transient database error; it used to end the worker.
+  // partitions paused, like a transient database error, rather than ending the worker.
   await traced(tracing, span, "commit offsets", { "messaging.operation.type": "settle" }, () =>
     o.withRetry("commit offsets", () => commitDurable({ ...o, logger: log }, offsets), log),
   );

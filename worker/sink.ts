@@ -5,21 +5,14 @@
 // same rows inserts nothing and counts nothing: that is the exactly-once effect on top of Kafka's
 // at-least-once delivery.
 //
-// A COPY FROM STDIN that Postgres rejects used to hang here for good: postgres.js never settled
-// the writable's final callback (porsager/postgres#1173), so sql.begin() never returned, no
-// ROLLBACK was sent and the partition stalled. patches/postgres@3.4.9.patch applies the upstream
-// fix (porsager/postgres#1183, one line); test/integration/worker-sink.test.ts shows a rejected
-// row surfacing as an error and being dead-lettered. The transaction's statement timeout and
+// A COPY that Postgres rejects must settle as an error (and its rows be dead-lettered), not hang
+// the partition: postgres.js needs patches/postgres@3.4.9.patch (porsager/postgres#1183) for that,
+// and test/integration/worker-sink.test.ts holds it. The transaction's statement timeout and
 // client-side deadline bound whatever else could hang.
 //
-// Why COPY and not one INSERT … SELECT FROM unnest(array literals) or json_to_recordset (which
-// would not need the patch): bench/sink-statement.ts, same rows and table, 2026-11-25 on this
-// 2-core box, ms per batch:
-//   5,000 rows: COPY 94, unnest 108, json_to_recordset 180
-//     500 rows: COPY 18, unnest 17,  json_to_recordset 22
-//      50 rows: COPY 8.5, unnest 5.3, json_to_recordset 4.3 (the staging table's creation dominates)
-// Postgres' CPU is what limits the box at saturation, where batches are large; the efficiency
-// work may revisit this for small batches.
+// COPY rather than one INSERT … SELECT FROM unnest(…) or json_to_recordset (which would not need
+// the patch): faster for the large batches of a saturated box, where Postgres' CPU is the limit
+// (bench/sink-statement.ts; figures in docs/benchmarks.md).
 import { finished } from "node:stream/promises";
 import { isDataError } from "../shared/db-errors.ts";
 import type { Transaction } from "./db.ts";

@@ -17,13 +17,14 @@ import { expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { killProcess, spawnProcess, spawnUntilReady } from "../../scripts/harness.ts";
+import { killProcess, spawnProcess } from "../../scripts/harness.ts";
 import {
   PROMETHEUS_CONFIG,
   preparePrometheusDir,
   prometheusArgs,
   prometheusTargets,
 } from "../../scripts/stack/monitoring.ts";
+import { startEdgeServer } from "../../tools/edge-server.ts";
 import { createDatabase, createProducer, onCleanup, spawnSupervisor, workerEnv } from "../helpers/fixtures.ts";
 import { freePort, scan } from "../helpers/server.ts";
 import { ensureStack } from "../helpers/stack.ts";
@@ -144,24 +145,13 @@ test("every runbook's diagnostic commands work against the live product", async 
   // The product: the edge and a supervised pool on this test's topics and database.
   const db = await createDatabase();
   const env = await workerEnv(db.url, 3);
-  const serverPort = freePort();
-  const serverMetricsPort = freePort();
-  const server = await spawnUntilReady({
-    name: "server",
-    cmd: ["bun", "server/main.ts"],
-    env: {
-      HOST: "127.0.0.1",
-      PORT: String(serverPort),
-      METRICS_PORT: String(serverMetricsPort),
-      AUTH_DISABLED: "true",
-      LOG_LEVEL: "info",
-      KAFKA_BROKERS: stack.brokers,
-      SCANS_TOPIC: env.scansTopic,
-      DATABASE_URL: db.url,
-    },
+  const {
+    proc: server,
+    port: serverPort,
+    metricsPort: serverMetricsPort,
+  } = await startEdgeServer({
+    env: { LOG_LEVEL: "info", SCANS_TOPIC: env.scansTopic, DATABASE_URL: db.url },
     output: { file: join(logDir, "server.log") },
-    readyUrl: `http://127.0.0.1:${serverPort}/ready`,
-    readyTimeoutMs: 30_000,
   });
   onCleanup(() => killProcess(server));
 

@@ -30,6 +30,7 @@ import type { ReplicaCount } from "../../server/replicas.ts";
 import type { DbLogin } from "../../shared/local-stack.ts";
 import { type Logger, createLogger } from "../../shared/logger.ts";
 import { createRegistry } from "../../shared/metrics.ts";
+import { startEdgeServer } from "../../tools/edge-server.ts";
 import { onCleanup } from "./cleanup.ts";
 import { brokerConfig, stack } from "./stack.ts";
 
@@ -266,34 +267,39 @@ export async function createTestApp(
   };
 }
 
+/**
+ * The frozen-sink fault: another session holds scan_events in ACCESS EXCLUSIVE mode, so the
+ * worker's write waits without an error. release() rolls back (the lock goes); rolled back after
+ * the test in any case.
+ */
+export async function lockScanEvents(directUrl: string): Promise<{ release: () => Promise<void> }> {
+  const locker = postgres(directUrl, { max: 1, onnotice: () => {} });
+  const session = await locker.reserve();
+  onCleanup(async () => {
+    await session`rollback`.catch(() => {});
+    session.release();
+    await locker.end({ timeout: 1 });
+  });
+  await session`begin`;
+  await session`lock table scan_events in access exclusive mode`;
+  return {
+    release: async () => {
+      await session`rollback`;
+    },
+  };
+}
+
 /** Starts `bun server/main.ts` as its own process, once it answers /ready; killed by pid after the test. */
 export async function spawnServer(
   env: Record<string, string>,
   { output = "pipe" }: { output?: SpawnOptions["output"] } = {},
 ) {
-  const port = freePort();
-  const metricsPort = freePort();
-  const proc = await spawnUntilReady({
-    name: "server",
-    cmd: ["bun", "server/main.ts"],
-    env: {
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      METRICS_PORT: String(metricsPort),
-      AUTH_DISABLED: "true",
-      LOG_LEVEL: "warn",
-      KAFKA_BROKERS: String(brokerConfig["bootstrap.servers"]),
-      ...env,
-    },
-    output,
-    readyUrl: `http://127.0.0.1:${port}/ready`,
-    readyTimeoutMs: 20_000,
-  });
+  const server = await startEdgeServer({ env, output, readyTimeoutMs: 20_000 });
   // Stopped as in production (SIGTERM, SIGKILL after 3 s): a killed server would leave its
   // heartbeat (server/replicas.ts) behind, a live replica for the next server on that database
   // for 15 s, halving its rate limits.
-  onCleanup(() => stopProcess(proc, 3_000));
-  return { proc, url: `http://127.0.0.1:${port}`, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics` };
+  onCleanup(() => stopProcess(server.proc, 3_000));
+  return { proc: server.proc, url: server.url, metricsUrl: server.metricsUrl };
 }
 
 /**

@@ -1,6 +1,6 @@
-import type { KafkaAdmin } from "bun-rdkafka";
 // Stored rows against committed offsets, for worker tests that stop a worker mid-stream: what
 // Postgres holds per Kafka partition and what the consumer group has committed there.
+import type { KafkaAdmin } from "bun-rdkafka";
 import type postgres from "postgres";
 
 export interface PartitionState {

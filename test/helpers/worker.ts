@@ -1,6 +1,6 @@
-import type { KafkaProducer } from "bun-rdkafka";
 // Scan records and worker metrics for worker tests. Worker processes, topics and groups come from
 // ./fixtures.ts; waiting is ./wait.ts.
+import type { KafkaProducer } from "bun-rdkafka";
 import { type ScanEvent, toScanRecord } from "../../shared/event.ts";
 import { scan } from "./server.ts";
 

@@ -16,7 +16,6 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import postgres from "postgres";
 import { killProcess, spawnUntilReady } from "../../scripts/harness.ts";
 import {
   ALERTMANAGER_CONFIG,
@@ -25,7 +24,14 @@ import {
   preparePrometheusDir,
   prometheusArgs,
 } from "../../scripts/stack/monitoring.ts";
-import { createDatabase, createProducer, onCleanup, spawnSupervisor, workerEnv } from "../helpers/fixtures.ts";
+import {
+  createDatabase,
+  createProducer,
+  lockScanEvents,
+  onCleanup,
+  spawnSupervisor,
+  workerEnv,
+} from "../helpers/fixtures.ts";
 import { tally } from "../helpers/postgres.ts";
 import { freePort } from "../helpers/server.ts";
 import { ensureStack } from "../helpers/stack.ts";
@@ -197,15 +203,7 @@ test("a real stall: Prometheus fires ConsumerStalled, Alertmanager delivers it, 
   expect(await stallAlerts()).toEqual([]);
 
   // The fault: scan_events locked by another session.
-  const locker = postgres(db.directUrl, { max: 1, onnotice: () => {} });
-  const session = await locker.reserve();
-  onCleanup(async () => {
-    await session`rollback`.catch(() => {});
-    session.release();
-    await locker.end({ timeout: 1 });
-  });
-  await session`begin`;
-  await session`lock table scan_events in access exclusive mode`;
+  const lock = await lockScanEvents(db.directUrl);
   const faultAt = Date.now();
 
   const firing = await waitFor(
@@ -237,7 +235,7 @@ test("a real stall: Prometheus fires ConsumerStalled, Alertmanager delivers it, 
   expect(deliveredAt - faultAt).toBeLessThan(5 * 60_000);
 
   // Undo the fault: the rows are stored, the alert resolves and the resolution is delivered.
-  await session`rollback`;
+  await lock.release();
   const releasedAt = Date.now();
   const resolved = await waitFor(
     "a resolved ConsumerStalled notification",

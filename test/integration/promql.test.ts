@@ -27,13 +27,13 @@ import {
   selectors,
   substituteGrafanaVariables,
 } from "../../dashboards/src/promql.ts";
-import { killProcess, spawnProcess, spawnUntilReady, stopProcess } from "../../scripts/harness.ts";
+import { killProcess, spawnProcess, stopProcess } from "../../scripts/harness.ts";
 import { newSecret } from "../../scripts/keys.ts";
 import { childPids } from "../../scripts/pipeline.ts";
 import { startTraffic } from "../../scripts/scan-traffic.ts";
 import { portOpen } from "../../scripts/stack/processes.ts";
+import { startEdgeServer } from "../../tools/edge-server.ts";
 import { createDatabase, createProducer, onCleanup, workerEnv, workerProcessEnv } from "../helpers/fixtures.ts";
-import { freePort } from "../helpers/server.ts";
 import { ensureStack, stack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -126,32 +126,23 @@ test("every dashboard and rule expression parses, names only scraped metrics and
       }
     }
   });
-  const apiPort = freePort();
   const PROMQL_API_KEY = newSecret();
-  const server = await spawnUntilReady({
-    name: "server",
-    cmd: ["bun", "server/main.ts"],
+  const { proc: server, url: apiUrl } = await startEdgeServer({
+    metricsPort: serverPort,
     env: {
-      HOST: "127.0.0.1",
-      PORT: String(apiPort),
-      METRICS_PORT: String(serverPort),
       // Auth on, with the managed keys' store (API_KEYS_DB, the default): its metrics are what
       // the ApiKeysStale rule reads, so they must be scraped too.
+      AUTH_DISABLED: "false",
       API_KEY_SHA256: new Bun.CryptoHasher("sha256").update(PROMQL_API_KEY).digest("hex"),
-      LOG_LEVEL: "warn",
-      KAFKA_BROKERS: stack.brokers,
       SCANS_TOPIC: env.scansTopic,
       DATABASE_URL: db.url,
     },
-    output: "pipe",
-    readyUrl: `http://127.0.0.1:${apiPort}/ready`,
-    readyTimeoutMs: 30_000,
   });
   onCleanup(() => killProcess(server));
 
   // Demo traffic: 5% invalid events (rejections), 2% duplicates.
   const traffic = startTraffic({
-    url: `http://127.0.0.1:${apiPort}`,
+    url: apiUrl,
     rate: 300,
     apiKey: PROMQL_API_KEY,
     invalidRatio: 0.05,

@@ -11,9 +11,8 @@
 // | supervisor never calls probe()                               | no restart for reason "unhealthy"  |
 // | supervisor's lag gauge set from the worker, not the broker   | committed lag stays 0 while frozen |
 import { expect, test } from "bun:test";
-import postgres from "postgres";
 import { sum } from "../../shared/prometheus-text.ts";
-import { createDatabase, createProducer, onCleanup, spawnSupervisor, workerEnv } from "../helpers/fixtures.ts";
+import { createDatabase, createProducer, lockScanEvents, spawnSupervisor, workerEnv } from "../helpers/fixtures.ts";
 import { countMismatches, tally } from "../helpers/postgres.ts";
 import { ensureStack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -62,15 +61,7 @@ test("a frozen sink: committed lag rises, liveness fails, the supervisor restart
   expect((await health()).status).toBe(200);
 
   // Freeze the sink: another session holds scan_events locked.
-  const locker = postgres(db.directUrl, { max: 1, onnotice: () => {} });
-  const session = await locker.reserve();
-  onCleanup(async () => {
-    await session`rollback`.catch(() => {});
-    session.release();
-    await locker.end({ timeout: 1 });
-  });
-  await session`begin`;
-  await session`lock table scan_events in access exclusive mode`;
+  const lock = await lockScanEvents(db.directUrl);
   await produceEvents(producer, env.scansTopic, events(600, 60));
 
   // Seen from outside the worker: the committed lag and the stall clock, from the broker.
@@ -97,7 +88,7 @@ test("a frozen sink: committed lag rises, liveness fails, the supervisor restart
     (pids) => pids.length === 1 && pids[0] !== firstWorker,
   );
 
-  await session`rollback`;
+  await lock.release();
   const t = await waitFor(
     "all 1,200 rows after the lock is released",
     () => tally(db.sql),

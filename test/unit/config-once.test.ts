@@ -12,7 +12,8 @@ const ALLOWED: Record<string, string> = {
   "shared/config.ts": "loadConfig and kafkaOverrides: the environment is their default argument",
   "server/config.ts": "loadServerConfig: the environment is its default argument",
   "worker/config.ts": "loadWorkerConfig and loadSupervisorConfig: the environment is their default argument",
-  "worker/supervisor.ts": "passes its environment on to the workers it spawns, with WORKER_INDEX and METRICS_PORT",
+  "worker/pool.ts":
+    "passes the supervisor's environment on to the workers it spawns, with WORKER_INDEX and METRICS_PORT",
   "shared/local-stack.ts": "STACK_* say where the project's own local stack listens (the defaults' source)",
   "packages/bun-rdkafka/src/ffi.ts":
     "LIBRDKAFKA_PATH: the Kafka binding's own library lookup, not the product's config",

@@ -95,6 +95,25 @@ describe("API keys and log level, resolved with the rest of the configuration", 
   });
 });
 
+describe("figures derived once from the settings", () => {
+  test("rate limits in tokens per second, null where the rate is 0; the scanned_at window in ms", () => {
+    const c = load({
+      RATE_LIMIT_EVENTS_PER_SECOND: "50",
+      RATE_LIMIT_BURST: "200",
+      AUTH_FAILURES_PER_MINUTE: "6",
+      AUTH_FAILURE_BURST: "3",
+      SCANNED_AT_MAX_AGE_HOURS: "2",
+      SCANNED_AT_MAX_FUTURE_MINUTES: "5",
+    });
+    expect(c.rateLimits).toEqual({ perKey: { rate: 50, burst: 200 }, perIp: { rate: 0.1, burst: 3 } });
+    expect(c.scannedAtWindow).toEqual({ maxAgeMs: 7_200_000, maxFutureMs: 300_000 });
+    expect(load({ RATE_LIMIT_EVENTS_PER_SECOND: "0", AUTH_FAILURES_PER_MINUTE: "0" }).rateLimits).toEqual({
+      perKey: null,
+      perIp: null,
+    });
+  });
+});
+
 describe("request-body budget", () => {
   test("MAX_BODY_BYTES_IN_FLIGHT is a positive integer of at least MAX_BODY_BYTES", () => {
     expect(load({ MAX_BODY_BYTES_IN_FLIGHT: "1048576" }).MAX_BODY_BYTES_IN_FLIGHT).toBe(1048576);
