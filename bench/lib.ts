@@ -1,10 +1,10 @@
 // Small helpers shared by the bench scripts: argument parsing, result files, table printing.
-// Throwaway databases, processes and scrapes: scripts/harness.ts.
+// Throwaway databases, processes and scrapes: tools/harness.ts.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { spawnUntilReady } from "../scripts/harness.ts";
-import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
+import { spawnUntilReady } from "../tools/harness.ts";
+import { freePort } from "../tools/stack/processes.ts";
 import type { LoadResult } from "./load.ts";
 
 /** `--name value` or `--name=value` from argv, else the fallback. */

@@ -1,5 +1,4 @@
 import type { KafkaProducer } from "bun-rdkafka";
-import { newSecret } from "../scripts/keys.ts";
 // What auth, rate limits and CORS cost per request in the edge's own code, feature by feature: the
 // real app (server/app.ts) in-process with a producer that acknowledges at once, so neither the
 // network nor Kafka blurs a few microseconds. Prints µs per single-event POST for each variant,
@@ -8,6 +7,7 @@ import { newSecret } from "../scripts/keys.ts";
 import { createApp } from "../server/app.ts";
 import { loadServerConfig } from "../server/config.ts";
 import { createServerMetrics } from "../server/metrics.ts";
+import { newSecret } from "../shared/api-keys.ts";
 import { createLogger } from "../shared/logger.ts";
 import { createRegistry } from "../shared/metrics.ts";
 

@@ -1,3 +1,5 @@
+import { newSecret } from "../shared/api-keys.ts";
+import { localStack } from "../shared/local-stack.ts";
 // Edge server bench: the load generator (its own process) against a bare Bun.serve (the ceiling on
 // this machine) and against the real server with Kafka behind it, in one run.
 //   bun bench/server.ts [--duration 10] [--concurrency 64] [--security-rounds 3]
@@ -5,11 +7,9 @@
 // p99 < 25 ms at half the max single-event rate (open loop); with API-key auth, rate limits and
 // CORS on, single-event req/s within 5% of the same server with them off (two servers, loaded in
 // turn, alternating which goes first, `--security-rounds` times; the medians are compared).
-import { spawnUntilReady, stopProcess } from "../scripts/harness.ts";
-import { newSecret } from "../scripts/keys.ts";
-import { startKafka } from "../scripts/stack/kafka.ts";
-import { freePort } from "../scripts/stack/processes.ts";
-import { localStack } from "../shared/local-stack.ts";
+import { spawnUntilReady, stopProcess } from "../tools/harness.ts";
+import { startKafka } from "../tools/stack/kafka.ts";
+import { freePort } from "../tools/stack/processes.ts";
 import { median, numArg, printTable, runLoadProcess, saveResults, startBenchServer } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
 

@@ -1,15 +1,15 @@
 import * as v from "valibot";
+import { loadConfig } from "../shared/config.ts";
+import { localStack } from "../shared/local-stack.ts";
+import { TracingConfigEntries, sampledLink, startTracing } from "../shared/tracing.ts";
 // What tracing costs: the edge server with tracing off, on at 1% (parent-based trace-id ratio) and
 // on at 100%, exporting OTLP/HTTP to a receiver in this process, under the same closed-loop load;
 // alternated over several rounds in one run so drift hits every mode alike. Then the worker's
 // share: building one batch span with a link per sampled message, in-process.
 //   bun bench/tracing.ts [--duration 8] [--concurrency 32] [--rounds 2]
 // Prints req/s and events/s per mode and round, and each mode's median ratio to "off".
-import { stopProcess } from "../scripts/harness.ts";
-import { startKafka } from "../scripts/stack/kafka.ts";
-import { loadConfig } from "../shared/config.ts";
-import { localStack } from "../shared/local-stack.ts";
-import { TracingConfigEntries, sampledLink, startTracing } from "../shared/tracing.ts";
+import { stopProcess } from "../tools/harness.ts";
+import { startKafka } from "../tools/stack/kafka.ts";
 import { median, numArg, printTable, runLoadProcess, saveResults, startBenchServer } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
 

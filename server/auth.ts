@@ -23,15 +23,23 @@ import {
   errors as joseErrors,
   jwtVerify,
 } from "jose";
+import {
+  GENERATED_KEY,
+  KEY_PREFIX,
+  SCOPES,
+  SHOWN_PREFIX_LENGTH,
+  type Scope,
+  inTenant,
+  isTenantPrefix,
+  sha256,
+} from "../shared/api-keys.ts";
 import { type Logger, throttledWarn } from "../shared/logger.ts";
 import type { JwtConfig, ServerConfig } from "./config.ts";
 import { ApiError } from "./errors.ts";
-import { GENERATED_KEY, KEY_PREFIX, type KeyRecord, type KeyStore, SHOWN_PREFIX_LENGTH, sha256 } from "./keys.ts";
+import type { KeyRecord, KeyStore } from "./keys.ts";
 import type { ServerMetrics } from "./metrics.ts";
-import { type Principal, SCOPES, type Scope, inTenant, isTenantPrefix } from "./principal.ts";
+import type { Principal } from "./principal.ts";
 import { requestLogFields } from "./tracing.ts";
-
-export { sha256 } from "./keys.ts";
 
 /** auth_failures_total's reasons: 401s, then 403s (scope, tenant); 503 when JWT keys cannot be fetched. */
 export const AUTH_FAILURE_REASONS = [

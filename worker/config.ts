@@ -18,20 +18,25 @@ import {
   logLevel,
   str,
 } from "../shared/config.ts";
-import { TOPICS, localStack } from "../shared/local-stack.ts";
+import { localStack } from "../shared/local-stack.ts";
+import {
+  BATCH_MAX_ROWS,
+  KafkaBrokerEntries,
+  ScansTopicEntries,
+  SinkGroupEntries,
+  WRITES_IN_FLIGHT,
+} from "../shared/pipeline-config.ts";
 import { TracingConfigEntries } from "../shared/tracing.ts";
 
 export const WorkerConfigSchema = v.object({
-  KAFKA_BROKERS: str(localStack().brokers),
+  ...KafkaBrokerEntries,
   ...KafkaSecurityEntries,
-  SCANS_TOPIC: str(TOPICS.scans.name),
-  DEAD_LETTER_TOPIC: str(TOPICS.deadLetters.name),
-  CONSUMER_GROUP: str("qrscan-sink"),
-  DEAD_LETTER_GROUP: str("qrscan-dead-letters"),
+  ...ScansTopicEntries,
+  ...SinkGroupEntries,
   /** As a member of qrscan_worker (docs/security.md, "Database roles"). */
   DATABASE_URL: str(localStack().workerDatabaseUrl),
   DB_POOL_MAX: int(4, 1, 100),
-  BATCH_MAX_ROWS: int(5_000, 1, 100_000),
+  BATCH_MAX_ROWS,
   BATCH_MAX_WAIT_MS: int(50, 1, 60_000),
   /**
    * The sink consumer's fetch: the broker answers a fetch once it has this many bytes for it, or
@@ -39,8 +44,7 @@ export const WorkerConfigSchema = v.object({
    */
   KAFKA_FETCH_MIN_BYTES: int(256 * 1024, 1, 100 * 1024 * 1024),
   KAFKA_FETCH_WAIT_MAX_MS: int(25, 0, 60_000),
-  /** Batches written concurrently (one transaction and connection each); offsets still commit in order. */
-  WRITES_IN_FLIGHT: int(2, 1, 16),
+  WRITES_IN_FLIGHT,
   DB_RETRY_BASE_MS: int(100, 1),
   DB_RETRY_CAP_MS: int(5_000, 1),
   /** Retrying gives up after this long; the process exits non-zero and the supervisor restarts it. */

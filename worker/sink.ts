@@ -22,8 +22,8 @@
 // work may revisit this for small batches.
 import { finished } from "node:stream/promises";
 import { isDataError } from "../shared/db-errors.ts";
+import { COLUMNS, type Row } from "../shared/scan-events.ts";
 import type { Transaction } from "./db.ts";
-import { COLUMNS, type Row } from "./decode.ts";
 
 export interface WriteResult {
   inserted: number;

@@ -3,12 +3,12 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
-import { BackupConfigSchema } from "../../scripts/backup/config.ts";
-import { ImagesConfigSchema } from "../../scripts/images/config.ts";
-import { KeysConfigSchema } from "../../scripts/keys.ts";
-import { MaintainConfigSchema } from "../../scripts/retention/config.ts";
+import { KeysConfigSchema } from "../../jobs/keys.ts";
+import { MaintainConfigSchema } from "../../jobs/retention/config.ts";
 import { ServerConfigSchema } from "../../server/config.ts";
 import { MigrateConfigSchema } from "../../sql/migrate.ts";
+import { BackupConfigSchema } from "../../tools/backup/config.ts";
+import { ImagesConfigSchema } from "../../tools/images/config.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
 import { configRows, configTable } from "./harness.ts";
 

@@ -1,10 +1,10 @@
 import type { KafkaConfig } from "bun-rdkafka";
+import { type LocalStack, localStack } from "../../shared/local-stack.ts";
 // The real local stack the integration tests run against (Kafka, Postgres, pgbouncer), located
 // from the same STACK_* variables as `bun run stack`. Importing this starts nothing: an integration
 // file calls `await ensureStack()` at its top, so any file can also run alone, and unit tests
 // never need the stack.
-import { up } from "../../scripts/stack.ts";
-import { type LocalStack, localStack } from "../../shared/local-stack.ts";
+import { up } from "../../tools/stack.ts";
 
 export const stack = localStack();
 export const brokerConfig: KafkaConfig = { "bootstrap.servers": stack.brokers };

@@ -17,14 +17,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
-import { killProcess, spawnUntilReady } from "../../scripts/harness.ts";
+import { killProcess, spawnUntilReady } from "../../tools/harness.ts";
 import {
   ALERTMANAGER_CONFIG,
   PROMETHEUS_CONFIG,
   alertmanagerArgs,
   preparePrometheusDir,
   prometheusArgs,
-} from "../../scripts/stack/monitoring.ts";
+} from "../../tools/stack/monitoring.ts";
 import { createDatabase, createProducer, onCleanup, spawnSupervisor, workerEnv } from "../helpers/fixtures.ts";
 import { tally } from "../helpers/postgres.ts";
 import { freePort } from "../helpers/server.ts";

@@ -1,0 +1,122 @@
+// The one command-line frame of the operator jobs (jobs/) and the dev tools that take options:
+// node:util's parseArgs over one option table per command, which also prints --help, one
+// UsageError, and one meaning for exit codes: 0 done, 1 failed (the work could not be done, or
+// found a problem it reports), 2 usage or configuration error (nothing was attempted).
+import { parseArgs } from "node:util";
+import { ConfigError } from "./config.ts";
+
+/** A command line the table does not accept: exit 2 with the usage text. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export interface CliOption {
+  type: "string" | "boolean";
+  /** What --help shows after the name, for a string option (e.g. "N", "24h"). */
+  value?: string;
+  description: string;
+}
+
+export interface CliCommand {
+  /** Positional arguments as --help shows them (e.g. "<id>"), "" for none. */
+  args: string;
+  description: string;
+  options: Record<string, CliOption>;
+  /** Allowed positional arguments (default 0, or 1 when `args` is set). */
+  maxPositionals?: number;
+}
+
+/** A program: either one command (`main`) or named subcommands, each with its own options. */
+export interface CliSpec {
+  /** How the operator runs it, e.g. "bun run dlq". */
+  program: string;
+  description: string;
+  commands: Record<string, CliCommand>;
+}
+
+/** The key of `commands` for a program without subcommands. */
+export const MAIN = "";
+
+export interface ParsedCommand {
+  command: string;
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+/** --help's text: every command with every option of the table that parses it. */
+export function helpText(spec: CliSpec): string {
+  const lines = [`usage: ${spec.program}${spec.commands[MAIN] ? "" : " <command>"} [--help]`, "", spec.description];
+  for (const [name, command] of Object.entries(spec.commands)) {
+    lines.push("", `  ${[spec.program, name, command.args].filter(Boolean).join(" ")}`, `      ${command.description}`);
+    for (const [option, o] of Object.entries(command.options)) {
+      const flag = o.type === "string" ? `--${option} ${o.value ?? "VALUE"}` : `--${option}`;
+      lines.push(`      ${flag.padEnd(24)} ${o.description}`);
+    }
+  }
+  return lines.join("\n");
+}
+
+export const wantsHelp = (argv: readonly string[]) =>
+  argv[0] === "help" || argv.includes("--help") || argv.includes("-h");
+
+/** Parses argv against the table; anything it does not describe is a UsageError. */
+export function parseCommand(spec: CliSpec, argv: readonly string[]): ParsedCommand {
+  const single = spec.commands[MAIN] !== undefined;
+  const name = single ? MAIN : (argv[0] ?? "");
+  const command = spec.commands[name];
+  if (!command) {
+    const known = Object.keys(spec.commands).join(", ");
+    throw new UsageError(
+      name ? `unknown command "${name}" (one of ${known})` : `a command is needed (one of ${known})`,
+    );
+  }
+  const options = Object.fromEntries(Object.entries(command.options).map(([k, o]) => [k, { type: o.type }]));
+  let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
+  try {
+    parsed = parseArgs({ args: single ? [...argv] : argv.slice(1), options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const max = command.maxPositionals ?? (command.args ? 1 : 0);
+  if (parsed.positionals.length > max) throw new UsageError(`unexpected: ${parsed.positionals.slice(max).join(" ")}`);
+  return { command: name, values: parsed.values, positionals: parsed.positionals };
+}
+
+/** Runs `main` with the process's arguments, prints --help, and turns the outcome into the exit code. */
+export async function runCli(spec: CliSpec, main: (argv: string[]) => Promise<number>, argv = process.argv.slice(2)) {
+  process.exit(await cliExitCode(spec, main, argv));
+}
+
+/** runCli without the exit: the code it would exit with (unit-tested). */
+export async function cliExitCode(
+  spec: CliSpec,
+  main: (argv: string[]) => Promise<number>,
+  argv: string[],
+  err: (text: string) => void = (text) => console.error(text),
+  out: (text: string) => void = (text) => console.log(text),
+): Promise<number> {
+  const name = spec.program.replace(/^bun (run )?/, "").replace(/\.ts$/, "");
+  if (wantsHelp(argv)) {
+    out(helpText(spec));
+    return 0;
+  }
+  try {
+    return await main(argv);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      err(`${name}: ${error.message}\n${helpText(spec)}`);
+      return 2;
+    }
+    if (error instanceof ConfigError) {
+      err(`${name}: ${error.message}`);
+      return 2;
+    }
+    // A typed error's message is the whole story; an unexpected one keeps its stack.
+    const typed = error instanceof Error && error.name !== "Error";
+    err(`${name} failed: ${typed ? error.message : ((error as Error).stack ?? String(error))}`);
+    return 1;
+  }
+}

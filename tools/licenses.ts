@@ -1,0 +1,64 @@
+// The dependency baseline's license check: every component of the SBOM (tools/sbom.ts) must
+// declare a license on the allowlist (an SPDX id, or an expression whose OR-branches include an
+// allowed one and whose AND-parts are all allowed).
+//   bun run licenses [--sbom path]    (generates the SBOM first unless --sbom names one)
+// Exit 0: all allowed; 1: some are not (listed); 2: the SBOM could not be made or read.
+import { type SbomComponent, componentId, generateSbom, readSbom } from "./sbom.ts";
+
+/** Permissive licenses; anything else (copyleft, unknown, none) needs a decision first. */
+export const ALLOWED_LICENSES = new Set([
+  "MIT",
+  "ISC",
+  "Apache-2.0",
+  "BSD-2-Clause",
+  "BSD-3-Clause",
+  "0BSD",
+  "BlueOak-1.0.0",
+  "CC0-1.0",
+  "Unlicense",
+  // Data, not code: spdx-exceptions' list of exception identifiers.
+  "CC-BY-3.0",
+  // argparse (a port of Python's module): permissive, GPL-compatible.
+  "Python-2.0",
+]);
+
+/** Whether an SPDX expression is satisfied by the allowlist: OR needs one allowed branch, AND all. */
+export function expressionAllowed(expression: string): boolean {
+  const e = expression.trim().replace(/^\((.*)\)$/, "$1");
+  if (/\bOR\b/.test(e)) return e.split(/\bOR\b/).some((x) => expressionAllowed(x));
+  if (/\bAND\b/.test(e)) return e.split(/\bAND\b/).every((x) => expressionAllowed(x));
+  return ALLOWED_LICENSES.has(e.replace(/[()]/g, "").trim());
+}
+
+/** The components whose declared licenses are not allowed (or that declare none), with what they declare. */
+export function disallowed(components: readonly SbomComponent[]): string[] {
+  const bad: string[] = [];
+  for (const c of components) {
+    const declared = (c.licenses ?? []).map((l) =>
+      "expression" in l ? l.expression : (l.license.id ?? l.license.name ?? "?"),
+    );
+    if (declared.length === 0 || !declared.every(expressionAllowed)) {
+      bad.push(`${componentId(c)}: ${declared.length ? declared.join(", ") : "no license declared"}`);
+    }
+  }
+  return bad;
+}
+
+if (import.meta.main) {
+  const i = process.argv.indexOf("--sbom");
+  let components: SbomComponent[];
+  try {
+    components = i > 0 ? readSbom(process.argv[i + 1]) : generateSbom();
+  } catch (error) {
+    console.error(`licenses: ${(error as Error).message}`);
+    process.exit(2);
+  }
+  const bad = disallowed(components);
+  if (bad.length) {
+    console.error(
+      `licenses: ${bad.length} of ${components.length} components are not on the allowlist:\n  ${bad.join("\n  ")}`,
+    );
+    process.exit(1);
+  }
+  console.log(`licenses: all ${components.length} components are on the allowlist`);
+}
