@@ -78,11 +78,22 @@ export function parseCommand(spec: CliSpec, argv: readonly string[]): ParsedComm
   try {
     parsed = parseArgs({ args: single ? [...argv] : argv.slice(1), options, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw usageOf(error);
   }
   const max = command.maxPositionals ?? (command.args ? 1 : 0);
-  if (parsed.positionals.length > max) throw new UsageError(`unexpected: ${parsed.positionals.slice(max).join(" ")}`);
+  if (parsed.positionals.length > max)
+    throw new UsageError(`unknown argument(s): ${parsed.positionals.slice(max).join(" ")}`);
   return { command: name, values: parsed.values, positionals: parsed.positionals };
+}
+
+/** parseArgs' errors, said in one line. */
+function usageOf(error: unknown): UsageError {
+  const { code, message } = error as { code?: string; message: string };
+  const option = /'(-[^' ]+)/.exec(message)?.[1];
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && option) return new UsageError(`unknown argument(s): ${option}`);
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && option)
+    return new UsageError(/does not take/.test(message) ? `${option} takes no value` : `${option} needs a value`);
+  return new UsageError(message);
 }
 
 /** Runs `main` with the process's arguments, prints --help, and turns the outcome into the exit code. */

@@ -94,7 +94,7 @@ export function localStack(env: Record<string, string | undefined> = process.env
     password: "qrscan",
     /** The login users the stack creates, each in its group role (docs/security.md, "Database roles"). */
     logins: DB_LOGINS,
-    /** The bootstrap list of every node: the one source the server, worker, tests and scripts use. */
+    /** The bootstrap list of every node: the one source the server, worker, tests, jobs and tools use. */
     brokers: kafkaNodes.map((n) => `127.0.0.1:${n.port}`).join(","),
     /** Through pgbouncer (transaction pooling), as the owner: the operator commands' default. */
     databaseUrl: `postgres://qrscan:qrscan@127.0.0.1:${pgbouncerPort}/qrscan`,

@@ -1,4 +1,4 @@
-// The harness shared by the tests, the benches and the scripts (no side effects on import):
+// The harness shared by the tests, the benches and the tools (no side effects on import):
 // throwaway databases on the local stack, processes started and polled until ready and stopped
 // by pid, and Prometheus endpoints scraped. The tests' fixtures (test/helpers/fixtures.ts) wrap
 // these with cleanup after each test; waiting is tools/wait.ts.

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 // The restore drill: restores the stack's pgBackRest backups into a fresh cluster on another port,
 // verifies it against checksums captured at the recovery target before the restore, prints the
 // measured RTO and RPO, and removes the drill cluster (also on failure or Ctrl-C).
@@ -15,10 +14,12 @@ import { readFileSync } from "node:fs";
 //       topic's end, and checks every event up to there is stored exactly once, as on the live one.
 // Configuration: BACKUP_DATABASE, DRILL_PG_PORT, DRILL_TIMEOUT_MS (tools/backup/config.ts), and
 // with --replay the worker's (KAFKA_BROKERS, SCANS_TOPIC, CONSUMER_GROUP, …).
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { KafkaAdmin } from "bun-rdkafka";
 import postgres from "postgres";
 import { commitGroupOffsets, resumePositions, rewindFor } from "../jobs/offsets.ts";
+import { type CliSpec, MAIN, UsageError, parseCommand, runCli } from "../shared/cli.ts";
 import { type LocalStack, localStack } from "../shared/local-stack.ts";
 import { type WorkerConfig, loadWorkerConfig } from "../worker/config.ts";
 import { type Checksums, type Mark, checksums, differences, mark, totalRows, writeMark } from "./backup/checksums.ts";
@@ -28,10 +29,24 @@ import { ARCHIVE_TIMEOUT_S } from "./backup/pgbackrest.ts";
 import { spawnProcess, stopProcess } from "./harness.ts";
 import { waitFor } from "./wait.ts";
 
-const USAGE =
-  "usage: bun run restore-drill [--latest] [--replay] | --mark FILE | --target-time ISO [--expect FILE] [--replay]";
-
-class UsageError extends Error {}
+export const RESTORE_DRILL_CLI: CliSpec = {
+  program: "bun run restore-drill",
+  description:
+    "The local restore drill: restores the stack's backups into a fresh cluster, verifies it, prints RTO and RPO.",
+  commands: {
+    [MAIN]: {
+      args: "",
+      description: "captures a restore point now and restores the latest backup up to it (default)",
+      options: {
+        latest: { type: "boolean", description: "restore the latest backup (the default)" },
+        replay: { type: "boolean", description: "then replay Kafka into the drill cluster and check every event" },
+        mark: { type: "string", value: "FILE", description: "only capture the checksums and the time into FILE" },
+        "target-time": { type: "string", value: "ISO", description: "point-in-time restore" },
+        expect: { type: "string", value: "FILE", description: "verify against a --mark FILE (its time is the target)" },
+      },
+    },
+  },
+};
 
 interface Options {
   mode: "latest" | "mark" | "time";
@@ -42,26 +57,12 @@ interface Options {
 }
 
 export function parseArgs(argv: string[]): Options {
-  const args = [...argv];
-  const take = (name: string) => {
-    const i = args.indexOf(name);
-    if (i < 0) return undefined;
-    const value = args[i + 1];
-    if (value === undefined || value.startsWith("--")) throw new UsageError(`${name} needs a value`);
-    args.splice(i, 2);
-    return value;
-  };
-  const flag = (name: string) => {
-    const i = args.indexOf(name);
-    if (i >= 0) args.splice(i, 1);
-    return i >= 0;
-  };
-  const markFile = take("--mark");
-  const targetTime = take("--target-time");
-  const expectFile = take("--expect");
-  const latest = flag("--latest");
-  const replay = flag("--replay");
-  if (args.length) throw new UsageError(`unknown argument(s): ${args.join(" ")}`);
+  const { values } = parseCommand(RESTORE_DRILL_CLI, argv);
+  const markFile = values.mark as string | undefined;
+  const targetTime = values["target-time"] as string | undefined;
+  const expectFile = values.expect as string | undefined;
+  const latest = values.latest === true;
+  const replay = values.replay === true;
   if (markFile) {
     if (targetTime || expectFile || latest || replay) throw new UsageError("--mark takes no other option");
     return { mode: "mark", markFile, replay };
@@ -284,15 +285,4 @@ async function main(argv: string[]): Promise<number> {
   return (await drill(stack, config, options)) ? 0 : 1;
 }
 
-if (import.meta.main) {
-  try {
-    process.exit(await main(process.argv.slice(2)));
-  } catch (error) {
-    if (error instanceof UsageError) {
-      console.error(`${error.message}\n${USAGE}`);
-      process.exit(2);
-    }
-    console.error(`restore-drill failed: ${(error as Error).message}`);
-    process.exit(1);
-  }
-}
+if (import.meta.main) await runCli(RESTORE_DRILL_CLI, main);

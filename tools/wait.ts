@@ -1,4 +1,4 @@
-// Waiting for a condition in tests, benches and scripts (no side effects on import): a timeout
+// Waiting for a condition in tests, benches and tools (no side effects on import): a timeout
 // says what it waited for and what it last saw.
 
 /**
