@@ -29,7 +29,7 @@ export interface CliCommand {
   maxPositionals?: number;
 }
 
-/** A program: either one command (`main`) or named subcommands, each with its own options. */
+/** A program: named commands, each with its own options; the MAIN one runs when no command is named. */
 export interface CliSpec {
   /** How the operator runs it, e.g. "bun run dlq". */
   program: string;
@@ -48,7 +48,9 @@ export interface ParsedCommand {
 
 /** --help's text: every command with every option of the table that parses it. */
 export function helpText(spec: CliSpec): string {
-  const lines = [`usage: ${spec.program}${spec.commands[MAIN] ? "" : " <command>"} [--help]`, "", spec.description];
+  const names = Object.keys(spec.commands);
+  const commandArg = names.length === 1 && names[0] === MAIN ? "" : spec.commands[MAIN] ? " [<command>]" : " <command>";
+  const lines = [`usage: ${spec.program}${commandArg} [--help]`, "", spec.description];
   for (const [name, command] of Object.entries(spec.commands)) {
     lines.push("", `  ${[spec.program, name, command.args].filter(Boolean).join(" ")}`, `      ${command.description}`);
     for (const [option, o] of Object.entries(command.options)) {
@@ -64,8 +66,9 @@ export const wantsHelp = (argv: readonly string[]) =>
 
 /** Parses argv against the table; anything it does not describe is a UsageError. */
 export function parseCommand(spec: CliSpec, argv: readonly string[]): ParsedCommand {
-  const single = spec.commands[MAIN] !== undefined;
-  const name = single ? MAIN : (argv[0] ?? "");
+  // The first argument names a command; a program with a MAIN command runs it when none is named.
+  const named = argv[0] !== undefined && argv[0] !== MAIN && Object.hasOwn(spec.commands, argv[0]);
+  const name = named ? (argv[0] as string) : spec.commands[MAIN] ? MAIN : (argv[0] ?? "");
   const command = spec.commands[name];
   if (!command) {
     const known = Object.keys(spec.commands).join(", ");
@@ -76,13 +79,17 @@ export function parseCommand(spec: CliSpec, argv: readonly string[]): ParsedComm
   const options = Object.fromEntries(Object.entries(command.options).map(([k, o]) => [k, { type: o.type }]));
   let parsed: { values: Record<string, string | boolean | undefined>; positionals: string[] };
   try {
-    parsed = parseArgs({ args: single ? [...argv] : argv.slice(1), options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: named ? argv.slice(1) : [...argv], options, allowPositionals: true, strict: true });
   } catch (error) {
     throw usageOf(error);
   }
   const max = command.maxPositionals ?? (command.args ? 1 : 0);
-  if (parsed.positionals.length > max)
+  if (parsed.positionals.length > max) {
+    const others = Object.keys(spec.commands).filter((k) => k !== MAIN);
+    if (!named && max === 0 && others.length)
+      throw new UsageError(`unknown command "${parsed.positionals[0]}" (one of ${others.join(", ")})`);
     throw new UsageError(`unknown argument(s): ${parsed.positionals.slice(max).join(" ")}`);
+  }
   return { command: name, values: parsed.values, positionals: parsed.positionals };
 }
 
@@ -95,6 +102,26 @@ function usageOf(error: unknown): UsageError {
     return new UsageError(/does not take/.test(message) ? `${option} takes no value` : `${option} needs a value`);
   return new UsageError(message);
 }
+
+/**
+ * For a script whose work runs at the top level (a long-running dev tool): the parsed command
+ * line, or --help printed and exit 0, or the usage error printed and exit 2.
+ */
+export function parseProcessArgs(spec: CliSpec, argv = process.argv.slice(2)): ParsedCommand {
+  if (wantsHelp(argv)) {
+    console.log(helpText(spec));
+    process.exit(0);
+  }
+  try {
+    return parseCommand(spec, argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`${programName(spec)}: ${error.message}\n${helpText(spec)}`);
+    process.exit(2);
+  }
+}
+
+const programName = (spec: CliSpec) => spec.program.replace(/^bun (run )?/, "").replace(/\.ts$/, "");
 
 /** Runs `main` with the process's arguments, prints --help, and turns the outcome into the exit code. */
 export async function runCli(spec: CliSpec, main: (argv: string[]) => Promise<number>, argv = process.argv.slice(2)) {
@@ -109,7 +136,7 @@ export async function cliExitCode(
   err: (text: string) => void = (text) => console.error(text),
   out: (text: string) => void = (text) => console.log(text),
 ): Promise<number> {
-  const name = spec.program.replace(/^bun (run )?/, "").replace(/\.ts$/, "");
+  const name = programName(spec);
   if (wantsHelp(argv)) {
     out(helpText(spec));
     return 0;

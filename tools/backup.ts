@@ -2,17 +2,31 @@
 //   bun run backup [--type full|diff|incr]   one backup now (default full); prints its label, sizes and duration
 //   bun run backup info                       the backups in the repository and the WAL archive's range
 // WAL is archived continuously (archive_command); schedules: deploy/backup/, docs/runbooks/restore.md.
+import { type CliSpec, MAIN, UsageError, parseCommand, runCli } from "../shared/cli.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { type BackupType, backupInfo, takeBackup } from "./backup/pgbackrest.ts";
 
-const USAGE = "usage: bun run backup [--type full|diff|incr] | bun run backup info";
 const TYPES: readonly BackupType[] = ["full", "diff", "incr"];
+
+export const BACKUP_CLI: CliSpec = {
+  program: "bun run backup",
+  description: "Backups of the local stack's PostgreSQL cluster with pgBackRest.",
+  commands: {
+    [MAIN]: {
+      args: "",
+      description: "one backup now; prints its label, sizes and duration",
+      options: { type: { type: "string", value: TYPES.join("|"), description: "default full" } },
+    },
+    info: { args: "", description: "the backups in the repository and the WAL archive's range", options: {} },
+  },
+};
 
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
-function main(args: string[]): number {
+async function main(argv: string[]): Promise<number> {
   const stack = localStack();
-  if (args[0] === "info") {
+  const { command, values } = parseCommand(BACKUP_CLI, argv);
+  if (command === "info") {
     const { backups, archiveMax } = backupInfo(stack);
     console.log(`${backups.length} backup(s), oldest first; WAL archived up to ${archiveMax ?? "(none)"}`);
     for (const b of backups) {
@@ -22,18 +36,8 @@ function main(args: string[]): number {
     }
     return 0;
   }
-  let type: BackupType = "full";
-  if (args[0] === "--type") {
-    const value = args[1] as BackupType;
-    if (!TYPES.includes(value) || args.length !== 2) {
-      console.error(`--type must be one of ${TYPES.join(", ")}\n${USAGE}`);
-      return 2;
-    }
-    type = value;
-  } else if (args.length > 0) {
-    console.error(USAGE);
-    return 2;
-  }
+  const type = (values.type ?? "full") as BackupType;
+  if (!TYPES.includes(type)) throw new UsageError(`--type must be one of ${TYPES.join(", ")}`);
   const b = takeBackup(stack, type);
   console.log(
     `backup ${b.label} (${b.type}${b.type === type ? "" : `, asked for ${type}: there was no full backup yet`}): ` +
@@ -43,11 +47,4 @@ function main(args: string[]): number {
   return 0;
 }
 
-if (import.meta.main) {
-  try {
-    process.exit(main(process.argv.slice(2)));
-  } catch (error) {
-    console.error(`backup failed: ${(error as Error).message}`);
-    process.exit(1);
-  }
-}
+if (import.meta.main) await runCli(BACKUP_CLI, main);

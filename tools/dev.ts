@@ -15,6 +15,7 @@ import { existsSync } from "node:fs";
 import { KafkaProducer } from "bun-rdkafka";
 import postgres from "postgres";
 import { loadServerConfig } from "../server/config.ts";
+import { type CliSpec, MAIN, parseProcessArgs } from "../shared/cli.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
 import { histogramQuantile, sum } from "../shared/prometheus-text.ts";
 import { missingEventIds } from "../sql/checks.ts";
@@ -28,10 +29,29 @@ import { kafkaPid } from "./stack/kafka.ts";
 import { appMetricsPorts } from "./stack/monitoring.ts";
 import { waitFor } from "./wait.ts";
 
-const adversarial = process.argv.includes("--adversarial");
-const demo = adversarial || process.argv.includes("--demo");
-const rateArg = process.argv.indexOf("--rate");
-const rate = rateArg > 0 ? Number(process.argv[rateArg + 1]) : 500;
+export const DEV_CLI: CliSpec = {
+  program: "bun run dev",
+  description: "The whole product on the local stack: server, worker pool, URLs; Ctrl-C stops what it started.",
+  commands: {
+    [MAIN]: {
+      args: "",
+      description: "starts everything",
+      options: {
+        demo: { type: "boolean", description: "drive realistic scan traffic, with a status line" },
+        rate: { type: "string", value: "N", description: "the demo's events per second (default 500)" },
+        adversarial: {
+          type: "boolean",
+          description: "the demo with edge-case events and undecodable records, checked on exit",
+        },
+      },
+    },
+  },
+};
+
+const { values } = parseProcessArgs(DEV_CLI);
+const adversarial = values.adversarial === true;
+const demo = adversarial || values.demo === true;
+const rate = values.rate === undefined ? 500 : Number(values.rate);
 const stack = localStack();
 const root = new URL("..", import.meta.url).pathname;
 // An explicit AUTH_DISABLED=false keeps auth on with only managed keys (`bun run keys create`).

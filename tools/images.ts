@@ -32,6 +32,7 @@ import type { Subprocess } from "bun";
 import { KafkaAdmin } from "bun-rdkafka";
 import postgres from "postgres";
 import { newSecret } from "../shared/api-keys.ts";
+import { type CliSpec, MAIN, parseCommand, runCli } from "../shared/cli.ts";
 import { loadConfig } from "../shared/config.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { ROOT, createThrowawayDatabase, killProcess, spawnProcess } from "./harness.ts";
@@ -652,10 +653,19 @@ async function smoke(): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 
-async function main() {
-  const mode = process.argv[2] ?? "all";
-  if (!["all", "build"].includes(mode))
-    throw new ImageCheckError(`usage: bun tools/images.ts [all|build], got ${mode}`);
+export const IMAGES_CLI: CliSpec = {
+  program: "bun tools/images.ts",
+  description:
+    "Builds the production images with buildah and smoke-tests them on a read-only root against the local stack.",
+  commands: {
+    [MAIN]: { args: "", description: "build, inspect and smoke (as .ci/run)", options: {} },
+    all: { args: "", description: "the same", options: {} },
+    build: { args: "", description: "only the base and the build, with the inspect checks", options: {} },
+  },
+};
+
+async function main(argv: string[]): Promise<number> {
+  const mode = parseCommand(IMAGES_CLI, argv).command || "all";
   const missing = ["buildah", ...(config.IMAGES_BASE ? [] : ["debootstrap"])].filter((c) => !commandExists(c));
   if (missing.length) throw new ImageCheckError(`needs ${missing.join(" and ")}: apt-get install ${missing.join(" ")}`);
   if (!isRoot())
@@ -680,13 +690,7 @@ async function main() {
     .filter((l) => l.includes(tag) || l.includes("debian-base"));
   console.log(`images:\n  ${sizes.join("\n  ")}`);
   console.log(`stage times: ${times.map(([n, s]) => `${n.split(" (")[0]} ${s.toFixed(1)} s`).join("; ")}`);
+  return 0;
 }
 
-if (import.meta.main) {
-  try {
-    await main();
-  } catch (error) {
-    console.error(`images: ${error instanceof ImageCheckError ? error.message : (error as Error).stack}`);
-    process.exit(1);
-  }
-}
+if (import.meta.main) await runCli(IMAGES_CLI, main);

@@ -3,6 +3,7 @@
 // allowed one and whose AND-parts are all allowed).
 //   bun run licenses [--sbom path]    (generates the SBOM first unless --sbom names one)
 // Exit 0: all allowed; 1: some are not (listed); 2: the SBOM could not be made or read.
+import { type CliSpec, MAIN, parseCommand, runCli } from "../shared/cli.ts";
 import { type SbomComponent, componentId, generateSbom, readSbom } from "./sbom.ts";
 
 /** Permissive licenses; anything else (copyleft, unknown, none) needs a decision first. */
@@ -44,21 +45,39 @@ export function disallowed(components: readonly SbomComponent[]): string[] {
   return bad;
 }
 
-if (import.meta.main) {
-  const i = process.argv.indexOf("--sbom");
+export const LICENSES_CLI: CliSpec = {
+  program: "bun run licenses",
+  description:
+    "Every production dependency's license against the allowlist: exit 1 if one is not on it, 2 if the SBOM cannot be read or made.",
+  commands: {
+    [MAIN]: {
+      args: "",
+      description: "checks a fresh SBOM",
+      options: { sbom: { type: "string", value: "FILE", description: "check this CycloneDX SBOM instead" } },
+    },
+  },
+};
+
+if (import.meta.main)
+  await runCli(LICENSES_CLI, async (argv) =>
+    checkLicenses(parseCommand(LICENSES_CLI, argv).values.sbom as string | undefined),
+  );
+
+async function checkLicenses(sbomFile: string | undefined): Promise<number> {
   let components: SbomComponent[];
   try {
-    components = i > 0 ? readSbom(process.argv[i + 1]) : generateSbom();
+    components = sbomFile ? readSbom(sbomFile) : generateSbom();
   } catch (error) {
     console.error(`licenses: ${(error as Error).message}`);
-    process.exit(2);
+    return 2;
   }
   const bad = disallowed(components);
   if (bad.length) {
     console.error(
       `licenses: ${bad.length} of ${components.length} components are not on the allowlist:\n  ${bad.join("\n  ")}`,
     );
-    process.exit(1);
+    return 1;
   }
   console.log(`licenses: all ${components.length} components are on the allowlist`);
+  return 0;
 }

@@ -7,6 +7,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { type CliSpec, MAIN, parseCommand, runCli } from "../shared/cli.ts";
 
 export const ROOT = new URL("..", import.meta.url).pathname;
 export const DEFAULT_SBOM = join(ROOT, "sbom", "qrscan-ingest.cdx.json");
@@ -108,9 +109,23 @@ export function installableHere(
   return admits(p.os, platform) && admits(p.cpu, arch) && (platform !== "linux" || admits(p.libc, libc));
 }
 
+export const SBOM_CLI: CliSpec = {
+  program: "bun run sbom",
+  description: "The CycloneDX SBOM of the production dependencies.",
+  commands: {
+    [MAIN]: {
+      args: "",
+      description: "writes it",
+      options: { out: { type: "string", value: "FILE", description: `default ${DEFAULT_SBOM}` } },
+    },
+  },
+};
+
 if (import.meta.main) {
-  const i = process.argv.indexOf("--out");
-  const out = i > 0 ? (process.argv[i + 1] as string) : DEFAULT_SBOM;
-  const components = generateSbom(out);
-  console.log(`sbom: ${components.length} components → ${out}`);
+  await runCli(SBOM_CLI, async (argv) => {
+    const out = (parseCommand(SBOM_CLI, argv).values.out as string | undefined) ?? DEFAULT_SBOM;
+    const components = generateSbom(out);
+    console.log(`sbom: ${components.length} components → ${out}`);
+    return 0;
+  });
 }

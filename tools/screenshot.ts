@@ -8,16 +8,25 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { type CliSpec, MAIN, parseCommand, runCli } from "../shared/cli.ts";
 import { TOPICS, localStack } from "../shared/local-stack.ts";
 
-const arg = (name: string) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
+export const SCREENSHOT_CLI: CliSpec = {
+  program: "bun run screenshot",
+  description: "PNGs of the local stack's Prometheus graphs of the pipeline's main series.",
+  commands: {
+    [MAIN]: {
+      args: "",
+      description: "one PNG per graph; prints their paths",
+      options: {
+        range: { type: "string", value: "15m", description: "the graphs' time range (default 15m)" },
+        "out-dir": { type: "string", value: "DIR", description: "default $STACK_DIR/screenshots" },
+      },
+    },
+  },
 };
+
 const stack = localStack();
-const range = arg("--range") ?? "15m";
-const outDir = arg("--out-dir") ?? join(stack.dir, "screenshots");
-const stamp = new Date().toISOString().replace(/[:.]/g, "-");
 const prometheus = `http://127.0.0.1:${stack.prometheusPort}`;
 
 /** The graphs, as on the pipeline and edge dashboards (dashboards/src/), one PNG each. */
@@ -32,17 +41,14 @@ const graphs: Record<string, string> = {
     'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{route="/v1/scans"}[1m])))',
 };
 
-const ready = await fetch(`${prometheus}/-/ready`).then(
-  (r) => r.status,
-  (e: Error) => e.message,
-);
-if (ready !== 200) {
-  console.error(`screenshot: Prometheus at ${prometheus} is not ready (${ready}); run \`bun run stack up\` first`);
-  process.exit(1);
+interface Shot {
+  range: string;
+  outDir: string;
+  stamp: string;
 }
 
 /** One graph page, shot by headless Chromium; returns the PNG's path. */
-function shoot(name: string, expr: string): string {
+function shoot(name: string, expr: string, { range, outDir, stamp }: Shot): string {
   const out = join(outDir, `prometheus-${name}-${stamp}.png`);
   const params = new URLSearchParams({
     "g0.expr": expr,
@@ -78,5 +84,24 @@ function shoot(name: string, expr: string): string {
   return out;
 }
 
-mkdirSync(outDir, { recursive: true });
-for (const [name, expr] of Object.entries(graphs)) console.log(shoot(name, expr));
+async function main(argv: string[]): Promise<number> {
+  const { values } = parseCommand(SCREENSHOT_CLI, argv);
+  const shot: Shot = {
+    range: (values.range as string | undefined) ?? "15m",
+    outDir: (values["out-dir"] as string | undefined) ?? join(stack.dir, "screenshots"),
+    stamp: new Date().toISOString().replace(/[:.]/g, "-"),
+  };
+  const ready = await fetch(`${prometheus}/-/ready`).then(
+    (r) => r.status,
+    (e: Error) => e.message,
+  );
+  if (ready !== 200) {
+    console.error(`screenshot: Prometheus at ${prometheus} is not ready (${ready}); run \`bun run stack up\` first`);
+    return 1;
+  }
+  mkdirSync(shot.outDir, { recursive: true });
+  for (const [name, expr] of Object.entries(graphs)) console.log(shoot(name, expr, shot));
+  return 0;
+}
+
+if (import.meta.main) await runCli(SCREENSHOT_CLI, main);

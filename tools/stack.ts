@@ -9,6 +9,7 @@
 // `down --only kafka` start or stop Kafka alone (a test's private cluster).
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { type CliSpec, MAIN, UsageError, parseCommand, runCli } from "../shared/cli.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { KAFKA_PRINCIPALS, clientEnv } from "./stack/kafka-security.ts";
 import { kafkaNodePid, kafkaSecurityPaths, startKafka, stopKafka } from "./stack/kafka.ts";
@@ -65,37 +66,43 @@ export function status(): void {
   for (const m of monitoringStatus(stack)) line(m.name, m.pid, m.where);
 }
 
-if (import.meta.main) {
-  const command = process.argv[2] ?? "status";
-  const only = process.argv[3] === "--only" ? process.argv[4] : undefined;
-  if (process.argv.length > 3 && (only !== "kafka" || !["up", "down", "status"].includes(command))) {
-    console.error("usage: bun run stack up|down|status|reset [--only kafka]");
-    process.exit(2);
+const only = { only: { type: "string", value: "kafka", description: "that service alone" } } as const;
+export const STACK_CLI: CliSpec = {
+  program: "bun run stack",
+  description: "The local services: Kafka, Postgres, pgbouncer and the monitoring, on the STACK_* ports.",
+  commands: {
+    [MAIN]: { args: "", description: "the same as status", options: {} },
+    up: { args: "", description: "start what is not running", options: only },
+    down: { args: "", description: "stop everything", options: only },
+    status: { args: "", description: "what runs, and the variables to reach it", options: only },
+    reset: { args: "", description: "stop, then delete the data (the Kafka jar cache stays)", options: {} },
+  },
+};
+
+async function main(argv: string[]): Promise<number> {
+  const parsed = parseCommand(STACK_CLI, argv);
+  const command = parsed.command || "status";
+  if (parsed.values.only !== undefined && parsed.values.only !== "kafka")
+    throw new UsageError(`--only ${parsed.values.only}: only kafka can run alone`);
+  const kafkaOnly = parsed.values.only === "kafka";
+  if (kafkaOnly && command === "up") await startKafka(stack);
+  else if (kafkaOnly && command === "down") await stopKafka(stack);
+  else if (command === "up") await up();
+  else if (command === "down") await down();
+  else if (command === "status") status();
+  else if (command === "reset") {
+    await down();
+    // Data goes; the Kafka jar cache (kafka/libs) stays, so the next `up` needs no download.
+    rmSync(pgPaths(stack).root, { recursive: true, force: true });
+    rmSync(join(stack.dir, "kafka", "data"), { recursive: true, force: true });
+    rmSync(join(stack.dir, "kafka", "nodes"), { recursive: true, force: true });
+    // The secure clusters' data, certificates and passwords: all made again by the next `up`.
+    rmSync(kafkaSecurityPaths(stack).dir, { recursive: true, force: true });
+    rmSync(monitoringPaths(stack).prometheusData, { recursive: true, force: true });
+    rmSync(monitoringPaths(stack).alertmanagerData, { recursive: true, force: true });
+    console.log(`stack: deleted the data in ${stack.dir}`);
   }
-  try {
-    if (only === "kafka" && command === "up") await startKafka(stack);
-    else if (only === "kafka" && command === "down") await stopKafka(stack);
-    else if (only === "kafka" && command === "status") status();
-    else if (command === "up") await up();
-    else if (command === "down") await down();
-    else if (command === "status") status();
-    else if (command === "reset") {
-      await down();
-      // Data goes; the Kafka jar cache (kafka/libs) stays, so the next `up` needs no download.
-      rmSync(pgPaths(stack).root, { recursive: true, force: true });
-      rmSync(join(stack.dir, "kafka", "data"), { recursive: true, force: true });
-      rmSync(join(stack.dir, "kafka", "nodes"), { recursive: true, force: true });
-      // The secure clusters' data, certificates and passwords: all made again by the next `up`.
-      rmSync(kafkaSecurityPaths(stack).dir, { recursive: true, force: true });
-      rmSync(monitoringPaths(stack).prometheusData, { recursive: true, force: true });
-      rmSync(monitoringPaths(stack).alertmanagerData, { recursive: true, force: true });
-      console.log(`stack: deleted the data in ${stack.dir}`);
-    } else {
-      console.error("usage: bun run stack up|down|status|reset [--only kafka]");
-      process.exit(2);
-    }
-  } catch (error) {
-    console.error(`stack ${command} failed: ${(error as Error).message}`);
-    process.exit(1);
-  }
+  return 0;
 }
+
+if (import.meta.main) await runCli(STACK_CLI, main);

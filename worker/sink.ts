@@ -21,7 +21,7 @@
 // Postgres' CPU is what limits the box at saturation, where batches are large; the efficiency
 // work may revisit this for small batches.
 import { finished } from "node:stream/promises";
-import { isDataError } from "../shared/db-errors.ts";
+import { SQLSTATE, hasSqlState, isDataError } from "../shared/db-errors.ts";
 import { COLUMNS, type Row } from "../shared/scan-events.ts";
 import type { Transaction } from "./db.ts";
 
@@ -149,9 +149,7 @@ export class ArchivedDaysError extends Error {
 
 /** A batch write failed because a day's partition is missing (SQLSTATE 23514 "no partition … found"). */
 export function isMissingPartition(error: unknown): boolean {
-  return (
-    (error as { code?: unknown } | null)?.code === "23514" && /no partition of relation/.test((error as Error).message)
-  );
+  return hasSqlState(error, SQLSTATE.check_violation) && /no partition of relation/.test((error as Error).message);
 }
 
 /** The rows' days; rows mostly arrive in runs of the same day, so compare before hashing. */

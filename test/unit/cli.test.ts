@@ -10,7 +10,7 @@ import { DLQ_CLI } from "../../jobs/dlq.ts";
 import { KEYS_CLI } from "../../jobs/keys.ts";
 import { MAINTAIN_CLI } from "../../jobs/maintain.ts";
 import { RESTORE_OFFSETS_CLI } from "../../jobs/restore-offsets.ts";
-import { type CliSpec, UsageError, cliExitCode, helpText, parseCommand } from "../../shared/cli.ts";
+import { type CliSpec, MAIN, UsageError, cliExitCode, helpText, parseCommand } from "../../shared/cli.ts";
 import { ConfigError } from "../../shared/config.ts";
 
 const SPEC: CliSpec = {
@@ -66,6 +66,23 @@ test("parsed values come from the table; --help lists every command and option o
   const help = await exit(async () => 1, ["show", "--help"]);
   expect(help.code).toBe(0);
   for (const word of ["list", "show <id>", "--all", "--limit N", "at most N"]) expect(help.text).toContain(word);
+});
+
+test("a program with a MAIN command runs it when no other command is named", () => {
+  const spec: CliSpec = {
+    program: "bun run backup",
+    description: "",
+    commands: {
+      [MAIN]: { args: "", description: "a backup", options: { type: { type: "string", description: "kind" } } },
+      info: { args: "", description: "the list", options: {} },
+    },
+  };
+  expect(parseCommand(spec, ["--type", "diff"])).toEqual({ command: MAIN, values: { type: "diff" }, positionals: [] });
+  expect(parseCommand(spec, ["info"]).command).toBe("info");
+  expect(() => parseCommand(spec, ["infoo"])).toThrow('unknown command "infoo" (one of info)');
+  expect(() => parseCommand(spec, ["info", "--type", "diff"])).toThrow("unknown argument(s): --type");
+  expect(() => parseCommand(spec, ["--type"])).toThrow("--type needs a value");
+  expect(helpText(spec)).toStartWith("usage: bun run backup [<command>] [--help]");
 });
 
 test("each job's --help names every option its table parses", () => {
