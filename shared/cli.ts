@@ -121,7 +121,11 @@ export function parseProcessArgs(spec: CliSpec, argv = process.argv.slice(2)): P
   }
 }
 
-const programName = (spec: CliSpec) => spec.program.replace(/^bun (run )?/, "").replace(/\.ts$/, "");
+const programName = (spec: CliSpec) =>
+  spec.program
+    .replace(/^bun (run )?/, "")
+    .replace(/^.*\//, "")
+    .replace(/\.ts$/, "");
 
 /** Runs `main` with the process's arguments, prints --help, and turns the outcome into the exit code. */
 export async function runCli(spec: CliSpec, main: (argv: string[]) => Promise<number>, argv = process.argv.slice(2)) {

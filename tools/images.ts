@@ -9,7 +9,10 @@
 //     readOnlyRootFilesystem; `buildah run` cannot, so: unshare + chroot): the migrate step (the
 //     worker image, `bun sql/migrate.ts`) on a throwaway database, the worker's CMD, the server's
 //     CMD; a scan POSTed to the server answers 202 and the worker stores its row; each image's
-//     HEALTHCHECK command passes inside its container; SIGTERM drains both (exit 0); and on a
+//     HEALTHCHECK command passes inside its container; SIGTERM drains both (exit 0); each operator
+//     job (jobs/) runs from the worker image against the same database and topic (--help of each,
+//     keys create then list, maintain, dlq list, restore-offsets --dry-run, archive-restore of a
+//     day not archived), exit codes and output checked; and on a
 //     writable root (`buildah run`) the user can write nowhere but /tmp, and nothing changed;
 //  5. containers removed, stage times and image sizes printed.
 // Images live in a containers storage of their own ($STACK_DIR/containers unless IMAGES_STORAGE).
