@@ -3,29 +3,17 @@
 // entries worker/config.ts reads), resolved once per run. As an operator they connect as the
 // database owner by default, not as the worker (which may not read dead letters).
 import * as v from "valibot";
-import {
-  DURABLE_PRODUCER,
-  KafkaSecurityEntries,
-  assertDurableProducer,
-  kafkaOverrides,
-  kafkaSecurity,
-  loadConfig,
-  str,
-} from "../shared/config.ts";
+import { type DURABLE_PRODUCER, loadConfig, str } from "../shared/config.ts";
 import { localStack } from "../shared/local-stack.ts";
 import {
   BATCH_MAX_ROWS,
-  KafkaBrokerEntries,
-  ScansTopicEntries,
-  SinkGroupEntries,
+  SinkKafkaEntries,
   WRITES_IN_FLIGHT,
+  pipelineKafkaSettings,
 } from "../shared/pipeline-config.ts";
 
 export const OpsConfigSchema = v.object({
-  ...KafkaBrokerEntries,
-  ...KafkaSecurityEntries,
-  ...ScansTopicEntries,
-  ...SinkGroupEntries,
+  ...SinkKafkaEntries,
   DATABASE_URL: str(localStack().databaseUrl),
   BATCH_MAX_ROWS,
   WRITES_IN_FLIGHT,
@@ -41,19 +29,6 @@ export type OpsConfig = v.InferOutput<typeof OpsConfigSchema> & {
 
 export function loadOpsConfig(env: Record<string, string | undefined> = process.env): OpsConfig {
   const c = loadConfig(OpsConfigSchema, env);
-  const overrides = kafkaOverrides(env);
-  assertDurableProducer(overrides);
-  const security = kafkaSecurity(c, overrides);
-  return {
-    ...c,
-    kafka: {
-      "bootstrap.servers": c.KAFKA_BROKERS,
-      "statistics.interval.ms": 5_000,
-      "reconnect.backoff.max.ms": 1_000,
-      ...overrides,
-      ...security,
-    },
-    kafkaClient: { "bootstrap.servers": c.KAFKA_BROKERS, ...security },
-    producer: DURABLE_PRODUCER,
-  };
+  const { kafka, kafkaClient, producer } = pipelineKafkaSettings(c, env);
+  return { ...c, kafka, kafkaClient, producer };
 }

@@ -5,14 +5,10 @@ import { availableParallelism } from "node:os";
 import * as v from "valibot";
 import {
   ConfigError,
-  DURABLE_PRODUCER,
-  KafkaSecurityEntries,
+  type DURABLE_PRODUCER,
   type MetricsAuth,
   MetricsAuthEntries,
-  assertDurableProducer,
   int,
-  kafkaOverrides,
-  kafkaSecurity,
   loadConfig,
   loadMetricsAuth,
   logLevel,
@@ -21,18 +17,14 @@ import {
 import { localStack } from "../shared/local-stack.ts";
 import {
   BATCH_MAX_ROWS,
-  KafkaBrokerEntries,
-  ScansTopicEntries,
-  SinkGroupEntries,
+  SinkKafkaEntries,
   WRITES_IN_FLIGHT,
+  pipelineKafkaSettings,
 } from "../shared/pipeline-config.ts";
 import { TracingConfigEntries } from "../shared/tracing.ts";
 
 export const WorkerConfigSchema = v.object({
-  ...KafkaBrokerEntries,
-  ...KafkaSecurityEntries,
-  ...ScansTopicEntries,
-  ...SinkGroupEntries,
+  ...SinkKafkaEntries,
   /** As a member of qrscan_worker (docs/security.md, "Database roles"). */
   DATABASE_URL: str(localStack().workerDatabaseUrl),
   DB_POOL_MAX: int(4, 1, 100),
@@ -100,27 +92,18 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       `STALL_TIMEOUT_MS (${c.STALL_TIMEOUT_MS}) must be greater than DB_RETRY_MAX_MS (${c.DB_RETRY_MAX_MS}): an outage being retried is not a stall`,
     ]);
   }
-  const overrides = kafkaOverrides(env);
-  assertDurableProducer(overrides);
-  const security = kafkaSecurity(c, overrides);
+  const kafka = pipelineKafkaSettings(c, env);
   return {
     ...c,
-    kafka: {
-      "bootstrap.servers": c.KAFKA_BROKERS,
-      "statistics.interval.ms": 5_000,
-      // Resume consuming within ~1 s of a broker's return (librdkafka's default cap is 10 s).
-      "reconnect.backoff.max.ms": 1_000,
-      ...overrides,
-      ...security,
-    },
-    kafkaClient: { "bootstrap.servers": c.KAFKA_BROKERS, ...security },
+    kafka: kafka.kafka,
+    kafkaClient: kafka.kafkaClient,
     sinkConsumer: {
       "fetch.min.bytes": c.KAFKA_FETCH_MIN_BYTES,
       "fetch.wait.max.ms": c.KAFKA_FETCH_WAIT_MAX_MS,
-      ...overrides,
+      ...kafka.overrides,
     },
     // The dead-letter producer: a poison message's offset is committed only after Kafka has it.
-    producer: DURABLE_PRODUCER,
+    producer: kafka.producer,
     metricsAuth: loadMetricsAuth(c),
   };
 }
