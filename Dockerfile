@@ -2,7 +2,7 @@
 # image with `bun sql/migrate.ts` as its command. docs: README.md ("Run it with compose").
 #   buildah bud --format docker --target server -t qrscan-server .     (docker build works the same)
 # --format docker keeps HEALTHCHECK (the OCI format drops it). The base is a build argument: the
-# public image by default, the locally bootstrapped Debian in .ci/run (scripts/images.ts). Bun is
+# public image by default, the locally bootstrapped Debian in .ci/run (tools/images.ts). Bun is
 # installed the same way on both: the pinned npm package's binary, checked against its SHA-512.
 
 # Pinned by digest, so a moved tag cannot change what is built (the tag says which it is; update both
@@ -18,7 +18,7 @@ ARG BUN_PACKAGE=@oven/bun-linux-x64
 # sha512sum of the package tarball (`npm view @oven/bun-linux-x64@1.4.5 dist.integrity`, in hex).
 ARG BUN_SHA512=2165fd0442e8187014b4ca2791e49a35a6705f3464fa80f0e8c93e1c115777728760804d06c20646ea4c64f7203680db2692eeea00098c8a0854f66db75689d6
 # Only where TLS to the registry is inspected by a proxy: its CA bundle, mounted for the build
-# (scripts/images.ts does so from the host); never part of an image.
+# (tools/images.ts does so from the host); never part of an image.
 ARG NODE_EXTRA_CA_CERTS=
 RUN cd /tmp \
  && tarball=$(npm pack --silent "${BUN_PACKAGE}@${BUN_VERSION}") \
@@ -92,10 +92,12 @@ CMD ["bun", "server/main.ts"]
 
 # ---- The worker: the supervisor and WORKER_POOL_SIZE workers (one per container by default: scale
 # containers); metrics and /health on 9470 (worker i: 9470 + i), the supervisor's on 9469. Also the
-# migrate step: `bun sql/migrate.ts`.
+# migrate step, `bun sql/migrate.ts`, and the operator jobs, `bun jobs/<job>.ts` (maintain,
+# archive-restore, keys, dlq, restore-offsets; they import only shared/).
 FROM runtime AS worker
 COPY worker ./worker
 COPY sql ./sql
+COPY jobs ./jobs
 ENV METRICS_PORT=9470 SUPERVISOR_METRICS_PORT=9469 WORKER_POOL_SIZE=1
 EXPOSE 9469 9470
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["bun", "worker/healthcheck.ts"]

@@ -13,15 +13,15 @@
 // - restart Postgres, restart pgbouncer: worker_db_retries_total (from the workers' /metrics)
 //   grew while it was down; the outage lasts until it does (at most 30 s).
 import postgres from "postgres";
-import { scrapeIfUp } from "../scripts/harness.ts";
-import { childPids, isolatedRun, service } from "../scripts/pipeline.ts";
-import { startTraffic } from "../scripts/scan-traffic.ts";
-import { up } from "../scripts/stack.ts";
-import { startKafka, stopKafka } from "../scripts/stack/kafka.ts";
-import { startPgbouncer, startPostgres, stopPgbouncer, stopPostgres } from "../scripts/stack/postgres.ts";
-import { freePort, portOpen } from "../scripts/stack/processes.ts";
 import { sum } from "../shared/prometheus-text.ts";
 import { type StoredOnceReport, missingEventIds, storedOnce } from "../sql/checks.ts";
+import { scrapeIfUp } from "../tools/harness.ts";
+import { childPids, isolatedRun, service } from "../tools/pipeline.ts";
+import { startTraffic } from "../tools/scan-traffic.ts";
+import { up } from "../tools/stack.ts";
+import { startKafka, stopKafka } from "../tools/stack/kafka.ts";
+import { startPgbouncer, startPostgres, stopPgbouncer, stopPostgres } from "../tools/stack/postgres.ts";
+import { freePort, portOpen } from "../tools/stack/processes.ts";
 
 export interface FaultResult {
   fault: string;

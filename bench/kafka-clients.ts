@@ -24,8 +24,8 @@ import { Consumer, MessagesStreamModes, ProduceAcks, Producer } from "@platforma
 import { lz4Compress, lz4Decompress } from "@platformatic/wasm-utils";
 import { KafkaAdmin, KafkaConsumer, KafkaProducer, type ProducerMessage } from "bun-rdkafka";
 import { CompressionCodecs, CompressionTypes, Kafka, logLevel } from "kafkajs";
-import { startKafka } from "../scripts/stack/kafka.ts";
 import { localStack } from "../shared/local-stack.ts";
+import { startKafka } from "../tools/stack/kafka.ts";
 import { consumerPerfTest, producerPerfTest } from "./kafka-perf-tools.ts";
 import { arg, numArg, printTable, randomPayload, saveResults } from "./lib.ts";
 

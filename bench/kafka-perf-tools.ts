@@ -5,8 +5,8 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { javaClasspath } from "../scripts/stack/kafka.ts";
 import type { LocalStack } from "../shared/local-stack.ts";
+import { javaClasspath } from "../tools/stack/kafka.ts";
 
 export interface PerfTestResult {
   recordsPerSec: number;

@@ -3,8 +3,8 @@
 // same settings (acks=all, idempotence, linger.ms=5, lz4). Prints records/s, MB/s and the ratio.
 //   bun bench/kafka-producer.ts [--records 500000] [--sizes 100,1024] [--rounds 3]
 import { KafkaAdmin, KafkaProducer, type ProducerMessage } from "bun-rdkafka";
-import { startKafka } from "../scripts/stack/kafka.ts";
 import { localStack } from "../shared/local-stack.ts";
+import { startKafka } from "../tools/stack/kafka.ts";
 import { producerPerfTest } from "./kafka-perf-tools.ts";
 import { arg, median, numArg, printTable, randomPayload, saveResults } from "./lib.ts";
 

@@ -2,8 +2,8 @@
 // events) and sample RSS. Flat RSS after warm-up means no handle, event or buffer leaks.
 //   bun bench/kafka-soak.ts [--seconds 60]
 import { KafkaAdmin, KafkaConsumer, KafkaProducer, nextOffsets } from "bun-rdkafka";
-import { startKafka } from "../scripts/stack/kafka.ts";
 import { localStack } from "../shared/local-stack.ts";
+import { startKafka } from "../tools/stack/kafka.ts";
 import { numArg, printTable, saveResults } from "./lib.ts";
 
 const stack = localStack();

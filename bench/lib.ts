@@ -1,5 +1,5 @@
 // Small helpers shared by the bench scripts: argument parsing, result files, table printing.
-// Throwaway databases, processes and scrapes: scripts/harness.ts.
+// Throwaway databases, processes and scrapes: tools/harness.ts.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startEdgeServer } from "../tools/edge-server.ts";

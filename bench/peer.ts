@@ -6,10 +6,10 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { KafkaAdmin } from "bun-rdkafka";
-import { spawnUntilReady, stopProcess } from "../scripts/harness.ts";
-import { startKafka } from "../scripts/stack/kafka.ts";
-import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
+import { spawnUntilReady, stopProcess } from "../tools/harness.ts";
+import { startKafka } from "../tools/stack/kafka.ts";
+import { freePort } from "../tools/stack/processes.ts";
 import { numArg, printTable, saveResults } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
 

@@ -4,10 +4,10 @@
 // three rounds. bench/server.ts measures the same over the wire, end to end.
 //   bun bench/security-cost.ts
 import type { KafkaProducer } from "bun-rdkafka";
-import { newSecret } from "../scripts/keys.ts";
 import { createApp } from "../server/app.ts";
 import { loadServerConfig } from "../server/config.ts";
 import { createServerMetrics } from "../server/metrics.ts";
+import { newSecret } from "../shared/api-keys.ts";
 import { createLogger } from "../shared/logger.ts";
 import { createRegistry } from "../shared/metrics.ts";
 

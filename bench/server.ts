@@ -5,11 +5,11 @@
 // p99 < 25 ms at half the max single-event rate (open loop); with API-key auth, rate limits and
 // CORS on, single-event req/s within 5% of the same server with them off (two servers, loaded in
 // turn, alternating which goes first, `--security-rounds` times; the medians are compared).
-import { spawnUntilReady, stopProcess } from "../scripts/harness.ts";
-import { newSecret } from "../scripts/keys.ts";
-import { startKafka } from "../scripts/stack/kafka.ts";
-import { freePort } from "../scripts/stack/processes.ts";
+import { newSecret } from "../shared/api-keys.ts";
 import { localStack } from "../shared/local-stack.ts";
+import { spawnUntilReady, stopProcess } from "../tools/harness.ts";
+import { startKafka } from "../tools/stack/kafka.ts";
+import { freePort } from "../tools/stack/processes.ts";
 import { median, numArg, printTable, saveResults, startBenchServer } from "./lib.ts";
 import { runLoadProcess } from "./load.ts";
 import type { LoadResult } from "./load.ts";

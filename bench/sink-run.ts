@@ -4,14 +4,14 @@
 // that the workers, Postgres, pgbouncer and the broker used in that window.
 import type { KafkaAdmin, KafkaProducer } from "bun-rdkafka";
 import postgres from "postgres";
-import { createThrowawayDatabase, scrapeIfUp } from "../scripts/harness.ts";
-import { childPids } from "../scripts/pipeline.ts";
-import { kafkaPid } from "../scripts/stack/kafka.ts";
-import { pgbouncerPid, postgresPid } from "../scripts/stack/postgres.ts";
-import { freePort } from "../scripts/stack/processes.ts";
 import { type ScanEvent, timestampOf } from "../shared/event.ts";
 import { type LocalStack, localStack } from "../shared/local-stack.ts";
 import { sum } from "../shared/prometheus-text.ts";
+import { createThrowawayDatabase, scrapeIfUp } from "../tools/harness.ts";
+import { childPids } from "../tools/pipeline.ts";
+import { kafkaPid } from "../tools/stack/kafka.ts";
+import { pgbouncerPid, postgresPid } from "../tools/stack/postgres.ts";
+import { freePort } from "../tools/stack/processes.ts";
 import { cpuWindow } from "./proc-stats.ts";
 
 const root = new URL("..", import.meta.url).pathname;

@@ -8,13 +8,13 @@
 //   bun bench/sink-statement.ts [--rounds 8] [--rows 5000]
 import { finished } from "node:stream/promises";
 import postgres from "postgres";
-import { createThrowawayDatabase } from "../scripts/harness.ts";
-import { childPids } from "../scripts/pipeline.ts";
-import { postgresPid } from "../scripts/stack/postgres.ts";
 import { type ScanRecord, timestampOf, toScanRecord } from "../shared/event.ts";
 import { localStack } from "../shared/local-stack.ts";
+import { COLUMNS, decode, isPoison } from "../shared/scan-events.ts";
+import { createThrowawayDatabase } from "../tools/harness.ts";
+import { childPids } from "../tools/pipeline.ts";
+import { postgresPid } from "../tools/stack/postgres.ts";
 import { createDb } from "../worker/db.ts";
-import { COLUMNS, decode, isPoison } from "../worker/decode.ts";
 import { STAGE, ScanSink } from "../worker/sink.ts";
 import { median, numArg } from "./lib.ts";
 import { cpuTicks } from "./proc-stats.ts";

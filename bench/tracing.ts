@@ -5,11 +5,11 @@
 //   bun bench/tracing.ts [--duration 8] [--concurrency 32] [--rounds 2]
 // Prints req/s and events/s per mode and round, and each mode's median ratio to "off".
 import * as v from "valibot";
-import { stopProcess } from "../scripts/harness.ts";
-import { startKafka } from "../scripts/stack/kafka.ts";
 import { loadConfig } from "../shared/config.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { TracingConfigEntries, sampledLink, startTracing } from "../shared/tracing.ts";
+import { stopProcess } from "../tools/harness.ts";
+import { startKafka } from "../tools/stack/kafka.ts";
 import { median, numArg, printTable, saveResults, startBenchServer } from "./lib.ts";
 import { runLoadProcess } from "./load.ts";
 import type { LoadResult } from "./load.ts";

@@ -8,12 +8,12 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { KafkaAdmin, KafkaProducer } from "bun-rdkafka";
 import postgres from "postgres";
-import { createThrowawayDatabase } from "../scripts/harness.ts";
-import { startKafka } from "../scripts/stack/kafka.ts";
-import { startPgbouncer, startPostgres } from "../scripts/stack/postgres.ts";
 import { timestampOf, toScanRecord } from "../shared/event.ts";
 import { localStack } from "../shared/local-stack.ts";
-import { COLUMNS, decode, isPoison } from "../worker/decode.ts";
+import { COLUMNS, decode, isPoison } from "../shared/scan-events.ts";
+import { createThrowawayDatabase } from "../tools/harness.ts";
+import { startKafka } from "../tools/stack/kafka.ts";
+import { startPgbouncer, startPostgres } from "../tools/stack/postgres.ts";
 import { arg, median, numArg, printTable, saveResults } from "./lib.ts";
 import { makeEvents, rowCount, sinkRun, spawnWorkers, stopWorkers } from "./sink-run.ts";
 

@@ -23,23 +23,23 @@ import {
   errors as joseErrors,
   jwtVerify,
 } from "jose";
-import { type Logger, throttledWarn } from "../shared/logger.ts";
-import type { JwtConfig, ServerConfig } from "./config.ts";
-import { ApiError } from "./errors.ts";
-import { GENERATED_KEY, KEY_PREFIX, type KeyRecord, type KeyStore, SHOWN_PREFIX_LENGTH, sha256 } from "./keys.ts";
-import type { ServerMetrics } from "./metrics.ts";
 import {
-  AUTH_FAILURE_REASONS,
-  type AuthFailureReason,
-  type Principal,
+  GENERATED_KEY,
+  KEY_PREFIX,
   SCOPES,
+  SHOWN_PREFIX_LENGTH,
   type Scope,
   inTenant,
   isTenantPrefix,
-} from "./principal.ts";
+  sha256,
+} from "../shared/api-keys.ts";
+import { type Logger, throttledWarn } from "../shared/logger.ts";
+import type { JwtConfig, ServerConfig } from "./config.ts";
+import { ApiError } from "./errors.ts";
+import type { KeyRecord, KeyStore } from "./keys.ts";
+import type { ServerMetrics } from "./metrics.ts";
+import { AUTH_FAILURE_REASONS, type AuthFailureReason, type Principal } from "./principal.ts";
 import { requestLogFields } from "./tracing.ts";
-
-export { sha256 } from "./keys.ts";
 
 export interface AuthOptions {
   config: Pick<ServerConfig, "AUTH_DISABLED" | "apiKeyHashes" | "jwt" | "RETRY_AFTER_SECONDS">;

@@ -24,7 +24,8 @@ import {
   logLevel,
   str,
 } from "../shared/config.ts";
-import { TOPICS, localStack } from "../shared/local-stack.ts";
+import { localStack } from "../shared/local-stack.ts";
+import { KafkaBrokerEntries, SCANNED_AT_MAX_AGE_HOURS, ScansTopicEntries } from "../shared/pipeline-config.ts";
 import { TracingConfigEntries } from "../shared/tracing.ts";
 import type { BucketLimit } from "./rate-limit.ts";
 import { isLoopbackHost, trustedProxyProblems } from "./trusted-proxies.ts";
@@ -63,14 +64,14 @@ export const ServerConfigSchema = v.object({
   METRICS_HOST: str("127.0.0.1"),
   METRICS_PORT: int(9464, 0, 65535),
   ...MetricsAuthEntries,
-  KAFKA_BROKERS: str(localStack().brokers),
+  ...KafkaBrokerEntries,
   ...KafkaSecurityEntries,
-  SCANS_TOPIC: str(TOPICS.scans.name),
+  ...ScansTopicEntries,
   MAX_BODY_BYTES: int(1024 * 1024, 1),
   /** Request-body bytes admitted at once across all connections; past it, 503 + Retry-After. */
   MAX_BODY_BYTES_IN_FLIGHT: int(64 * 1024 * 1024, 1),
   MAX_EVENTS_PER_REQUEST: int(1000, 1),
-  SCANNED_AT_MAX_AGE_HOURS: int(7 * 24, 1),
+  SCANNED_AT_MAX_AGE_HOURS,
   SCANNED_AT_MAX_FUTURE_MINUTES: int(5, 0),
   API_KEY_SHA256: sha256Hex,
   API_KEYS_FILE: v.optional(v.string()),

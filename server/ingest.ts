@@ -4,6 +4,7 @@ import { ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opent
 import { KafkaError, type KafkaProducer, type ProducerMessage } from "bun-rdkafka";
 import type { Context } from "hono";
 import * as v from "valibot";
+import { inTenant } from "../shared/api-keys.ts";
 import {
   type FieldError,
   SCHEMA_VERSION,
@@ -17,7 +18,6 @@ import { TRACING_OFF, type Tracing } from "../shared/tracing.ts";
 import { readEvents } from "./body.ts";
 import { ApiError } from "./errors.ts";
 import { type ServerMetrics, rejectionReason } from "./metrics.ts";
-import { inTenant } from "./principal.ts";
 
 export interface IngestOptions {
   producer: KafkaProducer;

@@ -4,20 +4,11 @@
 // unreachable the last good set keeps serving (fail static): api_keys_refresh_failures_total grows
 // and api_keys_last_refresh_success_timestamp_seconds stops. Use is recorded on the key's record
 // (a field write per request) and written back as last_used_at with one UPDATE per interval.
-import { createHash } from "node:crypto";
 import type { Sql } from "postgres";
 import { Counter, Gauge, type Registry } from "prom-client";
+import { SCOPES, type Scope } from "../shared/api-keys.ts";
 import { type Logger, throttledWarn } from "../shared/logger.ts";
-import { type Principal, SCOPES, type Scope } from "./principal.ts";
-
-export const sha256 = (s: string) => createHash("sha256").update(s).digest();
-
-/** The secrets `bun run keys create` prints: "qrs_" + 32 random bytes, base64url (43 characters). */
-export const KEY_PREFIX = "qrs_";
-/** A generated secret's shape: 256 random bits, so its unsalted SHA-256 cannot be reversed. */
-export const GENERATED_KEY = /^qrs_[A-Za-z0-9_-]{43}$/;
-/** How many of a secret's characters may be shown (logs, `keys list`): "qrs_" + 4 random ones. */
-export const SHOWN_PREFIX_LENGTH = 8;
+import type { Principal } from "./principal.ts";
 
 /** A key as the auth middleware checks it; one object per key, reused by every request. */
 export interface KeyRecord {

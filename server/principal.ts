@@ -1,35 +1,9 @@
-// Who a request is (Principal) and the vocabulary of authentication shared by the auth middleware
-// and the metrics: scopes, tenant prefixes, and why a credential was refused. A leaf module: it
-// imports nothing of the server, so metrics.ts can name the refusal reasons without importing auth.ts.
+// Who a request is (Principal) and why a credential was refused, shared by the auth middleware and
+// the metrics (scopes and tenant prefixes are shared/api-keys.ts', which the keys job uses too). A
+// leaf module: it imports nothing of the server, so metrics.ts can name the refusal reasons
+// without importing auth.ts.
 import type {} from "hono";
-export type Scope = "scans:write" | "stats:read";
-export const SCOPES: readonly Scope[] = ["scans:write", "stats:read"];
-
-/**
- * The one delimiter of a tenant prefix. QR ids are `A-Za-z0-9._:-` (docs/api.md): `-` and `.` sit
- * inside names (`gate-7`, `ticket-123`, `acme-eu`), `:` separates levels (`gate-7:ticket-123`). A
- * prefix ending in `-` would cover other names (`acme-` takes `acme-eu-…`), one ending in `:`
- * covers whole segments only.
- */
-export const TENANT_DELIMITER = ":";
-/** A tenant prefix: one or more segments, each ended by `:` (`acme:`, `acme:eu:`); at most 127 characters. */
-export const TENANT_PREFIX = /^(?:[A-Za-z0-9._-]+:)+$/;
-export const TENANT_PREFIX_MAX_LENGTH = 127;
-
-/** Whether `s` has the shape of a tenant prefix (the keys CLI, migration 0007 and the JWT claim all use it). */
-export function isTenantPrefix(s: unknown): s is string {
-  return typeof s === "string" && s.length <= TENANT_PREFIX_MAX_LENGTH && TENANT_PREFIX.test(s);
-}
-
-/**
- * Whether `qrId` belongs to the tenant `prefix`: the same check on the write and the read route.
- * A prefix that does not end with the delimiter (a row written before migration 0007) matches
- * nothing: fail closed.
- */
-export function inTenant(qrId: string, prefix: string): boolean {
-  return prefix.endsWith(TENANT_DELIMITER) && qrId.startsWith(prefix);
-}
-
+import type { Scope } from "../shared/api-keys.ts";
 /** Who made the request, set by the auth middleware with c.set("principal", p). */
 export interface Principal {
   kind: "api_key" | "static_key" | "jwt" | "disabled";

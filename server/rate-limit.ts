@@ -7,11 +7,11 @@
 // "Rate limits".
 import type { Context, MiddlewareHandler } from "hono";
 import type { Counter } from "prom-client";
+import { KEY_PREFIX } from "../shared/api-keys.ts";
 import type { Logger } from "../shared/logger.ts";
 import { throttledWarn } from "../shared/logger.ts";
 import { addressKey } from "./client-ip.ts";
 import { ApiError, errorResponse } from "./errors.ts";
-import { KEY_PREFIX } from "./keys.ts";
 import type { Principal } from "./principal.ts";
 
 export interface BucketLimit {

@@ -47,6 +47,16 @@ export function classifyDbError(error: unknown): DbErrorClass {
   return "fatal";
 }
 
+/** The SQLSTATEs code tests by name (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
+export const SQLSTATE = {
+  undefined_table: "42P01",
+  check_violation: "23514",
+  lock_not_available: "55P03",
+} as const;
+
+/** Whether `error` is a database error with this SQLSTATE. */
+export const hasSqlState = (error: unknown, state: (typeof SQLSTATE)[keyof typeof SQLSTATE]) => codeOf(error) === state;
+
 export const isTransientDbError = (error: unknown) => classifyDbError(error) === "transient";
 export const isDataError = (error: unknown) => classifyDbError(error) === "data";
 

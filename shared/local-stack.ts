@@ -1,4 +1,4 @@
-// Where the project's own local stack (scripts/stack.ts) listens. One source of truth for the
+// Where the project's own local stack (tools/stack.ts) listens. One source of truth for the
 // stack script and for the defaults of the server's and worker's configuration.
 import { resolve } from "node:path";
 
@@ -8,7 +8,7 @@ export type KafkaNodeCount = (typeof KAFKA_NODE_COUNTS)[number];
 
 /**
  * How the local stack's Kafka listens: plaintext without authentication (the dev default, loopback
- * only), or sasl_ssl: SCRAM-SHA-512 over TLS with ACLs (scripts/stack/kafka-security.ts).
+ * only), or sasl_ssl: SCRAM-SHA-512 over TLS with ACLs (tools/stack/kafka-security.ts).
  */
 export const KAFKA_SECURITY_MODES = ["plaintext", "sasl_ssl"] as const;
 export type KafkaSecurityMode = (typeof KAFKA_SECURITY_MODES)[number];
@@ -94,7 +94,7 @@ export function localStack(env: Record<string, string | undefined> = process.env
     password: "qrscan",
     /** The login users the stack creates, each in its group role (docs/security.md, "Database roles"). */
     logins: DB_LOGINS,
-    /** The bootstrap list of every node: the one source the server, worker, tests and scripts use. */
+    /** The bootstrap list of every node: the one source the server, worker, tests, jobs and tools use. */
     brokers: kafkaNodes.map((n) => `127.0.0.1:${n.port}`).join(","),
     /** Through pgbouncer (transaction pooling), as the owner: the operator commands' default. */
     databaseUrl: `postgres://qrscan:qrscan@127.0.0.1:${pgbouncerPort}/qrscan`,
@@ -158,7 +158,7 @@ export function topicReplication(nodes: number): {
 export const TOPICS = {
   // Retention is explicit and longer than the backup interval (a daily backup plus continuous WAL):
   // after a restore the workers replay from the restored rows' offsets, which must still be in
-  // the topic (scripts/restore-offsets.ts, docs/runbooks/restore.md).
+  // the topic (jobs/restore-offsets.ts, docs/runbooks/restore.md).
   scans: { name: "scans", partitions: 12, config: { "retention.ms": String(7 * 24 * 3600 * 1000) } },
   deadLetters: { name: "analytics.errors", partitions: 3 },
 } as const;

@@ -2,9 +2,9 @@
 // free ports, the local stack's broker, no authentication and warnings only unless `env` says
 // otherwise; resolves once it answers /ready. The caller stops it (stopProcess or killProcess).
 import type { Subprocess } from "bun";
-import { type SpawnOptions, spawnUntilReady } from "../scripts/harness.ts";
-import { freePort } from "../scripts/stack/processes.ts";
 import { localStack } from "../shared/local-stack.ts";
+import { type SpawnOptions, spawnUntilReady } from "./harness.ts";
+import { freePort } from "./stack/processes.ts";
 
 export interface EdgeServerOptions {
   /** On top of the defaults (HOST, PORT, METRICS_PORT, AUTH_DISABLED, LOG_LEVEL, KAFKA_BROKERS). */

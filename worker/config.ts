@@ -5,33 +5,30 @@ import { availableParallelism } from "node:os";
 import * as v from "valibot";
 import {
   ConfigError,
-  DURABLE_PRODUCER,
-  KafkaSecurityEntries,
+  type DURABLE_PRODUCER,
   type MetricsAuth,
   MetricsAuthEntries,
-  assertDurableProducer,
   int,
-  kafkaOverrides,
-  kafkaSecurity,
   loadConfig,
   loadMetricsAuth,
   logLevel,
   str,
 } from "../shared/config.ts";
-import { TOPICS, localStack } from "../shared/local-stack.ts";
+import { localStack } from "../shared/local-stack.ts";
+import {
+  BATCH_MAX_ROWS,
+  SinkKafkaEntries,
+  WRITES_IN_FLIGHT,
+  pipelineKafkaSettings,
+} from "../shared/pipeline-config.ts";
 import { TracingConfigEntries } from "../shared/tracing.ts";
 
 export const WorkerConfigSchema = v.object({
-  KAFKA_BROKERS: str(localStack().brokers),
-  ...KafkaSecurityEntries,
-  SCANS_TOPIC: str(TOPICS.scans.name),
-  DEAD_LETTER_TOPIC: str(TOPICS.deadLetters.name),
-  CONSUMER_GROUP: str("qrscan-sink"),
-  DEAD_LETTER_GROUP: str("qrscan-dead-letters"),
+  ...SinkKafkaEntries,
   /** As a member of qrscan_worker (docs/security.md, "Database roles"). */
   DATABASE_URL: str(localStack().workerDatabaseUrl),
   DB_POOL_MAX: int(4, 1, 100),
-  BATCH_MAX_ROWS: int(5_000, 1, 100_000),
+  BATCH_MAX_ROWS,
   BATCH_MAX_WAIT_MS: int(50, 1, 60_000),
   /**
    * The sink consumer's fetch: the broker answers a fetch once it has this many bytes for it, or
@@ -39,8 +36,7 @@ export const WorkerConfigSchema = v.object({
    */
   KAFKA_FETCH_MIN_BYTES: int(256 * 1024, 1, 100 * 1024 * 1024),
   KAFKA_FETCH_WAIT_MAX_MS: int(25, 0, 60_000),
-  /** Batches written concurrently (one transaction and connection each); offsets still commit in order. */
-  WRITES_IN_FLIGHT: int(2, 1, 16),
+  WRITES_IN_FLIGHT,
   DB_RETRY_BASE_MS: int(100, 1),
   DB_RETRY_CAP_MS: int(5_000, 1),
   /** Retrying gives up after this long; the process exits non-zero and the supervisor restarts it. */
@@ -96,27 +92,18 @@ export function loadWorkerConfig(env: Record<string, string | undefined> = proce
       `STALL_TIMEOUT_MS (${c.STALL_TIMEOUT_MS}) must be greater than DB_RETRY_MAX_MS (${c.DB_RETRY_MAX_MS}): an outage being retried is not a stall`,
     ]);
   }
-  const overrides = kafkaOverrides(env);
-  assertDurableProducer(overrides);
-  const security = kafkaSecurity(c, overrides);
+  const kafka = pipelineKafkaSettings(c, env);
   return {
     ...c,
-    kafka: {
-      "bootstrap.servers": c.KAFKA_BROKERS,
-      "statistics.interval.ms": 5_000,
-      // Resume consuming within ~1 s of a broker's return (librdkafka's default cap is 10 s).
-      "reconnect.backoff.max.ms": 1_000,
-      ...overrides,
-      ...security,
-    },
-    kafkaClient: { "bootstrap.servers": c.KAFKA_BROKERS, ...security },
+    kafka: kafka.kafka,
+    kafkaClient: kafka.kafkaClient,
     sinkConsumer: {
       "fetch.min.bytes": c.KAFKA_FETCH_MIN_BYTES,
       "fetch.wait.max.ms": c.KAFKA_FETCH_WAIT_MAX_MS,
-      ...overrides,
+      ...kafka.overrides,
     },
     // The dead-letter producer: a poison message's offset is committed only after Kafka has it.
-    producer: DURABLE_PRODUCER,
+    producer: kafka.producer,
     metricsAuth: loadMetricsAuth(c),
   };
 }

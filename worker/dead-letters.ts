@@ -3,9 +3,9 @@
 // its partition and is never lost. A second consumer group reads that topic into dead_letters.
 import { type ConsumedMessage, type KafkaConsumer, type KafkaProducer, nextOffsets } from "bun-rdkafka";
 import type { Logger } from "../shared/logger.ts";
+import type { Poison } from "../shared/scan-events.ts";
 import { commitDurable } from "./commit.ts";
 import type { Transaction } from "./db.ts";
-import type { Poison } from "./decode.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import type { WithRetry } from "./retry.ts";
 

@@ -19,11 +19,11 @@ import {
 } from "bun-rdkafka";
 import { isDataError } from "../shared/db-errors.ts";
 import type { Logger } from "../shared/logger.ts";
+import { type Poison, type Row, decode, isPoison } from "../shared/scan-events.ts";
 import { TRACING_OFF, type Tracing, sampledLink } from "../shared/tracing.ts";
 import { commitDurable } from "./commit.ts";
 import type { WorkerConfig } from "./config.ts";
 import { publishDeadLetters } from "./dead-letters.ts";
-import { type Poison, type Row, decode, isPoison } from "./decode.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import type { PartitionProgress } from "./progress.ts";
 import type { WithRetry } from "./retry.ts";

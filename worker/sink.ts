@@ -14,9 +14,9 @@
 // the patch): faster for the large batches of a saturated box, where Postgres' CPU is the limit
 // (bench/sink-statement.ts; figures in docs/benchmarks.md).
 import { finished } from "node:stream/promises";
-import { isDataError } from "../shared/db-errors.ts";
+import { SQLSTATE, hasSqlState, isDataError } from "../shared/db-errors.ts";
+import { COLUMNS, type Row } from "../shared/scan-events.ts";
 import type { Transaction } from "./db.ts";
-import { COLUMNS, type Row } from "./decode.ts";
 
 export interface WriteResult {
   inserted: number;
@@ -142,9 +142,7 @@ export class ArchivedDaysError extends Error {
 
 /** A batch write failed because a day's partition is missing (SQLSTATE 23514 "no partition … found"). */
 export function isMissingPartition(error: unknown): boolean {
-  return (
-    (error as { code?: unknown } | null)?.code === "23514" && /no partition of relation/.test((error as Error).message)
-  );
+  return hasSqlState(error, SQLSTATE.check_violation) && /no partition of relation/.test((error as Error).message);
 }
 
 /** The rows' days; rows mostly arrive in runs of the same day, so compare before hashing. */

@@ -13,12 +13,12 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { KafkaAdmin, KafkaProducer } from "bun-rdkafka";
 import postgres from "postgres";
-import { createThrowawayDatabase, spawnProcess, stopProcess } from "../../scripts/harness.ts";
-import { startKafka } from "../../scripts/stack/kafka.ts";
-import { startPgbouncer, startPostgres } from "../../scripts/stack/postgres.ts";
-import { freePort, run } from "../../scripts/stack/processes.ts";
 import { type ScanRecord, timestampOf, toScanRecord } from "../../shared/event.ts";
 import { type LocalStack, localStack } from "../../shared/local-stack.ts";
+import { createThrowawayDatabase, spawnProcess, stopProcess } from "../../tools/harness.ts";
+import { startKafka } from "../../tools/stack/kafka.ts";
+import { startPgbouncer, startPostgres } from "../../tools/stack/postgres.ts";
+import { freePort, run } from "../../tools/stack/processes.ts";
 import { arg, numArg, printTable, saveResults } from "../lib.ts";
 import { cpuWindow } from "../proc-stats.ts";
 import {
@@ -44,11 +44,11 @@ export function debeziumVersion(): string {
   return m[1] as string;
 }
 
-/** The Kafka version the stack runs (scripts/kafka/pom.xml): Connect runs the same. */
+/** The Kafka version the stack runs (tools/kafka/pom.xml): Connect runs the same. */
 export function stackKafkaVersion(): string {
-  const pom = readFileSync(`${ROOT}scripts/kafka/pom.xml`, "utf8");
+  const pom = readFileSync(`${ROOT}tools/kafka/pom.xml`, "utf8");
   const m = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(pom);
-  if (!m) throw new Error("scripts/kafka/pom.xml has no <kafka.version>: cannot tell which Connect to run");
+  if (!m) throw new Error("tools/kafka/pom.xml has no <kafka.version>: cannot tell which Connect to run");
   return m[1] as string;
 }
 

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Written by scripts/compose-files.ts from shared/local-stack.ts; do not edit by hand.
+# Written by tools/compose-files.ts from shared/local-stack.ts; do not edit by hand.
 # Runs once, when the data volume is initialised; POSTGRES_PASSWORD is every login's password.
 set -eu
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" -v pw="$POSTGRES_PASSWORD" <<'SQL'

@@ -7,7 +7,7 @@
 #   pgbouncer_max_wait_seconds (maxwait), pgbouncer_active_servers (sv_active).
 # It also reconnects: the packaged exporter opens one connection at start and, once pgbouncer
 # restarts, answers every scrape with an error ("connection already closed") for ever.
-# Used by the local stack (scripts/stack/monitoring.ts) and compose.yaml alike, with the same
+# Used by the local stack (tools/stack/monitoring.ts) and compose.yaml alike, with the same
 # arguments as the packaged command.
 import sys
 

@@ -1,5 +1,5 @@
 -- Tenants are exact (issue 22): a key's qr_prefix is one or more segments of A-Z a-z 0-9 . _ -
--- each ending in ":" (server/principal.ts, TENANT_PREFIX), so "acme:" never matches "acme2:…" or
+-- each ending in ":" (shared/api-keys.ts, TENANT_PREFIX), so "acme:" never matches "acme2:…" or
 -- "acme-eu…". Keys made before this migration could have any non-empty prefix ("acme",
 -- "acme-"). No conversion keeps both their access and exactness: appending ":" would lock the key
 -- out of its own QR ids ("acme-1" does not start with "acme-:"), and keeping the old prefix is the

@@ -3,8 +3,8 @@
 // documented status, header and body must be what the server answers (see test/docs/harness.ts
 // for the conventions). Changing the code's answers, or the docs, without the other fails here.
 import { expect, test } from "bun:test";
-import { newSecret } from "../../scripts/keys.ts";
-import { sha256 } from "../../server/auth.ts";
+import { newSecret } from "../../shared/api-keys.ts";
+import { sha256 } from "../../shared/api-keys.ts";
 import { createDatabase, createTopic, spawnServer } from "../helpers/fixtures.ts";
 import { ensureStack } from "../helpers/stack.ts";
 import { type DocBlock, failureReport, readDoc, runBlocks } from "./harness.ts";

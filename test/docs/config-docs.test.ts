@@ -4,12 +4,14 @@
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import * as v from "valibot";
-import { BackupConfigSchema } from "../../scripts/backup/config.ts";
-import { ImagesConfigSchema } from "../../scripts/images/config.ts";
-import { KeysConfigSchema } from "../../scripts/keys.ts";
-import { MaintainConfigSchema } from "../../scripts/retention/config.ts";
+import { OpsConfigSchema } from "../../jobs/config.ts";
+import { KeysConfigSchema } from "../../jobs/keys.ts";
+import { MaintainConfigSchema } from "../../jobs/retention/config.ts";
 import { ServerConfigSchema } from "../../server/config.ts";
+import { localStack } from "../../shared/local-stack.ts";
 import { MigrateConfigSchema } from "../../sql/migrate.ts";
+import { BackupConfigSchema } from "../../tools/backup/config.ts";
+import { ImagesConfigSchema } from "../../tools/images/config.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
 import { configRows, configTable } from "./harness.ts";
 
@@ -72,4 +74,11 @@ test("configTable refuses a section without markers or with a row it cannot read
   expect(configTable("<!-- config:s -->\n| v | d |\n|---|---|\n| `A_B` | 1 |\n<!-- /config:s -->", "s")).toEqual([
     "A_B",
   ]);
+});
+
+test("dlq and restore-offsets read the worker's variables (its table documents them), only DATABASE_URL defaulting to the owner", () => {
+  const worker = WorkerConfigSchema.entries as Record<string, unknown>;
+  const ops = Object.entries(OpsConfigSchema.entries).filter(([k]) => k !== "DATABASE_URL");
+  expect(ops.filter(([k, entry]) => worker[k] !== entry).map(([k]) => k)).toEqual([]);
+  expect(v.getDefault(OpsConfigSchema.entries.DATABASE_URL)).toBe(localStack().databaseUrl);
 });

@@ -17,14 +17,14 @@ import { expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { killProcess, spawnProcess } from "../../scripts/harness.ts";
+import { startEdgeServer } from "../../tools/edge-server.ts";
+import { killProcess, spawnProcess } from "../../tools/harness.ts";
 import {
   PROMETHEUS_CONFIG,
   preparePrometheusDir,
   prometheusArgs,
   prometheusTargets,
-} from "../../scripts/stack/monitoring.ts";
-import { startEdgeServer } from "../../tools/edge-server.ts";
+} from "../../tools/stack/monitoring.ts";
 import { createDatabase, createProducer, onCleanup, spawnSupervisor, workerEnv } from "../helpers/fixtures.ts";
 import { freePort, scan } from "../helpers/server.ts";
 import { ensureStack } from "../helpers/stack.ts";

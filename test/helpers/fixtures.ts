@@ -8,6 +8,17 @@ import { join } from "node:path";
 import { KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaProducer } from "bun-rdkafka";
 import type { ConsumerOptions, ProducerOptions } from "bun-rdkafka";
 import postgres, { type Sql } from "postgres";
+import { createApp } from "../../server/app.ts";
+import { loadServerConfig } from "../../server/config.ts";
+import { KeyStore } from "../../server/keys.ts";
+import { createServerMetrics } from "../../server/metrics.ts";
+import type { ReplicaCount } from "../../server/replicas.ts";
+import { newSecret } from "../../shared/api-keys.ts";
+import { sha256 } from "../../shared/api-keys.ts";
+import type { DbLogin } from "../../shared/local-stack.ts";
+import { type Logger, createLogger } from "../../shared/logger.ts";
+import { createRegistry } from "../../shared/metrics.ts";
+import { startEdgeServer } from "../../tools/edge-server.ts";
 import {
   type SpawnOptions,
   createThrowawayDatabase,
@@ -15,22 +26,11 @@ import {
   spawnProcess,
   spawnUntilReady,
   stopProcess,
-} from "../../scripts/harness.ts";
-import { newSecret } from "../../scripts/keys.ts";
-import { childPids } from "../../scripts/pipeline.ts";
-import { pgbouncerIni } from "../../scripts/stack/postgres.ts";
-import { asServiceUser, freePort, portOpen } from "../../scripts/stack/processes.ts";
-import { waitFor } from "../../scripts/wait.ts";
-import { createApp } from "../../server/app.ts";
-import { sha256 } from "../../server/auth.ts";
-import { loadServerConfig } from "../../server/config.ts";
-import { KeyStore } from "../../server/keys.ts";
-import { createServerMetrics } from "../../server/metrics.ts";
-import type { ReplicaCount } from "../../server/replicas.ts";
-import type { DbLogin } from "../../shared/local-stack.ts";
-import { type Logger, createLogger } from "../../shared/logger.ts";
-import { createRegistry } from "../../shared/metrics.ts";
-import { startEdgeServer } from "../../tools/edge-server.ts";
+} from "../../tools/harness.ts";
+import { childPids } from "../../tools/pipeline.ts";
+import { pgbouncerIni } from "../../tools/stack/postgres.ts";
+import { asServiceUser, freePort, portOpen } from "../../tools/stack/processes.ts";
+import { waitFor } from "../../tools/wait.ts";
 import { onCleanup } from "./cleanup.ts";
 import { brokerConfig, stack } from "./stack.ts";
 
@@ -75,7 +75,7 @@ export function createConsumer(config: KafkaConfig = {}, options: Omit<ConsumerO
 // Postgres
 
 /**
- * A throwaway database for this test (scripts/harness.ts), migrated unless `migrated: false`, with
+ * A throwaway database for this test (tools/harness.ts), migrated unless `migrated: false`, with
  * a pool through the real pgbouncer (transaction pooling) like production; dropped after the test.
  */
 export async function createDatabase({ migrated = true } = {}): Promise<{
@@ -116,7 +116,7 @@ export async function spawnPgbouncer({
   users: Record<string, string>;
   tls?: { certFile: string; keyFile: string };
   /**
-   * The product's pgbouncer.ini (scripts/stack/postgres.ts, pgbouncerIni) for this database, pools
+   * The product's pgbouncer.ini (tools/stack/postgres.ts, pgbouncerIni) for this database, pools
    * and aliases included, instead of the plain one; its stats user is the first of `users`.
    */
   product?: { database: string };

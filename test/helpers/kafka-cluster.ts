@@ -1,12 +1,13 @@
 // A private replicated Kafka cluster for one test: three KRaft nodes (KAFKA_NODES=3) started by the
-// stack's own code (scripts/stack/kafka.ts) under a temporary STACK_DIR on free ports, sharing the
+// stack's own code (tools/stack/kafka.ts) under a temporary STACK_DIR on free ports, sharing the
 // main stack's jar caches; or one node, or a secure one (KAFKA_SECURITY=sasl_ssl), as asked. The main stack's Postgres and pgbouncer stay the test's database. The
 // nodes are killed by pid and the directory deleted after the test.
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { KafkaConfig } from "bun-rdkafka";
-import type { KafkaSecurityFiles } from "../../scripts/stack/kafka-security.ts";
+import { KAFKA_NODE_PORT_STEP, type KafkaSecurityMode, type LocalStack, localStack } from "../../shared/local-stack.ts";
+import type { KafkaSecurityFiles } from "../../tools/stack/kafka-security.ts";
 import {
   ensureKafkaJars,
   kafkaAdminConfig,
@@ -15,10 +16,9 @@ import {
   kafkaPaths,
   kafkaSecurityPaths,
   startKafka,
-} from "../../scripts/stack/kafka.ts";
-import { ensureJmxExporterJar, monitoringPaths } from "../../scripts/stack/monitoring.ts";
-import { freePort, isAlive } from "../../scripts/stack/processes.ts";
-import { KAFKA_NODE_PORT_STEP, type KafkaSecurityMode, type LocalStack, localStack } from "../../shared/local-stack.ts";
+} from "../../tools/stack/kafka.ts";
+import { ensureJmxExporterJar, monitoringPaths } from "../../tools/stack/monitoring.ts";
+import { freePort, isAlive } from "../../tools/stack/processes.ts";
 import { onCleanup } from "./cleanup.ts";
 import { stack as mainStack } from "./stack.ts";
 import { waitFor } from "./wait.ts";

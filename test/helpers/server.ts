@@ -9,4 +9,4 @@ export function scan(overrides: Record<string, unknown> = {}) {
   };
 }
 
-export { freePort } from "../../scripts/stack/processes.ts";
+export { freePort } from "../../tools/stack/processes.ts";

@@ -3,8 +3,8 @@
 // file calls `await ensureStack()` at its top, so any file can also run alone, and unit tests
 // never need the stack.
 import type { KafkaConfig } from "bun-rdkafka";
-import { up } from "../../scripts/stack.ts";
 import { type LocalStack, localStack } from "../../shared/local-stack.ts";
+import { up } from "../../tools/stack.ts";
 
 export const stack = localStack();
 export const brokerConfig: KafkaConfig = { "bootstrap.servers": stack.brokers };

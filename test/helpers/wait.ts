@@ -1,3 +1,3 @@
-// The wait every test uses: scripts/wait.ts (shared with the benches and scripts). It throws,
+// The wait every test uses: tools/wait.ts (shared with the benches and tools). It throws,
 // naming what it waited for and the last value it saw.
-export { waitFor } from "../../scripts/wait.ts";
+export { waitFor } from "../../tools/wait.ts";

@@ -4,7 +4,7 @@ import type { KafkaProducer } from "bun-rdkafka";
 import { type ScanEvent, toScanRecord } from "../../shared/event.ts";
 import { scan } from "./server.ts";
 
-export { metricValue as metric, scrape } from "../../scripts/harness.ts";
+export { metricValue as metric, scrape } from "../../tools/harness.ts";
 
 /** What the edge would write to Kafka for `event`. */
 export function record(event: ScanEvent = scan() as ScanEvent) {

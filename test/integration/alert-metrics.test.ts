@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { PROMETHEUS_RULES } from "../../scripts/stack/monitoring.ts";
+import { PROMETHEUS_RULES } from "../../tools/stack/monitoring.ts";
 import { ensureStack, stack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
 

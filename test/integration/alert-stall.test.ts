@@ -16,14 +16,14 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { killProcess, spawnUntilReady } from "../../scripts/harness.ts";
+import { killProcess, spawnUntilReady } from "../../tools/harness.ts";
 import {
   ALERTMANAGER_CONFIG,
   PROMETHEUS_CONFIG,
   alertmanagerArgs,
   preparePrometheusDir,
   prometheusArgs,
-} from "../../scripts/stack/monitoring.ts";
+} from "../../tools/stack/monitoring.ts";
 import {
   createDatabase,
   createProducer,

@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { killProcess, scrape, spawnProcess } from "../../scripts/harness.ts";
+import { killProcess, scrape, spawnProcess } from "../../tools/harness.ts";
 import { API_KEY, onCleanup, spawnServer } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/server.ts";
 import { ensureStack } from "../helpers/stack.ts";

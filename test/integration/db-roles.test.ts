@@ -12,7 +12,7 @@
 // | 0009 without REVOKE … TEMPORARY … FROM PUBLIC                   | the grants; the edge (temp table)     |
 import { expect, test } from "bun:test";
 import postgres from "postgres";
-import { sha256 } from "../../server/auth.ts";
+import { sha256 } from "../../shared/api-keys.ts";
 import type { ScanEvent } from "../../shared/event.ts";
 import {
   API_KEY,

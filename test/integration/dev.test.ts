@@ -1,8 +1,8 @@
 // `bun run dev --demo`: the whole product comes up, demo traffic is ingested and stored, the
 // status line reports it, and Ctrl-C (SIGINT) stops every process it started.
 import { expect, test } from "bun:test";
-import { childPids } from "../../scripts/pipeline.ts";
-import { isAlive } from "../../scripts/stack/processes.ts";
+import { childPids } from "../../tools/pipeline.ts";
+import { isAlive } from "../../tools/stack/processes.ts";
 import { onCleanup } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/server.ts";
 import { ensureStack, stack } from "../helpers/stack.ts";
@@ -12,7 +12,7 @@ await ensureStack();
 test("bun run dev --demo runs the pipeline and Ctrl-C leaves no process behind", async () => {
   const port = freePort();
   const workerMetrics = freePort();
-  const proc = Bun.spawn(["bun", "scripts/dev.ts", "--demo", "--rate", "200"], {
+  const proc = Bun.spawn(["bun", "tools/dev.ts", "--demo", "--rate", "200"], {
     cwd: new URL("../..", import.meta.url).pathname,
     env: {
       ...process.env,

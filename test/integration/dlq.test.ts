@@ -1,4 +1,4 @@
-// `bun run dlq` (scripts/dlq.ts) against the real Postgres and Kafka: list, show, and replay after a
+// `bun run dlq` (jobs/dlq.ts) against the real Postgres and Kafka: list, show, and replay after a
 // fix, where a payload the worker still cannot store is skipped and named, and a replayed event is
 // stored once by a real worker.
 //
@@ -16,7 +16,7 @@ await ensureStack();
 const ROOT = new URL("../..", import.meta.url).pathname;
 
 async function dlq(env: Record<string, string>, ...args: string[]) {
-  const proc = Bun.spawn(["bun", "scripts/dlq.ts", ...args], {
+  const proc = Bun.spawn(["bun", "jobs/dlq.ts", ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdout: "pipe",

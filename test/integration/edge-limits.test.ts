@@ -10,9 +10,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
-import { metricValue } from "../../scripts/harness.ts";
-import { type KeysIo, keys } from "../../scripts/keys.ts";
+import { type KeysIo, keys } from "../../jobs/keys.ts";
 import { createLogger } from "../../shared/logger.ts";
+import { metricValue } from "../../tools/harness.ts";
 import {
   API_KEY,
   createAdmin,

@@ -14,8 +14,8 @@ import {
   fieldErrors,
   toScanRecord,
 } from "../../shared/event.ts";
+import { decode, isPoison } from "../../shared/scan-events.ts";
 import { createDb } from "../../worker/db.ts";
-import { decode, isPoison } from "../../worker/decode.ts";
 import { ScanSink } from "../../worker/sink.ts";
 import { createDatabase } from "../helpers/fixtures.ts";
 import { ensureStack } from "../helpers/stack.ts";

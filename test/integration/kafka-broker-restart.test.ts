@@ -13,8 +13,8 @@
 // |                                                            | 78435 (35 duplicates appended by the retries)                  |
 import { expect, test } from "bun:test";
 import { KafkaProducer } from "bun-rdkafka";
-import { kafkaPid, startKafka } from "../../scripts/stack/kafka.ts";
-import { isAlive } from "../../scripts/stack/processes.ts";
+import { kafkaPid, startKafka } from "../../tools/stack/kafka.ts";
+import { isAlive } from "../../tools/stack/processes.ts";
 import { createAdmin, createConsumer, createTopic, onCleanup, uniqueName } from "../helpers/fixtures.ts";
 import { consumeN, text } from "../helpers/kafka.ts";
 import { brokerConfig, ensureStack, stack } from "../helpers/stack.ts";

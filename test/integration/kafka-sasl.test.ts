@@ -1,4 +1,4 @@
-// Kafka with SCRAM over TLS and ACLs (KAFKA_SECURITY=sasl_ssl, scripts/stack/kafka-security.ts) on
+// Kafka with SCRAM over TLS and ACLs (KAFKA_SECURITY=sasl_ssl, tools/stack/kafka-security.ts) on
 // a private broker of this test, the stack's Postgres and pgbouncer as the database:
 // - the product works end to end: the real edge server (principal edge) answers 202 and a real
 //   worker pool (principal worker, its supervisor reading the group's lag) stores the row; and
@@ -14,9 +14,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KafkaAdmin } from "bun-rdkafka";
-import { stopProcess } from "../../scripts/harness.ts";
-import { type KafkaPrincipal, clientEnv, readPassword } from "../../scripts/stack/kafka-security.ts";
 import { TOPICS } from "../../shared/local-stack.ts";
+import { stopProcess } from "../../tools/harness.ts";
+import { type KafkaPrincipal, clientEnv, readPassword } from "../../tools/stack/kafka-security.ts";
 import { createDatabase, onCleanup, spawnServer, spawnSupervisor } from "../helpers/fixtures.ts";
 import { type PrivateCluster, startPrivateCluster } from "../helpers/kafka-cluster.ts";
 import { scan } from "../helpers/server.ts";
@@ -134,7 +134,7 @@ describe("Kafka over SASL_SSL with ACLs", () => {
     await stopProcess(server.proc);
     await stopProcess(pool.proc);
     // Operator commands as ops: restore-offsets moves both groups (Read on the groups and topics).
-    const restore = Bun.spawnSync(["bun", "scripts/restore-offsets.ts"], {
+    const restore = Bun.spawnSync(["bun", "jobs/restore-offsets.ts"], {
       env: {
         ...process.env,
         KAFKA_BROKERS: kafka.brokers,

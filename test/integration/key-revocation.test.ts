@@ -1,7 +1,7 @@
 // A revocation reaches the edge whatever else happens on the database side: a last_used_at
 // write-back the role may not do does not hold back the reload (server/keys.ts), and a stats route
 // saturated with slow queries does not delay the key refresh, which has its own pool in the server
-// and in pgbouncer (API_KEYS_DATABASE_URL, the `<database>_keys` alias of scripts/stack/postgres.ts).
+// and in pgbouncer (API_KEYS_DATABASE_URL, the `<database>_keys` alias of tools/stack/postgres.ts).
 //
 // Mutations, each applied alone and caught (2026-12-06):
 // | mutation                                                    | failed test                                         |
@@ -12,11 +12,11 @@
 // pgbouncer pools per (database, user), so the alias has a pool of its own whatever its pool_size.
 import { expect, test } from "bun:test";
 import postgres from "postgres";
-import { metricValue } from "../../scripts/harness.ts";
-import { type KeysIo, keys } from "../../scripts/keys.ts";
-import { sha256 } from "../../server/auth.ts";
+import { type KeysIo, keys } from "../../jobs/keys.ts";
+import { sha256 } from "../../shared/api-keys.ts";
 import { KEYS_DATABASE_SUFFIX } from "../../shared/local-stack.ts";
 import { createLogger } from "../../shared/logger.ts";
+import { metricValue } from "../../tools/harness.ts";
 import {
   API_KEY,
   createDatabase,

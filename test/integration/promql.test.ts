@@ -27,12 +27,12 @@ import {
   selectors,
   substituteGrafanaVariables,
 } from "../../dashboards/src/promql.ts";
-import { killProcess, spawnProcess, stopProcess } from "../../scripts/harness.ts";
-import { newSecret } from "../../scripts/keys.ts";
-import { childPids } from "../../scripts/pipeline.ts";
-import { startTraffic } from "../../scripts/scan-traffic.ts";
-import { portOpen } from "../../scripts/stack/processes.ts";
+import { newSecret } from "../../shared/api-keys.ts";
 import { startEdgeServer } from "../../tools/edge-server.ts";
+import { killProcess, spawnProcess, stopProcess } from "../../tools/harness.ts";
+import { childPids } from "../../tools/pipeline.ts";
+import { startTraffic } from "../../tools/scan-traffic.ts";
+import { portOpen } from "../../tools/stack/processes.ts";
 import { createDatabase, createProducer, onCleanup, workerEnv, workerProcessEnv } from "../helpers/fixtures.ts";
 import { ensureStack, stack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";

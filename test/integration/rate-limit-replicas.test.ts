@@ -12,10 +12,10 @@
 // the count (4 instead of 2); resetting the count to 1 when a beat fails (fail static).
 import { describe, expect, test } from "bun:test";
 import postgres from "postgres";
-import { metricValue, stopProcess } from "../../scripts/harness.ts";
 import { EdgeReplicas, LIVE_INTERVALS } from "../../server/replicas.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { createRegistry } from "../../shared/metrics.ts";
+import { metricValue, stopProcess } from "../../tools/harness.ts";
 import { createAdmin, createDatabase, createTopic, onCleanup, spawnServer } from "../helpers/fixtures.ts";
 import { scan } from "../helpers/server.ts";
 import { ensureStack } from "../helpers/stack.ts";

@@ -13,8 +13,8 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
-import { spawnProcess } from "../../scripts/harness.ts";
-import { pgPaths } from "../../scripts/stack/postgres.ts";
+import { spawnProcess } from "../../tools/harness.ts";
+import { pgPaths } from "../../tools/stack/pg-paths.ts";
 import {
   createAdmin,
   createDatabase,
@@ -89,7 +89,7 @@ test("a point-in-time restore to just before a DELETE brings the deleted rows ba
   onCleanup(() => sql.end());
 
   await insertDays(sql, 1800, 0);
-  const backup = await cli(["scripts/backup.ts", "--type", "incr"]);
+  const backup = await cli(["tools/backup.ts", "--type", "incr"]);
   expect(backup.output).toMatch(
     /^backup \d{8}-\d{6}F(_\d{8}-\d{6}[DI])? \((full|diff|incr)[^)]*\): [\d.]+ MB database, [\d.]+ MB in the repository, [\d.]+ s/,
   );
@@ -98,7 +98,7 @@ test("a point-in-time restore to just before a DELETE brings the deleted rows ba
   await insertDays(sql, 600, 1800);
 
   const markFile = join(dir, "mark.json");
-  const marked = await cli(["scripts/restore-drill.ts", "--mark", markFile], env);
+  const marked = await cli(["tools/restore-drill.ts", "--mark", markFile], env);
   expect(marked.output).toContain("(2400 rows)");
   expect(marked.code).toBe(0);
 
@@ -109,7 +109,7 @@ test("a point-in-time restore to just before a DELETE brings the deleted rows ba
   await sql`delete from scan_counts where bucket >= current_date - 2 and bucket < current_date - 1`;
   expect(gone?.n).toBe(800);
 
-  const restored = await cli(["scripts/restore-drill.ts", "--expect", markFile], env);
+  const restored = await cli(["tools/restore-drill.ts", "--expect", markFile], env);
   expect(restored.output).toContain("restore-drill: verified: 2400 rows in 3 day partition(s)");
   expect(restored.output).toMatch(/RTO [\d.]+ s/);
   expect(restored.output).toMatch(/RPO [\d.]+ s/);
@@ -125,7 +125,7 @@ test("a point-in-time restore to just before a DELETE brings the deleted rows ba
   // The same checksums against a restore to now (after the DELETE): the drill must fail and name the day.
   const now = (await sql<{ t: string }[]>`select now()::text as t`)[0]?.t ?? "";
   await sql`insert into dead_letters (source_topic, source_partition, source_offset, error, failed_at) values ('x', 0, 0, 'a commit after the target', now())`;
-  const wrong = await cli(["scripts/restore-drill.ts", "--target-time", now, "--expect", markFile], env);
+  const wrong = await cli(["tools/restore-drill.ts", "--target-time", now, "--expect", markFile], env);
   expect(wrong.output).toContain("restore-drill: MISMATCH");
   expect(wrong.output).toMatch(/scan_events scan_events_\d{8}: expected .*"rows":800.*missing after the restore/);
   expect(wrong.code).toBe(1);
@@ -156,16 +156,16 @@ test("after a restore, the sink group resumes at max(kafka_offset) + 1 and the e
 
   await produceEvents(producer, env.scansTopic, events(300));
   await stored(300);
-  const backup = await cli(["scripts/backup.ts", "--type", "incr"]);
+  const backup = await cli(["tools/backup.ts", "--type", "incr"]);
   expect(backup.code).toBe(0);
   const markFile = join(dir, "mark.json");
   const driveEnv = { ...workerProcessEnv(env), ...workerSettings, BACKUP_DATABASE: db.name };
-  expect((await cli(["scripts/restore-drill.ts", "--mark", markFile], driveEnv)).code).toBe(0);
+  expect((await cli(["tools/restore-drill.ts", "--mark", markFile], driveEnv)).code).toBe(0);
   // Acknowledged by Kafka, stored and committed by the worker after the recovery target.
   await produceEvents(producer, env.scansTopic, events(200));
   await stored(500);
 
-  const drill = await cli(["scripts/restore-drill.ts", "--expect", markFile, "--replay"], driveEnv);
+  const drill = await cli(["tools/restore-drill.ts", "--expect", markFile, "--replay"], driveEnv);
   const r = result(drill);
   expect(drill.output).toContain("restore-drill: verified: 300 rows");
   expect(r.rows).toBe(300);
@@ -212,12 +212,12 @@ test("restore-offsets moves a stopped sink group back to the stored rows and the
   expect((await count()) ?? 0).toBeLessThan(400);
 
   const cliEnv = { ...workerProcessEnv(env), ...workerSettings };
-  const dry = await cli(["scripts/restore-offsets.ts", "--dry-run"], cliEnv);
+  const dry = await cli(["jobs/restore-offsets.ts", "--dry-run"], cliEnv);
   expect(dry.output).toContain("dry run: no offsets changed");
   expect(dry.code).toBe(0);
   expect(admin.groupLag(env.group, env.scansTopic).every((p) => p.lag === 0)).toBe(true);
 
-  const reset = await cli(["scripts/restore-offsets.ts"], cliEnv);
+  const reset = await cli(["jobs/restore-offsets.ts"], cliEnv);
   expect(reset.output).toContain("offsets set: start the workers to replay");
   expect(reset.code).toBe(0);
   const committed = admin
@@ -246,7 +246,7 @@ test("restore-offsets refuses while a worker of the group runs", async () => {
     60_000,
     250,
   );
-  const reset = await cli(["scripts/restore-offsets.ts"], workerProcessEnv(env));
+  const reset = await cli(["jobs/restore-offsets.ts"], workerProcessEnv(env));
   expect(reset.output).toContain(
     `could not set the offsets of group ${env.group} (stop every worker of the group first)`,
   );

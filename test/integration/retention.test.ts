@@ -7,11 +7,11 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
-import { archiveRestore } from "../../scripts/archive-restore.ts";
-import { killProcess, spawnProcess, stopProcess } from "../../scripts/harness.ts";
-import { runMaintain } from "../../scripts/maintain.ts";
-import { type DayDigest, digestInDb, partitionOf, readArchive } from "../../scripts/retention/archive.ts";
-import { type MaintainConfig, loadMaintainConfig } from "../../scripts/retention/config.ts";
+import { archiveRestore } from "../../jobs/archive-restore.ts";
+import { runMaintain } from "../../jobs/maintain.ts";
+import { type DayDigest, digestInDb, partitionOf, readArchive } from "../../jobs/retention/archive.ts";
+import { type MaintainConfig, loadMaintainConfig } from "../../jobs/retention/config.ts";
+import { killProcess, spawnProcess, stopProcess } from "../../tools/harness.ts";
 import {
   API_KEY,
   createDatabase,
@@ -308,7 +308,7 @@ describe("bun run maintain", () => {
     const rows = await rowsOf(direct, partitionOf(first));
     const env = { DATABASE_DIRECT_URL: db.directUrl, ARCHIVE_DIR: dir, RETENTION_RAW_DAYS: String(RAW_DAYS) };
     const paused = spawnProcess({
-      cmd: ["bun", "scripts/maintain.ts"],
+      cmd: ["bun", "jobs/maintain.ts"],
       env: { ...env, FAULT_PAUSE_AFTER_ARCHIVE_TEMP_MS: "120000" },
       output: "ignore",
     });
@@ -325,7 +325,7 @@ describe("bun run maintain", () => {
     expect(temp.filter((n) => n.endsWith(".parquet"))).toEqual([]);
 
     // While it holds the lock, a second run does nothing and says so.
-    const second = spawnProcess({ cmd: ["bun", "scripts/maintain.ts"], env, output: "pipe" });
+    const second = spawnProcess({ cmd: ["bun", "jobs/maintain.ts"], env, output: "pipe" });
     onCleanup(() => killProcess(second));
     expect(await second.exited).toBe(0);
     expect(await new Response(second.stdout as ReadableStream).text()).toContain(
@@ -337,7 +337,7 @@ describe("bun run maintain", () => {
     expect(await partitionExists(direct, first)).toBe(true);
     expect(await direct`select 1 from archived_days`).toHaveLength(0);
 
-    const rerun = spawnProcess({ cmd: ["bun", "scripts/maintain.ts"], env, output: "pipe" });
+    const rerun = spawnProcess({ cmd: ["bun", "jobs/maintain.ts"], env, output: "pipe" });
     onCleanup(() => stopProcess(rerun));
     const code = await rerun.exited;
     const out = await new Response(rerun.stdout as ReadableStream).text();

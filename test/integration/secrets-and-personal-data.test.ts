@@ -9,8 +9,8 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { stopProcess } from "../../scripts/harness.ts";
-import { newSecret } from "../../scripts/keys.ts";
+import { newSecret } from "../../shared/api-keys.ts";
+import { stopProcess } from "../../tools/harness.ts";
 import {
   createDatabase,
   onCleanup,

@@ -15,9 +15,9 @@
 import { describe, expect, test } from "bun:test";
 import { gzipSync } from "node:zlib";
 import * as v from "valibot";
-import { kafkaPid } from "../../scripts/stack/kafka.ts";
-import { isAlive } from "../../scripts/stack/processes.ts";
 import { ScanRecordSchema } from "../../shared/event.ts";
+import { kafkaPid } from "../../tools/stack/kafka.ts";
+import { isAlive } from "../../tools/stack/processes.ts";
 import { API_KEY, createAdmin, createConsumer, createTestApp, onCleanup, uniqueName } from "../helpers/fixtures.ts";
 import { consumeN, text } from "../helpers/kafka.ts";
 import { scan } from "../helpers/server.ts";

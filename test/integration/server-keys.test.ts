@@ -5,11 +5,12 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { killProcess, metricValue, spawnProcess } from "../../scripts/harness.ts";
-import { type KeysIo, keys, newSecret } from "../../scripts/keys.ts";
-import { sha256 } from "../../server/keys.ts";
+import { type KeysIo, keys } from "../../jobs/keys.ts";
+import { newSecret } from "../../shared/api-keys.ts";
+import { sha256 } from "../../shared/api-keys.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { migrate, readMigrations } from "../../sql/migrate.ts";
+import { killProcess, metricValue, spawnProcess } from "../../tools/harness.ts";
 import {
   API_KEY,
   createDatabase,
@@ -113,7 +114,7 @@ describe("bun run keys", () => {
   test("as a process: the secret alone on stdout's last line, one JSON audit line on stderr", async () => {
     const db = await createDatabase();
     const proc = spawnProcess({
-      cmd: ["bun", "scripts/keys.ts", "create", "--name", "cli"],
+      cmd: ["bun", "jobs/keys.ts", "create", "--name", "cli"],
       env: { DATABASE_URL: db.url },
       output: "pipe",
     });
@@ -232,7 +233,7 @@ describe("tenants, rotation's expiry and static keys (issue 22)", () => {
 
   test("keys static prints a 256-bit key and its digest, without a database; the edge refuses a static key of another shape (weak_key)", async () => {
     const proc = spawnProcess({
-      cmd: ["bun", "scripts/keys.ts", "static"],
+      cmd: ["bun", "jobs/keys.ts", "static"],
       // Nothing listens there: the command must not need the database.
       env: { DATABASE_URL: `postgres://qrscan:qrscan@127.0.0.1:${freePort()}/qrscan` },
       output: "pipe",

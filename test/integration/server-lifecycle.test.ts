@@ -10,8 +10,8 @@
 // | main.ts shutdown exits at once (process.exit(0) instead of | SIGTERM under load: requests sent before the signal got 16     |
 // | server.stop(false) and the flush)                          | ECONNRESET instead of an HTTP answer (expected [])             |
 import { expect, test } from "bun:test";
-import { newSecret } from "../../scripts/keys.ts";
-import { startKafka, stopKafka } from "../../scripts/stack/kafka.ts";
+import { newSecret } from "../../shared/api-keys.ts";
+import { startKafka, stopKafka } from "../../tools/stack/kafka.ts";
 import { createConsumer, createTopic, spawnServer } from "../helpers/fixtures.ts";
 import { consumeN, text } from "../helpers/kafka.ts";
 import { scan } from "../helpers/server.ts";

@@ -13,8 +13,8 @@
 import { expect, test } from "bun:test";
 import { DbDeadlineError, classifyDbError } from "../../shared/db-errors.ts";
 import { toScanRecord } from "../../shared/event.ts";
+import { type Row, decode, isPoison } from "../../shared/scan-events.ts";
 import { createDb } from "../../worker/db.ts";
-import { type Row, decode, isPoison } from "../../worker/decode.ts";
 import { PartitionSetupError, ScanSink } from "../../worker/sink.ts";
 import { createDatabase } from "../helpers/fixtures.ts";
 import { ensureStack } from "../helpers/stack.ts";

@@ -18,7 +18,7 @@
 import { expect, test } from "bun:test";
 import type { KafkaAdmin } from "bun-rdkafka";
 import postgres from "postgres";
-import { startPostgres, stopPostgres } from "../../scripts/stack/postgres.ts";
+import { startPostgres, stopPostgres } from "../../tools/stack/postgres.ts";
 import {
   type WorkerEnv,
   createAdmin,

@@ -17,7 +17,7 @@
 // | worker main.ts shutdown calls process.exit(0) at once      | clean "stopped" line per live worker: expected [true, true],   |
 // |                                                            | received [false, false]                                        |
 import { expect, test } from "bun:test";
-import { isAlive } from "../../scripts/stack/processes.ts";
+import { isAlive } from "../../tools/stack/processes.ts";
 import {
   createAdmin,
   createDatabase,

@@ -1,9 +1,9 @@
 // Pure logic of the backup tools: comparing checksums, the resume point's rewind, the drill's
 // arguments. What they do against the real cluster and Kafka: test/integration/restore-drill.test.ts.
 import { describe, expect, test } from "bun:test";
-import { type Checksums, differences } from "../../scripts/backup/checksums.ts";
-import { rewindFor } from "../../scripts/backup/offsets.ts";
-import { parseArgs } from "../../scripts/restore-drill.ts";
+import { rewindFor } from "../../jobs/offsets.ts";
+import { type Checksums, differences } from "../../tools/backup/checksums.ts";
+import { parseArgs } from "../../tools/restore-drill.ts";
 
 const sums = (rows: number, ids = "42"): Checksums => ({
   scanEvents: [

@@ -4,20 +4,20 @@
 // defaults and on the topics it creates (the settings of shared/local-stack.ts's topicReplication).
 // And it is secure like `KAFKA_SECURITY=sasl_ssl bun run stack up`: SASL_SSL for every client,
 // TLS with client certificates between the nodes, the same ACLs (KAFKA_ACLS), a principal per
-// product container, every certificate and password a secret file made by scripts/kafka-secrets.ts.
+// product container, every certificate and password a secret file made by tools/kafka-secrets.ts.
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { COMPOSE_KAFKA_PRINCIPALS } from "../../scripts/kafka-secrets.ts";
+import { loadServerConfig } from "../../server/config.ts";
+import { TOPICS, localStack, topicReplication } from "../../shared/local-stack.ts";
+import { COMPOSE_KAFKA_PRINCIPALS } from "../../tools/kafka-secrets.ts";
 import {
   BROKER_CERT_SUBJECT,
   KAFKA_ACLS,
   aclCommandArgs,
   kafkaSecurityFiles,
-} from "../../scripts/stack/kafka-security.ts";
-import { loadServerConfig } from "../../server/config.ts";
-import { TOPICS, localStack, topicReplication } from "../../shared/local-stack.ts";
+} from "../../tools/stack/kafka-security.ts";
 import { loadWorkerConfig } from "../../worker/config.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -199,7 +199,7 @@ describe("compose.yaml: Kafka over SASL_SSL with ACLs", () => {
     }
   });
 
-  test("every Kafka secret is a file made by scripts/kafka-secrets.ts under the git-ignored .secrets/", () => {
+  test("every Kafka secret is a file made by tools/kafka-secrets.ts under the git-ignored .secrets/", () => {
     expect(secretFile("kafka_ca")).toBe(fromRoot(SECRETS.caCert));
     expect(secretFile("kafka_broker_keystore")).toBe(fromRoot(SECRETS.brokerKeystore));
     for (const p of COMPOSE_KAFKA_PRINCIPALS)

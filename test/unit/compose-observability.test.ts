@@ -87,13 +87,11 @@ describe("compose.yaml: traces, logs and dashboards", () => {
     const app = promtail.scrape_configs.find((c: { job_name: string }) => c.job_name === "app");
     const path = app.static_configs[0].labels.__path__ as string;
     const folder = path.slice(0, path.lastIndexOf("/"));
-    // scripts/dev.ts writes to `${stack.dir}/logs/app`; compose mounts that folder at promtail's path.
+    // tools/dev.ts writes to `${stack.dir}/logs/app`; compose mounts that folder at promtail's path.
     expect(mountSource("promtail", folder)).toBe("${STACK_DIR:-./.stack}/logs/app");
-    const devWrites = readFileSync(`${ROOT}/scripts/dev.ts`, "utf8").includes(
-      "const LOG_DIR = `${stack.dir}/logs/app`;",
-    );
-    expect({ "scripts/dev.ts writes to $STACK_DIR/logs/app": devWrites }).toEqual({
-      "scripts/dev.ts writes to $STACK_DIR/logs/app": true,
+    const devWrites = readFileSync(`${ROOT}/tools/dev.ts`, "utf8").includes("const LOG_DIR = `${stack.dir}/logs/app`;");
+    expect({ "tools/dev.ts writes to $STACK_DIR/logs/app": devWrites }).toEqual({
+      "tools/dev.ts writes to $STACK_DIR/logs/app": true,
     });
   });
 

@@ -7,11 +7,11 @@
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { composeFiles } from "../../scripts/compose-files.ts";
-import { POSTGRES_SETTINGS } from "../../scripts/stack/postgres.ts";
 import { ServerConfigSchema, loadServerConfig } from "../../server/config.ts";
 import { ConfigError } from "../../shared/config.ts";
 import { KEYS_DATABASE_SUFFIX, TOPICS, localStack } from "../../shared/local-stack.ts";
+import { composeFiles } from "../../tools/compose-files.ts";
+import { POSTGRES_SETTINGS } from "../../tools/stack/postgres.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -163,7 +163,7 @@ describe("compose.yaml runs the product", () => {
 
   test("pgbouncer: compose's pgbouncer.ini is the local stack's, generated from the same source", () => {
     for (const [path, text] of Object.entries(composeFiles())) {
-      expect({ path, text: read(path) }).toEqual({ path, text }); // else: bun scripts/compose-files.ts
+      expect({ path, text: read(path) }).toEqual({ path, text }); // else: bun tools/compose-files.ts
     }
     expect(read("compose/pgbouncer/Dockerfile")).toContain("COPY pgbouncer.ini /etc/pgbouncer/pgbouncer.ini");
     // Debian's package in both (the local stack installs `pgbouncer` from apt), not another build.

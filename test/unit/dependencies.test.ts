@@ -6,9 +6,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json";
-import { EXIT_CODES, classify } from "../../scripts/audit-deps.ts";
-import { ALLOWED_LICENSES, disallowed, expressionAllowed } from "../../scripts/licenses.ts";
-import { componentId, generateSbom, installableHere, lockPackages } from "../../scripts/sbom.ts";
+import { EXIT_CODES, classify } from "../../tools/audit-deps.ts";
+import { ALLOWED_LICENSES, disallowed, expressionAllowed } from "../../tools/licenses.ts";
+import { componentId, generateSbom, installableHere, lockPackages } from "../../tools/sbom.ts";
 
 const sorted = (xs: Iterable<string>) => [...xs].sort();
 

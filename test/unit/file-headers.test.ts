@@ -5,7 +5,6 @@ import { readFileSync } from "node:fs";
 import { Glob } from "bun";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
-// scripts/ is being split into jobs/ and tools/ on another branch of issue 23, which fixes its files.
 const PATTERNS = ["{server,worker,shared,sql,bench,test,jobs,tools}/**/*.ts", "packages/*/{src,scripts,test}/**/*.ts"];
 
 /** Whether a `//` comment block follows the file's leading imports (its header, below them). */

@@ -1,8 +1,8 @@
-// The shared harness (scripts/harness.ts) without the stack: a process that never gets ready is
+// The shared harness (tools/harness.ts) without the stack: a process that never gets ready is
 // killed and the error says what was awaited and what was last seen; a missing metric is an error.
 import { expect, test } from "bun:test";
-import { metricValue, scrape, spawnUntilReady } from "../../scripts/harness.ts";
-import { freePort } from "../../scripts/stack/processes.ts";
+import { metricValue, scrape, spawnUntilReady } from "../../tools/harness.ts";
+import { freePort } from "../../tools/stack/processes.ts";
 import { onCleanup } from "../helpers/fixtures.ts";
 
 /** A process that answers every request with `status` on a free port. */

@@ -1,8 +1,8 @@
 // The images' HEALTHCHECK (server/healthcheck.ts, worker/healthcheck.ts) exits 0 only on a 2xx
 // /health, and says what it saw otherwise: a 503 (stalled worker, fatal producer) or no answer.
 import { afterAll, expect, spyOn, test } from "bun:test";
-import { freePort } from "../../scripts/stack/processes.ts";
 import { probeHealth } from "../../shared/healthcheck.ts";
+import { freePort } from "../../tools/stack/processes.ts";
 
 let status = 200;
 const server = Bun.serve({

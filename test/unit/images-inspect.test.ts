@@ -1,7 +1,7 @@
-// scripts/images.ts refuses an image whose `buildah inspect` shows root, no HEALTHCHECK (the OCI
+// tools/images.ts refuses an image whose `buildah inspect` shows root, no HEALTHCHECK (the OCI
 // format drops it), another stop signal or wrong labels: each violation is named.
 import { describe, expect, test } from "bun:test";
-import { type ImageConfig, imageProblems } from "../../scripts/images/inspect.ts";
+import { type ImageConfig, imageProblems } from "../../tools/images/inspect.ts";
 
 const want = { revision: "0123abcd", version: "0.1.0" };
 const good: ImageConfig = {

@@ -13,6 +13,8 @@ const ROOT = new URL("../..", import.meta.url).pathname;
 
 interface Container {
   name: string;
+  image?: string;
+  command?: string[];
   securityContext?: {
     allowPrivilegeEscalation?: boolean;
     readOnlyRootFilesystem?: boolean;
@@ -67,6 +69,11 @@ describe("scheduled jobs", () => {
     const pod = (job as CronJob).spec.jobTemplate.spec.template.spec;
     expect(pod.securityContext?.runAsUser).toBe(10001);
     const [c] = pod.containers;
+    // The worker image carries jobs/ (Dockerfile); `bun run` would need package.json's dev scripts.
+    expect({ image: c?.image, command: c?.command }).toEqual({
+      image: "qrscan-worker",
+      command: ["bun", "jobs/maintain.ts"],
+    });
     expect(c?.securityContext?.readOnlyRootFilesystem).toBe(true);
     const tmp = c?.volumeMounts?.find((m) => m.mountPath === "/tmp");
     expect(tmp).toBeDefined();

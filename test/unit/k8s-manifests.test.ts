@@ -24,11 +24,11 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { legacyKubectl } from "../../scripts/kubectl-legacy.ts";
 import { ServerConfigSchema, loadServerConfig } from "../../server/config.ts";
 import { TrustedProxies } from "../../server/trusted-proxies.ts";
 import { loadConfig } from "../../shared/config.ts";
 import { TOPICS } from "../../shared/local-stack.ts";
+import { legacyKubectl } from "../../tools/kubectl-legacy.ts";
 import { WorkerConfigSchema } from "../../worker/config.ts";
 import { type K8sObject, type PodTemplate, checkManifests, unknownFieldProblems } from "../helpers/k8s-checks.ts";
 

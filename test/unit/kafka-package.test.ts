@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { Glob } from "bun";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
-const PRODUCT_DIRS = ["server", "worker", "shared", "scripts", "bench", "test", "sql", "dashboards"];
+const PRODUCT_DIRS = ["server", "worker", "shared", "jobs", "tools", "bench", "test", "sql", "dashboards"];
 // An import or re-export whose specifier points into the package's folder, or at a deep path of it.
 const INTO_PACKAGE =
   /(?:from|import)\s*\(?\s*["'](?:[./]*packages\/bun-rdkafka\/|bun-rdkafka\/(?!probe["']))[^"']*["']/;

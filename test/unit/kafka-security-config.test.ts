@@ -6,10 +6,10 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KafkaProducer } from "bun-rdkafka";
-import { KAFKA_ACLS, aclCommandArgs } from "../../scripts/stack/kafka-security.ts";
 import { loadServerConfig } from "../../server/config.ts";
 import { ConfigError } from "../../shared/config.ts";
 import { TOPICS, localStack } from "../../shared/local-stack.ts";
+import { KAFKA_ACLS, aclCommandArgs } from "../../tools/stack/kafka-security.ts";
 import { loadWorkerConfig } from "../../worker/config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "kafka-security-"));

@@ -8,6 +8,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { localStack } from "../../shared/local-stack.ts";
 import {
   ALERTMANAGER_CONFIG,
   MONITORING_DIR,
@@ -15,8 +16,7 @@ import {
   PROMETHEUS_RULES,
   appMetricsPorts,
   prometheusTargets,
-} from "../../scripts/stack/monitoring.ts";
-import { localStack } from "../../shared/local-stack.ts";
+} from "../../tools/stack/monitoring.ts";
 
 const TESTS_DIR = join(MONITORING_DIR, "prometheus", "tests");
 const yamlFiles = (dir: string) =>

@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runToEnd } from "../../../scripts/harness.ts";
 import { createTopic } from "../../../test/helpers/fixtures.ts";
 import { ensureStack } from "../../../test/helpers/stack.ts";
+import { runToEnd } from "../../../tools/harness.ts";
 import pkg from "../package.json";
 import { produceConsumeLag } from "./run-examples.ts";
 

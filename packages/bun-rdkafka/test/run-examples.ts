@@ -1,8 +1,8 @@
 // Runs the examples (examples/*.ts) as a user would, from a folder where `bun-rdkafka` resolves:
 // this workspace, or a throwaway project that installed the packed tarball.
-import { runToEnd } from "../../../scripts/harness.ts";
 import { uniqueName } from "../../../test/helpers/fixtures.ts";
 import { ensureStack } from "../../../test/helpers/stack.ts";
+import { runToEnd } from "../../../tools/harness.ts";
 
 /** Runs one example to its end; a non-zero exit fails with the example's own output. */
 export async function runExample(cwd: string, file: string, env: Record<string, string>): Promise<string> {

@@ -1,0 +1,65 @@
+// System packages the local stack needs, installed with apt when missing (as root), or named in a
+// clear error otherwise. Everything else comes from the npm registry (bun install) and Maven Central.
+import { existsSync } from "node:fs";
+import { commandExists, isRoot, run } from "./processes.ts";
+
+interface Requirement {
+  what: string;
+  present: () => boolean;
+  packages: string[];
+}
+
+const hasLib = (name: string) =>
+  ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"].some((d) => existsSync(`${d}/${name}`));
+
+const REQUIREMENTS: Requirement[] = [
+  { what: "librdkafka", present: () => hasLib("librdkafka.so.1"), packages: ["librdkafka1"] },
+  { what: "Java 17+ (Kafka broker)", present: () => commandExists("java"), packages: ["openjdk-17-jre-headless"] },
+  { what: "Maven (fetches the Kafka jars)", present: () => commandExists("mvn"), packages: ["maven"] },
+  {
+    what: "PostgreSQL server",
+    present: () => existsSync("/usr/lib/postgresql") && commandExists("psql"),
+    packages: ["postgresql"],
+  },
+  { what: "pgbouncer", present: () => commandExists("pgbouncer"), packages: ["pgbouncer"] },
+  // Backups: WAL archiving (archive_command) and `bun run backup` / `restore-drill` (tools/backup/).
+  { what: "pgBackRest", present: () => commandExists("pgbackrest"), packages: ["pgbackrest"] },
+  // Monitoring (tools/stack/monitoring.ts). Debian may start the packages' own services on install
+  // where systemd runs; ours run with their own config, data and ports under $STACK_DIR.
+  { what: "Prometheus + promtool", present: () => commandExists("promtool"), packages: ["prometheus"] },
+  {
+    what: "Alertmanager",
+    present: () => commandExists("prometheus-alertmanager"),
+    packages: ["prometheus-alertmanager"],
+  },
+  {
+    what: "Postgres exporter",
+    present: () => commandExists("prometheus-postgres-exporter"),
+    packages: ["prometheus-postgres-exporter"],
+  },
+  {
+    what: "jq and kcat (runbooks)",
+    present: () => commandExists("jq") && commandExists("kcat"),
+    packages: ["jq", "kcat"],
+  },
+  {
+    what: "pgbouncer exporter",
+    present: () => commandExists("prometheus-pgbouncer-exporter"),
+    packages: ["prometheus-pgbouncer-exporter"],
+  },
+];
+
+export function ensurePackages(): void {
+  const missing = REQUIREMENTS.filter((r) => !r.present());
+  if (missing.length === 0) return;
+  const packages = missing.flatMap((r) => r.packages);
+  if (!isRoot()) {
+    throw new Error(
+      `missing: ${missing.map((r) => r.what).join(", ")}. Install with: sudo apt-get install -y ${packages.join(" ")}`,
+    );
+  }
+  console.log(`stack: installing ${packages.join(" ")} with apt...`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  run("apt-get", ["update", "-qq"], { env });
+  run("apt-get", ["install", "-y", "-qq", ...packages], { env });
+}
