@@ -1,8 +1,8 @@
-import { type KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaError, type TopicPartitionOffset } from "bun-rdkafka";
 // Kafka after a restore. The sink group's committed offsets are ahead of a restored database: the
 // events stored after the recovery target are gone from Postgres but the group would not read them
 // again. The group is moved back to where the restored rows end, per partition, and the workers
 // replay from there (storing is idempotent: a replayed event already stored is a no-op).
+import { type KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaError, type TopicPartitionOffset } from "bun-rdkafka";
 import type postgres from "postgres";
 
 export interface ResumePosition {
