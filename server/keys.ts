@@ -8,6 +8,7 @@ import type { Sql } from "postgres";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { SCOPES, type Scope } from "../shared/api-keys.ts";
 import { type Logger, throttledWarn } from "../shared/logger.ts";
+import { Periodic, within } from "./periodic.ts";
 import type { Principal } from "./principal.ts";
 
 /** A key as the auth middleware checks it; one object per key, reused by every request. */
@@ -64,14 +65,14 @@ export interface KeyStoreOptions {
 export class KeyStore {
   #keys = new Map<string, KeyRecord>();
   #loaded = false;
-  #timer: ReturnType<typeof setInterval> | null = null;
-  #running: Promise<void> | null = null;
+  readonly #periodic: Periodic;
   readonly #o: Required<KeyStoreOptions>;
   readonly #warn: ReturnType<typeof throttledWarn>;
   readonly #metrics;
 
   constructor(o: KeyStoreOptions) {
     this.#o = { queryTimeoutMs: 5_000, ...o };
+    this.#periodic = new Periodic(() => this.#refresh(), o.refreshSeconds * 1000);
     this.#warn = throttledWarn(o.logger, 60_000);
     const registers = [o.registry];
     this.#metrics = {
@@ -118,23 +119,17 @@ export class KeyStore {
   }
 
   /** Loads once (a failure is counted and logged, not thrown), then every refreshSeconds. */
-  async start(): Promise<void> {
-    await this.refresh();
-    this.#timer = setInterval(() => void this.refresh(), this.#o.refreshSeconds * 1000);
+  start(): Promise<void> {
+    return this.#periodic.start();
   }
 
   /** Reloads the set, then writes back last use. Never overlaps itself; never throws. */
   refresh(): Promise<void> {
-    this.#running ??= this.#refresh().finally(() => {
-      this.#running = null;
-    });
-    return this.#running;
+    return this.#periodic.run();
   }
 
   async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
-    await this.#running;
+    await this.#periodic.stop();
     await this.#flush().catch((error) => this.#o.logger.warn({ err: error }, "could not record API keys' last use"));
   }
 
@@ -160,7 +155,7 @@ export class KeyStore {
   /** Whether the set was reloaded; a failure is counted and logged, never thrown. */
   async #reload(): Promise<boolean> {
     try {
-      const rows = await this.#timed(
+      const rows = await this.#within(
         this.#o.sql<Row[]>`
           select id, name, secret_sha256, scopes, qr_prefix, rate_limit_per_second, rate_limit_burst,
                  expires_at, revoked_at
@@ -200,7 +195,7 @@ export class KeyStore {
     const marks = used.map((k) => k.usedAt);
     for (const k of used) k.usedAt = 0;
     try {
-      await this.#timed(this.#o.sql`
+      await this.#within(this.#o.sql`
         update api_keys k set last_used_at = greatest(k.last_used_at, u.t)
         from unnest(${ids}::text[], ${times}::timestamptz[]) as u(id, t)
         where k.id = u.id`);
@@ -212,18 +207,7 @@ export class KeyStore {
     }
   }
 
-  async #timed<T>(query: Promise<T>): Promise<T> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`api_keys query took more than ${this.#o.queryTimeoutMs} ms`)),
-        this.#o.queryTimeoutMs,
-      );
-    });
-    try {
-      return await Promise.race([query, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+  #within<T>(query: Promise<T>): Promise<T> {
+    return within(query, this.#o.queryTimeoutMs, "api_keys query");
   }
 }

@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import type { Sql } from "postgres";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { type Logger, throttledWarn } from "../shared/logger.ts";
+import { Periodic, within } from "./periodic.ts";
 
 /** A replica is live while its row is younger than this many heartbeat intervals. */
 export const LIVE_INTERVALS = 3;
@@ -40,8 +41,7 @@ export class EdgeReplicas implements ReplicaCount {
   readonly id: string;
   #count = 1;
   #listeners: ((count: number) => void)[] = [];
-  #timer: ReturnType<typeof setInterval> | null = null;
-  #running: Promise<void> | null = null;
+  readonly #periodic: Periodic;
   readonly #o: Required<EdgeReplicasOptions>;
   readonly #warn: ReturnType<typeof throttledWarn>;
   readonly #gauge: Gauge;
@@ -50,6 +50,7 @@ export class EdgeReplicas implements ReplicaCount {
   constructor(o: EdgeReplicasOptions) {
     this.#o = { id: defaultReplicaId(), queryTimeoutMs: 5_000, ...o };
     this.id = this.#o.id;
+    this.#periodic = new Periodic(() => this.#beat(), o.heartbeatSeconds * 1000);
     this.#warn = throttledWarn(o.logger, 60_000);
     this.#gauge = new Gauge({
       name: "rate_limit_replicas",
@@ -75,26 +76,20 @@ export class EdgeReplicas implements ReplicaCount {
   }
 
   /** Beats once (a failure is counted and logged, not thrown), then every heartbeatSeconds. */
-  async start(): Promise<void> {
-    await this.beat();
-    this.#timer = setInterval(() => void this.beat(), this.#o.heartbeatSeconds * 1000);
+  start(): Promise<void> {
+    return this.#periodic.start();
   }
 
   /** Upserts this replica's row and counts the live ones. Never overlaps itself; never throws. */
   beat(): Promise<void> {
-    this.#running ??= this.#beat().finally(() => {
-      this.#running = null;
-    });
-    return this.#running;
+    return this.#periodic.run();
   }
 
   /** Stops beating and deletes this replica's row, so the others' shares grow at their next beat. */
   async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = null;
-    await this.#running;
+    await this.#periodic.stop();
     try {
-      await this.#timed(this.#o.sql`delete from edge_replicas where replica_id = ${this.id}`);
+      await this.#within(this.#o.sql`delete from edge_replicas where replica_id = ${this.id}`);
     } catch (error) {
       this.#o.logger.warn(
         { err: error, replica: this.id },
@@ -108,7 +103,7 @@ export class EdgeReplicas implements ReplicaCount {
     try {
       // One statement: the upsert, the pruning of long-gone rows, and the count. The count reads
       // the statement's snapshot (without this beat's upsert), hence "the others + 1".
-      const [row] = await this.#timed(this.#o.sql<{ live: number }[]>`
+      const [row] = await this.#within(this.#o.sql<{ live: number }[]>`
         with beat as (
           insert into edge_replicas (replica_id, seen_at) values (${this.id}, now())
           on conflict (replica_id) do update set seen_at = excluded.seen_at
@@ -134,18 +129,7 @@ export class EdgeReplicas implements ReplicaCount {
     }
   }
 
-  async #timed<T>(query: Promise<T>): Promise<T> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`edge_replicas query took more than ${this.#o.queryTimeoutMs} ms`)),
-        this.#o.queryTimeoutMs,
-      );
-    });
-    try {
-      return await Promise.race([query, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+  #within<T>(query: Promise<T>): Promise<T> {
+    return within(query, this.#o.queryTimeoutMs, "edge_replicas query");
   }
 }

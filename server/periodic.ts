@@ -1,0 +1,47 @@
+// What the edge does in the background every few seconds (the managed keys' refresh, the replica
+// heartbeat): a task that never overlaps itself, whose queries are bounded in time, and whose stop
+// waits for the run in flight. The task itself never throws: it counts and logs its own failures.
+
+/** `work`, or a rejection naming `what` once it has taken more than `ms`. */
+export async function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export class Periodic {
+  #timer: ReturnType<typeof setInterval> | null = null;
+  #running: Promise<void> | null = null;
+
+  constructor(
+    private readonly task: () => Promise<void>,
+    private readonly intervalMs: number,
+  ) {}
+
+  /** Runs once now, then every interval. */
+  async start(): Promise<void> {
+    await this.run();
+    this.#timer = setInterval(() => void this.run(), this.intervalMs);
+  }
+
+  /** Runs the task, or joins the run already in flight. */
+  run(): Promise<void> {
+    this.#running ??= this.task().finally(() => {
+      this.#running = null;
+    });
+    return this.#running;
+  }
+
+  /** No further runs; resolves once the one in flight has finished. */
+  async stop(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+    await this.#running;
+  }
+}
