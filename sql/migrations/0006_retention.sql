@@ -1,4 +1,4 @@
--- Retention (jobs/maintain.ts, docs/operations.md "Retention"): raw days past the policy are
+-- Retention (scripts/maintain.ts, docs/operations.md "Retention"): raw days past the policy are
 -- archived to verified Parquet files and dropped; minute counts past theirs are rolled up into
 -- hourly and daily counts, which are kept.
 
