@@ -7,8 +7,9 @@
 import type { Sql } from "postgres";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { SCOPES, type Scope } from "../shared/api-keys.ts";
+import { withDeadline } from "../shared/db-errors.ts";
 import { type Logger, throttledWarn } from "../shared/logger.ts";
-import { Periodic, within } from "./periodic.ts";
+import { Periodic, tookTooLong } from "./periodic.ts";
 import type { Principal } from "./principal.ts";
 
 /** A key as the auth middleware checks it; one object per key, reused by every request. */
@@ -208,6 +209,6 @@ export class KeyStore {
   }
 
   #within<T>(query: Promise<T>): Promise<T> {
-    return within(query, this.#o.queryTimeoutMs, "api_keys query");
+    return withDeadline("api_keys query", this.#o.queryTimeoutMs, query, tookTooLong);
   }
 }

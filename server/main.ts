@@ -43,9 +43,10 @@ async function main() {
       : null;
   // Not awaited: /ready answers 503 until a key set is trusted (static keys and JWT need no load).
   void keyStore?.start();
-  // The live replica count that divides the rate limits: heartbeats on the key store's pool.
+  // The live replica count that divides the rate limits: heartbeats on the key store's pool. With
+  // AUTH_DISABLED no limit applies (no principal to count, no 401 to charge), so none is needed.
   const replicas =
-    config.rateLimits.perKey || config.rateLimits.perIp
+    !config.AUTH_DISABLED && (config.rateLimits.perKey || config.rateLimits.perIp)
       ? new EdgeReplicas({ sql: keysSql, heartbeatSeconds: config.RATE_LIMIT_HEARTBEAT_SECONDS, logger, registry })
       : null;
   // Not awaited: until the first beat this replica counts itself alone.

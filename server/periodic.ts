@@ -2,18 +2,11 @@
 // heartbeat): a task that never overlaps itself, whose queries are bounded in time, and whose stop
 // waits for the run in flight. The task itself never throws: it counts and logs its own failures.
 
-/** `work`, or a rejection naming `what` once it has taken more than `ms`. */
-export async function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took more than ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([work, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/**
+ * The error a background query past its bound rejects with (shared/db-errors.ts withDeadline): the
+ * task counts and logs it and keeps its last good state.
+ */
+export const tookTooLong = (what: string, ms: number) => new Error(`${what} took more than ${ms} ms`);
 
 export class Periodic {
   #timer: ReturnType<typeof setInterval> | null = null;

@@ -8,8 +8,9 @@
 import { hostname } from "node:os";
 import type { Sql } from "postgres";
 import { Counter, Gauge, type Registry } from "prom-client";
+import { withDeadline } from "../shared/db-errors.ts";
 import { type Logger, throttledWarn } from "../shared/logger.ts";
-import { Periodic, within } from "./periodic.ts";
+import { Periodic, tookTooLong } from "./periodic.ts";
 
 /** A replica is live while its row is younger than this many heartbeat intervals. */
 export const LIVE_INTERVALS = 3;
@@ -130,6 +131,6 @@ export class EdgeReplicas implements ReplicaCount {
   }
 
   #within<T>(query: Promise<T>): Promise<T> {
-    return within(query, this.#o.queryTimeoutMs, "edge_replicas query");
+    return withDeadline("edge_replicas query", this.#o.queryTimeoutMs, query, tookTooLong);
   }
 }

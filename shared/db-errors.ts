@@ -71,3 +71,20 @@ export class DbDeadlineError extends Error {
     this.name = "DbDeadlineError";
   }
 }
+
+/**
+ * `promise`, or a rejection once `ms` have passed: by default a DbDeadlineError (the worker's, fatal);
+ * `late` makes another error where the caller carries on (the edge's key refresh and heartbeat).
+ */
+export function withDeadline<T>(
+  what: string,
+  ms: number,
+  promise: Promise<T>,
+  late: (what: string, ms: number) => Error = (w, m) => new DbDeadlineError(w, m),
+): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(late(what, ms)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}

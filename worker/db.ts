@@ -7,7 +7,7 @@
 //   a client library stuck on a protocol state, porsager/postgres#1173): DbDeadlineError, after
 //   which the worker exits so the connection is discarded with the process.
 import postgres, { type Sql, type TransactionSql } from "postgres";
-import { DbDeadlineError } from "../shared/db-errors.ts";
+import { withDeadline } from "../shared/db-errors.ts";
 
 export interface DbOptions {
   url: string;
@@ -45,13 +45,4 @@ export function createDb(o: DbOptions): Db {
       }) as Promise<Awaited<ReturnType<typeof fn>>>,
     );
   return { sql, transaction };
-}
-
-/** `promise`, or a DbDeadlineError once `ms` have passed. */
-export function withDeadline<T>(what: string, ms: number, promise: Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DbDeadlineError(what, ms)), ms);
-  });
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
 }

@@ -1,10 +1,12 @@
 // server/periodic.ts: the edge's background tasks (key refresh, replica heartbeat) never overlap
-// themselves, stop() waits for the run in flight, and a query past its bound is rejected by name.
+// themselves, stop() waits for the run in flight, and a query past its bound is rejected by name
+// (shared/db-errors.ts withDeadline, with the edge's error instead of the worker's fatal one).
 //
 // Mutations checked (each alone): run() without the ??= (a second run overlaps); stop() not
-// awaiting the run in flight; within() without its timeout.
+// awaiting the run in flight; withDeadline ignoring its late error.
 import { expect, test } from "bun:test";
-import { Periodic, within } from "../../server/periodic.ts";
+import { Periodic, tookTooLong } from "../../server/periodic.ts";
+import { DbDeadlineError, withDeadline } from "../../shared/db-errors.ts";
 
 test("a run joins the one in flight instead of overlapping it, and stop() waits for it", async () => {
   let active = 0;
@@ -43,8 +45,10 @@ test("start() runs at once, then every interval, until stop()", async () => {
   expect(runs).toBe(atStop);
 });
 
-test("within() passes the result through, and rejects by name past its bound", async () => {
-  expect(await within(Promise.resolve(7), 100, "a query")).toBe(7);
+test("a background query past its bound rejects with the edge's error, not the worker's fatal one", async () => {
+  expect(await withDeadline("a query", 100, Promise.resolve(7), tookTooLong)).toBe(7);
   const slow = Bun.sleep(500).then(() => 1);
-  await expect(within(slow, 20, "api_keys query")).rejects.toThrow("api_keys query took more than 20 ms");
+  const error = await withDeadline("api_keys query", 20, slow, tookTooLong).catch((e: Error) => e);
+  expect(error).not.toBeInstanceOf(DbDeadlineError);
+  expect((error as Error).message).toBe("api_keys query took more than 20 ms");
 });

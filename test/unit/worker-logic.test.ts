@@ -11,10 +11,9 @@
 // |                                                            | original error object, received a RetriesExhaustedError        |
 import { describe, expect, test } from "bun:test";
 import { type ConsumedMessage, nextOffsets } from "bun-rdkafka";
-import { DbDeadlineError, classifyDbError, isTransientDbError } from "../../shared/db-errors.ts";
+import { DbDeadlineError, classifyDbError, isTransientDbError, withDeadline } from "../../shared/db-errors.ts";
 import { toScanRecord } from "../../shared/event.ts";
 import { copyText, decode, isPoison } from "../../shared/scan-events.ts";
-import { withDeadline } from "../../worker/db.ts";
 import { PartitionProgress } from "../../worker/progress.ts";
 import { RetriesExhaustedError, backoffDelay, createRetrier } from "../../worker/retry.ts";
 
