@@ -164,9 +164,15 @@ test("every dashboard and rule expression parses, names only scraped metrics and
     // supervisor), so rate() and increase() over it have data for every one of them.
     rated: `count(count by (job, instance) (rate({__name__=~"http_requests_total|worker_batches_total|supervisor_worker_restarts_total"}[${window}])))`,
   };
+  // Every recording rule evaluated on this data at least once: each rule group runs on its own
+  // schedule, so one (the latency ratio) having a value says nothing of the others.
+  const records = ruleExpressions()
+    .filter((e) => e.kind === "record")
+    .map((e) => e.source.slice(e.source.indexOf(": ") + 2));
+  checks.records = `count(count by (__name__) ({__name__=~"${records.join("|")}"}))`;
   const appInstances = 2 + workerPorts.length;
   await waitFor(
-    `the stack's Prometheus (${PROM}) to scrape every job (${jobs.join(", ")}) up, and see rows stored, rejected events, the test topic's lag, the latency recording rule, and two scrapes of each of the ${appInstances} app processes within ${window}`,
+    `the stack's Prometheus (${PROM}) to scrape every job (${jobs.join(", ")}) up, and see rows stored, rejected events, the test topic's lag, the latency recording rule, all ${records.length} recording rules, and two scrapes of each of the ${appInstances} app processes within ${window}`,
     async () => {
       const seen: Record<string, unknown> = {};
       for (const [k, q] of Object.entries(checks)) {
@@ -179,7 +185,8 @@ test("every dashboard and rule expression parses, names only scraped metrics and
     (s) =>
       jobs.every((j) => (s.up as Record<string, string>)[j] === "1") &&
       ["rows", "rejected", "lag", "slowRatio"].every((k) => Number(s[k]) > 0) &&
-      Number(s.rated) === appInstances,
+      Number(s.rated) === appInstances &&
+      Number(s.records) === records.length,
     180_000,
     2_000,
   );
