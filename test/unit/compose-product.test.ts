@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { ServerConfigSchema, loadServerConfig } from "../../server/config.ts";
 import { ConfigError } from "../../shared/config.ts";
 import { KEYS_DATABASE_SUFFIX, TOPICS, localStack } from "../../shared/local-stack.ts";
+import { archiveSettingsWith, backrestConfig } from "../../tools/backup/pgbackrest.ts";
 import { composeFiles } from "../../tools/compose-files.ts";
 import { POSTGRES_SETTINGS } from "../../tools/stack/postgres.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
@@ -210,10 +211,19 @@ describe("compose.yaml runs the product", () => {
     }
   });
 
-  test("Postgres: compose's server settings are the local stack's", () => {
+  test("Postgres: compose's server settings are the local stack's, WAL archiving included", () => {
     const command = service("postgres").command ?? [];
     const settings = command.filter((_, i) => command[i - 1] === "-c");
-    expect(settings).toEqual([...POSTGRES_SETTINGS]);
+    expect(settings).toEqual([...POSTGRES_SETTINGS, ...archiveSettingsWith("")]);
+  });
+
+  test("Postgres: compose's pgBackRest options are the local stack's but for the paths", () => {
+    const options = (text: string) =>
+      text
+        .split("\n")
+        .filter((l) => /^[a-z0-9-]+=/.test(l) && !/-path=|^pg1-port=/.test(l))
+        .sort();
+    expect(options(read("compose/postgres/pgbackrest.conf"))).toEqual(options(backrestConfig(localStack())));
   });
 
   test("no default passwords: docker-compose refuses the file without POSTGRES_PASSWORD, accepts it with one", () => {

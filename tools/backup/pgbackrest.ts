@@ -79,11 +79,18 @@ export function writeBackrestConfig(stack: LocalStack): string {
 
 /** The `-c` settings the stack's PostgreSQL starts with: continuous WAL archiving to the repository. */
 export function archiveSettings(stack: LocalStack): string[] {
-  const config = backrestPaths(stack).config;
+  return archiveSettingsWith(`--config=${backrestPaths(stack).config} `);
+}
+
+/**
+ * The archive settings with `configFlag` before the stanza: empty where pgbackrest.conf is in its
+ * default place (compose's Postgres image, compose/postgres/pgbackrest.conf).
+ */
+export function archiveSettingsWith(configFlag: string): string[] {
   return [
     "wal_level=replica",
     "archive_mode=on",
-    `archive_command=pgbackrest --config=${config} --stanza=${STANZA} archive-push %p`,
+    `archive_command=pgbackrest ${configFlag}--stanza=${STANZA} archive-push %p`,
     `archive_timeout=${ARCHIVE_TIMEOUT_S}`,
   ];
 }
