@@ -6,7 +6,16 @@
 // Alertmanager starts as compose starts it, through monitoring/alertmanager/start.sh, which renders
 // the committed alertmanager.yml with the receivers' URLs from secret files; here those point at the
 // stack's own receiver (tools/stack/alert-receiver.ts), which writes each alert to alerts.log.
-import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import * as v from "valibot";
 import { ServerConfigSchema } from "../../server/config.ts";
@@ -233,6 +242,10 @@ export async function startMonitoring(stack: LocalStack): Promise<void> {
   // The stack receiver's URLs; ALERTMANAGER_PAGER_URL_FILE / _TICKET_URL_FILE in the environment
   // name other files instead (a developer's own webhooks).
   writeReceiverUrls(p, stack.alertReceiverPort);
+  // An Alertmanager started before start.sh ran on the template itself: a reload would keep it
+  // there, its receivers placeholders. Start it anew, through start.sh.
+  const amPid = readPid(p.alertmanagerPid);
+  if (amPid !== null && !runsOn(amPid, p.alertmanagerConfig)) await stopPidFile(p.alertmanagerPid, "SIGTERM");
   await Promise.all([
     startOne({
       name: "alert receiver",
@@ -341,6 +354,15 @@ export function alertmanagerEnv(opts: {
     ALERTMANAGER_CONFIG_OUT: opts.configOut,
     ...(opts.template ? { ALERTMANAGER_TEMPLATE: opts.template } : {}),
   };
+}
+
+/** Whether process `pid` was started with --config.file=`config` (Linux: its /proc command line). */
+function runsOn(pid: number, config: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(`--config.file=${config}`);
+  } catch {
+    return true; // no /proc: leave it to the reload
+  }
 }
 
 /** The stack receiver's URL for each route, written where start.sh reads them by default here. */
