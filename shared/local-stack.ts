@@ -88,6 +88,8 @@ export function localStack(env: Record<string, string | undefined> = process.env
     prometheusPort: port("STACK_PROMETHEUS_PORT", 19090),
     // Not 19093: that is the Kafka controller's default (STACK_KAFKA_PORT + 1).
     alertmanagerPort: port("STACK_ALERTMANAGER_PORT", 19094),
+    /** The stack's webhook receiver for Alertmanager's pager and ticket routes (tools/stack/alert-receiver.ts). */
+    alertReceiverPort: port("STACK_ALERT_RECEIVER_PORT", 19095),
     database: "qrscan",
     /** The migration owner: migrations, operator commands (keys, dlq, maintain…) and the tests' fixtures. */
     user: "qrscan",

@@ -1,7 +1,8 @@
 // The stall alert, end to end on real components: real workers under load on the local stack's
 // Kafka and Postgres, a real Prometheus evaluating the committed rule files
-// (monitoring/prometheus/rules/) and a real Alertmanager with the committed alertmanager.yml, which
-// delivers to a webhook receiver this test runs on 127.0.0.1. The stall is real: another session
+// (monitoring/prometheus/rules/) and a real Alertmanager started by monitoring/alertmanager/start.sh
+// on the committed alertmanager.yml, whose pager route delivers to a webhook receiver this test runs
+// on 127.0.0.1. The stall is real: another session
 // holds scan_events locked (as in worker-stall.test.ts), so the worker's write waits with no error.
 // Then the lock is released, and the alert must resolve and the resolution be delivered.
 // Only intervals differ from the committed configuration (scrape and evaluation every 1 s instead
@@ -19,8 +20,10 @@ import { join } from "node:path";
 import { killProcess, spawnUntilReady } from "../../tools/harness.ts";
 import {
   ALERTMANAGER_CONFIG,
+  ALERTMANAGER_START,
   PROMETHEUS_CONFIG,
   alertmanagerArgs,
+  alertmanagerEnv,
   preparePrometheusDir,
   prometheusArgs,
 } from "../../tools/stack/monitoring.ts";
@@ -42,6 +45,8 @@ await ensureStack();
 
 interface Notification {
   receivedAt: number;
+  /** The receiver's path: /pager or /ticket. */
+  path: string;
   status: "firing" | "resolved";
   alerts: { status: string; labels: Record<string, string>; annotations: Record<string, string> }[];
 }
@@ -65,8 +70,14 @@ const logTail = (file: string) => {
 };
 
 /** Prometheus or Alertmanager from the stack's own arguments, logging to `log`, stopped by pid after the test. */
-async function startMonitoring(name: string, cmd: string[], log: string, readyUrl: string) {
-  const proc = await spawnUntilReady({ name, cmd, output: { file: log }, readyUrl, readyTimeoutMs: 30_000 }).catch(
+async function startMonitoring(
+  name: string,
+  cmd: string[],
+  log: string,
+  readyUrl: string,
+  env?: Record<string, string>,
+) {
+  const proc = await spawnUntilReady({ name, cmd, env, output: { file: log }, readyUrl, readyTimeoutMs: 30_000 }).catch(
     (error: Error) => {
       throw new Error(`${error.message}; its log:\n${logTail(log)}`);
     },
@@ -85,7 +96,11 @@ test("a real stall: Prometheus fires ConsumerStalled, Alertmanager delivers it, 
     hostname: "127.0.0.1",
     port: 0,
     async fetch(req) {
-      notifications.push({ receivedAt: Date.now(), ...((await req.json()) as Omit<Notification, "receivedAt">) });
+      notifications.push({
+        receivedAt: Date.now(),
+        path: new URL(req.url).pathname,
+        ...((await req.json()) as Omit<Notification, "receivedAt" | "path">),
+      });
       return new Response("ok");
     },
   });
@@ -108,23 +123,31 @@ test("a real stall: Prometheus fires ConsumerStalled, Alertmanager delivers it, 
     },
   });
 
-  // Alertmanager: the committed config, delivering to our receiver, without its 30 s / 5 min waits.
+  // Alertmanager: the committed config without its 30 s / 5 min waits, started by start.sh with
+  // our receiver's URLs in the secret files.
   const amPort = freePort();
-  const amConfig = join(dir, "alertmanager.yml");
+  const template = join(dir, "alertmanager.template.yml");
   writeFileSync(
-    amConfig,
+    template,
     override(readFileSync(ALERTMANAGER_CONFIG, "utf8"), [
-      ["url: http://127.0.0.1:19095/alerts", `url: http://127.0.0.1:${receiver.port}/alerts`],
       ["group_wait: 30s", "group_wait: 1s"],
       ["group_interval: 5m", "group_interval: 1s"],
     ]),
   );
+  writeFileSync(join(dir, "pager_url"), `http://127.0.0.1:${receiver.port}/pager\n`);
+  writeFileSync(join(dir, "ticket_url"), `http://127.0.0.1:${receiver.port}/ticket\n`);
   const amLog = join(dir, "alertmanager.log");
   await startMonitoring(
     "Alertmanager",
-    ["prometheus-alertmanager", ...alertmanagerArgs(amConfig, join(dir, "am-data"), amPort)],
+    ["sh", ALERTMANAGER_START, ...alertmanagerArgs(join(dir, "am-data"), amPort)],
     amLog,
     `http://127.0.0.1:${amPort}/-/ready`,
+    alertmanagerEnv({
+      pagerUrlFile: join(dir, "pager_url"),
+      ticketUrlFile: join(dir, "ticket_url"),
+      configOut: join(dir, "alertmanager.yml"),
+      template,
+    }),
   );
 
   // Prometheus: the committed prometheus.yml and rules, scraping this test's supervisor and workers.
@@ -216,13 +239,19 @@ test("a real stall: Prometheus fires ConsumerStalled, Alertmanager delivers it, 
   const firingAt = Date.now();
   expect(firing.find((a) => a.state === "firing")?.labels.severity).toBe("page");
   const delivered = await waitFor(
-    `Alertmanager to deliver ConsumerStalled to the webhook (alertmanager log: ${logTail(amLog)})`,
+    `Alertmanager to deliver ConsumerStalled to the pager webhook (alertmanager log: ${logTail(amLog)})`,
     async () => notifications.filter((n) => n.status === "firing"),
     (ns) => ns.some((n) => n.alerts.some((a) => a.labels.alertname === "ConsumerStalled")),
     60_000,
     250,
   );
   const deliveredAt = delivered[0]?.receivedAt ?? Number.NaN;
+  // A page: the pager receiver's route, never the ticket queue.
+  expect(delivered[0]?.path).toBe("/pager");
+  const stallElsewhere = notifications.filter(
+    (n) => n.path !== "/pager" && n.alerts.some((a) => a.labels.alertname === "ConsumerStalled"),
+  );
+  expect(stallElsewhere).toEqual([]);
   const alert = delivered[0]?.alerts.find((a) => a.labels.alertname === "ConsumerStalled");
   expect(alert?.labels.topic).toBe(env.scansTopic);
   expect(alert?.labels.severity).toBe("page");

@@ -2,21 +2,46 @@
 // their promtool unit tests, Alertmanager's config; and the invariants that keep them honest:
 // every alert has a runbook link, a summary and a description, and a promtool test that makes it
 // fire and one where it does not; the committed file_sd targets are what the local stack writes for
-// the default ports.
+// the default ports. Alertmanager: monitoring/alertmanager/start.sh run for real (Debian's sh and
+// busybox sh, the public image's) with a stand-in Alertmanager binary that records its arguments,
+// and amtool routing every rule's alert through the configuration it renders.
+//
+// Mutations these tests catch (each tried once, then reverted):
+// | mutation                                                         | what fails                       |
+// | alertmanager.yml: the page route's receiver: ticket               | routing: pages go to pager        |
+// | alertmanager.yml: the severity="ticket" route removed             | routing: by its own route         |
+// | alertmanager.yml: default receiver pager                          | unknown severity goes to ticket   |
+// | alertmanager.yml: partition back in group_by                      | one notification per cause        |
+// | alertmanager.yml: an inhibit rule without equal                   | inhibit rules have equal          |
+// | start.sh: the scheme check removed                                | refuses (not http)                |
+// | start.sh: the more-than-one-line check removed                    | refuses (two lines)               |
+// | start.sh: the ' doubling removed (yaml_quoted prints the raw URL) | renders the URLs exactly          |
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { localStack } from "../../shared/local-stack.ts";
 import {
   ALERTMANAGER_CONFIG,
+  ALERTMANAGER_START,
   MONITORING_DIR,
   PROMETHEUS_CONFIG,
   PROMETHEUS_RULES,
   appMetricsPorts,
   prometheusTargets,
 } from "../../tools/stack/monitoring.ts";
+import { onCleanup } from "../helpers/cleanup.ts";
 
 const TESTS_DIR = join(MONITORING_DIR, "prometheus", "tests");
 const yamlFiles = (dir: string) =>
@@ -173,4 +198,195 @@ test("the committed targets are what the local stack writes for the default port
   } finally {
     Object.assign(process.env, saved);
   }
+});
+
+interface AlertmanagerConfig {
+  route: { receiver: string; group_by: string[]; routes: { matchers: string[]; receiver: string }[] };
+  inhibit_rules: { source_matchers: string[]; target_matchers: string[]; equal?: string[] }[];
+  receivers: { name: string; webhook_configs: { url: string }[] }[];
+}
+const amConfig = (file: string) => Bun.YAML.parse(readFileSync(file, "utf8")) as AlertmanagerConfig;
+
+/** The shells start.sh must run in: Debian's (dash) and the public prom/alertmanager image's. */
+const SHELLS: [string, string[]][] = [
+  ["sh", ["sh"]],
+  ["busybox sh", ["busybox", "sh"]],
+];
+
+/**
+ * Runs start.sh with `shell`, the given URL files' contents (undefined: no file) and a stand-in
+ * Alertmanager binary that records the arguments it was exec'd with.
+ */
+function runStart(
+  shell: string[],
+  urls: { pager?: string; ticket?: string },
+  args: string[] = ["--storage.path=/data", "--web.listen-address=127.0.0.1:1"],
+) {
+  const dir = mkdtempSync(join(tmpdir(), "am-start-"));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  const fake = join(dir, "alertmanager");
+  writeFileSync(fake, `#!/bin/sh\nprintf '%s\\n' "$@" > "$0.args"\n`);
+  chmodSync(fake, 0o755);
+  if (urls.pager !== undefined) writeFileSync(join(dir, "pager_url"), urls.pager);
+  if (urls.ticket !== undefined) writeFileSync(join(dir, "ticket_url"), urls.ticket);
+  const out = join(dir, "rendered", "alertmanager.yml");
+  mkdirSync(join(dir, "rendered"));
+  const res = spawnSync(shell[0] as string, [...shell.slice(1), ALERTMANAGER_START, ...args], {
+    encoding: "utf8",
+    env: {
+      PATH: process.env.PATH,
+      ALERTMANAGER_BIN: fake,
+      ALERTMANAGER_PAGER_URL_FILE: join(dir, "pager_url"),
+      ALERTMANAGER_TICKET_URL_FILE: join(dir, "ticket_url"),
+      ALERTMANAGER_CONFIG_OUT: out,
+    },
+  });
+  if (res.error) {
+    throw new Error(
+      `${shell.join(" ")} could not run (apt-get install busybox, or bun run stack up): ${res.error.message}`,
+    );
+  }
+  const argsFile = `${fake}.args`;
+  return {
+    status: res.status,
+    stderr: res.stderr,
+    out,
+    execArgs: existsSync(argsFile) ? readFileSync(argsFile, "utf8").trimEnd().split("\n") : null,
+  };
+}
+
+const PAGER = "http://127.0.0.1:9/pager";
+const TICKET = "http://127.0.0.1:9/ticket";
+
+/** amtool's receiver and matching route path for an alert with these labels, on a rendered configuration. */
+function routeOf(config: string, labels: Record<string, string>) {
+  const r = run("amtool", [
+    "config",
+    "routes",
+    "test",
+    "--tree",
+    `--config.file=${config}`,
+    ...Object.entries(labels).map(([k, v]) => `${k}=${v}`),
+  ]);
+  expect(r.status, r.output).toBe(0);
+  const lines = r.output
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("Warning:"));
+  return { receiver: lines.at(-1), tree: r.output };
+}
+
+describe("Alertmanager: start.sh renders the receivers' URLs from secret files", () => {
+  test("the committed template is valid as is, with placeholder receivers on the reserved .invalid domain", () => {
+    const c = amConfig(ALERTMANAGER_CONFIG);
+    expect(c.receivers.map((r) => [r.name, r.webhook_configs.map((w) => w.url)])).toEqual([
+      ["pager", ["http://alertmanager-pager-url.invalid/"]],
+      ["ticket", ["http://alertmanager-ticket-url.invalid/"]],
+    ]);
+  });
+
+  test.each(SHELLS)(
+    "%s: renders the URLs exactly and execs Alertmanager with --config.file and the rest",
+    (_n, shell) => {
+      // Characters a URL may hold that YAML, sed or the shell would read otherwise.
+      const pager = "https://pager.example/v1/hook?key=a'b&x=%20|y#frag";
+      const r = runStart(shell, { pager: `  ${pager}\r\n`, ticket: TICKET });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.execArgs).toEqual([
+        `--config.file=${r.out}`,
+        "--storage.path=/data",
+        "--web.listen-address=127.0.0.1:1",
+      ]);
+      expect(statSync(r.out).mode & 0o777).toBe(0o600);
+      const c = amConfig(r.out);
+      expect(c.receivers.map((x) => [x.name, x.webhook_configs[0]?.url])).toEqual([
+        ["pager", pager],
+        ["ticket", TICKET],
+      ]);
+      // Apart from the two URLs (and its header line), the template itself.
+      const template = readFileSync(ALERTMANAGER_CONFIG, "utf8");
+      const rendered = readFileSync(r.out, "utf8").split("\n").slice(1).join("\n");
+      expect(rendered.replace(`'${pager.replaceAll("'", "''")}'`, "P").replace(`'${TICKET}'`, "T")).toBe(
+        template
+          .replace("http://alertmanager-pager-url.invalid/", "P")
+          .replace("http://alertmanager-ticket-url.invalid/", "T"),
+      );
+      expect(r.stderr).not.toContain(pager);
+      const check = run("amtool", ["check-config", r.out]);
+      expect(check.status, check.output).toBe(0);
+    },
+  );
+
+  const refusals: [string, { pager?: string; ticket?: string }, string][] = [
+    ["no pager file", { ticket: TICKET }, "no pager URL:"],
+    ["no ticket file", { pager: PAGER }, "no ticket URL:"],
+    ["an empty pager file", { pager: " \n", ticket: TICKET }, "is empty"],
+    [
+      "a ticket URL that is not http(s)",
+      { pager: PAGER, ticket: "ftp://x/y\n" },
+      "does not start with http:// or https://",
+    ],
+    ["a pager URL without a scheme", { pager: "hooks.example/abc\n", ticket: TICKET }, "does not start with http"],
+    ["two lines", { pager: `${PAGER}\n${TICKET}\n`, ticket: TICKET }, "has more than one line"],
+    ["a space inside", { pager: "http://a.example/x y\n", ticket: TICKET }, "contains whitespace"],
+  ];
+  for (const [name, shell] of SHELLS) {
+    test.each(refusals)(`${name}: refuses to start with %s, saying why`, (_what, urls, message) => {
+      const r = runStart(shell, urls);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain("alertmanager start.sh: ");
+      expect(r.stderr).toContain(message);
+      expect(r.execArgs).toBeNull();
+    });
+  }
+
+  test("refuses a --config.file of the caller's (it would replace the rendered one)", () => {
+    const r = runStart(["sh"], { pager: PAGER, ticket: TICKET }, ["--config.file=/etc/alertmanager/alertmanager.yml"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("do not pass --config.file");
+    expect(r.execArgs).toBeNull();
+  });
+});
+
+describe("Alertmanager routing (amtool on the rendered configuration)", () => {
+  const rendered = () => {
+    const r = runStart(["sh"], { pager: PAGER, ticket: TICKET });
+    expect(r.status, r.stderr).toBe(0);
+    return r.out;
+  };
+  const RECEIVER_OF: Record<string, string> = { page: "pager", ticket: "ticket" };
+
+  test("every rule's alert goes to its severity's receiver, by that severity's own route", () => {
+    const config = rendered();
+    const alerts = rules().filter((r) => r.alert);
+    const severities = new Set(alerts.map((a) => a.labels?.severity ?? ""));
+    expect([...severities].sort()).toEqual(["page", "ticket"]);
+    const wrong: string[] = [];
+    for (const a of alerts) {
+      const severity = a.labels?.severity ?? "";
+      const { receiver, tree } = routeOf(config, { alertname: a.alert as string, ...a.labels });
+      if (receiver !== RECEIVER_OF[severity]) wrong.push(`${a.alert} (${severity}) -> ${receiver}`);
+      // Not by the default route: the severity's own.
+      if (!tree.includes(`{severity="${severity}"}`)) wrong.push(`${a.alert} (${severity}) by the default route`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  test("an alert without a known severity still reaches a person: the ticket queue", () => {
+    const config = rendered();
+    expect(routeOf(config, { alertname: "SomethingNew" }).receiver).toBe("ticket");
+    expect(routeOf(config, { alertname: "SomethingNew", severity: "critical" }).receiver).toBe("ticket");
+  });
+
+  test("one cause is one notification: no per-partition, per-topic or per-instance groups", () => {
+    const c = amConfig(ALERTMANAGER_CONFIG);
+    expect(c.route.group_by).toEqual(["namespace", "alertname", "job"]);
+    for (const route of c.route.routes) expect(route).not.toHaveProperty("group_by");
+  });
+
+  test("inhibit rules have equal: a target down silences only its own environment's alerts", () => {
+    const c = amConfig(ALERTMANAGER_CONFIG);
+    expect(c.inhibit_rules.length).toBeGreaterThan(0);
+    for (const rule of c.inhibit_rules) expect(rule.equal ?? []).toContain("namespace");
+  });
 });

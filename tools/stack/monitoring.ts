@@ -3,8 +3,20 @@
 // default ports). The configuration is the committed monitoring/ folder, shared with compose.yaml:
 // $STACK_DIR/monitoring/prometheus/ holds symlinks to monitoring/prometheus/prometheus.yml and its
 // rules/, and a targets/ folder written here (file_sd), the only part that depends on the ports.
-import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+// Alertmanager starts as compose starts it, through monitoring/alertmanager/start.sh, which renders
+// the committed alertmanager.yml with the receivers' URLs from secret files; here those point at the
+// stack's own receiver (tools/stack/alert-receiver.ts), which writes each alert to alerts.log.
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname, join } from "node:path";
 import * as v from "valibot";
 import { ServerConfigSchema } from "../../server/config.ts";
 import { loadConfig } from "../../shared/config.ts";
@@ -15,7 +27,10 @@ import { portOpen, readPid, run, startDetached, stopPidFile, waitForService, wri
 export const MONITORING_DIR = new URL("../../monitoring", import.meta.url).pathname;
 export const PROMETHEUS_CONFIG = join(MONITORING_DIR, "prometheus", "prometheus.yml");
 export const PROMETHEUS_RULES = join(MONITORING_DIR, "prometheus", "rules");
+/** The routing template: only start.sh runs Alertmanager on it, with the receivers' URLs filled in. */
 export const ALERTMANAGER_CONFIG = join(MONITORING_DIR, "alertmanager", "alertmanager.yml");
+export const ALERTMANAGER_START = join(MONITORING_DIR, "alertmanager", "start.sh");
+const ALERT_RECEIVER = new URL("./alert-receiver.ts", import.meta.url).pathname;
 export const JMX_EXPORTER_CONFIG = join(MONITORING_DIR, "jmx-exporter", "kafka.yml");
 const JMX_EXPORTER_POM = join(MONITORING_DIR, "jmx-exporter", "pom.xml");
 /** Debian's pgbouncer exporter, with the fix-up that lets it read pgbouncer 1.18's SHOW STATS. */
@@ -33,8 +48,17 @@ export function monitoringPaths(stack: LocalStack) {
     prometheusLog: join(root, "prometheus.log"),
     prometheusPid: join(root, "prometheus.pid"),
     alertmanagerData: join(root, "alertmanager-data"),
+    /** start.sh's output: alertmanager.yml with the receivers' URLs. */
+    alertmanagerConfig: join(root, "alertmanager.yml"),
+    /** The secret files start.sh reads (ALERTMANAGER_*_URL_FILE), unless set in the environment. */
+    pagerUrlFile: join(root, "secrets", "alertmanager_pager_url"),
+    ticketUrlFile: join(root, "secrets", "alertmanager_ticket_url"),
     alertmanagerLog: join(root, "alertmanager.log"),
     alertmanagerPid: join(root, "alertmanager.pid"),
+    /** Every alert the stack's receiver got, one line each. */
+    alertsLog: join(root, "alerts.log"),
+    alertReceiverLog: join(root, "alert-receiver.log"),
+    alertReceiverPid: join(root, "alert-receiver.pid"),
     pgExporterLog: join(root, "postgres-exporter.log"),
     pgExporterPid: join(root, "postgres-exporter.pid"),
     bouncerExporterLog: join(root, "pgbouncer-exporter.log"),
@@ -183,6 +207,8 @@ async function startOne(opts: {
   readyUrl: string;
   /** Re-reads its configuration on SIGHUP (Prometheus, Alertmanager): a running one is told to, so edited rules apply. */
   reloadsOnHup?: boolean;
+  /** Runs before that SIGHUP (Alertmanager: render the configuration again). */
+  beforeReload?: () => void;
 }): Promise<void> {
   // Running but not answering (e.g. an exporter wedged by a restart of what it watches): start it anew.
   if (readPid(opts.pidFile) !== null && !(await answers(opts.readyUrl).catch(() => false))) {
@@ -195,6 +221,7 @@ async function startOne(opts: {
     }
     writePid(opts.pidFile, startDetached(opts.cmd, opts.args, opts.log, opts.env));
   } else if (opts.reloadsOnHup) {
+    opts.beforeReload?.();
     process.kill(readPid(opts.pidFile) as number, "SIGHUP");
   }
   await waitForService(`${opts.name} at ${opts.readyUrl}`, () => answers(opts.readyUrl), 60_000, opts.log);
@@ -207,7 +234,29 @@ export async function startMonitoring(stack: LocalStack): Promise<void> {
   preparePrometheusDir(p.prometheusDir, prometheusTargets(stack, appMetricsPorts()));
   mkdirSync(p.prometheusData, { recursive: true });
   mkdirSync(p.alertmanagerData, { recursive: true });
+  const amEnv = alertmanagerEnv({
+    pagerUrlFile: process.env.ALERTMANAGER_PAGER_URL_FILE || p.pagerUrlFile,
+    ticketUrlFile: process.env.ALERTMANAGER_TICKET_URL_FILE || p.ticketUrlFile,
+    configOut: p.alertmanagerConfig,
+  });
+  // The stack receiver's URLs; ALERTMANAGER_PAGER_URL_FILE / _TICKET_URL_FILE in the environment
+  // name other files instead (a developer's own webhooks).
+  writeReceiverUrls(p, stack.alertReceiverPort);
+  // An Alertmanager started before start.sh ran on the template itself: a reload would keep it
+  // there, its receivers placeholders. Start it anew, through start.sh.
+  const amPid = readPid(p.alertmanagerPid);
+  if (amPid !== null && !runsOn(amPid, p.alertmanagerConfig)) await stopPidFile(p.alertmanagerPid, "SIGTERM");
   await Promise.all([
+    startOne({
+      name: "alert receiver",
+      pidFile: p.alertReceiverPid,
+      port: stack.alertReceiverPort,
+      portVar: "STACK_ALERT_RECEIVER_PORT",
+      log: p.alertReceiverLog,
+      cmd: process.execPath,
+      args: [ALERT_RECEIVER, String(stack.alertReceiverPort), p.alertsLog],
+      readyUrl: `http://127.0.0.1:${stack.alertReceiverPort}/`,
+    }),
     startOne({
       name: "postgres-exporter",
       pidFile: p.pgExporterPid,
@@ -254,10 +303,14 @@ export async function startMonitoring(stack: LocalStack): Promise<void> {
       port: stack.alertmanagerPort,
       portVar: "STACK_ALERTMANAGER_PORT",
       log: p.alertmanagerLog,
-      cmd: "prometheus-alertmanager",
-      args: alertmanagerArgs(ALERTMANAGER_CONFIG, p.alertmanagerData, stack.alertmanagerPort),
+      cmd: "sh",
+      args: [ALERTMANAGER_START, ...alertmanagerArgs(p.alertmanagerData, stack.alertmanagerPort)],
+      env: { ...process.env, ...amEnv },
       readyUrl: `http://127.0.0.1:${stack.alertmanagerPort}/-/ready`,
       reloadsOnHup: true,
+      // SIGHUP re-reads the rendered file: render it from the template (and secrets) as they are now.
+      beforeReload: () =>
+        run("sh", [ALERTMANAGER_START], { env: { ...process.env, ...amEnv, ALERTMANAGER_RENDER_ONLY: "1" } }),
     }),
     startOne({
       name: "Prometheus",
@@ -284,9 +337,44 @@ export function prometheusArgs(config: string, data: string, port: number): stri
   ];
 }
 
-export function alertmanagerArgs(config: string, data: string, port: number): string[] {
+/**
+ * The environment of monitoring/alertmanager/start.sh for Debian's Alertmanager: where the
+ * receivers' URLs are, where to write the rendered configuration, and (tests) another template.
+ */
+export function alertmanagerEnv(opts: {
+  pagerUrlFile: string;
+  ticketUrlFile: string;
+  configOut: string;
+  template?: string;
+}): Record<string, string> {
+  return {
+    ALERTMANAGER_BIN: "prometheus-alertmanager",
+    ALERTMANAGER_PAGER_URL_FILE: opts.pagerUrlFile,
+    ALERTMANAGER_TICKET_URL_FILE: opts.ticketUrlFile,
+    ALERTMANAGER_CONFIG_OUT: opts.configOut,
+    ...(opts.template ? { ALERTMANAGER_TEMPLATE: opts.template } : {}),
+  };
+}
+
+/** Whether process `pid` was started with --config.file=`config` (Linux: its /proc command line). */
+function runsOn(pid: number, config: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(`--config.file=${config}`);
+  } catch {
+    return true; // no /proc: leave it to the reload
+  }
+}
+
+/** The stack receiver's URL for each route, written where start.sh reads them by default here. */
+function writeReceiverUrls(p: ReturnType<typeof monitoringPaths>, port: number): void {
+  mkdirSync(dirname(p.pagerUrlFile), { recursive: true, mode: 0o700 });
+  writeFileSync(p.pagerUrlFile, `http://127.0.0.1:${port}/pager\n`);
+  writeFileSync(p.ticketUrlFile, `http://127.0.0.1:${port}/ticket\n`);
+}
+
+/** Alertmanager's flags after start.sh's --config.file: storage, loopback listener, no cluster. */
+export function alertmanagerArgs(data: string, port: number): string[] {
   return [
-    `--config.file=${config}`,
     `--storage.path=${data}`,
     `--web.listen-address=127.0.0.1:${port}`,
     // No cluster: the default gossip port (9094) is not ours to take.
@@ -298,7 +386,9 @@ export function alertmanagerArgs(config: string, data: string, port: number): st
 export async function stopMonitoring(stack: LocalStack): Promise<void> {
   const p = monitoringPaths(stack);
   await Promise.all(
-    [p.prometheusPid, p.alertmanagerPid, p.pgExporterPid, p.bouncerExporterPid].map((f) => stopPidFile(f, "SIGTERM")),
+    [p.prometheusPid, p.alertmanagerPid, p.pgExporterPid, p.bouncerExporterPid, p.alertReceiverPid].map((f) =>
+      stopPidFile(f, "SIGTERM"),
+    ),
   );
 }
 
@@ -314,6 +404,11 @@ export function monitoringStatus(stack: LocalStack) {
       name: "alertmanager",
       pid: readPid(p.alertmanagerPid),
       where: `ALERTMANAGER_URL=http://127.0.0.1:${stack.alertmanagerPort}`,
+    },
+    {
+      name: "alert-rx",
+      pid: readPid(p.alertReceiverPid),
+      where: `alerts in ${p.alertsLog}`,
     },
     {
       name: "pg-export",

@@ -37,6 +37,9 @@ const REQUIREMENTS: Requirement[] = [
     present: () => commandExists("prometheus-postgres-exporter"),
     packages: ["prometheus-postgres-exporter"],
   },
+  // The shell of the public prom/alertmanager image: test/unit/monitoring-config.test.ts runs
+  // monitoring/alertmanager/start.sh with it as well as with Debian's sh.
+  { what: "busybox (Alertmanager start.sh test)", present: () => commandExists("busybox"), packages: ["busybox"] },
   {
     what: "jq and kcat (runbooks)",
     present: () => commandExists("jq") && commandExists("kcat"),
