@@ -1,4 +1,4 @@
-// A Docker engine of the project's own, for compose's CI stage (tools/compose-ci.ts) and anything
+// A Docker engine of the project's own, for compose's CI stage (tools/compose-images.ts) and anything
 // else that needs one: Debian's dockerd, started as root with its state under ENGINE_DIR and its
 // runtime files under /tmp, stopped by its pid. It never touches the host's iptables (no NAT, no
 // default bridge): containers talk over compose's user-defined networks and publish on loopback

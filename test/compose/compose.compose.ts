@@ -1,0 +1,575 @@
+// The compose stage (.ci/run; `bun run test:compose`): compose.yaml run for real on the project's
+// engine (tools/engine.ts), from the images tools/compose-images.ts built here, and checked through
+// the containers only: the README's compose commands, run as they are; a worker container and a
+// Kafka broker container killed under load; an alert delivered by severity; a trace from the edge
+// into the worker; the containers' log lines through promtail's pipeline; WAL archiving, a backup
+// and a verified restore drill. The file is not named *.test.ts: `bun test` alone never runs it.
+//
+// Mutations tried (each alone, reverted): the worker's commit before the database write (worker
+// kill: acknowledged events missing); compose's alertmanager route for pages sent to `ticket`
+// (alerts: the page arrives at the ticket receiver); compose's archive_mode off (archiver: nothing
+// archived, the drill cannot reach its restore point); the worker's OTEL endpoint removed (no
+// worker span). See docs/development.md "The compose stage".
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { KafkaProducer } from "bun-rdkafka";
+import postgres from "postgres";
+import { type Sample, parsePrometheusText, sum } from "../../shared/prometheus-text.ts";
+import { countMismatches, storedOnce } from "../../sql/checks.ts";
+import { checksums, differences, mark } from "../../tools/backup/checksums.ts";
+import { LOCAL_COMPOSE_FILE } from "../../tools/compose-images.ts";
+import { engineUp } from "../../tools/engine.ts";
+import { ROOT } from "../../tools/harness.ts";
+import { readDoc } from "../docs/harness.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+const PROJECT = "qrscan-ci";
+const PASSWORD = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toString("hex");
+const CAPTURE = "http://127.0.0.1:19095";
+const API = "http://127.0.0.1:8080";
+const README_MARK = "run by the compose stage";
+
+let env: Record<string, string> = {};
+let failed = false;
+let db: postgres.Sql;
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+
+interface Ran {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(cmd: string[], { timeoutMs = 120_000, input }: { timeoutMs?: number; input?: string } = {}): Ran {
+  const r = spawnSync(cmd[0] as string, cmd.slice(1), {
+    cwd: ROOT,
+    env,
+    input,
+    encoding: "utf8",
+    timeout: timeoutMs,
+    maxBuffer: 256 * 1024 * 1024,
+  });
+  return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+}
+
+function must(cmd: string[], options?: { timeoutMs?: number; input?: string }): string {
+  const r = run(cmd, options);
+  if (r.status !== 0)
+    throw new Error(`\`${cmd.join(" ")}\` exited with ${r.status}: ${(r.stderr || r.stdout).trim().slice(-3000)}`);
+  return r.stdout;
+}
+
+const compose = (args: string[], options?: { timeoutMs?: number }) => must(["docker-compose", ...args], options);
+const ids = (service: string) => compose(["ps", "-q", service]).trim().split("\n").filter(Boolean);
+const inspect = (id: string, format: string) => must(["docker", "inspect", "-f", format, id]).trim();
+const psql = (query: string) =>
+  compose(["exec", "-T", "postgres", "psql", "-U", "postgres", "-d", "qrscan", "-Atc", query]).trim();
+
+/** A worker container's own metrics (its port is not published: read from inside the container). */
+function workerMetrics(id: string): Sample[] {
+  const text = must([
+    "docker",
+    "exec",
+    id,
+    "bun",
+    "-e",
+    "console.log(await (await fetch('http://127.0.0.1:9470/metrics')).text())",
+  ]);
+  return parsePrometheusText(text);
+}
+
+async function captured(): Promise<{ traces: OtlpDoc[]; alerts: { receiver: string; body: AlertPayload }[] }> {
+  const res = await fetch(`${CAPTURE}/captured`, { signal: AbortSignal.timeout(5_000) });
+  return (await res.json()) as { traces: OtlpDoc[]; alerts: { receiver: string; body: AlertPayload }[] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load: scans posted to the server container at a steady pace, every answer recorded
+
+interface LoadResult {
+  acknowledged: string[];
+  statuses: Record<number, number>;
+  /** 503s that came without a Retry-After header. */
+  withoutRetryAfter: number;
+  /** [ms since start, status] of every request (0: the connection failed). */
+  timeline: [number, number][];
+}
+
+function startLoad(key: string, { clients = 4, eventsPerRequest = 5, pauseMs = 20 } = {}) {
+  const result: LoadResult = { acknowledged: [], statuses: {}, withoutRetryAfter: 0, timeline: [] };
+  const started = performance.now();
+  let stopping = false;
+  const client = async () => {
+    while (!stopping) {
+      const events = Array.from({ length: eventsPerRequest }, (_, i) => ({
+        event_id: crypto.randomUUID(),
+        qr_id: `ci:load-${i % 7}`,
+        scanned_at: new Date().toISOString(),
+      }));
+      let status = 0;
+      try {
+        const res = await fetch(`${API}/v1/scans`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+          body: JSON.stringify(events),
+          signal: AbortSignal.timeout(30_000),
+        });
+        status = res.status;
+        if (status === 503 && !res.headers.get("retry-after")) result.withoutRetryAfter++;
+        await res.arrayBuffer();
+      } catch {
+        status = 0;
+      }
+      result.statuses[status] = (result.statuses[status] ?? 0) + 1;
+      result.timeline.push([Math.round(performance.now() - started), status]);
+      if (status === 202) for (const e of events) result.acknowledged.push(e.event_id);
+      await Bun.sleep(pauseMs);
+    }
+  };
+  const running = Array.from({ length: clients }, client);
+  return {
+    result,
+    acknowledgedSoFar: () => result.acknowledged.length,
+    async stop(): Promise<LoadResult> {
+      stopping = true;
+      await Promise.all(running);
+      return result;
+    },
+  };
+}
+
+async function waitStoredOnce(acknowledged: string[], what: string) {
+  const report = await waitFor(
+    `every acknowledged event of ${what} stored (${acknowledged.length})`,
+    () => storedOnce(db, acknowledged),
+    (r) => r.missing === 0,
+    120_000,
+    1_000,
+  );
+  expect({ missing: report.missing, acknowledgedRows: report.acknowledgedRows }).toEqual({
+    missing: 0,
+    acknowledgedRows: report.acknowledged,
+  });
+  expect(await countMismatches(db)).toBe(0);
+  return report;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Traces, as the OTLP/HTTP JSON encoding carries them
+
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  attributes?: { key: string; value: { stringValue?: string } }[];
+}
+interface OtlpDoc {
+  resourceSpans?: {
+    resource?: { attributes?: { key: string; value: { stringValue?: string } }[] };
+    scopeSpans?: { spans?: OtlpSpan[] }[];
+  }[];
+}
+interface AlertPayload {
+  receiver: string;
+  status: string;
+  alerts: { labels: Record<string, string>; status: string }[];
+}
+
+function spansOf(docs: OtlpDoc[]): (OtlpSpan & { service: string })[] {
+  const out: (OtlpSpan & { service: string })[] = [];
+  for (const doc of docs)
+    for (const rs of doc.resourceSpans ?? []) {
+      const service = rs.resource?.attributes?.find((a) => a.key === "service.name")?.value.stringValue ?? "";
+      for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) out.push({ ...s, service });
+    }
+  return out;
+}
+
+const hex = (bytes: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("hex");
+
+// ---------------------------------------------------------------------------------------------
+// The stage
+
+let key = "";
+let exporterStoppedAt = 0;
+
+beforeAll(async () => {
+  const engine = await engineUp();
+  env = {
+    ...(process.env as Record<string, string>),
+    DOCKER_HOST: engine.host,
+    COMPOSE_FILE: `${LOCAL_COMPOSE_FILE}:test/compose/capture.yaml`,
+    COMPOSE_PROJECT_NAME: PROJECT,
+    POSTGRES_PASSWORD: PASSWORD,
+    PAGER_WEBHOOK_URL: "http://capture:9095/pager",
+    TICKET_WEBHOOK_URL: "http://capture:9095/ticket",
+  };
+  for (const image of ["qrscan-server:local", "qrscan-worker:local", "qrscan-local/kafka:3.9.1"])
+    if (run(["docker", "image", "inspect", image]).status !== 0)
+      throw new Error(`${image} is not in the engine: run \`bun tools/compose-images.ts\` first`);
+  // A stage that failed before left its project behind: start from nothing.
+  compose(["--profile", "drill", "down", "-v", "--remove-orphans", "--timeout", "5"], { timeoutMs: 180_000 });
+  db = postgres(`postgres://postgres:${PASSWORD}@127.0.0.1:15432/qrscan`, { max: 2, onnotice: () => {} });
+}, 300_000);
+
+afterAll(async () => {
+  await db?.end({ timeout: 2 });
+  if (failed) {
+    console.log(compose(["ps"]));
+    const logs = run(["docker-compose", "logs", "--no-color", "--tail", "60"]);
+    console.log(logs.stdout.slice(-30_000));
+  }
+  compose(["--profile", "drill", "down", "-v", "--remove-orphans", "--timeout", "10"], { timeoutMs: 300_000 });
+}, 600_000);
+
+const step = (name: string, body: () => Promise<void>, timeoutMs: number) =>
+  test(
+    name,
+    async () => {
+      try {
+        await body();
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
+    },
+    timeoutMs,
+  );
+
+describe("compose on a real engine, through its containers", () => {
+  const readme = readDoc(join(ROOT, "README.md"), "README.md").filter(
+    (b) => b.kind === "skip" && b.skipReason?.startsWith(README_MARK),
+  );
+
+  step(
+    "the README's compose commands: up, the migrate job completes, a scan answered 202 is stored by a worker container, --scale worker=3",
+    async () => {
+      expect(readme.length).toBe(3);
+      for (const block of readme.slice(0, 2)) {
+        const r = run(["bash", "--noprofile", "--norc", "-euo", "pipefail", "-c", block.code], { timeoutMs: 600_000 });
+        if (r.status !== 0)
+          throw new Error(`README.md:${block.line} exited with ${r.status}:\n${(r.stdout + r.stderr).slice(-4000)}`);
+      }
+      const [migrate] = ids("migrate");
+      expect(inspect(migrate as string, "{{.State.Status}} {{.State.ExitCode}}")).toBe("exited 0");
+      expect(psql("select count(*) from scan_events where qr_id = 'gate-7:ticket-123'")).toBe("1");
+      // A key of the test's own, as the README makes one.
+      key = compose([
+        "run",
+        "--rm",
+        "--no-deps",
+        "-T",
+        "-e",
+        `DATABASE_URL=postgres://qrscan:${PASSWORD}@pgbouncer:16432/qrscan`,
+        "worker",
+        "bun",
+        "jobs/keys.ts",
+        "create",
+        "--name",
+        "compose-stage",
+        "--qr-prefix",
+        "ci:",
+      ])
+        .trim()
+        .split("\n")
+        .at(-1) as string;
+      expect(key).toMatch(/^qrs_/);
+      // The alert checks below need time (TargetDown waits 2 minutes): their faults start now.
+      compose(["stop", "postgres-exporter"]);
+      exporterStoppedAt = Date.now();
+    },
+    900_000,
+  );
+
+  step(
+    "--scale worker=3: the three worker containers share the 12 partitions of scans",
+    async () => {
+      const shares = await waitFor(
+        "3 worker containers, each with partitions, 12 in all",
+        async () => ids("worker").map((id) => sum(workerMetrics(id), "worker_assigned_partitions")),
+        (s) => s.length === 3 && s.every((n) => n > 0) && s.reduce((a, b) => a + b, 0) === 12,
+        120_000,
+        2_000,
+      );
+      expect(shares.reduce((a, b) => a + b, 0)).toBe(12);
+    },
+    180_000,
+  );
+
+  step(
+    "a worker container killed (SIGKILL) under load: every event answered 202 is stored once",
+    async () => {
+      await waitFor(
+        "the new key to be loaded by the server",
+        async () =>
+          (
+            await fetch(`${API}/v1/scans`, {
+              method: "POST",
+              headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+              body: JSON.stringify({
+                event_id: crypto.randomUUID(),
+                qr_id: "ci:probe",
+                scanned_at: new Date().toISOString(),
+              }),
+            })
+          ).status,
+        (s) => s === 202,
+        30_000,
+        500,
+      );
+      const load = startLoad(key);
+      await waitFor(
+        "the load to be answered",
+        async () => load.acknowledgedSoFar(),
+        (n) => n >= 200,
+        60_000,
+      );
+      const victim = ids("worker").find((id) => sum(workerMetrics(id), "worker_assigned_partitions") > 0) as string;
+      const before = load.acknowledgedSoFar();
+      must(["docker", "kill", "-s", "KILL", victim]);
+      await Bun.sleep(4_000);
+      // The engine restarts it (restart: unless-stopped); the others take its partitions meanwhile.
+      await waitFor(
+        "the killed worker container to run again",
+        async () => inspect(victim, "{{.State.Status}} {{.RestartCount}}"),
+        (s) => s.startsWith("running") && !s.endsWith(" 0"),
+        60_000,
+        1_000,
+      );
+      await waitFor(
+        "more answers after the kill",
+        async () => load.acknowledgedSoFar(),
+        (n) => n >= before + 500,
+        60_000,
+      );
+      const result = await load.stop();
+      expect(Object.keys(result.statuses)).toEqual(["202"]);
+      const report = await waitStoredOnce(result.acknowledged, "the worker kill");
+      console.log(`worker kill: ${report.acknowledged} acknowledged, all stored once`);
+    },
+    300_000,
+  );
+
+  step(
+    "a Kafka broker container killed under load: every 202 stored once; 503 (with Retry-After) only while the brokers have no quorum",
+    async () => {
+      const load = startLoad(key);
+      await waitFor(
+        "the load to be answered",
+        async () => load.acknowledgedSoFar(),
+        (n) => n >= 200,
+        60_000,
+      );
+      const [broker2] = ids("kafka-2");
+      const [broker3] = ids("kafka-3");
+      must(["docker", "kill", "-s", "KILL", broker2 as string]);
+      const oneDown = load.acknowledgedSoFar();
+      await waitFor(
+        "answers with one broker of three down",
+        async () => load.acknowledgedSoFar(),
+        (n) => n >= oneDown + 300,
+        90_000,
+      );
+      const statusesOneDown = { ...load.result.statuses };
+      // A second broker down: partitions have one in-sync replica of the two required.
+      const noQuorumFrom = performance.now();
+      must(["docker", "kill", "-s", "KILL", broker3 as string]);
+      await waitFor(
+        "503s while two brokers of three are down",
+        async () => load.result.statuses[503] ?? 0,
+        (n) => n >= 5,
+        120_000,
+      );
+      compose(["start", "kafka-2", "kafka-3"]);
+      const restarted = load.acknowledgedSoFar();
+      await waitFor(
+        "202s again once the brokers are back",
+        async () => load.acknowledgedSoFar(),
+        (n) => n >= restarted + 300,
+        180_000,
+      );
+      const result = await load.stop();
+      expect(statusesOneDown[503] ?? 0).toBe(0);
+      expect(Object.keys(result.statuses).sort()).toEqual(["202", "503"]);
+      expect(result.withoutRetryAfter).toBe(0);
+      const firstNoQuorum = result.timeline.find(([, s]) => s === 503)?.[0] ?? -1;
+      expect(firstNoQuorum).toBeGreaterThanOrEqual(noQuorumFrom - 1_000);
+      const report = await waitStoredOnce(result.acknowledged, "the broker kills");
+      console.log(
+        `broker kills: ${report.acknowledged} acknowledged, all stored once; ${result.statuses[503]} answered 503 while without quorum`,
+      );
+    },
+    600_000,
+  );
+
+  step(
+    "traces: the server and worker containers export spans, and one scan's trace continues from the edge into the worker (a parent, not only a link)",
+    async () => {
+      const traceId = hex(16);
+      const clientSpan = hex(8);
+      const res = await fetch(`${API}/v1/scans`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${key}`,
+          "content-type": "application/json",
+          traceparent: `00-${traceId}-${clientSpan}-01`,
+        },
+        body: JSON.stringify({
+          event_id: crypto.randomUUID(),
+          qr_id: "ci:traced",
+          scanned_at: new Date().toISOString(),
+        }),
+      });
+      expect(res.status).toBe(202);
+      const spans = await waitFor(
+        `spans of trace ${traceId} from the server and a worker, the worker's a child of the producer span`,
+        async () => spansOf((await captured()).traces).filter((s) => s.traceId === traceId),
+        (ss) => {
+          const producer = ss.find((s) => s.kind === 4);
+          return !!producer && ss.some((s) => s.service.includes("worker") && s.parentSpanId === producer.spanId);
+        },
+        60_000,
+        1_000,
+      );
+      const server = spans.find((s) => s.kind === 2);
+      expect(server?.parentSpanId).toBe(clientSpan);
+      expect(new Set(spans.map((s) => s.service)).size).toBeGreaterThanOrEqual(2);
+    },
+    120_000,
+  );
+
+  step(
+    "a dead letter keeps the scan's traceparent and event_id, and the worker's log line for it carries the trace id",
+    async () => {
+      const secrets = join(ROOT, ".secrets/kafka");
+      const producer = new KafkaProducer({
+        config: {
+          "bootstrap.servers": "127.0.0.1:19092",
+          "security.protocol": "sasl_ssl",
+          "sasl.mechanisms": "SCRAM-SHA-512",
+          "sasl.username": "ops",
+          "sasl.password": readFileSync(join(secrets, "secrets/ops.password"), "utf8").trim(),
+          "ssl.ca.location": join(secrets, "tls/ca.crt"),
+          acks: "all",
+        },
+      });
+      const traceId = hex(16);
+      const eventId = crypto.randomUUID();
+      try {
+        // What the edge never sends: a record that fails validation in the worker.
+        await producer.send([
+          {
+            topic: "scans",
+            key: "ci:poison",
+            value: JSON.stringify({ event_id: eventId, qr_id: "ci:poison", scanned_at: "not a time" }),
+            headers: { traceparent: `00-${traceId}-${hex(8)}-01` },
+          },
+        ]);
+      } finally {
+        await producer.close();
+      }
+      const line = await waitFor(
+        `a worker log line about the dead letter with trace_id ${traceId}`,
+        async () =>
+          run(["docker-compose", "logs", "--no-color", "worker"])
+            .stdout.split("\n")
+            .find((l) => l.includes(traceId)) ?? "",
+        (l) => l !== "",
+        60_000,
+        2_000,
+      );
+      expect(line).toContain(eventId);
+      const stored = await waitFor(
+        "the dead letter stored by a worker",
+        () =>
+          db<{ n: number }[]>`select count(*)::int as n from dead_letters where payload::text like ${`%${eventId}%`}`,
+        (rows) => (rows[0]?.n ?? 0) === 1,
+        60_000,
+        1_000,
+      );
+      expect(stored[0]?.n).toBe(1);
+    },
+    120_000,
+  );
+
+  step(
+    "alerts fire in the Prometheus container and reach their receivers through the Alertmanager container: a page to the pager, a ticket to the ticket queue",
+    async () => {
+      const alertsAt = (receiver: string, c: Awaited<ReturnType<typeof captured>>) =>
+        c.alerts.filter((a) => a.receiver === receiver).flatMap((a) => a.body.alerts.map((x) => x.labels));
+      const got = await waitFor(
+        "TargetDown{job=postgres} at the pager and DeadLettersAppearing at the ticket queue",
+        captured,
+        (c) =>
+          alertsAt("pager", c).some((l) => l.alertname === "TargetDown" && l.job === "postgres") &&
+          alertsAt("ticket", c).some((l) => l.alertname === "DeadLettersAppearing"),
+        Math.max(60_000, 330_000 - (Date.now() - exporterStoppedAt)),
+        5_000,
+      );
+      expect(alertsAt("pager", got).every((l) => l.severity === "page")).toBe(true);
+      expect(alertsAt("ticket", got).every((l) => l.severity === "ticket")).toBe(true);
+      compose(["start", "postgres-exporter"]);
+    },
+    400_000,
+  );
+
+  step(
+    "Postgres archives its WAL; a backup and the README's restore drill, then a drill verified against checksums marked on the live database",
+    async () => {
+      const archiver = () =>
+        db<{ archived: number; failed: number }[]>`
+          select archived_count::int as archived, failed_count::int as failed from pg_stat_archiver`;
+      const [before] = await archiver();
+      expect(before?.failed).toBe(0);
+      const block = readme[2];
+      const r = run(["bash", "--noprofile", "--norc", "-euo", "pipefail", "-c", block?.code ?? "false"], {
+        timeoutMs: 600_000,
+      });
+      if (r.status !== 0)
+        throw new Error(`README.md:${block?.line} exited with ${r.status}:\n${(r.stdout + r.stderr).slice(-4000)}`);
+      const [after] = await archiver();
+      expect(after?.archived ?? 0).toBeGreaterThan(before?.archived ?? 0);
+      expect(after?.failed).toBe(0);
+
+      // The verified drill: checksums and a restore point in one moment, then the drill cluster
+      // restored up to that point must have the same checksums.
+      const marked = await mark(db, "qrscan");
+      const [switched] = await db<{ wal: string }[]>`select pg_walfile_name(pg_switch_wal()) as wal`;
+      await waitFor(
+        `the segment holding the restore point (${switched?.wal}) to be archived`,
+        async () =>
+          (await db<{ last: string | null }[]>`select last_archived_wal as last from pg_stat_archiver`)[0]?.last ?? "",
+        (last) => last >= (switched?.wal ?? "~"),
+        120_000,
+        1_000,
+      );
+      const started = performance.now();
+      env.DRILL_TARGET_NAME = marked.restorePoint;
+      compose(["--profile", "drill", "up", "-d", "--no-deps", "restore-drill"], { timeoutMs: 60_000 });
+      const drill = postgres(`postgres://postgres:${PASSWORD}@127.0.0.1:15442/qrscan`, { max: 1, onnotice: () => {} });
+      try {
+        await waitFor(
+          "the drill cluster out of recovery",
+          async () => (await drill<{ r: boolean }[]>`select pg_is_in_recovery() as r`)[0]?.r,
+          (inRecovery) => inRecovery === false,
+          180_000,
+          1_000,
+        );
+        const rto = (performance.now() - started) / 1000;
+        const diff = differences(marked.checksums, await checksums(drill));
+        expect(diff).toEqual([]);
+        console.log(`restore drill: to restore point ${marked.restorePoint} in ${rto.toFixed(1)} s, checksums equal`);
+      } finally {
+        await drill.end({ timeout: 2 });
+        compose(["--profile", "drill", "rm", "-fsv", "restore-drill"]);
+      }
+    },
+    600_000,
+  );
+});
