@@ -146,6 +146,11 @@ describe("monitoring/promtail/config.yaml on compose's containers", () => {
         app: "server",
       },
     ]);
+    // `docker ps` names have no leading "/": the same container, the same labels.
+    const [unslashed] = checkContainerLines(shipped(), [
+      { ...container("server", records("server")), name: "main_server_1" },
+    ]);
+    expect(unslashed!.entries.map((e) => e.pushed)).toEqual(check!.entries.map((e) => e.pushed));
   });
 
   test("the app's JSON lines get level and app labels and their own time; ids stay in the line", () => {
@@ -331,6 +336,8 @@ describe("the evaluator follows promtail", () => {
       - {source_labels: [a], regex: "x-(.*)", target_label: stripped}
       - {source_labels: [a], regex: "nomatch", target_label: untouched, replacement: set}
       - {source_labels: [a], regex: "(x)-(?P<rest>.*)", target_label: "t_$1", replacement: "\${rest}!$$"}
+      - {source_labels: [a], regex: "(x)-(?P<rest>.*)", target_label: named, replacement: "$rest"}
+      - {source_labels: [a], regex: "(x)-(?P<rest>.*)", target_label: greedy, replacement: "$1x"}
       - {source_labels: [missing], target_label: b}
       - {target_label: static, replacement: v}
       - {action: labeldrop, regex: "dropme.*"}
@@ -341,6 +348,8 @@ describe("the evaluator follows promtail", () => {
       stripped: "1",
       untouched: "u",
       t_x: "1!$",
+      named: "1",
+      // greedy: Go reads $1x as ${1x}, a group that does not exist, so "" (and no label)
       static: "v",
     });
     const keep = configWith(`  - job_name: j
