@@ -23,6 +23,7 @@ import { LOCAL_COMPOSE_FILE } from "../../tools/compose-images.ts";
 import { engineUp } from "../../tools/engine.ts";
 import { ROOT } from "../../tools/harness.ts";
 import { readDoc } from "../docs/harness.ts";
+import { checkContainerLines, containerLogProblems, loadPromtailConfig } from "../helpers/promtail-pipeline.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const PROJECT = "qrscan-ci";
@@ -517,6 +518,44 @@ describe("compose on a real engine, through its containers", () => {
       compose(["start", "postgres-exporter"]);
     },
     400_000,
+  );
+
+  step(
+    "logs: every container's real log lines through promtail's pipeline; the server's and workers' JSON lines parsed (level, their own time), ids kept in the line",
+    async () => {
+      const config = loadPromtailConfig(join(ROOT, "monitoring/promtail/config.yaml"));
+      const containers = compose(["ps", "-q"])
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map((id) => {
+          const [c] = JSON.parse(must(["docker", "inspect", id])) as {
+            Id: string;
+            Name: string;
+            LogPath: string;
+            Config: { Labels: Record<string, string> | null };
+          }[];
+          if (!c) throw new Error(`docker inspect ${id} returned nothing`);
+          return {
+            id: c.Id,
+            name: c.Name,
+            labels: c.Config.Labels ?? {},
+            lines: readFileSync(c.LogPath, "utf8")
+              .split("\n")
+              .filter(Boolean)
+              .map((l) => JSON.parse(l) as { log: string; stream: string; time: string }),
+          };
+        });
+      const checks = checkContainerLines(config, containers);
+      expect(containerLogProblems(checks, ["server", "worker"])).toEqual([]);
+      for (const service of ["server", "worker"]) {
+        const parsed = checks
+          .filter((c) => c.discovered.__meta_docker_container_label_com_docker_compose_service === service)
+          .reduce((n, c) => n + c.jsonParsed, 0);
+        expect({ service, parsed: parsed > 0 }).toEqual({ service, parsed: true });
+      }
+    },
+    60_000,
   );
 
   step(

@@ -1,8 +1,9 @@
 // compose.yaml's traces, logs and dashboards cannot run on the project's machines (their images
-// are not in Debian; `docker-compose config` only checks the syntax). These invariants check
-// that the pieces agree with each other and with the app: the files mounted exist, every address
-// one service is told matches where the other listens, everything binds to loopback, no two
-// listeners share a port, and the log fields promtail reads are the ones the app writes.
+// are not in Debian: compose.local-images.yaml leaves them out of the compose stage). These
+// invariants check that the pieces agree with each other and with the app: the files mounted
+// exist, every address one service is told matches where the other listens, what is published is
+// published on loopback only, no two host listeners share a port, and the log fields promtail
+// reads are the ones the app writes.
 import { describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { Writable } from "node:stream";
@@ -68,22 +69,32 @@ describe("compose.yaml: traces, logs and dashboards", () => {
     expect(missing).toEqual([]);
   });
 
-  test("traces: the app's OTLP endpoint is the collector's receiver, and the collector exports to Jaeger", () => {
-    // docs/operations.md tells the app OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318.
+  test("traces: the server and workers export to the collector on compose's network, which exports to Jaeger", () => {
     const receiver = otel.receivers.otlp.protocols.http.endpoint as string;
-    expect(receiver).toBe("127.0.0.1:4318");
+    expect(receiver).toBe("0.0.0.0:4318");
+    for (const name of ["server", "worker"])
+      expect({ name, endpoint: services[name]?.environment?.OTEL_EXPORTER_OTLP_ENDPOINT }).toEqual({
+        name,
+        endpoint: "${OTEL_EXPORTER_OTLP_ENDPOINT:-http://otel-collector:4318}",
+      });
+    // `bun run dev` on the host: docs/operations.md tells it the published port.
+    expect((services["otel-collector"] as { ports?: string[] }).ports).toEqual(["127.0.0.1:4318:4318"]);
     expect(readFileSync(`${ROOT}/docs/operations.md`, "utf8")).toContain(
       "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318",
     );
-    expect(otel.exporters["otlp/jaeger"].endpoint).toBe(flag("jaeger", "--collector.otlp.grpc.host-port"));
+    expect(otel.exporters["otlp/jaeger"].endpoint).toBe("jaeger:4317");
+    expect(services.jaeger?.command).toContain("--collector.otlp.enabled=true");
     expect(otel.service.pipelines.traces.exporters).toEqual(["otlp/jaeger"]);
-    expect(portOf(datasource("jaeger").url)).toBe(portOf(flag("jaeger", "--query.http-server.host-port")));
+    // Grafana (host network) reads Jaeger's UI port, published on loopback.
+    expect((services.jaeger as { ports?: string[] }).ports).toEqual(["127.0.0.1:16686:16686"]);
+    expect(datasource("jaeger").url).toBe("http://127.0.0.1:16686");
   });
 
   test("logs: promtail reads the folder dev writes and pushes to Loki, which Grafana queries", () => {
     const lokiHttp = loki.server.http_listen_port as number;
-    expect(portOf(promtail.clients[0].url)).toBe(lokiHttp);
-    expect(portOf(datasource("loki").url)).toBe(lokiHttp);
+    expect(promtail.clients[0].url).toBe(`http://loki:${lokiHttp}/loki/api/v1/push`);
+    expect((services.loki as { ports?: string[] }).ports).toEqual([`127.0.0.1:${lokiHttp}:${lokiHttp}`]);
+    expect(datasource("loki").url).toBe(`http://127.0.0.1:${lokiHttp}`);
     const app = promtail.scrape_configs.find((c: { job_name: string }) => c.job_name === "app");
     const path = app.static_configs[0].labels.__path__ as string;
     const folder = path.slice(0, path.lastIndexOf("/"));
@@ -140,37 +151,26 @@ describe("compose.yaml: traces, logs and dashboards", () => {
     expect([...used].filter((uid) => !datasources.some((d) => d.uid === uid))).toEqual([]);
   });
 
-  test("the host-network services listen on loopback only, each on a port of its own", () => {
-    // Prometheus and Alertmanager run on compose's network (to scrape the app) and are published
-    // on loopback only, on the port they listen on: for these checks, their host listener.
-    const published = (name: string) => {
-      const listen = flag(name, "--web.listen-address");
-      const ports = (services[name] as { ports?: string[] }).ports ?? [];
-      expect({ name, network_mode: services[name]?.network_mode }).toEqual({ name, network_mode: undefined });
-      expect(ports).toEqual([`127.0.0.1:${portOf(listen)}:${portOf(listen)}`]);
-      return `127.0.0.1:${portOf(listen)}`;
-    };
-    const listeners: [string, string][] = [
-      ["prometheus", published("prometheus")],
-      ["alertmanager", published("alertmanager")],
-      ["otel-collector", otel.receivers.otlp.protocols.http.endpoint],
-      ["jaeger otlp grpc", flag("jaeger", "--collector.otlp.grpc.host-port")],
-      ["jaeger otlp http", flag("jaeger", "--collector.otlp.http.host-port")],
-      ["jaeger ui", flag("jaeger", "--query.http-server.host-port")],
-      ["jaeger grpc", flag("jaeger", "--collector.grpc-server.host-port")],
-      ["jaeger http", flag("jaeger", "--collector.http-server.host-port")],
-      ["jaeger admin", flag("jaeger", "--admin.http.host-port")],
-      ["loki http", `${loki.server.http_listen_address}:${loki.server.http_listen_port}`],
-      ["loki grpc", `${loki.server.grpc_listen_address}:${loki.server.grpc_listen_port}`],
-      ["promtail", `${promtail.server.http_listen_address}:${promtail.server.http_listen_port}`],
-      [
-        "grafana",
-        `${services.grafana?.environment?.GF_SERVER_HTTP_ADDR}:${services.grafana?.environment?.GF_SERVER_HTTP_PORT}`,
-      ],
-    ];
-    expect(listeners.filter(([, a]) => !a.startsWith("127.0.0.1:"))).toEqual([]);
+  test("only Grafana uses the host's network; everything published is on loopback, each on a port of its own", () => {
+    const hostNetwork = Object.entries(services)
+      .filter(([, svc]) => svc.network_mode === "host")
+      .map(([name]) => name);
+    expect(hostNetwork).toEqual(["grafana"]);
+    const grafana = `${services.grafana?.environment?.GF_SERVER_HTTP_ADDR}:${services.grafana?.environment?.GF_SERVER_HTTP_PORT}`;
+    const published = Object.entries(services).flatMap(([name, svc]) =>
+      ((svc as { ports?: string[] }).ports ?? []).map((p) => [name, p] as const),
+    );
+    expect(published.filter(([, p]) => !p.startsWith("127.0.0.1:"))).toEqual([]);
+    expect(grafana.startsWith("127.0.0.1:")).toBe(true);
+    const hostPorts = [...published.map(([, p]) => Number(p.split(":")[1])), portOf(grafana)];
+    expect(hostPorts.length).toBe(new Set(hostPorts).size);
+    // Prometheus and Alertmanager are published on the port they listen on (Grafana reads Prometheus there).
+    for (const name of ["prometheus", "alertmanager"]) {
+      const port = portOf(flag(name, "--web.listen-address"));
+      expect((services[name] as { ports?: string[] }).ports).toEqual([`127.0.0.1:${port}:${port}`]);
+    }
+    // Promtail publishes nothing; Loki's gRPC and promtail's listen only on compose's network.
+    expect((services.promtail as { ports?: string[] }).ports).toBeUndefined();
     // (Alertmanager's receivers are not here: their URLs come from secrets, monitoring/alertmanager/start.sh.)
-    const ports = listeners.map(([, a]) => portOf(a));
-    expect(ports.length).toBe(new Set(ports).size);
   });
 });
