@@ -11,6 +11,7 @@ import { ServerConfigSchema } from "../../server/config.ts";
 import { localStack } from "../../shared/local-stack.ts";
 import { MigrateConfigSchema } from "../../sql/migrate.ts";
 import { BackupConfigSchema } from "../../tools/backup/config.ts";
+import { EngineConfigSchema } from "../../tools/engine.ts";
 import { ImagesConfigSchema } from "../../tools/images/config.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
 import { configRows, configTable } from "./harness.ts";
@@ -30,6 +31,7 @@ const DESCRIBED_DEFAULTS: Record<string, RegExp> = {
   WORKER_POOL_SIZE: /^CPUs$/,
   ARCHIVE_DIR: /^`\$STACK_DIR\/archive`$/,
   IMAGES_STORAGE: /^`\$STACK_DIR\/containers`$/,
+  ENGINE_DIR: /^`\$STACK_DIR\/engine`$/,
 };
 
 type Schema = v.ObjectSchema<v.ObjectEntries, undefined>;
@@ -43,6 +45,7 @@ const SCHEMAS: [string, Schema, string][] = [
   ["keys", KeysConfigSchema as unknown as Schema, ops],
   ["backup", BackupConfigSchema as unknown as Schema, ops],
   ["images", ImagesConfigSchema as unknown as Schema, dev],
+  ["engine", EngineConfigSchema as unknown as Schema, dev],
 ];
 
 for (const [name, schema, doc] of SCHEMAS) {
