@@ -14,6 +14,8 @@
 // | main as it was (no holder: keysSql used for the process' life)         | the key created after the stall: 401 for 10 s |
 // | background-db.ts: on a deadline, the old client kept (no replacement) | the key created after the stall: 401 for 10 s |
 // | background-db.ts: a discard per timed-out query, not per client        | one discard / one log line                    |
+// | background-db.ts: the old client not ended (only replaced)            | the wedged connection closed by the edge      |
+// | background-db.ts: fetch_types left on (postgres.js' default)          | the server crashed (unhandled rejection)      |
 import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { type Server, type Socket, createConnection, createServer } from "node:net";
@@ -34,11 +36,11 @@ await ensureStack();
 /**
  * A TCP proxy on 127.0.0.1 to `targetPort` that wedges its first connection: once pgbouncer has
  * said ReadyForQuery (startup done) and the client sends its first query, nothing more from
- * pgbouncer reaches the client, and the connection stays open. Every later connection is forwarded
- * as is. Closed after the test, with every connection it holds.
+ * pgbouncer reaches the client, and the connection stays open (until the client closes it). Every
+ * later connection is forwarded as is. Closed after the test, with every connection it holds.
  */
 async function wedgingProxy(targetPort: number) {
-  const state = { connections: 0, wedged: 0 };
+  const state = { connections: 0, wedged: 0, wedgedClosedByClient: false };
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
     const first = state.connections++ === 0;
@@ -64,6 +66,9 @@ async function wedgingProxy(targetPort: number) {
         state.wedged++;
       }
       upstream.write(bytes);
+    });
+    client.on("end", () => {
+      if (wedged) state.wedgedClosedByClient = true;
     });
     const close = () => {
       client.destroy();
@@ -162,6 +167,8 @@ test("a background query wedged past its deadline: its connection is replaced, a
   // fresh client is a second connection through the proxy.
   expect(await metricValue(metricsUrl, "background_db_connections_discarded_total")).toBe(1);
   expect(proxy.state.connections).toBe(2);
+  // The edge closed the wedged connection: not left open beside the fresh one.
+  expect(proxy.state.wedgedClosedByClient).toBe(true);
   const lines = readFileSync(logFile, "utf8")
     .split("\n")
     .filter((l) => l.startsWith("{"))
