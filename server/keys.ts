@@ -2,14 +2,15 @@
 // memory by the edge server. Loaded at start and reloaded every API_KEYS_REFRESH_SECONDS, so a
 // revocation or an expiry takes effect within one interval without a restart. When Postgres is
 // unreachable the last good set keeps serving (fail static): api_keys_refresh_failures_total grows
-// and api_keys_last_refresh_success_timestamp_seconds stops. Use is recorded on the key's record
+// and api_keys_last_refresh_success_timestamp_seconds stops. A refresh that gets no answer within
+// its deadline also gets a fresh connection (server/background-db.ts): a wedged one would hold the
+// last set for the process' life (issue 24). Use is recorded on the key's record
 // (a field write per request) and written back as last_used_at with one UPDATE per interval.
-import type { Sql } from "postgres";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { SCOPES, type Scope } from "../shared/api-keys.ts";
-import { withDeadline } from "../shared/db-errors.ts";
 import { type Logger, throttledWarn } from "../shared/logger.ts";
-import { Periodic, tookTooLong } from "./periodic.ts";
+import type { BackgroundDb } from "./background-db.ts";
+import { Periodic } from "./periodic.ts";
 import type { Principal } from "./principal.ts";
 
 /** A key as the auth middleware checks it; one object per key, reused by every request. */
@@ -54,25 +55,26 @@ export function keyRecord(row: Row): KeyRecord {
 }
 
 export interface KeyStoreOptions {
-  /** Its own small pool (through pgbouncer), so a busy stats route cannot starve the refresh. */
-  sql: Sql;
+  /**
+   * Its own small pool (through pgbouncer), so a busy stats route cannot starve the refresh; a
+   * refresh past its deadline counts as failed (the last good set stays) and gets a fresh connection.
+   */
+  db: BackgroundDb;
   refreshSeconds: number;
   logger: Logger;
   registry: Registry;
-  /** A refresh that takes longer than this counts as failed (the last good set stays). */
-  queryTimeoutMs?: number;
 }
 
 export class KeyStore {
   #keys = new Map<string, KeyRecord>();
   #loaded = false;
   readonly #periodic: Periodic;
-  readonly #o: Required<KeyStoreOptions>;
+  readonly #o: KeyStoreOptions;
   readonly #warn: ReturnType<typeof throttledWarn>;
   readonly #metrics;
 
   constructor(o: KeyStoreOptions) {
-    this.#o = { queryTimeoutMs: 5_000, ...o };
+    this.#o = o;
     this.#periodic = new Periodic(() => this.#refresh(), o.refreshSeconds * 1000);
     this.#warn = throttledWarn(o.logger, 60_000);
     const registers = [o.registry];
@@ -156,10 +158,12 @@ export class KeyStore {
   /** Whether the set was reloaded; a failure is counted and logged, never thrown. */
   async #reload(): Promise<boolean> {
     try {
-      const rows = await this.#within(
-        this.#o.sql<Row[]>`
-          select id, name, secret_sha256, scopes, qr_prefix, rate_limit_per_second, rate_limit_burst,
-                 expires_at, revoked_at
+      const rows = await this.#o.db.query(
+        "api_keys query",
+        // scopes as JSON: the background client converts no arrays (server/background-db.ts).
+        (sql) => sql<Row[]>`
+          select id, name, secret_sha256, array_to_json(scopes) as scopes, qr_prefix, rate_limit_per_second,
+                 rate_limit_burst, expires_at, revoked_at
           from api_keys`,
       );
       const next = new Map<string, KeyRecord>();
@@ -191,24 +195,23 @@ export class KeyStore {
     const used: KeyRecord[] = [];
     for (const k of this.#keys.values()) if (k.usedAt > 0) used.push(k);
     if (used.length === 0) return;
-    const ids = used.map((k) => k.principal.id);
-    const times = used.map((k) => new Date(k.usedAt).toISOString());
+    // As JSON: the background client converts no array parameters (server/background-db.ts).
+    const uses = used.map((k) => ({ id: k.principal.id, t: new Date(k.usedAt).toISOString() }));
     const marks = used.map((k) => k.usedAt);
     for (const k of used) k.usedAt = 0;
     try {
-      await this.#within(this.#o.sql`
-        update api_keys k set last_used_at = greatest(k.last_used_at, u.t)
-        from unnest(${ids}::text[], ${times}::timestamptz[]) as u(id, t)
-        where k.id = u.id`);
+      await this.#o.db.query(
+        "api_keys query",
+        (sql) => sql`
+          update api_keys k set last_used_at = greatest(k.last_used_at, u.t)
+          from jsonb_to_recordset(${sql.json(uses)}) as u(id text, t timestamptz)
+          where k.id = u.id`,
+      );
     } catch (error) {
       used.forEach((k, i) => {
         k.usedAt = Math.max(k.usedAt, marks[i] as number);
       });
       throw error;
     }
-  }
-
-  #within<T>(query: Promise<T>): Promise<T> {
-    return withDeadline("api_keys query", this.#o.queryTimeoutMs, query, tookTooLong);
   }
 }

@@ -5,6 +5,7 @@ import { startProcess } from "../shared/logger.ts";
 import { createRegistry, serveMetrics } from "../shared/metrics.ts";
 import { startTracing, tracesUrl } from "../shared/tracing.ts";
 import { createApp } from "./app.ts";
+import { BackgroundDb, backgroundClient } from "./background-db.ts";
 import { loadServerConfig } from "./config.ts";
 import { KeyStore } from "./keys.ts";
 import { createServerMetrics } from "./metrics.ts";
@@ -30,16 +31,17 @@ async function main() {
   // The read side goes through pgbouncer (transaction pooling): no prepared statements.
   const sql = postgres(config.DATABASE_URL, { prepare: false, max: config.DB_POOL_MAX, onnotice: () => {} });
   // Managed API keys: their own one-connection pool, and (API_KEYS_DATABASE_URL) pgbouncer's pool of
-  // their own, so a saturated stats route can delay a revocation neither here nor in pgbouncer.
-  const keysSql = postgres(config.API_KEYS_DATABASE_URL ?? config.DATABASE_URL, {
-    prepare: false,
-    max: 1,
-    connect_timeout: 5,
-    onnotice: () => {},
+  // their own, so a saturated stats route can delay a revocation neither here nor in pgbouncer. A
+  // query past its deadline gets the client replaced (server/background-db.ts): a wedged connection
+  // would otherwise freeze the key set for the process' life.
+  const keysDb = new BackgroundDb({
+    connect: () => backgroundClient(config.API_KEYS_DATABASE_URL ?? config.DATABASE_URL),
+    logger,
+    registry,
   });
   const keyStore =
     config.API_KEYS_DB && !config.AUTH_DISABLED
-      ? new KeyStore({ sql: keysSql, refreshSeconds: config.API_KEYS_REFRESH_SECONDS, logger, registry })
+      ? new KeyStore({ db: keysDb, refreshSeconds: config.API_KEYS_REFRESH_SECONDS, logger, registry })
       : null;
   // Not awaited: /ready answers 503 until a key set is trusted (static keys and JWT need no load).
   void keyStore?.start();
@@ -47,7 +49,7 @@ async function main() {
   // AUTH_DISABLED no limit applies (no principal to count, no 401 to charge), so none is needed.
   const replicas =
     !config.AUTH_DISABLED && (config.rateLimits.perKey || config.rateLimits.perIp)
-      ? new EdgeReplicas({ sql: keysSql, heartbeatSeconds: config.RATE_LIMIT_HEARTBEAT_SECONDS, logger, registry })
+      ? new EdgeReplicas({ db: keysDb, heartbeatSeconds: config.RATE_LIMIT_HEARTBEAT_SECONDS, logger, registry })
       : null;
   // Not awaited: until the first beat this replica counts itself alone.
   void replicas?.start();
@@ -124,7 +126,7 @@ async function main() {
     await keyStore?.stop();
     await left;
     await sql.end({ timeout: 2 });
-    await keysSql.end({ timeout: 2 });
+    await keysDb.end({ timeout: 2 });
     await tracing.shutdown();
     metricsServer.stop(true);
     clearTimeout(hardStop);

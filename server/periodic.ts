@@ -1,12 +1,7 @@
 // What the edge does in the background every few seconds (the managed keys' refresh, the replica
-// heartbeat): a task that never overlaps itself, whose queries are bounded in time, and whose stop
-// waits for the run in flight. The task itself never throws: it counts and logs its own failures.
-
-/**
- * The error a background query past its bound rejects with (shared/db-errors.ts withDeadline): the
- * task counts and logs it and keeps its last good state.
- */
-export const tookTooLong = (what: string, ms: number) => new Error(`${what} took more than ${ms} ms`);
+// heartbeat): a task that never overlaps itself and whose stop waits for the run in flight. Its
+// queries are bounded in time by server/background-db.ts. The task itself never throws: it counts
+// and logs its own failures.
 
 export class Periodic {
   #timer: ReturnType<typeof setInterval> | null = null;

@@ -2,15 +2,15 @@
 // replica upserts its heartbeat row in edge_replicas (sql/migrations/0008_edge_replicas.sql) every
 // RATE_LIMIT_HEARTBEAT_SECONDS and counts the rows seen within LIVE_INTERVALS of them; its row is
 // deleted on graceful shutdown. Postgres' clock stamps and compares, so the replicas' clocks do
-// not matter. One statement per beat, on the key store's small pool (not the stats route's), never
-// per request: the buckets stay in-process. When Postgres is unreachable the last count stays
-// (fail static) and rate_limit_replicas_refresh_failures_total grows. docs/security.md, "Rate limits".
+// not matter. One statement per beat, on the key store's small pool (not the stats route's; replaced
+// after a beat past its deadline: server/background-db.ts), never per request: the buckets stay
+// in-process. When Postgres is unreachable the last count stays (fail static) and
+// rate_limit_replicas_refresh_failures_total grows. docs/security.md, "Rate limits".
 import { hostname } from "node:os";
-import type { Sql } from "postgres";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { withDeadline } from "../shared/db-errors.ts";
 import { type Logger, throttledWarn } from "../shared/logger.ts";
-import { Periodic, tookTooLong } from "./periodic.ts";
+import type { BackgroundDb } from "./background-db.ts";
+import { Periodic } from "./periodic.ts";
 
 /** A replica is live while its row is younger than this many heartbeat intervals. */
 export const LIVE_INTERVALS = 3;
@@ -27,15 +27,16 @@ export interface ReplicaCount {
 }
 
 export interface EdgeReplicasOptions {
-  /** A small pool of its own (the key store's), so a busy stats route cannot starve the heartbeat. */
-  sql: Sql;
+  /**
+   * A small pool of its own (the key store's), so a busy stats route cannot starve the heartbeat; a
+   * beat past its deadline counts as failed (the last count stays) and gets a fresh connection.
+   */
+  db: BackgroundDb;
   heartbeatSeconds: number;
   logger: Logger;
   registry: Registry;
   /** Unique among the live replicas: the pod's name (its hostname) and the process id by default. */
   id?: string;
-  /** A beat that takes longer than this counts as failed (the last count stays). */
-  queryTimeoutMs?: number;
 }
 
 export class EdgeReplicas implements ReplicaCount {
@@ -49,7 +50,7 @@ export class EdgeReplicas implements ReplicaCount {
   readonly #failures: Counter;
 
   constructor(o: EdgeReplicasOptions) {
-    this.#o = { id: defaultReplicaId(), queryTimeoutMs: 5_000, ...o };
+    this.#o = { id: defaultReplicaId(), ...o };
     this.id = this.#o.id;
     this.#periodic = new Periodic(() => this.#beat(), o.heartbeatSeconds * 1000);
     this.#warn = throttledWarn(o.logger, 60_000);
@@ -90,7 +91,10 @@ export class EdgeReplicas implements ReplicaCount {
   async stop(): Promise<void> {
     await this.#periodic.stop();
     try {
-      await this.#within(this.#o.sql`delete from edge_replicas where replica_id = ${this.id}`);
+      await this.#o.db.query(
+        "edge_replicas query",
+        (sql) => sql`delete from edge_replicas where replica_id = ${this.id}`,
+      );
     } catch (error) {
       this.#o.logger.warn(
         { err: error, replica: this.id },
@@ -104,16 +108,19 @@ export class EdgeReplicas implements ReplicaCount {
     try {
       // One statement: the upsert, the pruning of long-gone rows, and the count. The count reads
       // the statement's snapshot (without this beat's upsert), hence "the others + 1".
-      const [row] = await this.#within(this.#o.sql<{ live: number }[]>`
-        with beat as (
-          insert into edge_replicas (replica_id, seen_at) values (${this.id}, now())
-          on conflict (replica_id) do update set seen_at = excluded.seen_at
-        ), gone as (
-          delete from edge_replicas
-          where replica_id <> ${this.id} and seen_at < now() - ${PRUNE_AFTER_SECONDS}::int * interval '1 second'
-        )
-        select count(*)::int + 1 as live from edge_replicas
-        where replica_id <> ${this.id} and seen_at >= now() - ${live}::int * interval '1 second'`);
+      const [row] = await this.#o.db.query(
+        "edge_replicas query",
+        (sql) => sql<{ live: number }[]>`
+          with beat as (
+            insert into edge_replicas (replica_id, seen_at) values (${this.id}, now())
+            on conflict (replica_id) do update set seen_at = excluded.seen_at
+          ), gone as (
+            delete from edge_replicas
+            where replica_id <> ${this.id} and seen_at < now() - ${PRUNE_AFTER_SECONDS}::int * interval '1 second'
+          )
+          select count(*)::int + 1 as live from edge_replicas
+          where replica_id <> ${this.id} and seen_at >= now() - ${live}::int * interval '1 second'`,
+      );
       const count = row?.live ?? 1;
       if (count === this.#count) return;
       this.#o.logger.info({ replicas: count, was: this.#count }, "live edge replicas changed; rate limits re-shared");
@@ -128,9 +135,5 @@ export class EdgeReplicas implements ReplicaCount {
         "the edge heartbeat failed (Postgres unreachable, or migration 0008 not applied: bun run migrate); the rate limits keep the last replica count (fail static)",
       );
     }
-  }
-
-  #within<T>(query: Promise<T>): Promise<T> {
-    return withDeadline("edge_replicas query", this.#o.queryTimeoutMs, query, tookTooLong);
   }
 }

@@ -9,6 +9,7 @@ import { KafkaAdmin, type KafkaConfig, KafkaConsumer, KafkaProducer } from "bun-
 import type { ConsumerOptions, ProducerOptions } from "bun-rdkafka";
 import postgres, { type Sql } from "postgres";
 import { createApp } from "../../server/app.ts";
+import { BackgroundDb, backgroundClient } from "../../server/background-db.ts";
 import { loadServerConfig } from "../../server/config.ts";
 import { KeyStore } from "../../server/keys.ts";
 import { createServerMetrics } from "../../server/metrics.ts";
@@ -307,11 +308,16 @@ export async function spawnServer(
  * `refreshSeconds`; stopped after the test.
  */
 export async function createKeyStore(url: string, { refreshSeconds = 1, registry = createRegistry("keys-test") } = {}) {
-  const sql = postgres(url, { prepare: false, max: 1, connect_timeout: 5, onnotice: () => {} });
-  const store = new KeyStore({ sql, refreshSeconds, registry, logger: createLogger("keys-test", "silent") });
+  const logger = createLogger("keys-test", "silent");
+  const db = new BackgroundDb({
+    connect: () => backgroundClient(url),
+    logger,
+    registry,
+  });
+  const store = new KeyStore({ db, refreshSeconds, registry, logger });
   onCleanup(async () => {
     await store.stop();
-    await sql.end({ timeout: 1 });
+    await db.end({ timeout: 1 });
   });
   await store.start();
   return { store, registry };

@@ -11,7 +11,7 @@
 // to the count (the same); stop() not deleting the row (the goodbye test); no staleness filter in
 // the count (4 instead of 2); resetting the count to 1 when a beat fails (fail static).
 import { describe, expect, test } from "bun:test";
-import postgres from "postgres";
+import { BackgroundDb, backgroundClient } from "../../server/background-db.ts";
 import { EdgeReplicas, LIVE_INTERVALS } from "../../server/replicas.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { createRegistry } from "../../shared/metrics.ts";
@@ -27,16 +27,15 @@ describe("the heartbeat (EdgeReplicas)", () => {
   /** An EdgeReplicas on its own one-connection pool to `url`, as the server has it (the key store's). */
   const replica = (url: string, id: string) => {
     const registry = createRegistry("replicas-test");
-    const sql = postgres(url, { prepare: false, max: 1, connect_timeout: 2, onnotice: () => {} });
-    onCleanup(() => sql.end({ timeout: 1 }));
-    const r = new EdgeReplicas({
-      sql,
-      id,
-      heartbeatSeconds: 1,
-      queryTimeoutMs: 2_000,
+    const logger = createLogger("replicas-test", "silent");
+    const db = new BackgroundDb({
+      connect: () => backgroundClient(url),
+      logger,
       registry,
-      logger: createLogger("replicas-test", "silent"),
+      queryTimeoutMs: 2_000,
     });
+    onCleanup(() => db.end({ timeout: 1 }));
+    const r = new EdgeReplicas({ db, id, heartbeatSeconds: 1, registry, logger });
     onCleanup(() => r.stop());
     const metric = async (name: string) => (await registry.getSingleMetric(name)?.get())?.values[0]?.value;
     return { r, metric };
