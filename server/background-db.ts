@@ -5,6 +5,11 @@
 // the porsager/postgres#1173 family), so the holder then ends that client at once and builds a
 // fresh one: the tasks' next run has a working connection. The worker exits instead
 // (shared/db-errors.ts DbDeadlineError); the edge keeps serving and must recover by itself.
+// The queries also run one at a time: two queued on the one connection before it is up are
+// pipelined by postgres.js, and pgbouncer's transaction pooling can hand the server back after the
+// first one's ReadyForQuery and drop the second's answer ("got packet '1' from server when not
+// linked", pgbouncer/pgbouncer#759). That is how the wedge came at every compose start, where the
+// key refresh and the heartbeat both start at once.
 import postgres, { type Sql } from "postgres";
 import { Counter, type Registry } from "prom-client";
 import { withDeadline } from "../shared/db-errors.ts";
@@ -40,6 +45,8 @@ export interface BackgroundDbOptions {
 export class BackgroundDb {
   #sql: Sql;
   #ended = false;
+  /** The query in flight (settled or bounded by its deadline): the next one starts after it. */
+  #tail: Promise<unknown> = Promise.resolve();
   /** Discarded clients still closing, awaited by end(). */
   readonly #closing = new Set<Promise<void>>();
   readonly #o: Required<BackgroundDbOptions>;
@@ -57,10 +64,24 @@ export class BackgroundDb {
   }
 
   /**
-   * `run` on the current client, bounded by the deadline. Past it, the query rejects with a
-   * BackgroundQueryTimeout and, unless another query already did, its client is replaced.
+   * `run` on the current client once the query before it has settled, bounded by the deadline.
+   * Past it, the query rejects with a BackgroundQueryTimeout and its client is replaced.
    */
   async query<T>(what: string, run: (sql: Sql) => Promise<T>): Promise<T> {
+    const previous = this.#tail;
+    let done!: () => void;
+    this.#tail = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    try {
+      await previous;
+      return await this.#bounded(what, run);
+    } finally {
+      done();
+    }
+  }
+
+  async #bounded<T>(what: string, run: (sql: Sql) => Promise<T>): Promise<T> {
     const sql = this.#sql;
     let late: BackgroundQueryTimeout | undefined;
     try {
@@ -81,11 +102,11 @@ export class BackgroundDb {
   }
 
   /**
-   * Replaces `sql` once: the queries queued on it fail (CONNECTION_DESTROYED) and the next ones use
-   * the fresh client. The error is the task's to log; this line says what was done about it.
+   * Replaces `sql`: anything still queued on it fails (CONNECTION_DESTROYED) and the next queries
+   * use the fresh client. The error is the task's to log; this line says what was done about it.
    */
   #discard(sql: Sql, what: string): void {
-    if (sql !== this.#sql || this.#ended) return;
+    if (this.#ended) return;
     this.#sql = this.#o.connect();
     this.#discards.inc();
     this.#o.logger.warn(

@@ -1,14 +1,14 @@
 // server/background-db.ts with a fake client factory (pure logic; the real wedge is
 // test/integration/background-db-wedge.test.ts): a background query past its deadline rejects with
 // the edge's error (not the worker's fatal one), and its client is ended at once and replaced,
-// once per client however many of its queries timed out, counted and logged once; end() ends the
-// current client and waits for the discarded ones.
+// counted and logged once; queries run one at a time (pipelined ones lose answers behind pgbouncer's
+// transaction pooling); end() ends the current client and waits for the discarded ones.
 //
 // Mutations, each applied alone and caught:
 // | mutation                                              | failed test                                  |
 // |-------------------------------------------------------|----------------------------------------------|
 // | #discard not replacing #sql                           | past its deadline: next query on a new client |
-// | #discard without the `sql !== this.#sql` guard        | two stuck queries: one discard                |
+// | queries not serialised (no wait on #tail)             | one at a time                                 |
 // | discarding on any error, not only the deadline's      | a failing query: no discard                   |
 // | the old client ended with the caller's timeout / not ended | past its deadline: end({ timeout: 0 })   |
 // | end() not waiting for the discarded clients           | end() waits                                   |
@@ -82,21 +82,34 @@ test("past its deadline: the edge's error, the client ended at once, the next qu
   expect(h.lines[0]?.msg).toContain("discarded");
 });
 
-test("two queries stuck on the same client (the refresh and the heartbeat): one discard, one line", async () => {
-  const h = harness();
-  const results = await Promise.allSettled([
-    h.db.query("api_keys query", never),
-    h.db.query("edge_replicas query", never),
+test("one at a time: the heartbeat queued behind a stuck refresh starts after it, on the fresh client", async () => {
+  const h = harness({ queryTimeoutMs: 30 });
+  const log: string[] = [];
+  const started = performance.now();
+  let heartbeatAfterMs = 0;
+  const first = h.db.query("api_keys query", () => {
+    log.push("refresh started");
+    return never();
+  });
+  const second = h.db.query("edge_replicas query", async (sql) => {
+    log.push("heartbeat started");
+    heartbeatAfterMs = performance.now() - started;
+    return h.idOf(sql);
+  });
+  const third = h.db.query("api_keys query", async (sql) => {
+    log.push("refresh started");
+    return h.idOf(sql);
+  });
+  expect(await Promise.allSettled([first, second, third]).then((r) => r.map((x) => x.status))).toEqual([
+    "rejected",
+    "fulfilled",
+    "fulfilled",
   ]);
-  expect(results.map((r) => r.status)).toEqual(["rejected", "rejected"]);
-  expect(h.clients).toHaveLength(2);
-  expect(h.clients[0]?.ends).toEqual([{ timeout: 0 }]);
-  expect(h.clients[1]?.ends).toEqual([]);
-  expect(await h.discards()).toBe(1);
-  expect(h.lines).toHaveLength(1);
-  // The fresh client's own wedge is a new discard.
-  await h.db.query("api_keys query", never).catch(() => {});
-  expect([h.clients.length, await h.discards(), h.lines.length]).toEqual([3, 2, 2]);
+  expect([await second, await third]).toEqual([1, 1]);
+  expect(log).toEqual(["refresh started", "heartbeat started", "refresh started"]);
+  // Not before the stuck refresh's deadline (30 ms): never pipelined behind it.
+  expect(heartbeatAfterMs).toBeGreaterThanOrEqual(29);
+  expect([h.clients.length, await h.discards(), h.lines.length]).toEqual([2, 1, 1]);
 });
 
 test("a query that fails otherwise (Postgres unreachable, an SQL error): its error, no discard", async () => {
