@@ -334,7 +334,9 @@ describe("compose on a real engine, through its containers", () => {
       );
       const victim = ids("worker").find((id) => sum(workerMetrics(id), "worker_assigned_partitions") > 0) as string;
       const before = load.acknowledgedSoFar();
-      must(["docker", "kill", "-s", "KILL", victim]);
+      // SIGKILL to the container's first process, as a crash (`docker kill` would count as a stop
+      // the restart policy respects): the container dies with everything in it.
+      process.kill(Number(inspect(victim, "{{.State.Pid}}")), "SIGKILL");
       await Bun.sleep(4_000);
       // The engine restarts it (restart: unless-stopped); the others take its partitions meanwhile.
       await waitFor(
@@ -359,8 +361,12 @@ describe("compose on a real engine, through its containers", () => {
   );
 
   step(
-    "a Kafka broker container killed under load: every 202 stored once; 503 (with Retry-After) only while the brokers have no quorum",
+    "Kafka broker containers killed under load: every 202 stored once; 503 (with Retry-After) only while partitions have no leader or too few in-sync replicas",
     async () => {
+      // A killed broker's partitions have no leader until the controllers declare it gone
+      // (broker.session.timeout.ms, 9 s) and elect others; the edge answers 503 past its produce
+      // deadline meanwhile. After that window one broker down of three changes nothing for clients.
+      const FAILOVER_MS = 20_000;
       const load = startLoad(key);
       await waitFor(
         "the load to be answered",
@@ -368,20 +374,23 @@ describe("compose on a real engine, through its containers", () => {
         (n) => n >= 200,
         60_000,
       );
+      const at = () => load.result.timeline.at(-1)?.[0] ?? 0;
       const [broker2] = ids("kafka-2");
       const [broker3] = ids("kafka-3");
       must(["docker", "kill", "-s", "KILL", broker2 as string]);
-      const oneDown = load.acknowledgedSoFar();
+      const firstKill = at();
+      await Bun.sleep(FAILOVER_MS);
+      const steady = at();
+      const steadyAcks = load.acknowledgedSoFar();
       await waitFor(
-        "answers with one broker of three down",
+        "answers with one broker of three down, after the failover",
         async () => load.acknowledgedSoFar(),
-        (n) => n >= oneDown + 300,
+        (n) => n >= steadyAcks + 300,
         90_000,
       );
-      const statusesOneDown = { ...load.result.statuses };
       // A second broker down: partitions have one in-sync replica of the two required.
-      const noQuorumFrom = performance.now();
       must(["docker", "kill", "-s", "KILL", broker3 as string]);
+      const secondKill = at();
       await waitFor(
         "503s while two brokers of three are down",
         async () => load.result.statuses[503] ?? 0,
@@ -389,22 +398,25 @@ describe("compose on a real engine, through its containers", () => {
         120_000,
       );
       compose(["start", "kafka-2", "kafka-3"]);
-      const restarted = load.acknowledgedSoFar();
+      const restarted = at();
+      const back = load.acknowledgedSoFar();
       await waitFor(
         "202s again once the brokers are back",
         async () => load.acknowledgedSoFar(),
-        (n) => n >= restarted + 300,
+        (n) => n >= back + 300,
         180_000,
       );
       const result = await load.stop();
-      expect(statusesOneDown[503] ?? 0).toBe(0);
       expect(Object.keys(result.statuses).sort()).toEqual(["202", "503"]);
       expect(result.withoutRetryAfter).toBe(0);
-      const firstNoQuorum = result.timeline.find(([, s]) => s === 503)?.[0] ?? -1;
-      expect(firstNoQuorum).toBeGreaterThanOrEqual(noQuorumFrom - 1_000);
+      const unavailable = result.timeline.filter(([, status]) => status === 503).map(([t]) => t);
+      const outsideWindows = unavailable.filter(
+        (t) => !((t >= firstKill && t <= steady) || (t >= secondKill && t <= restarted + FAILOVER_MS)),
+      );
+      expect({ outsideWindows }).toEqual({ outsideWindows: [] });
       const report = await waitStoredOnce(result.acknowledged, "the broker kills");
       console.log(
-        `broker kills: ${report.acknowledged} acknowledged, all stored once; ${result.statuses[503]} answered 503 while without quorum`,
+        `broker kills: ${report.acknowledged} acknowledged, all stored once; 503: ${unavailable.filter((t) => t <= steady).length} in the failover after the first kill, ${unavailable.filter((t) => t >= secondKill).length} with two brokers down`,
       );
     },
     600_000,
