@@ -208,7 +208,7 @@ test("a scan Postgres refuses: its dead letter stays in the request's trace, car
     (r) => r.length > 0,
     30_000,
   );
-  expect(rows).toEqual([
+  expect([...rows]).toEqual([
     {
       event_id: marker.event_id,
       request_id: requestId,
