@@ -1,9 +1,10 @@
 // OpenTelemetry traces, off unless configured with the standard OTEL_* variables (an OTLP/HTTP
 // endpoint). Off, nothing is created per request or per batch: the server forwards the client's
 // traceparent unchanged and the worker makes no spans. On, the server exports a SERVER span per
-// request and a PRODUCER span per Kafka send, and the worker a CONSUMER span per batch linked to
-// each sampled message's producer span, with child spans for the database write and the offset
-// commit (docs/operations.md "Traces").
+// request and a PRODUCER span per Kafka send; the worker, per batch, a CONSUMER span linked to
+// each sampled send it carries, with child spans for the database write and the offset commit,
+// and per sampled send a CONSUMER span whose parent is that PRODUCER span (worker/batch-trace.ts;
+// docs/operations.md "Traces").
 //
 // Context is passed explicitly (no global context manager or propagator): tracing.extract() reads
 // a W3C traceparent, and the span context goes into Kafka headers with tracing.traceparent().
@@ -151,7 +152,7 @@ export function startTracing(service: string, c: TracingConfig): Tracing {
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ "service.name": c.OTEL_SERVICE_NAME ?? service }),
     sampler: samplerFor(c),
-    // A batch span links to each sampled message it carries: up to BATCH_MAX_ROWS of them.
+    // A batch span links to each sampled send it carries: up to BATCH_MAX_ROWS of them.
     spanLimits: { linkCountLimit: 10_000 },
     spanProcessors: [
       new BatchSpanProcessor({
