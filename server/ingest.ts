@@ -83,6 +83,8 @@ export function ingestHandler(o: IngestOptions) {
     const receivedAt = timestampOf(now);
     const clientIp = o.clientIp(c);
     const traceparent = tracing.enabled ? undefined : c.req.header("traceparent");
+    // Every message carries the request's id, so a worker's lines about it name the request.
+    const request_id: string = c.get("requestId");
     // A tenant's key may only send its own QR ids: one such event refuses the whole request (403),
     // before anything is sent, so a batch is never half accepted for a permission problem.
     const qrPrefix = c.get("principal")?.qrPrefix ?? null;
@@ -105,7 +107,11 @@ export function ingestHandler(o: IngestOptions) {
       if (qrPrefix !== null && !inTenant(event.qr_id, qrPrefix)) {
         throw o.tenantDenied(c, event.qr_id, index);
       }
-      const headers: Record<string, string> = { event_id: event.event_id, schema_version: String(SCHEMA_VERSION) };
+      const headers: Record<string, string> = {
+        event_id: event.event_id,
+        schema_version: String(SCHEMA_VERSION),
+        request_id,
+      };
       if (traceparent) headers.traceparent = traceparent;
       messages.push({
         topic: o.topic,
@@ -115,7 +121,6 @@ export function ingestHandler(o: IngestOptions) {
       });
     }
 
-    const request_id: string = c.get("requestId");
     if (messages.length === 0) return c.json({ accepted: 0, rejected, request_id }, 400);
 
     const span = tracing.enabled ? startSendSpan(c, messages) : null;

@@ -1,9 +1,10 @@
 // OpenTelemetry traces, off unless configured with the standard OTEL_* variables (an OTLP/HTTP
 // endpoint). Off, nothing is created per request or per batch: the server forwards the client's
 // traceparent unchanged and the worker makes no spans. On, the server exports a SERVER span per
-// request and a PRODUCER span per Kafka send, and the worker a CONSUMER span per batch linked to
-// each sampled message's producer span, with child spans for the database write and the offset
-// commit (docs/operations.md "Traces").
+// request and a PRODUCER span per Kafka send; the worker, per batch, a CONSUMER span linked to
+// each sampled send it carries, with child spans for the database write and the offset commit,
+// and per sampled send a CONSUMER span whose parent is that PRODUCER span (worker/batch-trace.ts;
+// docs/operations.md "Traces").
 //
 // Context is passed explicitly (no global context manager or propagator): tracing.extract() reads
 // a W3C traceparent, and the span context goes into Kafka headers with tracing.traceparent().
@@ -151,7 +152,7 @@ export function startTracing(service: string, c: TracingConfig): Tracing {
   const provider = new TracerProvider({
     resource: resourceFromAttributes({ "service.name": c.OTEL_SERVICE_NAME ?? service }),
     sampler: samplerFor(c),
-    // A batch span links to each sampled message it carries: up to BATCH_MAX_ROWS of them.
+    // A batch span links to each sampled send it carries: up to BATCH_MAX_ROWS of them.
     spanLimits: { linkCountLimit: 10_000 },
     spanProcessors: [
       new BatchSpanProcessor({
@@ -185,19 +186,37 @@ export function traceIdOf(traceparent: string | undefined | null): string | unde
 }
 
 /**
+ * Whether a message's traceparent header (raw bytes) names a sampled span: checked on the bytes,
+ * so an unsampled or absent header costs no decoding and no allocation.
+ */
+export function isSampledTraceparent(traceparent: Uint8Array | undefined | null): traceparent is Uint8Array {
+  // "00-" + 32 + "-" + 16 + "-" + 2 hex digits; the sampled flag is the last digit's low bit.
+  if (!traceparent || traceparent.length !== 55) return false;
+  const last = traceparent[54] as number;
+  const digit = last <= 0x39 ? last - 0x30 : last - 0x57; // "0"-"9", "a"-"f"
+  return (digit & 1) === 1;
+}
+
+/** The remote span context a sampled traceparent (as text) names; null when malformed or unsampled. */
+export function sampledSpanContext(traceparent: string): SpanContext | null {
+  const m = TRACEPARENT.exec(traceparent);
+  if (!m || (Number.parseInt(m[3] as string, 16) & 1) === 0) return null;
+  if (m[1] === "00000000000000000000000000000000" || m[2] === "0000000000000000") return null;
+  return { traceId: m[1] as string, spanId: m[2] as string, traceFlags: 1, isRemote: true };
+}
+
+/** Decodes header bytes (a traceparent: ASCII) to text. */
+export const headerText = (bytes: Uint8Array) => utf8.decode(bytes);
+
+/**
  * A span link to the producer span a message's traceparent header names, when that span was
  * sampled (a link to an unsampled span leads nowhere). The flags are checked on the raw bytes,
  * so unsampled messages cost no string decoding.
  */
 export function sampledLink(traceparent: Uint8Array | undefined, attributes?: Attributes): Link | null {
-  // "00-" + 32 + "-" + 16 + "-" + 2 hex digits; the sampled flag is the last digit's low bit.
-  if (!traceparent || traceparent.length !== 55) return null;
-  const last = traceparent[54] as number;
-  const digit = last <= 0x39 ? last - 0x30 : last - 0x57; // "0"-"9", "a"-"f"
-  if ((digit & 1) === 0) return null;
-  const m = TRACEPARENT.exec(utf8.decode(traceparent));
-  if (!m) return null;
-  const context: SpanContext = { traceId: m[1] as string, spanId: m[2] as string, traceFlags: 1, isRemote: true };
+  if (!isSampledTraceparent(traceparent)) return null;
+  const context = sampledSpanContext(utf8.decode(traceparent));
+  if (!context) return null;
   return attributes ? { context, attributes } : { context };
 }
 

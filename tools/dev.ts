@@ -21,6 +21,7 @@ import { histogramQuantile, sum } from "../shared/prometheus-text.ts";
 import { missingEventIds } from "../sql/checks.ts";
 import { migrate } from "../sql/migrate.ts";
 import { loadSupervisorConfig } from "../worker/config.ts";
+import { committedLag, lagField } from "./dev-status.ts";
 import { scrapeIfUp } from "./harness.ts";
 import { service } from "./pipeline.ts";
 import { startTraffic } from "./scan-traffic.ts";
@@ -76,10 +77,13 @@ const poolEnv: Record<string, string> = {
   LOG_LEVEL,
   WORKER_POOL_SIZE: String(ports.workers),
   METRICS_PORT: String(ports.firstWorker),
+  // The supervisor reads the committed lag as often as the status line shows it, so the line never
+  // repeats a reading taken seconds ago (the lag moves by a request's events every few ms).
+  LAG_INTERVAL_MS: process.env.LAG_INTERVAL_MS ?? "1000",
 };
 // Resolved here the way the processes will resolve them, so a bad value stops dev before anything starts.
 const serverConfig = loadServerConfig({ ...process.env, ...serverEnv });
-loadSupervisorConfig({ ...process.env, ...poolEnv });
+const supervisorConfig = loadSupervisorConfig({ ...process.env, ...poolEnv });
 const PORT = serverConfig.PORT;
 const METRICS_PORT = ports.server;
 const WORKER_METRICS_PORT = ports.firstWorker;
@@ -87,6 +91,8 @@ const SUPERVISOR_METRICS_PORT = ports.supervisor;
 const WORKERS = ports.workers;
 /** The status line says STALLED once a partition has had pending messages this long with no commit. */
 const STALLED_AFTER_S = 15;
+/** A lag read longer ago than three of the supervisor's intervals is not shown as current. */
+const LAG_STALE_AFTER_S = (3 * supervisorConfig.LAG_INTERVAL_MS) / 1000;
 
 if (!existsSync(`${root}/node_modules/hono`)) {
   console.log("dev: installing dependencies (bun install)...");
@@ -180,7 +186,7 @@ const status = setInterval(async () => {
   const [s, w, sup] = await Promise.all([
     scrape(`http://127.0.0.1:${METRICS_PORT}/metrics`),
     scrapeWorkers(),
-    scrape(`http://127.0.0.1:${SUPERVISOR_METRICS_PORT}/metrics`),
+    scrapeIfUp(`http://127.0.0.1:${SUPERVISOR_METRICS_PORT}/metrics`),
   ]);
   const dt = (Date.now() - lastAt) / 1000;
   const accepted =
@@ -196,13 +202,16 @@ const status = setInterval(async () => {
   if (rows === 0 && accepted > 0) zeroRowTicks++;
   const dups = (sum(w, "worker_rows_duplicate_total") - sum(lastWorkers, "worker_rows_duplicate_total")) / dt;
   // Committed lag, read from the broker by the supervisor: it keeps rising when a worker is stuck.
-  const lag = sum(sup, "consumer_group_lag");
-  const stalledFor = Math.max(0, ...sup.filter((x) => x.name === "consumer_group_stalled_seconds").map((x) => x.value));
+  const lag = lagField(committedLag(sup, supervisorConfig.worker.SCANS_TOPIC, Date.now() / 1000, LAG_STALE_AFTER_S));
+  const stalledFor = Math.max(
+    0,
+    ...(sup ?? []).filter((x) => x.name === "consumer_group_stalled_seconds").map((x) => x.value),
+  );
   const p95 = histogramQuantile(lastServer, s, "http_request_duration_seconds", 0.95, { route: "/v1/scans" });
   lastServer = s;
   lastWorkers = w;
   lastAt = Date.now();
-  const line = `accepted ${accepted.toFixed(0).padStart(6)}/s  rejected ${rejected.toFixed(0).padStart(4)}/s  rows ${rows.toFixed(0).padStart(6)}/s  dup-skipped ${dups.toFixed(0).padStart(4)}/s  lag ${String(lag).padStart(6)}  p95 ${Number.isNaN(p95) ? "   -  " : `${(p95 * 1000).toFixed(1).padStart(5)}ms`}${stalledFor > STALLED_AFTER_S ? `  STALLED: no commit for ${stalledFor.toFixed(0)}s with lag` : ""}`;
+  const line = `accepted ${accepted.toFixed(0).padStart(6)}/s  rejected ${rejected.toFixed(0).padStart(4)}/s  rows ${rows.toFixed(0).padStart(6)}/s  dup-skipped ${dups.toFixed(0).padStart(4)}/s  lag ${lag.field}  p95 ${Number.isNaN(p95) ? "   -  " : `${(p95 * 1000).toFixed(1).padStart(5)}ms`}${stalledFor > STALLED_AFTER_S ? `  STALLED: no commit for ${stalledFor.toFixed(0)}s with lag` : ""}${lag.note}`;
   process.stdout.write(process.stdout.isTTY ? `\r${line}` : `${line}\n`);
 }, 1_000);
 

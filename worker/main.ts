@@ -198,8 +198,11 @@ async function main() {
 }
 
 main().catch((error) => {
-  // A failed batch's id and offsets go into the one line that reports it.
-  const batch = error instanceof BatchFailedError ? { batch_id: error.batch_id, offsets: error.offsets } : {};
+  // A failed batch's id, offsets and request and trace ids go into the one line that reports it.
+  const batch =
+    error instanceof BatchFailedError
+      ? { batch_id: error.batch_id, offsets: error.offsets, request_ids: error.request_ids, trace_ids: error.trace_ids }
+      : {};
   logger.fatal({ err: error, ...batch }, "worker failed; exiting for the supervisor to restart it");
   process.exit(1);
 });

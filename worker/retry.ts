@@ -25,8 +25,11 @@ export interface RetrierOptions extends BackoffOptions {
   isRetriable?: (error: unknown) => boolean;
 }
 
-/** What the loops are given: retries `fn`'s transient failures; `log` carries the caller's context. */
-export type WithRetry = <T>(what: string, fn: () => Promise<T>, log?: Logger) => Promise<T>;
+/**
+ * What the loops are given: retries `fn`'s transient failures; `log` carries the caller's context
+ * (or makes it, called only when a retry is logged: a batch's logger is made on first use).
+ */
+export type WithRetry = <T>(what: string, fn: () => Promise<T>, log?: Logger | (() => Logger)) => Promise<T>;
 
 export class RetriesExhaustedError extends Error {
   constructor(what: string, ms: number, cause: unknown) {
@@ -38,7 +41,7 @@ export class RetriesExhaustedError extends Error {
 /** Runs `fn`, retrying transient failures with full-jitter backoff for at most `maxMs`. */
 export function createRetrier(o: RetrierOptions) {
   const retriable = o.isRetriable ?? isTransientDbError;
-  return async function withRetry<T>(what: string, fn: () => Promise<T>, log?: Logger): Promise<T> {
+  return async function withRetry<T>(what: string, fn: () => Promise<T>, log?: Logger | (() => Logger)): Promise<T> {
     const started = Date.now();
     let attempt = 0;
     try {
@@ -52,7 +55,7 @@ export function createRetrier(o: RetrierOptions) {
           if (attempt === 0) o.onStartRetrying?.();
           const delay = backoffDelay(attempt, o);
           attempt++;
-          o.onRetry?.(what, attempt, delay, error as Error, log);
+          o.onRetry?.(what, attempt, delay, error as Error, typeof log === "function" ? log() : log);
           await Bun.sleep(delay);
         }
       }

@@ -7,9 +7,10 @@
 // process and the database work at the same time. Offsets are still committed batch by batch, in
 // poll order, and at most WRITES_IN_FLIGHT + 1 batches are held in memory.
 //
-// Each batch has an id (a counter of this process), a logger carrying it with the batch's offset
-// ranges, and with tracing on a CONSUMER span linked to its messages' producer spans.
-import { type Link, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+// Each batch has an id (a counter of this process) and a logger carrying it with the batch's offset
+// ranges and the request and trace ids of its messages, made only when a line about the batch is
+// logged; with tracing on, its spans (worker/batch-trace.ts) continue each sampled request's trace.
+import { ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import {
   type ConsumedMessage,
   type KafkaConsumer,
@@ -20,10 +21,12 @@ import {
 import { isDataError } from "../shared/db-errors.ts";
 import type { Logger } from "../shared/logger.ts";
 import { type Poison, type Row, decode, isPoison } from "../shared/scan-events.ts";
-import { TRACING_OFF, type Tracing, sampledLink } from "../shared/tracing.ts";
+import { TRACING_OFF, type Tracing } from "../shared/tracing.ts";
+import { BatchTrace } from "./batch-trace.ts";
 import { commitDurable } from "./commit.ts";
 import type { WorkerConfig } from "./config.ts";
-import { publishDeadLetters } from "./dead-letters.ts";
+import { logDeadLetters, publishDeadLetters } from "./dead-letters.ts";
+import { requestIdsOf } from "./message-context.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import type { PartitionProgress } from "./progress.ts";
 import type { WithRetry } from "./retry.ts";
@@ -58,8 +61,8 @@ interface Batch {
   offsets: TopicPartitionOffset[];
   rows: Row[];
   poison: Poison[];
-  /** The worker's logger with batch_id and offsets. */
-  log: Logger;
+  /** The worker's logger with batch_id, offsets, request_ids and trace_ids; made on first use. */
+  readonly log: Logger;
 }
 
 export async function runScanLoop(o: ScanLoopOptions): Promise<void> {
@@ -111,13 +114,29 @@ async function decodeBatch(id: number, messages: ConsumedMessage[], logger: Logg
     else rows.push(d);
   }
   const offsets = nextOffsets(messages);
-  const ranges: OffsetRange[] = offsets.map(({ topic, partition, offset }) => ({
-    topic,
-    partition,
-    first: first[partition] as number,
-    last: offset - 1,
-  }));
-  return { id, offsets, rows, poison, log: logger.child({ batch_id: id, offsets: ranges }) };
+  let log: Logger | null = null;
+  return {
+    id,
+    offsets,
+    rows,
+    poison,
+    // Most batches log nothing: the ids are read from the headers only for a line that is logged.
+    get log() {
+      log ??= logger.child({
+        batch_id: id,
+        offsets: offsets.map(
+          ({ topic, partition, offset }): OffsetRange => ({
+            topic,
+            partition,
+            first: first[partition] as number,
+            last: offset - 1,
+          }),
+        ),
+        ...requestIdsOf(messages),
+      });
+      return log;
+    },
+  };
 }
 
 /**
@@ -127,15 +146,20 @@ async function decodeBatch(id: number, messages: ConsumedMessage[], logger: Logg
  */
 async function writeAndCommit(o: ScanLoopOptions, batch: Batch, previous: Promise<void> | null): Promise<void> {
   const tracing = o.tracing ?? TRACING_OFF;
-  const span = tracing.enabled ? startBatchSpan(o, tracing, batch) : null;
+  const batchTrace = tracing.enabled
+    ? new BatchTrace(tracing, {
+        topic: o.config.SCANS_TOPIC,
+        group: o.config.CONSUMER_GROUP,
+        batchId: batch.id,
+        parts: [batch.rows, batch.poison],
+      })
+    : null;
   try {
-    await writeAndCommitBatch(o, batch, previous, tracing, span);
+    await writeAndCommitBatch(o, batch, previous, tracing, batchTrace);
+    batchTrace?.end();
   } catch (error) {
-    span?.recordException(error as Error);
-    span?.setStatus({ code: SpanStatusCode.ERROR });
+    batchTrace?.end(error);
     throw new BatchFailedError(batch, error);
-  } finally {
-    span?.end();
   }
 }
 
@@ -144,9 +168,10 @@ async function writeAndCommitBatch(
   batch: Batch,
   previous: Promise<void> | null,
   tracing: Tracing,
-  span: Span | null,
+  batchTrace: BatchTrace | null,
 ): Promise<void> {
-  const { offsets, rows, poison, log } = batch;
+  const { offsets, rows, poison } = batch;
+  const span = batchTrace?.span ?? null;
   const { config, metrics } = o;
   const started = performance.now();
   // Each attempt isolates afresh: a retry after a partial bisection must not dead-letter twice.
@@ -157,7 +182,7 @@ async function writeAndCommitBatch(
         const isolated: Poison[] = [];
         return { result: await writeIsolating(o, rows, isolated), isolated };
       },
-      log,
+      () => batch.log,
     ),
   );
   poison.push(...isolated);
@@ -166,13 +191,21 @@ async function writeAndCommitBatch(
   // Freshness: accepted (the edge produced the message) → row visible (this commit), per event.
   for (const row of rows) metrics.freshness.observe((writtenAt - row.message.timestamp) / 1000);
   if (poison.length) {
-    await o.withRetry(
-      "publish dead letters",
-      () => publishDeadLetters(o.producer, config.DEAD_LETTER_TOPIC, poison),
-      log,
-    );
+    const publish = () =>
+      o.withRetry(
+        "publish dead letters",
+        () => publishDeadLetters(o.producer, config.DEAD_LETTER_TOPIC, poison),
+        () => batch.log,
+      );
+    await (batchTrace
+      ? batchTrace.deadLettering(
+          config.DEAD_LETTER_TOPIC,
+          poison.map((p) => p.message),
+          publish,
+        )
+      : publish());
     metrics.deadLettered.inc(poison.length);
-    log.warn({ count: poison.length }, "dead-lettered messages that can never be stored");
+    logDeadLetters(o.logger, batch.id, poison);
   }
   if (config.FAULT_DELAY_BEFORE_COMMIT_MS) await Bun.sleep(config.FAULT_DELAY_BEFORE_COMMIT_MS);
 
@@ -180,7 +213,11 @@ async function writeAndCommitBatch(
   // A retriable commit error (the group coordinator moving while a broker restarts) is retried,
   // partitions paused, like a transient database error, rather than ending the worker.
   await traced(tracing, span, "commit offsets", { "messaging.operation.type": "settle" }, () =>
-    o.withRetry("commit offsets", () => commitDurable({ ...o, logger: log }, offsets), log),
+    o.withRetry(
+      "commit offsets",
+      () => commitDurable(batchCommitter(o, batch), offsets),
+      () => batch.log,
+    ),
   );
   o.progress.committed(offsets);
   metrics.batches.inc();
@@ -190,46 +227,40 @@ async function writeAndCommitBatch(
   span?.setAttribute("qrscan.rows.duplicate", result.duplicates);
 }
 
-/** A batch that could not be written or committed; carries its id and offsets for the one log line. */
+/**
+ * A batch that could not be written or committed; carries its id, offsets and its messages'
+ * request and trace ids for the one log line.
+ */
 export class BatchFailedError extends Error {
   readonly batch_id: number;
   readonly offsets: readonly TopicPartitionOffset[];
+  readonly request_ids?: string[];
+  readonly trace_ids?: string[];
   constructor(batch: Batch, cause: unknown) {
     super(`batch ${batch.id}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
     this.name = "BatchFailedError";
     this.batch_id = batch.id;
     this.offsets = batch.offsets;
+    const ids = requestIdsOf(batchMessages(batch));
+    this.request_ids = ids.request_ids;
+    this.trace_ids = ids.trace_ids;
   }
 }
 
-/** The batch's CONSUMER span, linked to the producer span of each sampled message it carries. */
-function startBatchSpan(o: ScanLoopOptions, tracing: Tracing, batch: Batch): Span {
-  const links: Link[] = [];
-  for (const r of batch.rows) {
-    const link = sampledLink(r.message.headers?.traceparent);
-    if (link) links.push(link);
-  }
-  for (const p of batch.poison) {
-    const link = sampledLink(p.message.headers?.traceparent);
-    if (link) links.push(link);
-  }
-  return tracing.tracer.startSpan(
-    `process ${o.config.SCANS_TOPIC}`,
-    {
-      kind: SpanKind.CONSUMER,
-      links,
-      attributes: {
-        "messaging.system": "kafka",
-        "messaging.operation.type": "process",
-        "messaging.operation.name": "process",
-        "messaging.destination.name": o.config.SCANS_TOPIC,
-        "messaging.consumer.group.name": o.config.CONSUMER_GROUP,
-        "messaging.batch.message_count": batch.rows.length + batch.poison.length,
-        "qrscan.batch.id": batch.id,
-      },
+/** What commitDurable needs, with the batch's logger made only if it logs. */
+function batchCommitter(o: ScanLoopOptions, batch: Batch) {
+  return {
+    consumer: o.consumer,
+    metrics: o.metrics,
+    get logger() {
+      return batch.log;
     },
-    ROOT_CONTEXT,
-  );
+  };
+}
+
+function* batchMessages(batch: Batch) {
+  for (const r of batch.rows) yield r.message;
+  for (const p of batch.poison) yield p.message;
 }
 
 /** Runs `fn` in a child span of `parent` when tracing is on; just runs it otherwise. */

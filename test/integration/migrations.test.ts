@@ -78,7 +78,8 @@ test("concurrent runners: the advisory lock makes exactly one apply each migrati
   const url = await emptyDatabase();
   const results = await Promise.all([migrate(url), migrate(url), migrate(url)]);
   const applied = results.flat();
-  expect(applied.sort()).toEqual(readMigrations().map((m) => m.version));
+  // Numerically: the default sort compares as strings (10 before 2).
+  expect(applied.sort((a, b) => a - b)).toEqual(readMigrations().map((m) => m.version));
   expect(results.filter((r) => r.length > 0).length).toBe(1);
 });
 

@@ -22,14 +22,15 @@ import type { ScanSink } from "../../worker/sink.ts";
 
 const now = new Date().toISOString();
 
-/** `count` valid messages on partition 0 starting at `from`. */
-function batch(from: number, count = 3): ConsumedMessage[] {
+/** `count` valid messages on partition 0 starting at `from`, with the headers `headers(i)` gives. */
+function batch(from: number, count = 3, headers?: (i: number) => Record<string, string>): ConsumedMessage[] {
+  const enc = new TextEncoder();
   return Array.from({ length: count }, (_, i) => ({
     topic: "scans",
     partition: 0,
     offset: from + i,
     key: null,
-    headers: null,
+    headers: headers ? Object.fromEntries(Object.entries(headers(i)).map(([k, v]) => [k, enc.encode(v)])) : null,
     timestamp: 0,
     value: new TextEncoder().encode(
       JSON.stringify(toScanRecord({ event_id: crypto.randomUUID(), qr_id: "QR-1", scanned_at: now }, now, null)),
@@ -204,6 +205,38 @@ test("a batch's log lines carry its id and offset range; a failed batch's error 
     offsets: [{ topic: "scans", partition: 0, offset: 6 }],
     message: "batch 2: batch at 3 failed",
   });
+});
+
+test("lines about a batch and a failed batch's error name its messages' request and trace ids", async () => {
+  const TRACE = "0af7651916cd43dd8448eb211c80319c";
+  // Two requests' events (the second unsampled: its trace id is known all the same).
+  const headers = (i: number) => ({
+    request_id: `req-${i < 2 ? "a" : "b"}`,
+    traceparent: i < 2 ? `00-${TRACE}-b7ad6b7169203331-01` : `00-${"1".repeat(32)}-b7ad6b7169203331-00`,
+  });
+  const logLines: Record<string, unknown>[] = [];
+  const retried = await run({
+    batches: [batch(0, 3, headers)],
+    writeMs: {},
+    commitFailsOnce: new Set([3]),
+    writesInFlight: 1,
+    retry: true,
+    logLines,
+  });
+  await retried.done;
+  expect(logLines).toHaveLength(1);
+  expect(logLines[0]).toMatchObject({
+    msg: "retrying",
+    batch_id: 1,
+    request_ids: ["req-a", "req-b"],
+    trace_ids: [TRACE, "1".repeat(32)],
+  });
+  const failed = await run({ batches: [batch(0, 3, headers)], writeMs: {}, failing: new Set([0]), writesInFlight: 1 });
+  const error = await failed.done.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(error).toMatchObject({ batch_id: 1, request_ids: ["req-a", "req-b"], trace_ids: [TRACE, "1".repeat(32)] });
 });
 
 test("never more than WRITES_IN_FLIGHT batches are written at once", async () => {

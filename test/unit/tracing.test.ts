@@ -2,7 +2,14 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { loadConfig } from "../../shared/config.ts";
-import { TracingConfigEntries, sampledLink, traceIdOf, tracesUrl } from "../../shared/tracing.ts";
+import {
+  TracingConfigEntries,
+  isSampledTraceparent,
+  sampledLink,
+  sampledSpanContext,
+  traceIdOf,
+  tracesUrl,
+} from "../../shared/tracing.ts";
 
 const load = (env: Record<string, string>) => loadConfig(v.object(TracingConfigEntries), env);
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -59,5 +66,29 @@ describe("traceparent", () => {
     expect(sampledLink(bytes(`00-${TRACE.toUpperCase()}-${SPAN}-01`))).toBeNull();
     expect(sampledLink(bytes("00-short-01"))).toBeNull();
     expect(sampledLink(undefined)).toBeNull();
+  });
+
+  test("isSampledTraceparent: the sampled flag read on the bytes", () => {
+    for (const flags of ["01", "03", "0b", "ff"])
+      expect(isSampledTraceparent(bytes(`00-${TRACE}-${SPAN}-${flags}`))).toBe(true);
+    for (const flags of ["00", "02", "0a", "fe"])
+      expect(isSampledTraceparent(bytes(`00-${TRACE}-${SPAN}-${flags}`))).toBe(false);
+    expect(isSampledTraceparent(bytes(`00-${TRACE}-${SPAN}-01 `))).toBe(false);
+    expect(isSampledTraceparent(undefined)).toBe(false);
+    expect(isSampledTraceparent(null)).toBe(false);
+  });
+
+  test("sampledSpanContext: the remote parent of a sampled, well-formed traceparent only", () => {
+    expect(sampledSpanContext(`00-${TRACE}-${SPAN}-01`)).toEqual({
+      traceId: TRACE,
+      spanId: SPAN,
+      traceFlags: 1,
+      isRemote: true,
+    });
+    expect(sampledSpanContext(`00-${TRACE}-${SPAN}-00`)).toBeNull();
+    expect(sampledSpanContext(`00-${TRACE}-${SPAN}-02`)).toBeNull();
+    expect(sampledSpanContext(`00-${"0".repeat(32)}-${SPAN}-01`)).toBeNull();
+    expect(sampledSpanContext(`00-${TRACE}-${"0".repeat(16)}-01`)).toBeNull();
+    expect(sampledSpanContext(`00-${TRACE.toUpperCase()}-${SPAN}-01`)).toBeNull();
   });
 });
