@@ -131,9 +131,21 @@ describe("compose.yaml: Kafka over SASL_SSL with ACLs", () => {
       expect(services[n]?.secrets?.sort()).toEqual(["kafka_broker_keystore", "kafka_ca"]);
       // No listener name with an SSL/SASL_ prefix: the image's entrypoint would demand its own files.
       expect(env(n).KAFKA_ADVERTISED_LISTENERS).not.toMatch(/SSL:\/\/|SASL_/);
-      expect(services[n]?.healthcheck?.test.join(" ")).toContain(
-        "--command-config /etc/qrscan/kafka/internal-client.properties",
-      );
+      // Every SASL listener has its JAAS entry: without one the broker exits at start (found when
+      // compose first ran on a real engine).
+      for (const [listener, protocol] of Object.entries(map))
+        if (protocol === "SASL_SSL")
+          expect({
+            listener,
+            jaas: env(n)[`KAFKA_LISTENER_NAME_${listener}_SCRAM___SHA___512_SASL_JAAS_CONFIG`],
+          }).toEqual({
+            listener,
+            jaas: "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+          });
+      // Healthy: the node's own broker state (3, running), read from its JMX exporter's port.
+      const exporterPort = /jmx_prometheus_javaagent\.jar=(\d+):/.exec(env(n).KAFKA_OPTS ?? "")?.[1];
+      expect(services[n]?.healthcheck?.test.join(" ")).toContain(`/dev/tcp/127.0.0.1/${exporterPort}`);
+      expect(services[n]?.healthcheck?.test.join(" ")).toContain('grep -q "^kafka_server_kafkaserver_brokerstate 3"');
     }
   });
 
