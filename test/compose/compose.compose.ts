@@ -477,6 +477,7 @@ describe("compose on a real engine, through its containers", () => {
         },
       });
       const traceId = hex(16);
+      const traceparent = `00-${traceId}-${hex(8)}-01`;
       const eventId = crypto.randomUUID();
       try {
         // What the edge never sends: a record that fails validation in the worker.
@@ -485,7 +486,7 @@ describe("compose on a real engine, through its containers", () => {
             topic: "scans",
             key: "ci:poison",
             value: JSON.stringify({ event_id: eventId, qr_id: "ci:poison", scanned_at: "not a time" }),
-            headers: { traceparent: `00-${traceId}-${hex(8)}-01` },
+            headers: { traceparent },
           },
         ]);
       } finally {
@@ -503,14 +504,13 @@ describe("compose on a real engine, through its containers", () => {
       );
       expect(line).toContain(eventId);
       const stored = await waitFor(
-        "the dead letter stored by a worker",
-        () =>
-          db<{ n: number }[]>`select count(*)::int as n from dead_letters where payload::text like ${`%${eventId}%`}`,
-        (rows) => (rows[0]?.n ?? 0) === 1,
+        "the dead letter stored by a worker, with the scan's event_id and traceparent",
+        () => db<{ traceparent: string | null }[]>`select traceparent from dead_letters where event_id = ${eventId}`,
+        (rows) => rows.length === 1,
         60_000,
         1_000,
       );
-      expect(stored[0]?.n).toBe(1);
+      expect(stored[0]?.traceparent).toBe(traceparent);
     },
     120_000,
   );
