@@ -195,6 +195,23 @@ function spansOf(docs: OtlpDoc[]): (OtlpSpan & { service: string })[] {
   return out;
 }
 
+/** Waits until the 3 worker containers each own partitions of scans, 12 in all; their shares. */
+const workersSharing = () =>
+  waitFor(
+    "3 worker containers, each with partitions, 12 in all",
+    async () => ids("worker").map((id) => sum(workerMetrics(id), "worker_assigned_partitions")),
+    (s) => s.length === 3 && s.every((n) => n > 0) && s.reduce((a, b) => a + b, 0) === 12,
+    120_000,
+    2_000,
+  );
+
+/** The workers recreated with FAULT_DELAY_BEFORE_COMMIT_MS (test/compose/capture.yaml passes it on). */
+async function workersWithCommitDelay(ms: number) {
+  env.FAULT_DELAY_BEFORE_COMMIT_MS = String(ms);
+  compose(["up", "-d", "--no-deps", "--scale", "worker=3", "worker"], { timeoutMs: 180_000 });
+  await workersSharing();
+}
+
 const hex = (bytes: number) => Buffer.from(crypto.getRandomValues(new Uint8Array(bytes))).toString("hex");
 
 // ---------------------------------------------------------------------------------------------
@@ -294,13 +311,7 @@ describe("compose on a real engine, through its containers", () => {
   step(
     "--scale worker=3: the three worker containers share the 12 partitions of scans",
     async () => {
-      const shares = await waitFor(
-        "3 worker containers, each with partitions, 12 in all",
-        async () => ids("worker").map((id) => sum(workerMetrics(id), "worker_assigned_partitions")),
-        (s) => s.length === 3 && s.every((n) => n > 0) && s.reduce((a, b) => a + b, 0) === 12,
-        120_000,
-        2_000,
-      );
+      const shares = await workersSharing();
       expect(shares.reduce((a, b) => a + b, 0)).toBe(12);
     },
     180_000,
@@ -328,6 +339,10 @@ describe("compose on a real engine, through its containers", () => {
         // Unknown-key answers count against the host's one address: probe slowly.
         2_000,
       );
+      // A wide window between each batch's database commit and its offset commit (the worker's
+      // fault knob), so the killed container dies holding rows stored but not committed: their
+      // partitions' next owners must replay them as no-ops (counted below: the fault landed).
+      await workersWithCommitDelay(400);
       const load = startLoad(key);
       await waitFor(
         "the load to be answered",
@@ -358,7 +373,17 @@ describe("compose on a real engine, through its containers", () => {
       const result = await load.stop();
       expect(Object.keys(result.statuses)).toEqual(["202"]);
       const report = await waitStoredOnce(result.acknowledged, "the worker kill");
-      console.log(`worker kill: ${report.acknowledged} acknowledged, all stored once`);
+      const replayed = await waitFor(
+        "the killed worker's stored-but-uncommitted rows replayed as no-ops by the partitions' next owners",
+        async () => ids("worker").reduce((n, id) => n + sum(workerMetrics(id), "worker_rows_duplicate_total"), 0),
+        (n) => n > 0,
+        60_000,
+        2_000,
+      );
+      console.log(
+        `worker kill: ${report.acknowledged} acknowledged, all stored once; ${replayed} rows the killed worker had stored but not committed, replayed as no-ops`,
+      );
+      await workersWithCommitDelay(0);
     },
     300_000,
   );
