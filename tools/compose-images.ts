@@ -20,7 +20,7 @@ import { loadConfig } from "../shared/config.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { engineUp } from "./engine.ts";
 import { ROOT } from "./harness.ts";
-import { ImagesConfigSchema } from "./images/config.ts";
+import { ImagesConfigSchema, buildahStorageArgs } from "./images/config.ts";
 import { ensureKafkaJars, kafkaPaths } from "./stack/kafka.ts";
 import { ensureJmxExporterJar } from "./stack/monitoring.ts";
 
@@ -85,14 +85,7 @@ async function main(argv: string[]): Promise<number> {
   const e = await engineUp();
   const env = { DOCKER_HOST: e.host, COMPOSE_FILE: LOCAL_COMPOSE_FILE };
   const images = loadConfig(ImagesConfigSchema);
-  const storage = [
-    "--root",
-    join(images.IMAGES_STORAGE, "storage"),
-    "--runroot",
-    join(images.IMAGES_STORAGE, "run"),
-    "--storage-driver",
-    "overlay",
-  ];
+  const storage = buildahStorageArgs(images.IMAGES_STORAGE);
   const revision = sh(["git", "rev-parse", "HEAD"], {}, "the revision").trim();
   const tag = images.IMAGES_TAG || revision.slice(0, 12);
   const inBuildah = (ref: string) =>

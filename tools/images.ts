@@ -39,7 +39,7 @@ import { type CliSpec, MAIN, parseCommand, runCli } from "../shared/cli.ts";
 import { loadConfig } from "../shared/config.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { ROOT, createThrowawayDatabase, killProcess, spawnProcess } from "./harness.ts";
-import { ImagesConfigSchema } from "./images/config.ts";
+import { ImagesConfigSchema, buildahStorageArgs } from "./images/config.ts";
 import { type ImageConfig, imageProblems } from "./images/inspect.ts";
 import { up } from "./stack.ts";
 import { commandExists, freePort, isRoot } from "./stack/processes.ts";
@@ -78,14 +78,7 @@ function sh(cmd: string, args: string[], { input, quiet = false }: { input?: str
   return r.stdout;
 }
 
-const storageArgs = [
-  "--root",
-  join(config.IMAGES_STORAGE, "storage"),
-  "--runroot",
-  join(config.IMAGES_STORAGE, "run"),
-  "--storage-driver",
-  "overlay",
-];
+const storageArgs = buildahStorageArgs(config.IMAGES_STORAGE);
 const buildah = (args: string[], options?: { input?: string; quiet?: boolean }) =>
   sh("buildah", [...storageArgs, ...args], options);
 

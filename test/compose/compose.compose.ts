@@ -23,6 +23,7 @@ import { LOCAL_COMPOSE_FILE } from "../../tools/compose-images.ts";
 import { engineUp } from "../../tools/engine.ts";
 import { ROOT } from "../../tools/harness.ts";
 import { readDoc } from "../docs/harness.ts";
+import { type OtlpExport, SPAN_KIND, spansOf } from "../helpers/otlp-receiver.ts";
 import { checkContainerLines, containerLogProblems, loadPromtailConfig } from "../helpers/promtail-pipeline.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -83,9 +84,9 @@ function workerMetrics(id: string): Sample[] {
   return parsePrometheusText(text);
 }
 
-async function captured(): Promise<{ traces: OtlpDoc[]; alerts: { receiver: string; body: AlertPayload }[] }> {
+async function captured(): Promise<{ traces: OtlpExport[]; alerts: { receiver: string; body: AlertPayload }[] }> {
   const res = await fetch(`${CAPTURE}/captured`, { signal: AbortSignal.timeout(5_000) });
-  return (await res.json()) as { traces: OtlpDoc[]; alerts: { receiver: string; body: AlertPayload }[] };
+  return (await res.json()) as { traces: OtlpExport[]; alerts: { receiver: string; body: AlertPayload }[] };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -165,34 +166,10 @@ async function waitStoredOnce(acknowledged: string[], what: string) {
 // ---------------------------------------------------------------------------------------------
 // Traces, as the OTLP/HTTP JSON encoding carries them
 
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-  attributes?: { key: string; value: { stringValue?: string } }[];
-}
-interface OtlpDoc {
-  resourceSpans?: {
-    resource?: { attributes?: { key: string; value: { stringValue?: string } }[] };
-    scopeSpans?: { spans?: OtlpSpan[] }[];
-  }[];
-}
 interface AlertPayload {
   receiver: string;
   status: string;
   alerts: { labels: Record<string, string>; status: string }[];
-}
-
-function spansOf(docs: OtlpDoc[]): (OtlpSpan & { service: string })[] {
-  const out: (OtlpSpan & { service: string })[] = [];
-  for (const doc of docs)
-    for (const rs of doc.resourceSpans ?? []) {
-      const service = rs.resource?.attributes?.find((a) => a.key === "service.name")?.value.stringValue ?? "";
-      for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) out.push({ ...s, service });
-    }
-  return out;
 }
 
 /** Waits until the 3 worker containers each own partitions of scans, 12 in all; their shares. */
@@ -472,15 +449,15 @@ describe("compose on a real engine, through its containers", () => {
       expect(res.status).toBe(202);
       const spans = await waitFor(
         `spans of trace ${traceId} from the server and a worker, the worker's a child of the producer span`,
-        async () => spansOf((await captured()).traces).filter((s) => s.traceId === traceId),
+        async () => (await captured()).traces.flatMap(spansOf).filter((s) => s.traceId === traceId),
         (ss) => {
-          const producer = ss.find((s) => s.kind === 4);
+          const producer = ss.find((s) => s.kind === SPAN_KIND.PRODUCER);
           return !!producer && ss.some((s) => s.service.includes("worker") && s.parentSpanId === producer.spanId);
         },
         60_000,
         1_000,
       );
-      const server = spans.find((s) => s.kind === 2);
+      const server = spans.find((s) => s.kind === SPAN_KIND.SERVER);
       expect(server?.parentSpanId).toBe(clientSpan);
       expect(new Set(spans.map((s) => s.service)).size).toBeGreaterThanOrEqual(2);
     },

@@ -56,7 +56,7 @@ interface OtlpSpan {
   links?: { traceId: string; spanId: string }[];
   status?: { code?: number };
 }
-interface OtlpExport {
+export interface OtlpExport {
   resourceSpans?: {
     resource?: { attributes?: { key: string; value: AnyValue }[] };
     scopeSpans?: { spans?: OtlpSpan[] }[];

@@ -17,3 +17,13 @@ export const ImagesConfigSchema = v.object({
    */
   NODE_EXTRA_CA_CERTS: str(""),
 });
+
+/** buildah's options for the images' own storage (IMAGES_STORAGE), never the machine's. */
+export const buildahStorageArgs = (storage: string): string[] => [
+  "--root",
+  join(storage, "storage"),
+  "--runroot",
+  join(storage, "run"),
+  "--storage-driver",
+  "overlay",
+];
