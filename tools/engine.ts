@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 // A Docker engine of the project's own, for compose's CI stage (tools/compose-images.ts) and anything
 // else that needs one: Debian's dockerd, started as root with its state under ENGINE_DIR and its
 // runtime files under /tmp, stopped by its pid. It never touches the host's iptables (no NAT, no
@@ -7,7 +8,7 @@
 //   bun tools/engine.ts down      stops it and everything it runs
 //   bun tools/engine.ts status    running or not, and its DOCKER_HOST
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { type CliSpec, MAIN, parseCommand, runCli } from "../shared/cli.ts";
@@ -55,6 +56,25 @@ export function engine(config = loadConfig(EngineConfigSchema)): Engine {
 
 const runDir = (e: Engine) => e.host.replace(/^unix:\/\//, "").replace(/\/docker\.sock$/, "");
 
+/**
+ * Removes the runtime directory, after unmounting what dockerd left mounted there: it keeps its
+ * network namespace bound at exec/netns/default after it exits, and the directory cannot go while
+ * that is mounted (a second `up` failed with EBUSY).
+ */
+function releaseRunDir(e: Engine): void {
+  const dir = runDir(e);
+  const mounted = readFileSync("/proc/self/mounts", "utf8")
+    .split("\n")
+    .map((line) => line.split(" ")[1] ?? "")
+    .filter((point) => point === dir || point.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const point of mounted) {
+    const r = spawnSync("umount", ["--lazy", point], { encoding: "utf8" });
+    if (r.status !== 0) throw new EngineError(`could not unmount ${point} (left by dockerd): ${r.stderr.trim()}`);
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
 /** The engine answers its API (`docker version` through its socket). */
 export async function engineAnswers(e: Engine): Promise<boolean> {
   const proc = Bun.spawn(["docker", "version", "--format", "{{.Server.Version}}"], {
@@ -72,7 +92,7 @@ export async function engineUp(config = loadConfig(EngineConfigSchema)): Promise
   for (const cmd of ["dockerd", "docker", "docker-compose"])
     if (!commandExists(cmd)) throw new EngineError(`${cmd} is not installed: apt-get install docker.io docker-compose`);
   mkdirSync(join(e.dir, "data"), { recursive: true });
-  rmSync(runDir(e), { recursive: true, force: true });
+  releaseRunDir(e);
   mkdirSync(runDir(e), { recursive: true });
   const pid = startDetached(
     "dockerd",
@@ -111,6 +131,7 @@ export async function engineDown(config = loadConfig(EngineConfigSchema)): Promi
   // dockerd stops its containers on SIGTERM (each with its stop timeout); then its containerd.
   await stopPid(pid, "SIGTERM", 60_000);
   rmSync(e.pidFile, { force: true });
+  releaseRunDir(e);
   return true;
 }
 
