@@ -5,11 +5,11 @@
 // into the worker; the containers' log lines through promtail's pipeline; WAL archiving, a backup
 // and a verified restore drill. The file is not named *.test.ts: `bun test` alone never runs it.
 //
-// Mutations tried (each alone, reverted): the worker's commit before the database write (worker
-// kill: acknowledged events missing); compose's alertmanager route for pages sent to `ticket`
-// (alerts: the page arrives at the ticket receiver); compose's archive_mode off (archiver: nothing
-// archived, the drill cannot reach its restore point); the worker's OTEL endpoint removed (no
-// worker span). See docs/development.md "The compose stage".
+// Mutations tried, in a scratch clone against the same engine (docs/guarantees.md has the table):
+// pages routed to the ticket receiver → alerts; archive_mode=off → the backup and the drill; the
+// worker's OTEL endpoint removed → traces; promtail reading the app's time as seconds → logs;
+// worker/sink.ts counting the staged rows instead of the inserted ones → the worker kill (the
+// replayed rows counted twice); the scans topic taking one in-sync replica → the broker check.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
