@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 // A Docker engine of the project's own, for compose's CI stage (tools/compose-images.ts) and anything
 // else that needs one: Debian's dockerd, started as root with its state under ENGINE_DIR and its
 // runtime files under /tmp, stopped by its pid. It never touches the host's iptables (no NAT, no
@@ -7,6 +6,7 @@ import { spawnSync } from "node:child_process";
 //   bun tools/engine.ts up        starts it (or finds it running); prints DOCKER_HOST=...
 //   bun tools/engine.ts down      stops it and everything it runs
 //   bun tools/engine.ts status    running or not, and its DOCKER_HOST
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
