@@ -366,13 +366,14 @@ describe("compose on a real engine, through its containers", () => {
   );
 
   step(
-    "Kafka broker containers killed under load: every 202 stored once; 503 (with Retry-After) only while partitions have no leader or too few in-sync replicas",
+    "Kafka broker containers killed under load: every 202 stored once; 503 (with Retry-After) only while a failover lasts or too few replicas are in sync",
     async () => {
-      // A killed broker's partitions have no leader until the controllers declare it gone
-      // (broker.session.timeout.ms, 9 s; longer when it was the active controller) and elect
-      // others; the edge answers 503 past its produce deadline meanwhile (one run: until 20.5 s
-      // after the kill). After that window one broker down of three changes nothing for clients.
-      const FAILOVER_MS = 30_000;
+      // A killed broker's partitions are unavailable until the controllers declare it gone
+      // (broker.session.timeout.ms, 9 s), elect other leaders and take it out of the in-sync
+      // replicas (acks=all waits for them); the edge answers 503 past its 10 s delivery timeout
+      // meanwhile (runs here: up to 40 s, longer when it was the active controller). The window is
+      // measured, not assumed: it ends with the first request sent after the kill that is stored,
+      // must end within a minute, and after it, with one broker of three down, no 503 at all.
       const load = startLoad(key);
       await waitFor(
         "the load to be answered",
@@ -381,12 +382,19 @@ describe("compose on a real engine, through its containers", () => {
         60_000,
       );
       const at = load.elapsedMs;
+      const firstStoredFrom = (from: number) =>
+        load.result.timeline.find(([t, status]) => t > from && status === 202)?.[0] ?? Number.POSITIVE_INFINITY;
       const [broker2] = ids("kafka-2");
       const [broker3] = ids("kafka-3");
       must(["docker", "kill", "-s", "KILL", broker2 as string]);
       const firstKill = at();
-      await Bun.sleep(FAILOVER_MS);
-      const steady = at();
+      const steady = await waitFor(
+        "a request sent after the broker's kill answered 202 (the failover over)",
+        async () => firstStoredFrom(firstKill),
+        (t) => Number.isFinite(t),
+        90_000,
+        500,
+      );
       const steadyAcks = load.acknowledgedSoFar();
       await waitFor(
         "answers with one broker of three down, after the failover",
@@ -394,13 +402,12 @@ describe("compose on a real engine, through its containers", () => {
         (n) => n >= steadyAcks + 300,
         90_000,
       );
-      // A second broker down: partitions have one in-sync replica of the two required.
+      // A second broker down: partitions have one in-sync replica of the two required, so once
+      // the failover is over every request is refused. Requests sent in the last 12 s before the
+      // restart may still be stored (the edge's delivery timeout is 10 s).
       must(["docker", "kill", "-s", "KILL", broker3 as string]);
       const secondKill = at();
-      // Past the failover, every request is refused: the scans topic's partitions have one
-      // in-sync replica of the two min.insync.replicas requires. The edge's delivery timeout is
-      // 10 s, so a request sent in the last 12 s before the restart may still be stored.
-      await Bun.sleep(FAILOVER_MS + 25_000);
+      await Bun.sleep(75_000);
       compose(["start", "kafka-2", "kafka-3"]);
       const restarted = at();
       const back = load.acknowledgedSoFar();
@@ -411,19 +418,21 @@ describe("compose on a real engine, through its containers", () => {
         180_000,
       );
       const result = await load.stop();
+      const recovered = firstStoredFrom(restarted);
       expect(Object.keys(result.statuses).sort()).toEqual(["202", "503"]);
       expect(result.withoutRetryAfter).toBe(0);
-      const withoutQuorum = result.timeline.filter(([t]) => t >= secondKill + FAILOVER_MS && t <= restarted - 12_000);
+      const withoutQuorum = result.timeline.filter(([t]) => t >= secondKill + 45_000 && t <= restarted - 12_000);
       expect(withoutQuorum.length).toBeGreaterThanOrEqual(3);
       expect(withoutQuorum.filter(([, status]) => status !== 503)).toEqual([]);
+      expect(steady - firstKill).toBeLessThanOrEqual(60_000);
       const unavailable = result.timeline.filter(([, status]) => status === 503).map(([t]) => t);
       const outsideWindows = unavailable.filter(
-        (t) => !((t >= firstKill && t <= steady) || (t >= secondKill && t <= restarted + FAILOVER_MS)),
+        (t) => !((t >= firstKill && t < steady) || (t >= secondKill && t < recovered)),
       );
       expect({ outsideWindows }).toEqual({ outsideWindows: [] });
       const report = await waitStoredOnce(result.acknowledged, "the broker kills");
       console.log(
-        `broker kills: ${report.acknowledged} acknowledged, all stored once; 503: ${unavailable.filter((t) => t <= steady).length} in the failover after the first kill, ${unavailable.filter((t) => t >= secondKill).length} with two brokers down`,
+        `broker kills: ${report.acknowledged} acknowledged, all stored once; first failover ${((steady - firstKill) / 1000).toFixed(1)} s with ${unavailable.filter((t) => t < steady).length} answered 503; ${unavailable.filter((t) => t >= secondKill).length} answered 503 with two brokers down`,
       );
     },
     600_000,
