@@ -84,6 +84,8 @@ async function main(argv: string[]): Promise<number> {
   const stack = localStack();
   const e = await engineUp();
   const env = { DOCKER_HOST: e.host, COMPOSE_FILE: LOCAL_COMPOSE_FILE };
+  // compose refuses to read its file without POSTGRES_PASSWORD; no build uses it.
+  const buildEnv = { ...env, POSTGRES_PASSWORD: "unused-by-a-build" };
   const images = loadConfig(ImagesConfigSchema);
   const storage = buildahStorageArgs(images.IMAGES_STORAGE);
   const revision = sh(["git", "rev-parse", "HEAD"], {}, "the revision").trim();
@@ -112,7 +114,7 @@ async function main(argv: string[]): Promise<number> {
       const built = `localhost/${name}:${tag}`;
       if (!inBuildah(built)) {
         console.log(`   ${built} is not built: compose builds ${name}:local from the Dockerfile`);
-        sh(["docker-compose", "build", name === "qrscan-server" ? "server" : "worker"], env, `building ${name}`);
+        sh(["docker-compose", "build", name === "qrscan-server" ? "server" : "worker"], buildEnv, `building ${name}`);
         continue;
       }
       sh(
@@ -140,11 +142,7 @@ async function main(argv: string[]): Promise<number> {
   });
 
   timed(`docker-compose build ${BUILT_BY_COMPOSE.join(" ")}`, () =>
-    sh(
-      ["docker-compose", "build", "-q", ...BUILT_BY_COMPOSE],
-      { ...env, POSTGRES_PASSWORD: "unused-by-a-build" },
-      "the build",
-    ),
+    sh(["docker-compose", "build", "-q", ...BUILT_BY_COMPOSE], buildEnv, "the build"),
   );
 
   const sizes = sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}\t{{.Size}}"], env, "listing the images");
