@@ -3,7 +3,8 @@
 // their comments (`//` and `/* */` in TypeScript, `#` in YAML, shell, Dockerfiles and `.ci/run`).
 // What counts as a repo path is `repoPathTokens`' rule (test/docs/harness.ts).
 import { expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Glob } from "bun";
@@ -14,15 +15,24 @@ const ROOT = new URL("../..", import.meta.url).pathname;
 const DOCS = ["README.md", "docs/**/*.md", "packages/*/README.md", "deploy/**/README.md"];
 const SOURCES = ["**/*.ts", "**/*.{yml,yaml,sh}", "**/Dockerfile*", ".ci/run"];
 
-/** The repository's files matching the patterns, outside dependencies and local state. */
+/**
+ * The repository's files matching the patterns: the ones git tracks, and the new ones it does not
+ * ignore. Asking git, not walking the tree: a walk into local state (an engine's data under
+ * .stack/ while compose runs) failed on files that vanished under it.
+ */
 function filesOf(patterns: readonly string[], root = ROOT): string[] {
-  const found = new Set<string>();
-  for (const pattern of patterns) {
-    for (const file of new Glob(pattern).scanSync({ cwd: root, dot: true })) {
-      if (!/(^|\/)(node_modules|\.stack|\.git|\.secrets|sbom|dist)\//.test(file)) found.add(file);
-    }
-  }
-  return [...found].sort();
+  const listed = spawnSync("git", ["ls-files", "--cached", "--others", "--exclude-standard"], {
+    cwd: root,
+    encoding: "utf8",
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (listed.status !== 0) throw new Error(`git ls-files failed: ${listed.stderr}`);
+  const globs = patterns.map((p) => new Glob(p));
+  return listed.stdout
+    .split("\n")
+    .filter((file) => file !== "" && existsSync(join(root, file)) && globs.some((g) => g.match(file)))
+    .filter((file) => !/(^|\/)(node_modules|\.stack|\.git|\.secrets|sbom|dist)\//.test(file))
+    .sort();
 }
 
 test("every repo path the docs and the code comments name exists", () => {
