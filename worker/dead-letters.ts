@@ -87,7 +87,7 @@ export function logDeadLetters(logger: Logger, batchId: number, poison: readonly
         count: rest,
         ...requestIdsOf(poison.slice(DEAD_LETTER_LINES_PER_BATCH).map((p) => p.message)),
       },
-      "dead-lettered more messages that can never be stored (one line each for the first 20 of this batch)",
+      `dead-lettered more messages that can never be stored (one line each for the first ${DEAD_LETTER_LINES_PER_BATCH} of this batch)`,
     );
   }
 }
