@@ -34,9 +34,14 @@ const PASSWORD = Buffer.from(crypto.getRandomValues(new Uint8Array(16))).toStrin
 const CAPTURE = "http://127.0.0.1:19095";
 const API = "http://127.0.0.1:8080";
 const README_MARK = "run by the compose stage";
+/** After one broker of three is killed, the edge may answer 503 for at most this long (measured: 20-40 s). */
+const FAILOVER_BOUND_MS = 60_000;
+/** After the brokers restart (JVM start, rejoining, the in-sync sets growing back), 503s for at most this long. */
+const RECOVERY_BOUND_MS = 120_000;
 
 let env: Record<string, string> = {};
-let failed = false;
+/** The steps that failed, with their errors: printed again after the containers' logs. */
+const failures: string[] = [];
 let db: postgres.Sql;
 
 // ---------------------------------------------------------------------------------------------
@@ -220,10 +225,12 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await db?.end({ timeout: 2 });
-  if (failed) {
+  if (failures.length > 0) {
     console.log(compose(["ps"]));
     const logs = run(["docker-compose", "logs", "--no-color", "--tail", "60"]);
     console.log(logs.stdout.slice(-30_000));
+    // Last, so that the tail of a long CI log still says what failed.
+    console.log(`compose stage: ${failures.length} step(s) failed:\n${failures.join("\n")}`);
   }
   compose(["--profile", "drill", "down", "-v", "--remove-orphans", "--timeout", "10"], { timeoutMs: 300_000 });
 }, 600_000);
@@ -235,7 +242,7 @@ const step = (name: string, body: () => Promise<void>, timeoutMs: number) =>
       try {
         await body();
       } catch (error) {
-        failed = true;
+        failures.push(`- ${name}: ${String(error instanceof Error ? error.message : error).slice(0, 2_000)}`);
         throw error;
       }
     },
@@ -373,9 +380,10 @@ describe("compose on a real engine, through its containers", () => {
       // A killed broker's partitions are unavailable until the controllers declare it gone
       // (broker.session.timeout.ms, 9 s), elect other leaders and take it out of the in-sync
       // replicas (acks=all waits for them); the edge answers 503 past its 10 s delivery timeout
-      // meanwhile (runs here: up to 40 s, longer when it was the active controller). The window is
-      // measured, not assumed: it ends with the first request sent after the kill that is stored,
-      // must end within a minute, and after it, with one broker of three down, no 503 at all.
+      // meanwhile (runs here: up to 40 s, longer when it was the active controller). Partitions
+      // recover one by one (each leader shrinks its own ISR), so a 202 on one partition does not
+      // end the window for the others: the window is measured as the span of the 503s after the
+      // kill, which must end within a minute; after it, with one broker of three down, no 503.
       const load = startLoad(key);
       await waitFor(
         "the load to be answered",
@@ -390,13 +398,15 @@ describe("compose on a real engine, through its containers", () => {
       const [broker3] = ids("kafka-3");
       must(["docker", "kill", "-s", "KILL", broker2 as string]);
       const firstKill = at();
-      const steady = await waitFor(
-        "a request sent after the broker's kill answered 202 (the failover over)",
+      await waitFor(
+        "a request sent after the broker's kill answered 202 (the failover begun to end)",
         async () => firstStoredFrom(firstKill),
         (t) => Number.isFinite(t),
         90_000,
         500,
       );
+      // Past the bound on the failover, then enough answers to see that none is a 503.
+      await Bun.sleep(Math.max(0, firstKill + FAILOVER_BOUND_MS - at()));
       const steadyAcks = load.acknowledgedSoFar();
       await waitFor(
         "answers with one broker of three down, after the failover",
@@ -413,6 +423,14 @@ describe("compose on a real engine, through its containers", () => {
       await Bun.sleep(75_000);
       compose(["start", "kafka-2", "kafka-3"]);
       const restarted = at();
+      await waitFor(
+        "a request sent after the restart answered 202",
+        async () => firstStoredFrom(restarted),
+        (t) => Number.isFinite(t),
+        RECOVERY_BOUND_MS,
+        500,
+      );
+      await Bun.sleep(Math.max(0, restarted + RECOVERY_BOUND_MS - at()));
       const back = load.acknowledgedSoFar();
       await waitFor(
         "202s again once the brokers are back",
@@ -421,24 +439,29 @@ describe("compose on a real engine, through its containers", () => {
         180_000,
       );
       const result = await load.stop();
-      const recovered = firstStoredFrom(restarted);
       expect(Object.keys(result.statuses).sort()).toEqual(["202", "503"]);
       expect(result.withoutRetryAfter).toBe(0);
       const withoutQuorum = result.timeline.filter(([t]) => t >= secondKill + 45_000 && t <= restarted - 12_000);
       expect(withoutQuorum.length).toBeGreaterThanOrEqual(3);
       expect(withoutQuorum.filter(([, status]) => status !== 503)).toEqual([]);
-      expect(steady - firstKill).toBeLessThanOrEqual(60_000);
       const unavailable = result.timeline.filter(([, status]) => status === 503).map(([t]) => t);
+      const firstWindow = unavailable.filter((t) => t >= firstKill && t < secondKill);
       const outsideWindows = unavailable.filter(
-        (t) => !((t >= firstKill && t < steady) || (t >= secondKill && t < recovered)),
+        (t) =>
+          !(
+            (t >= firstKill && t < firstKill + FAILOVER_BOUND_MS) ||
+            (t >= secondKill && t < restarted + RECOVERY_BOUND_MS)
+          ),
       );
       expect({ outsideWindows }).toEqual({ outsideWindows: [] });
       const report = await waitStoredOnce(result.acknowledged, "the broker kills");
+      const failover = firstWindow.length > 0 ? ((Math.max(...firstWindow) - firstKill) / 1000).toFixed(1) : "0";
+      const recovery = unavailable.filter((t) => t >= restarted);
       console.log(
-        `broker kills: ${report.acknowledged} acknowledged, all stored once; first failover ${((steady - firstKill) / 1000).toFixed(1)} s with ${unavailable.filter((t) => t < steady).length} answered 503; ${unavailable.filter((t) => t >= secondKill).length} answered 503 with two brokers down`,
+        `broker kills: ${report.acknowledged} acknowledged, all stored once; first failover: 503s for ${failover} s after the kill (${firstWindow.length} answered 503); ${unavailable.filter((t) => t >= secondKill).length} answered 503 with two brokers down, the last sent ${recovery.length > 0 ? ((Math.max(...recovery) - restarted) / 1000).toFixed(1) : "0"} s after the restart`,
       );
     },
-    600_000,
+    720_000,
   );
 
   step(
