@@ -225,7 +225,9 @@ export class KafkaAdmin {
       throw errorFromCode(description?.err ?? ErrorCode._UNKNOWN_TOPIC, `topic ${topic} does not exist`);
     }
     const l = lib();
-    const rk = createHandle(HANDLE_TYPE.CONSUMER, { ...this.#config, "group.id": groupId }, EVENT.NONE);
+    // A throwaway handle with no log events: its connection failures would reach stderr as raw
+    // lines on every call; they surface as this call's error instead, which the caller reports.
+    const rk = createHandle(HANDLE_TYPE.CONSUMER, { ...this.#config, "group.id": groupId, log_level: "0" }, EVENT.NONE);
     const list = createPartitionList(description.partitions.map((p) => ({ topic, partition: p.id })));
     try {
       check(l.rd_kafka_committed(rk, list, timeoutMs), `committed offsets of group ${groupId}`);
