@@ -14,7 +14,7 @@
 // (test/unit/compose-kafka.test.ts checks the topic's settings).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { KafkaProducer } from "bun-rdkafka";
 import postgres from "postgres";
@@ -38,8 +38,26 @@ const README_MARK = "run by the compose stage";
 const FAILOVER_BOUND_MS = 60_000;
 /** After the brokers restart (JVM start, rejoining, the in-sync sets growing back), 503s for at most this long. */
 const RECOVERY_BOUND_MS = 120_000;
+/** From an alert's `for:` elapsing to its webhook: scrapes and evaluations (15 s each), group_wait (30 s), room. */
+const ALERT_DELIVERY_MS = 150_000;
 
 let env: Record<string, string> = {};
+/** An alert's `for:` in milliseconds, from the rule files (0 when it has none). */
+function alertForMs(alertname: string): number {
+  const dir = join(ROOT, "monitoring/prometheus/rules");
+  for (const file of readdirSync(dir)) {
+    const { groups } = Bun.YAML.parse(readFileSync(join(dir, file), "utf8")) as {
+      groups: { rules: { alert?: string; for?: string }[] }[];
+    };
+    const rule = groups.flatMap((g) => g.rules).find((r) => r.alert === alertname);
+    if (!rule) continue;
+    const m = /^(\d+)([smh])$/.exec(rule.for ?? "0s");
+    if (!m) throw new Error(`${file}: ${alertname} has a for: this test cannot read: ${rule.for}`);
+    return Number(m[1]) * { s: 1_000, m: 60_000, h: 3_600_000 }[m[2] as "s" | "m" | "h"];
+  }
+  throw new Error(`no rule in ${dir} defines ${alertname}`);
+}
+
 /** The steps that failed, with their errors: printed again after the containers' logs. */
 const failures: string[] = [];
 let db: postgres.Sql;
@@ -203,6 +221,7 @@ const hex = (bytes: number) => Buffer.from(crypto.getRandomValues(new Uint8Array
 
 let key = "";
 let exporterStoppedAt = 0;
+let deadLetterStoredAt = 0;
 
 beforeAll(async () => {
   const engine = await engineUp();
@@ -551,6 +570,7 @@ describe("compose on a real engine, through its containers", () => {
         1_000,
       );
       expect(stored[0]?.traceparent).toBe(traceparent);
+      deadLetterStoredAt = Date.now();
     },
     120_000,
   );
@@ -566,14 +586,20 @@ describe("compose on a real engine, through its containers", () => {
         (c) =>
           alertsAt("pager", c).some((l) => l.alertname === "TargetDown" && l.job === "postgres") &&
           alertsAt("ticket", c).some((l) => l.alertname === "DeadLettersAppearing"),
-        Math.max(60_000, 330_000 - (Date.now() - exporterStoppedAt)),
+        // Each alert's own `for:`, then up to two scrapes and evaluations (15 s each) and
+        // Alertmanager's group_wait (30 s), with room: the later of the two faults sets the wait.
+        Math.max(
+          30_000,
+          exporterStoppedAt + alertForMs("TargetDown") + ALERT_DELIVERY_MS - Date.now(),
+          deadLetterStoredAt + alertForMs("DeadLettersAppearing") + ALERT_DELIVERY_MS - Date.now(),
+        ),
         5_000,
       );
       expect(alertsAt("pager", got).every((l) => l.severity === "page")).toBe(true);
       expect(alertsAt("ticket", got).every((l) => l.severity === "ticket")).toBe(true);
       compose(["start", "postgres-exporter"]);
     },
-    400_000,
+    900_000,
   );
 
   step(
