@@ -1,5 +1,6 @@
-# The production images: one file, two targets (`server`, `worker`); the migrate step is the worker
-# image with `bun sql/migrate.ts` as its command. docs: README.md ("Run it with compose").
+# The production images: one file, three targets (`server`, `worker`, `backup`; their image names
+# in tools/images/names.ts); the migrate step and the operator jobs are the worker image with
+# another command. docs: README.md ("Run it with compose"), docs/deployment.md.
 #   buildah bud --format docker --target server -t qrscan-server .     (docker build works the same)
 # --format docker keeps HEALTHCHECK (the OCI format drops it). The base is a build argument: the
 # public image by default, the locally bootstrapped Debian in .ci/run (tools/images.ts). Bun is
@@ -102,3 +103,30 @@ ENV METRICS_PORT=9470 SUPERVISOR_METRICS_PORT=9469 WORKER_POOL_SIZE=1
 EXPOSE 9469 9470
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["bun", "worker/healthcheck.ts"]
 CMD ["bun", "worker/supervisor.ts"]
+
+# ---- pgBackRest for the backup CronJobs (deploy/backup/cronjob.yaml): Debian's package (2.45, the
+# version the local stack and compose's Postgres run), no Bun, no app. The stanza's settings come
+# from a mounted /etc/pgbackrest/pgbackrest.conf, the repository's credentials from the environment
+# (PGBACKREST_REPO1_*). It writes only its lock and log files, under /tmp (a tmpfs or emptyDir), so
+# the root filesystem can be read-only; the numeric user is the other images'.
+FROM ${BASE_IMAGE} AS backup
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends pgbackrest ca-certificates >/dev/null \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
+ && install -d -m 1777 /tmp
+ENV HOME=/tmp \
+    TMPDIR=/tmp \
+    PGBACKREST_LOCK_PATH=/tmp/pgbackrest/lock \
+    PGBACKREST_LOG_PATH=/tmp/pgbackrest/log \
+    PGBACKREST_SPOOL_PATH=/tmp/pgbackrest/spool \
+    PGBACKREST_LOG_LEVEL_FILE=off
+ARG VERSION=0.0.0-dev
+ARG REVISION=unknown
+ARG SOURCE=unknown
+LABEL org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.title="qrscan-ingest backup"
+USER 10001:10001
+STOPSIGNAL SIGTERM
+CMD ["pgbackrest", "version"]

@@ -1,9 +1,10 @@
-// Builds the production images (Dockerfile, targets server and worker) with buildah and runs them
+// Builds the production images (Dockerfile, targets server, worker and backup) with buildah and runs them
 // against the local stack, as .ci/run does. No Docker engine or registry is needed:
 //  1. base: `debootstrap --variant=minbase bookworm` (cached in $STACK_DIR/images/) committed as
 //     localhost/debian-base:bookworm, unless IMAGES_BASE names a base image to use instead;
 //  2. build: both targets, `--format docker` (keeps HEALTHCHECK), from that base;
-//  3. inspect: a numeric non-root USER, HEALTHCHECK, STOPSIGNAL SIGTERM, the OCI labels;
+//  3. inspect: a numeric non-root USER, HEALTHCHECK, STOPSIGNAL SIGTERM, the OCI labels; the
+//     backup image's `pgbackrest version` runs as its USER and is the local stack's pgBackRest;
 //  4. run, each image's own command as its own USER (from `buildah inspect`), host network, on its
 //     root filesystem mounted read-only with a tmpfs /tmp (as compose's read_only and Kubernetes'
 //     readOnlyRootFilesystem; `buildah run` cannot, so: unshare + chroot): the migrate step (the
@@ -41,12 +42,12 @@ import { localStack } from "../shared/local-stack.ts";
 import { ROOT, createThrowawayDatabase, killProcess, spawnProcess } from "./harness.ts";
 import { ImagesConfigSchema, buildahStorageArgs } from "./images/config.ts";
 import { type ImageConfig, imageProblems } from "./images/inspect.ts";
+import { IMAGES } from "./images/names.ts";
 import { up } from "./stack.ts";
 import { commandExists, freePort, isRoot } from "./stack/processes.ts";
 import { waitFor } from "./wait.ts";
 
-/** The images' names (the Kubernetes manifests and the workflows use the same). */
-export const IMAGES = { server: "qrscan-server", worker: "qrscan-worker" } as const;
+export { IMAGES };
 export const LOCAL_BASE = "localhost/debian-base:bookworm";
 
 const stack = localStack();
@@ -209,6 +210,33 @@ async function buildComposePgbouncer(base: string): Promise<void> {
         `${ref} runs ${JSON.stringify(inImage)}; the local stack runs ${JSON.stringify(local)}`,
       );
     console.log(`   ${ref}: USER ${user}, ${inImage} (the local stack's)`);
+  } finally {
+    buildah(["rm", ctr], { quiet: true });
+  }
+}
+
+/**
+ * The backup image (target backup): pgBackRest runs as the image's USER, and it is the version the
+ * local stack's and compose's Postgres archive with (Debian's package on all three).
+ */
+function checkBackupImage(): void {
+  const ref = imageRef("backup");
+  const c = inspect(ref);
+  const problems = imageProblems(c, null);
+  if (problems.length) throw new ImageCheckError(`${ref}:\n  ${problems.join("\n  ")}`);
+  const ctr = buildah(["from", "--pull-never", ref], { quiet: true }).trim();
+  try {
+    const inImage = buildah(["run", "--isolation", "chroot", "--user", c.User, ctr, "--", "pgbackrest", "version"], {
+      quiet: true,
+    }).trim();
+    if (!/^pgBackRest \d+\.\d+/.test(inImage))
+      throw new ImageCheckError(`${ref}: pgbackrest version printed ${JSON.stringify(inImage)}`);
+    const local = commandExists("pgbackrest") ? sh("pgbackrest", ["version"], { quiet: true }).trim() : null;
+    if (local && local !== inImage)
+      throw new ImageCheckError(
+        `${ref} runs ${JSON.stringify(inImage)}; the local stack runs ${JSON.stringify(local)}`,
+      );
+    console.log(`   ${ref}: USER ${c.User}, ${inImage}${local ? " (the local stack's)" : ""}`);
   } finally {
     buildah(["rm", ctr], { quiet: true });
   }
@@ -669,10 +697,13 @@ async function main(argv: string[]): Promise<number> {
   const base = await stage("base image", () => config.IMAGES_BASE || localBase());
   await stage(`build ${IMAGES.server} (target server, from ${base})`, () => build("server", base));
   await stage(`build ${IMAGES.worker} (target worker, from ${base})`, () => build("worker", base));
+  // Shares only the base with the others: one apt-get layer, cached across revisions.
+  await stage(`build ${IMAGES.backup} (target backup, from ${base})`, () => build("backup", base));
   await stage("build compose's pgbouncer (compose/pgbouncer)", () => buildComposePgbouncer(base));
   await stage("inspect: non-root USER, HEALTHCHECK, STOPSIGNAL, labels", () => {
     checkImage("server");
     checkImage("worker");
+    checkBackupImage();
   });
   if (mode === "all") await smoke();
   // Earlier revisions' tags of these images go (their shared layers stay, as the build cache).

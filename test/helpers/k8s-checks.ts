@@ -23,6 +23,7 @@ interface Probe {
 }
 interface SecurityContext {
   runAsNonRoot?: boolean;
+  seccompProfile?: { type?: string };
   runAsUser?: number;
   readOnlyRootFilesystem?: boolean;
   allowPrivilegeEscalation?: boolean;
@@ -83,7 +84,21 @@ export interface CheckContext {
   deploymentDoc: string;
   /** The Dockerfile when there is one: its numeric USER must be the pods' runAsUser. */
   dockerfile: string | null;
+  /** The images the build makes: Dockerfile target → image name (tools/images/names.ts). */
+  images: Record<string, string>;
 }
+
+/** The ConfigMaps the manifests reference and do not create (docs/deployment.md documents them). */
+export const EXTERNAL_CONFIGMAPS: Record<string, string[]> = {
+  // The backup stanza's settings: the database host and the repository differ per cluster.
+  "qrscan-pgbackrest": ["pgbackrest.conf"],
+};
+
+/** Container ports Prometheus scrapes (deploy/k8s/prometheus/prometheus.yml): open to it alone. */
+export const METRICS_PORT_NAMES = ["metrics", "supervisor"];
+
+/** Owners of pod templates that run to completion: no probes, no Service, no metrics. */
+const RUN_TO_COMPLETION = ["Job", "CronJob"];
 
 /** The Secrets the manifests reference and do not create, with their keys (docs/deployment.md documents them). */
 export const EXTERNAL_SECRETS: Record<string, string[]> = {
@@ -94,6 +109,9 @@ export const EXTERNAL_SECRETS: Record<string, string[]> = {
   "qrscan-kafka-ca": ["ca.crt"],
   "qrscan-kafka-edge": ["password"],
   "qrscan-kafka-worker": ["password"],
+  // The backup CronJobs: the repository's keys (env) and pgBackRest's TLS client certificate.
+  "qrscan-backup-repo": ["PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET"],
+  "qrscan-backup-tls": ["tls.crt", "tls.key", "ca.crt"],
 };
 
 /** apiVersion/kind → the module of its model. */
@@ -144,12 +162,13 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
       problems.push(`${where(o)}: namespace ${o.metadata.namespace} (expected ${ctx.namespace})`);
   }
 
-  // Pod templates: Deployments, Jobs, and Rollouts with an inline template.
+  // Pod templates: Deployments, Jobs, CronJobs (their jobTemplate), Rollouts with an inline template.
   const templates: { owner: K8sObject; t: PodTemplate }[] = [];
   for (const o of objects) {
-    const t = (o.spec as { template?: PodTemplate } | undefined)?.template;
+    const t = podTemplateOf(o);
     if (t?.spec?.containers) templates.push({ owner: o, t });
   }
+  const completes = (o: K8sObject) => RUN_TO_COMPLETION.includes(o.kind);
   if (templates.length === 0) problems.push("no pod templates rendered");
   const podsSelectedBy = (sel: Record<string, string> | undefined) =>
     templates.filter(({ t }) => matches(sel, t.metadata?.labels));
@@ -157,7 +176,7 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
   // Workload selectors select their own template.
   for (const { owner, t } of templates) {
     const sel = (owner.spec as { selector?: LabelSelector }).selector?.matchLabels;
-    if (owner.kind !== "Job" && !matches(sel, t.metadata?.labels))
+    if (!completes(owner) && !matches(sel, t.metadata?.labels))
       problems.push(`${where(owner)}: selector ${JSON.stringify(sel)} does not match its template's labels`);
   }
 
@@ -167,6 +186,8 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
     const psc = t.spec.securityContext ?? {};
     if (psc.runAsNonRoot !== true) problems.push(`${where(owner)}: pod securityContext.runAsNonRoot is not true`);
     if (!psc.runAsUser) problems.push(`${where(owner)}: pod securityContext.runAsUser is not a non-zero number`);
+    if (psc.seccompProfile?.type !== "RuntimeDefault")
+      problems.push(`${where(owner)}: pod securityContext.seccompProfile is not RuntimeDefault`);
     runAsUsers.add(psc.runAsUser);
     for (const c of t.spec.containers) {
       const cw = `${where(owner)} container ${c.name}`;
@@ -179,8 +200,13 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
         if (probe?.httpGet && !portOk(probe.httpGet.port))
           problems.push(`${cw}: ${kind} port ${probe.httpGet.port} is not a port of the container`);
       }
-      if (owner.kind !== "Job" && (!c.livenessProbe || !c.readinessProbe))
+      if (!completes(owner) && (!c.livenessProbe || !c.readinessProbe))
         problems.push(`${cw}: needs a liveness and a readiness probe`);
+      const [imageName] = c.image.split(":");
+      const target = Object.entries(ctx.images).find(([, name]) => name === imageName)?.[0];
+      if (!target) problems.push(`${cw}: image ${c.image} is not one the build makes (${Object.values(ctx.images)})`);
+      else if (ctx.dockerfile && !new RegExp(`^FROM\\s+\\S+\\s+AS\\s+${target}\\s*$`, "mi").test(ctx.dockerfile))
+        problems.push(`${cw}: image ${imageName}'s target ${target} is not a stage of the Dockerfile`);
       for (const src of c.envFrom ?? []) {
         if (src.configMapRef && !find("ConfigMap", src.configMapRef.name))
           problems.push(`${cw}: envFrom ConfigMap ${src.configMapRef.name} does not exist`);
@@ -210,7 +236,7 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
       }
     }
     for (const v of t.spec.volumes ?? []) {
-      if (v.configMap && !find("ConfigMap", v.configMap.name))
+      if (v.configMap && !find("ConfigMap", v.configMap.name) && !EXTERNAL_CONFIGMAPS[v.configMap.name])
         problems.push(`${where(owner)}: volume ${v.name}: ConfigMap ${v.configMap.name} does not exist`);
       if (v.secret && !find("Secret", v.secret.secretName) && !EXTERNAL_SECRETS[v.secret.secretName])
         problems.push(`${where(owner)}: volume ${v.name}: Secret ${v.secret.secretName} is not documented`);
@@ -228,6 +254,11 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
   if (ctx.dockerfile && dockerUser && !runAsUsers.has(Number(dockerUser)))
     problems.push(`the Dockerfile's USER ${dockerUser} is not the pods' runAsUser (${[...runAsUsers].join(", ")})`);
 
+  for (const [name, keys] of Object.entries(EXTERNAL_CONFIGMAPS)) {
+    for (const key of keys)
+      if (!ctx.deploymentDoc.includes(`\`${name}\``) || !ctx.deploymentDoc.includes(`\`${key}\``))
+        problems.push(`docs/deployment.md does not document the external ConfigMap ${name} (key ${key})`);
+  }
   for (const name of Object.keys(EXTERNAL_SECRETS)) {
     for (const key of EXTERNAL_SECRETS[name] ?? []) {
       if (!ctx.deploymentDoc.includes(`\`${name}\``) || !ctx.deploymentDoc.includes(`\`${key}\``))
@@ -270,12 +301,11 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
     const policies = byKind("NetworkPolicy").filter((np) =>
       matches((np.spec as { podSelector: LabelSelector }).podSelector.matchLabels, t.metadata?.labels),
     );
-    if (owner.kind !== "Job" && policies.length === 0)
-      problems.push(`${where(owner)}: no NetworkPolicy selects its pods`);
+    if (policies.length === 0) problems.push(`${where(owner)}: no NetworkPolicy selects its pods`);
     const rules = policies.flatMap((np) => ((np.spec as { ingress?: Rule[] }).ingress ?? []) as Rule[]);
     for (const c of t.spec.containers) {
-      for (const p of (c.ports ?? []).filter((x) => x.name === "metrics")) {
-        const names = (r: Rule) => (r.ports ?? []).some((x) => x.port === p.containerPort || x.port === "metrics");
+      for (const p of (c.ports ?? []).filter((x) => METRICS_PORT_NAMES.includes(x.name ?? ""))) {
+        const names = (r: Rule) => (r.ports ?? []).some((x) => x.port === p.containerPort || x.port === p.name);
         const fromPrometheus = (r: Rule) =>
           !!r.from?.length &&
           r.from.every(
@@ -394,6 +424,14 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
         problems.push(`${where(r)}: AnalysisTemplate ${templateName} does not exist`);
         continue;
       }
+      if (!(at.spec as { args?: { name: string }[] }).args?.some((a) => a.name === "namespace"))
+        problems.push(`${where(r)}: ${templateName} takes no namespace argument`);
+      const nsArg = (canary?.analysis?.args ?? []) as {
+        name: string;
+        valueFrom?: { fieldRef?: { fieldPath?: string } };
+      }[];
+      if (nsArg.find((a) => a.name === "namespace")?.valueFrom?.fieldRef?.fieldPath !== "metadata.namespace")
+        problems.push(`${where(r)}: passes ${templateName}'s namespace argument not from its own metadata.namespace`);
       for (const a of (at.spec as { args?: { name: string; value?: string }[] }).args ?? []) {
         if (a.value === undefined && !given.has(a.name))
           problems.push(`${where(r)}: passes no value for ${templateName}'s argument ${a.name}`);
@@ -403,6 +441,12 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
 
   problems.push(...analysisProblems(byKind("AnalysisTemplate"), ctx.serverMetrics));
   return problems;
+}
+
+/** The pod template of a workload: spec.template, or a CronJob's spec.jobTemplate.spec.template. */
+export function podTemplateOf(o: K8sObject): PodTemplate | undefined {
+  const spec = o.spec as { template?: PodTemplate; jobTemplate?: { spec?: { template?: PodTemplate } } } | undefined;
+  return spec?.template ?? spec?.jobTemplate?.spec?.template;
 }
 
 /**
@@ -458,6 +502,9 @@ export function analysisProblems(templates: K8sObject[], serverMetrics: string):
       for (const s of selectors) {
         if (!s.includes('rollouts_pod_template_hash="{{args.canary-hash}}"'))
           problems.push(`${mw}: selector {${s}} does not restrict to the canary's pods`);
+        // The templates are the same in every overlay: the hash alone matches every environment's pods.
+        if (!/(^|[,\s])namespace="\{\{args\.namespace\}\}"/.test(s))
+          problems.push(`${mw}: selector {${s}} does not restrict to the Rollout's namespace`);
         if (!s.includes('route="/v1/scans"')) problems.push(`${mw}: selector {${s}} is not POST /v1/scans`);
       }
       if (names.includes("http_requests_total")) {
