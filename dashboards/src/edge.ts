@@ -1,6 +1,16 @@
 // The edge (POST /v1/scans): requests/s, latency against the SLO thresholds, errors by status,
 // events accepted and rejected by reason, and the Kafka producer behind it (server/metrics.ts).
-import { newDashboard, quantile, rate, row, shareUnder, stat, timeseries } from "./panels.ts";
+import {
+  BY_PROCESS,
+  PROCESS_LEGEND,
+  newDashboard,
+  quantile,
+  rate,
+  row,
+  shareUnder,
+  stat,
+  timeseries,
+} from "./panels.ts";
 
 const SCANS = 'route="/v1/scans"';
 
@@ -164,8 +174,8 @@ export function edgeDashboard() {
         thresholdLines: [0.8],
         queries: [
           {
-            expr: "max by (instance) (kafka_producer_queue_depth) / max by (instance) (kafka_producer_queue_capacity)",
-            legend: "{{instance}}",
+            expr: `max by (${BY_PROCESS}) (kafka_producer_queue_depth) / max by (${BY_PROCESS}) (kafka_producer_queue_capacity)`,
+            legend: PROCESS_LEGEND,
           },
         ],
       }),

@@ -9,6 +9,7 @@ import * as dashboard from "@grafana/grafana-foundation-sdk/dashboard";
 import { DataqueryBuilder } from "@grafana/grafana-foundation-sdk/prometheus";
 import { PanelBuilder as StatBuilder } from "@grafana/grafana-foundation-sdk/stat";
 import { PanelBuilder as TimeseriesBuilder } from "@grafana/grafana-foundation-sdk/timeseries";
+import { NAMESPACE_ALL, NAMESPACE_MATCHER, NAMESPACE_VARIABLE, withMatcher } from "./promql.ts";
 
 export const PROMETHEUS: common.DataSourceRef = { type: "prometheus", uid: "prometheus" };
 
@@ -30,8 +31,16 @@ export interface Query {
   legend: string;
 }
 
+/**
+ * Every selector of every query gets the $namespace matcher here, once, so one Prometheus that
+ * scrapes dev, staging and prod never mixes them on a panel (and no panel can forget it).
+ */
 function target(q: Query, refId: string) {
-  return new DataqueryBuilder().datasource(PROMETHEUS).expr(q.expr).legendFormat(q.legend).refId(refId);
+  return new DataqueryBuilder()
+    .datasource(PROMETHEUS)
+    .expr(withMatcher(q.expr, NAMESPACE_MATCHER))
+    .legendFormat(q.legend)
+    .refId(refId);
 }
 
 const refIds = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -109,8 +118,34 @@ export function stat(o: PanelOptions): cog.Builder<dashboard.Panel> {
   return p;
 }
 
+/**
+ * Per process, the labels that name it everywhere: `instance` (the scrape address) on every
+ * target, and `pod` where Kubernetes discovery adds it (empty on the local stack and in compose).
+ */
+export const BY_PROCESS = "pod, instance";
+export const PROCESS_LEGEND = "{{pod}} {{instance}}";
+
+/**
+ * The Kubernetes namespace, from the series' own labels. "All" (the default) is `.*`, which also
+ * matches series without the label, so the dashboards work unchanged where nothing sets it.
+ */
+function namespaceVariable() {
+  return new dashboard.QueryVariableBuilder(NAMESPACE_VARIABLE)
+    .label("Namespace")
+    .description("Kubernetes namespace (qrscan-dev, qrscan-staging, qrscan-prod); All also shows series without one.")
+    .datasource(PROMETHEUS)
+    .query(`label_values(up, ${NAMESPACE_VARIABLE})`)
+    .definition(`label_values(up, ${NAMESPACE_VARIABLE})`)
+    .refresh(dashboard.VariableRefresh.OnTimeRangeChanged)
+    .sort(dashboard.VariableSort.AlphabeticalAsc)
+    .includeAll(true)
+    .allValue(NAMESPACE_ALL)
+    .current({ text: "All", value: "$__all", selected: true });
+}
+
 export function newDashboard(uid: string, title: string, description: string) {
   return new dashboard.DashboardBuilder(title)
+    .withVariable(namespaceVariable())
     .uid(uid)
     .description(description)
     .tags(["qrscan-ingest", "generated"])

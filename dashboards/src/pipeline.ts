@@ -1,7 +1,17 @@
 // Kafka to Postgres: committed lag per partition, rows/s, commit age and stall clock (the
 // supervisor, worker/supervisor.ts), freshness against its SLO, each worker's own view, dead letters
 // (worker/metrics.ts).
-import { newDashboard, quantile, rate, row, shareUnder, stat, timeseries } from "./panels.ts";
+import {
+  BY_PROCESS,
+  PROCESS_LEGEND,
+  newDashboard,
+  quantile,
+  rate,
+  row,
+  shareUnder,
+  stat,
+  timeseries,
+} from "./panels.ts";
 
 export function pipelineDashboard() {
   return newDashboard(
@@ -126,10 +136,11 @@ export function pipelineDashboard() {
     .withPanel(
       timeseries({
         title: "Batches/s per worker",
-        description: "Batches written and committed by each worker.",
+        description:
+          "Batches written and committed by each worker process (its pod in Kubernetes, its address everywhere).",
         unit: "ops",
         width: 8,
-        queries: [{ expr: `sum by (worker) (${rate("worker_batches_total")})`, legend: "worker {{worker}}" }],
+        queries: [{ expr: `sum by (${BY_PROCESS}) (${rate("worker_batches_total")})`, legend: PROCESS_LEGEND }],
       }),
     )
     .withPanel(
@@ -152,9 +163,9 @@ export function pipelineDashboard() {
         unit: "short",
         width: 8,
         queries: [
-          { expr: "sum by (worker) (worker_assigned_partitions)", legend: "assigned, worker {{worker}}" },
-          { expr: "sum by (worker) (worker_paused_partitions)", legend: "paused, worker {{worker}}" },
-          { expr: "sum by (worker) (worker_stalled_partitions)", legend: "stalled, worker {{worker}}" },
+          { expr: `sum by (${BY_PROCESS}) (worker_assigned_partitions)`, legend: `assigned, ${PROCESS_LEGEND}` },
+          { expr: `sum by (${BY_PROCESS}) (worker_paused_partitions)`, legend: `paused, ${PROCESS_LEGEND}` },
+          { expr: `sum by (${BY_PROCESS}) (worker_stalled_partitions)`, legend: `stalled, ${PROCESS_LEGEND}` },
         ],
       }),
     )
@@ -167,8 +178,8 @@ export function pipelineDashboard() {
         width: 8,
         queries: [
           {
-            expr: "max by (worker, partition) (worker_partition_commit_age_seconds)",
-            legend: "worker {{worker}} p{{partition}}",
+            expr: `max by (${BY_PROCESS}, partition) (worker_partition_commit_age_seconds)`,
+            legend: `${PROCESS_LEGEND} p{{partition}}`,
           },
         ],
       }),
@@ -190,11 +201,12 @@ export function pipelineDashboard() {
       timeseries({
         title: "Worker health and restarts",
         description:
-          "supervisor_worker_healthy (1 while the worker answers /health) and restarts in the interval, by reason (exit, unhealthy).",
+          "Per supervisor (pod or address), 1 while all its workers answer /health (supervisor_worker_healthy; one worker per pod in Kubernetes and compose), and restarts in the interval, by reason (exit, unhealthy).",
         unit: "short",
         width: 8,
         queries: [
-          { expr: "max by (worker) (supervisor_worker_healthy)", legend: "healthy, worker {{worker}}" },
+          // Per supervisor: 1 while all its workers answer (one per pod in Kubernetes and compose).
+          { expr: `min by (${BY_PROCESS}) (supervisor_worker_healthy)`, legend: `all healthy, ${PROCESS_LEGEND}` },
           {
             expr: "sum by (reason) (increase(supervisor_worker_restarts_total[$__rate_interval]))",
             legend: "restarts ({{reason}})",

@@ -77,11 +77,22 @@ export function ruleExpressions(): Expression[] {
 }
 
 /**
+ * The dashboards' `$namespace` variable: the Kubernetes namespace (qrscan-dev, -staging, -prod).
+ * Its "All" value is `.*`, which also matches a series with no namespace label at all, as on the
+ * local stack and in compose, whose scrape targets have none.
+ */
+export const NAMESPACE_VARIABLE = "namespace";
+export const NAMESPACE_ALL = ".*";
+export const NAMESPACE_MATCHER = `namespace=~"$${NAMESPACE_VARIABLE}"`;
+
+/**
  * Grafana's variables, as it would substitute them: $__rate_interval is at least four scrape
- * intervals (4 × 15 s); $__interval is the step. Any other variable is an error here.
+ * intervals (4 × 15 s); $__interval is the step; $namespace is its "All" value. Any other
+ * variable is an error here.
  */
 export function substituteGrafanaVariables(expr: string, scrapeIntervalS = 15): string {
   const out = expr
+    .replaceAll(`$${NAMESPACE_VARIABLE}`, NAMESPACE_ALL)
     .replaceAll("$__rate_interval", `${4 * scrapeIntervalS}s`)
     .replaceAll("$__interval", `${scrapeIntervalS}s`);
   const left = /\$\{?[A-Za-z_]\w*/.exec(out);
@@ -96,6 +107,9 @@ export interface Selector {
   matchers: string;
   /** The selector itself, as an instant-vector query. */
   text: string;
+  /** Where it is in the expression: [start, end) of the name and braces as written. */
+  start: number;
+  end: number;
 }
 
 const KEYWORDS = new Set([
@@ -171,8 +185,15 @@ export function selectors(expr: string): Selector[] {
       while (i < n && expr[i] !== "]") i++;
       i++;
     } else if (c === "{") {
+      const start = i;
       const matchers = readBraces();
-      out.push({ name: /__name__\s*=\s*"([^"]+)"/.exec(matchers)?.[1], matchers, text: `{${matchers}}` });
+      out.push({
+        name: /__name__\s*=\s*"([^"]+)"/.exec(matchers)?.[1],
+        matchers,
+        text: `{${matchers}}`,
+        start,
+        end: i,
+      });
     } else if (/[0-9.]/.test(c)) {
       while (i < n && /[0-9a-zA-Z.+\-_]/.test(expr[i] as string)) {
         // 1e-3, 0x1f, 10m: stop at an operator that is not an exponent sign
@@ -183,6 +204,7 @@ export function selectors(expr: string): Selector[] {
       const start = i;
       while (i < n && /[A-Za-z0-9_:]/.test(expr[i] as string)) i++;
       const word = expr.slice(start, i);
+      const wordEnd = i;
       skipSpace();
       if (LABEL_LISTS.has(word.toLowerCase()) && expr[i] === "(") {
         while (i < n && expr[i] !== ")") i++;
@@ -195,11 +217,25 @@ export function selectors(expr: string): Selector[] {
         // a function call
       } else if (expr[i] === "{") {
         const matchers = readBraces();
-        out.push({ name: word, matchers, text: `${word}{${matchers}}` });
+        out.push({ name: word, matchers, text: `${word}{${matchers}}`, start, end: i });
       } else {
-        out.push({ name: word, matchers: "", text: word });
+        out.push({ name: word, matchers: "", text: word, start, end: wordEnd });
       }
     } else i++;
+  }
+  return out;
+}
+
+/**
+ * `expr` with `matcher` (e.g. `namespace=~"$namespace"`) added to every vector selector, so one
+ * dashboard variable filters every query without each panel's source repeating it.
+ */
+export function withMatcher(expr: string, matcher: string): string {
+  let out = expr;
+  for (const s of selectors(expr).reverse()) {
+    const name = s.matchers.length > 0 || s.text.startsWith("{") ? s.text.slice(0, s.text.indexOf("{")) : s.text;
+    const matchers = s.matchers ? `${s.matchers}, ${matcher}` : matcher;
+    out = `${out.slice(0, s.start)}${name}{${matchers}}${out.slice(s.end)}`;
   }
   return out;
 }

@@ -7,13 +7,9 @@ import { SCANNED_AT_MAX_AGE_HOURS } from "../../shared/pipeline-config.ts";
 
 const HOUR_MS = 3_600_000;
 
-/**
- * The scans topic's retention as the local stack sets it (TOPICS.scans.retentionMs once the topic
- * gets an explicit one), else 7 days, Kafka's own default for log.retention.hours.
- */
+/** The scans topic's retention as the topic is created with it (TOPICS.scans' retention.ms). */
 export function defaultTopicRetentionHours(): number {
-  const ms = (TOPICS.scans as { retentionMs?: number }).retentionMs;
-  return typeof ms === "number" ? Math.ceil(ms / HOUR_MS) : 7 * 24;
+  return Math.ceil(Number(TOPICS.scans.config["retention.ms"]) / HOUR_MS);
 }
 
 export const MaintainConfigSchema = v.object({

@@ -326,12 +326,19 @@ export async function startMonitoring(stack: LocalStack): Promise<void> {
   ]);
 }
 
+/**
+ * How long Prometheus keeps samples: the SLO dashboard's error-budget panels query 30 days, so
+ * anything shorter shows a budget over whatever is left; the margin covers a month of 31 days.
+ * test/unit/dashboards.test.ts checks this and compose.yaml's flag against the panels' ranges.
+ */
+export const PROMETHEUS_RETENTION = "35d";
+
 export function prometheusArgs(config: string, data: string, port: number): string[] {
   return [
     `--config.file=${config}`,
     `--storage.tsdb.path=${data}`,
     `--web.listen-address=127.0.0.1:${port}`,
-    "--storage.tsdb.retention.time=3d",
+    `--storage.tsdb.retention.time=${PROMETHEUS_RETENTION}`,
     "--web.enable-lifecycle",
     "--log.level=warn",
   ];
