@@ -209,7 +209,8 @@ describe("rule invariants", () => {
     (_name, a) => {
       const m = /^(\d+)(s|m|h)$/.exec(a.for ?? "");
       expect(m, `for: ${a.for}`).not.toBeNull();
-      const seconds = Number(m?.[1]) * ({ s: 1, m: 60, h: 3600 } as Record<string, number>)[m?.[2] as string];
+      const unit: Record<string, number> = { s: 1, m: 60, h: 3600 };
+      const seconds = Number(m?.[1]) * (unit[m?.[2] ?? ""] ?? 0);
       expect(seconds).toBeGreaterThanOrEqual(10);
     },
   );
@@ -227,7 +228,8 @@ describe("environments: namespace in every aggregation", () => {
   // `op by (…namespace…) (` (a trailing `) by (` or an aggregation without a clause fails), or
   // `op without (…)` not naming namespace. Outside Kubernetes the label is absent, and `by` on an
   // absent label changes nothing.
-  const AGG = /\b(sum|min|max|avg|count|group|stddev|stdvar|topk|bottomk|quantile|count_values)\s*(by|without)?\s*\(([^)]*)\)?/g;
+  const AGG =
+    /\b(sum|min|max|avg|count|group|stddev|stdvar|topk|bottomk|quantile|count_values)\s*(by|without)?\s*\(([^)]*)\)?/g;
   function problems(expr: string): string[] {
     const out: string[] = [];
     // Strip strings (label values like "5..") so their text cannot look like an aggregation.
