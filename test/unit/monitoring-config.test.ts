@@ -19,7 +19,7 @@
 // | edge.yml: `sum by (job)` in EdgeErrorRatioHigh (namespace dropped) | namespace in every aggregation    |
 // | budgets.yml: `sum by (namespace)` back to `sum(`                  | namespace in every aggregation    |
 // | consumer.yml: the `for:` of WorkerStalledPartitions removed        | every alert waits (for:)          |
-// | a runbook_url back to docs/runbooks/….md, or naming a missing file | runbook link (absolute, exists)   |
+// | a runbook_url back to a repo path, or naming a missing file | runbook link (absolute, exists)   |
 // | a new alert left out of docs/monitoring.md's table (or a stale row) | docs/monitoring.md lists every alert |
 // | alertmanager.yml: the DatabaseDown/PoolerDown inhibition removed   | a dead database inhibits…         |
 import { describe, expect, test } from "bun:test";
@@ -183,7 +183,7 @@ describe("rule invariants", () => {
   test.each(alerts.map((a) => [a.alert as string, a] as const))(
     "%s: runbook link (absolute, to a runbook that exists), summary, description, severity",
     (_name, a) => {
-      // An absolute URL: a pager or chat client has no checkout to resolve docs/runbooks/x.md in.
+      // An absolute URL: a pager or chat client has no checkout to resolve a repo-relative path in.
       const url = a.annotations?.runbook_url ?? "";
       expect(url.startsWith(RUNBOOK_BASE), url).toBe(true);
       const file = /^([a-z0-9-]+\.md)(#[a-z0-9-]+)?$/.exec(url.slice(RUNBOOK_BASE.length))?.[1];
