@@ -16,6 +16,12 @@
 // | start.sh: the scheme check removed                                | refuses (not http)                |
 // | start.sh: the more-than-one-line check removed                    | refuses (two lines)               |
 // | start.sh: the ' doubling removed (yaml_quoted prints the raw URL) | renders the URLs exactly          |
+// | edge.yml: `sum by (job)` in EdgeErrorRatioHigh (namespace dropped) | namespace in every aggregation    |
+// | budgets.yml: `sum by (namespace)` back to `sum(`                  | namespace in every aggregation    |
+// | consumer.yml: the `for:` of WorkerStalledPartitions removed        | every alert waits (for:)          |
+// | a runbook_url back to a repo path, or naming a missing file | runbook link (absolute, exists)   |
+// | a new alert left out of docs/monitoring.md's table (or a stale row) | docs/monitoring.md lists every alert |
+// | alertmanager.yml: the DatabaseDown/PoolerDown inhibition removed   | a dead database inhibits…         |
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import {
@@ -44,6 +50,14 @@ import {
 import { onCleanup } from "../helpers/cleanup.ts";
 
 const TESTS_DIR = join(MONITORING_DIR, "prometheus", "tests");
+const ROOT = join(MONITORING_DIR, "..");
+const RUNBOOKS_DIR = join(ROOT, "docs", "runbooks");
+const MONITORING_DOC = join(ROOT, "docs", "monitoring.md");
+/**
+ * The one base of every alert's runbook_url (docs/monitoring.md says so): the runbooks as the
+ * repository's host renders them. A fork changes it here and in the rules (this test holds them equal).
+ */
+const RUNBOOK_BASE = "https://github.com/qrscan/qrscan-ingest/blob/main/docs/runbooks/";
 const yamlFiles = (dir: string) =>
   readdirSync(dir)
     .filter((f) => f.endsWith(".yml"))
@@ -61,6 +75,7 @@ interface Rule {
   alert?: string;
   record?: string;
   expr: string;
+  for?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
 }
@@ -146,6 +161,19 @@ describe("rule invariants", () => {
       "ProducerQueueNearFull",
       "KafkaUnderReplicatedPartitions",
       "KafkaOfflinePartitions",
+      // Issue 25: a dead or hung database or pooler by name; the missing alerts.
+      "DatabaseDown",
+      "PoolerDown",
+      "KafkaUnderMinIsrPartitions",
+      "KafkaActiveControllerCount",
+      "VolumeSpaceLow",
+      "VolumeFillingUp",
+      "PodCrashLooping",
+      "ContainerMemoryNearLimit",
+      "BackupFailed",
+      "BackupTooOld",
+      "WalArchiveFailing",
+      "MaintainJobFailed",
     ]) {
       expect(names).toContain(name);
     }
@@ -153,9 +181,14 @@ describe("rule invariants", () => {
   });
 
   test.each(alerts.map((a) => [a.alert as string, a] as const))(
-    "%s: runbook link, summary, description, severity",
+    "%s: runbook link (absolute, to a runbook that exists), summary, description, severity",
     (_name, a) => {
-      expect(a.annotations?.runbook_url).toMatch(/^docs\/runbooks\/[a-z0-9-]+\.md$/);
+      // An absolute URL: a pager or chat client has no checkout to resolve a repo-relative path in.
+      const url = a.annotations?.runbook_url ?? "";
+      expect(url.startsWith(RUNBOOK_BASE), url).toBe(true);
+      const file = /^([a-z0-9-]+\.md)(#[a-z0-9-]+)?$/.exec(url.slice(RUNBOOK_BASE.length))?.[1];
+      expect(file, url).toBeDefined();
+      expect(existsSync(join(RUNBOOKS_DIR, file as string)), url).toBe(true);
       expect(a.annotations?.summary?.length).toBeGreaterThan(10);
       expect(a.annotations?.description?.length).toBeGreaterThan(20);
       expect(["page", "ticket"]).toContain(a.labels?.severity ?? "");
@@ -171,10 +204,81 @@ describe("rule invariants", () => {
     },
   );
 
+  test.each(alerts.map((a) => [a.alert as string, a] as const))(
+    "%s: waits (a for: of at least 10 s), so one odd scrape or evaluation does not notify",
+    (_name, a) => {
+      const m = /^(\d+)(s|m|h)$/.exec(a.for ?? "");
+      expect(m, `for: ${a.for}`).not.toBeNull();
+      const unit: Record<string, number> = { s: 1, m: 60, h: 3600 };
+      const seconds = Number(m?.[1]) * (unit[m?.[2] ?? ""] ?? 0);
+      expect(seconds).toBeGreaterThanOrEqual(10);
+    },
+  );
+
   test("the latency SLI reads the 400 ms bucket (roadmap p95 < 400 ms)", () => {
     const sli = rules().filter((r) => r.record?.startsWith("qrscan:http_request_slow_ratio:"));
     expect(sli.length).toBe(7);
     for (const r of sli) expect(r.expr).toContain('le="0.4"');
+  });
+});
+
+describe("environments: namespace in every aggregation", () => {
+  // One Prometheus scrapes dev, staging and prod (Kubernetes, label namespace): an aggregation that
+  // drops namespace mixes them, and dev's 5xx page prod. Every aggregation must be written
+  // `op by (…namespace…) (` (a trailing `) by (` or an aggregation without a clause fails), or
+  // `op without (…)` not naming namespace. Outside Kubernetes the label is absent, and `by` on an
+  // absent label changes nothing.
+  const AGG =
+    /\b(sum|min|max|avg|count|group|stddev|stdvar|topk|bottomk|quantile|count_values)\s*(by|without)?\s*\(([^)]*)\)?/g;
+  function problems(expr: string): string[] {
+    const out: string[] = [];
+    // Strip strings (label values like "5..") so their text cannot look like an aggregation.
+    const code = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""');
+    for (const m of code.matchAll(AGG)) {
+      const [text, op, clause, inside] = m;
+      if (!clause) out.push(`${op}( without a by/without clause before its argument: ${text}`);
+      else {
+        const labels = (inside ?? "").split(",").map((l) => l.trim());
+        if (clause === "by" && !labels.includes("namespace")) out.push(`${op} by (${inside}) drops namespace`);
+        if (clause === "without" && labels.includes("namespace")) out.push(`${op} without (${inside}) drops namespace`);
+      }
+    }
+    if (/\)\s*(by|without)\s*\(/.test(code)) out.push("a trailing by/without clause: write it before the argument");
+    return out;
+  }
+
+  test("the check finds what it must (a dropped namespace, a bare sum, a trailing clause)", () => {
+    expect(problems('sum by (namespace, job) (rate(x{status=~"5.."}[5m]))')).toEqual([]);
+    expect(problems("max without (instance) (x)")).toEqual([]);
+    expect(problems("max_over_time(x[5m]) and count_over_time(y[1m])")).toEqual([]);
+    expect(problems("sum by (job) (x)")).toHaveLength(1);
+    expect(problems("sum(rate(x[5m]))")).toHaveLength(1);
+    expect(problems("sum (x) by (namespace)").length).toBeGreaterThan(0);
+    expect(problems("avg without (namespace, pod) (x)")).toHaveLength(1);
+  });
+
+  test.each(rules().map((r) => [r.alert ?? r.record ?? "", r] as const))("%s keeps namespace", (_name, r) => {
+    expect(problems(r.expr)).toEqual([]);
+  });
+});
+
+describe("docs/monitoring.md lists every alert", () => {
+  test("its alert table names each rule's alert once, with its severity and runbook, and nothing else", () => {
+    const doc = readFileSync(MONITORING_DOC, "utf8");
+    const section = doc.slice(doc.indexOf("\n## Alerts\n"), doc.indexOf("\n## ", doc.indexOf("\n## Alerts\n") + 5));
+    const rows = section
+      .split("\n")
+      .filter((l) => /^\| [A-Z][A-Za-z]+ \|/.test(l))
+      .map((l) => l.split("|").map((c) => c.trim()));
+    const listed = rows.map((r) => r[1] as string);
+    const alerts = rules().filter((r) => r.alert);
+    expect([...listed].sort()).toEqual(alerts.map((a) => a.alert as string).sort());
+    for (const a of alerts) {
+      const row = rows.find((r) => r[1] === a.alert) as string[];
+      expect(row[2], a.alert).toBe(a.labels?.severity);
+      const file = (a.annotations?.runbook_url ?? "").slice(RUNBOOK_BASE.length).split("#")[0];
+      expect(row[4], a.alert).toContain(`docs/runbooks/${file}`);
+    }
   });
 });
 
@@ -382,6 +486,15 @@ describe("Alertmanager routing (amtool on the rendered configuration)", () => {
     const c = amConfig(ALERTMANAGER_CONFIG);
     expect(c.route.group_by).toEqual(["namespace", "alertname", "job"]);
     for (const route of c.route.routes) expect(route).not.toHaveProperty("group_by");
+  });
+
+  test("a dead or hung database or pooler inhibits the stall, lag and freshness pages it causes, in its namespace", () => {
+    const c = amConfig(ALERTMANAGER_CONFIG);
+    const rule = c.inhibit_rules.find((r) => r.source_matchers.some((m) => m.includes("DatabaseDown|PoolerDown")));
+    expect(rule?.equal).toEqual(["namespace"]);
+    for (const target of ["ConsumerStalled", "FreshnessBudgetBurnFast"]) {
+      expect(rule?.target_matchers.join(" ")).toContain(target);
+    }
   });
 
   test("inhibit rules have equal: a target down silences only its own environment's alerts", () => {
