@@ -8,7 +8,9 @@
 // Also: the CronJobs run images the Dockerfile builds; a config change renames the generated
 // ConfigMap and so changes the pod template (the canary); the server stays Ready during a Kafka
 // outage; the Prometheus config scrapes Kafka, Postgres and pgbouncer and labels the namespace;
-// the PrometheusRule objects are the rule files'; promtail's DaemonSet parses the app's lines.
+// the PrometheusRule objects are the rule files'. deploy/k8s/monitoring (promtail, once per
+// cluster) renders the same with both kubectl versions, passes its schemas and the DaemonSet's
+// checks (promtailProblems), and its config discovers each overlay's pods and parses their lines.
 //
 // Mutations, each applied alone and caught (2026-11-26): `patches:` with a target in an overlay
 // (v2.0.3 refuses it); HPA minReplicas "2"; a kafka trigger without type; setWeight "50"; unknown
