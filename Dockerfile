@@ -76,7 +76,11 @@ LABEL org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.title="qrscan-ingest"
-# No account needed: a numeric user and group, not root, owning nothing in the image.
+# The archives' mount point (ARCHIVE_DIR of the operator's maintain and archive-restore jobs), the
+# one thing the user owns: an empty named volume mounted there (compose's `archive`) takes over its
+# owner, so the jobs can write to it.
+RUN install -d -o 10001 -g 10001 -m 0750 /archive
+# No account needed: a numeric user and group, not root, owning nothing else in the image.
 USER 10001:10001
 STOPSIGNAL SIGTERM
 

@@ -289,11 +289,8 @@ describe("compose on a real engine, through its containers", () => {
       key = compose([
         "run",
         "--rm",
-        "--no-deps",
         "-T",
-        "-e",
-        `DATABASE_URL=postgres://qrscan:${PASSWORD}@pgbouncer:16432/qrscan`,
-        "worker",
+        "ops",
         "bun",
         "jobs/keys.ts",
         "create",
@@ -571,6 +568,13 @@ describe("compose on a real engine, through its containers", () => {
       );
       expect(stored[0]?.traceparent).toBe(traceparent);
       deadLetterStoredAt = Date.now();
+      // The runbook's compose form (docs/runbooks/dead-letters.md) lists it: the ops service reads
+      // dead letters, which the worker's role may not.
+      const [{ id } = { id: "" }] = await db<
+        { id: string }[]
+      >`select id::text from dead_letters where event_id = ${eventId}`;
+      const listed = compose(["run", "--rm", "-T", "ops", "bun", "jobs/dlq.ts", "list", "--limit", "10"]);
+      expect(listed.split("\n").some((l) => l.startsWith(`${id}\t`))).toBe(true);
     },
     120_000,
   );

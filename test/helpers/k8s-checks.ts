@@ -109,6 +109,7 @@ export const EXTERNAL_SECRETS: Record<string, string[]> = {
   "qrscan-kafka-ca": ["ca.crt"],
   "qrscan-kafka-edge": ["password"],
   "qrscan-kafka-worker": ["password"],
+  "qrscan-kafka-ops": ["password"],
   // The backup CronJobs: the repository's keys (env) and pgBackRest's TLS client certificate.
   "qrscan-backup-repo": ["PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET"],
   "qrscan-backup-tls": ["tls.crt", "tls.key", "ca.crt"],

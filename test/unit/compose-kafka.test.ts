@@ -9,6 +9,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { loadOpsConfig } from "../../jobs/config.ts";
 import { loadServerConfig } from "../../server/config.ts";
 import { TOPICS, localStack, topicReplication } from "../../shared/local-stack.ts";
 import { COMPOSE_KAFKA_PRINCIPALS } from "../../tools/kafka-secrets.ts";
@@ -173,13 +174,14 @@ describe("compose.yaml: Kafka over SASL_SSL with ACLs", () => {
       expect(step).toContain("--command-config $$C");
   });
 
-  test("the server and the workers connect to SERVICES as their own principal, password and CA from secret files", () => {
+  test("the server, the workers and the ops service connect to SERVICES as their own principal, password and CA from secret files", () => {
     const dir = mkdtempSync(join(tmpdir(), "compose-kafka-"));
     const files: Record<string, string> = {};
     for (const [name, content] of [
       ["kafka_ca", "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"],
       ["kafka_edge_password", "edge-password\n"],
       ["kafka_worker_password", "worker-password\n"],
+      ["kafka_ops_password", "ops-password\n"],
     ] as const) {
       files[`/run/secrets/${name}`] = join(dir, name);
       writeFileSync(join(dir, name), content);
@@ -194,13 +196,17 @@ describe("compose.yaml: Kafka over SASL_SSL with ACLs", () => {
     for (const [name, principal] of [
       ["server", "edge"],
       ["worker", "worker"],
+      // The operator's jobs (dlq replays to scans), never as the worker.
+      ["ops", "ops"],
     ] as const) {
       expect(env(name).KAFKA_BROKERS).toBe("kafka-1:9094,kafka-2:9094,kafka-3:9094");
       expect(services[name]?.secrets?.sort()).toEqual(["kafka_ca", `kafka_${principal}_password`]);
       const settings =
         name === "server"
           ? loadServerConfig({ ...containerEnv(name), API_KEY_SHA256: "ab".repeat(32) }).kafka
-          : loadWorkerConfig(containerEnv(name)).kafka;
+          : name === "ops"
+            ? loadOpsConfig(containerEnv(name)).kafka
+            : loadWorkerConfig(containerEnv(name)).kafka;
       expect(settings).toMatchObject({
         "security.protocol": "sasl_ssl",
         "sasl.mechanisms": "SCRAM-SHA-512",

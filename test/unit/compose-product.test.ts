@@ -44,7 +44,7 @@ const service = (name: string): Service => {
   if (!s) throw new Error(`compose.yaml has no service ${name}`);
   return s;
 };
-const APP = ["migrate", "server", "worker"];
+const APP = ["migrate", "server", "worker", "ops"];
 
 /** The Dockerfile's instructions of stage `target` (from its FROM to the next). */
 function dockerfileStage(target: string): string[] {

@@ -316,6 +316,13 @@ describe("the manifests run the product as configured", () => {
       expect(secretsOf("CronJob/qrscan-maintain", env)).toEqual([
         "DATABASE_DIRECT_URL=qrscan-database-owner/DATABASE_DIRECT_URL",
       ]);
+      // The operator's toolbox: the owner's URL for every job, in no running pod by default.
+      expect(secretsOf("Deployment/qrscan-ops", env)).toEqual([
+        "DATABASE_DIRECT_URL=qrscan-database-owner/DATABASE_DIRECT_URL",
+        "DATABASE_URL=qrscan-database-owner/DATABASE_DIRECT_URL",
+      ]);
+      const ops = (rendered.get(env) ?? []).find((o) => o.kind === "Deployment" && o.metadata.name === "qrscan-ops");
+      expect((ops?.spec as { replicas?: number } | undefined)?.replicas).toBe(0);
     }
     // The documented Secrets: every URL verifies the server's certificate and name, and each role
     // has its own login (the key refresh on pgbouncer's `_keys` alias).
@@ -343,6 +350,7 @@ describe("the manifests run the product as configured", () => {
         "Deployment/qrscan-worker": `${IMAGES.worker}:${version}`,
         "Job/qrscan-migrate": `${IMAGES.worker}:${version}`,
         "CronJob/qrscan-maintain": `${IMAGES.worker}:${version}`,
+        "Deployment/qrscan-ops": `${IMAGES.worker}:${version}`,
         "CronJob/qrscan-backup-full": `${IMAGES.backup}:${version}`,
         "CronJob/qrscan-backup-diff": `${IMAGES.backup}:${version}`,
       });
@@ -455,7 +463,12 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
         // The metrics ports only: never the API port.
         expect({ owner: o.metadata.name, scraped }).toEqual({
           owner: o.metadata.name,
-          scraped: o.metadata.name === "qrscan-worker" ? ["metrics", "supervisor"] : ["metrics"],
+          scraped:
+            o.metadata.name === "qrscan-worker"
+              ? ["metrics", "supervisor"]
+              : o.metadata.name === "qrscan-ops" // the idle toolbox exports nothing
+                ? []
+                : ["metrics"],
         });
       }
     }
