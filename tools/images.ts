@@ -14,7 +14,8 @@
 //     job (jobs/) runs from the worker image against the same database and topic (--help of each,
 //     keys create then list, maintain, dlq list, restore-offsets --dry-run, archive-restore of a
 //     day not archived), exit codes and output checked; and on a
-//     writable root (`buildah run`) the user can write nowhere but /tmp, and nothing changed;
+//     writable root (`buildah run`) the user can write nowhere but /tmp (and the empty /archive,
+//     the archive volume's mount point), and nothing changed;
 //  5. containers removed, stage times and image sizes printed.
 // Images live in a containers storage of their own ($STACK_DIR/containers unless IMAGES_STORAGE).
 //   bun tools/images.ts            (build + smoke; needs root, buildah, debootstrap)
@@ -409,6 +410,15 @@ async function writablePaths(c: Container, logDir: string): Promise<string[]> {
     "-o",
     "-path",
     "/tmp",
+    // The archive volume's mount point (ARCHIVE_DIR in compose's ops service): the user owns it so
+    // an empty named volume mounted there is writable; pruned only while empty, so a file the
+    // image put there is still found.
+    "-o",
+    "(",
+    "-path",
+    "/archive",
+    "-empty",
+    ")",
     ")",
     "-prune",
     "-o",
