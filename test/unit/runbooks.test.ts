@@ -28,6 +28,7 @@ import {
   k8sTarget,
   renderedProd,
   runbookFences,
+  runbookImageNeeds,
   runbookInvocations,
   shellCommands,
 } from "../../tools/images/runbook-programs.ts";
@@ -692,6 +693,15 @@ describe("runbooks: every program exists where it runs", () => {
       programProblems(inv, inv.functions).map((p) => `${inv.fence.file}:${inv.fence.line}: ${p}: ${inv.command}`),
     );
     expect(problems).toEqual([]);
+  });
+
+  test("tools/images.ts looks for what the forms run in the images they run in: the jobs in the worker image", () => {
+    const needs = runbookImageNeeds(prod);
+    // Only the product images (the Dockerfile's targets) are built there.
+    for (const target of needs.keys()) expect(["server", "worker", "backup"]).toContain(target);
+    const worker = needs.get("worker");
+    expect(worker?.programs).toContain("bun");
+    expect(worker?.files).toEqual([...new Set(jobScripts.values())].sort());
   });
 
   test("the check fails on an unknown program, one not in the image it runs in, a public image, compose's plugin form", () => {
