@@ -7,6 +7,11 @@
 // Each form runs where the job's credentials are (JOB_NEEDS): the database role its URL logs in
 // as, the Kafka principal (whose grants are KAFKA_ACLS, which compose's kafka-topics applies),
 // the archive volume; the Kubernetes toolbox is scaled up around its use.
+// Every command of every shell block runs a program that exists where it runs
+// (tools/images/runbook-programs.ts reads them; test/helpers/debian-packages.ts the packages'
+// files): locally a builtin, the runbook's function, bun, or a program of a package .ci/run, the
+// stack or Debian's base installs; in an image a file on its PATH (its stage's packages on minbase,
+// its COPY lines), never a builtin (exec runs no shell); a public image's files are unknown: fails.
 // The log queries have a LogQL form whose labels promtail sets. test/docs/runbooks.test.ts runs
 // the local forms against a live stack; this one needs no services.
 import { describe, expect, test } from "bun:test";

@@ -420,7 +420,7 @@ export const KIND: Record<string, string> = {
   job: "Job",
 };
 
-/** The image of a workload's first container (`deploy/x`, `cronjob/x`, …), if the overlay renders it. */
+/** The image of a workload's first container (a kubectl reference: kind/name), if the overlay renders it. */
 export function k8sImage(objects: K8sObject[], ref: string): string | undefined {
   const [kind, name] = ref.split("/") as [string, string];
   const o = objects.find((x) => x.kind === KIND[kind.toLowerCase()] && x.metadata.name === name);
