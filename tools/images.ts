@@ -5,6 +5,8 @@
 //  2. build: both targets, `--format docker` (keeps HEALTHCHECK), from that base;
 //  3. inspect: a numeric non-root USER, HEALTHCHECK, STOPSIGNAL SIGTERM, the OCI labels; the
 //     backup image's `pgbackrest version` runs as its USER and is the local stack's pgBackRest;
+//     what the runbooks' compose and kubectl forms run in an image is on its PATH (and the files
+//     bun runs), as its USER;
 //  4. run, each image's own command as its own USER (from `buildah inspect`), host network, on its
 //     root filesystem mounted read-only with a tmpfs /tmp (as compose's read_only and Kubernetes'
 //     readOnlyRootFilesystem; `buildah run` cannot, so: unshare + chroot): the migrate step (the
@@ -44,6 +46,7 @@ import { ROOT, createThrowawayDatabase, killProcess, spawnProcess } from "./harn
 import { ImagesConfigSchema, buildahStorageArgs } from "./images/config.ts";
 import { type ImageConfig, imageProblems } from "./images/inspect.ts";
 import { IMAGES } from "./images/names.ts";
+import { runbookImageNeeds } from "./images/runbook-programs.ts";
 import { up } from "./stack.ts";
 import { commandExists, freePort, isRoot } from "./stack/processes.ts";
 import { waitFor } from "./wait.ts";
@@ -258,6 +261,43 @@ function checkImage(target: keyof typeof IMAGES): ImageConfig {
     `   ${imageRef(target)}: USER ${c.User}, CMD ${c.Cmd.join(" ")}, HEALTHCHECK ${c.Healthcheck?.Test.slice(1).join(" ")}, STOPSIGNAL ${c.StopSignal}`,
   );
   return c;
+}
+
+/**
+ * What the runbooks' compose and kubectl forms run in each image (tools/images/runbook-programs.ts,
+ * the parser test/unit/runbooks.test.ts checks them statically with) is there: one `sh -c` per
+ * image, as its USER in its WORKDIR, finds each program on the PATH as a file (`command -v` prints
+ * a path; a builtin's bare name is not enough, for kubectl exec and compose exec run no shell) and
+ * each file `bun` runs.
+ */
+function checkRunbookPrograms(): void {
+  const script = [
+    "missing=; files=",
+    'for a; do if [ "$a" = -- ]; then files=1',
+    'elif [ -z "$files" ]; then case $(command -v "$a") in /*) ;; *) missing="$missing $a" ;; esac',
+    'else [ -f "$a" ] || missing="$missing $a"; fi; done',
+    'if [ -n "$missing" ]; then echo "missing:$missing"; exit 1; fi',
+    "echo ok",
+  ].join("\n");
+  const needs = runbookImageNeeds();
+  const none = Object.keys(IMAGES).filter((t) => !needs.has(t as keyof typeof IMAGES));
+  if (none.length) console.log(`   ${none.join(", ")}: the runbooks run nothing in them`);
+  for (const [target, { programs, files }] of needs) {
+    const ref = imageRef(target);
+    const user = inspect(ref).User;
+    const ctr = buildah(["from", "--pull-never", ref], { quiet: true }).trim();
+    try {
+      const args = ["run", "--isolation", "chroot", "--user", user, ctr, "--", "sh", "-c", script, "sh"];
+      const r = spawnSync("buildah", [...storageArgs, ...args, ...programs, "--", ...files], { encoding: "utf8" });
+      if (r.status !== 0)
+        throw new ImageCheckError(
+          `${ref}: the runbooks run what the image lacks (${r.stdout.trim() || `exit ${r.status}`}): ${r.stderr.trim().slice(-500)}`,
+        );
+      console.log(`   ${ref}: as ${user}, the runbooks' ${programs.join(", ")} and ${files.join(", ")} are there`);
+    } finally {
+      buildah(["rm", ctr], { quiet: true });
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -715,6 +755,7 @@ async function main(argv: string[]): Promise<number> {
     checkImage("worker");
     checkBackupImage();
   });
+  await stage("the runbooks' programs in the images (command -v as USER)", () => checkRunbookPrograms());
   if (mode === "all") await smoke();
   // Earlier revisions' tags of these images go (their shared layers stay, as the build cache).
   const names = [...Object.values(IMAGES), "qrscan-pgbouncer"].map((n) => `localhost/${n}:`);

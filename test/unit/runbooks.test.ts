@@ -7,46 +7,43 @@
 // Each form runs where the job's credentials are (JOB_NEEDS): the database role its URL logs in
 // as, the Kafka principal (whose grants are KAFKA_ACLS, which compose's kafka-topics applies),
 // the archive volume; the Kubernetes toolbox is scaled up around its use.
+// Every command of every shell block runs a program that exists where it runs
+// (tools/images/runbook-programs.ts reads them; test/helpers/debian-packages.ts the packages'
+// files): locally a builtin, the runbook's function, bun, or a program of a package .ci/run, the
+// stack or Debian's base installs; in an image a file on its PATH (its stage's packages on minbase,
+// its COPY lines), never a builtin (exec runs no shell); a public image's files are unknown: fails.
 // The log queries have a LogQL form whose labels promtail sets. test/docs/runbooks.test.ts runs
 // the local forms against a live stack; this one needs no services.
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DB_LOGINS, TOPICS } from "../../shared/local-stack.ts";
+import {
+  DEFAULT_PATH,
+  type ImageSource,
+  type Invocation,
+  type K8sObject,
+  KIND,
+  type Stage,
+  aptInstalls,
+  composeImage,
+  dockerfileStages,
+  invocations,
+  k8sImage,
+  k8sTarget,
+  renderedProd,
+  runbookFences,
+  runbookImageNeeds,
+  runbookInvocations,
+  shellCommands,
+} from "../../tools/images/runbook-programs.ts";
 import { KAFKA_ACLS, KAFKA_GROUPS } from "../../tools/stack/kafka-security.ts";
+import { STACK_PACKAGES } from "../../tools/stack/packages.ts";
+import { dependencyClosure, minbase, packageFiles, programsOnPath } from "../helpers/debian-packages.ts";
 import { type PodTemplate, podTemplateOf } from "../helpers/k8s-checks.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
-const DIR = "docs/runbooks";
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8");
-
-interface Fence {
-  file: string;
-  line: number;
-  lang: string;
-  code: string;
-}
-
-/** The fenced blocks of a markdown text, in order. */
-function fencesOf(markdown: string, file: string): Fence[] {
-  const out: Fence[] = [];
-  const lines = markdown.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const open = /^\s*```(\w*)\s*$/.exec(lines[i] as string);
-    if (!open) continue;
-    const start = i;
-    const body: string[] = [];
-    for (i++; i < lines.length && !/^\s*```\s*$/.test(lines[i] as string); i++) body.push(lines[i] as string);
-    out.push({ file, line: start + 1, lang: (open[1] as string).toLowerCase(), code: body.join("\n") });
-  }
-  return out;
-}
-
-const runbookFences = () =>
-  readdirSync(join(ROOT, DIR))
-    .filter((f) => f.endsWith(".md"))
-    .sort()
-    .flatMap((f) => fencesOf(read(`${DIR}/${f}`), `${DIR}/${f}`));
 
 const packageScripts = (JSON.parse(read("package.json")) as { scripts: Record<string, string> }).scripts;
 /** `bun run <script>` scripts that run an operator job: the ones a compose or kubectl form must exist for. */
@@ -57,39 +54,13 @@ const jobScripts = new Map(
   }),
 );
 
-/** Per Dockerfile target, the paths its COPY lines bring from the build context (its base stage's too). */
-function dockerfileCopies(dockerfile: string): Map<string, string[]> {
-  const stages = new Map<string, { base: string; copies: string[] }>();
-  let current: { base: string; copies: string[] } | undefined;
-  for (const raw of dockerfile.split("\n")) {
-    const from = /^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/i.exec(raw);
-    if (from) {
-      current = { base: from[1] as string, copies: [] };
-      if (from[2]) stages.set(from[2], current);
-      continue;
-    }
-    const copy = /^COPY\s+(?!--from)(.+)$/i.exec(raw);
-    if (copy && current) {
-      const parts = (copy[1] as string).trim().split(/\s+/);
-      current.copies.push(...parts.slice(0, -1).map((p) => p.replace(/\/$/, "")));
-    }
-  }
-  const resolve = (name: string, seen = new Set<string>()): string[] => {
-    const s = stages.get(name);
-    if (!s || seen.has(name)) return [];
-    seen.add(name);
-    return [...s.copies, ...resolve(s.base, seen)];
-  };
-  return new Map([...stages.keys()].map((name) => [name, resolve(name)]));
-}
-
-const copies = dockerfileCopies(read("Dockerfile"));
+const stages = dockerfileStages(read("Dockerfile"));
+/** Whether a Dockerfile target copies `file` from the build context (its base stages' COPY lines too). */
 const inImage = (target: string, file: string) =>
-  (copies.get(target) ?? []).some((c) => file === c || file.startsWith(`${c}/`));
+  (stages.get(target)?.copies ?? []).some((c) => file === c || file.startsWith(`${c}/`));
 
 interface ComposeService {
   image?: string;
-  build?: { target?: string };
   environment?: Record<string, string>;
   secrets?: string[];
   volumes?: string[];
@@ -100,42 +71,9 @@ const compose = Bun.YAML.parse(read("compose.yaml")) as {
 };
 /** The Dockerfile target a compose service's image comes from. */
 const composeTarget = (service: string) => {
-  const s = compose.services[service];
-  return s?.build?.target ?? /^qrscan-(\w+):/.exec(s?.image ?? "")?.[1];
+  const src = composeImage(service);
+  return src?.kind === "target" ? src.target : undefined;
 };
-
-interface K8sObject {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string };
-  spec?: { template?: { spec?: { containers?: { image: string }[] } }; jobTemplate?: unknown };
-  data?: Record<string, string>;
-}
-/** The rendered prod overlay: the objects an operator's kubectl names. */
-function renderedProd(): K8sObject[] {
-  const out = Bun.spawnSync(["kubectl", "kustomize", join(ROOT, "deploy/k8s/overlays/prod")]);
-  if (out.exitCode !== 0) throw new Error(`kubectl kustomize failed: ${out.stderr.toString()}`);
-  return out.stdout
-    .toString()
-    .split(/^---$/m)
-    .map((doc) => Bun.YAML.parse(doc) as K8sObject)
-    .filter(Boolean);
-}
-const KIND: Record<string, string> = { deploy: "Deployment", deployment: "Deployment", cronjob: "CronJob", job: "Job" };
-/** The Dockerfile target of a Kubernetes workload's first container (images are named qrscan-<target>). */
-function k8sTarget(objects: K8sObject[], ref: string): string | undefined {
-  const [kind, name] = ref.split("/") as [string, string];
-  const o = objects.find((x) => x.kind === KIND[kind.toLowerCase()] && x.metadata.name === name);
-  const spec = o?.spec as
-    | {
-        template?: { spec?: { containers?: { image: string }[] } };
-        jobTemplate?: { spec: { template: { spec: { containers: { image: string }[] } } } };
-      }
-    | undefined;
-  const image =
-    spec?.template?.spec?.containers?.[0]?.image ?? spec?.jobTemplate?.spec.template.spec.containers[0]?.image;
-  return image ? /^qrscan-(\w+)[:@]/.exec(image)?.[1] : undefined;
-}
 
 /** The problems of one command of a compose/kubectl form: what it names that does not exist there. */
 function formProblems(line: string, objects: K8sObject[]): string[] {
@@ -553,5 +491,255 @@ describe("runbooks: log queries in LogQL", () => {
     });
     expect(logQueries).toBeGreaterThan(5);
     expect(problems).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Every program of every command exists where it runs
+
+/**
+ * bash's builtins. Only the local forms run in the operator's shell: a compose or kubectl form
+ * execs its program in the container, with no shell, so a builtin there must be a file too.
+ */
+const BUILTINS = new Set(
+  ". : [ alias bg break builtin cd command continue declare echo eval exec exit export false fg getopts hash jobs kill let local printf pwd read readonly return set shift source test times trap true type ulimit umask unalias unset wait".split(
+    " ",
+  ),
+);
+/** The Kubernetes forms' client: the operator's, pointed at the cluster (no package of the local stack). */
+const CLIENTS = new Set(["kubectl"]);
+/** docker-compose subcommands whose operands are services (and the options among them that take a value). */
+const COMPOSE_SERVICE_COMMANDS = new Set([
+  "ps",
+  "logs",
+  "restart",
+  "up",
+  "stop",
+  "start",
+  "kill",
+  "top",
+  "rm",
+  "pause",
+]);
+const COMPOSE_VALUE_OPTIONS = new Set(["--since", "--until", "--tail", "-n", "-t", "--timeout", "--scale", "--index"]);
+
+/**
+ * The programs of the operator's machine: Debian's base, what .ci/run installs (its apt-get line;
+ * bun with npm) and what the local stack installs (tools/stack/packages.ts), with their dependencies.
+ */
+function localMachine() {
+  const ci = read(".ci/run");
+  const { packages, missing } = dependencyClosure([...new Set([...minbase(), ...aptInstalls(ci), ...STACK_PACKAGES])]);
+  const files = packageFiles(packages);
+  const programs = programsOnPath(files, DEFAULT_PATH);
+  if (/npm install -g bun\b/.test(ci)) programs.add("bun");
+  return { packages, missing, files, programs };
+}
+
+interface ImageContents {
+  stage: Stage;
+  files: Set<string>;
+  programs: Set<string>;
+  /** Packages it installs that are not installed here: their files cannot be known. */
+  missing: string[];
+}
+
+/**
+ * What an image built here holds, statically: its Dockerfile stage's apt-get packages and their
+ * dependencies on Debian's minbase (the base of every Dockerfile here), the files its COPY lines
+ * write, its PATH. A string: why it cannot be known (a public image, or another base).
+ */
+function imageContents(src: ImageSource): ImageContents | string {
+  if (src.kind === "public") return `the public image ${src.image || "(none)"}, whose files this test cannot know`;
+  const dockerfile = src.kind === "target" ? "Dockerfile" : src.path;
+  const all = dockerfileStages(read(dockerfile));
+  const stage = all.get(src.kind === "target" ? src.target : src.stage) ?? [...all.values()].at(-1);
+  if (!stage) return `${dockerfile} has no stage ${src.kind === "target" ? src.target : src.stage}`;
+  if (!/^(\$\{BASE_IMAGE\}|debian:bookworm)/.test(stage.base))
+    return `${dockerfile} builds FROM ${stage.base}, not Debian's base: its files cannot be known`;
+  const { packages, missing } = dependencyClosure([...new Set([...minbase(), ...stage.packages])]);
+  const files = packageFiles(packages);
+  for (const f of stage.copiedTo) files.add(f);
+  return { stage, files, missing, programs: programsOnPath(files, [...stage.pathDirs, ...DEFAULT_PATH]) };
+}
+
+const local = localMachine();
+const prod = renderedProd();
+const imageCache = new Map<string, ImageContents | string>();
+const contentsOf = (src: ImageSource) => {
+  const key = JSON.stringify(src);
+  if (!imageCache.has(key)) imageCache.set(key, imageContents(src));
+  return imageCache.get(key) as ImageContents | string;
+};
+
+/** `bun`'s script or file: a package.json script (`bun run x`) or a file that exists (in the image: that its target copies). */
+function bunProblems(args: string[], exists: (file: string) => boolean): string[] {
+  const operands = args.filter((a) => !a.startsWith("-"));
+  if (args.includes("-e") || args.includes("--eval")) return [];
+  if (operands[0] === "run") {
+    const script = operands[1];
+    return script && (script in packageScripts || exists(script)) ? [] : [`package.json has no script ${script}`];
+  }
+  const file = operands[0];
+  return file && !exists(file) ? [`bun runs ${file}, which is not there`] : [];
+}
+
+/** What one program of a runbook command lacks where it runs. */
+function programProblems(inv: Invocation, functions: Set<string>, objects: K8sObject[] = prod): string[] {
+  const { program, args, place } = inv;
+  if (program.includes("$")) return [`runs a program named by a variable or a substitution (${program})`];
+  if (place.kind === "local") {
+    const problems: string[] = [];
+    if (program === "bun") problems.push(...bunProblems(args, (f) => existsSync(join(ROOT, f))));
+    else if (program.includes("/")) {
+      if (!(program.startsWith("/") ? local.files.has(program) : existsSync(join(ROOT, program))))
+        problems.push(`${program} is neither a file of the checkout nor of an installed package`);
+    } else if (
+      !BUILTINS.has(program) &&
+      !functions.has(program) &&
+      !CLIENTS.has(program) &&
+      !local.programs.has(program)
+    )
+      problems.push(
+        `no package the project installs provides ${program} (.ci/run, tools/stack/packages.ts, Debian's base)`,
+      );
+    const composeArgs =
+      program === "docker-compose" ? args : program === "docker" && args[0] === "compose" ? args.slice(1) : undefined;
+    if (
+      program === "docker" &&
+      args[0] === "compose" &&
+      ![...local.files].some((f) => f.endsWith("/cli-plugins/docker-compose"))
+    )
+      problems.push(
+        "`docker compose` needs Docker's compose plugin, which no package the project installs provides: docker-compose",
+      );
+    const sub = composeArgs?.findIndex((a) => !a.startsWith("-")) ?? -1;
+    if (composeArgs && COMPOSE_SERVICE_COMMANDS.has(composeArgs[sub] as string)) {
+      composeArgs.slice(sub + 1).forEach((a, i, rest) => {
+        if (a.startsWith("-") || COMPOSE_VALUE_OPTIONS.has(rest[i - 1] as string)) return;
+        if (!composeImage(a)) problems.push(`compose has no service "${a}"`);
+      });
+    }
+    return problems;
+  }
+  let src: ImageSource | undefined;
+  let where: string;
+  if (place.kind === "compose") {
+    src = composeImage(place.service);
+    where = `compose service ${place.service}`;
+    if (!src) return [`compose has no service "${place.service}"`];
+  } else {
+    const image = k8sImage(objects, place.ref);
+    where = `${place.ref} (${image})`;
+    if (!image) return [`the prod overlay renders no ${place.ref}`];
+    const target = k8sTarget(objects, place.ref);
+    src = target ? { kind: "target", target } : { kind: "public", image };
+  }
+  const image = contentsOf(src);
+  if (typeof image === "string") return [`${program} runs in ${where}: ${image}`];
+  if (image.missing.length)
+    return [`${where} installs ${image.missing.join(", ")}, not installed here: its files are unknown`];
+  if (program === "bun")
+    return [
+      ...(image.programs.has("bun") ? [] : [`bun is not in the image of ${where}`]),
+      ...bunProblems(
+        args,
+        (f) => existsSync(join(ROOT, f)) && image.stage.copies.some((c) => f === c || f.startsWith(`${c}/`)),
+      ).map((p) => `${p} (in ${where})`),
+    ];
+  if (program.startsWith("/")) return image.files.has(program) ? [] : [`${program} is not in the image of ${where}`];
+  return image.programs.has(program) ? [] : [`${program} is not in the image of ${where}`];
+}
+
+/** The problems of every program of a shell text (the mutation tests below). */
+const problemsOf = (code: string, functions = new Set<string>()) =>
+  shellCommands(code).commands.flatMap((words) => invocations(words).flatMap((inv) => programProblems(inv, functions)));
+
+describe("runbooks: every program exists where it runs", () => {
+  test("the machine's and the images' package lists are known", () => {
+    // Every package the project installs is installed here (CI: .ci/run did): its files are read.
+    expect(local.missing).toEqual([]);
+    expect(local.programs.size).toBeGreaterThan(500);
+    for (const p of [
+      "psql",
+      "kcat",
+      "jq",
+      "curl",
+      "awk",
+      "java",
+      "ss",
+      "ps",
+      "timeout",
+      "runuser",
+      "pgbackrest",
+      "amtool",
+      "docker-compose",
+    ])
+      expect(local.programs).toContain(p);
+    const worker = contentsOf({ kind: "target", target: "worker" }) as ImageContents;
+    expect(worker.missing).toEqual([]);
+    // The worker image: bun (COPY --from=bun), Debian's base (sh, env, cat), librdkafka (no program); no psql.
+    for (const p of ["bun", "sh", "env", "cat", "awk"]) expect(worker.programs).toContain(p);
+    for (const p of ["psql", "kcat", "curl", "jq", "pgbackrest"]) expect(worker.programs).not.toContain(p);
+    const backup = contentsOf({ kind: "target", target: "backup" }) as ImageContents;
+    expect(backup.programs).toContain("pgbackrest");
+    expect(backup.programs).not.toContain("bun");
+    // compose's Postgres: its PATH has the server's directory, psql from the client package.
+    const postgres = contentsOf(composeImage("postgres") as ImageSource) as ImageContents;
+    for (const p of ["psql", "pg_ctl", "pgbackrest", "restore-drill"]) expect(postgres.programs).toContain(p);
+  });
+
+  test("every command of every runbook block names a program that exists where it runs", () => {
+    const invs = runbookInvocations();
+    const places = new Set(invs.map((i) => i.place.kind));
+    expect([...places].sort()).toEqual(["compose", "kubectl", "local"]);
+    expect(invs.length).toBeGreaterThan(400);
+    const problems = invs.flatMap((inv) =>
+      programProblems(inv, inv.functions).map((p) => `${inv.fence.file}:${inv.fence.line}: ${p}: ${inv.command}`),
+    );
+    expect(problems).toEqual([]);
+  });
+
+  test("tools/images.ts looks for what the forms run in the images they run in: the jobs in the worker image", () => {
+    const needs = runbookImageNeeds(prod);
+    // Only the product images (the Dockerfile's targets) are built there.
+    for (const target of needs.keys()) expect(["server", "worker", "backup"]).toContain(target);
+    const worker = needs.get("worker");
+    expect(worker?.programs).toContain("bun");
+    expect(worker?.files).toEqual([...new Set(jobScripts.values())].sort());
+  });
+
+  test("the check fails on an unknown program, one not in the image it runs in, a public image, compose's plugin form", () => {
+    expect(problemsOf("pg_dumpall2 -l | grep x")).toEqual([
+      expect.stringContaining("no package the project installs provides pg_dumpall2"),
+    ]);
+    expect(problemsOf('x=$(kcatx -L -b "$KAFKA_BROKERS")')).toEqual([expect.stringContaining("provides kcatx")]);
+    expect(problemsOf("promql 'up'")).toEqual([expect.stringContaining("provides promql")]);
+    expect(problemsOf("promql 'up'", new Set(["promql"]))).toEqual([]);
+    expect(problemsOf("docker-compose exec worker psql -c 'select 1'")).toEqual([
+      "psql is not in the image of compose service worker",
+    ]);
+    expect(problemsOf("docker-compose exec -T postgres psql -U postgres qrscan -c 'select 1'")).toEqual([]);
+    expect(problemsOf("kubectl -n qrscan-prod exec deploy/qrscan-ops -- psql -c 1")).toEqual([
+      "psql is not in the image of deploy/qrscan-ops (qrscan-worker:0.1.0)",
+    ]);
+    // No shell in an exec: a builtin is not a program there.
+    expect(problemsOf("kubectl -n qrscan-prod exec deploy/qrscan-ops -- cd /")).toEqual([
+      "cd is not in the image of deploy/qrscan-ops (qrscan-worker:0.1.0)",
+    ]);
+    expect(problemsOf("kubectl -n qrscan-prod exec deploy/qrscan-ops -- env A=1 bun jobs/nope.ts")).toEqual([
+      "bun runs jobs/nope.ts, which is not there (in deploy/qrscan-ops (qrscan-worker:0.1.0))",
+    ]);
+    expect(problemsOf("docker-compose exec kafka-1 kafka-topics.sh --list")).toEqual([
+      expect.stringContaining("kafka-topics.sh runs in compose service kafka-1: the public image apache/kafka"),
+    ]);
+    expect(problemsOf("docker compose ps pgbouncer")).toEqual([expect.stringContaining("compose plugin")]);
+    expect(problemsOf("docker-compose logs --since 10m pgbouncer postgress")).toEqual([
+      'compose has no service "postgress"',
+    ]);
+    expect(problemsOf("timeout 5 psqll -c 1 >/dev/null 2>&1 && echo ok")).toEqual([
+      expect.stringContaining("provides psqll"),
+    ]);
+    expect(problemsOf("bun run nope")).toEqual(["package.json has no script nope"]);
   });
 });

@@ -41,9 +41,9 @@ const REQUIREMENTS: Requirement[] = [
   // monitoring/alertmanager/start.sh with it as well as with Debian's sh.
   { what: "busybox (Alertmanager start.sh test)", present: () => commandExists("busybox"), packages: ["busybox"] },
   {
-    what: "jq and kcat (runbooks)",
-    present: () => commandExists("jq") && commandExists("kcat"),
-    packages: ["jq", "kcat"],
+    what: "curl, jq and kcat (runbooks)",
+    present: () => commandExists("curl") && commandExists("jq") && commandExists("kcat"),
+    packages: ["curl", "jq", "kcat"],
   },
   {
     what: "pgbouncer exporter",
@@ -51,6 +51,9 @@ const REQUIREMENTS: Requirement[] = [
     packages: ["prometheus-pgbouncer-exporter"],
   },
 ];
+
+/** Every package the local stack installs (test/unit/runbooks.test.ts: the programs the runbooks may run). */
+export const STACK_PACKAGES = REQUIREMENTS.flatMap((r) => r.packages);
 
 export function ensurePackages(): void {
   const missing = REQUIREMENTS.filter((r) => !r.present());
