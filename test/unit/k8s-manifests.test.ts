@@ -449,7 +449,7 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
     });
 
   test("it scrapes the metrics ports of every qrscan pod in every environment, and nothing else", () => {
-    expect(pods?.kubernetes_sd_configs[0]?.namespaces.names.sort()).toEqual(OVERLAYS.map((e) => `qrscan-${e}`).sort());
+    expect(pods?.kubernetes_sd_configs[0]?.namespaces?.names.sort()).toEqual(OVERLAYS.map((e) => `qrscan-${e}`).sort());
     for (const env of OVERLAYS) {
       for (const o of rendered.get(env) ?? []) {
         const t = podTemplateOf(o);
