@@ -335,7 +335,7 @@ describe("a dead or hung database or pooler pages within docs/slo.md's promise, 
   // new page group for group_wait. A hung process refuses nothing, so the timeout counts in full.
   test.each(PROMETHEUS_CONFIGS)(
     "%s: scrape interval + timeout + evaluation interval + for: + group_wait of the page route <= the promise",
-    (_where, file) => {
+    (where, file) => {
       const c = readConfig(file());
       const worst: Record<string, number> = {};
       for (const a of group?.rules ?? []) {
@@ -345,7 +345,7 @@ describe("a dead or hung database or pooler pages within docs/slo.md's promise, 
         expect(jobs.size, a.alert).toBeGreaterThan(0);
         for (const job of jobs) {
           const j = c.scrape_configs.find((x) => x.job_name === job);
-          if (!j) throw new Error(`${file}: no scrape job ${job} (${a.alert} reads it)`);
+          if (!j) throw new Error(`${where}: no scrape job ${job} (${a.alert} reads it)`);
           worst[`${a.alert} ${job}`] =
             seconds(j.scrape_interval ?? c.global.scrape_interval) +
             seconds(j.scrape_timeout ?? c.global.scrape_timeout) +
