@@ -26,6 +26,7 @@ import {
   alertmanagerEnv,
   preparePrometheusDir,
   prometheusArgs,
+  prometheusEnv,
 } from "../../tools/stack/monitoring.ts";
 import {
   createDatabase,
@@ -178,6 +179,7 @@ test("a real stall: Prometheus fires ConsumerStalled, Alertmanager delivers it, 
     ["prometheus", ...prometheusArgs(promConfig, join(dir, "prom-data"), promPort)],
     promLog,
     `${prom}/-/ready`,
+    prometheusEnv(),
   );
   const query = async (q: string) => {
     const res = (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent(q)}`).then((r) => r.json())) as {
@@ -255,7 +257,7 @@ test("a real stall: Prometheus fires ConsumerStalled, Alertmanager delivers it, 
   const alert = delivered[0]?.alerts.find((a) => a.labels.alertname === "ConsumerStalled");
   expect(alert?.labels.topic).toBe(env.scansTopic);
   expect(alert?.labels.severity).toBe("page");
-  expect(alert?.annotations.runbook_url).toBe("docs/runbooks/consumer-stalled.md");
+  expect(alert?.annotations.runbook_url).toBe(`${prometheusEnv().RUNBOOK_BASE}/consumer-stalled.md`);
   expect(alert?.annotations.summary).toContain(`Partition ${env.scansTopic}/`);
   // Not early: the rule cannot hold before 60 s of stall plus its minute of "for".
   const stallNotices = notifications.filter((n) => n.alerts.some((a) => a.labels.alertname === "ConsumerStalled"));

@@ -190,7 +190,7 @@ describe("dashboards outside the local stack (Kubernetes, compose)", () => {
     );
   });
 
-  test("Prometheus keeps at least the longest range any panel queries (local stack and compose)", () => {
+  test("Prometheus keeps at least the longest range any panel queries (local stack, compose, Kubernetes's documented flags)", () => {
     const longest = Math.max(...expressions.flatMap((e) => rangesOf(substituteGrafanaVariables(e.expr))));
     expect(longest).toBeGreaterThanOrEqual(30 * 86400);
     const flag = (args: string[]) => {
@@ -204,6 +204,12 @@ describe("dashboards outside the local stack (Kubernetes, compose)", () => {
     const kept = {
       "tools/stack/monitoring.ts": flag(prometheusArgs("p.yml", "data", 1)),
       "compose.yaml": flag(compose.services.prometheus.command),
+      // No Prometheus Deployment ships for Kubernetes: its flags are documented there.
+      "docs/deployment.md": flag(
+        readFileSync(new URL("../../docs/deployment.md", import.meta.url), "utf8").match(
+          /--storage\.tsdb\.retention\.time=[0-9a-z]+/g,
+        ) ?? [],
+      ),
     };
     expect(Object.entries(kept).filter(([, s]) => s < longest)).toEqual([]);
     expect(rangesOf("rate(x[1h]) + y[5m:1m] offset 2d")).toEqual([3600, 300, 172800]);

@@ -33,6 +33,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { KafkaProducer } from "bun-rdkafka";
 import type { Sql } from "postgres";
+import { ruleExpressions, selectors } from "../../dashboards/src/promql.ts";
 import { MaintainConfigSchema } from "../../jobs/retention/config.ts";
 import { createApp } from "../../server/app.ts";
 import { ServerConfigSchema, loadServerConfig } from "../../server/config.ts";
@@ -401,7 +402,8 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
   }
   interface ScrapeConfig {
     job_name: string;
-    kubernetes_sd_configs: { role: string; namespaces: { names: string[] } }[];
+    honor_labels?: boolean;
+    kubernetes_sd_configs: { role: string; namespaces?: { names: string[] } }[];
     relabel_configs: Relabel[];
   }
   const config = Bun.YAML.parse(readFileSync(join(K8S, "prometheus/prometheus.yml"), "utf8")) as {
@@ -419,8 +421,12 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
    * Prometheus' relabelling of one target (replace, keep, labelmap: what these jobs use), then its
    * default job label; null when dropped. Enough to say which job and namespace a pod's series get.
    */
-  function relabelTarget(job: ScrapeConfig, meta: Record<string, string>): Record<string, string> | null {
-    let labels: Record<string, string> = { job: job.job_name, ...meta };
+  function relabelTarget(
+    job: ScrapeConfig,
+    meta: Record<string, string>,
+    keepMeta = false,
+  ): Record<string, string> | null {
+    let labels: Record<string, string> = { job: job.job_name, __metrics_path__: "/metrics", ...meta };
     for (const r of job.relabel_configs) {
       const value = (r.source_labels ?? []).map((l) => labels[l] ?? "").join(";");
       const re = new RegExp(`^(?:${r.regex ?? "(.*)"})$`);
@@ -432,7 +438,7 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
         labels[r.target_label] = value.replace(re, r.replacement ?? "$1");
       } else if (!r.action && !r.target_label) throw new Error(`unmodelled relabel rule ${JSON.stringify(r)}`);
     }
-    labels = Object.fromEntries(Object.entries(labels).filter(([k]) => !k.startsWith("__")));
+    if (!keepMeta) labels = Object.fromEntries(Object.entries(labels).filter(([k]) => !k.startsWith("__")));
     return labels;
   }
   const podMeta = (namespace: string, podLabels: Record<string, string>, port: string) => ({
@@ -443,14 +449,21 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
       Object.entries(podLabels).map(([k, v]) => [`__meta_kubernetes_pod_label_${k.replace(/[^a-zA-Z0-9_]/g, "_")}`, v]),
     ),
   });
-  const scrapedBy = (meta: Record<string, string>) =>
+  /**
+   * The targets the jobs make of one discovered object: only jobs discovering its role (pod unless
+   * given), in its namespace where they list namespaces.
+   */
+  const scrapedBy = (meta: Record<string, string>, role = "pod", keepMeta = false) =>
     config.scrape_configs.flatMap((j) => {
-      const l = relabelTarget(j, meta);
+      const sd = j.kubernetes_sd_configs.find((c) => c.role === role);
+      const ns = meta.__meta_kubernetes_namespace;
+      if (!sd || (sd.namespaces && ns !== undefined && !sd.namespaces.names.includes(ns))) return [];
+      const l = relabelTarget(j, meta, keepMeta);
       return l ? [l] : [];
     });
 
   test("it scrapes the metrics ports of every qrscan pod in every environment, and nothing else", () => {
-    expect(pods?.kubernetes_sd_configs[0]?.namespaces.names.sort()).toEqual(OVERLAYS.map((e) => `qrscan-${e}`).sort());
+    expect(pods?.kubernetes_sd_configs[0]?.namespaces?.names.sort()).toEqual(OVERLAYS.map((e) => `qrscan-${e}`).sort());
     for (const env of OVERLAYS) {
       for (const o of rendered.get(env) ?? []) {
         const t = podTemplateOf(o);
@@ -509,13 +522,133 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
     }
     // Only the exporters' metrics port.
     expect(scrapedBy(podMeta("kafka-prod", { "app.kubernetes.io/name": "kafka" }, "tcp-clients"))).toEqual([]);
-    for (const j of config.scrape_configs)
+    // Every job of pods in the app's or Kafka's namespaces labels the pod's namespace.
+    for (const j of config.scrape_configs.filter((c) => c.kubernetes_sd_configs.some((sd) => sd.role === "pod")))
       expect({
         job: j.job_name,
         namespace: j.relabel_configs.some(
           (r) => r.source_labels?.[0] === "__meta_kubernetes_namespace" && r.target_label === "namespace",
         ),
       }).toEqual({ job: j.job_name, namespace: true });
+  });
+
+  // The cluster's exporters as their standard manifests run them: kube-state-metrics' Service in
+  // kube-system (port http-metrics; the Helm chart's is http), and every node.
+  const ksmEndpoint = (port: string, namespace = "kube-system") => ({
+    __meta_kubernetes_namespace: namespace,
+    __meta_kubernetes_service_name: "kube-state-metrics",
+    __meta_kubernetes_service_label_app_kubernetes_io_name: "kube-state-metrics",
+    __meta_kubernetes_endpoint_port_name: port,
+  });
+  const NODE = { __meta_kubernetes_node_name: "node-1" };
+
+  test("kube-state-metrics by its Service, each node's kubelet and cAdvisor through the API server, their series' own namespace kept", () => {
+    expect(scrapedBy(ksmEndpoint("http-metrics"), "endpoints").map((l) => l.job)).toEqual(["kube-state-metrics"]);
+    expect(scrapedBy(ksmEndpoint("http"), "endpoints").map((l) => l.job)).toEqual(["kube-state-metrics"]);
+    // Not its own telemetry port, nor a copy elsewhere.
+    expect(scrapedBy(ksmEndpoint("telemetry"), "endpoints")).toEqual([]);
+    expect(scrapedBy(ksmEndpoint("http-metrics", "default"), "endpoints")).toEqual([]);
+    const nodes = scrapedBy(NODE, "node", true).sort((a, b) => (a.job ?? "").localeCompare(b.job ?? ""));
+    expect(
+      nodes.map((l) => ({ job: l.job, instance: l.instance, address: l.__address__, path: l.__metrics_path__ })),
+    ).toEqual([
+      {
+        job: "cadvisor",
+        instance: "node-1",
+        address: "kubernetes.default.svc:443",
+        path: "/api/v1/nodes/node-1/proxy/metrics/cadvisor",
+      },
+      {
+        job: "kubelet",
+        instance: "node-1",
+        address: "kubernetes.default.svc:443",
+        path: "/api/v1/nodes/node-1/proxy/metrics",
+      },
+    ]);
+    type Https = ScrapeConfig & {
+      scheme?: string;
+      authorization?: { credentials_file?: string };
+      tls_config?: { ca_file?: string };
+    };
+    for (const job of ["kubelet", "cadvisor"]) {
+      const j = config.scrape_configs.find((c) => c.job_name === job) as Https | undefined;
+      expect({ job, scheme: j?.scheme, token: j?.authorization?.credentials_file, ca: j?.tls_config?.ca_file }).toEqual(
+        {
+          job,
+          scheme: "https",
+          token: "/var/run/secrets/kubernetes.io/serviceaccount/token",
+          ca: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+        },
+      );
+    }
+    // Their series name the pod, container and namespace they describe: a target label of the same
+    // name would rename the series' own (exported_namespace) and the rules would group by the
+    // exporter's namespace.
+    for (const l of [...scrapedBy(ksmEndpoint("http-metrics"), "endpoints"), ...scrapedBy(NODE, "node")])
+      expect({ job: l.job, clashing: ["namespace", "pod", "container"].filter((k) => k in l) }).toEqual({
+        job: l.job,
+        clashing: [],
+      });
+  });
+
+  test("every metric and job the rules read is scraped by a job of this config", () => {
+    // The job label of every target the config makes of the objects the rules need series from.
+    const targets = [
+      ...OVERLAYS.flatMap((env) =>
+        (rendered.get(env) ?? []).flatMap((o) => {
+          const t = podTemplateOf(o);
+          return (t?.spec.containers ?? []).flatMap((c) =>
+            (c.ports ?? []).flatMap((p) =>
+              scrapedBy(podMeta(`qrscan-${env}`, t?.metadata?.labels ?? {}, p.name ?? "")),
+            ),
+          );
+        }),
+      ),
+      ...scrapedBy(podMeta("kafka-prod", { "app.kubernetes.io/name": "kafka" }, "metrics")),
+      ...scrapedBy(podMeta("qrscan-prod", { "app.kubernetes.io/name": "postgres-exporter" }, "metrics")),
+      ...scrapedBy(podMeta("qrscan-prod", { "app.kubernetes.io/name": "pgbouncer-exporter" }, "metrics")),
+      ...scrapedBy(ksmEndpoint("http-metrics"), "endpoints"),
+      ...scrapedBy(NODE, "node"),
+    ];
+    const jobs = new Set(targets.map((l) => l.job));
+    // The app's own metrics: a name its source registers (histograms: without _bucket/_count/_sum).
+    const sourceOf = (dir: string) =>
+      readdirSync(join(ROOT, dir), { recursive: true, encoding: "utf8" })
+        .filter((f) => f.endsWith(".ts"))
+        .map((f) => readFileSync(join(ROOT, dir, f), "utf8"))
+        .join("\n");
+    const APP: [string, string[]][] = [
+      [sourceOf("server"), ["server"]],
+      [sourceOf("worker"), ["worker", "supervisor"]],
+    ];
+    // Everything else by the exporter that names it so.
+    const EXPORTERS: [RegExp, string][] = [
+      [/^kube_/, "kube-state-metrics"],
+      [/^kubelet_volume_/, "kubelet"],
+      [/^container_/, "cadvisor"],
+      [/^pg_/, "postgres"],
+      [/^pgbouncer_/, "pgbouncer"],
+      [/^kafka_/, "kafka"],
+    ];
+    const expressions = ruleExpressions();
+    const recorded = new Set(expressions.filter((e) => e.kind === "record").map((e) => e.source.split(": ")[1]));
+    const problems: string[] = [];
+    for (const e of expressions) {
+      for (const sel of selectors(e.expr)) {
+        for (const m of sel.matchers.matchAll(/\bjob\s*=\s*"([^"]*)"/g))
+          if (!jobs.has(m[1])) problems.push(`${e.source}: no job ${m[1]}`);
+        const name = sel.name;
+        if (!name || name === "up" || recorded.has(name)) continue;
+        const base = name.replace(/_(bucket|count|sum)$/, "");
+        const app = APP.find(([text]) => text.includes(`"${name}"`) || text.includes(`"${base}"`));
+        const from = app ? app[1] : EXPORTERS.filter(([re]) => re.test(name)).map(([, job]) => job);
+        if (from.length === 0) problems.push(`${e.source}: ${name} comes from no known exporter`);
+        for (const job of from) if (!jobs.has(job)) problems.push(`${e.source}: ${name} needs job ${job}`);
+      }
+    }
+    expect(problems).toEqual([]);
+    // The check reads the Kubernetes rules too.
+    expect(expressions.some((e) => e.expr.includes("kube_job_status_failed"))).toBe(true);
   });
 
   test("alerts go to Alertmanager, and the rules are loaded from the cluster, not a repository path", () => {

@@ -19,7 +19,10 @@
 // | edge.yml: `sum by (job)` in EdgeErrorRatioHigh (namespace dropped) | namespace in every aggregation    |
 // | budgets.yml: `sum by (namespace)` back to `sum(`                  | namespace in every aggregation    |
 // | consumer.yml: the `for:` of WorkerStalledPartitions removed        | every alert waits (for:)          |
-// | a runbook_url back to a repo path, or naming a missing file | runbook link (absolute, exists)   |
+// | a runbook_url back to a repo path or a fixed host, or a missing file | runbook link (template, exists) |
+// | a promtool test group without its external_labels              | promtool test rules; renders runbook_url |
+// | compose.yaml or prometheusArgs without expand-external-labels     | runbook_base: each launcher…      |
+// | deploy/k8s/prometheus/prometheus.yml: postgres at the 15 s default | a dead database … within the promise |
 // | a new alert left out of docs/monitoring.md's table (or a stale row) | docs/monitoring.md lists every alert |
 // | alertmanager.yml: the DatabaseDown/PoolerDown inhibition removed   | a dead database inhibits…         |
 import { describe, expect, test } from "bun:test";
@@ -37,27 +40,35 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { selectors } from "../../dashboards/src/promql.ts";
 import { localStack } from "../../shared/local-stack.ts";
+import { killProcess, spawnUntilReady } from "../../tools/harness.ts";
 import {
   ALERTMANAGER_CONFIG,
   ALERTMANAGER_START,
+  EXPAND_EXTERNAL_LABELS,
   MONITORING_DIR,
   PROMETHEUS_CONFIG,
   PROMETHEUS_RULES,
+  RUNBOOKS_DIR,
   appMetricsPorts,
+  preparePrometheusDir,
+  prometheusArgs,
+  prometheusEnv,
   prometheusTargets,
 } from "../../tools/stack/monitoring.ts";
+import { freePort } from "../../tools/stack/processes.ts";
 import { onCleanup } from "../helpers/cleanup.ts";
 
 const TESTS_DIR = join(MONITORING_DIR, "prometheus", "tests");
 const ROOT = join(MONITORING_DIR, "..");
-const RUNBOOKS_DIR = join(ROOT, "docs", "runbooks");
 const MONITORING_DOC = join(ROOT, "docs", "monitoring.md");
 /**
- * The one base of every alert's runbook_url (docs/monitoring.md says so): the runbooks as the
- * repository's host renders them. A fork changes it here and in the rules (this test holds them equal).
+ * How every alert's runbook_url starts (docs/monitoring.md, "Alerts"): the external label each
+ * Prometheus sets to where its operators read docs/runbooks/ (the repository has no one address).
  */
-const RUNBOOK_BASE = "https://github.com/qrscan/qrscan-ingest/blob/main/docs/runbooks/";
+const RUNBOOK_PREFIX = "{{ $externalLabels.runbook_base }}/";
 const yamlFiles = (dir: string) =>
   readdirSync(dir)
     .filter((f) => f.endsWith(".yml"))
@@ -86,6 +97,15 @@ interface AlertTest {
 const rules = (): Rule[] =>
   yamlFiles(PROMETHEUS_RULES).flatMap((f) =>
     (Bun.YAML.parse(readFileSync(f, "utf8")) as { groups: { rules: Rule[] }[] }).groups.flatMap((g) => g.rules),
+  );
+interface RuleGroup {
+  name: string;
+  interval?: string;
+  rules: Rule[];
+}
+const ruleGroups = (): RuleGroup[] =>
+  yamlFiles(PROMETHEUS_RULES).flatMap(
+    (f) => (Bun.YAML.parse(readFileSync(f, "utf8")) as { groups: RuleGroup[] }).groups,
   );
 const alertTests = (): AlertTest[] =>
   yamlFiles(TESTS_DIR).flatMap((f) =>
@@ -181,12 +201,12 @@ describe("rule invariants", () => {
   });
 
   test.each(alerts.map((a) => [a.alert as string, a] as const))(
-    "%s: runbook link (absolute, to a runbook that exists), summary, description, severity",
+    "%s: runbook link (the runbook_base template, to a runbook that exists), summary, description, severity",
     (_name, a) => {
-      // An absolute URL: a pager or chat client has no checkout to resolve a repo-relative path in.
+      // Absolute once rendered: a pager or chat client has no checkout to resolve a repo path in.
       const url = a.annotations?.runbook_url ?? "";
-      expect(url.startsWith(RUNBOOK_BASE), url).toBe(true);
-      const file = /^([a-z0-9-]+\.md)(#[a-z0-9-]+)?$/.exec(url.slice(RUNBOOK_BASE.length))?.[1];
+      expect(url.startsWith(RUNBOOK_PREFIX), url).toBe(true);
+      const file = /^([a-z0-9-]+\.md)(#[a-z0-9-]+)?$/.exec(url.slice(RUNBOOK_PREFIX.length))?.[1];
       expect(file, url).toBeDefined();
       expect(existsSync(join(RUNBOOKS_DIR, file as string)), url).toBe(true);
       expect(a.annotations?.summary?.length).toBeGreaterThan(10);
@@ -262,6 +282,167 @@ describe("environments: namespace in every aggregation", () => {
   });
 });
 
+/** A Prometheus duration (5s, 1m, 2h) in seconds. */
+function seconds(d: string | undefined): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(d ?? "");
+  if (!m) throw new Error(`not a duration: ${d}`);
+  const unit: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600 };
+  return Number(m[1]) * (unit[m[2] as string] ?? Number.NaN);
+}
+
+interface PrometheusConfig {
+  global: { scrape_interval: string; scrape_timeout: string; evaluation_interval: string } & {
+    external_labels?: Record<string, string>;
+  };
+  scrape_configs: { job_name: string; scrape_interval?: string; scrape_timeout?: string }[];
+}
+const K8S_PROMETHEUS = join(ROOT, "deploy", "k8s", "prometheus", "prometheus.yml");
+const COMPOSE_PROMETHEUS = join(MONITORING_DIR, "prometheus", "compose.yml");
+/** The local stack's Prometheus directory, laid out as `bun run stack up` lays it out. */
+function localStackConfig(): string {
+  const dir = mkdtempSync(join(tmpdir(), "stack-prometheus-"));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  return preparePrometheusDir(dir, prometheusTargets(localStack(), appMetricsPorts({})));
+}
+/** Every Prometheus configuration the project ships, by where it runs. */
+const PROMETHEUS_CONFIGS: [string, () => string][] = [
+  ["local stack", localStackConfig],
+  ["compose", () => COMPOSE_PROMETHEUS],
+  ["kubernetes", () => K8S_PROMETHEUS],
+];
+const readConfig = (file: string) => Bun.YAML.parse(readFileSync(file, "utf8")) as PrometheusConfig;
+
+describe("a dead or hung database or pooler pages within docs/slo.md's promise, in every Prometheus", () => {
+  // The promise, where docs/slo.md states it (its DatabaseDown row): "paged by name within N s".
+  const slo = readFileSync(join(ROOT, "docs", "slo.md"), "utf8");
+  const promise = Number(/within (\d+) s/.exec(slo.split("\n").find((l) => l.includes("`DatabaseDown`")) ?? "")?.[1]);
+  const group = ruleGroups().find((g) => g.rules.some((r) => r.alert === "DatabaseDown"));
+  // Alertmanager's wait before a new page group's first notification (amConfig: defined below).
+  const pageWait = () => {
+    const am = amConfig(ALERTMANAGER_CONFIG);
+    return seconds(
+      am.route.routes.find((r) => r.matchers.includes('severity="page"'))?.group_wait ?? am.route.group_wait,
+    );
+  };
+
+  test("the promise, the rule group and its alerts are where this test reads them", () => {
+    expect(promise).toBe(60);
+    expect(group?.rules.map((r) => r.alert).sort()).toEqual(["DatabaseDown", "PoolerDown"]);
+  });
+
+  // Worst case from the fault: the next scrape starts within one interval and fails at its timeout;
+  // the next evaluation of the group sees it; the alert fires after its for:; Alertmanager holds a
+  // new page group for group_wait. A hung process refuses nothing, so the timeout counts in full.
+  test.each(PROMETHEUS_CONFIGS)(
+    "%s: scrape interval + timeout + evaluation interval + for: + group_wait of the page route <= the promise",
+    (where, file) => {
+      const c = readConfig(file());
+      const worst: Record<string, number> = {};
+      for (const a of group?.rules ?? []) {
+        const jobs = new Set(
+          selectors(a.expr).flatMap((s) => [...s.matchers.matchAll(/\bjob\s*=\s*"([^"]+)"/g)].map((m) => m[1])),
+        );
+        expect(jobs.size, a.alert).toBeGreaterThan(0);
+        for (const job of jobs) {
+          const j = c.scrape_configs.find((x) => x.job_name === job);
+          if (!j) throw new Error(`${where}: no scrape job ${job} (${a.alert} reads it)`);
+          worst[`${a.alert} ${job}`] =
+            seconds(j.scrape_interval ?? c.global.scrape_interval) +
+            seconds(j.scrape_timeout ?? c.global.scrape_timeout) +
+            seconds(group?.interval ?? c.global.evaluation_interval) +
+            seconds(a.for) +
+            pageWait();
+        }
+      }
+      expect(Object.keys(worst).length).toBe(2);
+      expect(Object.entries(worst).filter(([, s]) => s > promise)).toEqual([]);
+    },
+  );
+});
+
+describe("runbook_base: each Prometheus sets it, and the rules' runbook_url render with it", () => {
+  test.each(PROMETHEUS_CONFIGS)(
+    "%s: the external label runbook_base is ${RUNBOOK_BASE} from its environment",
+    (_w, file) => {
+      expect(readConfig(file()).global.external_labels).toEqual({ runbook_base: "${RUNBOOK_BASE}" });
+    },
+  );
+
+  test("each launcher expands it: the stack to this checkout's runbooks, compose to the checkout it runs from; docs/deployment.md for Kubernetes", () => {
+    expect(prometheusArgs("p.yml", "data", 1)).toContain(EXPAND_EXTERNAL_LABELS);
+    const base = prometheusEnv().RUNBOOK_BASE ?? "";
+    expect(base).toBe(pathToFileURL(RUNBOOKS_DIR).href);
+    expect(existsSync(join(fileURLToPath(base), "database-down.md"))).toBe(true);
+    const compose = Bun.YAML.parse(readFileSync(join(ROOT, "compose.yaml"), "utf8")) as {
+      services: Record<string, { command?: string[]; environment?: Record<string, string>; volumes?: string[] }>;
+    };
+    const prom = compose.services.prometheus;
+    expect(prom?.command).toContain(EXPAND_EXTERNAL_LABELS);
+    // compose.yaml is at the checkout's root: the runbooks of the very files it mounts.
+    expect(prom?.environment?.RUNBOOK_BASE).toBe("file://${PWD:-.}/docs/runbooks");
+    // As docker-compose interpolates it, run from the checkout's root.
+    const rendered = spawnSync("docker-compose", ["-f", join(ROOT, "compose.yaml"), "config"], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", PWD: ROOT, POSTGRES_PASSWORD: "0123456789abcdef" },
+      encoding: "utf8",
+    });
+    expect(rendered.status, rendered.stderr).toBe(0);
+    const services = (Bun.YAML.parse(rendered.stdout) as typeof compose).services;
+    expect(services.prometheus?.environment?.RUNBOOK_BASE).toBe(pathToFileURL(RUNBOOKS_DIR).href);
+    expect(prom?.volumes).toContain("./monitoring/prometheus:/etc/prometheus:ro");
+    // The label goes with every alert to Alertmanager: it must not split groups or inhibitions.
+    const am = amConfig(ALERTMANAGER_CONFIG);
+    expect(am.route.group_by).not.toContain("runbook_base");
+    for (const r of am.inhibit_rules) expect(r.equal ?? []).not.toContain("runbook_base");
+    const deployment = readFileSync(join(ROOT, "docs", "deployment.md"), "utf8");
+    for (const s of [EXPAND_EXTERNAL_LABELS, "RUNBOOK_BASE", "runbook_base"])
+      expect(deployment.includes(s), s).toBe(true);
+  });
+
+  test("every promtool test that expects a runbook_url gives its group a runbook_base and expects that base and the alert's runbook", () => {
+    const runbookOf = new Map(rules().map((r) => [r.alert, r.annotations?.runbook_url?.slice(RUNBOOK_PREFIX.length)]));
+    interface Group {
+      external_labels?: Record<string, string>;
+      alert_rule_test?: { alertname: string; exp_alerts?: { exp_annotations?: Record<string, string> }[] }[];
+    }
+    const wrong: string[] = [];
+    let checked = 0;
+    for (const f of yamlFiles(TESTS_DIR))
+      for (const g of (Bun.YAML.parse(readFileSync(f, "utf8")) as { tests: Group[] }).tests)
+        for (const t of g.alert_rule_test ?? [])
+          for (const e of t.exp_alerts ?? []) {
+            const url = e.exp_annotations?.runbook_url;
+            if (url === undefined) continue;
+            checked++;
+            const base = g.external_labels?.runbook_base;
+            if (!base || url !== `${base}/${runbookOf.get(t.alertname)}`) wrong.push(`${f}: ${t.alertname}: ${url}`);
+          }
+    expect(wrong).toEqual([]);
+    expect(checked).toBeGreaterThanOrEqual(rules().filter((r) => r.alert).length);
+  });
+
+  test("the real Prometheus, run as the stack runs it, expands runbook_base to this checkout's runbooks", async () => {
+    const config = localStackConfig();
+    const data = mkdtempSync(join(tmpdir(), "prometheus-data-"));
+    onCleanup(() => rmSync(data, { recursive: true, force: true }));
+    const port = freePort();
+    const proc = await spawnUntilReady({
+      name: "Prometheus",
+      cmd: ["prometheus", ...prometheusArgs(config, data, port)],
+      env: prometheusEnv(),
+      output: "pipe",
+      readyUrl: `http://127.0.0.1:${port}/-/ready`,
+      readyTimeoutMs: 20_000,
+    });
+    onCleanup(() => killProcess(proc));
+    const status = (await fetch(`http://127.0.0.1:${port}/api/v1/status/config`).then((r) => r.json())) as {
+      data: { yaml: string };
+    };
+    const loaded = Bun.YAML.parse(status.data.yaml) as PrometheusConfig;
+    expect(loaded.global.external_labels).toEqual({ runbook_base: pathToFileURL(RUNBOOKS_DIR).href });
+  }, 30_000);
+});
+
 describe("docs/monitoring.md lists every alert", () => {
   test("its alert table names each rule's alert once, with its severity and runbook, and nothing else", () => {
     const doc = readFileSync(MONITORING_DOC, "utf8");
@@ -276,7 +457,7 @@ describe("docs/monitoring.md lists every alert", () => {
     for (const a of alerts) {
       const row = rows.find((r) => r[1] === a.alert) as string[];
       expect(row[2], a.alert).toBe(a.labels?.severity);
-      const file = (a.annotations?.runbook_url ?? "").slice(RUNBOOK_BASE.length).split("#")[0];
+      const file = (a.annotations?.runbook_url ?? "").slice(RUNBOOK_PREFIX.length).split("#")[0];
       expect(row[4], a.alert).toContain(`docs/runbooks/${file}`);
     }
   });
@@ -305,7 +486,12 @@ test("the committed targets are what the local stack writes for the default port
 });
 
 interface AlertmanagerConfig {
-  route: { receiver: string; group_by: string[]; routes: { matchers: string[]; receiver: string }[] };
+  route: {
+    receiver: string;
+    group_by: string[];
+    group_wait: string;
+    routes: { matchers: string[]; receiver: string; group_wait?: string }[];
+  };
   inhibit_rules: { source_matchers: string[]; target_matchers: string[]; equal?: string[] }[];
   receivers: { name: string; webhook_configs: { url: string }[] }[];
 }

@@ -17,6 +17,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
 import * as v from "valibot";
 import { ServerConfigSchema } from "../../server/config.ts";
 import { loadConfig } from "../../shared/config.ts";
@@ -33,6 +34,8 @@ export const ALERTMANAGER_START = join(MONITORING_DIR, "alertmanager", "start.sh
 const ALERT_RECEIVER = new URL("./alert-receiver.ts", import.meta.url).pathname;
 export const JMX_EXPORTER_CONFIG = join(MONITORING_DIR, "jmx-exporter", "kafka.yml");
 const JMX_EXPORTER_POM = join(MONITORING_DIR, "jmx-exporter", "pom.xml");
+/** This checkout's runbooks, which every alert's runbook_url names (prometheusEnv). */
+export const RUNBOOKS_DIR = join(MONITORING_DIR, "..", "docs", "runbooks");
 /** Debian's pgbouncer exporter, with the fix-up that lets it read pgbouncer 1.18's SHOW STATS. */
 export const PGBOUNCER_EXPORTER = join(MONITORING_DIR, "pgbouncer-exporter", "run.py");
 
@@ -245,7 +248,11 @@ export async function startMonitoring(stack: LocalStack): Promise<void> {
   // An Alertmanager started before start.sh ran on the template itself: a reload would keep it
   // there, its receivers placeholders. Start it anew, through start.sh.
   const amPid = readPid(p.alertmanagerPid);
-  if (amPid !== null && !runsOn(amPid, p.alertmanagerConfig)) await stopPidFile(p.alertmanagerPid, "SIGTERM");
+  if (amPid !== null && !runsWith(amPid, `--config.file=${p.alertmanagerConfig}`))
+    await stopPidFile(p.alertmanagerPid, "SIGTERM");
+  // A Prometheus started without the feature keeps its runbook_base unexpanded through a reload.
+  const promPid = readPid(p.prometheusPid);
+  if (promPid !== null && !runsWith(promPid, EXPAND_EXTERNAL_LABELS)) await stopPidFile(p.prometheusPid, "SIGTERM");
   await Promise.all([
     startOne({
       name: "alert receiver",
@@ -320,6 +327,7 @@ export async function startMonitoring(stack: LocalStack): Promise<void> {
       log: p.prometheusLog,
       cmd: "prometheus",
       args: prometheusArgs(p.prometheusConfig, p.prometheusData, stack.prometheusPort),
+      env: { ...process.env, ...prometheusEnv() },
       readyUrl: `http://127.0.0.1:${stack.prometheusPort}/-/ready`,
       reloadsOnHup: true,
     }),
@@ -333,15 +341,31 @@ export async function startMonitoring(stack: LocalStack): Promise<void> {
  */
 export const PROMETHEUS_RETENTION = "35d";
 
+/**
+ * Lets prometheus.yml's external label runbook_base be ${RUNBOOK_BASE} from Prometheus'
+ * environment (prometheusEnv); without it the label would be that text itself.
+ */
+export const EXPAND_EXTERNAL_LABELS = "--enable-feature=expand-external-labels";
+
 export function prometheusArgs(config: string, data: string, port: number): string[] {
   return [
     `--config.file=${config}`,
     `--storage.tsdb.path=${data}`,
     `--web.listen-address=127.0.0.1:${port}`,
     `--storage.tsdb.retention.time=${PROMETHEUS_RETENTION}`,
+    EXPAND_EXTERNAL_LABELS,
     "--web.enable-lifecycle",
     "--log.level=warn",
   ];
+}
+
+/**
+ * Prometheus' environment on this machine: every alert's runbook_url is
+ * {{ $externalLabels.runbook_base }}/<runbook>.md, and here the base is this checkout's
+ * docs/runbooks as a file URL, which a browser on this machine opens.
+ */
+export function prometheusEnv(): Record<string, string> {
+  return { RUNBOOK_BASE: pathToFileURL(RUNBOOKS_DIR).href };
 }
 
 /**
@@ -363,10 +387,10 @@ export function alertmanagerEnv(opts: {
   };
 }
 
-/** Whether process `pid` was started with --config.file=`config` (Linux: its /proc command line). */
-function runsOn(pid: number, config: string): boolean {
+/** Whether process `pid` was started with the argument `arg` (Linux: its /proc command line). */
+function runsWith(pid: number, arg: string): boolean {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(`--config.file=${config}`);
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(arg);
   } catch {
     return true; // no /proc: leave it to the reload
   }
