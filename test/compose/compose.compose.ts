@@ -303,7 +303,7 @@ describe("compose on a real engine, through its containers", () => {
         .split("\n")
         .at(-1) as string;
       expect(key).toMatch(/^qrs_/);
-      // The alert checks below need time (the exporter's TargetDown waits 2 minutes): their faults start now.
+      // The alert checks below need time (TargetDown waits 2 minutes): their faults start now.
       compose(["stop", "postgres-exporter"]);
       exporterStoppedAt = Date.now();
     },
@@ -580,51 +580,31 @@ describe("compose on a real engine, through its containers", () => {
   );
 
   step(
-    "alerts fire in the Prometheus container and reach their receivers through the Alertmanager container: a page to the pager (by name, the exporter's own TargetDown muted), a ticket to the ticket queue",
+    "alerts fire in the Prometheus container and reach their receivers through the Alertmanager container: a page to the pager, a ticket to the ticket queue; a dead exporter is its own TargetDown, never DatabaseDown",
     async () => {
       const alertsAt = (receiver: string, c: Awaited<ReturnType<typeof captured>>) =>
         c.alerts.filter((a) => a.receiver === receiver).flatMap((a) => a.body.alerts.map((x) => x.labels));
-      // The Postgres exporter stopped: the database cannot be seen, which pages as DatabaseDown
-      // (its scrape fails: Postgres hung or dead looks the same from here).
+      // The Postgres exporter stopped: its scrape fails at once (no timeout), which says nothing of
+      // Postgres: TargetDown names the exporter, and DatabaseDown (which would mute the stall and
+      // freshness pages) must not fire.
       const got = await waitFor(
-        "DatabaseDown{job=postgres} at the pager and DeadLettersAppearing at the ticket queue",
+        "TargetDown{job=postgres} at the pager and DeadLettersAppearing at the ticket queue",
         captured,
         (c) =>
-          alertsAt("pager", c).some((l) => l.alertname === "DatabaseDown" && l.job === "postgres") &&
+          alertsAt("pager", c).some((l) => l.alertname === "TargetDown" && l.job === "postgres") &&
           alertsAt("ticket", c).some((l) => l.alertname === "DeadLettersAppearing"),
         // Each alert's own `for:`, then up to two scrapes and evaluations (15 s each) and
         // Alertmanager's group_wait (30 s), with room: the later of the two faults sets the wait.
         Math.max(
           30_000,
-          exporterStoppedAt + alertForMs("DatabaseDown") + ALERT_DELIVERY_MS - Date.now(),
+          exporterStoppedAt + alertForMs("TargetDown") + ALERT_DELIVERY_MS - Date.now(),
           deadLetterStoredAt + alertForMs("DeadLettersAppearing") + ALERT_DELIVERY_MS - Date.now(),
         ),
         5_000,
       );
       expect(alertsAt("pager", got).every((l) => l.severity === "page")).toBe(true);
       expect(alertsAt("ticket", got).every((l) => l.severity === "ticket")).toBe(true);
-      // The exporter's TargetDown fires too (after its 2 minutes), and the inhibition keeps it from
-      // the pager while DatabaseDown explains it: firing in Prometheus for longer than a
-      // group_wait, never delivered.
-      const firingSince = await waitFor(
-        "TargetDown{job=postgres} firing in the Prometheus container",
-        async () => {
-          const body = (await (await fetch("http://127.0.0.1:19090/api/v1/alerts")).json()) as {
-            data: { alerts: { labels: Record<string, string>; state: string; activeAt: string }[] };
-          };
-          const a = body.data.alerts.find(
-            (x) => x.labels.alertname === "TargetDown" && x.labels.job === "postgres" && x.state === "firing",
-          );
-          return a ? Date.parse(a.activeAt) + alertForMs("TargetDown") : 0;
-        },
-        (since) => since > 0,
-        Math.max(30_000, exporterStoppedAt + alertForMs("TargetDown") + ALERT_DELIVERY_MS - Date.now()),
-        5_000,
-      );
-      await Bun.sleep(Math.max(0, firingSince + 45_000 - Date.now()));
-      expect(
-        alertsAt("pager", await captured()).filter((l) => l.alertname === "TargetDown" && l.job === "postgres"),
-      ).toEqual([]);
+      expect(alertsAt("pager", got).filter((l) => l.alertname === "DatabaseDown")).toEqual([]);
       compose(["start", "postgres-exporter"]);
     },
     900_000,
