@@ -55,6 +55,8 @@ export interface Container {
 export interface PodTemplate {
   metadata?: { labels?: Record<string, string> };
   spec: {
+    serviceAccountName?: string;
+    automountServiceAccountToken?: boolean;
     containers: Container[];
     securityContext?: SecurityContext;
     volumes?: {
@@ -190,6 +192,16 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
     if (psc.seccompProfile?.type !== "RuntimeDefault")
       problems.push(`${where(owner)}: pod securityContext.seccompProfile is not RuntimeDefault`);
     runAsUsers.add(psc.runAsUser);
+    // Its own identity, never the namespace's default (which any later grant would reach), and no
+    // API token: none of these processes talks to the Kubernetes API.
+    const sa = t.spec.serviceAccountName;
+    const account = sa ? find("ServiceAccount", sa) : undefined;
+    if (!sa) problems.push(`${where(owner)}: no serviceAccountName (it would run as the namespace's default)`);
+    else if (!account) problems.push(`${where(owner)}: ServiceAccount ${sa} is not rendered`);
+    else if ((account as { automountServiceAccountToken?: boolean }).automountServiceAccountToken !== false)
+      problems.push(`ServiceAccount/${sa}: automountServiceAccountToken is not false`);
+    if (t.spec.automountServiceAccountToken !== false)
+      problems.push(`${where(owner)}: automountServiceAccountToken is not false`);
     for (const c of t.spec.containers) {
       const cw = `${where(owner)} container ${c.name}`;
       const portOk = (p: number | string) =>
