@@ -510,9 +510,29 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
       expect(local).toContain(`job_name: ${job}\n`);
   });
 
-  test("Kafka's JMX exporter, postgres_exporter and pgbouncer_exporter are scraped as kafka, postgres, pgbouncer, with their namespace", () => {
+  test("Kafka's JMX exporter, postgres_exporter and pgbouncer_exporter are scraped as kafka, postgres, pgbouncer, with their environment's namespace", () => {
+    // A broker's series carry the namespace of the environment it serves, so that Alertmanager's
+    // equal: [namespace] inhibitions (TargetDown{job="kafka"} over EdgeUnavailable) and the
+    // dashboards' $namespace match the app's series; the pod's own namespace stays as kafka_namespace.
+    const kafkaNamespaces = config.scrape_configs.find((j) => j.job_name === "kafka")?.kubernetes_sd_configs[0]
+      ?.namespaces?.names;
+    expect(kafkaNamespaces?.sort()).toEqual(OVERLAYS.map((e) => `kafka-${e}`).sort());
+    for (const env of OVERLAYS) {
+      const got = scrapedBy(podMeta(`kafka-${env}`, { "app.kubernetes.io/name": "kafka" }, "metrics"));
+      expect(got.map((l) => ({ job: l.job, namespace: l.namespace, kafka_namespace: l.kafka_namespace }))).toEqual([
+        { job: "kafka", namespace: `qrscan-${env}`, kafka_namespace: `kafka-${env}` },
+      ]);
+    }
+    const inhibitions = (
+      Bun.YAML.parse(readFileSync(join(ROOT, "monitoring/alertmanager/alertmanager.yml"), "utf8")) as {
+        inhibit_rules?: { source_matchers?: string[]; equal?: string[] }[];
+      }
+    ).inhibit_rules?.filter((r) => r.source_matchers?.some((m) => /job\s*=~?\s*"?[^,]*kafka/.test(m)));
+    // The inhibitions a broker's alert makes match on the namespace this job gives it.
+    expect(inhibitions?.length).toBeGreaterThan(0);
+    for (const r of inhibitions ?? []) expect(r.equal).toContain("namespace");
     const cases = [
-      [podMeta("kafka-prod", { "app.kubernetes.io/name": "kafka" }, "metrics"), "kafka", "kafka-prod"],
+      [podMeta("kafka-prod", { "app.kubernetes.io/name": "kafka" }, "metrics"), "kafka", "qrscan-prod"],
       [podMeta("qrscan-prod", { "app.kubernetes.io/name": "postgres-exporter" }, "metrics"), "postgres", "qrscan-prod"],
       [podMeta("qrscan-dev", { "app.kubernetes.io/name": "pgbouncer-exporter" }, "metrics"), "pgbouncer", "qrscan-dev"],
     ] as const;
