@@ -53,6 +53,7 @@ import {
   type K8sObject,
   type PodTemplate,
   checkManifests,
+  pgbouncerExporterMetrics,
   podTemplateOf,
   promtailProblems,
   schemaProblems,
@@ -652,6 +653,10 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
     ];
     const expressions = ruleExpressions();
     const recorded = new Set(expressions.filter((e) => e.kind === "record").map((e) => e.source.split(": ")[1]));
+    // The pgbouncer job is the project's exporter (docs/deployment.md, "Prometheus"): its names
+    // exactly, since the public Go exporter has pgbouncer_* names of its own.
+    const pgbouncer = pgbouncerExporterMetrics(join(ROOT, "monitoring/pgbouncer-exporter/run.py"));
+    expect(pgbouncer).toContain("pgbouncer_waiting_clients");
     const problems: string[] = [];
     for (const e of expressions) {
       for (const sel of selectors(e.expr)) {
@@ -663,6 +668,8 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
         const app = APP.find(([text]) => text.includes(`"${name}"`) || text.includes(`"${base}"`));
         const from = app ? app[1] : EXPORTERS.filter(([re]) => re.test(name)).map(([, job]) => job);
         if (from.length === 0) problems.push(`${e.source}: ${name} comes from no known exporter`);
+        if (name.startsWith("pgbouncer_") && !pgbouncer.includes(name))
+          problems.push(`${e.source}: ${name} is not a metric monitoring/pgbouncer-exporter/run.py exports`);
         for (const job of from) if (!jobs.has(job)) problems.push(`${e.source}: ${name} needs job ${job}`);
       }
     }
