@@ -165,10 +165,14 @@ describe("the partition count is not restated elsewhere: docs link capacity-plan
       return { where: `${path}:${l.line}`, text: l.text, context: `${header} ${l.text}` };
     });
   }
-  /** Comments of deploy/** (YAML, systemd and cron files) and its markdown. */
+  /**
+   * Comments of deploy/** (YAML, systemd and cron files) and its markdown; not the files generated
+   * or copied from elsewhere (their source's comments are its own).
+   */
   function deployLines() {
     return readdirSync(join(ROOT, "deploy"), { recursive: true, encoding: "utf8" })
       .filter((f) => /\.(ya?ml|md|service|timer|cron)$/.test(f))
+      .filter((f) => !f.startsWith("k8s/monitoring/alertmanager/") && !/^# GENERATED\b/.test(read(`deploy/${f}`)))
       .flatMap((f) => {
         const path = `deploy/${f}`;
         if (f.endsWith(".md")) return docLines(path);
