@@ -20,8 +20,12 @@ export const LOKI_PUSH_URL = "http://loki.monitoring:3100/loki/api/v1/push";
 export const HTTP_PORT = 3101;
 /** The positions file, on the hostPath volume mounted at its directory (promtail.yaml). */
 export const POSITIONS_FILE = "/run/promtail/positions.yaml";
-/** The qrscan pods' containers whose lines are the app's JSON (shared/logger.ts). */
-export const APP_SELECTOR = '{namespace=~"qrscan-.+", container=~"server|worker|migrate"}';
+/**
+ * The qrscan pods' containers whose lines are the app's JSON (shared/logger.ts): the server and the
+ * worker pods' supervisor and worker. migrate and maintain print plain text (console.log), and the
+ * operator's jobs in qrscan-ops write to the exec session, not the container's log.
+ */
+export const APP_SELECTOR = '{namespace=~"qrscan-.+", container=~"server|worker"}';
 
 interface Stage {
   [name: string]: unknown;
@@ -106,9 +110,10 @@ export function renderPromtailConfig(source = readFileSync(SOURCE, "utf8")): str
     "# Promtail on every node (deploy/k8s/monitoring/promtail.yaml): the kubelet's files of this node's",
     "# pods, in the CRI format (the `cri` stage: the stream label, the kubelet's time, partial lines",
     "# joined), labelled namespace, pod, container, app, job, stream (and filename). The qrscan pods'",
-    "# server, worker and migrate lines then go through compose's JSON stages: labels level and app",
+    "# server and worker lines then go through compose's JSON stages: labels level and app",
     "# (the line's service: server, worker, supervisor), the line's own time; request_id, trace_id,",
-    "# batch_id stay in the line. Lines that are not JSON (librdkafka's stderr) pass unparsed.",
+    "# batch_id stay in the line. Other lines (librdkafka's stderr, migrate's and maintain's plain",
+    "# text) pass unparsed, at the kubelet's time.",
     `# Pushed to ${LOKI_PUSH_URL} (docs/deployment.md, "Logs").`,
   ];
   return `${header.join("\n")}\n${Bun.YAML.stringify(config, null, 2).trimEnd()}\n`;

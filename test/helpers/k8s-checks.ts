@@ -55,6 +55,8 @@ export interface Container {
 export interface PodTemplate {
   metadata?: { labels?: Record<string, string> };
   spec: {
+    serviceAccountName?: string;
+    automountServiceAccountToken?: boolean;
     containers: Container[];
     securityContext?: SecurityContext;
     volumes?: {
@@ -190,6 +192,16 @@ export async function checkManifests(objects: K8sObject[], ctx: CheckContext): P
     if (psc.seccompProfile?.type !== "RuntimeDefault")
       problems.push(`${where(owner)}: pod securityContext.seccompProfile is not RuntimeDefault`);
     runAsUsers.add(psc.runAsUser);
+    // Its own identity, never the namespace's default (which any later grant would reach), and no
+    // API token: none of these processes talks to the Kubernetes API.
+    const sa = t.spec.serviceAccountName;
+    const account = sa ? find("ServiceAccount", sa) : undefined;
+    if (!sa) problems.push(`${where(owner)}: no serviceAccountName (it would run as the namespace's default)`);
+    else if (!account) problems.push(`${where(owner)}: ServiceAccount ${sa} is not rendered`);
+    else if ((account as { automountServiceAccountToken?: boolean }).automountServiceAccountToken !== false)
+      problems.push(`ServiceAccount/${sa}: automountServiceAccountToken is not false`);
+    if (t.spec.automountServiceAccountToken !== false)
+      problems.push(`${where(owner)}: automountServiceAccountToken is not false`);
     for (const c of t.spec.containers) {
       const cw = `${where(owner)} container ${c.name}`;
       const portOk = (p: number | string) =>
@@ -721,4 +733,65 @@ export function promtailProblems(objects: K8sObject[], promtailConfig: string): 
   if (!ready || (ready.port !== port?.name && ready.port !== port?.containerPort) || ready.path !== "/ready")
     problems.push(`${cw}: the readiness probe is not promtail's /ready on its port`);
   return problems;
+}
+
+/**
+ * The metric names monitoring/pgbouncer-exporter/run.py exports (the image the environments run
+ * beside the app): the launcher itself runs, as its image runs it (Debian's python3 and
+ * prometheus-pgbouncer-exporter, installed here and by .ci/run), on a stand-in connection that
+ * answers every SHOW (no pools, every list 0) and a web server that returns at once; then everything
+ * registered is written in the exposition format, whose names are read back. So whatever run.py
+ * renames, adds or registers is in the answer, and nothing else.
+ */
+export function pgbouncerExporterMetrics(runPy: string): string[] {
+  const harness = `
+import runpy, sys
+from prometheus_client import generate_latest
+from prometheus_client.core import REGISTRY
+from prometheus_pgbouncer_exporter import cli, collectors, utils
+
+class Cursor:
+    description = []
+    query = ""
+    def __enter__(self): return self
+    def __exit__(self, *exc): return False
+    def execute(self, query, *args): self.query = query
+    def fetchall(self):
+        # SHOW LISTS is read by name (one row per item); the others by column, here with no row.
+        if "LISTS" in self.query: return [(key, 0) for key in collectors.ListsCollector.metrics]
+        return []
+    def fetchone(self): return None
+    def close(self): pass
+
+class Connection:
+    closed = 0
+    def cursor(self): return Cursor()
+    def close(self): pass
+    def set_session(self, **kwargs): pass
+
+utils.get_connection = cli.get_connection = lambda *args, **kwargs: Connection()
+
+class Server:
+    def __init__(self, *args, **kwargs): pass
+    def serve_forever(self): raise KeyboardInterrupt
+
+cli.HTTPServer = Server
+sys.argv = [sys.argv[1], "--pgbouncer-host", "127.0.0.1", "--port", "0"]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit:
+    pass
+sys.stdout.write(generate_latest(REGISTRY).decode())
+`;
+  const res = spawnSync("/usr/bin/python3", ["-c", harness, runPy], { encoding: "utf8", timeout: 60_000 });
+  if (res.status !== 0)
+    throw new Error(
+      `could not run ${runPy} (needs Debian's python3 and prometheus-pgbouncer-exporter, which .ci/run installs): ${res.stderr || res.error}`,
+    );
+  const names = new Set<string>();
+  for (const line of res.stdout.split("\n")) {
+    const m = /^# TYPE (\S+)/.exec(line) ?? /^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]/.exec(line);
+    if (m?.[1]?.startsWith("pgbouncer_")) names.add(m[1]);
+  }
+  return [...names].sort();
 }

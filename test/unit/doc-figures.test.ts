@@ -101,6 +101,137 @@ describe("the scans topic's figures in the docs agree with TOPICS", () => {
   });
 });
 
+describe("the partition count is not restated elsewhere: docs link capacity-plan.md's Partitions section", () => {
+  const N = TOPICS.scans.partitions;
+  // The count and the consumer one past it, as digits or words ("a twelfth of the events", "a
+  // thirteenth consumer would get nothing").
+  const WORDS = [
+    "",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "twenty-one",
+    "twenty-two",
+    "twenty-three",
+    "twenty-four",
+    "twenty-five",
+  ];
+  const ORDINALS: Record<string, string> = {
+    one: "first",
+    two: "second",
+    three: "third",
+    five: "fifth",
+    eight: "eighth",
+    nine: "ninth",
+    twelve: "twelfth",
+  };
+  const word = (n: number) => WORDS[n] ?? String(n);
+  const ordinal = (n: number) =>
+    ORDINALS[word(n)] ?? (word(n).endsWith("y") ? `${word(n).slice(0, -1)}ieth` : `${word(n)}th`);
+  const forms = [word(N), ordinal(N), word(N + 1), ordinal(N + 1)].map((w) => w.replace("-", "[- ]"));
+  // The digits on their own (not 112, 127.0.0.1, 1.2, 12:00, 9999-12-31, Debian 12, 12 ms), a
+  // range's end included (1–12, 2 to 12).
+  const digits = new RegExp(
+    `(?<![\\d.,:]|\\d-|Debian )${N}(?!\\d|[.,:]\\d|\\s*(?:ms|s|µs|min|h|MiB|GiB|MB|GB|%|k)\\b)`,
+  );
+  const spelled = new RegExp(`\\b(?:${forms.join("|")})\\b`, "i");
+  // What the count bounds: the topic's partitions, its consumers, the workers' replicas.
+  const about = /\bpartitions?\b|\bconsumers?\b|\breplicas?\b|\bKEDA\b|\bworkers?\b/i;
+
+  /** docs/*.md prose, with a table row read together with its header (which says what a column is). */
+  function docLines(path: string) {
+    const lines = prose(path);
+    let header = "";
+    return lines.map((l) => {
+      if (!l.text.startsWith("|")) header = "";
+      else if (!header) header = l.text;
+      return { where: `${path}:${l.line}`, text: l.text, context: `${header} ${l.text}` };
+    });
+  }
+  /**
+   * Comments of deploy/** (YAML, systemd and cron files) and its markdown; not the files generated
+   * or copied from elsewhere (their source's comments are its own).
+   */
+  function deployLines() {
+    return readdirSync(join(ROOT, "deploy"), { recursive: true, encoding: "utf8" })
+      .filter((f) => /\.(ya?ml|md|service|timer|cron)$/.test(f))
+      .filter((f) => !f.startsWith("k8s/monitoring/alertmanager/") && !/^# GENERATED\b/.test(read(`deploy/${f}`)))
+      .flatMap((f) => {
+        const path = `deploy/${f}`;
+        if (f.endsWith(".md")) return docLines(path);
+        return read(path)
+          .split("\n")
+          .flatMap((text, i) => {
+            const comment = /(?:^|\s)[#;]\s?(.*)$/.exec(text)?.[1];
+            return comment === undefined ? [] : [{ where: `${path}:${i + 1}`, text: comment, context: comment }];
+          });
+      });
+  }
+  // capacity-plan.md's Partitions section states it (the test above); benchmarks.md records the
+  // topics its runs used, which stay what they were when measured.
+  const owner = (() => {
+    const lines = read("docs/capacity-plan.md").split("\n");
+    const start = lines.findIndex((l) => /^## Partitions\b/.test(l));
+    const end = lines.findIndex((l, i) => i > start && /^## /.test(l));
+    return (where: string) => {
+      const [path, line] = where.split(":");
+      return path === "docs/capacity-plan.md" && Number(line) > start && Number(line) <= end;
+    };
+  })();
+  const restated = (lines: { where: string; text: string; context: string }[]) =>
+    lines
+      .filter((l) => !owner(l.where) && (spelled.test(l.text) || digits.test(l.text)) && about.test(l.context))
+      .map((l) => `${l.where}: ${l.text.trim()}`);
+
+  test("the detector finds the ways it has been restated", () => {
+    const probe = (text: string) => restated([{ where: "probe", text, context: text }]);
+    for (const text of [
+      `- Kafka with the topics \`scans\` (${N} partitions) and \`analytics.errors\``,
+      `# No replicas: KEDA owns the count (2 to ${N}).`,
+      `# One consumer per partition at most: TOPICS.scans.partitions (${N}).`,
+      `  **${N} = the partitions of \`scans\`** (a ${ordinal(N + 1)} consumer would get nothing)`,
+      `would get whole partitions (a ${ordinal(N)} of the events per partition)`,
+    ])
+      expect(probe(text)).toHaveLength(1);
+    for (const text of [
+      `${N} ms per worker batch`,
+      `partition ${N}0 of the topic`,
+      `workers on Debian ${N} at 127.0.0.1`,
+      `the partition of 9999-${N}-31`,
+      `${word(N)} \`ConsumerStalled\` pages`,
+    ])
+      expect(probe(text)).toEqual([]);
+  });
+
+  test("no docs/*.md line outside capacity-plan.md's Partitions section, and no deploy/** comment, states it", () => {
+    const docFiles = readdirSync(join(ROOT, "docs"))
+      .filter((f) => f.endsWith(".md") && f !== "benchmarks.md")
+      .map((f) => `docs/${f}`);
+    expect(docFiles).toContain("docs/deployment.md");
+    const found = [...docFiles.flatMap((p) => restated(docLines(p))), ...restated(deployLines())];
+    expect(found).toEqual([]);
+    // The docs that need the figure link it instead.
+    expect(read("docs/deployment.md")).toContain("capacity-plan.md#partitions");
+  });
+});
+
 describe("measured rates are stated once (docs/benchmarks.md)", () => {
   const claim =
     /\b(held|holds|handled|fits|sustain\w*)\b[^.\n|]{0,40}?\d[\d,.]*\s*k?\s*(events\/s|\/s)|\d[\d,.]*\s*k?\s*(events\/s|\/s)[^.\n|]{0,40}?\b(held|fits)\b/i;

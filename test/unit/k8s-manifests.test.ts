@@ -8,9 +8,10 @@
 // Also: the CronJobs run images the Dockerfile builds; a config change renames the generated
 // ConfigMap and so changes the pod template (the canary); the server stays Ready during a Kafka
 // outage; the Prometheus config scrapes Kafka, Postgres and pgbouncer and labels the namespace;
-// the PrometheusRule objects are the rule files'. deploy/k8s/monitoring (promtail, once per
-// cluster) renders the same with both kubectl versions, passes its schemas and the DaemonSet's
-// checks (promtailProblems), and its config discovers each overlay's pods and parses their lines.
+// the PrometheusRule objects are the rule files'. deploy/k8s/monitoring (promtail and
+// Alertmanager, once per cluster) renders the same with both kubectl versions, passes its schemas
+// and the DaemonSet's checks (promtailProblems), its config discovers each overlay's pods and
+// parses their lines, and Alertmanager's start.sh renders a config amtool accepts from its Secret.
 //
 // Mutations, each applied alone and caught (2026-11-26): `patches:` with a target in an overlay
 // (v2.0.3 refuses it); HPA minReplicas "2"; a kafka trigger without type; setWeight "50"; unknown
@@ -28,9 +29,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { KafkaProducer } from "bun-rdkafka";
 import type { Sql } from "postgres";
 import { ruleExpressions, selectors } from "../../dashboards/src/promql.ts";
@@ -45,14 +46,17 @@ import { TOPICS } from "../../shared/local-stack.ts";
 import { createLogger } from "../../shared/logger.ts";
 import { createRegistry } from "../../shared/metrics.ts";
 import { IMAGES } from "../../tools/images/names.ts";
+import { COPIES as ALERTMANAGER_COPIES, REGENERATE as REGENERATE_ALERTMANAGER } from "../../tools/k8s-alertmanager.ts";
 import { REGENERATE as REGENERATE_PROMTAIL, renderPromtailConfig } from "../../tools/k8s-promtail.ts";
 import { REGENERATE, renderPrometheusRules } from "../../tools/k8s-rules.ts";
 import { legacyKubectl } from "../../tools/kubectl-legacy.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
 import {
+  type Container,
   type K8sObject,
   type PodTemplate,
   checkManifests,
+  pgbouncerExporterMetrics,
   podTemplateOf,
   promtailProblems,
   schemaProblems,
@@ -87,7 +91,13 @@ const sorted = (objs: K8sObject[]) =>
   [...objs].sort((a, b) => `${a.kind}/${a.metadata.name}`.localeCompare(`${b.kind}/${b.metadata.name}`));
 
 /** The ConfigMaps the kustomizations generate (their names get a hash of their data appended). */
-const GENERATED = ["qrscan-server-config", "qrscan-worker-config", "qrscan-maintain-config", "promtail-config"];
+const GENERATED = [
+  "qrscan-server-config",
+  "qrscan-worker-config",
+  "qrscan-maintain-config",
+  "promtail-config",
+  "alertmanager-config",
+];
 const HASHED = new RegExp(`\\b(${GENERATED.join("|")})-[a-z0-9]{10}\\b`, "g");
 /**
  * kustomize v2.0.3 and v5 hash a generated ConfigMap's data differently (both from its data, so both
@@ -510,9 +520,29 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
       expect(local).toContain(`job_name: ${job}\n`);
   });
 
-  test("Kafka's JMX exporter, postgres_exporter and pgbouncer_exporter are scraped as kafka, postgres, pgbouncer, with their namespace", () => {
+  test("Kafka's JMX exporter, postgres_exporter and pgbouncer_exporter are scraped as kafka, postgres, pgbouncer, with their environment's namespace", () => {
+    // A broker's series carry the namespace of the environment it serves, so that Alertmanager's
+    // equal: [namespace] inhibitions (TargetDown{job="kafka"} over EdgeUnavailable) and the
+    // dashboards' $namespace match the app's series; the pod's own namespace stays as kafka_namespace.
+    const kafkaNamespaces = config.scrape_configs.find((j) => j.job_name === "kafka")?.kubernetes_sd_configs[0]
+      ?.namespaces?.names;
+    expect(kafkaNamespaces?.sort()).toEqual(OVERLAYS.map((e) => `kafka-${e}`).sort());
+    for (const env of OVERLAYS) {
+      const got = scrapedBy(podMeta(`kafka-${env}`, { "app.kubernetes.io/name": "kafka" }, "metrics"));
+      expect(got.map((l) => ({ job: l.job, namespace: l.namespace, kafka_namespace: l.kafka_namespace }))).toEqual([
+        { job: "kafka", namespace: `qrscan-${env}`, kafka_namespace: `kafka-${env}` },
+      ]);
+    }
+    const inhibitions = (
+      Bun.YAML.parse(readFileSync(join(ROOT, "monitoring/alertmanager/alertmanager.yml"), "utf8")) as {
+        inhibit_rules?: { source_matchers?: string[]; equal?: string[] }[];
+      }
+    ).inhibit_rules?.filter((r) => r.source_matchers?.some((m) => /job\s*=~?\s*"?[^,]*kafka/.test(m)));
+    // The inhibitions a broker's alert makes match on the namespace this job gives it.
+    expect(inhibitions?.length).toBeGreaterThan(0);
+    for (const r of inhibitions ?? []) expect(r.equal).toContain("namespace");
     const cases = [
-      [podMeta("kafka-prod", { "app.kubernetes.io/name": "kafka" }, "metrics"), "kafka", "kafka-prod"],
+      [podMeta("kafka-prod", { "app.kubernetes.io/name": "kafka" }, "metrics"), "kafka", "qrscan-prod"],
       [podMeta("qrscan-prod", { "app.kubernetes.io/name": "postgres-exporter" }, "metrics"), "postgres", "qrscan-prod"],
       [podMeta("qrscan-dev", { "app.kubernetes.io/name": "pgbouncer-exporter" }, "metrics"), "pgbouncer", "qrscan-dev"],
     ] as const;
@@ -632,6 +662,10 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
     ];
     const expressions = ruleExpressions();
     const recorded = new Set(expressions.filter((e) => e.kind === "record").map((e) => e.source.split(": ")[1]));
+    // The pgbouncer job is the project's exporter (docs/deployment.md, "Prometheus"): its names
+    // exactly, since the public Go exporter has pgbouncer_* names of its own.
+    const pgbouncer = pgbouncerExporterMetrics(join(ROOT, "monitoring/pgbouncer-exporter/run.py"));
+    expect(pgbouncer).toContain("pgbouncer_waiting_clients");
     const problems: string[] = [];
     for (const e of expressions) {
       for (const sel of selectors(e.expr)) {
@@ -643,6 +677,8 @@ describe("Prometheus in Kubernetes (deploy/k8s/prometheus/prometheus.yml)", () =
         const app = APP.find(([text]) => text.includes(`"${name}"`) || text.includes(`"${base}"`));
         const from = app ? app[1] : EXPORTERS.filter(([re]) => re.test(name)).map(([, job]) => job);
         if (from.length === 0) problems.push(`${e.source}: ${name} comes from no known exporter`);
+        if (name.startsWith("pgbouncer_") && !pgbouncer.includes(name))
+          problems.push(`${e.source}: ${name} is not a metric monitoring/pgbouncer-exporter/run.py exports`);
         for (const job of from) if (!jobs.has(job)) problems.push(`${e.source}: ${name} needs job ${job}`);
       }
     }
@@ -713,8 +749,12 @@ describe("logs: promtail's DaemonSet (deploy/k8s/monitoring/, once per cluster)"
     expect(monitoring.map((o) => `${o.kind}/${o.metadata.name.replace(HASHED, "$1-<hash>")}`).sort()).toEqual([
       "ClusterRole/qrscan-promtail",
       "ClusterRoleBinding/qrscan-promtail",
+      "ConfigMap/alertmanager-config-<hash>",
       "ConfigMap/promtail-config-<hash>",
       "DaemonSet/promtail",
+      "Deployment/alertmanager",
+      "Service/alertmanager",
+      "ServiceAccount/alertmanager",
       "ServiceAccount/promtail",
     ]);
     if (!modern) {
@@ -780,7 +820,8 @@ describe("logs: promtail's DaemonSet (deploy/k8s/monitoring/, once per cluster)"
             criLine(1796572567506626526n, "stdout", json),
             0n,
           );
-          const parsed = ["server", "worker", "migrate"].includes(c.name);
+          // Only the containers that print the app's JSON: migrate's plain text is left as it is.
+          const parsed = ["server", "worker"].includes(c.name);
           expect({ owner: o.metadata.name, pushed }).toEqual({
             owner: o.metadata.name,
             pushed: {
@@ -797,5 +838,178 @@ describe("logs: promtail's DaemonSet (deploy/k8s/monitoring/, once per cluster)"
         }
       }
     }
+  });
+});
+
+describe("Alertmanager (deploy/k8s/monitoring/, once per cluster)", () => {
+  let monitoring: K8sObject[] = [];
+  beforeAll(() => {
+    monitoring = render(legacy, join(K8S, "monitoring"));
+  }, 60_000);
+  const find = (kind: string, name: string) =>
+    monitoring.find((o) => o.kind === kind && o.metadata.name.replace(HASHED, "$1") === name);
+  interface Pod {
+    serviceAccountName?: string;
+    automountServiceAccountToken?: boolean;
+    securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; seccompProfile?: { type?: string } };
+    volumes: {
+      name: string;
+      configMap?: { name: string };
+      secret?: { secretName: string; items?: { key: string; path: string }[] };
+    }[];
+    containers: (Container & { args?: string[] })[];
+  }
+  const pod = () =>
+    (find("Deployment", "alertmanager")?.spec as { template?: { spec: Pod } } | undefined)?.template?.spec;
+  /** The volume a path in the container is on, and the path inside it. */
+  const fileOf = (path: string) => {
+    const c = pod()?.containers[0];
+    const m = (c?.volumeMounts ?? []).find((v) => path.startsWith(`${v.mountPath}/`));
+    return { volume: pod()?.volumes.find((v) => v.name === m?.name), key: path.slice((m?.mountPath.length ?? 0) + 1) };
+  };
+  const env = (name: string) => pod()?.containers[0]?.env?.find((e) => e.name === name)?.value ?? "";
+
+  test(`its config and start script are monitoring/alertmanager's, unchanged (regenerate: ${REGENERATE_ALERTMANAGER})`, () => {
+    const data = find("ConfigMap", "alertmanager-config")?.data ?? {};
+    for (const { file, source } of ALERTMANAGER_COPIES)
+      if (data[file] !== readFileSync(source, "utf8"))
+        throw new Error(
+          `deploy/k8s/monitoring/alertmanager/${file} is out of date: run \`${REGENERATE_ALERTMANAGER}\``,
+        );
+    expect(Object.keys(data).sort()).toEqual(["alertmanager.yml", "start.sh"]);
+  });
+
+  test("it runs start.sh from that ConfigMap, the receivers' URLs from the Secret alertmanager-receivers, as the compose image does", () => {
+    const c = pod()?.containers[0];
+    const [shell, script] = c?.command ?? [];
+    expect(shell).toBe("/bin/sh");
+    const start = fileOf(script ?? "");
+    expect([start.volume?.configMap?.name.replace(HASHED, "$1"), start.key]).toEqual([
+      "alertmanager-config",
+      "start.sh",
+    ]);
+    // start.sh reads alertmanager.yml beside itself: the same ConfigMap.
+    expect(env("ALERTMANAGER_TEMPLATE")).toBe("");
+    for (const [variable, key] of [
+      ["ALERTMANAGER_PAGER_URL_FILE", "pager-url"],
+      ["ALERTMANAGER_TICKET_URL_FILE", "ticket-url"],
+    ] as const) {
+      const f = fileOf(env(variable));
+      expect({
+        variable,
+        secret: f.volume?.secret?.secretName,
+        key: f.volume?.secret?.items?.find((i) => i.path === f.key)?.key,
+      }).toEqual({
+        variable,
+        secret: "alertmanager-receivers",
+        key,
+      });
+    }
+    // The rendered config goes to a writable volume, not the read-only root.
+    expect(fileOf(env("ALERTMANAGER_CONFIG_OUT")).volume).toMatchObject({ name: "tmp" });
+    // The image compose runs, by its released tag; the same flags.
+    const compose = Bun.YAML.parse(readFileSync(join(ROOT, "compose.yaml"), "utf8")) as {
+      services: { alertmanager: { image: string; command: string[] } };
+    };
+    expect(c?.image).toBe(compose.services.alertmanager.image);
+    expect(c?.image).toMatch(/^prom\/alertmanager:v\d+\.\d+\.\d+$/);
+    expect(c?.args?.filter((a) => !a.startsWith("--web.listen-address="))).toEqual(
+      compose.services.alertmanager.command.filter((a) => !a.startsWith("--web.listen-address=")),
+    );
+    // Tight: its own identity without a token, non-root, read-only root, nothing added.
+    const p = pod();
+    expect([p?.serviceAccountName, p?.automountServiceAccountToken]).toEqual(["alertmanager", false]);
+    expect(find("ServiceAccount", "alertmanager")).toBeDefined();
+    expect([p?.securityContext?.runAsNonRoot, p?.securityContext?.seccompProfile?.type]).toEqual([
+      true,
+      "RuntimeDefault",
+    ]);
+    expect(c?.securityContext).toEqual({
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+    });
+  });
+
+  test("Prometheus' target is its Service: alertmanager.monitoring.svc:9093 reaches the port Alertmanager listens on", () => {
+    const prometheus = Bun.YAML.parse(readFileSync(join(K8S, "prometheus/prometheus.yml"), "utf8")) as {
+      alerting: { alertmanagers: { static_configs: { targets: string[] }[] }[] };
+    };
+    const [host, port] = (prometheus.alerting.alertmanagers[0]?.static_configs[0]?.targets[0] ?? "").split(":");
+    const [name, namespace] = (host ?? "").split(".");
+    const svc = find("Service", name ?? "");
+    expect(svc?.metadata.namespace).toBe(namespace);
+    const spec = svc?.spec as { selector: Record<string, string>; ports: { port: number; targetPort: string }[] };
+    const sp = spec.ports.find((p) => p.port === Number(port));
+    const c = pod()?.containers[0];
+    const containerPort = c?.ports?.find((p) => p.name === sp?.targetPort)?.containerPort;
+    expect(containerPort).toBeDefined();
+    const labels = (
+      find("Deployment", "alertmanager")?.spec as { template: { metadata: { labels: Record<string, string> } } }
+    ).template.metadata.labels;
+    expect(Object.entries(spec.selector).every(([k, v]) => labels[k] === v)).toBe(true);
+    expect((c as { args?: string[] }).args).toContain(`--web.listen-address=0.0.0.0:${containerPort}`);
+    for (const probe of [c?.readinessProbe, c?.livenessProbe]) expect(probe?.httpGet?.port).toBe(sp?.targetPort);
+  });
+
+  test("start.sh, as the pod runs it (its env, its mounts), writes a config amtool accepts, with the Secret's URLs", () => {
+    const tmp = mkdtempSync(join(tmpdir(), "k8s-alertmanager-"));
+    try {
+      // The pod's files under a scratch root: the ConfigMap's and the Secret's at their mount paths.
+      const data = find("ConfigMap", "alertmanager-config")?.data ?? {};
+      const at = (path: string) => join(tmp, path);
+      const start = pod()?.containers[0]?.command?.[1] ?? "";
+      mkdirSync(at(dirname(start)), { recursive: true });
+      for (const [k, v] of Object.entries(data)) writeFileSync(join(at(dirname(start)), k), v);
+      const urls: Record<string, string> = {
+        ALERTMANAGER_PAGER_URL_FILE: "https://pager.example.test/hook?k=1",
+        ALERTMANAGER_TICKET_URL_FILE: "https://tickets.example.test/hook",
+      };
+      for (const [variable, url] of Object.entries(urls)) {
+        mkdirSync(at(dirname(env(variable))), { recursive: true });
+        writeFileSync(at(env(variable)), `${url}\n`);
+      }
+      mkdirSync(at(dirname(env("ALERTMANAGER_CONFIG_OUT"))), { recursive: true });
+      const res = spawnSync("/bin/sh", [at(start)], {
+        encoding: "utf8",
+        timeout: 30_000,
+        env: {
+          PATH: process.env.PATH,
+          ALERTMANAGER_RENDER_ONLY: "1",
+          ...Object.fromEntries(
+            ["ALERTMANAGER_PAGER_URL_FILE", "ALERTMANAGER_TICKET_URL_FILE", "ALERTMANAGER_CONFIG_OUT"].map((v) => [
+              v,
+              at(env(v)),
+            ]),
+          ),
+        },
+      });
+      expect({ status: res.status, stderr: res.stderr }).toEqual({
+        status: 0,
+        stderr: expect.stringContaining("wrote"),
+      });
+      const out = at(env("ALERTMANAGER_CONFIG_OUT"));
+      const text = readFileSync(out, "utf8");
+      for (const url of Object.values(urls)) expect(text).toContain(url);
+      const check = spawnSync("amtool", ["check-config", out], { encoding: "utf8", timeout: 30_000 });
+      expect({ status: check.status, out: check.stdout + check.stderr }).toEqual({
+        status: 0,
+        out: expect.stringContaining("SUCCESS"),
+      });
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  test("docs/deployment.md says how to run it: the Secret, its keys, the Service", () => {
+    const doc = readFileSync(join(ROOT, "docs/deployment.md"), "utf8");
+    for (const word of [
+      "alertmanager-receivers",
+      "pager-url",
+      "ticket-url",
+      "alertmanager.monitoring.svc:9093",
+      "monitoring/alertmanager/start.sh",
+    ])
+      expect({ word, documented: doc.includes(word) }).toEqual({ word, documented: true });
   });
 });

@@ -307,10 +307,7 @@ describe("deploy/k8s/monitoring/promtail-config.yaml on the kubelet's lines", ()
       "no timestamp stage",
       edit(["            - timestamp:\n                source: time\n                format: UnixMs\n", ""]),
     ],
-    [
-      "a selector that misses the workers",
-      edit(['container=~\\"server|worker|migrate\\"', 'container=~\\"server|migrate\\"']),
-    ],
+    ["a selector that misses the workers", edit(['container=~\\"server|worker\\"', 'container=~\\"server\\"'])],
     ["no namespace label", edit(["target_label: namespace", "target_label: __namespace"])],
     ["no pod label", edit(["target_label: pod\n", "target_label: __pod\n"])],
     ["every node's pods on each node", edit(["target_label: __host__", "target_label: __node"])],

