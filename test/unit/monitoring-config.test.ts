@@ -4,7 +4,8 @@
 // fire and one where it does not; the committed file_sd targets are what the local stack writes for
 // the default ports. Alertmanager: monitoring/alertmanager/start.sh run for real (Debian's sh and
 // busybox sh, the public image's) with a stand-in Alertmanager binary that records its arguments,
-// and amtool routing every rule's alert through the configuration it renders.
+// and amtool routing every rule's alert through the configuration it renders. The pgbouncer
+// exporter (monitoring/pgbouncer-exporter/run.py) run for real against a closed and a hung port.
 //
 // Mutations these tests catch (each tried once, then reverted):
 // | mutation                                                         | what fails                       |
@@ -29,6 +30,7 @@
 // | database.yml: the timed-out threshold 3.5 -> 4.5 (or a job's timeout 3s) | …reaches the timed-out threshold |
 // | kubernetes.yml: one selector without the product's namespaces      | …keep to the product's namespaces |
 // | alertmanager.yml: the dev/staging route removed or after the page route | dev's and staging's pages…   |
+// | run.py as before (connects at start, no pgbouncer_up)             | the pgbouncer exporter … (both)   |
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import {
@@ -53,6 +55,7 @@ import {
   ALERTMANAGER_START,
   EXPAND_EXTERNAL_LABELS,
   MONITORING_DIR,
+  PGBOUNCER_EXPORTER,
   PROMETHEUS_CONFIG,
   PROMETHEUS_RULES,
   RUNBOOKS_DIR,
@@ -403,6 +406,53 @@ describe("DatabaseDown / PoolerDown: a timed-out scrape of the exporter, never a
       expect(/\bup\{/.test(a.expr.replace(TIMED_OUT, "")), a.alert).toBe(false);
     }
   });
+});
+
+describe("the pgbouncer exporter (monitoring/pgbouncer-exporter/run.py), run for real without pgbouncer", () => {
+  /** The exporter, as the stack and compose run it, against 127.0.0.1:`pgbouncerPort`. */
+  async function exporter(pgbouncerPort: number) {
+    const port = freePort();
+    const proc = await spawnUntilReady({
+      name: "pgbouncer exporter",
+      cmd: ["/usr/bin/python3", PGBOUNCER_EXPORTER, "--host", "127.0.0.1", "--port", String(port)].concat([
+        "--pgbouncer-host",
+        "127.0.0.1",
+        "--pgbouncer-port",
+        String(pgbouncerPort),
+        "--pgbouncer-user",
+        "monitor",
+      ]),
+      output: "pipe",
+      // Its index page: answered without querying pgbouncer.
+      readyUrl: `http://127.0.0.1:${port}/`,
+      readyTimeoutMs: 15_000,
+    });
+    onCleanup(() => killProcess(proc));
+    return `http://127.0.0.1:${port}/metrics`;
+  }
+
+  test("pgbouncer dead (its port refuses): the exporter starts, and answers 200 with pgbouncer_up 0 and no pgbouncer figures", async () => {
+    const metrics = await exporter(freePort());
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(metrics, { signal: AbortSignal.timeout(3_000) });
+      expect(res.status).toBe(200);
+      const series = (await res.text()).split("\n").filter((l) => l.startsWith("pgbouncer_"));
+      expect(series).toEqual(["pgbouncer_up 0.0"]);
+    }
+  }, 30_000);
+
+  test("pgbouncer hung (accepts, never answers): the scrape does not answer, so Prometheus times it out", async () => {
+    const hung = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    onCleanup(() => hung.stop(true));
+    const metrics = await exporter(hung.port);
+    const started = Date.now();
+    const outcome = await fetch(metrics, { signal: AbortSignal.timeout(1_500) }).then(
+      (r) => `answered ${r.status}`,
+      (e: Error) => e.name,
+    );
+    expect(outcome).toBe("TimeoutError");
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_400);
+  }, 30_000);
 });
 
 describe("Kubernetes: the cluster-wide rules keep to the product's namespaces", () => {
