@@ -3,16 +3,20 @@
 // the receivers' URLs from secret files. This test's two receivers (pager, ticket) listen on
 // 127.0.0.1; alerts are posted to Alertmanager's API as Prometheus posts them. Only the waits
 // differ from the committed file (group_wait and group_interval 1 s instead of 30 s and 5 min).
-// A page must arrive at the pager only and a ticket at the ticket queue only; the twelve stalled
-// partitions of one cause (here three) must be one notification; a broker down in one namespace
-// must inhibit that namespace's EdgeUnavailable and not another's.
+// A page must arrive at the pager only and a ticket at the ticket queue only, and Kubernetes'
+// staging (and dev) alerts, pages included, at the ticket queue; a stall is one alert per topic
+// (the rule's shape) and two workers' view of one cause one notification; a broker down in one
+// namespace must inhibit that namespace's EdgeUnavailable and not another's; DatabaseDown inhibits
+// its namespace's ConsumerStalled, and a dead Postgres exporter (TargetDown) inhibits nothing.
 // Then: the local stack's own Alertmanager runs through start.sh with the stack's receiver.
 //
 // Mutations this test catches (each tried once, then reverted):
 // | mutation                                                        | what fails                            |
 // | alertmanager.yml: the page route's receiver: ticket             | no page at the pager in 20 s          |
-// | alertmanager.yml: partition back in group_by                    | 3 ConsumerStalled notifications       |
-// | alertmanager.yml: no equal on the kafka → EdgeUnavailable rule  | staging's EdgeUnavailable never paged |
+// | alertmanager.yml: instance back in group_by                     | 2 WorkerStalledPartitions notifications |
+// | alertmanager.yml: the dev/staging → ticket route removed        | staging's pages at the pager          |
+// | alertmanager.yml: TargetDown{job=postgres} inhibits the stall   | prod's ConsumerStalled never paged    |
+// | alertmanager.yml: no equal on the kafka → EdgeUnavailable rule  | staging's EdgeUnavailable never sent  |
 // | start.sh: pager and ticket placeholders swapped                 | the page arrives at the ticket queue  |
 import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -33,7 +37,7 @@ import { waitFor } from "../helpers/wait.ts";
 
 interface Notification {
   status: "firing" | "resolved";
-  alerts: { status: string; labels: Record<string, string> }[];
+  alerts: { status: string; labels: Record<string, string>; annotations?: Record<string, string> }[];
 }
 
 const logTail = (file: string) => {
@@ -107,40 +111,68 @@ test("a page reaches the pager only, a ticket the ticket queue only; one cause i
   });
   onCleanup(() => killProcess(proc));
 
-  // As Prometheus sends them (labels only; no endsAt: resolve_timeout applies).
-  const alerts: Record<string, string>[] = [
-    // One cause: a hung pooler stalls every partition.
-    ...[0, 1, 2].map((p) => ({
-      alertname: "ConsumerStalled",
-      severity: "page",
-      job: "supervisor",
-      topic: "scans",
-      partition: String(p),
+  // As Prometheus sends them (labels and annotations; no endsAt: resolve_timeout applies), shaped
+  // as the committed rules make them: ConsumerStalled is one alert per topic (count by namespace,
+  // job, topic), its summary carrying the number of stalled partitions.
+  const PROD = "qrscan-prod";
+  const STAGING = "qrscan-staging";
+  const stalled = (namespace: string, partitions: number) => ({
+    labels: { alertname: "ConsumerStalled", severity: "page", namespace, job: "supervisor", topic: "scans" },
+    summary: `scans: ${partitions} stalled partition(s), pending work and no commit for over 60 s`,
+  });
+  const alerts: { labels: Record<string, string>; summary?: string }[] = [
+    // prod: the Postgres exporter is dead (TargetDown only, no DatabaseDown): the stall it cannot
+    // explain still pages.
+    stalled(PROD, 12),
+    {
+      labels: { alertname: "TargetDown", severity: "page", namespace: PROD, job: "postgres", instance: "pg-exp:9187" },
+    },
+    // One cause seen by two workers: one ticket notification (group_by has no instance).
+    ...["10.0.0.7:9470", "10.0.0.8:9470"].map((instance) => ({
+      labels: { alertname: "WorkerStalledPartitions", severity: "ticket", namespace: PROD, job: "worker", instance },
     })),
-    { alertname: "DeadLettersAppearing", severity: "ticket", job: "worker" },
     // The broker down in prod: inhibits prod's EdgeUnavailable, not staging's.
-    { alertname: "TargetDown", severity: "page", job: "kafka", instance: "kafka-0:9404", namespace: "qrscan-prod" },
-    { alertname: "EdgeUnavailable", severity: "page", job: "server", namespace: "qrscan-prod" },
-    { alertname: "EdgeUnavailable", severity: "page", job: "server", namespace: "qrscan-staging" },
+    { labels: { alertname: "TargetDown", severity: "page", namespace: PROD, job: "kafka", instance: "kafka-0:9404" } },
+    { labels: { alertname: "EdgeUnavailable", severity: "page", namespace: PROD, job: "server" } },
+    // staging: its pages go to the ticket queue; its database down inhibits its own stall.
+    { labels: { alertname: "EdgeUnavailable", severity: "page", namespace: STAGING, job: "server" } },
+    {
+      labels: {
+        alertname: "DatabaseDown",
+        severity: "page",
+        namespace: STAGING,
+        job: "postgres",
+        instance: "pg-exp:9187",
+      },
+    },
+    stalled(STAGING, 12),
+    // No namespace (compose, the local stack): by severity.
+    { labels: { alertname: "DeadLettersAppearing", severity: "ticket", job: "worker" } },
   ];
   const posted = await fetch(`${am}/api/v2/alerts`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify(alerts.map((labels) => ({ labels, annotations: { summary: labels.alertname } }))),
+    body: JSON.stringify(
+      alerts.map(({ labels, summary }) => ({ labels, annotations: { summary: summary ?? labels.alertname } })),
+    ),
   });
   expect(posted.status, await posted.text()).toBe(200);
 
   const expectedPages = [
-    "ConsumerStalled{job=supervisor,partition=0,topic=scans}",
-    "ConsumerStalled{job=supervisor,partition=1,topic=scans}",
-    "ConsumerStalled{job=supervisor,partition=2,topic=scans}",
-    "EdgeUnavailable{job=server,namespace=qrscan-staging}",
+    "ConsumerStalled{job=supervisor,namespace=qrscan-prod,topic=scans}",
     "TargetDown{instance=kafka-0:9404,job=kafka,namespace=qrscan-prod}",
+    "TargetDown{instance=pg-exp:9187,job=postgres,namespace=qrscan-prod}",
   ];
-  const expectedTickets = ["DeadLettersAppearing{job=worker}"];
+  const expectedTickets = [
+    "DatabaseDown{instance=pg-exp:9187,job=postgres,namespace=qrscan-staging}",
+    "DeadLettersAppearing{job=worker}",
+    "EdgeUnavailable{job=server,namespace=qrscan-staging}",
+    "WorkerStalledPartitions{instance=10.0.0.7:9470,job=worker,namespace=qrscan-prod}",
+    "WorkerStalledPartitions{instance=10.0.0.8:9470,job=worker,namespace=qrscan-prod}",
+  ];
   const seen = () => ({ pager: alertsAt(pager.got).sort(), ticket: alertsAt(ticket.got).sort() });
   await waitFor(
-    "every posted alert but the inhibited one delivered to a receiver",
+    "every posted alert but the inhibited ones delivered to a receiver",
     async () => seen(),
     (s) =>
       expectedPages.every((a) => s.pager.includes(a) || s.ticket.includes(a)) &&
@@ -154,9 +186,24 @@ test("a page reaches the pager only, a ticket the ticket queue only; one cause i
   await Bun.sleep(3_000);
   expect(seen()).toEqual({ pager: expectedPages, ticket: expectedTickets });
 
-  // One notification for the three stalled partitions (group_by has no partition).
+  // The stall of every partition is one page, for the topic, with the count in its summary.
   const stallNotices = pager.got.filter((n) => n.alerts.some((a) => a.labels.alertname === "ConsumerStalled"));
-  expect(stallNotices.map((n) => n.alerts.length)).toEqual([3]);
+  expect(stallNotices.map((n) => n.alerts.length)).toEqual([1]);
+  expect(stallNotices[0]?.alerts[0]?.annotations?.summary).toBe(stalled(PROD, 12).summary);
+  // Two workers, one cause: one notification.
+  const workerNotices = ticket.got.filter((n) =>
+    n.alerts.some((a) => a.labels.alertname === "WorkerStalledPartitions"),
+  );
+  expect(workerNotices.map((n) => n.alerts.length)).toEqual([2]);
+
+  // Staging's stall is inhibited by staging's DatabaseDown; prod's, beside a dead exporter, is not.
+  const stalls = (await fetch(`${am}/api/v2/alerts?filter=alertname%3D%22ConsumerStalled%22`).then((r) =>
+    r.json(),
+  )) as { labels: Record<string, string>; status: { inhibitedBy: string[] } }[];
+  expect(Object.fromEntries(stalls.map((a) => [a.labels.namespace, a.status.inhibitedBy.length > 0]))).toEqual({
+    [PROD]: false,
+    [STAGING]: true,
+  });
 
   // The inhibition landed in prod (so staging's page above is not an inhibition that never works).
   const edge = (await fetch(`${am}/api/v2/alerts?filter=alertname%3D%22EdgeUnavailable%22`).then((r) => r.json())) as {

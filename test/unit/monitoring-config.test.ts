@@ -4,7 +4,8 @@
 // fire and one where it does not; the committed file_sd targets are what the local stack writes for
 // the default ports. Alertmanager: monitoring/alertmanager/start.sh run for real (Debian's sh and
 // busybox sh, the public image's) with a stand-in Alertmanager binary that records its arguments,
-// and amtool routing every rule's alert through the configuration it renders.
+// and amtool routing every rule's alert through the configuration it renders. The pgbouncer
+// exporter (monitoring/pgbouncer-exporter/run.py) run for real against a closed and a hung port.
 //
 // Mutations these tests catch (each tried once, then reverted):
 // | mutation                                                         | what fails                       |
@@ -25,6 +26,11 @@
 // | deploy/k8s/prometheus/prometheus.yml: postgres at the 15 s default | a dead database … within the promise |
 // | a new alert left out of docs/monitoring.md's table (or a stale row) | docs/monitoring.md lists every alert |
 // | alertmanager.yml: the DatabaseDown/PoolerDown inhibition removed   | a dead database inhibits…         |
+// | database.yml: DatabaseDown back to `(pg_up or up) == 0`            | promtool (a dead exporter: TargetDown only) |
+// | database.yml: the timed-out threshold 3.5 -> 4.5 (or a job's timeout 3s) | …reaches the timed-out threshold |
+// | kubernetes.yml: one selector without the product's namespaces      | …keep to the product's namespaces |
+// | alertmanager.yml: the dev/staging route removed or after the page route | dev's and staging's pages…   |
+// | run.py as before (connects at start, no pgbouncer_up)             | the pgbouncer exporter … (both)   |
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import {
@@ -49,6 +55,7 @@ import {
   ALERTMANAGER_START,
   EXPAND_EXTERNAL_LABELS,
   MONITORING_DIR,
+  PGBOUNCER_EXPORTER,
   PROMETHEUS_CONFIG,
   PROMETHEUS_RULES,
   RUNBOOKS_DIR,
@@ -360,6 +367,129 @@ describe("a dead or hung database or pooler pages within docs/slo.md's promise, 
   );
 });
 
+describe("DatabaseDown / PoolerDown: a timed-out scrape of the exporter, never a dead exporter", () => {
+  // A hung backend blocks the exporter's query until Prometheus' scrape_timeout: up 0 with
+  // scrape_duration_seconds at the timeout (Prometheus 2.42: 1.001 s for a 1 s timeout). A dead
+  // exporter refuses the connection: up 0 in under a millisecond, and only TargetDown fires.
+  const group = ruleGroups().find((g) => g.rules.some((r) => r.alert === "DatabaseDown"));
+  const TIMED_OUT = /up\{job="([^"]+)"\} == 0 and scrape_duration_seconds\{job="([^"]+)"\} >= ([0-9.]+)/g;
+
+  test.each(PROMETHEUS_CONFIGS)(
+    "%s: each job's scrape_timeout reaches the rules' timed-out threshold, and a fast failure does not",
+    (where, file) => {
+      const c = readConfig(file());
+      const checked: string[] = [];
+      for (const a of group?.rules ?? []) {
+        const found = [...a.expr.matchAll(TIMED_OUT)];
+        expect(found.length, `${a.alert}: up == 0 and scrape_duration_seconds >= …`).toBe(1);
+        const [, upJob, durationJob, threshold] = found[0] as RegExpMatchArray;
+        expect(durationJob).toBe(upJob as string);
+        const j = c.scrape_configs.find((x) => x.job_name === upJob);
+        if (!j) throw new Error(`${where}: no scrape job ${upJob} (${a.alert} reads it)`);
+        const timeout = seconds(j.scrape_timeout ?? c.global.scrape_timeout);
+        // A timed-out scrape lasts its timeout: it must reach the threshold ...
+        expect(Number(threshold), `${where} ${upJob}: timeout ${timeout} s`).toBeLessThan(timeout);
+        // ... and a failure in under half the timeout is no timeout.
+        expect(Number(threshold), `${where} ${upJob}: timeout ${timeout} s`).toBeGreaterThanOrEqual(timeout / 2);
+        checked.push(`${a.alert} ${upJob}`);
+      }
+      expect(checked.sort()).toEqual(["DatabaseDown postgres", "PoolerDown pgbouncer"]);
+    },
+  );
+
+  test("besides the timeout, each reads only its exporter's own verdict (pg_up, pgbouncer_up), never a bare up", () => {
+    const want: Record<string, string> = { DatabaseDown: "pg_up", PoolerDown: "pgbouncer_up" };
+    for (const a of group?.rules ?? []) {
+      const names = selectors(a.expr).map((s) => s.name);
+      expect(names.sort(), a.alert).toEqual([want[a.alert as string], "scrape_duration_seconds", "up"].sort());
+      // The one `up` selector is the timed-out branch's.
+      expect(/\bup\{/.test(a.expr.replace(TIMED_OUT, "")), a.alert).toBe(false);
+    }
+  });
+});
+
+describe("the pgbouncer exporter (monitoring/pgbouncer-exporter/run.py), run for real without pgbouncer", () => {
+  /** The exporter, as the stack and compose run it, against 127.0.0.1:`pgbouncerPort`. */
+  async function exporter(pgbouncerPort: number) {
+    const port = freePort();
+    const proc = await spawnUntilReady({
+      name: "pgbouncer exporter",
+      cmd: ["/usr/bin/python3", PGBOUNCER_EXPORTER, "--host", "127.0.0.1", "--port", String(port)].concat([
+        "--pgbouncer-host",
+        "127.0.0.1",
+        "--pgbouncer-port",
+        String(pgbouncerPort),
+        "--pgbouncer-user",
+        "monitor",
+      ]),
+      output: "pipe",
+      // Its index page: answered without querying pgbouncer.
+      readyUrl: `http://127.0.0.1:${port}/`,
+      readyTimeoutMs: 15_000,
+    });
+    onCleanup(() => killProcess(proc));
+    return `http://127.0.0.1:${port}/metrics`;
+  }
+
+  test("pgbouncer dead (its port refuses): the exporter starts, and answers 200 with pgbouncer_up 0 and no pgbouncer figures", async () => {
+    const metrics = await exporter(freePort());
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(metrics, { signal: AbortSignal.timeout(3_000) });
+      expect(res.status).toBe(200);
+      const series = (await res.text()).split("\n").filter((l) => l.startsWith("pgbouncer_"));
+      expect(series).toEqual(["pgbouncer_up 0.0"]);
+    }
+  }, 30_000);
+
+  test("pgbouncer hung (accepts, never answers): the scrape does not answer, so Prometheus times it out", async () => {
+    const hung = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    onCleanup(() => hung.stop(true));
+    const metrics = await exporter(hung.port);
+    const started = Date.now();
+    const outcome = await fetch(metrics, { signal: AbortSignal.timeout(1_500) }).then(
+      (r) => `answered ${r.status}`,
+      (e: Error) => e.name,
+    );
+    expect(outcome).toBe("TimeoutError");
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_400);
+  }, 30_000);
+});
+
+describe("Kubernetes: the cluster-wide rules keep to the product's namespaces", () => {
+  // kube-state-metrics, the kubelet and cAdvisor describe every namespace of the cluster.
+  const k8s = Bun.YAML.parse(readFileSync(K8S_PROMETHEUS, "utf8")) as {
+    scrape_configs: { kubernetes_sd_configs?: { namespaces?: { names?: string[] } }[] }[];
+  };
+  const product = [
+    ...new Set(
+      k8s.scrape_configs.flatMap((j) => (j.kubernetes_sd_configs ?? []).flatMap((sd) => sd.namespaces?.names ?? [])),
+    ),
+  ].filter((ns) => ns !== "kube-system");
+
+  test("every kube_*, kubelet_* and container_* selector of qrscan-kubernetes has the one regex: the namespaces Prometheus scrapes, not the cluster's", () => {
+    expect(product).toEqual(expect.arrayContaining(["qrscan-prod", "kafka-prod"]));
+    const group = ruleGroups().find((g) => g.name === "qrscan-kubernetes");
+    const regexes = new Set<string>();
+    const missing: string[] = [];
+    let checked = 0;
+    for (const r of group?.rules ?? [])
+      for (const sel of selectors(r.expr)) {
+        if (!/^(kube_|kubelet_|container_)/.test(sel.name ?? "")) continue;
+        checked++;
+        const m = /\bnamespace=~"([^"]+)"/.exec(sel.matchers);
+        if (m) regexes.add(m[1] as string);
+        else missing.push(`${r.alert}: ${sel.text}`);
+      }
+    expect(missing).toEqual([]);
+    expect(checked).toBeGreaterThanOrEqual(8);
+    expect([...regexes]).toHaveLength(1);
+    const re = new RegExp(`^(?:${[...regexes][0]})$`);
+    for (const ns of product) expect(re.test(ns), ns).toBe(true);
+    for (const ns of ["kube-system", "kube-public", "default", "monitoring", "payments", "qrscan"])
+      expect(re.test(ns), ns).toBe(false);
+  });
+});
+
 describe("runbook_base: each Prometheus sets it, and the rules' runbook_url render with it", () => {
   test.each(PROMETHEUS_CONFIGS)(
     "%s: the external label runbook_base is ${RUNBOOK_BASE} from its environment",
@@ -659,6 +789,39 @@ describe("Alertmanager routing (amtool on the rendered configuration)", () => {
       // Not by the default route: the severity's own.
       if (!tree.includes(`{severity="${severity}"}`)) wrong.push(`${a.alert} (${severity}) by the default route`);
     }
+    expect(wrong).toEqual([]);
+  });
+
+  test("dev's and staging's alerts, pages included, go to the ticket queue by their own route; prod's pages to the pager", () => {
+    const config = rendered();
+    const pages = rules().filter((r) => r.labels?.severity === "page");
+    expect(pages.length).toBeGreaterThan(10);
+    const wrong: string[] = [];
+    const cases: [string, string][] = [
+      ["qrscan-dev", "ticket"],
+      ["qrscan-staging", "ticket"],
+      ["qrscan-prod", "pager"],
+    ];
+    for (const a of pages)
+      for (const [namespace, want] of cases) {
+        const { receiver, tree } = routeOf(config, { alertname: a.alert as string, ...a.labels, namespace });
+        if (receiver !== want) wrong.push(`${a.alert} in ${namespace} -> ${receiver}`);
+        if (want === "ticket" && !tree.includes("namespace=~"))
+          wrong.push(`${a.alert} in ${namespace}: not by the environment route`);
+      }
+    // The brokers' own namespaces (kube-state-metrics' and the kubelet's series of their pods).
+    for (const [namespace, want] of [
+      ["kafka-dev", "ticket"],
+      ["kafka-staging", "ticket"],
+      ["kafka-prod", "pager"],
+    ] as const) {
+      const { receiver } = routeOf(config, { alertname: "VolumeSpaceLow", severity: "page", namespace });
+      if (receiver !== want) wrong.push(`VolumeSpaceLow in ${namespace} -> ${receiver}`);
+    }
+    // Anchored: a namespace that only starts like dev's is not dev.
+    expect(routeOf(config, { alertname: "X", severity: "page", namespace: "qrscan-development" }).receiver).toBe(
+      "pager",
+    );
     expect(wrong).toEqual([]);
   });
 
