@@ -139,7 +139,11 @@ export function createApp(deps: AppDeps) {
     // No credential could be verified: every request would be a 401 that is not the client's fault.
     if (!auth.trusted()) return c.json({ status: "waiting for the API keys" }, 503);
     if (producer.fatalError) return c.json({ status: "failed", reason: PRODUCER_FAILED }, 503);
-    if (config.READY_REQUIRES_KAFKA && !producer.connected) return c.json({ status: "waiting for Kafka" }, 503);
+    // READY_REQUIRES_KAFKA=false keeps a pod that has been connected in rotation through an outage
+    // (answering 503 + Retry-After, which the edge SLI counts); a new pod still waits for its first
+    // connection, or a canary would take traffic only to refuse it.
+    const kafkaReady = config.READY_REQUIRES_KAFKA ? producer.connected : producer.hasConnected;
+    if (!kafkaReady) return c.json({ status: "waiting for Kafka" }, 503);
     return c.json({ status: "ready" });
   });
   app.all("/health", methodNotAllowed("GET, HEAD"));

@@ -152,9 +152,10 @@ export const ServerConfigSchema = v.object({
   API_KEYS_DATABASE_URL: v.optional(v.string()),
   DRAIN_TIMEOUT_MS: int(10_000, 100),
   /**
-   * Whether /ready answers 503 while the producer is not connected to Kafka. false keeps the
-   * server in its load balancer's rotation during a Kafka outage, answering POST /v1/scans with
-   * 503 and Retry-After, which http_requests_total counts (Kubernetes sets it: docs/deployment.md).
+   * Whether /ready answers 503 while the producer is not connected to Kafka. false keeps a server
+   * that has connected once in its load balancer's rotation during a Kafka outage, answering
+   * POST /v1/scans with 503 and Retry-After, which http_requests_total counts (Kubernetes sets it:
+   * docs/deployment.md); a new server still waits for its first connection.
    */
   READY_REQUIRES_KAFKA: bool(true),
   LOG_LEVEL: logLevel(),

@@ -311,6 +311,13 @@ describe("POST /v1/scans", () => {
     expect(res.headers.get("retry-after")).toBe("2");
     expect((await app.request("/ready")).status).toBe(503);
     expect((await app.request("/health")).status).toBe(200);
+    // READY_REQUIRES_KAFKA=false keeps only a server that has connected once in rotation: this
+    // one never reached the broker (a new pod), so it is not Ready either.
+    const fresh = await createTestApp(
+      { KAFKA_BROKERS: "127.0.0.1:9", READY_REQUIRES_KAFKA: "false" },
+      { waitForKafka: false },
+    );
+    expect(await (await fresh.app.request("/ready")).json()).toEqual({ status: "waiting for Kafka" });
   }, 30_000);
 
   test("503 with Retry-After when the producer queue is full (backpressure, nothing buffered without bound)", async () => {

@@ -1,9 +1,13 @@
 // The runbooks' commands name things that exist where they run (docs/runbooks/*.md): every local
 // `bun run <job>` has its compose and Kubernetes forms next to it; `bun jobs/<x>.ts` exists and is
 // copied into the image of the compose service or Kubernetes object that runs it (the Dockerfile's
-// COPY lines per target, a target inheriting its base stage's); its flags appear in the job's
-// source; compose services exist in compose.yaml; kubectl objects in the rendered prod overlay
-// (`kubectl kustomize`, so objects added to the base are seen); `bun run <script>` in package.json.
+// COPY lines per target, a target inheriting its base stage's); its arguments are accepted by the
+// job's own parser (the CliSpec it exports); compose services exist in compose.yaml; kubectl objects
+// in the rendered prod overlay (`kubectl kustomize`, so objects added to the base are seen);
+// `bun run <script>` in package.json. `kubectl rollout` names a Deployment with pods of its own (not
+// an Argo Rollout's template), `kubectl argo rollouts` a Rollout. A job that needs the workers
+// stopped runs between their stop and start: in Kubernetes a pause of their KEDA ScaledObject (a
+// `kubectl scale` of a Deployment KEDA scales is undone).
 // Each form runs where the job's credentials are (JOB_NEEDS): the database role its URL logs in
 // as, the Kafka principal (whose grants are KAFKA_ACLS, which compose's kafka-topics applies),
 // the archive volume; the Kubernetes toolbox is scaled up around its use.
@@ -15,8 +19,9 @@
 // The log queries have a LogQL form whose labels promtail sets. test/docs/runbooks.test.ts runs
 // the local forms against a live stack; this one needs no services.
 import { describe, expect, test } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { type CliSpec, UsageError, parseCommand, wantsHelp } from "../../shared/cli.ts";
 import { DB_LOGINS, TOPICS } from "../../shared/local-stack.ts";
 import {
   DEFAULT_PATH,
@@ -29,6 +34,7 @@ import {
   composeImage,
   dockerfileStages,
   invocations,
+  isShell,
   k8sImage,
   k8sTarget,
   renderedProd,
@@ -75,19 +81,140 @@ const composeTarget = (service: string) => {
   return src?.kind === "target" ? src.target : undefined;
 };
 
+/**
+ * Each job's command-line table: the CliSpec its module exports (shared/cli.ts), which its
+ * argument parser reads (the modules run nothing when imported: `import.meta.main`).
+ */
+const jobSpecs = new Map<string, CliSpec>();
+for (const name of readdirSync(join(ROOT, "jobs")).filter((f) => f.endsWith(".ts"))) {
+  const exported = Object.values((await import(join(ROOT, "jobs", name))) as Record<string, unknown>);
+  const spec = exported.find((x): x is CliSpec => typeof x === "object" && x !== null && "commands" in x);
+  if (spec) jobSpecs.set(`jobs/${name}`, spec);
+}
+
+/** The arguments a form passes to `bun <file>`, as the shell splits them. */
+const jobArgv = (line: string, file: string) =>
+  shellCommands(line)
+    .commands.flatMap((words) => invocations(words))
+    .find((inv) => inv.program === "bun" && inv.args[0] === file)
+    ?.args.slice(1) ?? [];
+
+/** What the job's own parser says of the arguments: its command, options, values, positionals. */
+function argvProblems(file: string, argv: string[]): string[] {
+  const spec = jobSpecs.get(file);
+  if (!spec) return [`${file} exports no command-line table (CliSpec)`];
+  if (wantsHelp(argv)) return [];
+  try {
+    parseCommand(spec, argv);
+    return [];
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    return [`${file} ${argv.join(" ")}: ${error.message}`];
+  }
+}
+
+/** The ScaledObjects of the rendered overlay, by the Deployment they scale. */
+const scaledObjectsOf = (objects: K8sObject[]) =>
+  new Map(
+    objects
+      .filter((o) => o.kind === "ScaledObject")
+      .map((o) => [(o.spec as { scaleTargetRef: { name: string } }).scaleTargetRef.name, o.metadata.name] as const),
+  );
+
+/**
+ * What a `kubectl rollout …` or `kubectl argo rollouts …` command names wrongly: a Deployment not
+ * rendered, named by a variable, or one that is an Argo Rollout's pod template (0 replicas: the
+ * Rollout's own pods are not its; they are restarted and undone with the plugin), or a Rollout
+ * that is not rendered.
+ */
+function rolloutProblems(line: string, objects: K8sObject[]): string[] {
+  const problems: string[] = [];
+  const templateOf = new Map(
+    objects
+      .filter((o) => o.kind === "Rollout")
+      .flatMap((o) => {
+        const ref = (o.spec as { workloadRef?: { kind: string; name: string } }).workloadRef;
+        return ref?.kind === "Deployment" ? [[ref.name, o.metadata.name] as const] : [];
+      }),
+  );
+  for (const words of shellCommands(line).commands) {
+    if (words[0] !== "kubectl") continue;
+    const operands = words
+      .slice(1)
+      .filter((w, i, all) => !w.startsWith("-") && !/^-n$|^--namespace$/.test(all[i - 1] ?? ""));
+    if (operands[0] === "rollout") {
+      const ref = operands[2] ?? "";
+      const m = /^(?:deploy|deployment|deployments)\/(.+)$/.exec(ref);
+      if (!m) continue;
+      const name = m[1] as string;
+      if (name.includes("$")) problems.push(`names its Deployment by a variable (${ref}): name the workload`);
+      else if (!objects.some((o) => o.kind === "Deployment" && o.metadata.name === name))
+        problems.push(`the prod overlay renders no ${ref}`);
+      else if (templateOf.has(name))
+        problems.push(
+          `${ref} is the pod template of the Rollout ${templateOf.get(name)} (0 replicas): kubectl argo rollouts ${operands[1]} ${templateOf.get(name)}`,
+        );
+    } else if (operands[0] === "argo" && operands[1] === "rollouts") {
+      // `get rollout NAME`, or `<command> NAME`.
+      const name = operands[2] === "get" ? operands[4] : operands[3];
+      if (!name || !objects.some((o) => o.kind === "Rollout" && o.metadata.name === name))
+        problems.push(`the prod overlay renders no Rollout ${name ?? "(none named)"}`);
+    }
+  }
+  return problems;
+}
+
 /** The problems of one command of a compose/kubectl form: what it names that does not exist there. */
 function formProblems(line: string, objects: K8sObject[]): string[] {
   const problems: string[] = [];
-  // Scaling the toolbox up or down around a job: every object it names must be a rendered Deployment.
+  const scaled = scaledObjectsOf(objects);
+  // Stopping and starting compose services around a job: the services must exist.
+  const lifecycle = /^docker-compose (?:stop|start) ([\w -]+)$/.exec(line);
+  if (lifecycle) {
+    for (const service of (lifecycle[1] as string).trim().split(/\s+/))
+      if (!compose.services[service]) problems.push(`compose has no service "${service}"`);
+    return problems;
+  }
+  // Pausing KEDA: the ScaledObject must be rendered.
+  const pause =
+    /^kubectl -n \S+ annotate scaledobject ([\w-]+) autoscaling\.keda\.sh\/paused-replicas(?:=\d+ --overwrite|-)$/.exec(
+      line,
+    );
+  if (pause) {
+    if (![...scaled.values()].includes(pause[1] as string))
+      problems.push(`the prod overlay renders no ScaledObject ${pause[1]}`);
+    return problems;
+  }
+  // Waiting for a workload's pods to be gone: the selector must be a rendered Deployment's.
+  const pods = /^while kubectl -n \S+ get pods -l ([\w./-]+)=([\w-]+) -o name \| grep -q \.; do sleep \d+; done$/.exec(
+    line,
+  );
+  if (pods) {
+    const selects = objects.some(
+      (o) =>
+        o.kind === "Deployment" &&
+        (o.spec as { selector?: { matchLabels?: Record<string, string> } }).selector?.matchLabels?.[
+          pods[1] as string
+        ] === pods[2],
+    );
+    if (!selects) problems.push(`no rendered Deployment selects its pods by ${pods[1]}=${pods[2]}`);
+    return problems;
+  }
+  // Scaling the toolbox up or down around a job: every object it names must be a rendered Deployment,
+  // and not one KEDA scales (its ScaledObject would scale it back: pause that instead).
   if (/^kubectl -n \S+ (?:scale|rollout status) /.test(line)) {
-    for (const m of line.matchAll(/\b(?:scale|rollout status) (deploy\/[\w-]+)/g)) {
-      const name = (m[1] as string).slice("deploy/".length);
+    for (const m of line.matchAll(/\b(scale|rollout status) (deploy\/[\w-]+)/g)) {
+      const name = (m[2] as string).slice("deploy/".length);
       if (!objects.some((o) => o.kind === "Deployment" && o.metadata.name === name))
         problems.push(`the prod overlay renders no deploy/${name}`);
+      if (m[1] === "scale" && scaled.has(name))
+        problems.push(
+          `KEDA scales deploy/${name} (ScaledObject ${scaled.get(name)}): pause it with the autoscaling.keda.sh/paused-replicas annotation`,
+        );
     }
     return problems;
   }
-  const job = /\bbun (jobs\/[\w/-]+\.ts)((?:\s+[^|)#]*)?)/.exec(line);
+  const job = /\bbun (jobs\/[\w/-]+\.ts)/.exec(line);
   let target: string | undefined;
   const dc = /docker-compose (?:exec|run)\b(?:\s+(?:--rm|-T|-e \S+))*\s+([\w-]+)/.exec(line);
   const kc = /kubectl\b.*?\b(?:exec|create job [\w-]+ --from=)\s*((?:deploy|deployment|cronjob|job)\/[\w-]+)/.exec(
@@ -107,10 +234,7 @@ function formProblems(line: string, objects: K8sObject[]): string[] {
   if (!existsSync(join(ROOT, file))) problems.push(`${file} does not exist`);
   else {
     if (target && !inImage(target, file)) problems.push(`the ${target} image does not contain ${file}`);
-    const source = read(file);
-    for (const flag of (job[2] ?? "").match(/--[\w-]+/g) ?? []) {
-      if (!source.includes(flag)) problems.push(`${file} knows no ${flag}`);
-    }
+    problems.push(...argvProblems(file, jobArgv(line, file)));
   }
   return problems;
 }
@@ -130,6 +254,11 @@ interface JobNeeds {
   archive?: boolean;
   /** Must not run inside a workload the runbook has the operator stop first. */
   notIn?: string;
+  /**
+   * The workloads that must be stopped while it runs (the Deployment and the compose service),
+   * unless it runs with `unless` (its option that changes nothing).
+   */
+  stopped?: { deployment: string; composeService: string; unless: string };
   why: string;
 }
 /**
@@ -166,6 +295,7 @@ const JOB_NEEDS: Record<string, JobNeeds> = {
       groups: [KAFKA_GROUPS.sink, KAFKA_GROUPS.deadLetters],
     },
     notIn: "Deployment/qrscan-worker",
+    stopped: { deployment: "qrscan-worker", composeService: "worker", unless: "--dry-run" },
     why: "commits both groups' offsets, which Kafka refuses while a worker is a member: the workers are stopped first",
   },
 };
@@ -281,6 +411,54 @@ function credentialProblems(line: string, objects: K8sObject[]): string[] {
   return problems;
 }
 
+/**
+ * What a shell block lacks around a job that needs workloads stopped (JOB_NEEDS' `stopped`): in
+ * compose a stop before it and a start after; in Kubernetes, where KEDA owns the Deployment's
+ * replicas (a `kubectl scale` is undone at its next poll), its ScaledObject paused at 0 replicas,
+ * a wait until no pod of the Deployment is left, and the pause removed after the job.
+ */
+function stopProblems(code: string, objects: K8sObject[]): { checked: number; problems: string[] } {
+  const scaled = scaledObjectsOf(objects);
+  const lines = code.split("\n").filter((l) => l.trim() && !l.startsWith("#"));
+  const problems: string[] = [];
+  let checked = 0;
+  lines.forEach((line, i) => {
+    const file = /\bbun (jobs\/[\w-]+\.ts)/.exec(line)?.[1];
+    const stop = file ? JOB_NEEDS[file]?.stopped : undefined;
+    if (!file || !stop || jobArgv(line, file).includes(stop.unless)) return;
+    checked++;
+    const before = lines.slice(0, i);
+    const after = lines.slice(i + 1);
+    if (line.startsWith("docker-compose")) {
+      if (!before.includes(`docker-compose stop ${stop.composeService}`))
+        problems.push(`no \`docker-compose stop ${stop.composeService}\` before: ${line}`);
+      if (!after.includes(`docker-compose start ${stop.composeService}`))
+        problems.push(`no \`docker-compose start ${stop.composeService}\` after: ${line}`);
+      return;
+    }
+    const ns = /^kubectl -n (\S+)/.exec(line)?.[1];
+    const so = scaled.get(stop.deployment);
+    const deployment = objects.find((o) => o.kind === "Deployment" && o.metadata.name === stop.deployment);
+    const [label, value] = Object.entries(
+      (deployment?.spec as { selector?: { matchLabels?: Record<string, string> } } | undefined)?.selector
+        ?.matchLabels ?? {},
+    )[0] ?? ["", ""];
+    if (!ns || !so || !label) {
+      problems.push(`no namespace, ScaledObject of deploy/${stop.deployment} or pod selector for: ${line}`);
+      return;
+    }
+    const pause = `kubectl -n ${ns} annotate scaledobject ${so} autoscaling.keda.sh/paused-replicas=0 --overwrite`;
+    const wait = `while kubectl -n ${ns} get pods -l ${label}=${value} -o name | grep -q .; do sleep `;
+    const resume = `kubectl -n ${ns} annotate scaledobject ${so} autoscaling.keda.sh/paused-replicas-`;
+    const paused = before.indexOf(pause);
+    if (paused < 0) problems.push(`no \`${pause}\` before: ${line}`);
+    if (!before.slice(paused + 1).some((l) => l.startsWith(wait)))
+      problems.push(`no wait for the pods of deploy/${stop.deployment} to be gone after the pause, before: ${line}`);
+    if (!after.includes(resume)) problems.push(`no \`${resume}\` after: ${line}`);
+  });
+  return { checked, problems };
+}
+
 /** The label names promtail gives log streams (relabelled targets, pipeline labels, static labels). */
 function promtailLabels(): Set<string> {
   const text = read("monitoring/promtail/config.yaml");
@@ -349,6 +527,39 @@ describe("runbooks: compose and Kubernetes forms", () => {
     expect(problems).toEqual([]);
   });
 
+  test("every `kubectl rollout` names a rendered Deployment with pods of its own, every `kubectl argo rollouts` a Rollout", () => {
+    const problems: string[] = [];
+    let commands = 0;
+    for (const f of fences.filter(isShell)) {
+      for (const line of f.code.split("\n")) {
+        if (!/\bkubectl\b.*\b(?:rollout|argo rollouts) /.test(line) || line.startsWith("#")) continue;
+        commands++;
+        for (const p of rolloutProblems(line, objects)) problems.push(`${f.file}:${f.line}: ${p}: ${line}`);
+      }
+    }
+    expect(commands).toBeGreaterThan(10);
+    expect(problems).toEqual([]);
+  });
+
+  test("the rollout check fails on the server's template Deployment, a variable, an unknown Rollout", () => {
+    expect(rolloutProblems('kubectl -n "$NAMESPACE" rollout restart deployment/qrscan-server', objects)).toEqual([
+      "deployment/qrscan-server is the pod template of the Rollout qrscan-server (0 replicas): kubectl argo rollouts restart qrscan-server",
+    ]);
+    expect(rolloutProblems('kubectl -n "$NAMESPACE" rollout restart deployment/"$DEPLOYMENT"', objects)).toEqual([
+      "names its Deployment by a variable (deployment/$DEPLOYMENT): name the workload",
+    ]);
+    expect(rolloutProblems("kubectl -n qrscan-prod rollout restart deploy/qrscan-workers", objects)).toEqual([
+      "the prod overlay renders no deploy/qrscan-workers",
+    ]);
+    expect(rolloutProblems("kubectl argo rollouts -n qrscan-prod restart qrscan-worker", objects)).toEqual([
+      "the prod overlay renders no Rollout qrscan-worker",
+    ]);
+    expect(rolloutProblems("kubectl argo rollouts -n qrscan-prod get rollout qrscan-server --watch", objects)).toEqual(
+      [],
+    );
+    expect(rolloutProblems("kubectl -n qrscan-prod rollout restart deployment/qrscan-worker", objects)).toEqual([]);
+  });
+
   test("every `bun run <script>` of the runbooks is a package.json script", () => {
     const unknown = fences
       .filter((f) => f.lang === "sh" || f.lang === "bash")
@@ -368,7 +579,21 @@ describe("runbooks: compose and Kubernetes forms", () => {
     ]);
     expect(
       formProblems("kubectl -n qrscan-prod exec deploy/qrscan-worker -- bun jobs/dlq.ts list --limitt 3", objects),
-    ).toEqual(["jobs/dlq.ts knows no --limitt"]);
+    ).toEqual(["jobs/dlq.ts list --limitt 3: unknown argument(s): --limitt"]);
+    // Flags the job's source names (in comments, or as another command's option) that its parser
+    // does not take for this command.
+    expect(formProblems("docker-compose run --rm -T ops bun jobs/dlq.ts list --force", objects)).toEqual([
+      "jobs/dlq.ts list --force: unknown argument(s): --force",
+    ]);
+    expect(formProblems("docker-compose run --rm -T ops bun jobs/keys.ts revoke 3 --all", objects)).toEqual([
+      "jobs/keys.ts revoke 3 --all: unknown argument(s): --all",
+    ]);
+    expect(formProblems("docker-compose run --rm -T ops bun jobs/dlq.ts list --limit", objects)).toEqual([
+      "jobs/dlq.ts list --limit: --limit needs a value",
+    ]);
+    expect(formProblems("docker-compose run --rm -T ops bun jobs/offsets.ts", objects)).toEqual([
+      "jobs/offsets.ts exports no command-line table (CliSpec)",
+    ]);
     expect(formProblems("docker-compose run --rm -T workers bun jobs/dlq.ts list", objects)).toContain(
       'compose has no service "workers"',
     );
@@ -429,6 +654,60 @@ describe("runbooks: each job form runs with the job's credentials", () => {
       if (namespaces.size !== 1) problems.push(`${f.file}:${f.line}: namespaces differ: ${[...namespaces]}`);
     }
     expect(problems).toEqual([]);
+  });
+
+  test("a job that needs the workers stopped runs between their stop and start (Kubernetes: KEDA paused, pods gone)", () => {
+    let checked = 0;
+    const problems: string[] = [];
+    for (const f of fences.filter((x) => x.lang === "shell")) {
+      const r = stopProblems(f.code, objects);
+      checked += r.checked;
+      problems.push(...r.problems.map((p) => `${f.file}:${f.line}: ${p}`));
+    }
+    // restore.md's compose and kubectl forms of `restore-offsets` (its --dry-run ones need no stop).
+    expect(checked).toBeGreaterThanOrEqual(2);
+    expect(problems).toEqual([]);
+  });
+
+  test("the stop check fails on a `kubectl scale` of the workers, a missing wait or resume, a compose form without stop", () => {
+    const job = "kubectl -n qrscan-prod exec deploy/qrscan-ops -- bun jobs/restore-offsets.ts";
+    const pause =
+      "kubectl -n qrscan-prod annotate scaledobject qrscan-worker autoscaling.keda.sh/paused-replicas=0 --overwrite";
+    const wait =
+      "while kubectl -n qrscan-prod get pods -l app.kubernetes.io/name=qrscan-worker -o name | grep -q .; do sleep 5; done";
+    const resume = "kubectl -n qrscan-prod annotate scaledobject qrscan-worker autoscaling.keda.sh/paused-replicas-";
+    expect(stopProblems([pause, wait, job, resume].join("\n"), objects)).toEqual({ checked: 1, problems: [] });
+    const scale = "kubectl -n qrscan-prod scale deploy/qrscan-worker --replicas=0";
+    expect(stopProblems([scale, job, resume].join("\n"), objects).problems).toEqual([
+      expect.stringContaining(`no \`${pause}\` before`),
+      expect.stringContaining("no wait for the pods of deploy/qrscan-worker"),
+    ]);
+    expect(formProblems(scale, objects)).toEqual([
+      expect.stringContaining("KEDA scales deploy/qrscan-worker (ScaledObject qrscan-worker)"),
+    ]);
+    expect(stopProblems([pause, job, resume].join("\n"), objects).problems).toEqual([
+      expect.stringContaining("no wait for the pods"),
+    ]);
+    expect(stopProblems([wait, pause, job, resume].join("\n"), objects).problems).toEqual([
+      expect.stringContaining("no wait for the pods"),
+    ]);
+    expect(stopProblems([pause, wait, job].join("\n"), objects).problems).toEqual([
+      expect.stringContaining(`no \`${resume}\` after`),
+    ]);
+    expect(stopProblems(`${job} --dry-run`, objects)).toEqual({ checked: 0, problems: [] });
+    expect(stopProblems("docker-compose run --rm -T ops bun jobs/restore-offsets.ts", objects).problems).toEqual([
+      "no `docker-compose stop worker` before: docker-compose run --rm -T ops bun jobs/restore-offsets.ts",
+      "no `docker-compose start worker` after: docker-compose run --rm -T ops bun jobs/restore-offsets.ts",
+    ]);
+    expect(
+      formProblems(
+        "kubectl -n qrscan-prod annotate scaledobject qrscan-workers autoscaling.keda.sh/paused-replicas=0 --overwrite",
+        objects,
+      ),
+    ).toEqual(["the prod overlay renders no ScaledObject qrscan-workers"]);
+    expect(formProblems(wait.replace("=qrscan-worker", "=qrscan-wrker"), objects)).toEqual([
+      "no rendered Deployment selects its pods by app.kubernetes.io/name=qrscan-wrker",
+    ]);
   });
 
   test("the checks fail on a job run as the worker: its principal, role, archive or stopped pods", () => {

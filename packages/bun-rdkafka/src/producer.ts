@@ -141,8 +141,16 @@ export class KafkaProducer {
    */
   get connected(): boolean {
     if (this.#closed || this.#fatal || this.#brokersDown) return false;
-    if (this.#hadMetadata) return true;
-    this.#hadMetadata = lib().rd_kafka_controllerid(this.#rk, 0) >= 0;
+    return this.hasConnected;
+  }
+
+  /**
+   * True once the client has had cluster metadata, and from then on whatever happens to the
+   * brokers: a service can tell a client that never reached Kafka (still starting) from one in an
+   * outage (server/app.ts's /ready keeps a new edge out of rotation until its first connection).
+   */
+  get hasConnected(): boolean {
+    if (!this.#hadMetadata && !this.#closed) this.#hadMetadata = lib().rd_kafka_controllerid(this.#rk, 0) >= 0;
     return this.#hadMetadata;
   }
 

@@ -60,6 +60,8 @@ describe("KafkaProducer state", () => {
 
     await producer.close();
     expect(producer.connected).toBe(false);
+    // It did connect: that stays true whatever happened since.
+    expect(producer.hasConnected).toBe(true);
     expect(producer.queueLength).toBe(0);
   });
 
@@ -72,6 +74,7 @@ describe("KafkaProducer state", () => {
     expect(await producer.flush(300)).toBe(false);
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(producer.connected).toBe(false);
+    expect(producer.hasConnected).toBe(false);
     await producer.close(100);
     // close() purged it: the send rejects, it is never reported delivered.
     expect(await pending).toMatchObject({ code: "BROKER_UNAVAILABLE" });
