@@ -376,8 +376,8 @@ describe("the manifests run the product as configured", () => {
       const keySha = createHash("sha256").update(key).digest("hex");
       const config = loadServerConfig({ ...data, ...mountedKafkaSecrets(), API_KEY_SHA256: keySha });
       // The readiness probe's endpoint, run by the app with the pod's settings and a producer
-      // that is not connected (Kafka down): the pod stays in the Service.
-      const producer = { connected: false, fatalError: null } as unknown as KafkaProducer;
+      // that connected once and is not connected now (Kafka down): the pod stays in the Service.
+      const producer = { connected: false, hasConnected: true, fatalError: null } as unknown as KafkaProducer;
       const app = createApp({
         config,
         producer,
