@@ -5,8 +5,9 @@
 // fails when a copy differs.
 //   bun tools/k8s-alertmanager.ts           (write them)
 //   bun tools/k8s-alertmanager.ts --check   (exit 1 when a copy differs from its source)
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { writeOrCheck } from "./generated.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 export const REGENERATE = "bun tools/k8s-alertmanager.ts";
@@ -17,17 +18,8 @@ export const COPIES = ["alertmanager.yml", "start.sh"].map((file) => ({
   copy: join(ROOT, "deploy/k8s/monitoring/alertmanager", file),
 }));
 
-if (import.meta.main) {
-  let stale = 0;
-  for (const { source, copy } of COPIES) {
-    const text = readFileSync(source, "utf8");
-    if (!process.argv.includes("--check")) {
-      writeFileSync(copy, text);
-      console.log(`wrote ${copy}`);
-    } else if (readFileSync(copy, "utf8") !== text) {
-      console.error(`${copy} is out of date with ${source}: run \`${REGENERATE}\``);
-      stale++;
-    }
-  }
-  process.exit(stale ? 1 : 0);
-}
+if (import.meta.main)
+  writeOrCheck(
+    COPIES.map(({ source, copy }) => ({ path: copy, text: readFileSync(source, "utf8"), source })),
+    REGENERATE,
+  );

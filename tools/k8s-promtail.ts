@@ -6,8 +6,9 @@
 // test/unit/promtail-k8s.test.ts fails when the file is out of date.
 //   bun tools/k8s-promtail.ts           (write it)
 //   bun tools/k8s-promtail.ts --check   (exit 1 when it differs from what the compose config gives)
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { writeOrCheck } from "./generated.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 export const SOURCE = join(ROOT, "monitoring/promtail/config.yaml");
@@ -119,15 +120,5 @@ export function renderPromtailConfig(source = readFileSync(SOURCE, "utf8")): str
   return `${header.join("\n")}\n${Bun.YAML.stringify(config, null, 2).trimEnd()}\n`;
 }
 
-if (import.meta.main) {
-  const text = renderPromtailConfig();
-  if (process.argv.includes("--check")) {
-    if (readFileSync(OUTPUT, "utf8") !== text) {
-      console.error(`${OUTPUT} is out of date with monitoring/promtail/config.yaml: run \`${REGENERATE}\``);
-      process.exit(1);
-    }
-  } else {
-    writeFileSync(OUTPUT, text);
-    console.log(`wrote ${OUTPUT}`);
-  }
-}
+if (import.meta.main)
+  writeOrCheck([{ path: OUTPUT, text: renderPromtailConfig(), source: "monitoring/promtail/config.yaml" }], REGENERATE);
