@@ -515,6 +515,7 @@ describe("runbook_base: each Prometheus sets it, and the rules' runbook_url rend
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? "/usr/bin:/bin", PWD: ROOT, POSTGRES_PASSWORD: "0123456789abcdef" },
       encoding: "utf8",
+      timeout: 30_000,
     });
     expect(rendered.status, rendered.stderr).toBe(0);
     const services = (Bun.YAML.parse(rendered.stdout) as typeof compose).services;
@@ -565,7 +566,9 @@ describe("runbook_base: each Prometheus sets it, and the rules' runbook_url rend
       readyTimeoutMs: 20_000,
     });
     onCleanup(() => killProcess(proc));
-    const status = (await fetch(`http://127.0.0.1:${port}/api/v1/status/config`).then((r) => r.json())) as {
+    const status = (await fetch(`http://127.0.0.1:${port}/api/v1/status/config`, {
+      signal: AbortSignal.timeout(5_000),
+    }).then((r) => r.json())) as {
       data: { yaml: string };
     };
     const loaded = Bun.YAML.parse(status.data.yaml) as PrometheusConfig;

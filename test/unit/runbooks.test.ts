@@ -637,7 +637,11 @@ describe("runbooks: each job form runs with the job's credentials", () => {
 
   test("a kubectl form scales the toolbox up before its exec and back to 0 after", () => {
     const problems: string[] = [];
-    for (const f of fences.filter((x) => x.lang === "shell" && /exec deploy\/qrscan-ops/.test(x.code))) {
+    const toolboxFences = fences.filter((x) => x.lang === "shell" && /exec deploy\/qrscan-ops/.test(x.code));
+    // Every job's kubectl form runs in the toolbox: a rename or another fence language must not
+    // leave this check with nothing to read.
+    expect(toolboxFences.length).toBeGreaterThan(5);
+    for (const f of toolboxFences) {
       const lines = f.code.split("\n").filter((l) => !l.startsWith("#"));
       const ns = (l: string) => /kubectl -n (\S+)/.exec(l)?.[1];
       const execs = lines.flatMap((l, i) => (/exec deploy\/qrscan-ops/.test(l) ? [i] : []));
