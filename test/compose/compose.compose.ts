@@ -449,10 +449,12 @@ describe("compose on a real engine, through its containers", () => {
       // A second node down: two of the three combined broker-controllers, so the controller quorum
       // is lost too and no leader or in-sync set can change; with at most one in-sync replica of
       // the two required, every request is refused. Requests sent in the last 12 s before the
-      // restart may still be stored (the edge's delivery timeout is 10 s).
+      // restart may still be stored (the edge's delivery timeout is 10 s). Held 105 s, so that the
+      // window checked below (45 s after the kill to 12 s before the restart) is 48 s: requests
+      // answered only at their timeout were all in flight across an 18 s window once (none sent).
       must(["docker", "kill", "-s", "KILL", broker3 as string]);
       const secondKill = at();
-      await Bun.sleep(75_000);
+      await Bun.sleep(105_000);
       compose(["start", "kafka-2", "kafka-3"]);
       const restarted = at();
       await waitFor(
