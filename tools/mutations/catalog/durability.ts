@@ -25,4 +25,16 @@ export const mutations: Mutation[] = [
     observed:
       "expect(summary?.failed).toEqual([{ day, reason: /reads back as 24 rows, …; its manifest says 24 rows, / }]): received [] (the day was dropped on a file holding one changed row)",
   },
+  {
+    id: "worker-statement-timeout-hard-coded",
+    promise:
+      "every database write is bounded: the worker's statements are cancelled at DB_STATEMENT_TIMEOUT_MS (57014, retried)",
+    file: "worker/main.ts",
+    find: "    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,",
+    replace: "    statementTimeoutMs: 30_000,",
+    killers: ["test/integration/worker-db.test.ts"],
+    testNamePattern: "a worker process's statement blocked on a lock",
+    observed:
+      "timed out after 9500 ms waiting for the worker to log a retry after its statement (started …) was cancelled; log …/worker.log; last saw []",
+  },
 ];
