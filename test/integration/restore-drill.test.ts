@@ -3,9 +3,18 @@
 // Kafka after a restore (the drill's replay, and `bun run restore-offsets` as the runbook runs it).
 // Each test works in its own throwaway database; backups cover the whole cluster.
 //
-// Mutations these tests were checked against (each applied once, the test run, then reverted):
+// Both Kafka tests run with the default WRITES_IN_FLIGHT (2) and a gap below stored rows (a batch
+// missing while the next one is stored), so the resume point's rewind matters.
+//
+// Mutations these tests were checked against (each applied once, the test run, then reverted;
+// the ones marked * are in tools/mutations/catalog/durability.ts):
 // | mutation                                                                | what fails                                                    |
-// | offsets.ts resumePositions: resume = storedNext + 1                      | replay: problems lists today's partition, 497 rows, not 500   |
+// | offsets.ts resumePositions: resume = storedNext + 1                      | replay: problems lists today's partition, 449 rows, not 550   |
+// | * offsets.ts rewindFor: (WRITES_IN_FLIGHT - 1) × BATCH_MAX_ROWS (as it was) | replay: 450 rows, not 550; restore-offsets: resumes at 85, not 55 |
+// | * offsets.ts rewindFor: 0                                                | replay: 450 rows, not 550; restore-offsets: resumes at 115, not 55 |
+// | * restore-drill.ts: rewindFor(1, …) (WRITES_IN_FLIGHT ignored)           | replay: 450 rows, not 550                                     |
+// | * restore-offsets.ts: rewindFor(1, …) (WRITES_IN_FLIGHT ignored)         | restore-offsets: resumes at 115, not 55                       |
+// | * sink.ts: scan_counts counted from the staging table (replays counted)  | replay: 20 buckets differ, 650 counted for 550; restore-offsets: 90 buckets differ |
 // | checksums.ts differences() returns []                                    | PITR: the restore to after the DELETE says "verified", exit 0 |
 // | drill.ts restore ignores a time target (--type=immediate: the backup end)| PITR: MISMATCH, 600 rows per day where the mark had 800       |
 import { expect, test } from "bun:test";
