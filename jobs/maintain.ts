@@ -9,12 +9,23 @@
 // retention. Configuration: docs/operations.md "maintain configuration"; steps: "Retention".
 import { type CliSpec, MAIN, parseCommand, runCli } from "../shared/cli.ts";
 import { type MaintainConfig, loadMaintainConfig } from "./retention/config.ts";
-import { type MaintainSummary, maintain, maintenanceSession, withMaintenanceLock } from "./retention/maintain.ts";
+import {
+  type MaintainHooks,
+  type MaintainSummary,
+  maintain,
+  maintenanceSession,
+  withMaintenanceLock,
+} from "./retention/maintain.ts";
 
-export async function runMaintain(c: MaintainConfig, log = (line: string) => console.log(`maintain: ${line}`)) {
+/** One run; `hooks` are test hooks (jobs/retention/maintain.ts MaintainHooks), never passed by the CLI. */
+export async function runMaintain(
+  c: MaintainConfig,
+  log = (line: string) => console.log(`maintain: ${line}`),
+  hooks: MaintainHooks = {},
+) {
   const sql = maintenanceSession(c);
   try {
-    const summary = await withMaintenanceLock(sql, () => maintain(sql, c, log));
+    const summary = await withMaintenanceLock(sql, () => maintain(sql, c, log, hooks));
     if (summary === null) log("another maintain or archive-restore run holds the lock; nothing done");
     return summary satisfies MaintainSummary | null;
   } finally {

@@ -17,13 +17,19 @@ export interface ResumePosition {
 }
 
 /**
- * How far behind the highest stored offset the group must resume. A worker writes up to
+ * How far behind the highest stored offset + 1 the group must resume. A worker writes up to
  * WRITES_IN_FLIGHT batches at once and their transactions may commit out of order, so at a
- * recovery target an earlier batch (at most BATCH_MAX_ROWS messages, WRITES_IN_FLIGHT - 1 of
- * them) may be missing below the highest stored offset. With one write in flight the rewind is 0:
- * the group resumes at max(kafka_offset) + 1 exactly.
+ * recovery target up to WRITES_IN_FLIGHT - 1 earlier batches may be missing while a later one is
+ * stored. The missing messages of a partition then sit below the first message of that stored
+ * batch, not below its last: between the highest stored offset and the first missing one lie all
+ * these batches' messages of the partition, the stored one's included, at most WRITES_IN_FLIGHT ×
+ * BATCH_MAX_ROWS. (Rewinding by WRITES_IN_FLIGHT - 1 batches, as first written, left a full
+ * missing batch behind a full stored one unreplayed: test/integration/restore-drill.test.ts.) With
+ * one write in flight nothing is stored out of order and the rewind is 0: the group resumes at
+ * max(kafka_offset) + 1 exactly.
  */
-export const rewindFor = (writesInFlight: number, batchMaxRows: number) => (writesInFlight - 1) * batchMaxRows;
+export const rewindFor = (writesInFlight: number, batchMaxRows: number) =>
+  writesInFlight > 1 ? writesInFlight * batchMaxRows : 0;
 
 /** Per partition of `topic`: where the restored rows end and where the group should resume. */
 export async function resumePositions(

@@ -38,7 +38,7 @@ async function main(argv: string[]): Promise<number> {
       rewind,
     });
     console.log(
-      `group ${config.CONSUMER_GROUP} on ${config.SCANS_TOPIC} (resume = restored-next - ${rewind}: WRITES_IN_FLIGHT - 1 batches of BATCH_MAX_ROWS may be missing below it):`,
+      `group ${config.CONSUMER_GROUP} on ${config.SCANS_TOPIC} (resume = restored-next - ${rewind}: with WRITES_IN_FLIGHT > 1, WRITES_IN_FLIGHT batches of BATCH_MAX_ROWS, a stored one and the ones before it that may be missing):`,
     );
     console.log(formatPositions(positions));
     const [dlq] = admin.describeTopics([config.DEAD_LETTER_TOPIC]);

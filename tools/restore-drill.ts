@@ -11,7 +11,8 @@
 //       target when --target-time is left out). Without FILE it only reports what it restored.
 //   --replay: after verifying, moves a drill copy of the sink group to where the restored rows end
 //       (jobs/offsets.ts), runs a worker into the drill cluster until it reached the
-//       topic's end, and checks every event up to there is stored exactly once, as on the live one.
+//       topic's end, and checks every event up to there is stored as on the live one and counted
+//       once (scan_counts against a recount); what was replayed is read from Kafka and the worker.
 // Configuration: BACKUP_DATABASE, DRILL_PG_PORT, DRILL_TIMEOUT_MS (tools/backup/config.ts), and
 // with --replay the worker's (KAFKA_BROKERS, SCANS_TOPIC, CONSUMER_GROUP, …).
 import { readFileSync } from "node:fs";
@@ -26,7 +27,8 @@ import { type Checksums, type Mark, checksums, differences, mark, totalRows, wri
 import { type BackupConfig, loadBackupConfig } from "./backup/config.ts";
 import { type DrillCluster, type RecoveryTarget, archiveCurrentWal, restoreDrillCluster } from "./backup/drill.ts";
 import { ARCHIVE_TIMEOUT_S } from "./backup/pgbackrest.ts";
-import { spawnProcess, stopProcess } from "./harness.ts";
+import { metricValue, spawnProcess, stopProcess } from "./harness.ts";
+import { freePort } from "./stack/processes.ts";
 import { waitFor } from "./wait.ts";
 
 export const RESTORE_DRILL_CLI: CliSpec = {
@@ -92,9 +94,37 @@ const latestEvent = (sql: postgres.Sql) =>
   sql<{ at: Date | null }[]>`select max(ingested_at) as at from scan_events`.then((r) => r[0]?.at ?? null);
 
 interface ReplayResult {
+  /** Where the drill group resumed, per partition: its committed offsets read back from Kafka before the replay. */
+  resumedAt: { partition: number; offset: number }[];
+  /** Messages the replay read: the drill group's committed offsets after the replay minus before it, from Kafka. */
   replayedMessages: number;
+  /** The replay worker's own counters (its /metrics, read once it had committed up to the end). */
+  worker: { inserted: number; duplicates: number; deadLettered: number };
   rows: number;
+  /** sum(scan_counts.count) on the drill cluster after the replay (minute buckets still kept). */
+  counted: number;
+  /** Minute buckets where scan_counts differs from a recount of scan_events after the replay. */
+  countMismatches: number;
   problems: string[];
+}
+
+/**
+ * scan_counts against a recount of scan_events, per (qr_id, minute), for the minutes still kept
+ * (from rollup_state.minutes_pruned_before: older ones were moved into the rollups): a replayed
+ * event counted again, or a stored one not counted, shows as a bucket that differs.
+ */
+async function countsAgainstRecount(
+  sql: postgres.Sql,
+): Promise<{ counted: number; events: number; mismatches: number }> {
+  const [r] = await sql<{ counted: number; events: number; mismatches: number }[]>`
+    with kept as (select coalesce((select minutes_pruned_before from rollup_state), '-infinity') as since),
+    e as (
+      select qr_id, date_trunc('minute', scanned_at) as bucket, count(*)::bigint as c from scan_events, kept
+      where scanned_at >= kept.since group by 1, 2),
+    s as (select qr_id, bucket, count from scan_counts, kept where bucket >= kept.since)
+    select (select coalesce(sum(count), 0)::int from s) as counted, (select coalesce(sum(c), 0)::int from e) as events,
+      (select count(*)::int from e full join s using (qr_id, bucket) where e.c is distinct from s.count) as mismatches`;
+  return r ?? { counted: -1, events: -1, mismatches: -1 };
 }
 
 /**
@@ -126,14 +156,24 @@ async function replay(
       drillGroup,
       positions.map((p) => ({ topic, partition: p.partition, offset: p.resume })),
     );
+    // What Kafka holds for the drill group now (-1: none), not what was asked for.
+    const committed = (group: string) =>
+      admin.groupLag(group, topic).map((p) => ({ partition: p.partition, offset: Math.max(0, p.committed) }));
+    const before = committed(drillGroup);
     const log = join(cluster.dir, "replay-worker.log");
+    const metricsPort = freePort();
+    const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     const proc = spawnProcess({
       cmd: ["bun", "worker/main.ts"],
       env: {
         DATABASE_URL: cluster.appUrl(database),
         CONSUMER_GROUP: drillGroup,
         DEAD_LETTER_GROUP: `${drillGroup}-dlq`,
-        METRICS_PORT: "0",
+        // Its own metrics listener, open on loopback only, read below.
+        METRICS_HOST: "127.0.0.1",
+        METRICS_PORT: String(metricsPort),
+        METRICS_BEARER_TOKEN_FILE: "",
+        METRICS_BASIC_AUTH_FILE: "",
         WORKER_INDEX: "0",
       },
       output: { file: log },
@@ -142,6 +182,8 @@ async function replay(
       admin
         .groupLag(group, topic)
         .filter((p) => p.committed < (ends[p.partition] ?? 0) && (ends[p.partition] ?? 0) > 0);
+    let replayedMessages = 0;
+    let counters: ReplayResult["worker"];
     try {
       await waitFor(
         `the replay worker (group ${drillGroup}, log ${log}) to commit up to the topic's end ${JSON.stringify(ends)}`,
@@ -152,6 +194,21 @@ async function replay(
         (behind) => behind.length === 0,
         timeoutMs,
         250,
+      );
+      const start = new Map(before.map((p) => [p.partition, p.offset]));
+      replayedMessages = committed(drillGroup).reduce((n, p) => n + p.offset - (start.get(p.partition) ?? 0), 0);
+      // The worker counts a batch right after committing it: read until its counters cover the commits.
+      const read = async () => ({
+        inserted: await metricValue(metricsUrl, "worker_rows_inserted_total"),
+        duplicates: await metricValue(metricsUrl, "worker_rows_duplicate_total"),
+        deadLettered: await metricValue(metricsUrl, "worker_dead_letters_total"),
+      });
+      counters = await waitFor(
+        `the replay worker's counters (${metricsUrl}) to cover the ${replayedMessages} message(s) it committed`,
+        read,
+        (c) => c.inserted + c.duplicates + c.deadLettered >= replayedMessages,
+        10_000,
+        100,
       );
     } finally {
       await stopProcess(proc);
@@ -165,13 +222,21 @@ async function replay(
     );
     const live = await withSql(liveUrl, (sql) => checksums(sql, ends));
     const restored = await checksums(drillSql, ends);
-    const [dupes] = await drillSql<{ n: number }[]>`
-      select (count(*) - count(distinct event_id))::int as n from scan_events`;
+    const counts = await countsAgainstRecount(drillSql);
     const problems = differences(live, restored);
-    if (dupes?.n) problems.push(`${dupes.n} event_id(s) stored more than once after the replay`);
+    if (counts.mismatches !== 0) {
+      problems.push(
+        `${counts.mismatches} scan_counts bucket(s) differ from a recount of scan_events after the replay ` +
+          `(sum(scan_counts.count) ${counts.counted} for ${counts.events} stored events): ${counts.counted > counts.events ? "counted twice" : "not counted"}`,
+      );
+    }
     return {
-      replayedMessages: positions.reduce((n, p) => n + Math.max(0, p.highWatermark - p.resume), 0),
+      resumedAt: before,
+      replayedMessages,
+      worker: counters,
       rows: totalRows(restored),
+      counted: counts.counted,
+      countMismatches: counts.mismatches,
       problems,
     };
   } finally {
@@ -244,7 +309,8 @@ async function drill(stack: LocalStack, config: BackupConfig, options: Options):
       replayed = await replay(cluster, liveUrl, database, worker, config.DRILL_TIMEOUT_MS);
       console.log(
         `restore-drill: replay ${replayed.problems.length ? "MISMATCH" : "verified"}: ${replayed.replayedMessages} message(s) replayed from ${worker.SCANS_TOPIC}, ` +
-          `${replayed.rows} rows up to the topic's end, each once, as on the live database`,
+          `${replayed.rows} rows up to the topic's end as on the live database, scan_counts ${replayed.countMismatches ? `off in ${replayed.countMismatches} bucket(s)` : "equal to a recount"} ` +
+          `(the replay worker: ${replayed.worker.inserted} inserted, ${replayed.worker.duplicates} already stored, ${replayed.worker.deadLettered} dead-lettered)`,
       );
       for (const p of replayed.problems) console.log(`  ${p}`);
     }

@@ -76,14 +76,31 @@ export interface MaintainSummary {
   deadLettersPruned: number;
 }
 
-export async function maintain(sql: Sql, c: MaintainConfig, log: Log): Promise<MaintainSummary> {
+/**
+ * Test hooks: a step a test runs at a given point of archiving a day, to change what the run finds
+ * next (a late row, a damaged file). Only an in-process caller can pass them (`maintain`'s and
+ * `runMaintain`'s last argument); `bun run maintain` never does, so in production they are absent.
+ */
+export interface MaintainHooks {
+  /** After a new archive file is written and renamed into place, before its manifest is made and it is read back. */
+  afterArchiveWritten?: (day: string, file: string) => Promise<void>;
+  /** After the day's archive is verified, before the partition is locked and compared with it once more. */
+  beforeDrop?: (day: string) => Promise<void>;
+}
+
+export async function maintain(
+  sql: Sql,
+  c: MaintainConfig,
+  log: Log,
+  hooks: MaintainHooks = {},
+): Promise<MaintainSummary> {
   const partitionsAhead = await createPartitionsAhead(sql, c.PARTITIONS_AHEAD_DAYS);
   log(`partitions: ${partitionsAhead[0]} to ${partitionsAhead.at(-1)} present`);
   const rollup = await rollUp(sql, c);
   log(
     `rollups: ${rollup.hoursFolded} late hours added, ${rollup.hoursMoved} hours moved out of minute counts, ${rollup.hoursRecomputed} hours and ${rollup.daysRecomputed} days recomputed; minute counts kept from ${rollup.minutesPrunedBefore ?? "the start"}`,
   );
-  const { archived, skipped, failed } = await archiveDays(sql, c, log);
+  const { archived, skipped, failed } = await archiveDays(sql, c, log, hooks);
   const deadLettersPruned = await pruneDeadLetters(sql, c.RETENTION_DEAD_LETTER_DAYS);
   log(`dead letters: ${deadLettersPruned} older than ${c.RETENTION_DEAD_LETTER_DAYS} days deleted`);
   return { partitionsAhead, ...rollup, archived, skipped, failed, deadLettersPruned };
@@ -240,7 +257,7 @@ async function checkColumns(sql: Sql): Promise<void> {
   }
 }
 
-async function archiveDays(sql: Sql, c: MaintainConfig, log: Log) {
+async function archiveDays(sql: Sql, c: MaintainConfig, log: Log, hooks: MaintainHooks) {
   const archived: MaintainSummary["archived"] = [];
   const skipped: MaintainSummary["skipped"] = [];
   const failed: MaintainSummary["failed"] = [];
@@ -253,7 +270,8 @@ async function archiveDays(sql: Sql, c: MaintainConfig, log: Log) {
   for (const day of days) {
     for (const name of removeTemporaries(c.ARCHIVE_DIR, day)) log(`archive: removed ${name}, left by a killed run`);
     try {
-      const { manifest, reused } = await archiveDay(sql, c, day);
+      const { manifest, reused } = await archiveDay(sql, c, day, hooks);
+      await hooks.beforeDrop?.(day);
       await dropDay(sql, c, day, manifest);
       archived.push({ day, rows: manifest.rows, file: manifest.file, reused });
       log(
@@ -285,7 +303,12 @@ class DayChangedError extends Error {
 }
 
 /** A verified archive of the day as it is now: an existing one is reused, else one is written. */
-async function archiveDay(sql: Sql, c: MaintainConfig, day: string): Promise<{ manifest: Manifest; reused: boolean }> {
+async function archiveDay(
+  sql: Sql,
+  c: MaintainConfig,
+  day: string,
+  hooks: MaintainHooks,
+): Promise<{ manifest: Manifest; reused: boolean }> {
   const partition = partitionOf(day);
   const digest = await digestInDb(sql, partition);
   const paths = archivePaths(c.ARCHIVE_DIR, day, digest);
@@ -307,6 +330,7 @@ async function archiveDay(sql: Sql, c: MaintainConfig, day: string): Promise<{ m
         throw new DayChangedError(error.message);
       throw error;
     }
+    await hooks.afterArchiveWritten?.(day, paths.file);
   } else {
     // A run killed between the file's rename and its manifest's: the file is checked by reading it back.
     const read = await readArchive(paths.file);

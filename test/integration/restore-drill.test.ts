@@ -3,9 +3,18 @@
 // Kafka after a restore (the drill's replay, and `bun run restore-offsets` as the runbook runs it).
 // Each test works in its own throwaway database; backups cover the whole cluster.
 //
-// Mutations these tests were checked against (each applied once, the test run, then reverted):
+// Both Kafka tests run with the default WRITES_IN_FLIGHT (2) and a gap below stored rows (a batch
+// missing while the next one is stored), so the resume point's rewind matters.
+//
+// Mutations these tests were checked against (each applied once, the test run, then reverted;
+// the ones marked * are in tools/mutations/catalog/durability.ts):
 // | mutation                                                                | what fails                                                    |
-// | offsets.ts resumePositions: resume = storedNext + 1                      | replay: problems lists today's partition, 497 rows, not 500   |
+// | offsets.ts resumePositions: resume = storedNext + 1                      | replay: problems lists today's partition, 449 rows, not 550   |
+// | * offsets.ts rewindFor: (WRITES_IN_FLIGHT - 1) × BATCH_MAX_ROWS (as it was) | replay: 450 rows, not 550; restore-offsets: resumes at 85, not 55 |
+// | * offsets.ts rewindFor: 0                                                | replay: 450 rows, not 550; restore-offsets: resumes at 115, not 55 |
+// | * restore-drill.ts: rewindFor(1, …) (WRITES_IN_FLIGHT ignored)           | replay: 450 rows, not 550                                     |
+// | * restore-offsets.ts: rewindFor(1, …) (WRITES_IN_FLIGHT ignored)         | restore-offsets: resumes at 115, not 55                       |
+// | * sink.ts: scan_counts counted from the staging table (replays counted)  | replay: 20 buckets differ, 650 counted for 550; restore-offsets: 90 buckets differ |
 // | checksums.ts differences() returns []                                    | PITR: the restore to after the DELETE says "verified", exit 0 |
 // | drill.ts restore ignores a time target (--type=immediate: the backup end)| PITR: MISMATCH, 600 rows per day where the mark had 800       |
 import { expect, test } from "bun:test";
@@ -13,6 +22,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
+import { checksums, totalRows, writeMark } from "../../tools/backup/checksums.ts";
 import { spawnProcess } from "../../tools/harness.ts";
 import { pgPaths } from "../../tools/stack/pg-paths.ts";
 import {
@@ -24,9 +34,10 @@ import {
   workerEnv,
   workerProcessEnv,
 } from "../helpers/fixtures.ts";
+import { countMismatches } from "../helpers/postgres.ts";
 import { ensureStack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
-import { events, produceEvents } from "../helpers/worker.ts";
+import { events, metric, produceEvents } from "../helpers/worker.ts";
 
 const stack = await ensureStack();
 
@@ -50,7 +61,15 @@ interface DrillResult {
   rpoSeconds: number;
   rows: number;
   checksums: { scanEvents: { partition: string; rows: number; eventIds: string }[] };
-  replay: { replayedMessages: number; rows: number; problems: string[] } | null;
+  replay: {
+    resumedAt: { partition: number; offset: number }[];
+    replayedMessages: number;
+    worker: { inserted: number; duplicates: number; deadLettered: number };
+    rows: number;
+    counted: number;
+    countMismatches: number;
+    problems: string[];
+  } | null;
 }
 
 function result(run: { stdout: string; output: string; code: number }): DrillResult {
@@ -132,59 +151,122 @@ test("a point-in-time restore to just before a DELETE brings the deleted rows ba
   expect(drillDirs()).toEqual([]);
 }, 600_000);
 
-test("after a restore, the sink group resumes at max(kafka_offset) + 1 and the events written after the target come back once", async () => {
+/**
+ * Holds `event`'s key in scan_events from another session: an uncommitted insert of the same
+ * (event_id, scanned_at), so the worker's INSERT … ON CONFLICT for the batch holding that event
+ * waits for this transaction. release() rolls it back, and the worker's insert goes through.
+ */
+async function holdKey(directUrl: string, event: { event_id: string; scanned_at: string }) {
+  const holder = postgres(directUrl, { max: 1, onnotice: () => {} });
+  const session = await holder.reserve();
+  onCleanup(async () => {
+    await session`rollback`.catch(() => {});
+    session.release();
+    await holder.end({ timeout: 1 });
+  });
+  await session`begin`;
+  await session`
+    insert into scan_events (event_id, scanned_at, qr_id, received_at, schema_version, kafka_partition, kafka_offset)
+    values (${event.event_id}::uuid, ${event.scanned_at}::timestamptz, 'held', now(), 1, 0, 0)`;
+  return {
+    release: async () => {
+      await session`rollback`;
+    },
+  };
+}
+
+// WRITES_IN_FLIGHT at its default (2): a worker writes two batches at once. Small batches, so the
+// rewind they need (2 × BATCH_MAX_ROWS) is seen in a small topic.
+const BATCH = 100;
+
+test("a restore to a moment when a batch was stored and the one before it not: the drill's replay rewinds over both, stores the gap and counts each event once", async () => {
   const db = await createDatabase();
   const dir = tempDir();
-  // One write in flight: the resume point is exactly the highest restored offset + 1 (no rewind).
-  const workerSettings = { WRITES_IN_FLIGHT: "1" };
-  const env = await workerEnv(db.url, 3);
-  spawnWorker(env, workerSettings);
+  const workerSettings = { BATCH_MAX_ROWS: String(BATCH) };
+  const env = await workerEnv(db.url, 1);
   const producer = createProducer();
   const admin = createAdmin();
+  const rows = async () => (await db.sql<{ n: number }[]>`select count(*)::int as n from scan_events`)[0]?.n;
   const stored = (n: number) =>
     waitFor(
       `${n} events in scan_events and the group ${env.group} committed up to the topic's end`,
-      async () => {
-        const [row] = await db.sql<{ n: number }[]>`select count(*)::int as n from scan_events`;
-        const lag = admin.groupLag(env.group, env.scansTopic).reduce((s, p) => s + p.lag, 0);
-        return { rows: row?.n, lag };
-      },
+      async () => ({
+        rows: await rows(),
+        lag: admin.groupLag(env.group, env.scansTopic).reduce((s, p) => s + p.lag, 0),
+      }),
       (s) => s.rows === n && s.lag === 0,
       120_000,
       250,
     );
 
+  const first = spawnWorker(env, workerSettings);
   await produceEvents(producer, env.scansTopic, events(300));
   await stored(300);
-  const backup = await cli(["tools/backup.ts", "--type", "incr"]);
-  expect(backup.code).toBe(0);
-  const markFile = join(dir, "mark.json");
-  const driveEnv = { ...workerProcessEnv(env), ...workerSettings, BACKUP_DATABASE: db.name };
-  expect((await cli(["tools/restore-drill.ts", "--mark", markFile], driveEnv)).code).toBe(0);
-  // Acknowledged by Kafka, stored and committed by the worker after the recovery target.
-  await produceEvents(producer, env.scansTopic, events(200));
-  await stored(500);
+  first.proc.kill("SIGTERM");
+  expect(await first.proc.exited).toBe(0);
+  expect((await cli(["tools/backup.ts", "--type", "incr"])).code).toBe(0);
 
+  // Two batches in flight, the later one committed first: the first event of a backlog of two
+  // batches is held by another session, so its batch (offsets 300-399) waits on it while the next
+  // one (400-499) is stored. The worker waits up to 2 s to fill a batch: the backlog is read in full ones.
+  const backlog = events(2 * BATCH);
+  const held = await holdKey(db.directUrl, backlog[0] as { event_id: string; scanned_at: string });
+  await produceEvents(producer, env.scansTopic, backlog);
+  spawnWorker(env, { ...workerSettings, BATCH_MAX_WAIT_MS: "2000" });
+  const gap = await waitFor(
+    "the later batch stored while the earlier one waits on the held key",
+    async () => {
+      const [offsets] = await db.sql<{ first: number; last: number; n: number }[]>`
+        select min(kafka_offset)::int as first, max(kafka_offset)::int as last, count(*)::int as n
+        from scan_events where kafka_offset >= 300`;
+      const waiting = await db.sql`
+        select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`;
+      return { offsets, waiting: waiting.length };
+    },
+    (s) => s.offsets?.n === BATCH && s.waiting === 1,
+    60_000,
+    100,
+  );
+  expect(gap.offsets).toEqual({ first: 300 + BATCH, last: 300 + 2 * BATCH - 1, n: BATCH });
+  // The recovery target: now. Nothing commits around it (the same checksums on both sides).
+  const atTarget = await checksums(db.sql);
+  const [target] = await db.sql<{ t: string }[]>`
+    select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00' as t`;
+  expect(await checksums(db.sql)).toEqual(atTarget);
+  expect(totalRows(atTarget)).toBe(300 + BATCH);
+  const markFile = join(dir, "mark.json");
+  writeMark(markFile, { database: db.name, targetTime: target?.t ?? "", restorePoint: "", checksums: atTarget });
+
+  // After the target: the held batch is stored, and 50 more events.
+  await held.release();
+  await produceEvents(producer, env.scansTopic, events(50));
+  await stored(300 + 2 * BATCH + 50);
+
+  const driveEnv = { ...workerProcessEnv(env), ...workerSettings, BACKUP_DATABASE: db.name };
   const drill = await cli(["tools/restore-drill.ts", "--expect", markFile, "--replay"], driveEnv);
   const r = result(drill);
-  expect(drill.output).toContain("restore-drill: verified: 300 rows");
-  expect(r.rows).toBe(300);
+  expect(drill.output).toContain(`restore-drill: verified: ${300 + BATCH} rows`);
   expect(r.replay?.problems).toEqual([]);
-  expect(r.replay?.replayedMessages).toBe(200);
-  expect(r.replay?.rows).toBe(500);
+  // Restored rows end at offset 499: the drill group resumed two batches below 500 (read back from
+  // Kafka), read up to the end (550), and the worker stored the gap and the 50, skipping the 100 it found.
+  expect(r.replay?.resumedAt).toEqual([{ partition: 0, offset: 300 }]);
+  expect(r.replay?.replayedMessages).toBe(2 * BATCH + 50);
+  expect(r.replay?.worker).toEqual({ inserted: BATCH + 50, duplicates: BATCH, deadLettered: 0 });
+  expect(r.replay).toMatchObject({ rows: 300 + 2 * BATCH + 50, counted: 300 + 2 * BATCH + 50, countMismatches: 0 });
   expect(drill.code).toBe(0);
   expect(drillDirs()).toEqual([]);
 }, 600_000);
 
-test("restore-offsets moves a stopped sink group back to the stored rows and the worker stores the rest once", async () => {
+test("restore-offsets rewinds a stopped sink group over the batches in flight below the stored rows; the worker stores the gap and counts each event once", async () => {
   const db = await createDatabase();
-  const workerSettings = { WRITES_IN_FLIGHT: "1" };
+  const B = 30;
+  const workerSettings = { BATCH_MAX_ROWS: String(B) };
   const env = await workerEnv(db.url, 3);
   const worker = spawnWorker(env, workerSettings);
   const producer = createProducer();
   const admin = createAdmin();
-  const sent = events(400);
-  await produceEvents(producer, env.scansTopic, sent);
+  // One key per event: the three partitions get about 133 each.
+  await produceEvents(producer, env.scansTopic, events(400, 400));
   const count = async () => (await db.sql<{ n: number }[]>`select count(*)::int as n from scan_events`)[0]?.n;
   const committedAll = () => admin.groupLag(env.group, env.scansTopic).every((p) => p.lag === 0);
   await waitFor(
@@ -197,19 +279,23 @@ test("restore-offsets moves a stopped sink group back to the stored rows and the
   worker.proc.kill("SIGTERM");
   await worker.proc.exited;
 
-  // What a restore to an earlier point looks like: the rows from the upper half of each partition are gone.
-  // The counts lose what the rows lose, as a restored database's would.
-  await db.sql`
-    with m as (
-      select kafka_partition, percentile_disc(0.5) within group (order by kafka_offset) as mid from scan_events group by 1),
+  // What a restore to an earlier point looks like with two writes in flight, per partition: the
+  // last 10 rows are gone (after the target), the batch of B below them is there (committed
+  // first), the batch of B below that is gone (still in flight at the target). The counts lose
+  // what the rows lose, as a restored database's would.
+  const [gone] = await db.sql<{ n: number }[]>`
+    with m as (select kafka_partition, max(kafka_offset) + 1 as n from scan_events group by 1),
     d as (
-      delete from scan_events s using m where s.kafka_partition = m.kafka_partition and s.kafka_offset > m.mid
+      delete from scan_events s using m where s.kafka_partition = m.kafka_partition
+        and (s.kafka_offset >= m.n - 10 or (s.kafka_offset >= m.n - 10 - 2 * ${B}::int and s.kafka_offset < m.n - 10 - ${B}::int))
       returning s.qr_id, date_trunc('minute', s.scanned_at) as bucket),
-    c as (select qr_id, bucket, count(*) as n from d group by 1, 2)
-    update scan_counts s set count = s.count - c.n from c where s.qr_id = c.qr_id and s.bucket = c.bucket`;
+    c as (select qr_id, bucket, count(*) as k from d group by 1, 2),
+    u as (update scan_counts s set count = s.count - c.k from c where s.qr_id = c.qr_id and s.bucket = c.bucket returning 1)
+    select (select sum(k) from c)::int as n, (select count(*) from u)::int as buckets`;
+  expect(gone?.n).toBe(3 * (10 + B));
   const left = await db.sql<{ partition: number; next: number }[]>`
     select kafka_partition as partition, (max(kafka_offset) + 1)::int as next from scan_events group by 1 order by 1`;
-  expect((await count()) ?? 0).toBeLessThan(400);
+  expect(left).toHaveLength(3);
 
   const cliEnv = { ...workerProcessEnv(env), ...workerSettings };
   const dry = await cli(["jobs/restore-offsets.ts", "--dry-run"], cliEnv);
@@ -220,16 +306,36 @@ test("restore-offsets moves a stopped sink group back to the stored rows and the
   const reset = await cli(["jobs/restore-offsets.ts"], cliEnv);
   expect(reset.output).toContain("offsets set: start the workers to replay");
   expect(reset.code).toBe(0);
+  // Read back from Kafka: each partition resumes two batches below where its restored rows end,
+  // at the first offset of the missing batch.
   const committed = admin
     .groupLag(env.group, env.scansTopic)
     .map((p) => ({ partition: p.partition, next: p.committed }));
-  expect(committed).toEqual(left);
+  expect(committed).toEqual(left.map((p) => ({ partition: p.partition, next: p.next - 2 * B })));
+  expect(committed.every((p) => p.next > 0)).toBe(true);
 
-  spawnWorker(env, workerSettings);
+  const replaying = spawnWorker(env, workerSettings);
   await waitFor("400 rows again", count, (n) => n === 400, 120_000, 250);
-  const [ids] = await db.sql<{ n: number; distinct: number }[]>`
-    select count(*)::int as n, count(distinct event_id)::int as distinct from scan_events`;
-  expect(ids).toEqual({ n: 400, distinct: 400 });
+  await waitFor(
+    "the group committed up to the end",
+    async () => committedAll(),
+    (done) => done,
+    60_000,
+    250,
+  );
+  // Observed by the worker: the gap and the last rows inserted, the stored batch found and skipped.
+  const seen = await waitFor(
+    `the replaying worker's counters to cover the ${3 * (10 + 2 * B)} messages from the resume points`,
+    async () => ({
+      inserted: await metric(replaying.metricsUrl, "worker_rows_inserted_total"),
+      duplicates: await metric(replaying.metricsUrl, "worker_rows_duplicate_total"),
+    }),
+    (c) => c.inserted + c.duplicates >= 3 * (10 + 2 * B),
+    10_000,
+    100,
+  );
+  expect(seen).toEqual({ inserted: 3 * (10 + B), duplicates: 3 * B });
+  expect(await countMismatches(db.sql)).toBe(0);
   const [counts] = await db.sql<{ total: number }[]>`select sum(count)::int as total from scan_counts`;
   expect(counts?.total).toBe(400);
 }, 300_000);

@@ -1,15 +1,21 @@
 // Retention on a real database (throwaway, through the stack's Postgres and pgbouncer): raw days
 // past the policy archived to Parquet, verified and dropped; minute counts rolled up and pruned;
 // archive-restore; kill -9 during an archive; a late event for an archived day through a real
-// worker; the stats route over archived periods.
+// worker; the stats route over archived periods. Two test hooks of `maintain` (MaintainHooks, passed
+// in-process only) put a fault between archiving a day and dropping it.
+//
+// Mutations these tests were checked against (tools/mutations/catalog/durability.ts):
+// | mutation (jobs/retention/maintain.ts)                          | what fails                                              |
+// | dropDay's last re-check compares the digest with itself        | "a row arriving after": the late row is gone (0 of 1)   |
+// | a freshly written archive returned without verifyArchive       | "freshly written": failed is [], the day was dropped    |
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import { archiveRestore } from "../../jobs/archive-restore.ts";
 import { runMaintain } from "../../jobs/maintain.ts";
-import { type DayDigest, digestInDb, partitionOf, readArchive } from "../../jobs/retention/archive.ts";
+import { type DayDigest, digestInDb, partitionOf, readArchive, writeArchive } from "../../jobs/retention/archive.ts";
 import { type MaintainConfig, loadMaintainConfig } from "../../jobs/retention/config.ts";
 import { killProcess, spawnProcess, stopProcess } from "../../tools/harness.ts";
 import {
@@ -352,6 +358,84 @@ describe("bun run maintain", () => {
     const [recorded] = await direct<{ row_count: string; content_checksum: string }[]>`
       select row_count::text, content_checksum from archived_days where day = ${first}::text::date`;
     expect(recorded).toEqual({ row_count: String(digest.rows), content_checksum: digest.content_checksum });
+  });
+
+  test("a row arriving after the archive is verified stops the drop: the day is kept with the row, and archived with it next run", async () => {
+    const { db, direct } = await seeded();
+    const dir = archiveDir();
+    // Days 39 and 40 ago expire; the hook runs between day 40's verified archive and its drop.
+    const c = config(db, dir, { RETENTION_RAW_DAYS: String(DAYS - 2) });
+    const day = daysAgo(DAYS);
+    const rowsBefore = await rowsOf(direct, partitionOf(day));
+    let lateId = "";
+    const summary = await runMaintain(c, quiet, {
+      beforeDrop: async (d) => {
+        if (d !== day) return;
+        // The archive on disk is verified equal to the partition at this point: the fault lands after it.
+        const [m] = await direct<{ n: number }[]>`select count(*)::int as n from ${direct(partitionOf(day))}`;
+        expect(m?.n).toBe(ROWS_PER_DAY);
+        const [late] = await direct<{ id: string }[]>`
+          insert into scan_events (event_id, scanned_at, qr_id, received_at, schema_version, kafka_partition, kafka_offset)
+          values (gen_random_uuid(), ${`${day}T23:30:00Z`}::text::timestamptz, 'qr-late', now(), 1, 0, 999999)
+          returning event_id::text as id`;
+        lateId = late?.id ?? "";
+      },
+    });
+    expect(lateId).not.toBe("");
+    // The late row is still stored: its day was not dropped.
+    expect(await direct`select 1 from scan_events where event_id = ${lateId}::uuid`).toHaveLength(1);
+    expect(summary?.skipped).toEqual([
+      { day, reason: expect.stringMatching(/now holds 25 rows, .* its archive 24 rows, .*: late rows arrived$/) },
+    ]);
+    expect(summary?.archived.map((a) => a.day)).toEqual([daysAgo(DAYS - 1)]);
+    expect(await partitionExists(direct, day)).toBe(true);
+    const kept = await rowsOf(direct, partitionOf(day));
+    expect(kept).toHaveLength(ROWS_PER_DAY + 1);
+    expect(kept.filter((r) => r.startsWith(`${lateId}|`))).toHaveLength(1);
+    expect(kept.filter((r) => !r.startsWith(`${lateId}|`))).toEqual(rowsBefore);
+    expect(await direct`select 1 from archived_days where day = ${day}::text::date`).toHaveLength(0);
+
+    // The next run archives the day as it is now, the late row included, and drops it.
+    const next = await runMaintain(c, quiet);
+    expect(next?.archived).toEqual([expect.objectContaining({ day, rows: ROWS_PER_DAY + 1, reused: false })]);
+    expect(await partitionExists(direct, day)).toBe(false);
+    expect(await archiveRows(await archivedFile(direct, dir, day))).toEqual(kept);
+  });
+
+  test("a freshly written archive that does not read back as the partition is refused: the day is kept, the run goes on", async () => {
+    const { db, direct } = await seeded();
+    const dir = archiveDir();
+    const scratch = archiveDir();
+    const c = config(db, dir, { RETENTION_RAW_DAYS: String(DAYS - 2) });
+    const day = daysAgo(DAYS);
+    const rowsBefore = await rowsOf(direct, partitionOf(day));
+    let written = "";
+    const summary = await runMaintain(c, quiet, {
+      // The new file is replaced by a valid Parquet archive of the same rows with one value
+      // changed: what a writer that mangles a string would leave. Its manifest is made from it.
+      afterArchiveWritten: async (d, file) => {
+        if (d !== day) return;
+        await direct.unsafe(`create temp table tampered as select * from ${partitionOf(day)}`);
+        await direct`update tampered set user_agent = 'tampered' where event_id = (select event_id from tampered order by 1 limit 1)`;
+        const other = join(scratch, "tampered.parquet");
+        await writeArchive(direct, "tampered", other, await digestInDb(direct, "tampered"), { day });
+        await direct`drop table tampered`;
+        renameSync(other, file);
+        written = file;
+      },
+    });
+    expect(written).not.toBe("");
+    // The fault landed: the file on disk holds the partition's rows but one.
+    const onDisk = await archiveRows(written);
+    expect(onDisk).toHaveLength(ROWS_PER_DAY);
+    expect(onDisk.filter((r) => !rowsBefore.includes(r))).toHaveLength(1);
+    expect(summary?.failed).toEqual([
+      { day, reason: expect.stringMatching(/reads back as 24 rows, content -?\d+, .*; its manifest says 24 rows, /) },
+    ]);
+    expect(summary?.archived.map((a) => a.day)).toEqual([daysAgo(DAYS - 1)]);
+    expect(await partitionExists(direct, day)).toBe(true);
+    expect(await rowsOf(direct, partitionOf(day))).toEqual(rowsBefore);
+    expect(await direct`select 1 from archived_days where day = ${day}::text::date`).toHaveLength(0);
   });
 
   test("a late event for an archived day is dead-lettered with the way back, even for a day the worker had cached", async () => {

@@ -1,6 +1,8 @@
 // The worker's bounded transactions (worker/db.ts), through the real pgbouncer: the statement
 // timeout is in force from the first statement, never leaks to the pooled connection's next user,
 // a statement past it fails as a transient 57014, and the client-side deadline bounds the rest.
+// And in a real worker process (worker/main.ts's wiring): a write blocked on a lock is cancelled
+// at the configured DB_STATEMENT_TIMEOUT_MS, retried, and stored once when the lock goes.
 //
 // Mutations caught (each tried once, then reverted):
 // | mutation                                                         | failing test            |
@@ -10,14 +12,28 @@
 // | patches/postgres@3.4.9.patch not applied                           | "rejected during COPY": DbDeadlineError instead of 22009 |
 // | partition days sent as a JS array (`${days}::date[]`)              | "first queries of a fresh pool": 22P02 malformed array literal |
 // | a data-class error of the partition call left unwrapped           | "partition call": classified "data"                     |
+// | worker/main.ts: createDb given 30_000, not DB_STATEMENT_TIMEOUT_MS | "worker process": no retry logged within 9.5 s (timed out) |
 import { expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { DbDeadlineError, classifyDbError } from "../../shared/db-errors.ts";
 import { toScanRecord } from "../../shared/event.ts";
 import { type Row, decode, isPoison } from "../../shared/scan-events.ts";
 import { createDb } from "../../worker/db.ts";
 import { PartitionSetupError, ScanSink } from "../../worker/sink.ts";
-import { createDatabase } from "../helpers/fixtures.ts";
+import {
+  createDatabase,
+  createProducer,
+  lockScanEvents,
+  onCleanup,
+  spawnWorker,
+  workerEnv,
+} from "../helpers/fixtures.ts";
+import { countMismatches, tally } from "../helpers/postgres.ts";
 import { ensureStack } from "../helpers/stack.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { events, metric, produceEvents } from "../helpers/worker.ts";
 
 await ensureStack();
 
@@ -151,3 +167,72 @@ test("a data-class error of the partition call is not a row's data error (no bis
   expect(classifyDbError(error)).toBe("fatal");
   await db.sql.end();
 });
+
+test("a worker process's statement blocked on a lock is cancelled at its DB_STATEMENT_TIMEOUT_MS (57014), retried, then stored once", async () => {
+  const timeoutMs = 1_500;
+  const db = await createDatabase();
+  const env = await workerEnv(db.url, 1);
+  const dir = mkdtempSync(join(tmpdir(), "worker-timeout-"));
+  onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+  const log = join(dir, "worker.log");
+  // The client-side deadline far beyond the statement timeout: only the server's timeout can end the wait.
+  const worker = spawnWorker(
+    env,
+    { DB_STATEMENT_TIMEOUT_MS: String(timeoutMs), DB_DEADLINE_MARGIN_MS: "20000", LOG_LEVEL: "warn" },
+    { output: { file: log } },
+  );
+  const producer = createProducer();
+  // Warm: the day's partition exists and the worker has written once.
+  await produceEvents(producer, env.scansTopic, events(1));
+  await waitFor(
+    "the first row",
+    () => tally(db.sql),
+    (t) => t.rows === 1,
+    60_000,
+  );
+
+  const lock = await lockScanEvents(db.directUrl);
+  await produceEvents(producer, env.scansTopic, events(1));
+  // The fault landed: the worker's statement waits on the lock (seen from Postgres, with when it started).
+  const [blocked] = await waitFor(
+    "a statement of the worker waiting on the scan_events lock",
+    () => db.sql<{ started: Date; query: string }[]>`
+      select query_start as started, query from pg_stat_activity
+      where datname = current_database() and wait_event_type = 'Lock'`,
+    (rows) => rows.length > 0,
+    30_000,
+    50,
+  );
+  if (!blocked) throw new Error("unreachable");
+  expect(blocked.query).toContain("scan_events");
+  const retriesLogged = () =>
+    (existsSync(log) ? readFileSync(log, "utf8") : "")
+      .split("\n")
+      .filter((l) => l.includes('"transient failure; retrying"'))
+      .map((l) => JSON.parse(l) as { time: number; what: string; err: string });
+  const [first] = await waitFor(
+    `the worker to log a retry after its statement (started ${blocked.started.toISOString()}) was cancelled; log ${log}`,
+    async () => retriesLogged(),
+    (lines) => lines.length > 0,
+    timeoutMs + 8_000,
+    50,
+  );
+  if (!first) throw new Error("unreachable");
+  expect(first).toMatchObject({ what: "write batch", err: "canceling statement due to statement timeout" });
+  // Cancelled after the configured 1.5 s, not the default 30 s nor the client deadline (21.5 s).
+  const waited = first.time - blocked.started.getTime();
+  expect(waited).toBeGreaterThanOrEqual(timeoutMs - 100);
+  expect(waited).toBeLessThan(timeoutMs + 1_500);
+  expect(await metric(worker.metricsUrl, "worker_db_retries_total")).toBeGreaterThanOrEqual(1);
+  expect(worker.proc.exitCode).toBeNull();
+
+  await lock.release();
+  const t = await waitFor(
+    "both rows after the lock is released",
+    () => tally(db.sql),
+    (x) => x.rows === 2,
+    30_000,
+  );
+  expect(t).toEqual({ rows: 2, distinct_ids: 2, counted: 2 });
+  expect(await countMismatches(db.sql)).toBe(0);
+}, 90_000);

@@ -35,10 +35,10 @@ describe("differences", () => {
   });
 });
 
-test("the resume point is max(kafka_offset) + 1 with one write in flight, and rewinds by the batches that may commit out of order", () => {
+test("the resume point is max(kafka_offset) + 1 with one write in flight, and rewinds over every batch in flight otherwise (the stored one holding the highest offset included)", () => {
   expect(rewindFor(1, 5_000)).toBe(0);
-  expect(rewindFor(2, 5_000)).toBe(5_000);
-  expect(rewindFor(4, 100)).toBe(300);
+  expect(rewindFor(2, 5_000)).toBe(10_000);
+  expect(rewindFor(4, 100)).toBe(400);
 });
 
 describe("restore-drill arguments", () => {
