@@ -25,4 +25,16 @@ export const mutations: Mutation[] = [
     observed:
       'expect(received).toEqual(expected): per replica batch 202 instead of 429, maxBatchEvents null instead of "10", singles "202 × 12" instead of "202 × 10,429,429"',
   },
+  {
+    id: "jwt-accepts-hs256",
+    promise:
+      "A JWT signed with an algorithm outside JWT_ALGORITHMS (never none or HS*) is refused (docs/api.md, Authentication)",
+    file: "server/auth.ts",
+    find: "        algorithms: j.algorithms,",
+    replace: '        algorithms: [...j.algorithms, "HS256"],',
+    killers: ["test/integration/server-jwt.test.ts"],
+    testNamePattern: "matrix|PEM public key",
+    observed:
+      'matrix: each "HS256 signed with the server\'s RSA public key (…)" case [401, "jwt_malformed"] instead of [401, "jwt_algorithm"]; key files: jwt_algorithm failures expected 6, received 0. (Still 401: jose selects no HMAC key from RSA keys.)',
+  },
 ];
