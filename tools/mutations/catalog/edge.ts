@@ -37,4 +37,15 @@ export const mutations: Mutation[] = [
     observed:
       'matrix: each "HS256 signed with the server\'s RSA public key (…)" case [401, "jwt_malformed"] instead of [401, "jwt_algorithm"]; key files: jwt_algorithm failures expected 6, received 0. (Still 401: jose selects no HMAC key from RSA keys.)',
   },
+  {
+    id: "key-refresh-5s",
+    promise:
+      "A revoked key is refused by every server from its next refresh, within API_KEYS_REFRESH_SECONDS (docs/api.md; docs/security.md: within the 1 s interval)",
+    file: "server/keys.ts",
+    find: "    this.#periodic = new Periodic(() => this.#refresh(), o.refreshSeconds * 1000);",
+    replace: "    this.#periodic = new Periodic(() => this.#refresh(), 5 * 1000);",
+    killers: ["test/integration/key-revocation.test.ts"],
+    observed:
+      "both tests: expect(received).toEqual(expected) over [] expected, received every latency above the 1,300 ms bound (SELECT-only role 2,850-4,849 ms; stats saturated 2,386-4,387 ms)",
+  },
 ];
