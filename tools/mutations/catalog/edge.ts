@@ -48,4 +48,37 @@ export const mutations: Mutation[] = [
     observed:
       "both tests: expect(received).toEqual(expected) over [] expected, received every latency above the 1,300 ms bound (SELECT-only role 2,850-4,849 ms; stats saturated 2,386-4,387 ms)",
   },
+  {
+    id: "log-authorization-base64",
+    promise: "No secret in any log line (docs/security.md, Secrets): an API key sent in a failed request is not logged",
+    file: "server/auth.ts",
+    find: '          audit(c, error.reason, error.hint, "authentication failed; answered 401");',
+    replace:
+      '          audit(c, error.reason, { ...error.hint, authorization: btoa(c.req.header("authorization") ?? "") }, "authentication failed; answered 401");',
+    killers: ["test/integration/secrets-and-personal-data.test.ts"],
+    observed:
+      'expect(received).toEqual(expected): [] expected, received ["wrongKey (base64 at offset 1): {…"reason":"unknown_key",…"authorization":"QmVhcmVyIHFyc1…"…}"]',
+  },
+  {
+    id: "log-basic-credential",
+    promise:
+      "No secret in any log line (docs/security.md, Secrets): the metrics listeners' Basic credentials are not logged",
+    file: "shared/metrics.ts",
+    find: '        if (authorized && !authorized(req.headers.get("authorization"))) {',
+    replace:
+      '        if (req.headers.get("authorization")?.startsWith("Basic ")) console.log(JSON.stringify({ msg: "metrics scrape", authorization: req.headers.get("authorization") }));\n        if (authorized && !authorized(req.headers.get("authorization"))) {',
+    killers: ["test/integration/secrets-and-personal-data.test.ts"],
+    observed:
+      'expect(received).toEqual(expected): [] expected, received ["metricsPassword (base64 at offset 2): {"msg":"metrics scrape","authorization":"Basic cHJvbWV0aGV1czpt…"}"] (the only hit: a verbatim search passes)',
+  },
+  {
+    id: "log-database-url",
+    promise: "No secret in any log line (docs/security.md, Secrets): database passwords are not logged",
+    file: "server/main.ts",
+    find: "      topic: config.SCANS_TOPIC,",
+    replace: "      topic: config.SCANS_TOPIC, database: config.DATABASE_URL,",
+    killers: ["test/integration/secrets-and-personal-data.test.ts"],
+    observed:
+      'expect(received).toEqual(expected): [] expected, received ["wrongDbPassword (URL-encoded): {…"msg":"edge server listening",…"database":"postgres://qrscan:dbpw%2F…"}"]',
+  },
 ];
