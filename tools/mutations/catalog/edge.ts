@@ -81,4 +81,62 @@ export const mutations: Mutation[] = [
     observed:
       'expect(received).toEqual(expected): [] expected, received ["wrongDbPassword (URL-encoded): {…"msg":"edge server listening",…"database":"postgres://qrscan:dbpw%2F…"}"]',
   },
+  {
+    id: "event-offset-2359",
+    promise:
+      "The edge accepts only what Postgres stores faithfully: offsets within ±15:59 (docs/api.md, Accepted values)",
+    file: "shared/event.ts",
+    find: '    if (oh > 15 || om > 59) return { error: "has a UTC offset out of range (at most ±15:59)" };',
+    replace: '    if (oh > 23 || om > 59) return { error: "has a UTC offset out of range (at most ±15:59)" };',
+    killers: ["test/integration/event-roundtrip.test.ts"],
+    testNamePattern: "adversarial",
+    observed:
+      "answers: count 72 instead of 0 (requests where the edge accepted events the model refuses: got accepted 2, want 1, …); 1,439 rows stored for 1,331 the model accepts",
+  },
+  {
+    id: "event-no-surrogate-check",
+    promise:
+      "The edge accepts only what Postgres stores faithfully: no lone surrogate in any string; an event answered 202 is never dead-lettered",
+    file: "shared/event.ts",
+    find: '  if (!s.isWellFormed()) return "must be valid Unicode (it contains a lone surrogate)";',
+    replace: "",
+    killers: ["test/integration/event-roundtrip.test.ts"],
+    testNamePattern: "adversarial",
+    observed:
+      "answers: count 105 instead of 0 (e.g. event 24 refused by the model for scanner_id, accepted by the edge); 191 dead-lettered",
+  },
+  {
+    id: "event-round-micros",
+    promise:
+      "scanned_at is normalised to UTC with microseconds, further digits truncated (docs/api.md, Accepted values)",
+    file: "shared/event.ts",
+    find: '  const micros = Number(`${m[7] ?? ""}000000`.slice(0, 6));',
+    replace: '  const micros = Math.min(999_999, Math.round(Number(`0.${m[7] ?? "0"}`) * 1e6));',
+    killers: ["test/integration/event-roundtrip.test.ts"],
+    testNamePattern: "adversarial",
+    observed:
+      'rows: differences ["…: scanned_at: stored \\"2074-04-02T00:24:00.701906Z\\", expected \\"2074-04-02T00:24:00.701905Z\\"; scanned_at: Postgres reads the client\'s text as 2074-04-02T00:24:00.701905Z", …]',
+  },
+  {
+    id: "record-drops-scanner-id",
+    promise: "Every event answered 202 lands in Postgres as sent (README)",
+    file: "shared/event.ts",
+    find: "    ...event,\n",
+    replace: "    ...event,\n    scanner_id: undefined,\n",
+    killers: ["test/integration/event-roundtrip.test.ts"],
+    testNamePattern: "adversarial",
+    observed: 'rows: differences ["…: scanner_id: stored null, expected \\"ref\\"", …]',
+  },
+  {
+    id: "ingest-drops-client-ip",
+    promise:
+      "The server adds client_ip (from the peer, or X-Forwarded-For from a trusted proxy) to each event (docs/api.md, The event)",
+    file: "server/ingest.ts",
+    find: "        value: JSON.stringify(toScanRecord(event, receivedAt, clientIp)),",
+    replace: "        value: JSON.stringify(toScanRecord(event, receivedAt, null)),",
+    killers: ["test/integration/event-roundtrip.test.ts"],
+    testNamePattern: "adversarial",
+    observed:
+      'rows: differences ["…: client_ip: stored null, expected \\"127.0.0.1\\"", "…: client_ip: stored null, expected \\"3.1.234.123\\"", …]',
+  },
 ];
