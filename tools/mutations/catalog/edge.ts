@@ -139,4 +139,16 @@ export const mutations: Mutation[] = [
     observed:
       'rows: differences ["…: client_ip: stored null, expected \\"127.0.0.1\\"", "…: client_ip: stored null, expected \\"3.1.234.123\\"", …]',
   },
+  {
+    id: "cors-allows-every-origin",
+    promise:
+      "Browser pages can call the API only from origins the operator allowed (docs/api.md, Rate limits; docs/security.md, CORS)",
+    file: "server/app.ts",
+    find: '  const any = config.CORS_ORIGINS.includes("*");',
+    replace: "  const any = true;",
+    killers: ["test/integration/cors-browser.test.ts"],
+    testNamePattern: "Chromium",
+    observed:
+      'expect(received).toEqual(expected): the other origin\'s load reached the server as {"202": 1, "204": 1} instead of {"405": 1} (its POST went through)',
+  },
 ];
