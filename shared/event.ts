@@ -3,7 +3,7 @@
 //
 // The rule: whatever this schema accepts, Postgres stores faithfully through the worker's encoding
 // (same instant, same day partition, same string, same JSON). test/integration/event-roundtrip.test.ts proves it with a
-// seeded differential property test against the real database. So every check below mirrors a
+// property test through the edge, Kafka and a worker into the real database, against its own model of these rules. So every check below mirrors a
 // limit of a Postgres column type, not a taste:
 // - timestamps: RFC 3339, real calendar dates, offsets within ±15:59 (timestamptz's limit), and an
 //   instant from 1970-01-01 to 9999-12-31 UTC; normalised to UTC with microseconds (the column's

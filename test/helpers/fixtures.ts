@@ -186,7 +186,11 @@ export async function spawnPgbouncer({
   if (proc.exitCode !== null) {
     throw new Error(`pgbouncer exited with ${proc.exitCode}; its log:\n${readFileSync(log, "utf8")}`);
   }
-  return { port, url: (user, database) => `postgres://${user}:${users[user]}@127.0.0.1:${port}/${database}` };
+  return {
+    port,
+    url: (user, database) =>
+      `postgres://${user}:${encodeURIComponent(users[user] ?? "")}@127.0.0.1:${port}/${database}`,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------

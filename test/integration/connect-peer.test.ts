@@ -27,10 +27,8 @@ test("Kafka Connect and our worker each store exactly the events produced, the s
   console.log(lines.join("\n"));
   expect(Object.keys(result.runs)).toEqual(["connect_pgbouncer", "worker", "worker_no_aggregate"]);
   const stored = Object.fromEntries(Object.entries(result.runs).map(([name, r]) => [name, r.stored]));
-  for (const s of Object.values(stored)) {
-    expect(s.rows).toBe(ROWS);
-    expect(s.distinct_ids).toBe(ROWS);
-  }
+  // rows only: count(distinct event_id) equals it by construction (scan_events' key, one id per event).
+  for (const s of Object.values(stored)) expect(s.rows).toBe(ROWS);
   // Same events in, same rows out: every field as Postgres typed it, and the Kafka partition.
   expect(new Set(Object.values(stored).map((s) => s.digest)).size).toBe(1);
   // The connector keeps no aggregate; our worker counts each row once; the bench-only trigger

@@ -33,7 +33,7 @@ interface BrokerStats {
 interface Stats {
   brokers: Record<string, BrokerStats>;
   topics: Record<string, { partitions: Record<string, { partition: number; msgs: number; txmsgs: number }> }>;
-  eos?: { idemp_state: string; producer_id: number };
+  eos?: { idemp_state: string; producer_id: number; epoch_cnt: number };
 }
 
 /** Connection counters of the real brokers (the bootstrap entry is left out). */
@@ -89,6 +89,9 @@ test("idempotent producer: kill -9 of the broker with requests in flight, restar
     1,
   );
   const beforeKill = brokerTotals(snapshots.at(-1) as Stats);
+  const eosBeforeKill = (snapshots.at(-1) as Stats).eos;
+  expect(eosBeforeKill?.idemp_state).toBe("Assigned");
+  const idBeforeKill = eosBeforeKill?.producer_id as number;
   const inflightAtKill = producer.inflight;
   const sentBeforeKill = seq;
   process.kill(pid, "SIGKILL");
@@ -150,10 +153,16 @@ test("idempotent producer: kill -9 of the broker with requests in flight, restar
   // producer retries messages, not requests, so librdkafka's txretries/txerrs stay 0 here.)
   expect(produced).toBe(seq);
   expect(transmitted).toBeGreaterThan(produced);
-  // The idempotent producer kept its identity throughout (no fatal error, its producer id).
+  // The idempotent producer kept its identity throughout (no fatal error, one producer id): the
+  // id it had before the kill is the only one any report showed, and it was assigned once
+  // (epoch_cnt), so its retries after the restart carried the sequence numbers the broker
+  // deduplicates by. A new id or epoch would restart the sequences and let a retry append again.
   expect(producer.fatalError).toBeNull();
   expect(last.eos?.idemp_state).toBe("Assigned");
-  expect(last.eos?.producer_id).toBeGreaterThanOrEqual(0);
+  expect({
+    ids: [...new Set(snapshots.flatMap((s) => (s.eos?.idemp_state === "Assigned" ? [s.eos.producer_id] : [])))],
+    assignments: last.eos?.epoch_cnt,
+  }).toEqual({ ids: [idBeforeKill], assignments: 1 });
 
   // Exactly once: the log holds exactly `seq` messages (no duplicate appended by a retry)...
   const admin = createAdmin();

@@ -4,12 +4,17 @@
 // one key: whatever the replica count, the events they accept together stay within the configured
 // rate (plus the burst), and when a replica stops (gracefully, or killed) the others' shares grow
 // within the stated time. With the divisor gone (each replica enforcing the whole limit) N replicas
-// would accept N× the limit, and the first bound fails.
+// would accept N× the limit, and the first bound fails. Before that, an exact split that only the
+// division produces: a key with a burst of 30 at 3 replicas, per replica a batch of 11 refused
+// (429, Max-Batch-Events: 10) and of 12 single events exactly 10 accepted and 2 refused; without
+// the division the batch and all 12 would be accepted.
 //
 // Mutations, each applied alone and caught (2026-12-06): setReplicas ignoring the count (a divisor
 // of 1: 3 replicas accepted 411 events against a bound of 140); app.ts not subscribing the limits
 // to the count (the same); stop() not deleting the row (the goodbye test); no staleness filter in
 // the count (4 instead of 2); resetting the count to 1 when a beat fails (fail static).
+// 2026-12-07: share() without the division (tools/mutations/catalog/edge.ts, rate-limit-no-division):
+// the exact split, per replica batch 202 instead of 429 and singles 12 × 202 instead of 10 + 2 × 429.
 import { describe, expect, test } from "bun:test";
 import { BackgroundDb, backgroundClient } from "../../server/background-db.ts";
 import { EdgeReplicas, LIVE_INTERVALS } from "../../server/replicas.ts";
@@ -101,9 +106,11 @@ const BATCH = 3;
 const WINDOW_S = 6;
 // 2 s: a beat delayed by a busy machine stays well inside the 6 s a row counts for.
 const HEARTBEAT_S = 2;
+// The exact split's key: a burst of 30, so 10 per replica at 3 replicas.
+const SPLIT_BURST = 30;
 
 describe("real edge processes on one database", () => {
-  test("together they accept the configured rate (plus the burst) at 3, 2 and 1 replicas; a stopped one's share goes to the others", async () => {
+  test("each replica holds exactly its share (10 of 30, a batch of 11 refused); together they accept the configured rate (plus the burst) at 3, 2 and 1 replicas; a stopped one's share goes to the others", async () => {
     const db = await createDatabase();
     const topic = await createTopic(3);
     const created = Bun.spawnSync(
@@ -112,6 +119,13 @@ describe("real edge processes on one database", () => {
     );
     expect(created.exitCode).toBe(0);
     const secret = created.stdout.toString().trim().split("\n").at(-1) as string;
+    // A second key for the exact split: a burst of SPLIT_BURST, refilled at 1 event/s.
+    const splitKey = Bun.spawnSync(
+      ["bun", "run", "keys", "create", "--name", "split", "--rate", "1", "--burst", String(SPLIT_BURST)],
+      { env: { ...process.env, DATABASE_URL: db.url } },
+    );
+    expect(splitKey.exitCode).toBe(0);
+    const splitSecret = splitKey.stdout.toString().trim().split("\n").at(-1) as string;
     const env = {
       AUTH_DISABLED: "false",
       DATABASE_URL: db.url,
@@ -166,6 +180,48 @@ describe("real edge processes on one database", () => {
 
     // Each replica saw the others before the first request, so every bucket started at its share.
     await allSee(servers, 3, 10_000);
+
+    // The exact split, at 3 replicas: each holds a third of the split key's burst (30 / 3 = 10).
+    // A batch of 11 is above that share (429 naming Max-Batch-Events: 10, no Retry-After), though
+    // within the configured burst; then 12 single events: 10 accepted, 2 refused (the share refills
+    // at 1/3 event/s, far less than one event in the time they take). Each replica enforcing the
+    // whole limit would accept the batch and all 12.
+    const split: Record<string, unknown>[] = [];
+    for (const s of servers) {
+      const send = async (events: number) => {
+        const r = await fetch(`${s.url}/v1/scans`, {
+          method: "POST",
+          body: JSON.stringify(Array.from({ length: events }, () => scan())),
+          headers: { authorization: `Bearer ${splitSecret}`, "content-type": "application/json" },
+        });
+        await r.arrayBuffer();
+        return r;
+      };
+      const started = performance.now();
+      const batch = await send(SPLIT_BURST / 3 + 1);
+      const singles: number[] = [];
+      for (let i = 0; i < SPLIT_BURST / 3 + 2; i++) singles.push((await send(1)).status);
+      split.push({
+        batch: batch.status,
+        maxBatchEvents: batch.headers.get("max-batch-events"),
+        retryAfter: batch.headers.get("retry-after"),
+        singles: singles.join(","),
+        // Within 2.5 s, so the share refilled less than one event: the split below is exact.
+        quick: performance.now() - started < 2_500,
+      });
+    }
+    const share = SPLIT_BURST / 3;
+    expect(split).toEqual(
+      servers.map(() => ({
+        batch: 429,
+        maxBatchEvents: String(share),
+        retryAfter: null,
+        singles: [...Array(share).fill(202), 429, 429].join(","),
+        quick: true,
+      })),
+    );
+    const splitAccepted = servers.length * share;
+
     const measured = [await drive(servers)];
 
     // A graceful stop deletes the row: the others count 2 at their next beat. Without the goodbye
@@ -198,6 +254,6 @@ describe("real edge processes on one database", () => {
       // to the ones left (a count stuck at 3 would leave 2/3 and 1/3 of it).
       expect(m.accepted).toBeGreaterThanOrEqual(0.85 * RATE * m.seconds);
     }
-    expect(produced()).toBe(measured.reduce((n, m) => n + m.accepted, 0));
+    expect(produced()).toBe(splitAccepted + measured.reduce((n, m) => n + m.accepted, 0));
   });
 });

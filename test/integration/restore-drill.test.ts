@@ -266,7 +266,8 @@ test("restore-offsets rewinds a stopped sink group over the batches in flight be
   const producer = createProducer();
   const admin = createAdmin();
   // One key per event: the three partitions get about 133 each.
-  await produceEvents(producer, env.scansTopic, events(400, 400));
+  const sent = events(400, 400);
+  await produceEvents(producer, env.scansTopic, sent);
   const count = async () => (await db.sql<{ n: number }[]>`select count(*)::int as n from scan_events`)[0]?.n;
   const committedAll = () => admin.groupLag(env.group, env.scansTopic).every((p) => p.lag === 0);
   await waitFor(
@@ -336,6 +337,10 @@ test("restore-offsets rewinds a stopped sink group over the batches in flight be
   );
   expect(seen).toEqual({ inserted: 3 * (10 + B), duplicates: 3 * B });
   expect(await countMismatches(db.sql)).toBe(0);
+  // The 400 rows are the 400 events sent, each once (a count of distinct ids would equal the rows
+  // by construction: the key is (event_id, scanned_at) and every event has its own id).
+  const ids = await db.sql<{ event_id: string }[]>`select event_id::text from scan_events`;
+  expect(ids.map((r) => r.event_id).sort()).toEqual(sent.map((e) => e.event_id).sort());
   const [counts] = await db.sql<{ total: number }[]>`select sum(count)::int as total from scan_counts`;
   expect(counts?.total).toBe(400);
 }, 300_000);

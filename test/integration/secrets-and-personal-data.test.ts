@@ -2,7 +2,13 @@
 // LOG_LEVEL=trace with test secrets (an API key, database passwords, metrics credentials); the
 // test drives traffic (accepted events, wrong keys, a stats read whose database login fails,
 // scrapes with and without credentials), stops both, and greps every line they wrote for each
-// secret, after a positive control proves the grep finds a planted one. On the same run: the
+// secret in every form a line could carry it (verbatim, URL-encoded, base64 and base64url at any
+// alignment: a Basic credential, a header base64'd whole), after a positive control proves the grep
+// finds each planted one. The database passwords hold characters a URL must encode. Mutations
+// (tools/mutations/catalog/edge.ts): the 401 audit line with the Authorization header base64'd
+// (found: wrongKey, base64 at offset 1); the metrics listener logging a Basic header (found:
+// metricsPassword, base64 at offset 2: a verbatim search passes); the server's start line with
+// DATABASE_URL (found: wrongDbPassword, URL-encoded). On the same run: the
 // metrics listeners want their credentials while /health stays open, and the stored row holds
 // the client's address truncated (CLIENT_IP_STORAGE=truncated).
 import { describe, expect, test } from "bun:test";
@@ -27,11 +33,36 @@ await ensureStack();
 
 const random = () => crypto.randomUUID().replaceAll("-", "");
 
-/** The lines of `text` that contain any of `secrets`, with which one. */
+/**
+ * The substrings any encoding of `secret` contains, by form: verbatim, URL-encoded, and base64 and
+ * base64url wherever the secret sits in the encoded bytes (`Basic base64(user:password)`, a whole
+ * header base64'd): for each of the 3 byte alignments, the characters that depend on the secret's
+ * bytes alone. A secret of 18 bytes or more leaves at least 22 such characters at each alignment.
+ */
+function secretForms(secret: string): Record<string, string> {
+  const bytes = Buffer.from(secret);
+  const forms: Record<string, string> = { verbatim: secret };
+  const url = encodeURIComponent(secret);
+  if (url !== secret) forms["URL-encoded"] = url;
+  const form = url.replaceAll("%20", "+");
+  if (form !== url) forms["form-encoded"] = form;
+  for (let k = 0; k < 3; k++) {
+    const encoded = Buffer.concat([Buffer.alloc(k), bytes]).toString("base64");
+    const inner = encoded.slice(Math.ceil((8 * k) / 6), Math.floor((8 * (k + bytes.length)) / 6));
+    forms[`base64 at offset ${k}`] = inner;
+    forms[`base64url at offset ${k}`] = inner.replaceAll("+", "-").replaceAll("/", "_");
+  }
+  return forms;
+}
+
+/** The lines of `text` that contain any of `secrets` in any of its forms, with which one and how. */
 function linesWithSecrets(text: string, secrets: Record<string, string>): string[] {
+  const needles = Object.entries(secrets).flatMap(([name, secret]) =>
+    Object.entries(secretForms(secret)).map(([form, needle]) => ({ what: `${name} (${form})`, needle })),
+  );
   const found: string[] = [];
   for (const line of text.split("\n")) {
-    for (const [name, secret] of Object.entries(secrets)) if (line.includes(secret)) found.push(`${name}: ${line}`);
+    for (const { what, needle } of needles) if (line.includes(needle)) found.push(`${what}: ${line.slice(0, 300)}`);
   }
   return found;
 }
@@ -43,10 +74,12 @@ describe("no secret in any log line; metrics credentials; the stored address", (
     const secrets = {
       apiKey: newSecret(),
       wrongKey: newSecret(),
-      dbPassword: `dbpw-${random()}`,
-      wrongDbPassword: `dbpw-${random()}`,
+      // Characters a URL must percent-encode, so DATABASE_URL holds them encoded: a line printing
+      // the URL would show the encoded form, not the verbatim one.
+      dbPassword: `dbpw/${random()}+=@:?`,
+      wrongDbPassword: `dbpw/${random()}#&= ;`,
       metricsToken: `mt-${random()}`,
-      metricsPassword: `mp-${random()}`,
+      metricsPassword: `mp/${random()}+=`,
     };
     const tokenFile = join(dir, "metrics-token");
     const basicFile = join(dir, "metrics-basic");
@@ -66,7 +99,7 @@ describe("no secret in any log line; metrics credentials; the stored address", (
         API_KEY_SHA256: new Bun.CryptoHasher("sha256").update(secrets.apiKey).digest("hex"),
         SCANS_TOPIC: env.scansTopic,
         // The stats route's login fails: the error path must not print the password either.
-        DATABASE_URL: `postgres://${stack.user}:${secrets.wrongDbPassword}@127.0.0.1:${bouncer.port}/${db.name}`,
+        DATABASE_URL: `postgres://${stack.user}:${encodeURIComponent(secrets.wrongDbPassword)}@127.0.0.1:${bouncer.port}/${db.name}`,
         METRICS_BEARER_TOKEN_FILE: tokenFile,
         TRUSTED_PROXIES: "127.0.0.1",
         CLIENT_IP_STORAGE: "truncated",
@@ -147,11 +180,25 @@ describe("no secret in any log line; metrics credentials; the stored address", (
       '"msg":"stopped"',
     ])
       expect(output).toContain(msg);
-    // Positive control: a planted line with each secret is found by the same grep.
-    const planted = Object.values(secrets)
-      .map((s) => `{"level":"info","msg":"planted","value":"${s}"}`)
-      .join("\n");
-    expect(linesWithSecrets(`${output}\n${planted}`, secrets)).toHaveLength(Object.keys(secrets).length);
+    // Positive control: a planted line with each secret, in each way a log line could carry it, is
+    // found by the same grep: verbatim, in a URL, in an Authorization header base64'd whole, in a
+    // Basic credential (user:password base64'd), base64url'd.
+    const b64 = (s: string) => Buffer.from(s).toString("base64");
+    const carriers: [string, (s: string) => string][] = [
+      ["verbatim", (s) => s],
+      ["a URL", (s) => `postgres://qrscan:${encodeURIComponent(s)}@127.0.0.1:5432/x`],
+      ["a bearer header base64'd", (s) => b64(`Bearer ${s}`)],
+      ["a Basic credential", (s) => `Basic ${b64(`prometheus:${s}`)}`],
+      ["a Basic credential, user of 1 byte", (s) => `Basic ${b64(`u:${s}`)}`],
+      ["base64url", (s) => Buffer.from(`x${s}`).toString("base64url")],
+    ];
+    for (const [name, secret] of Object.entries(secrets)) {
+      const found = carriers.map(([how, carry]) => ({
+        how,
+        found: linesWithSecrets(`{"level":"info","msg":"planted","value":"${carry(secret)}"}`, secrets).length > 0,
+      }));
+      expect({ name, found }).toEqual({ name, found: carriers.map(([how]) => ({ how, found: true })) });
+    }
     expect(linesWithSecrets(output, secrets)).toEqual([]);
     // The full address is not logged either.
     expect(output).not.toContain("203.0.113.77");

@@ -4,11 +4,16 @@
 // in auth_failures_total{reason}, and the audit line names the token's kid/sub, never the token.
 // Tokens carry the tenant claim qr_prefix "acme:" unless a test says otherwise: without one a
 // token is refused (JWT_ALLOW_GLOBAL_TOKENS=false).
+// Algorithm confusion is tried with the server's own RSA public key as the HMAC secret, in every
+// form an attacker has it (the PEM file the server reads, the JWKS as served, JWK, PEM, DER).
+// Mutation (tools/mutations/catalog/edge.ts, jwt-accepts-hs256): HS256 added to the verifier's
+// algorithms → each confusion token refused as jwt_malformed instead of jwt_algorithm (still 401:
+// jose finds no HMAC key in a set of RSA keys, the second line of defence; the first is gone).
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type CryptoKey, type JWK, SignJWT, exportJWK, exportSPKI, generateKeyPair } from "jose";
+import { type CryptoKey, type JWK, SignJWT, exportJWK, exportSPKI, generateKeyPair, jwtVerify } from "jose";
 import { createLogger } from "../../shared/logger.ts";
 import { createTestApp, onCleanup } from "../helpers/fixtures.ts";
 import { scan } from "../helpers/server.ts";
@@ -116,16 +121,13 @@ describe("JWT bearer tokens from a JWKS URL", () => {
     const { post, failures, lines } = await jwtApp({ JWT_JWKS_URL: jwks.url });
     const other = await signingKey("rsa-1"); // same kid, another key: a forged signature
 
-    const rsaPem = await exportSPKI((await generateKeyPair("RS256", { extractable: true })).publicKey);
-    const hsConfusion = await new SignJWT({ scope: "scans:write" })
-      .setProtectedHeader({ alg: "HS256", kid: "rsa-1" })
-      .setIssuer(ISSUER)
-      .setAudience(AUDIENCE)
-      .setSubject("attacker")
-      .setExpirationTime("5m")
-      .sign(new TextEncoder().encode(JSON.stringify(rsa.jwk) + rsaPem));
     const now = Math.floor(Date.now() / 1000);
-    const none = `${b64({ alg: "none", kid: "rsa-1" })}.${b64({ iss: ISSUER, aud: AUDIENCE, sub: "attacker", exp: now + 300, scope: "scans:write" })}.`;
+    const none = `${b64({ alg: "none", kid: "rsa-1" })}.${b64({ iss: ISSUER, aud: AUDIENCE, sub: "attacker", exp: now + 300, scope: "scans:write", qr_prefix: "acme:" })}.`;
+    // Algorithm confusion: HS256 "signed" with the server's own RSA public key as the HMAC secret,
+    // in every form an attacker can have it (the JWKS as the server fetches it, the key's JWK, its
+    // PEM and DER), with claims that are otherwise valid. A verifier that let the token pick HS256
+    // and used the key bytes it holds as the secret would accept one of them.
+    const confusion = await confusionTokens(rsa, await (await fetch(jwks.url)).text());
 
     const cases: [string, string | Promise<string>, number, string?][] = [
       ["valid", token({ key: rsa }), 202],
@@ -135,22 +137,29 @@ describe("JWT bearer tokens from a JWKS URL", () => {
       ["wrong issuer", token({ key: rsa, iss: "https://evil.test" }), 401, "jwt_claims"],
       ["wrong audience", token({ key: rsa, aud: "another-api" }), 401, "jwt_claims"],
       ["alg none", none, 401, "jwt_algorithm"],
-      ["HS256 signed with the RSA public key as the secret", hsConfusion, 401, "jwt_algorithm"],
+      ...confusion.map(([form, jwt]): [string, string, number, string] => [
+        `HS256 signed with the server's RSA public key (${form})`,
+        jwt,
+        401,
+        "jwt_algorithm",
+      ]),
       ["signed by another key under the same kid", token({ key: other }), 401, "jwt_signature"],
       ["a kid the JWKS does not have", token({ key: other, kid: "nope" }), 401, "jwt_unknown_kid"],
       ["not a JWT at all", "eyJhbGciOi.eyJzdWIi.sig", 401, "jwt_malformed"],
       ["missing scope", token({ key: rsa, scope: "stats:read" }), 403, "scope"],
     ];
-    const got: Record<string, number> = {};
-    const want: Record<string, number> = {};
-    for (const [name, jwt, status] of cases) {
-      got[name] = (await post(await jwt)).status;
-      want[name] = status;
+    // Each case's answer and the auth_failures_total reason it added (none for an accepted token).
+    const got: Record<string, [number, string | null]> = {};
+    const want: Record<string, [number, string | null]> = {};
+    for (const [name, jwt, status, reason] of cases) {
+      const before = await failures();
+      const answer = (await post(await jwt)).status;
+      const after = await failures();
+      const added = Object.keys(after).filter((r) => (after[r] ?? 0) > (before[r] ?? 0));
+      got[name] = [answer, added.join(",") || null];
+      want[name] = [status, reason ?? null];
     }
     expect(got).toEqual(want);
-    const reasons: Record<string, number> = {};
-    for (const [, , , reason] of cases) if (reason) reasons[reason] = (reasons[reason] ?? 0) + 1;
-    expect(await failures()).toEqual(reasons);
 
     // The audit trail names the token's kid and sub, never the token.
     const expired = lines.find((l) => l.reason === "jwt_expired");
@@ -163,7 +172,7 @@ describe("JWT bearer tokens from a JWKS URL", () => {
     const signatures = (await Promise.all(cases.map(([, jwt]) => jwt))).map((j) => j.split(".")[2] ?? "");
     const logged = signatures.filter((sig) => sig.length > 20 && all.includes(sig));
     expect({ checked: signatures.filter((sig) => sig.length > 20).length, logged }).toEqual({
-      checked: 10,
+      checked: 9 + confusion.length,
       logged: [],
     });
   }, 60_000);
@@ -280,17 +289,63 @@ describe("JWT keys from files", () => {
     const ed = await signingKey("ed-1", "EdDSA");
     const { publicKey } = await generateKeyPair("RS256", { extractable: true });
     // A PEM file's key has the file's name (without extension) as its kid.
-    writeFileSync(join(dir, "pem-key.pem"), await exportSPKI(await importBack(rsa)));
-    writeFileSync(join(dir, "jwks.json"), JSON.stringify({ keys: [ed.jwk, await exportJWK(publicKey)] }));
-    const { post, t } = await jwtApp({ JWT_KEY_FILES: `${join(dir, "pem-key.pem")},${join(dir, "jwks.json")}` });
+    const pemFile = await exportSPKI(await importBack(rsa));
+    const jwksFile = JSON.stringify({ keys: [ed.jwk, await exportJWK(publicKey)] });
+    writeFileSync(join(dir, "pem-key.pem"), pemFile);
+    writeFileSync(join(dir, "jwks.json"), jwksFile);
+    const { post, t, failures } = await jwtApp({
+      JWT_KEY_FILES: `${join(dir, "pem-key.pem")},${join(dir, "jwks.json")}`,
+    });
     expect((await post(await token({ key: rsa }))).status).toBe(202);
     expect((await post(await token({ key: ed }))).status).toBe(202);
     const stranger = await signingKey("pem-key");
     expect((await post(await token({ key: stranger }))).status).toBe(401);
+    // Algorithm confusion with the very bytes the server was configured with (the PEM file), and
+    // the key's other forms: each refused for its algorithm.
+    const confusion = await confusionTokens(rsa, jwksFile, pemFile);
+    const before = await failures();
+    const statuses: Record<string, number> = {};
+    for (const [form, jwt] of confusion) statuses[form] = (await post(jwt)).status;
+    expect(statuses).toEqual(Object.fromEntries(confusion.map(([form]) => [form, 401])));
+    expect((await failures()).jwt_algorithm ?? 0).toBe((before.jwt_algorithm ?? 0) + confusion.length);
     // The static API key of createTestApp still works.
     expect((await t.post(JSON.stringify(scan()))).status).toBe(202);
   }, 30_000);
 });
+
+/**
+ * HS256 tokens whose HMAC secret is the RSA public key of `key` in each form an attacker can get
+ * it: the JWKS document as served (`jwksText`), the key's JWK as JSON, its PEM (with and without
+ * the final newline) and its DER. Otherwise valid (issuer, audience, sub, exp, scope, tenant), and
+ * checked here to verify as HS256 with that secret: a well-formed forgery, not a broken token.
+ */
+async function confusionTokens(key: SigningKey, jwksText: string, pemFile?: string): Promise<[string, string][]> {
+  const pem = await exportSPKI(await importBack(key));
+  const der = Buffer.from(pem.replace(/-----[A-Z ]+-----|\s/g, ""), "base64");
+  const encode = (s: string) => new TextEncoder().encode(s);
+  const secrets: [string, Uint8Array][] = [
+    ...(pemFile === undefined ? [] : ([["the PEM file's bytes", encode(pemFile)]] as [string, Uint8Array][])),
+    ["the JWKS document as served", encode(jwksText)],
+    ["its JWK as JSON", encode(JSON.stringify(key.jwk))],
+    ["its PEM", encode(pem)],
+    ["its PEM with a final newline", encode(`${pem.trimEnd()}\n`)],
+    ["its DER", new Uint8Array(der)],
+  ];
+  const out: [string, string][] = [];
+  for (const [form, secret] of secrets) {
+    const jwt = await new SignJWT({ scope: "scans:write stats:read", qr_prefix: "acme:" })
+      .setProtectedHeader({ alg: "HS256", kid: key.kid, typ: "JWT" })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setSubject("attacker")
+      .setIssuedAt()
+      .setExpirationTime("5m")
+      .sign(secret);
+    await jwtVerify(jwt, secret, { algorithms: ["HS256"], issuer: ISSUER, audience: AUDIENCE });
+    out.push([form, jwt]);
+  }
+  return out;
+}
 
 /** The public key of a signing key, as a CryptoKey (for exportSPKI). */
 async function importBack(k: SigningKey) {
