@@ -58,6 +58,8 @@ export interface PrivateCluster {
   pid(id: number): number;
   /** kill -9 of node `id`; resolves once the process is gone. */
   kill(id: number): Promise<void>;
+  /** SIGSTOP of node `id`: it keeps its connections and answers nothing (kill() still ends it). */
+  freeze(id: number): void;
   /** Starts the nodes that are not running (the stack's own `up`) and waits until each answers. */
   restart(): Promise<void>;
   /** Leader, replicas and ISR of each partition of `topic`, from the cluster's metadata (kcat -L). */
@@ -181,6 +183,9 @@ export async function startPrivateCluster({
         10_000,
         10,
       );
+    },
+    freeze(id) {
+      process.kill(pidOf(id), "SIGSTOP");
     },
     restart,
     async describe(topic) {

@@ -2,10 +2,14 @@
 // steady open-loop load through the real server, on a private 3-node cluster per test
 // (test/helpers/kafka-cluster.ts); the main stack's Postgres and pgbouncer hold the test database.
 //
-// 1. kill -9 of a broker that leads partitions being written, then its restart: every event answered
-//    202 is in Postgres exactly once, and the only other answer is 503 + Retry-After, for requests
-//    sent during the leader election (kill → every partition led by a live node again, plus the
-//    client's metadata refresh). The window and the requests it affected are printed.
+// 1. kill -9 of a broker that leads partitions being written, with requests waiting on it (it is
+//    frozen with SIGSTOP until 3 requests for its partitions, known from their qr_id key, wait on
+//    it, then killed), then its restart: the requests in flight at the kill are each answered 202
+//    or 503 + Retry-After; every event answered 202 is stored exactly once and
+//    every stored event counted once in scan_counts (storedOnce, once the group has committed
+//    everything); the only other answer is 503 + Retry-After, for requests sent during the fault
+//    (freeze → every partition led by a live node again, plus the client's metadata refresh).
+//    The window and the requests it affected are printed.
 // 2. kill -9 of two brokers of three: no request sent after both processes are gone gets a 202
 //    (the last node alone is not 2 in-sync replicas; and with 1 of 3 voters the quorum is lost, so
 //    its ISR cannot shrink either: its writes time out), each gets 503 + Retry-After; after the
@@ -19,10 +23,15 @@
 // | DURABLE_PRODUCER                                                | answered 202 (expected none)                                |
 // | shared/local-stack.ts topicReplication: rf=1 with 3 nodes       | 1: timed out waiting for every partition led by a live node |
 // |                                                                 | (the victim's partitions had leader -1, replicas [3])       |
-// | server/ingest.ts: a retriable delivery error answered 202       | 1: timed out waiting for all 2218 events answered 202 in    |
-// |                                                                 | scan_events; last saw 2065 (153 acknowledged, never stored) |
+// | server/ingest.ts: a retriable delivery error answered 202       | 1: storedOnce: "1 of 1362 acknowledged events are not       |
+// |                                                                 | stored (lost)" (earlier, before storedOnce: 153 of 2218)    |
+// | worker/sink.ts: scan_counts counts each batch twice             | 1: storedOnce: "sum(scan_counts.count) is 3638, expected    |
+// | (2 * count(*)); the duplicate query this test had before        | 1819 (1819 acknowledged + 0 unacknowledged events stored):  |
+// | (under the primary key) could not see it                        | counted twice", "1132 scan_counts buckets differ"           |
 import { expect, test } from "bun:test";
+import { KafkaAdmin } from "bun-rdkafka";
 import { TOPICS } from "../../shared/local-stack.ts";
+import { storedOnce } from "../../sql/checks.ts";
 import { createDatabase, spawnServer, spawnWorker, uniqueName } from "../helpers/fixtures.ts";
 import { type PrivateCluster, startPrivateCluster } from "../helpers/kafka-cluster.ts";
 import { scan } from "../helpers/server.ts";
@@ -35,24 +44,38 @@ await ensureStack();
 const RATE = 40;
 /** A metadata refresh by the server's producer after the election (librdkafka backs off up to ~1 s, then retries). */
 const REFRESH_SLACK_MS = 3_000;
+/** The frozen leader is killed once this many requests for its partitions wait on it. */
+const WAITING_AT_KILL = 3;
 
 /** One request: when it was sent and answered, its event id, and its status or the error it got. */
 interface Outcome {
   sentAt: number;
   answeredAt: number;
   eventId: string;
+  /** The partition its event goes to (keyed by qr_id: see partitionOf). */
+  partition: number;
   status: number | null;
   retryAfter: string | null;
   error?: string;
 }
 
+/**
+ * The partition of the scans topic a record keyed by `qrId` goes to: the servers here run with
+ * KAFKA_PARTITION_KEY=qr_id, and librdkafka's default partitioner (consistent_random) takes the
+ * key's CRC-32 modulo the partition count. Checked against kafka_partition of the stored rows.
+ */
+const partitionOf = (qrId: string) => Bun.hash.crc32(qrId) % TOPICS.scans.partitions;
+
 /** Open-loop load: one single-event request every 1/RATE s, whatever the answers take; never awaited in line. */
 function startLoad(url: string) {
   const outcomes: Outcome[] = [];
   const inflight = new Set<Promise<void>>();
+  /** Requests sent and not answered yet: when each was sent, and its partition. */
+  const pending = new Map<Promise<void>, { sentAt: number; partition: number }>();
   let running = true;
   const send = () => {
     const event = scan();
+    const partition = partitionOf(event.qr_id);
     const sentAt = Date.now();
     const p = fetch(`${url}/v1/scans`, {
       method: "POST",
@@ -66,6 +89,7 @@ function startLoad(url: string) {
           sentAt,
           answeredAt: Date.now(),
           eventId: event.event_id,
+          partition,
           status: res.status,
           retryAfter: res.headers.get("retry-after"),
         });
@@ -75,13 +99,18 @@ function startLoad(url: string) {
           sentAt,
           answeredAt: Date.now(),
           eventId: event.event_id,
+          partition,
           status: null,
           retryAfter: null,
           error: error.message,
         });
       })
-      .finally(() => inflight.delete(p));
+      .finally(() => {
+        inflight.delete(p);
+        pending.delete(p);
+      });
     inflight.add(p);
+    pending.set(p, { sentAt, partition });
   };
   const loop = (async () => {
     const every = 1_000 / RATE;
@@ -95,6 +124,9 @@ function startLoad(url: string) {
   })();
   return {
     outcomes,
+    /** How many requests for `partitions`, sent at or after `t`, are still waiting for their answer. */
+    waiting: (partitions: readonly number[], t: number) =>
+      [...pending.values()].filter((r) => r.sentAt >= t && partitions.includes(r.partition)).length,
     /** Stops sending and waits for every answer. */
     async stop() {
       running = false;
@@ -139,20 +171,20 @@ function unexpected(outcomes: Outcome[]) {
   return outcomes.filter((o) => o.status !== 202 && !(o.status === 503 && o.retryAfter !== null));
 }
 
-test("kill -9 of a partition leader under load, then its restart: every 202 stored exactly once, 503 only during the election", async () => {
+test("kill -9 of a partition leader with requests waiting on it, then its restart: every 202 stored and counted exactly once, 503 only during the election", async () => {
   const cluster = await startPrivateCluster();
   const topic = TOPICS.scans.name;
   const db = await createDatabase();
+  const group = uniqueName("sink");
   spawnWorker(
-    {
-      scansTopic: topic,
-      deadLetterTopic: TOPICS.deadLetters.name,
-      group: uniqueName("sink"),
-      databaseUrl: db.url,
-    },
+    { scansTopic: topic, deadLetterTopic: TOPICS.deadLetters.name, group, databaseUrl: db.url },
     { KAFKA_BROKERS: cluster.brokers },
   );
-  const { url } = await spawnServer({ KAFKA_BROKERS: cluster.brokers, SCANS_TOPIC: topic });
+  const { url } = await spawnServer({
+    KAFKA_BROKERS: cluster.brokers,
+    SCANS_TOPIC: topic,
+    KAFKA_PARTITION_KEY: "qr_id",
+  });
 
   const load = startLoad(url);
   await waitForAccepted(load.outcomes, RATE * 2, "warm-up");
@@ -161,6 +193,18 @@ test("kill -9 of a partition leader under load, then its restart: every 202 stor
   if (victim === undefined || !victimPartitions) {
     throw new Error(`no live leader of a written partition: ${JSON.stringify(leaders)}`);
   }
+  const victimLed = (await cluster.describe(topic)).filter((p) => p.leader === victim).map((p) => p.partition);
+  // Requests in flight at the kill: the victim is frozen (SIGSTOP: it keeps its connections and
+  // acknowledges nothing) until requests for its partitions sent since then wait on it, then killed.
+  const frozenAt = Date.now();
+  cluster.freeze(victim);
+  await waitFor(
+    `${WAITING_AT_KILL} requests for partitions ${victimLed.join(",")} sent since node ${victim} was frozen and waiting on it`,
+    async () => load.waiting(victimLed, frozenAt),
+    (n) => n >= WAITING_AT_KILL,
+    10_000,
+    10,
+  );
   const killedAt = Date.now();
   await cluster.kill(victim);
 
@@ -189,6 +233,10 @@ test("kill -9 of a partition leader under load, then its restart: every 202 stor
   // Every answer is 202, or 503 with Retry-After; nothing else, and no request without an answer.
   expect(unexpected(outcomes)).toEqual([]);
   const refused = outcomes.filter((o) => o.status === 503);
+  // The requests the kill met: sent before it, answered after it; among them, those for the
+  // victim's partitions sent while it was frozen were waiting on it.
+  const inFlight = outcomes.filter((o) => o.sentAt < killedAt && o.answeredAt >= killedAt);
+  const stuck = inFlight.filter((o) => o.sentAt >= frozenAt && victimLed.includes(o.partition));
   const window = refused.length
     ? {
         firstSent: Math.min(...refused.map((o) => o.sentAt)),
@@ -199,37 +247,44 @@ test("kill -9 of a partition leader under load, then its restart: every 202 stor
     ? `first 503 sent ${window.firstSent - killedAt} ms after the kill, last answered ${window.lastAnswered - killedAt} ms after it: window ${((window.lastAnswered - window.firstSent) / 1000).toFixed(1)} s`
     : "no 503";
   console.log(
-    `killed node ${victim} (leader of written partitions ${victimPartitions.join(",")}); new leaders in the metadata ` +
-      `${electedAt - killedAt} ms after the kill (${elected.map((p) => p.leader).join(",")}); ` +
+    `killed node ${victim} (leader of partitions ${victimLed.join(",")}, written: ${victimPartitions.join(",")}) after ` +
+      `${killedAt - frozenAt} ms frozen; ${inFlight.length} requests in flight at the kill (${stuck.length} for its partitions ` +
+      `sent while it was frozen: ${stuck.filter((o) => o.status === 202).length} answered 202, ${stuck.filter((o) => o.status === 503).length} 503); ` +
+      `new leaders in the metadata ${electedAt - killedAt} ms after the kill (${elected.map((p) => p.leader).join(",")}); ` +
       `${outcomes.length} requests at ${RATE}/s: ${accepted(outcomes)} answered 202, ${refused.length} answered 503; ${windowText}`,
   );
-  // 503s only for the election: answered after the kill (a request in flight at the kill counts),
-  // sent before the new leaders were known plus the producer's metadata refresh; none during the
-  // restart or after it.
-  expect(refused.filter((o) => o.answeredAt < killedAt || o.sentAt > electedAt + REFRESH_SLACK_MS)).toEqual([]);
+  // The kill met requests: some were waiting on the victim when it died, and each was answered
+  // after it, 202 or 503 + Retry-After (checked for every request above).
+  expect(stuck.length, `requests waiting on node ${victim} at its kill`).toBeGreaterThanOrEqual(WAITING_AT_KILL);
+  // 503s only for the fault: answered after the freeze, sent before the new leaders were known plus
+  // the producer's metadata refresh; none during the restart or after it.
+  expect(refused.filter((o) => o.answeredAt < frozenAt || o.sentAt > electedAt + REFRESH_SLACK_MS)).toEqual([]);
 
-  // Every 202 stored exactly once (no loss, no duplicate), once the worker has caught up.
+  // The worker has read everything Kafka holds (acknowledged or not) and committed it.
+  const admin = new KafkaAdmin({ config: cluster.admin });
+  try {
+    await waitFor(
+      `group ${group} to commit every partition of ${topic} up to its high watermark`,
+      async () => admin.groupLag(group, topic).filter((p) => p.committed !== p.highWatermark),
+      (behind) => behind.length === 0,
+      90_000,
+      500,
+    );
+  } finally {
+    admin.close();
+  }
+  // Every 202 stored exactly once (no loss, no second row) and every stored event counted once
+  // in scan_counts, with no bucket off a recount; events of 503s may be stored, and then once.
   const acceptedIds = outcomes.filter((o) => o.status === 202).map((o) => o.eventId);
-  const ids = acceptedIds.join(",");
-  const stored = await waitFor(
-    `all ${acceptedIds.length} events answered 202 in scan_events`,
-    async () => {
-      const [row] = await db.sql<{ n: number }[]>`
-        select count(*)::int as n from scan_events where event_id = any(string_to_array(${ids}, ',')::uuid[])`;
-      return row?.n ?? 0;
-    },
-    (n) => n >= acceptedIds.length,
-    90_000,
-    500,
-  );
-  expect(stored).toBe(acceptedIds.length);
-  const duplicates = await db.sql`
-    select event_id, count(*)::int as n from scan_events group by event_id having count(*) > 1`;
-  expect([...duplicates]).toEqual([]);
-  const [missing] = await db.sql<{ n: number }[]>`
-    select count(*)::int as n from unnest(string_to_array(${ids}, ',')::uuid[]) as a(id)
-    where not exists (select 1 from scan_events e where e.event_id = a.id)`;
-  expect(missing?.n).toBe(0);
+  const check = await storedOnce(db.sql, acceptedIds);
+  expect(check.failures).toEqual([]);
+  expect(check.acknowledged).toBe(acceptedIds.length);
+  // Every stored event is in the partition its request was counted for (partitionOf holds), so the
+  // requests counted as waiting on the victim were for its partitions.
+  const partitionById = new Map(outcomes.map((o) => [o.eventId, o.partition]));
+  const stored = await db.sql<{ event_id: string; partition: number }[]>`
+    select event_id::text, kafka_partition as partition from scan_events`;
+  expect(stored.filter((r) => partitionById.get(r.event_id) !== r.partition)).toEqual([]);
 }, 420_000);
 
 test("kill -9 of two brokers of three: every request sent after both are gone answers 503 + Retry-After, never 202; 202 again after the restart", async () => {

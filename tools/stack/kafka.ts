@@ -25,7 +25,7 @@ import {
   writeAdminProperties,
 } from "./kafka-security.ts";
 import { jmxExporterAgentFlag } from "./monitoring.ts";
-import { portOpen, readPid, run, startDetached, stopPid, waitForService, writePid } from "./processes.ts";
+import { killPidFile, portOpen, readPid, run, startDetached, stopPid, waitForService, writePid } from "./processes.ts";
 
 const POM = new URL("../kafka/pom.xml", import.meta.url).pathname;
 
@@ -363,6 +363,12 @@ export async function stopKafka(stack: LocalStack): Promise<boolean> {
   await Promise.all(pids.map((pid) => (pid === null ? undefined : stopPid(pid, "SIGTERM"))));
   for (const p of all) rmSync(p.pid, { force: true });
   return pids.some((pid) => pid !== null);
+}
+
+/** kill -9 of every Kafka node of this stack, of either mode, by pid: no controlled shutdown. Returns the pids killed. */
+export async function killKafka(stack: LocalStack): Promise<number[]> {
+  const pids = await Promise.all(allNodePaths(stack).map((p) => killPidFile(p.pid)));
+  return pids.filter((pid): pid is number => pid !== null);
 }
 
 /** Node 1's pid (null when it is not running). */

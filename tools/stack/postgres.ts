@@ -9,6 +9,7 @@ import { pgBinDir, pgPaths } from "./pg-paths.ts";
 import {
   asServiceUser,
   isRoot,
+  killPidFile,
   portOpen,
   readPid,
   run,
@@ -247,6 +248,20 @@ export async function stopPostgres(stack: LocalStack): Promise<boolean> {
 export async function stopPgbouncer(stack: LocalStack): Promise<boolean> {
   // SIGTERM: pgbouncer's immediate shutdown (its SIGINT waits for every client to go idle).
   return stopPidFile(pgPaths(stack).bouncerPid, "SIGTERM");
+}
+
+/**
+ * kill -9 of the postmaster and of every backend and auxiliary process at once: a crash, no
+ * shutdown checkpoint; the next start runs crash recovery. Returns the postmaster's pid, null when
+ * none ran.
+ */
+export async function killPostgres(stack: LocalStack): Promise<number | null> {
+  return killPidFile(pgPaths(stack).pid);
+}
+
+/** kill -9 of pgbouncer: its clients' connections break without a goodbye. Returns its pid, null when none ran. */
+export async function killPgbouncer(stack: LocalStack): Promise<number | null> {
+  return killPidFile(pgPaths(stack).bouncerPid);
 }
 
 export function postgresPid(stack: LocalStack): number | null {

@@ -48,6 +48,56 @@ export async function stopPid(pid: number, signal: NodeJS.Signals = "SIGTERM", t
   }
 }
 
+/**
+ * kill -9 of the service in `pidFile` and of all its descendants at once (Postgres' backends die
+ * with the postmaster, as in a crash of the machine); waits until each is gone, reaped included
+ * (a zombie still counts as running for Postgres' lock file), then deletes `pidFile`. Returns the
+ * pid killed, null when none ran.
+ */
+export async function killPidFile(pidFile: string, timeoutMs = 10_000): Promise<number | null> {
+  const pid = readPid(pidFile);
+  if (pid !== null) {
+    const all = [pid, ...descendants(pid)];
+    for (const p of all) {
+      try {
+        process.kill(p, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (all.some(isAlive)) {
+      if (Date.now() > deadline) {
+        throw new Error(`still running ${timeoutMs} ms after kill -9: pids ${all.filter(isAlive).join(", ")}`);
+      }
+      await Bun.sleep(20);
+    }
+  }
+  rmSync(pidFile, { force: true });
+  return pid;
+}
+
+/** Every process below `pid` (children, their children…), from pgrep -P. */
+function descendants(pid: number): number[] {
+  const children = spawnSync("pgrep", ["-P", String(pid)], { encoding: "utf8" })
+    .stdout.split("\n")
+    .map(Number)
+    .filter((n) => n > 0);
+  return children.flatMap((c) => [c, ...descendants(c)]);
+}
+
+/** Whether `pid` has exited (gone, or a zombie its parent has not reaped yet). */
+export function hasExited(pid: number): boolean {
+  if (!isAlive(pid)) return true;
+  try {
+    // /proc/<pid>/stat: "pid (comm) S ...": the state follows the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.charAt(stat.lastIndexOf(")") + 2) === "Z";
+  } catch {
+    return true;
+  }
+}
+
 export async function stopPidFile(pidFile: string, signal: NodeJS.Signals = "SIGTERM"): Promise<boolean> {
   const pid = readPid(pidFile);
   if (pid) await stopPid(pid, signal);
