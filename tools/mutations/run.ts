@@ -1,0 +1,201 @@
+// Re-applies the hand-made mutations (tools/mutations/catalog.ts) one at a time in a scratch copy of
+// the working tree and runs each one's killer tests there, against the running local stack: the
+// killers must pass on the unmutated copy and fail on the mutated one. A mutation whose `find`
+// text is gone or ambiguous is stale and fails the run (the catalog must follow the code).
+//
+//   bun tools/mutations/run.ts                 every mutation
+//   bun tools/mutations/run.ts ID…             these
+//   bun tools/mutations/run.ts --changed       those whose guarded file or killers changed since
+//                                              tools/mutations/verified.json was last recorded (CI)
+//   … --record                                 write the hashes of the ones killed into verified.json
+//   bun tools/mutations/run.ts --list          the catalog, one line each
+import { createHash } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { localStack } from "../../shared/local-stack.ts";
+import { catalog } from "./catalog.ts";
+import type { Mutation } from "./types.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const VERIFIED = join(ROOT, "tools/mutations/verified.json");
+/** One killer run's bound: the slowest killers (the crash suite) take about 2 minutes. */
+const RUN_TIMEOUT_MS = 6 * 60_000;
+
+/** Problems with the catalog itself, against the tree at `root`: each is a stale or broken entry. */
+export function catalogProblems(mutations: Mutation[], root = ROOT): string[] {
+  const problems: string[] = [];
+  const ids = new Set<string>();
+  for (const m of mutations) {
+    if (ids.has(m.id)) problems.push(`${m.id}: id used twice`);
+    ids.add(m.id);
+    if (!/^[a-z0-9]+(-[a-z0-9]+)*$/.test(m.id)) problems.push(`${m.id}: id is not kebab-case`);
+    if (m.find === m.replace) problems.push(`${m.id}: replace equals find`);
+    if (!m.killers.length) problems.push(`${m.id}: no killer tests`);
+    for (const k of m.killers) if (!existsSync(join(root, k))) problems.push(`${m.id}: killer ${k} does not exist`);
+    if (!m.observed.trim()) problems.push(`${m.id}: observed is empty`);
+    const path = join(root, m.file);
+    if (!existsSync(path)) {
+      problems.push(`${m.id}: ${m.file} does not exist`);
+      continue;
+    }
+    const n = readFileSync(path, "utf8").split(m.find).length - 1;
+    if (n !== 1) problems.push(`${m.id}: its find text occurs ${n} times in ${m.file} (must be once)`);
+  }
+  return problems;
+}
+
+/** What a mutation's verdict depends on: the guarded file and its killers, as they are now. */
+export function fingerprint(m: Mutation, root = ROOT): string {
+  const h = createHash("sha256").update(JSON.stringify([m.file, m.find, m.replace, m.killers, m.testNamePattern]));
+  for (const f of [m.file, ...m.killers]) h.update(readFileSync(join(root, f)));
+  return h.digest("hex").slice(0, 16);
+}
+
+function readVerified(): Record<string, string> {
+  return existsSync(VERIFIED) ? (JSON.parse(readFileSync(VERIFIED, "utf8")) as Record<string, string>) : {};
+}
+
+/** The working tree's files (tracked, as they are now, plus new ones not ignored) copied to a scratch dir. */
+function scratchCopy(): string {
+  const dir = mkdtempSync(join(tmpdir(), "qrscan-mutations-"));
+  const list = Bun.spawnSync(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: ROOT });
+  if (list.exitCode !== 0) throw new Error(`git ls-files failed: ${list.stderr.toString()}`);
+  for (const file of list.stdout.toString().split("\0").filter(Boolean)) {
+    if (!existsSync(join(ROOT, file))) continue; // deleted in the working tree
+    mkdirSync(dirname(join(dir, file)), { recursive: true });
+    writeFileSync(join(dir, file), readFileSync(join(ROOT, file)));
+  }
+  // The installed dependencies, except the workspace packages (packages/*): those resolve to the
+  // copy's own, or a mutation of packages/ would test the original.
+  const workspace = new Map(
+    readdirSync(join(ROOT, "packages")).map((p) => {
+      const { name } = JSON.parse(readFileSync(join(ROOT, "packages", p, "package.json"), "utf8")) as { name: string };
+      return [name, join(dir, "packages", p)];
+    }),
+  );
+  mkdirSync(join(dir, "node_modules"));
+  for (const entry of readdirSync(join(ROOT, "node_modules"))) {
+    symlinkSync(workspace.get(entry) ?? join(ROOT, "node_modules", entry), join(dir, "node_modules", entry));
+  }
+  return dir;
+}
+
+interface Outcome {
+  ok: boolean;
+  seconds: number;
+  failed: string[];
+  /** The first failure's message: its "error:" line and what follows, condensed. */
+  error: string;
+  tail: string;
+}
+
+async function runKillers(dir: string, m: Mutation): Promise<Outcome> {
+  const started = performance.now();
+  const args = ["bun", "test", "--timeout", "300000", ...m.killers.map((k) => `./${k}`)];
+  if (m.testNamePattern) args.push("-t", m.testNamePattern);
+  // The copy has no stack of its own: it uses the one this checkout runs.
+  const env = { ...process.env, STACK_DIR: localStack().dir };
+  const child = Bun.spawn(args, { cwd: dir, env, stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => child.kill("SIGKILL"), RUN_TIMEOUT_MS);
+  const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
+  const code = await child.exited;
+  clearTimeout(timer);
+  const text = out + err;
+  const failed = [...text.matchAll(/^\(fail\) (.*?)(?: \[[\d.]+m?s\])?$/gm)].map((x) => x[1] as string);
+  const ran = /^\s*(\d+) pass$/m.exec(text);
+  const at = text.search(/^error: /m);
+  const error =
+    at < 0
+      ? ""
+      : (text
+          .slice(at)
+          .split(/\n\(fail\) /)[0]
+          ?.split("\n")
+          .slice(0, 12)
+          .filter((l) => l.trim() && !/^\s+at /.test(l))
+          .join(" ")
+          .replace(/\s+/g, " ")
+          .slice(0, 400) ?? "");
+  if (code === 0 && (!ran || Number(ran[1]) === 0)) {
+    return { ok: false, seconds: 0, failed: ["no test ran: check testNamePattern"], error, tail: text.slice(-1500) };
+  }
+  return { ok: code === 0, seconds: (performance.now() - started) / 1000, failed, error, tail: text.slice(-1500) };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const problems = catalogProblems(catalog);
+  if (argv.includes("--list")) {
+    for (const m of catalog) console.log(`${m.id.padEnd(44)} ${m.file.padEnd(32)} ${m.killers.join(" ")}`);
+    return 0;
+  }
+  if (problems.length) {
+    console.error(`stale or broken catalog entries:\n  ${problems.join("\n  ")}`);
+    return 1;
+  }
+  const verified = readVerified();
+  const named = argv.filter((a) => !a.startsWith("--"));
+  for (const id of named) if (!catalog.some((m) => m.id === id)) throw new Error(`no mutation ${id} in the catalog`);
+  const selected = catalog.filter((m) =>
+    named.length ? named.includes(m.id) : argv.includes("--changed") ? verified[m.id] !== fingerprint(m) : true,
+  );
+  console.log(`${selected.length} of ${catalog.length} mutations to run`);
+  if (!selected.length) return 0;
+
+  const dir = scratchCopy();
+  let failures = 0;
+  try {
+    // The killers must pass unmutated, or a "killed" verdict would prove nothing.
+    const baselines = new Map<string, Outcome>();
+    for (const m of selected) {
+      const key = JSON.stringify([m.killers, m.testNamePattern]);
+      if (!baselines.has(key)) baselines.set(key, await runKillers(dir, m));
+      const base = baselines.get(key) as Outcome;
+      if (!base.ok) {
+        console.log(
+          `BASELINE FAILS ${m.id}: ${m.killers.join(" ")} fail unmutated: ${base.failed.join("; ")}\n${base.tail}`,
+        );
+        failures++;
+        continue;
+      }
+      const path = join(dir, m.file);
+      const original = readFileSync(path, "utf8");
+      writeFileSync(path, original.replace(m.find, m.replace));
+      let outcome: Outcome;
+      try {
+        outcome = await runKillers(dir, m);
+      } finally {
+        writeFileSync(path, original);
+      }
+      if (outcome.ok) {
+        console.log(`SURVIVED ${m.id} (${m.file}): ${m.killers.join(" ")} passed on the mutated copy`);
+        failures++;
+      } else {
+        console.log(
+          `killed   ${m.id}: ${outcome.failed.join("; ") || "the run failed"} (${outcome.seconds.toFixed(0)} s)`,
+        );
+        if (outcome.error) console.log(`         ${outcome.error}`);
+        verified[m.id] = fingerprint(m);
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  if (argv.includes("--record")) {
+    const kept = Object.fromEntries(Object.entries(verified).filter(([id]) => catalog.some((m) => m.id === id)));
+    writeFileSync(VERIFIED, `${JSON.stringify(kept, Object.keys(kept).sort(), 2)}\n`);
+  }
+  console.log(`${selected.length - failures} killed, ${failures} not`);
+  return failures ? 1 : 0;
+}
+
+if (import.meta.main) process.exit(await main(process.argv.slice(2)));
