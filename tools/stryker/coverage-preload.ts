@@ -1,7 +1,7 @@
-import { afterAll } from "bun:test";
 // Preloaded (`bun test --preload`) in the Stryker runner's dry run: every mutant the test file's
 // run reaches is counted under that file's id, and written out at exit, so each mutant later runs
 // only the test files that reach it (coverageAnalysis "perTest").
+import { afterAll } from "bun:test";
 import { writeFileSync } from "node:fs";
 
 interface Ns {

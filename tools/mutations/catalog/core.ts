@@ -107,14 +107,4 @@ export const mutations: Mutation[] = [
     testNamePattern: "the edge: a key of tenant acme:",
     observed: "acme:'s key reading acme2:\u2026's counts: expected 403, received 200",
   },
-  {
-    id: "keda-more-workers-than-partitions",
-    promise: "Kubernetes: the workers never outnumber the scans topic's partitions (a worker past them would idle)",
-    file: "deploy/k8s/base/worker-scaledobject.yaml",
-    find: "  maxReplicaCount: 12",
-    replace: "  maxReplicaCount: 16",
-    killers: ["test/unit/k8s-manifests.test.ts"],
-    observed:
-      "the cross-object checks of every overlay: ScaledObject/qrscan-worker: maxReplicaCount 16 is not the partition count 12",
-  },
 ];
