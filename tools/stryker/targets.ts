@@ -2,7 +2,11 @@
 // one list read by the Stryker config (what to mutate) and by the Bun runner (what to run).
 
 export const targets: Record<string, string[]> = {
-  "shared/event.ts": ["test/unit/worker-logic.test.ts", "test/unit/scan-loop.test.ts"],
+  "shared/event.ts": [
+    "test/unit/event-schema.test.ts",
+    "test/unit/worker-logic.test.ts",
+    "test/unit/scan-loop.test.ts",
+  ],
   "shared/scan-events.ts": ["test/unit/worker-logic.test.ts", "test/unit/scan-loop.test.ts"],
   "shared/db-errors.ts": ["test/unit/worker-logic.test.ts", "test/unit/background-db.test.ts"],
   "server/body.ts": ["test/unit/body.test.ts"],
