@@ -11,7 +11,7 @@ export const targets: Record<string, string[]> = {
   "shared/db-errors.ts": ["test/unit/worker-logic.test.ts", "test/unit/background-db.test.ts"],
   "server/body.ts": ["test/unit/body.test.ts"],
   "server/body-budget.ts": ["test/unit/body.test.ts"],
-  "server/rate-limit.ts": ["test/unit/edge-security.test.ts"],
+  "server/rate-limit.ts": ["test/unit/rate-limit.test.ts", "test/unit/edge-security.test.ts"],
   "server/client-ip.ts": ["test/unit/edge-security.test.ts"],
   "server/principal.ts": ["test/unit/edge-security.test.ts", "test/unit/auth.test.ts"],
   "server/auth.ts": ["test/unit/auth.test.ts"],
