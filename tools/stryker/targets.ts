@@ -20,8 +20,8 @@ export const targets: Record<string, string[]> = {
     "test/unit/worker-logic.test.ts",
     "test/unit/scan-loop.test.ts",
   ],
-  "worker/scan-loop.ts": ["test/unit/scan-loop.test.ts"],
-  "worker/commit.ts": ["test/unit/scan-loop.test.ts"],
+  "worker/scan-loop.ts": ["test/unit/scan-loop-sink.test.ts", "test/unit/scan-loop.test.ts"],
+  "worker/commit.ts": ["test/unit/scan-loop-sink.test.ts", "test/unit/scan-loop.test.ts"],
   "worker/progress.ts": ["test/unit/worker-logic.test.ts", "test/unit/scan-loop.test.ts"],
 };
 
