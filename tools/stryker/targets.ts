@@ -7,8 +7,16 @@ export const targets: Record<string, string[]> = {
     "test/unit/worker-logic.test.ts",
     "test/unit/scan-loop.test.ts",
   ],
-  "shared/scan-events.ts": ["test/unit/worker-logic.test.ts", "test/unit/scan-loop.test.ts"],
-  "shared/db-errors.ts": ["test/unit/worker-logic.test.ts", "test/unit/background-db.test.ts"],
+  "shared/scan-events.ts": [
+    "test/unit/scan-events.test.ts",
+    "test/unit/worker-logic.test.ts",
+    "test/unit/scan-loop.test.ts",
+  ],
+  "shared/db-errors.ts": [
+    "test/unit/db-errors.test.ts",
+    "test/unit/worker-logic.test.ts",
+    "test/unit/background-db.test.ts",
+  ],
   "server/body.ts": ["test/unit/body.test.ts"],
   "server/body-budget.ts": ["test/unit/body.test.ts"],
   "server/rate-limit.ts": ["test/unit/rate-limit.test.ts", "test/unit/edge-security.test.ts"],
