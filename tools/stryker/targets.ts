@@ -20,7 +20,7 @@ export const targets: Record<string, string[]> = {
   "server/body.ts": ["test/unit/body.test.ts"],
   "server/body-budget.ts": ["test/unit/body.test.ts"],
   "server/rate-limit.ts": ["test/unit/rate-limit.test.ts", "test/unit/edge-security.test.ts"],
-  "server/client-ip.ts": ["test/unit/edge-security.test.ts"],
+  "server/client-ip.ts": ["test/unit/client-ip.test.ts", "test/unit/edge-security.test.ts"],
   "server/principal.ts": ["test/unit/edge-security.test.ts", "test/unit/auth.test.ts"],
   "server/auth.ts": ["test/unit/auth.test.ts"],
   "worker/retry.ts": [
@@ -30,7 +30,7 @@ export const targets: Record<string, string[]> = {
   ],
   "worker/scan-loop.ts": ["test/unit/scan-loop-sink.test.ts", "test/unit/scan-loop.test.ts"],
   "worker/commit.ts": ["test/unit/scan-loop-sink.test.ts", "test/unit/scan-loop.test.ts"],
-  "worker/progress.ts": ["test/unit/worker-logic.test.ts", "test/unit/scan-loop.test.ts"],
+  "worker/progress.ts": ["test/unit/progress.test.ts", "test/unit/worker-logic.test.ts", "test/unit/scan-loop.test.ts"],
 };
 
 /** Every target's tests, once each: the dry run that must pass before any mutant runs. */
