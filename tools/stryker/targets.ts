@@ -24,6 +24,7 @@ export const targets: Record<string, string[]> = {
   "server/principal.ts": ["test/unit/edge-security.test.ts", "test/unit/auth.test.ts"],
   "server/auth.ts": ["test/unit/auth.test.ts"],
   "worker/retry.ts": [
+    "test/unit/retry-edges.test.ts",
     "test/unit/worker-retry-pause.test.ts",
     "test/unit/worker-logic.test.ts",
     "test/unit/scan-loop.test.ts",
