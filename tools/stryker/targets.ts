@@ -22,7 +22,7 @@ export const targets: Record<string, string[]> = {
   "server/rate-limit.ts": ["test/unit/rate-limit.test.ts", "test/unit/edge-security.test.ts"],
   "server/client-ip.ts": ["test/unit/client-ip.test.ts", "test/unit/edge-security.test.ts"],
   "server/principal.ts": ["test/unit/edge-security.test.ts", "test/unit/auth.test.ts"],
-  "server/auth.ts": ["test/unit/auth.test.ts"],
+  "server/auth.ts": ["test/unit/auth-audit.test.ts", "test/unit/auth.test.ts"],
   "worker/retry.ts": [
     "test/unit/retry-edges.test.ts",
     "test/unit/worker-retry-pause.test.ts",
