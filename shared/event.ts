@@ -130,14 +130,24 @@ export const isStorableIp = (s: string) => isIP(s) !== 0 && !s.includes("%");
 
 const finiteNumber = v.pipe(v.number("must be a number"), v.finite("must be a finite number"));
 
+/**
+ * A strict object's message: an unknown key is named, a missing one is "is required" (valibot
+ * reports it at the key's path, received undefined), anything else (not an object; an array,
+ * whose items would pass as keys) is `what`.
+ */
+const objectMessage = (what: string) => (issue: v.StrictObjectIssue) => {
+  if (Array.isArray(issue.path?.at(-1)?.input)) return what;
+  if (issue.expected === "never") return `unknown field ${issue.received}`;
+  return issue.received === "undefined" && issue.path?.length ? "is required" : what;
+};
+
 const Location = v.strictObject(
   {
     lat: v.pipe(finiteNumber, v.minValue(-90, "must be >= -90"), v.maxValue(90, "must be <= 90")),
     lon: v.pipe(finiteNumber, v.minValue(-180, "must be >= -180"), v.maxValue(180, "must be <= 180")),
     accuracy_m: v.optional(v.pipe(finiteNumber, v.minValue(0, "must be >= 0"))),
   },
-  (issue) =>
-    issue.expected === "never" ? `unknown field ${issue.received}` : "must be an object {lat, lon, accuracy_m?}",
+  objectMessage("must be an object {lat, lon, accuracy_m?}"),
 );
 
 /**
@@ -199,9 +209,6 @@ const eventEntries = {
   ),
   attributes: v.optional(Attributes),
 };
-
-const objectMessage = (what: string) => (issue: v.StrictObjectIssue) =>
-  issue.expected === "never" ? `unknown field ${issue.received}` : what;
 
 /** What a scanner sends. */
 export const ScanEventSchema = v.strictObject(eventEntries, objectMessage("an event must be a JSON object"));

@@ -265,15 +265,31 @@ describe("ScanEventSchema: each field's refusal names the field", () => {
     expect(at({ lat: 0, lon: 0, alt: 3 })).toEqual(refused("location.alt", 'unknown field "alt"'));
     expect(at("52.52,13.40")).toEqual(refused("location", "must be an object {lat, lon, accuracy_m?}"));
     expect(at(null)).toEqual(refused("location", "must be an object {lat, lon, accuracy_m?}"));
+    expect(at({ lon: 13.4 })).toEqual(refused("location.lat", "is required"));
+    // An array ([lat, lon]) is not a location: every message says what a location is.
+    const pair = at([52.5, 13.4]) as { errors: { message: string }[] };
+    expect(new Set(pair.errors.map((e) => e.message))).toEqual(new Set(["must be an object {lat, lon, accuracy_m?}"]));
   });
 
   test("unknown fields are refused by name; a non-object is not an event", () => {
     expect(withField("colour", "red")).toEqual(refused("colour", 'unknown field "colour"'));
     expect(errorsOf("an event")).toEqual(refused("(event)", "an event must be a JSON object"));
     expect(errorsOf(null)).toEqual(refused("(event)", "an event must be a JSON object"));
-    // A missing field is refused at its path (the message is not asserted: see the report on issue 26).
+    // A missing field is refused at its path as required, not as "not an object".
     const { event_id: _, ...noId } = EVENT;
-    expect(errorsOf(noId)).toHaveProperty("errors", [expect.objectContaining({ path: "event_id" })]);
+    expect(errorsOf(noId)).toEqual(refused("event_id", "is required"));
+    const { qr_id: _q, scanned_at: _s, ...neither } = EVENT;
+    expect(errorsOf(neither)).toEqual({
+      errors: [
+        { path: "qr_id", message: "is required" },
+        { path: "scanned_at", message: "is required" },
+      ],
+    });
+    // An array is not an event, whatever its items: no item is taken for a field.
+    expect((errorsOf([EVENT]) as { errors: { message: string }[] }).errors.map((e) => e.message)).toEqual(
+      expect.arrayContaining(["an event must be a JSON object"]),
+    );
+    expect(JSON.stringify(errorsOf([EVENT]))).not.toContain("unknown field");
   });
 });
 
