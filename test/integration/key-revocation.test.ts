@@ -53,11 +53,12 @@ const headers = (key: string) => ({ authorization: `Bearer ${key}`, "content-typ
 const REFRESH_MS = 1_000;
 /**
  * What a revocation may take beyond the interval: the reload's query and the poll's own request
- * (every POLL_MS). Measured (2026-12-07, 2 cores, 6 runs of both tests, 108 revocations): 21 to
- * 1,013 ms; 300 ms leaves room for a busy machine and still fails a refresh every 5 s (two
- * intervals of revocations: at least one waits about 2 s or more; seen: 2,386 to 4,849 ms).
+ * (every POLL_MS). Measured (2026-12-06, 2 cores, 6 runs of both tests, 108 revocations): 21 to
+ * 1,013 ms; 500 ms leaves room for a busy CI machine, keeps the bound at "about 1 s" (docs/security.md)
+ * and still fails a refresh every 5 s (two intervals of revocations: at least one waits about 2 s or
+ * more; seen: 2,386 to 4,849 ms).
  */
-const MARGIN_MS = 300;
+const MARGIN_MS = 500;
 const POLL_MS = 20;
 /** Revocations spaced over two intervals: whatever the refresh's phase, they fall all over it. */
 const REVOCATIONS = 9;

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 // Re-applies the hand-made mutations (tools/mutations/catalog.ts) one at a time in a scratch copy of
 // the working tree and runs each one's killer tests there, against the running local stack: the
 // killers must pass on the unmutated copy and fail on the mutated one. A mutation whose `find`
@@ -11,9 +12,11 @@
 //   bun tools/mutations/run.ts --list          the catalog, one line each
 import { createHash } from "node:crypto";
 import {
+  closeSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
+  openSync,
   readFileSync,
   readdirSync,
   rmSync,
@@ -21,15 +24,14 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { localStack } from "../../shared/local-stack.ts";
+import { importSpecifiers } from "../../test/helpers/import-graph.ts";
 import { catalog } from "./catalog.ts";
 import type { Mutation } from "./types.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const VERIFIED = join(ROOT, "tools/mutations/verified.json");
-/** One killer run's bound: the slowest killers (the crash suite) take about 2 minutes. */
-const RUN_TIMEOUT_MS = 6 * 60_000;
 
 /** Problems with the catalog itself, against the tree at `root`: each is a stale or broken entry. */
 export function catalogProblems(mutations: Mutation[], root = ROOT): string[] {
@@ -54,10 +56,42 @@ export function catalogProblems(mutations: Mutation[], root = ROOT): string[] {
   return problems;
 }
 
-/** What a mutation's verdict depends on: the guarded file and its killers, as they are now. */
+/**
+ * Programs the killers start as processes (not imported, so not in their import closure) whose
+ * checks decide the verdict.
+ */
+const SPAWNED: Record<string, string[]> = {
+  "test/integration/restore-drill.test.ts": ["tools/restore-drill.ts", "tools/backup.ts", "jobs/restore-offsets.ts"],
+  "test/integration/retention.test.ts": ["jobs/maintain.ts", "jobs/archive-restore.ts"],
+};
+/** The parts of the tree a killer's verdict is made of besides the product: test helpers, benches, tools, checks. */
+const HARNESS = ["test/", "bench/", "tools/", "sql/checks.ts"];
+
+/** The killers, the harness files they import (transitively) and the programs they start. */
+export function verdictInputs(m: Mutation, root = ROOT): string[] {
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file) || !existsSync(join(root, file))) return;
+    seen.add(file);
+    for (const spec of importSpecifiers(readFileSync(join(root, file), "utf8"))) {
+      const target = relative(root, resolve(root, dirname(file), spec));
+      const found = [target, `${target}.ts`, `${target}/index.ts`].find(
+        (c) => existsSync(join(root, c)) && c.endsWith(".ts"),
+      );
+      if (found && HARNESS.some((h) => found.startsWith(h))) visit(found);
+    }
+  };
+  for (const k of m.killers) {
+    visit(k);
+    for (const s of SPAWNED[k] ?? []) visit(s);
+  }
+  return [...seen].sort();
+}
+
+/** What a mutation's verdict depends on: the edit, the guarded file and verdictInputs, as they are now. */
 export function fingerprint(m: Mutation, root = ROOT): string {
   const h = createHash("sha256").update(JSON.stringify([m.file, m.find, m.replace, m.killers, m.testNamePattern]));
-  for (const f of [m.file, ...m.killers]) h.update(readFileSync(join(root, f)));
+  for (const f of [m.file, ...verdictInputs(m, root)]) h.update(f).update(readFileSync(join(root, f)));
   return h.digest("hex").slice(0, 16);
 }
 
@@ -91,7 +125,7 @@ function scratchCopy(): string {
 }
 
 interface Outcome {
-  ok: boolean;
+  verdict: "passed" | "failed" | "broken" | "timeout";
   seconds: number;
   failed: string[];
   /** The first failure's message: its "error:" line and what follows, condensed. */
@@ -99,18 +133,33 @@ interface Outcome {
   tail: string;
 }
 
+/** One killer run's bound: above the slowest killers' own test timeouts (the restore drill's 15 min). */
+const RUN_TIMEOUT_MS = 20 * 60_000;
+
 async function runKillers(dir: string, m: Mutation): Promise<Outcome> {
   const started = performance.now();
-  const args = ["bun", "test", "--timeout", "300000", ...m.killers.map((k) => `./${k}`)];
+  const args = ["test", "--timeout", "900000", ...m.killers.map((k) => `./${k}`)];
   if (m.testNamePattern) args.push("-t", m.testNamePattern);
-  // The copy has no stack of its own: it uses the one this checkout runs.
-  const env = { ...process.env, STACK_DIR: localStack().dir };
-  const child = Bun.spawn(args, { cwd: dir, env, stdout: "pipe", stderr: "pipe" });
-  const timer = setTimeout(() => child.kill("SIGKILL"), RUN_TIMEOUT_MS);
-  const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text()]);
-  const code = await child.exited;
+  // The copy has no stack of its own: it uses the one this checkout runs. Output goes to a file
+  // (processes the tests start may inherit it and outlive a killed run), and the run is its own
+  // process group, so a timeout stops everything it started.
+  const log = join(dir, ".mutation-run.log");
+  const fd = openSync(log, "w");
+  const child = spawn("bun", args, {
+    cwd: dir,
+    env: { ...process.env, STACK_DIR: localStack().dir },
+    stdio: ["ignore", fd, fd],
+    detached: true,
+  });
+  closeSync(fd);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    if (child.pid) process.kill(-child.pid, "SIGKILL");
+  }, RUN_TIMEOUT_MS);
+  const code = await new Promise<number | null>((done) => child.on("exit", (c: number | null) => done(c)));
   clearTimeout(timer);
-  const text = out + err;
+  const text = readFileSync(log, "utf8");
   const failed = [...text.matchAll(/^\(fail\) (.*?)(?: \[[\d.]+m?s\])?$/gm)].map((x) => x[1] as string);
   const ran = /^\s*(\d+) pass$/m.exec(text);
   const at = text.search(/^error: /m);
@@ -126,10 +175,16 @@ async function runKillers(dir: string, m: Mutation): Promise<Outcome> {
           .join(" ")
           .replace(/\s+/g, " ")
           .slice(0, 400) ?? "");
-  if (code === 0 && (!ran || Number(ran[1]) === 0)) {
-    return { ok: false, seconds: 0, failed: ["no test ran: check testNamePattern"], error, tail: text.slice(-1500) };
+  const seconds = (performance.now() - started) / 1000;
+  const tail = text.slice(-1500);
+  if (timedOut) return { verdict: "timeout", seconds, failed, error, tail };
+  if (code === 0) {
+    return ran && Number(ran[1]) > 0
+      ? { verdict: "passed", seconds, failed, error, tail }
+      : { verdict: "broken", seconds, failed: ["no test ran: check testNamePattern"], error, tail };
   }
-  return { ok: code === 0, seconds: (performance.now() - started) / 1000, failed, error, tail: text.slice(-1500) };
+  // A kill is a test that failed; a run that broke otherwise (a file that did not load) proves nothing.
+  return { verdict: failed.length ? "failed" : "broken", seconds, failed, error, tail };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -140,6 +195,10 @@ async function main(argv: string[]): Promise<number> {
   }
   if (problems.length) {
     console.error(`stale or broken catalog entries:\n  ${problems.join("\n  ")}`);
+    return 1;
+  }
+  if (argv.includes("--changed") && !existsSync(VERIFIED)) {
+    console.error(`${VERIFIED} is missing: run \`bun tools/mutations/run.ts --record\` and commit it`);
     return 1;
   }
   const verified = readVerified();
@@ -160,31 +219,37 @@ async function main(argv: string[]): Promise<number> {
       const key = JSON.stringify([m.killers, m.testNamePattern]);
       if (!baselines.has(key)) baselines.set(key, await runKillers(dir, m));
       const base = baselines.get(key) as Outcome;
-      if (!base.ok) {
+      if (base.verdict !== "passed") {
         console.log(
-          `BASELINE FAILS ${m.id}: ${m.killers.join(" ")} fail unmutated: ${base.failed.join("; ")}\n${base.tail}`,
+          `BASELINE FAILS ${m.id}: ${m.killers.join(" ")} ${base.verdict} unmutated: ${base.failed.join("; ")}\n${base.tail}`,
         );
         failures++;
         continue;
       }
       const path = join(dir, m.file);
       const original = readFileSync(path, "utf8");
-      writeFileSync(path, original.replace(m.find, m.replace));
+      // A function, so `$&` or `$'` in the replacement stay literal.
+      writeFileSync(
+        path,
+        original.replace(m.find, () => m.replace),
+      );
       let outcome: Outcome;
       try {
         outcome = await runKillers(dir, m);
       } finally {
         writeFileSync(path, original);
       }
-      if (outcome.ok) {
-        console.log(`SURVIVED ${m.id} (${m.file}): ${m.killers.join(" ")} passed on the mutated copy`);
-        failures++;
-      } else {
-        console.log(
-          `killed   ${m.id}: ${outcome.failed.join("; ") || "the run failed"} (${outcome.seconds.toFixed(0)} s)`,
-        );
+      if (outcome.verdict === "failed") {
+        console.log(`killed   ${m.id}: ${outcome.failed.join("; ")} (${outcome.seconds.toFixed(0)} s)`);
         if (outcome.error) console.log(`         ${outcome.error}`);
-        verified[m.id] = fingerprint(m);
+        // The fingerprint of what was run: the copy, not the checkout (which may have moved on).
+        verified[m.id] = fingerprint(m, dir);
+      } else {
+        const why = outcome.verdict === "passed" ? "passed on the mutated copy" : `${outcome.verdict} (no test failed)`;
+        console.log(
+          `SURVIVED ${m.id} (${m.file}): ${m.killers.join(" ")} ${why}\n${outcome.verdict === "passed" ? "" : outcome.tail}`,
+        );
+        failures++;
       }
     }
   } finally {
