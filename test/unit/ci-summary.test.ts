@@ -51,7 +51,7 @@ test("all stages passed: the totals, the advisory verdict and Stryker's score, e
   );
   expect(r.lines).toEqual([
     "dependency advisories: NOT CHECKED (no advisory source answers here)",
-    "Stryker: Final mutation score of 81.20",
+    "Stryker: mutation score 81.20%",
     "5 passed, 0 failed",
   ]);
   expect(r.code).toBe(0);
@@ -95,6 +95,7 @@ test("failed tests are named; a failing mutation stage or Stryker below its thre
     "  (fail) Stryker: ERROR MutationTestReportHelper Final mutation score 58.10 under breaking threshold 60, setting exit code to 1",
   ]);
   expect(r.lines).toContain("dependency advisories: NOT CHECKED (the audit did not run)");
+  expect(r.lines).toContain("Stryker: mutation score 58.10%");
   expect(r.lines.at(-1)).toBe("1 passed, 3 failed");
   expect(r.code).toBe(1);
 });
