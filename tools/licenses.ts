@@ -19,6 +19,8 @@ export const ALLOWED_LICENSES = new Set([
   "Unlicense",
   // Data, not code: spdx-exceptions' list of exception identifiers.
   "CC-BY-3.0",
+  // Data, not code: caniuse-lite's browser-support tables (Babel's, under Stryker; dev only).
+  "CC-BY-4.0",
   // argparse (a port of Python's module): permissive, GPL-compatible.
   "Python-2.0",
 ]);

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 // Re-applies the hand-made mutations (tools/mutations/catalog.ts) one at a time in a scratch copy of
 // the working tree and runs each one's killer tests there, against the running local stack: the
 // killers must pass on the unmutated copy and fail on the mutated one. A mutation whose `find`
@@ -10,6 +9,7 @@ import { spawn } from "node:child_process";
 //                                              tools/mutations/verified.json was last recorded (CI)
 //   … --record                                 write the hashes of the ones killed into verified.json
 //   bun tools/mutations/run.ts --list          the catalog, one line each
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   closeSync,
