@@ -19,16 +19,6 @@ export const mutations: Mutation[] = [
       'storedOnce failures: "sum(scan_counts.count) is 3638, expected 1819 (1819 acknowledged + 0 unacknowledged events stored): counted twice", "1132 scan_counts buckets differ from a recount of scan_events"',
   },
   {
-    id: "ingest-retriable-delivery-error-answered-202",
-    promise: "The edge answers 202 only after Kafka acknowledged every accepted event",
-    file: "server/ingest.ts",
-    find: "        throw unavailable(`events not stored (${error.code}); retry the whole request`);",
-    replace: "        return c.json({ accepted: messages.length, rejected, request_id }, 202);",
-    killers: [REPLICATED],
-    testNamePattern: LEADER_KILL,
-    observed: 'storedOnce failures: "1 of 1362 acknowledged events are not stored (lost)"',
-  },
-  {
     id: "scan-loop-commits-offsets-before-the-write",
     promise: "An event answered 202 is never lost: a worker commits a batch's offsets only after Postgres has it",
     file: "worker/scan-loop.ts",
