@@ -136,6 +136,9 @@ interface Outcome {
 /** One killer run's bound: above the slowest killers' own test timeouts (the restore drill's 15 min). */
 const RUN_TIMEOUT_MS = 20 * 60_000;
 
+/** The killer run in progress (its process group), for an interrupted run to stop. */
+let running: number | undefined;
+
 async function runKillers(dir: string, m: Mutation): Promise<Outcome> {
   const started = performance.now();
   const args = ["test", "--timeout", "900000", ...m.killers.map((k) => `./${k}`)];
@@ -152,6 +155,7 @@ async function runKillers(dir: string, m: Mutation): Promise<Outcome> {
     detached: true,
   });
   closeSync(fd);
+  running = child.pid;
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -159,6 +163,7 @@ async function runKillers(dir: string, m: Mutation): Promise<Outcome> {
   }, RUN_TIMEOUT_MS);
   const code = await new Promise<number | null>((done) => child.on("exit", (c: number | null) => done(c)));
   clearTimeout(timer);
+  running = undefined;
   const text = readFileSync(log, "utf8");
   const failed = [...text.matchAll(/^\(fail\) (.*?)(?: \[[\d.]+m?s\])?$/gm)].map((x) => x[1] as string);
   const ran = /^\s*(\d+) pass$/m.exec(text);
@@ -211,6 +216,14 @@ async function main(argv: string[]): Promise<number> {
   if (!selected.length) return 0;
 
   const dir = scratchCopy();
+  // Interrupted (Ctrl-C, a CI job cancelled): stop the killers and what they started, drop the copy.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      if (running) process.kill(-running, "SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    });
+  }
   let failures = 0;
   try {
     // The killers must pass unmutated, or a "killed" verdict would prove nothing.
