@@ -93,7 +93,7 @@ async function withSql<T>(url: string, fn: (sql: postgres.Sql) => Promise<T>): P
 const latestEvent = (sql: postgres.Sql) =>
   sql<{ at: Date | null }[]>`select max(ingested_at) as at from scan_events`.then((r) => r[0]?.at ?? null);
 
-interface ReplayResult {
+export interface ReplayResult {
   /** Where the drill group resumed, per partition: its committed offsets read back from Kafka before the replay. */
   resumedAt: { partition: number; offset: number }[];
   /** Messages the replay read: the drill group's committed offsets after the replay minus before it, from Kafka. */

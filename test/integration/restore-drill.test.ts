@@ -24,6 +24,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import { checksums, totalRows, writeMark } from "../../tools/backup/checksums.ts";
 import { spawnProcess } from "../../tools/harness.ts";
+import type { ReplayResult } from "../../tools/restore-drill.ts";
 import { pgPaths } from "../../tools/stack/pg-paths.ts";
 import {
   createAdmin,
@@ -61,15 +62,7 @@ interface DrillResult {
   rpoSeconds: number;
   rows: number;
   checksums: { scanEvents: { partition: string; rows: number; eventIds: string }[] };
-  replay: {
-    resumedAt: { partition: number; offset: number }[];
-    replayedMessages: number;
-    worker: { inserted: number; duplicates: number; deadLettered: number };
-    rows: number;
-    counted: number;
-    countMismatches: number;
-    problems: string[];
-  } | null;
+  replay: ReplayResult | null;
 }
 
 function result(run: { stdout: string; output: string; code: number }): DrillResult {
