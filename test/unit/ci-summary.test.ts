@@ -1,6 +1,7 @@
-// .ci/summary, the last lines .ci/run prints, on real Bun output: a test file that fails to load is
-// named and counted as failed, a failing mutation stage is a failure with its reason, the advisory
-// verdict and Stryker's score are said, and the exit status is non-zero whenever a stage failed.
+// .ci/summary, the last lines .ci/run prints, on real Bun output: a failed test is named once, with
+// its error's first lines; a test file that fails to load is named and counted as failed, a
+// failing mutation stage is a failure with its reason, the advisory verdict and Stryker's score
+// are said, and the exit status is non-zero whenever a stage failed.
 import { afterAll, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -79,16 +80,26 @@ test("failed tests are named; a failing mutation stage or Stryker below its thre
     "a.test.ts": PASS,
     "f.test.ts": 'import { test, expect } from "bun:test";\ntest("wrong", () => expect(1).toBe(2));\n',
   });
+  // Bun names a failed test again in its closing list when a run has many files: named once here.
+  const failLine = test.split("\n").find((l) => l.startsWith("(fail) wrong")) ?? "";
+  expect(failLine).not.toBe("");
   const r = summary(
     {
-      test,
+      test: `${test}\n${failLine}\n`,
       mutations: "3 of 31 mutations to run\nSURVIVED sink-counts-staging (worker/sink.ts): killers passed\n",
       stryker:
         "ERROR MutationTestReportHelper Final mutation score 58.10 under breaking threshold 60, setting exit code to 1\n",
     },
     { TEST_STATUS: "1", MUTATIONS_STATUS: "1", STRYKER_STATUS: "1" },
   );
-  expect(r.lines.slice(0, 4)).toEqual([
+  const why = r.lines.slice(
+    2,
+    r.lines.findIndex((l) => l.startsWith("  (fail) hand-made")),
+  );
+  // The error's first lines follow the name: Bun's message and the values.
+  expect(why).toEqual(["      error: expect(received).toBe(expected)", "      Expected: 2", "      Received: 1"]);
+  expect(r.lines.filter((l) => l.includes("(fail) wrong"))).toHaveLength(1);
+  expect([...r.lines.slice(0, 2), ...r.lines.slice(2 + why.length, 4 + why.length)]).toEqual([
     "failed tests:",
     expect.stringMatching(/^ {2}\(fail\) wrong \[[\d.]+ms\]$/),
     "  (fail) hand-made mutations: SURVIVED sink-counts-staging (worker/sink.ts): killers passed ",
