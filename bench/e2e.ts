@@ -13,12 +13,13 @@
 //                    [--variants before,after] [--all-steps]
 // SLO for a step to hold: HTTP p95 < 400 ms, error rate < 1%, end-to-end p95 < 400 ms.
 import { execFileSync } from "node:child_process";
-import { existsSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import postgres from "postgres";
 import { localStack } from "../shared/local-stack.ts";
 import { sum } from "../shared/prometheus-text.ts";
 import { missingEventIds, storedOnce } from "../sql/checks.ts";
 import { scrapeIfUp } from "../tools/harness.ts";
+import { linkDependencies } from "../tools/link-dependencies.ts";
 import { childPids, isolatedRun, service } from "../tools/pipeline.ts";
 import { up } from "../tools/stack.ts";
 import { kafkaNodePid } from "../tools/stack/kafka.ts";
@@ -56,16 +57,19 @@ const pct = (sorted: number[], p: number) =>
     ? (sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number)
     : Number.NaN;
 
-/** A checkout of `rev` beside this one (sharing its node_modules), removed at the end of the run. */
+/**
+ * A checkout of `rev` beside this one (with this checkout's dependencies, but its own packages/:
+ * the binding of `rev` is part of its code), removed at the end of the run.
+ */
 function checkoutOf(rev: string): { dir: string; remove: () => void } {
   const dir = `/tmp/qrscan-e2e-${rev}`;
   if (existsSync(dir)) execFileSync("git", ["-C", root, "worktree", "remove", "--force", dir]);
   execFileSync("git", ["-C", root, "worktree", "add", "--detach", dir, rev], { stdio: "ignore" });
-  symlinkSync(`${root}node_modules`, `${dir}/node_modules`);
+  linkDependencies(dir);
   return {
     dir: `${dir}/`,
     remove: () => {
-      rmSync(`${dir}/node_modules`);
+      rmSync(`${dir}/node_modules`, { recursive: true });
       execFileSync("git", ["-C", root, "worktree", "remove", "--force", dir]);
     },
   };

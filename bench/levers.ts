@@ -4,7 +4,8 @@
 // from a temporary git worktree), so "before" is the real earlier code, not a re-creation of it.
 //
 // The levers are cumulative in the order listed, from "before" to "after": each variant adds one
-// to the one before it, so the table reads as "what this lever added". The probes after "after"
+// to the one before it, so the table reads as "what this lever added". "before-ii" is the code of
+// the revision before Efficiency II, for that issue's before/after in one run; the probes after it
 // each change one more thing on top of the defaults.
 
 export interface Variant {
@@ -21,6 +22,9 @@ export interface Variant {
 
 /** main before the efficiency work (issue 11): the baseline of the lever table. */
 export const BASELINE_REV = "eb83cce";
+
+/** main before Efficiency II (issue 27: the batch consumer, the sink's levers, the hot paths). */
+export const BEFORE_II_REV = "d49cec8";
 
 /** The settings of the baseline, to run this checkout's code with one lever at a time. */
 export const BEFORE_SETTINGS = {
@@ -45,6 +49,8 @@ export const VARIANTS: Variant[] = [
   { name: "linger", lever: "+ linger.ms 5", env: { ...BEFORE_SETTINGS, ...FETCH, ...LINGER } },
   { name: "nokey", lever: "+ no key (sticky partitions)", env: { ...BEFORE_SETTINGS, ...FETCH, ...LINGER, ...NO_KEY } },
   { name: "after", lever: "this checkout's defaults (every lever above)", env: {} },
+  // Efficiency II's before/after: `bun bench/e2e.ts --variants before-ii,after`.
+  { name: "before-ii", lever: `the code and settings of ${BEFORE_II_REV}`, rev: BEFORE_II_REV, env: {} },
   // Probes: one more change on top of the defaults, kept out of the defaults (see docs/capacity-plan.md).
   { name: "wait100", lever: "after, BATCH_MAX_WAIT_MS 100", env: { BATCH_MAX_WAIT_MS: "100" } },
   { name: "linger10", lever: "after, linger.ms 10", env: { KAFKA_LINGER_MS: "10" } },

@@ -11,22 +11,12 @@
 //   bun tools/mutations/run.ts --list          the catalog, one line each
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { localStack } from "../../shared/local-stack.ts";
 import { importSpecifiers } from "../../test/helpers/import-graph.ts";
+import { linkDependencies } from "../link-dependencies.ts";
 import { catalog } from "./catalog.ts";
 import type { Mutation } from "./types.ts";
 
@@ -109,18 +99,8 @@ function scratchCopy(): string {
     mkdirSync(dirname(join(dir, file)), { recursive: true });
     writeFileSync(join(dir, file), readFileSync(join(ROOT, file)));
   }
-  // The installed dependencies, except the workspace packages (packages/*): those resolve to the
-  // copy's own, or a mutation of packages/ would test the original.
-  const workspace = new Map(
-    readdirSync(join(ROOT, "packages")).map((p) => {
-      const { name } = JSON.parse(readFileSync(join(ROOT, "packages", p, "package.json"), "utf8")) as { name: string };
-      return [name, join(dir, "packages", p)];
-    }),
-  );
-  mkdirSync(join(dir, "node_modules"));
-  for (const entry of readdirSync(join(ROOT, "node_modules"))) {
-    symlinkSync(workspace.get(entry) ?? join(ROOT, "node_modules", entry), join(dir, "node_modules", entry));
-  }
+  // The workspace packages resolve to the copy's own, or a mutation of packages/ would test the original.
+  linkDependencies(dir);
   return dir;
 }
 

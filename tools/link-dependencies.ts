@@ -1,0 +1,24 @@
+// Copies of the tree (an earlier revision for the benches' "before", a mutated copy for
+// tools/mutations/run.ts) run with this checkout's installed dependencies but their own packages/.
+import { mkdirSync, readFileSync, readdirSync, symlinkSync } from "node:fs";
+import { join } from "node:path";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+/**
+ * Gives `dir`, a copy of this repository, a node_modules of links to this checkout's installed
+ * dependencies, except the workspace packages (packages/*): those link to the copy's own, or the
+ * copy would run this checkout's packages/ code (a link to the whole node_modules resolves them here).
+ */
+export function linkDependencies(dir: string): void {
+  const workspace = new Map(
+    readdirSync(join(dir, "packages")).map((p) => {
+      const { name } = JSON.parse(readFileSync(join(dir, "packages", p, "package.json"), "utf8")) as { name: string };
+      return [name, join(dir, "packages", p)];
+    }),
+  );
+  mkdirSync(join(dir, "node_modules"));
+  for (const entry of readdirSync(join(ROOT, "node_modules"))) {
+    symlinkSync(workspace.get(entry) ?? join(ROOT, "node_modules", entry), join(dir, "node_modules", entry));
+  }
+}
