@@ -218,6 +218,14 @@ test("two and then three workers, one leaving, while producing: nothing lost or 
     await Bun.sleep(200);
   }
   const c = spawnWorker(env);
+  // c holds partitions before the rest is produced, so that it has rows to store (on a loaded box
+  // its start could otherwise outlast the production, and b store everything).
+  await waitFor(
+    "the third worker to own partitions",
+    () => metric(c.metricsUrl, "worker_assigned_partitions"),
+    (n) => n > 0,
+    60_000,
+  );
   for (let i = 0; i < 5; i++) {
     await produce(500);
     await Bun.sleep(200);

@@ -215,16 +215,13 @@ describe("client IP", () => {
     expect(clientIpResolver(["10.0.0.1"])("::ffff:10.0.0.1", "203.0.113.5")).toBe("203.0.113.5");
     expect(clientIpResolver(["10.0.0.1"])("::ffff:10.0.0.2", "203.0.113.5")).toBe("::ffff:10.0.0.2");
   });
-  test("matching a peer stays cheap: under 1 µs per request behind a CIDR", () => {
+  test("every peer of a mix of families and ranges is matched right, many times over (the cost is in bench/security-cost.ts)", () => {
     const trusted = new TrustedProxies(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"]);
     const peers = ["10.1.2.3", "203.0.113.9", "::ffff:192.168.1.1", "172.31.255.255"];
     let hits = 0;
-    const n = 200_000;
-    const started = performance.now();
+    const n = 20_000;
     for (let i = 0; i < n; i++) if (trusted.has(peers[i & 3] as string)) hits++;
-    const ns = ((performance.now() - started) * 1e6) / n;
     expect(hits).toBe(n * 0.75);
-    expect(ns).toBeLessThan(1_000);
   });
 });
 
