@@ -1,16 +1,18 @@
 // Edge server bench: the load generator (its own process) against a bare Bun.serve (the ceiling on
 // this machine) and against the real server with Kafka behind it, in one run.
 //   bun bench/server.ts [--duration 10] [--concurrency 64] [--security-rounds 3]
-//                       [--search-seconds 5] [--lingers 5,1,0] [--high-rate 16000]
+//                       [--search-seconds 5] [--lingers 5,1,0] [--low-rate 1000] [--high-rate 16000]
 // Targets: single-event requests >= 50% of the bare ceiling; batched ingest >= 100,000 events/s;
 // p99 < 25 ms at half the max single-event rate (open loop); with API-key auth, rate limits and
 // CORS on, single-event req/s within 5% of the same server with them off (two servers, loaded in
 // turn, alternating which goes first, `--security-rounds` times, 0 to skip; the medians are compared).
 // The open-loop ceiling: for the bare server and the edge, the highest single-event request rate
-// that holds p99 < 25 ms without errors (searched with `--search-seconds` runs), and its ratio beside
-// the closed-loop one. With `--lingers`, the edge again per producer linger.ms (KAFKA_LINGER_MS):
-// its open-loop ceiling, and the broker's and server's CPU per event under 10-event batches at
-// `--high-rate` events/s (a lower linger must not cost the broker at high load).
+// that holds p99 < 25 ms without errors (searched with `--search-seconds` runs, 0 to skip), and its
+// ratio beside the closed-loop one. With `--lingers`, the edge again per producer linger.ms
+// (KAFKA_LINGER_MS): single events at `--low-rate` requests/s (latency, and the server's and the
+// broker's CPU per request, which a loaded box does not blur the way it does a p99), its open-loop
+// ceiling, and the broker's and server's CPU per event under 10-event batches at `--high-rate`
+// events/s (a lower linger must not cost the broker at high load).
 import { newSecret } from "../shared/api-keys.ts";
 import { localStack } from "../shared/local-stack.ts";
 import { spawnUntilReady, stopProcess } from "../tools/harness.ts";
@@ -26,6 +28,7 @@ const concurrency = numArg("concurrency", 64);
 const securityRounds = numArg("security-rounds", 3);
 const searchSeconds = numArg("search-seconds", 5);
 const lingers = arg("lingers", "").split(",").filter(Boolean).map(Number);
+const lowRate = numArg("low-rate", 1_000);
 const highRate = numArg("high-rate", 16_000);
 const stack = localStack();
 /** The open-loop search's bar: what the single-event p99 target asks. */
@@ -50,6 +53,7 @@ interface Probe {
  */
 async function openLoopCeiling(url: string, closedRps: number): Promise<{ rate: number; probes: Probe[] }> {
   const probes: Probe[] = [];
+  if (searchSeconds <= 0) return { rate: Number.NaN, probes };
   const probe = async (rate: number) => {
     const r = await load(url, "single", ["--rate", String(rate), "--duration", String(searchSeconds)]);
     const held = r.latency_ms.p99 < P99_TARGET_MS && r.error_rate === 0 && r.rps >= rate * 0.97;
@@ -127,21 +131,31 @@ for (const linger of lingers) {
       broker: stack.kafkaNodes.map((_, i) => kafkaNodePid(stack, i + 1) ?? 0).filter(Boolean),
       server: edge.proc.pid ? [edge.proc.pid] : [],
     }));
-    cpu.start();
-    const high = await load(edge.url, "batch", ["--batch", "10", "--rate", String(highRate / 10)]);
-    const used = cpu.stop();
-    const perEvent = (s: number | undefined) => (high.events > 0 ? Math.round(((s ?? 0) * 1e6) / high.events) : 0);
+    /** The run's CPU (server, broker) per event it sent, in µs. */
+    const measured = async (scenario: string, extra: string[]) => {
+      cpu.start();
+      const r = await load(edge.url, scenario, extra);
+      const used = cpu.stop();
+      const sent = r.requests * (scenario === "single" ? 1 : 10);
+      const us = (s: number | undefined) => (sent > 0 ? Math.round(((s ?? 0) * 1e6) / sent) : 0);
+      return { r, server: us(used.server), broker: us(used.broker) };
+    };
+    const low = await measured("single", ["--rate", String(lowRate)]);
+    const high = await measured("batch", ["--batch", "10", "--rate", String(highRate / 10)]);
     const closed = await load(edge.url, "single");
     const ceiling = await openLoopCeiling(edge.url, closed.rps);
     ceilings[`edge_linger_${linger}`] = ceiling;
     lingerRows.push({
       "linger ms": linger,
+      [`single @${lowRate}/s p50`]: low.r.latency_ms.p50,
+      p99: low.r.latency_ms.p99,
+      "server µs/req": low.server,
+      "broker µs/req": low.broker,
       "single closed req/s": closed.rps,
       "single open req/s (p99 < 25 ms)": ceiling.rate,
-      [`at ${highRate} ev/s: achieved`]: high.events_per_s,
-      "HTTP p99": high.latency_ms.p99,
-      "broker µs/ev": perEvent(used.broker),
-      "server µs/ev": perEvent(used.server),
+      [`@${highRate} ev/s: p99`]: high.r.latency_ms.p99,
+      "server µs/ev": high.server,
+      "broker µs/ev": high.broker,
     });
   } finally {
     await stopProcess(edge.proc, 15_000);
