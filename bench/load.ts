@@ -353,7 +353,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const maxConnections = open ? MAX_OPEN_LOOP_CONNECTIONS : o.concurrency;
 
   // Per request, in completion order: latency, the second it was due in, its status (0: no answer).
-  const expected = open ? Math.ceil(o.rate * o.durationS) + 16 : 1 << 16;
+  // Sized for the run (capped: they grow by doubling past it).
+  const expected = Math.min(1 << 22, open ? Math.ceil(o.rate * o.durationS) + 16 : 1 << 16);
   const latencies = new Doubles(expected);
   const seconds = new Doubles(expected);
   const codes = new Doubles(expected);
