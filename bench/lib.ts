@@ -2,7 +2,6 @@
 // Throwaway databases, processes and scrapes: tools/harness.ts.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startEdgeServer } from "../tools/edge-server.ts";
 
 /** `--name value` or `--name=value` from argv, else the fallback. */
 export function arg(name: string, fallback: string): string {
@@ -52,6 +51,9 @@ export const median = (xs: number[]) => {
  * authentication and with warnings only; resolves once it answers /ready.
  */
 export async function startBenchServer(env: Record<string, string> = {}) {
+  // Imported here, not at the top: the load generator imports this file, and its start-up CPU
+  // (the edge's config, the harness) would be counted in its CPU per event.
+  const { startEdgeServer } = await import("../tools/edge-server.ts");
   const { proc, url } = await startEdgeServer({ env, output: "ignore" });
   return { proc, url };
 }
