@@ -73,15 +73,13 @@ const ENFORCED: KafkaConfig = {
   "enable.partition.eof": false,
 };
 
-const EMPTY_POLL_SLEEP_MS = 1;
-const MAX_EMPTY_POLL_SLEEP_MS = 8;
 // Messages served per turn of the event loop: a large batch is gathered in slices so the
 // caller's other I/O (e.g. the previous batch's database round trips) is not held up.
 const DRAIN_SLICE = 500;
 const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
-// Without a wake-up pipe, or should a wake-up be missed, the commit queue is looked at this often.
-const COMMIT_POLL_MS = 1;
-const COMMIT_WAKE_FALLBACK_MS = 10;
+// An empty queue is looked at again after this long even without a wake-up (none is expected to
+// be missed; this bounds the cost if one were), and this often where there is no wake-up pipe.
+const WAKE_FALLBACK_MS = 8;
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
 
@@ -108,9 +106,8 @@ export class KafkaConsumer {
   // Per gathered header: its message's index, name, value pointer and size (read while gathering,
   // so that the slice's buffer can be sized before anything is copied).
   readonly #headerRefs: number[] = [];
-  // [read end, write end] of the pipe librdkafka writes a byte to when the commit queue gets an
-  // event, or null (no pipe2 on this platform): then commits are looked for every 1 ms.
-  readonly #commitWake: Int32Array | null = null;
+  readonly #queueWake: QueueWake;
+  readonly #commitWake: QueueWake;
   #pendingRevoke: Pointer | null = null;
   #commitChain: Promise<void> = Promise.resolve();
   #polling = false;
@@ -130,7 +127,8 @@ export class KafkaConsumer {
     check(l.rd_kafka_poll_set_consumer(this.#rk), "poll_set_consumer");
     this.#queue = l.rd_kafka_queue_get_consumer(this.#rk) as Pointer;
     this.#commitQueue = l.rd_kafka_queue_new(this.#rk) as Pointer;
-    this.#commitWake = openWakePipe(this.#commitQueue);
+    this.#queueWake = new QueueWake(this.#queue);
+    this.#commitWake = new QueueWake(this.#commitQueue);
   }
 
   /** Joins the group for `topics` (replacing any earlier subscription); partitions arrive with poll(). */
@@ -168,26 +166,21 @@ export class KafkaConsumer {
         this.#applyRevoke();
       }
       const deadline = Date.now() + maxWaitMs;
-      let sleepMs = EMPTY_POLL_SLEEP_MS;
       while (messages.length < maxMessages) {
         const slice = Math.min(maxMessages, messages.length + DRAIN_SLICE);
         const drained = this.#drain(messages, slice, workInFlight);
         if (this.#pendingRevoke) break;
         const now = Date.now();
         if (!drained && now >= deadline) break;
-        if (!drained) {
-          // An empty queue: wait a little longer each time (1, 2, 4, 8 ms), never past the deadline,
-          // so an idle consumer does not wake a thousand times a second.
-          await Bun.sleep(Math.min(sleepMs, deadline - now));
-          sleepMs = Math.min(sleepMs * 2, MAX_EMPTY_POLL_SLEEP_MS);
-        } else {
-          sleepMs = EMPTY_POLL_SLEEP_MS;
-          if (messages.length < maxMessages) await yieldToEventLoop();
-        }
+        // An empty queue: wait for librdkafka's wake-up (never past the deadline), so an idle
+        // consumer sleeps and a busy one sees the next fetch at once.
+        if (!drained) await this.#queueWake.wait(Math.min(WAKE_FALLBACK_MS, deadline - now));
+        else if (messages.length < maxMessages) await yieldToEventLoop();
         if (this.#closed) break;
       }
       return messages;
     } finally {
+      await this.#queueWake.idle();
       this.#polling = false;
     }
   }
@@ -442,32 +435,16 @@ export class KafkaConsumer {
     } finally {
       destroyPartitionList(list);
     }
-    // The reply is awaited on the wake-up pipe (read by the event loop, so nothing spins): a
-    // 1 ms sleep per look cost >= 1 ms per commit, as much as reading 1,000 messages.
-    const wake = this.#commitWake
-      ? Bun.file(this.#commitWake[0] as number)
-          .stream()
-          .getReader()
-      : null;
-    let woken = wake?.read();
+    // The reply is awaited on the wake-up pipe: a 1 ms sleep per look cost >= 1 ms per commit, as
+    // much as reading 1,000 messages.
     try {
       for (;;) {
         const ev = l.rd_kafka_queue_poll(this.#commitQueue, 0);
-        if (ev) {
-          if (this.#commitReply(ev)) return;
-          continue;
-        }
-        if (!woken) {
-          await Bun.sleep(COMMIT_POLL_MS);
-          continue;
-        }
-        const timedOut = Bun.sleep(COMMIT_WAKE_FALLBACK_MS).then(() => false);
-        if (await Promise.race([woken.then(() => true), timedOut])) woken = wake?.read();
+        if (!ev) await this.#commitWake.wait(WAKE_FALLBACK_MS);
+        else if (this.#commitReply(ev)) return;
       }
     } finally {
-      // Cancelling the reader stops watching the pipe (an idle consumer keeps no process alive);
-      // the pipe itself stays open for the next commit.
-      await wake?.cancel();
+      await this.#commitWake.idle();
     }
   }
 
@@ -541,7 +518,8 @@ export class KafkaConsumer {
     const error = takeError(l.rd_kafka_consumer_close_queue(this.#rk, this.#queue), "consumer close");
     if (error) this.#options.onError?.(error);
     else await this.#serveRebalancesUntil(() => l.rd_kafka_consumer_closed(this.#rk) !== 0, deadline);
-    closeWakePipe(this.#commitQueue, this.#commitWake);
+    await this.#commitWake.close();
+    await this.#queueWake.close();
     l.rd_kafka_queue_destroy(this.#commitQueue);
     l.rd_kafka_queue_destroy(this.#queue);
     l.rd_kafka_destroy(this.#rk);
@@ -573,24 +551,66 @@ export class KafkaConsumer {
   }
 }
 
-/**
- * Makes librdkafka write a byte to a new non-blocking pipe whenever `queue` gets an event (once
- * per stretch without a poll), so that JS can await the queue on the event loop. Returns the
- * pipe's [read, write] descriptors, or null where pipe2 is missing (timed polling instead).
- */
-function openWakePipe(queue: Pointer): Int32Array | null {
-  const calls = pipeCalls();
-  const fds = new Int32Array(2);
-  if (!calls || calls.pipe2(fds, O_NONBLOCK | O_CLOEXEC) !== 0) return null;
-  lib().rd_kafka_queue_io_event_enable(queue, fds[1] as number, new Uint8Array([1]), 1);
-  return fds;
-}
+const readPipe = (fd: number) => Bun.file(fd).stream().getReader();
+type PipeReader = ReturnType<typeof readPipe>;
 
-/** Stops the wake-ups of `queue` (librdkafka must not write to a closed descriptor), then closes the pipe. */
-function closeWakePipe(queue: Pointer, fds: Int32Array | null): void {
-  if (!fds) return;
-  lib().rd_kafka_queue_io_event_enable(queue, -1, null, 0);
-  const calls = pipeCalls();
-  calls?.close(fds[0] as number);
-  calls?.close(fds[1] as number);
+/**
+ * Lets JS await "this queue got an event" on the event loop, without spinning or fixed sleeps:
+ * librdkafka writes a byte to a non-blocking pipe when the queue goes from empty to non-empty
+ * (rd_kafka_queue_io_event_enable), and Bun reads the pipe like any other stream. Where there is
+ * no pipe2 (macOS), waiting is a plain sleep.
+ */
+class QueueWake {
+  readonly #queue: Pointer;
+  readonly #fds: Int32Array | null = null;
+  #reader: PipeReader | null = null;
+  #pending: Promise<unknown> | null = null;
+
+  constructor(queue: Pointer) {
+    this.#queue = queue;
+    const calls = pipeCalls();
+    const fds = new Int32Array(2);
+    if (!calls || calls.pipe2(fds, O_NONBLOCK | O_CLOEXEC) !== 0) return;
+    // librdkafka keeps its own copy of the payload.
+    lib().rd_kafka_queue_io_event_enable(queue, fds[1] as number, new Uint8Array([1]), 1);
+    this.#fds = fds;
+  }
+
+  /** Resolves once the queue got an event since it was last polled empty, or after `ms`. */
+  async wait(ms: number): Promise<void> {
+    if (!this.#fds) return Bun.sleep(ms);
+    const reader = this.#reader ?? readPipe(this.#fds[0] as number);
+    this.#reader = reader;
+    // One read outstanding at a time; a wait that timed out leaves it for the next wait.
+    if (!this.#pending) {
+      const pending: Promise<unknown> = reader.read().then(() => {
+        if (this.#pending === pending) this.#pending = null;
+      });
+      this.#pending = pending;
+    }
+    let timer: Timer | undefined;
+    const timedOut = new Promise((resolve) => {
+      timer = setTimeout(resolve, ms);
+    });
+    await Promise.race([this.#pending, timedOut]);
+    clearTimeout(timer);
+  }
+
+  /** Stops watching the pipe between waits: a consumer nobody waits on keeps no process alive. */
+  async idle(): Promise<void> {
+    const reader = this.#reader;
+    if (!reader) return;
+    this.#reader = null;
+    this.#pending = null;
+    await reader.cancel();
+  }
+
+  /** Stops the wake-ups (librdkafka must not write to a closed descriptor), then closes the pipe. */
+  async close(): Promise<void> {
+    await this.idle();
+    if (!this.#fds) return;
+    lib().rd_kafka_queue_io_event_enable(this.#queue, -1, null, 0);
+    pipeCalls()?.close(this.#fds[0] as number);
+    pipeCalls()?.close(this.#fds[1] as number);
+  }
 }
