@@ -108,6 +108,8 @@ export class KafkaConsumer {
   readonly #headerRefs: number[] = [];
   readonly #queueWake: QueueWake;
   readonly #commitWake: QueueWake;
+  #lastRkt: Pointer | null = null;
+  #lastTopic = "";
   #pendingRevoke: Pointer | null = null;
   #commitChain: Promise<void> = Promise.resolve();
   #polling = false;
@@ -210,11 +212,12 @@ export class KafkaConsumer {
         const ev = l.rd_kafka_queue_poll(this.#queue, 0);
         if (!ev) break;
         served = true;
-        const type = l.rd_kafka_event_type(ev);
-        if (type === EVENT.FETCH) {
-          const msg = l.rd_kafka_event_message_next(ev);
-          const err = msg ? read.i32(msg, MESSAGE.err) : 0;
-          if (msg && err === 0) {
+        // Only a fetch event has a message (a consumer gets no delivery reports), so the common
+        // case needs no rd_kafka_event_type call.
+        const msg = l.rd_kafka_event_message_next(ev);
+        if (msg) {
+          const err = read.i32(msg, MESSAGE.err);
+          if (err === 0) {
             // Held until copied out below: the message's memory belongs to the event.
             events.push(ev);
             msgs.push(msg);
@@ -223,11 +226,14 @@ export class KafkaConsumer {
             continue;
           }
           try {
-            if (msg) this.#onConsumerError(msg, err);
+            this.#onConsumerError(msg, err);
           } finally {
             l.rd_kafka_event_destroy(ev);
           }
-        } else if (type === EVENT.REBALANCE) {
+          continue;
+        }
+        const type = l.rd_kafka_event_type(ev);
+        if (type === EVENT.REBALANCE) {
           // Ownership of `ev` passes to the rebalance handler.
           this.#onRebalance(ev, workInFlight || messages.length + msgs.length > 0);
         } else {
@@ -351,11 +357,15 @@ export class KafkaConsumer {
 
   #topicName(rkt: Pointer | null): string {
     if (!rkt) return "";
+    // A batch is mostly one topic: the last one is kept at hand.
+    if (rkt === this.#lastRkt) return this.#lastTopic;
     let name = this.#topicNames.get(rkt);
     if (name === undefined) {
       name = String(lib().rd_kafka_topic_name(rkt));
       this.#topicNames.set(rkt, name);
     }
+    this.#lastRkt = rkt;
+    this.#lastTopic = name;
     return name;
   }
 
