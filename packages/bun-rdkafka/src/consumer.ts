@@ -13,7 +13,8 @@
 // is then held even with nothing gathered, until a poll() made with nothing in flight.
 //
 // Threading: everything arrives as events on the consumer queue (fetched messages, rebalances,
-// errors, statistics), polled from JS with a zero timeout; librdkafka never calls into JS.
+// errors, statistics), polled from JS with a zero timeout; an empty queue is awaited on a pipe
+// librdkafka writes a byte to (QueueWake below). librdkafka never calls into JS.
 import { type Pointer, ptr, read } from "bun:ffi";
 import { ErrorCode } from "./error-codes.ts";
 import { KafkaError, errorFromCode } from "./errors.ts";

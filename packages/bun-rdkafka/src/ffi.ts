@@ -1,6 +1,6 @@
 // The raw C APIs as seen through bun:ffi: library lookup and the symbol tables of librdkafka and
-// of the C library (memcpy only). No logic: the C helpers live in native.ts, and the safe classes
-// (handle lifetimes, close()) in producer.ts, consumer.ts and admin.ts.
+// of the C library (memcpy; pipe2 and close for queue wake-ups). No logic: the C helpers live in
+// native.ts, and the safe classes (handle lifetimes, close()) in producer.ts, consumer.ts and admin.ts.
 // Reference: /usr/include/librdkafka/rdkafka.h (Debian's librdkafka-dev).
 import { type FFIFunction, FFIType, dlopen } from "bun:ffi";
 import { KafkaError, LibraryMismatchError, LibraryNotFoundError } from "./errors.ts";
