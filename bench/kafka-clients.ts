@@ -1,8 +1,9 @@
 // Kafka clients under Bun, one run, one broker, the same settings: the bun-rdkafka binding,
 // @platformatic/kafka and kafkajs (pure JS), and Kafka's own perf tools (Java) as the reference.
-//   bun bench/kafka-clients.ts [--records 300000] [--sizes 100,1024] [--rate 5000] [--seconds 10]
+//   bun bench/kafka-clients.ts [--records 300000] [--sizes 100,1024|none] [--rate 5000] [--seconds 10]
 //                              [--consume 200000] [--consume-size 100] [--commit-every 1000]
 //                              [--clients bun-rdkafka,@platformatic/kafka,kafkajs,java]
+// `--sizes none` skips the producers (the consumers only, e.g. while working on the consumer).
 // Settings for every client: acks=all, idempotent, lz4, batch.size 1 MB where the client has one,
 // the same payload bytes (random capital letters, as kafka-producer-perf-test makes them), no keys.
 // - producer records/s: `records` records sent as fast as the client takes them, in sends of 1000
@@ -31,7 +32,8 @@ import { arg, numArg, printTable, randomPayload, saveResults } from "./lib.ts";
 
 const stack = localStack();
 const records = numArg("records", 300_000);
-const sizes = arg("sizes", "100,1024").split(",").map(Number);
+const sizesArg = arg("sizes", "100,1024");
+const sizes = sizesArg === "none" ? [] : sizesArg.split(",").map(Number);
 const rate = numArg("rate", 5_000);
 const seconds = numArg("seconds", 10);
 const consumeCount = numArg("consume", 200_000);
