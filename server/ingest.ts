@@ -63,7 +63,7 @@ export function ingestHandler(o: IngestOptions) {
     );
 
   const accepted = o.metrics.events.labels({ outcome: "accepted", reason: "" });
-  const deliveryLatency = o.metrics.deliveryLatency.labels();
+  const deliveryLatency = o.metrics.deliveryLatency;
 
   // The request's SERVER span is traceRequests' (server/tracing.ts); the send gets a PRODUCER
   // span, whose context goes into every message's traceparent header. With tracing off, the

@@ -3,8 +3,9 @@
 // the start at 0 (an absent series would read as "no data", not as "no errors").
 import { KAFKA_ERRORS, type KafkaProducer } from "bun-rdkafka";
 import type { Context, MiddlewareHandler } from "hono";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
 import { ScanEventSchema } from "../shared/event.ts";
+import { BulkHistogram } from "../shared/metrics.ts";
 import { AUTH_FAILURE_REASONS } from "./principal.ts";
 
 /** The answers each route gives, pre-initialised in http_requests_total. */
@@ -41,7 +42,8 @@ export function createServerMetrics(registry: Registry, producer: () => KafkaPro
       labelNames: ["route", "status"] as const,
       registers: [registry],
     }),
-    duration: new Histogram({
+    // Observed per request: the bulk histogram keeps that to a few ns (prom-client's: ≈ 0.4 µs).
+    duration: new BulkHistogram({
       name: "http_request_duration_seconds",
       help: "HTTP request duration by route",
       labelNames: ["route"] as const,
@@ -54,7 +56,7 @@ export function createServerMetrics(registry: Registry, producer: () => KafkaPro
       labelNames: ["outcome", "reason"] as const,
       registers: [registry],
     }),
-    deliveryLatency: new Histogram({
+    deliveryLatency: new BulkHistogram({
       name: "kafka_delivery_duration_seconds",
       help: "From handing a request's events to the producer to Kafka acknowledging all of them",
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 10],
