@@ -62,7 +62,7 @@ export function ingestHandler(o: IngestOptions) {
       `events not stored: the Kafka producer failed permanently (${fatal.message}); this server must be restarted`,
     );
 
-  const accepted = o.metrics.events.labels({ outcome: "accepted", reason: "" });
+  const accepted = o.metrics.eventCounts.labels({ outcome: "accepted", reason: "" });
   const deliveryLatency = o.metrics.deliveryLatency;
 
   // The request's SERVER span is traceRequests' (server/tracing.ts); the send gets a PRODUCER
