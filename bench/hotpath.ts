@@ -6,7 +6,8 @@
 //   bun bench/hotpath.ts [--rev d49cec8] [--rounds 5] [--requests 20000]
 // bench/e2e.ts measures the processes whole (HTTP, FFI, librdkafka's threads included).
 import { execFileSync } from "node:child_process";
-import { existsSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
+import { linkDependencies } from "../tools/link-dependencies.ts";
 import { arg, median, numArg, printTable } from "./lib.ts";
 
 const rev = arg("rev", "");
@@ -19,17 +20,17 @@ interface Code {
   dir: string;
 }
 
-/** An earlier revision beside this checkout (sharing its node_modules), removed at the end. */
+/** An earlier revision beside this checkout (with its own packages/), removed at the end. */
 function checkout(r: string): Code & { remove: () => void } {
   const dir = `/tmp/qrscan-hotpath-${r}`;
   if (existsSync(dir)) execFileSync("git", ["-C", root, "worktree", "remove", "--force", dir]);
   execFileSync("git", ["-C", root, "worktree", "add", "--detach", dir, r], { stdio: "ignore" });
-  symlinkSync(`${root}node_modules`, `${dir}/node_modules`);
+  linkDependencies(dir);
   return {
     name: r,
     dir: `${dir}/`,
     remove: () => {
-      rmSync(`${dir}/node_modules`);
+      rmSync(`${dir}/node_modules`, { recursive: true });
       execFileSync("git", ["-C", root, "worktree", "remove", "--force", dir]);
     },
   };
