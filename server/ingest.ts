@@ -62,8 +62,9 @@ export function ingestHandler(o: IngestOptions) {
       `events not stored: the Kafka producer failed permanently (${fatal.message}); this server must be restarted`,
     );
 
-  const accepted = o.metrics.events.labels({ outcome: "accepted", reason: "" });
-  const deliveryLatency = o.metrics.deliveryLatency.labels();
+  const accepted = o.metrics.eventCounts.labels({ outcome: "accepted", reason: "" });
+  const deliveryLatency = o.metrics.deliveryLatency;
+  const schemaVersion = String(SCHEMA_VERSION);
 
   // The request's SERVER span is traceRequests' (server/tracing.ts); the send gets a PRODUCER
   // span, whose context goes into every message's traceparent header. With tracing off, the
@@ -109,7 +110,7 @@ export function ingestHandler(o: IngestOptions) {
       }
       const headers: Record<string, string> = {
         event_id: event.event_id,
-        schema_version: String(SCHEMA_VERSION),
+        schema_version: schemaVersion,
         request_id,
       };
       if (traceparent) headers.traceparent = traceparent;

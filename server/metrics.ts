@@ -3,8 +3,9 @@
 // the start at 0 (an absent series would read as "no data", not as "no errors").
 import { KAFKA_ERRORS, type KafkaProducer } from "bun-rdkafka";
 import type { Context, MiddlewareHandler } from "hono";
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, type Registry } from "prom-client";
 import { ScanEventSchema } from "../shared/event.ts";
+import { BulkHistogram, CounterBuffer } from "../shared/metrics.ts";
 import { AUTH_FAILURE_REASONS } from "./principal.ts";
 
 /** The answers each route gives, pre-initialised in http_requests_total. */
@@ -34,14 +35,22 @@ export const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.04, 0.05, 0.1,
  * exported beside the queue depth so "queue near full" is a ratio.
  */
 export function createServerMetrics(registry: Registry, producer: () => KafkaProducer | null, queueCapacity = 100_000) {
+  // Counted per request: buffered, and added to the counters when they are read (CounterBuffer).
+  const requestCounts = new CounterBuffer<"route" | "status">();
+  const eventCounts = new CounterBuffer<"outcome" | "reason">();
   const metrics = {
     requests: new Counter({
       name: "http_requests_total",
       help: "HTTP requests by route and status",
       labelNames: ["route", "status"] as const,
       registers: [registry],
+      collect() {
+        requestCounts.flushInto(this);
+      },
     }),
-    duration: new Histogram({
+    requestCounts,
+    // Observed per request: the bulk histogram keeps that to a few ns (prom-client's: ≈ 0.4 µs).
+    duration: new BulkHistogram({
       name: "http_request_duration_seconds",
       help: "HTTP request duration by route",
       labelNames: ["route"] as const,
@@ -53,8 +62,12 @@ export function createServerMetrics(registry: Registry, producer: () => KafkaPro
       help: "Scan events by outcome (accepted, rejected) and rejection reason (the first invalid field)",
       labelNames: ["outcome", "reason"] as const,
       registers: [registry],
+      collect() {
+        eventCounts.flushInto(this);
+      },
     }),
-    deliveryLatency: new Histogram({
+    eventCounts,
+    deliveryLatency: new BulkHistogram({
       name: "kafka_delivery_duration_seconds",
       help: "From handing a request's events to the producer to Kafka acknowledging all of them",
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 10],
@@ -113,9 +126,9 @@ export type ServerMetrics = ReturnType<typeof createServerMetrics>;
  * are cached: prom-client hashes the label object on every unbound call.
  */
 export function observeRequests({
-  requests,
+  requestCounts,
   duration,
-}: Pick<ServerMetrics, "requests" | "duration">): MiddlewareHandler {
+}: Pick<ServerMetrics, "requestCounts" | "duration">): MiddlewareHandler {
   const counters = new Map<string, { inc(): void }>();
   const timers = new Map<string, { observe(seconds: number): void }>();
   return async function observeRequests(c, next) {
@@ -126,7 +139,7 @@ export function observeRequests({
     const key = `${route} ${status}`;
     let counter = counters.get(key);
     if (!counter) {
-      counter = requests.labels({ route, status: String(status) });
+      counter = requestCounts.labels({ route, status: String(status) });
       counters.set(key, counter);
     }
     counter.inc();

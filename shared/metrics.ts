@@ -116,11 +116,43 @@ export function serveMetrics(
   });
 }
 
+/** One series of a BulkHistogram: per-bucket counts (not cumulative; the last is +Inf), sum and count. */
+class BulkSeries {
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(
+    readonly labels: Record<string, string>,
+    readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  observe(value: number): void {
+    const bounds = this.bounds;
+    let i = 0;
+    while (i < bounds.length && value > (bounds[i] as number)) i++;
+    this.counts[i] = (this.counts[i] as number) + 1;
+    this.sum += value;
+    this.count++;
+  }
+}
+
+interface ExportedValue {
+  labels: Record<string, string | number>;
+  sharedLabels: Record<string, string>;
+  value: number;
+  metricName: string;
+}
+
 /**
- * A histogram without labels, fed by tight loops: `observe()` is a bucket search and three
- * additions, where prom-client's Histogram.observe() validates and hashes labels on every call
- * (≈ 360 ns each; the worker observes every event it stores). Exposed exactly as a prom-client
- * histogram: `_bucket{le}` (cumulative, with +Inf), `_sum`, `_count`.
+ * A histogram fed by hot paths: `observe()` is a bucket search and three additions, where
+ * prom-client's Histogram.observe() (a labelled child's too) validates and hashes labels on every
+ * call (≈ 360 ns each; the worker observes every event it stores, the edge every request).
+ * Exposed exactly as a prom-client histogram: `_bucket{le}` (cumulative, with +Inf), `_sum`,
+ * `_count`, per label set in the order first observed or zeroed. Without `labelNames` it has one
+ * series from the start; with them, `labels()` gives a series' observer (keep it: the look-up
+ * joins the values), `zero()` makes a series exist at 0.
  */
 export class BulkHistogram {
   readonly name: string;
@@ -128,45 +160,144 @@ export class BulkHistogram {
   readonly type = "histogram";
   readonly aggregator = "sum";
   readonly #bounds: readonly number[];
-  readonly #counts: Float64Array;
-  #sum = 0;
-  #count = 0;
+  readonly #labelNames: readonly string[];
+  #series = new Map<string, BulkSeries>();
+  readonly #unlabelled: BulkSeries | null;
 
-  constructor(o: { name: string; help: string; buckets: readonly number[]; registers: readonly Registry[] }) {
+  constructor(o: {
+    name: string;
+    help: string;
+    buckets: readonly number[];
+    labelNames?: readonly string[];
+    registers: readonly Registry[];
+  }) {
     this.name = o.name;
     this.help = o.help;
     this.#bounds = [...o.buckets].sort((a, b) => a - b);
-    this.#counts = new Float64Array(this.#bounds.length + 1);
+    this.#labelNames = o.labelNames ?? [];
+    this.#unlabelled = this.#labelNames.length === 0 ? this.#seriesOf({}) : null;
     // Registry.registerMetric takes any object with name, help, type and get(); prom-client's types
     // only name its own classes.
     for (const r of o.registers) r.registerMetric(this as unknown as Parameters<Registry["registerMetric"]>[0]);
   }
 
+  /** Observes into the one series of a histogram without labels. */
   observe(value: number): void {
-    const bounds = this.#bounds;
-    let i = 0;
-    while (i < bounds.length && value > (bounds[i] as number)) i++;
-    this.#counts[i] = (this.#counts[i] as number) + 1;
-    this.#sum += value;
-    this.#count++;
+    if (!this.#unlabelled) throw new Error(`${this.name} has labels (${this.#labelNames.join(", ")}): use labels()`);
+    this.#unlabelled.observe(value);
   }
 
-  get() {
-    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
-    let cumulative = 0;
-    this.#bounds.forEach((le, i) => {
-      cumulative += this.#counts[i] as number;
-      values.push({ labels: { le }, value: cumulative, metricName: `${this.name}_bucket` });
-    });
-    values.push({ labels: { le: "+Inf" }, value: this.#count, metricName: `${this.name}_bucket` });
-    values.push({ labels: {}, value: this.#sum, metricName: `${this.name}_sum` });
-    values.push({ labels: {}, value: this.#count, metricName: `${this.name}_count` });
+  /** The series of these label values (created at 0 if new), to observe into. */
+  labels(labels: Record<string, string>): { observe(value: number): void } {
+    return this.#seriesOf(labels);
+  }
+
+  /** Makes the series exist at 0 (as prom-client's zero(): an existing one is set back to 0). */
+  zero(labels: Record<string, string>): void {
+    const key = this.#keyOf(labels);
+    this.#series.set(key, new BulkSeries({ ...labels }, this.#bounds));
+  }
+
+  #keyOf(labels: Record<string, string>): string {
+    const keys = Object.keys(labels);
+    for (const k of keys) {
+      if (!this.#labelNames.includes(k)) throw new Error(`${this.name} has no label "${k}"`);
+    }
+    return this.#labelNames.map((n) => `${labels[n] ?? ""}`).join("\u0000");
+  }
+
+  #seriesOf(labels: Record<string, string>): BulkSeries {
+    const key = this.#keyOf(labels);
+    let series = this.#series.get(key);
+    if (!series) {
+      series = new BulkSeries({ ...labels }, this.#bounds);
+      this.#series.set(key, series);
+    }
+    return series;
+  }
+
+  /** What prom-client's Histogram.getForPromString() gives the registry: a series' labels as sharedLabels. */
+  getForPromString() {
+    const values: ExportedValue[] = [];
+    for (const s of this.#series.values()) {
+      const shared = s.labels;
+      const bucket = `${this.name}_bucket`;
+      let cumulative = 0;
+      this.#bounds.forEach((le, i) => {
+        cumulative += s.counts[i] as number;
+        values.push({ labels: { le }, sharedLabels: shared, value: cumulative, metricName: bucket });
+      });
+      values.push({ labels: { le: "+Inf" }, sharedLabels: shared, value: s.count, metricName: bucket });
+      values.push({ labels: {}, sharedLabels: shared, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: {}, sharedLabels: shared, value: s.count, metricName: `${this.name}_count` });
+    }
     return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
   }
 
+  /** As prom-client's Histogram.get(): each value's labels are its own followed by its series'. */
+  get() {
+    const data = this.getForPromString();
+    return {
+      ...data,
+      values: data.values.map(({ labels, sharedLabels, value, metricName }) => ({
+        labels: { ...labels, ...sharedLabels },
+        value,
+        metricName,
+      })),
+    };
+  }
+
+  /** Empties it: a histogram without labels keeps its one series, at 0; one with labels has none. */
   reset(): void {
-    this.#counts.fill(0);
-    this.#sum = 0;
-    this.#count = 0;
+    this.#series = new Map();
+    if (this.#unlabelled) {
+      this.#unlabelled.counts.fill(0);
+      this.#unlabelled.sum = 0;
+      this.#unlabelled.count = 0;
+      this.#series.set("", this.#unlabelled);
+    }
+  }
+}
+
+/**
+ * Increments of a prom-client Counter kept as plain numbers until the counter is read: its
+ * collect(), which prom-client calls before every read, adds them (`flushInto`). Its inc() (a
+ * labelled child's too) validates and hashes the labels on every call (≈ 0.2 µs; the edge counts
+ * every request), so hot paths count here. Each label set's count keeps the counter's semantics;
+ * only when it is added moves, to the next scrape.
+ */
+export class CounterBuffer<L extends string> {
+  readonly #counts = new Map<string, PendingCount<L>>();
+
+  /** The count of these label values (keep it: the look-up joins the values). */
+  labels(labels: Partial<Record<L, string>>): { inc(n?: number): void } {
+    const key = Object.values(labels).join("\u0000");
+    let count = this.#counts.get(key);
+    if (!count) {
+      count = new PendingCount(labels);
+      this.#counts.set(key, count);
+    }
+    return count;
+  }
+
+  /** Adds the pending counts to `counter` (call it from the counter's collect()). */
+  flushInto(counter: Counter<L>): void {
+    for (const count of this.#counts.values()) {
+      // Counted at all, even 0: prom-client's inc(labels, 0) makes the series exist.
+      if (!count.counted) continue;
+      counter.inc(count.labels, count.n);
+      count.n = 0;
+      count.counted = false;
+    }
+  }
+}
+
+class PendingCount<L extends string> {
+  n = 0;
+  counted = false;
+  constructor(readonly labels: Partial<Record<L, string>>) {}
+  inc(n = 1): void {
+    this.n += n;
+    this.counted = true;
   }
 }

@@ -3,19 +3,23 @@
 // limits on text, numbers and attributes, each field's message, unknown fields by name, the record
 // the edge writes, and the edge's time window. In-process and fast: Stryker runs it per mutant.
 import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
 import * as v from "valibot";
 import {
   type ScanEvent,
   ScanEventSchema,
   ScanRecordSchema,
   canonicalTimestamp,
+  canonicalUtc,
   dayOf,
+  fastPaths,
   fieldErrors,
   isStorableIp,
   scannedAtWindowError,
   textProblem,
   timestampOf,
   toScanRecord,
+  withoutFastPath,
 } from "../../shared/event.ts";
 
 const EVENT = { event_id: "0f8fad5b-d9cb-469f-a165-70867728950e", qr_id: "QR-1", scanned_at: "2026-01-31T12:00:00Z" };
@@ -382,6 +386,296 @@ describe("the record the edge writes", () => {
     expect(check(ScanRecordSchema, { ...record, extra: 1 })).toEqual(refused("extra", 'unknown field "extra"'));
     expect(check(ScanRecordSchema, JSON.stringify(record))).toEqual(
       refused("(event)", "a record must be a JSON object"),
+    );
+  });
+});
+
+describe("the fast paths give the schemas' answers", () => {
+  test("canonicalUtc: Z forms with 0-6 fraction digits, made canonical", () => {
+    const cases: [string, string][] = [
+      ["2026-01-31T12:00:00Z", "2026-01-31T12:00:00.000000Z"],
+      ["2026-01-31T12:00:00.1Z", "2026-01-31T12:00:00.100000Z"],
+      ["2026-01-31T12:00:00.12Z", "2026-01-31T12:00:00.120000Z"],
+      ["2026-01-31T12:00:00.123Z", "2026-01-31T12:00:00.123000Z"],
+      ["2026-01-31T12:00:00.12345Z", "2026-01-31T12:00:00.123450Z"],
+      ["2026-01-31T12:00:00.123456Z", "2026-01-31T12:00:00.123456Z"],
+      ["1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000000Z"],
+      ["9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999000Z"],
+      ["2024-02-29T23:59:59Z", "2024-02-29T23:59:59.000000Z"],
+      ["2000-02-29T00:00:00Z", "2000-02-29T00:00:00.000000Z"],
+      ["2026-04-30T00:00:00Z", "2026-04-30T00:00:00.000000Z"],
+      ["2026-12-31T00:00:00Z", "2026-12-31T00:00:00.000000Z"],
+    ];
+    for (const [input, out] of cases) {
+      expect({ input, out: canonicalUtc(input) }).toEqual({ input, out });
+      expect({ input, out: canonicalTimestamp(input) }).toEqual({ input, out });
+    }
+  });
+
+  test("canonicalUtc leaves everything else to the general path", () => {
+    for (const input of [
+      "2026-01-31T12:00:00.1234567Z", // a digit to truncate
+      "2026-01-31T12:00:00.Z",
+      "2026-01-31T12:00:00.",
+      "2026-01-31T12:00:00",
+      "2026-01-31t12:00:00Z",
+      "2026-01-31T12:00:00z",
+      "2026-01-31T12:00:00+00:00",
+      "2026-01-31 12:00:00Z",
+      "2026/01-31T12:00:00Z",
+      "2026-01/31T12:00:00Z",
+      "2026-01-31T12.00:00Z",
+      "2026-01-31T12:00.00Z",
+      "2026-01-31T12:00:00,1Z",
+      "2026-01-31T12:00:00.1aZ",
+      "2026-01-31T12:00:00.a1Z",
+      "2026-01-31T12:00:00.12345aZ",
+      "a026-01-31T12:00:00Z",
+      "202a-01-31T12:00:00Z",
+      "2026-a1-31T12:00:00Z",
+      "2026-0a-31T12:00:00Z",
+      "2026-01-a1T12:00:00Z",
+      "2026-01-3aT12:00:00Z",
+      "2026-01-31Ta2:00:00Z",
+      "2026-01-31T1a:00:00Z",
+      "2026-01-31T12:a0:00Z",
+      "2026-01-31T12:0a:00Z",
+      "2026-01-31T12:00:a0Z",
+      "2026-01-31T12:00:0aZ",
+      "2026-01-31T12:00:00ZZ",
+      "1969-12-31T23:59:59Z",
+      "2026-00-15T12:00:00Z",
+      "2026-13-15T12:00:00Z",
+      "2026-01-00T12:00:00Z",
+      "2026-01-32T12:00:00Z",
+      "2026-02-29T12:00:00Z",
+      "2026-04-31T12:00:00Z",
+      "2100-02-29T12:00:00Z",
+      "2026-01-15T24:00:00Z",
+      "2026-01-15T12:60:00Z",
+      "2026-01-15T12:00:60Z",
+    ])
+      expect({ input, out: canonicalUtc(input) }).toEqual({ input, out: null });
+  });
+
+  test("canonicalUtc agrees with the general path on generated Z timestamps", () => {
+    const digits = (n: number) => fc.string({ unit: fc.constantFrom(..."0123456789"), minLength: n, maxLength: n });
+    const text = fc
+      .tuple(
+        fc.integer({ min: 1960, max: 9999 }),
+        fc.integer({ min: 0, max: 13 }),
+        fc.integer({ min: 0, max: 32 }),
+        fc.integer({ min: 0, max: 24 }),
+        fc.integer({ min: 0, max: 60 }),
+        fc.integer({ min: 0, max: 60 }),
+        fc.integer({ min: 0, max: 8 }).chain((n) => digits(n)),
+      )
+      .map(([y, mo, d, h, mi, s, f]) => {
+        const p = (n: number) => String(n).padStart(2, "0");
+        return `${y}-${p(mo)}-${p(d)}T${p(h)}:${p(mi)}:${p(s)}${f ? `.${f}` : ""}Z`;
+      });
+    fc.assert(
+      fc.property(text, (s) => {
+        // Through the general path alone: an offset of +00:00 makes it skip the fast one. Up to
+        // six fraction digits (27 characters), the fast path takes every timestamp it accepts.
+        const general = canonicalTimestamp(`${s.slice(0, -1)}+00:00`);
+        expect(canonicalUtc(s)).toBe(typeof general === "string" && s.length <= 27 ? general : null);
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  const EVENT_FULL = {
+    event_id: "0F8FAD5B-D9CB-469F-A165-70867728950E",
+    qr_id: "QR-1",
+    scanned_at: "2026-01-31T12:00:00.123Z",
+    scanner_id: "s",
+    location: { lat: -90, lon: 180, accuracy_m: 0 },
+    user_agent: "",
+    attributes: { a: "x", b: 1, c: true },
+  };
+  const RECORD = {
+    ...EVENT_FULL,
+    event_id: EVENT_FULL.event_id.toLowerCase(),
+    scanned_at: "2026-01-31T12:00:00.123000Z",
+    received_at: "2026-01-31T12:00:01.000000Z",
+    client_ip: "10.0.0.1",
+    schema_version: 1,
+  };
+
+  test("withoutFastPath gives each schema as it is without the fast path", () => {
+    for (const schema of [ScanEventSchema, ScanRecordSchema]) {
+      const plain = withoutFastPath(schema);
+      expect(plain).not.toBe(schema);
+      expect(plain["~run"]).not.toBe(schema["~run"]);
+      expect(plain.entries).toBe(schema.entries);
+    }
+  });
+
+  test("a valid event or record takes the fast path, with the schema's output, fields in its order", () => {
+    const valid: unknown[] = [
+      EVENT,
+      EVENT_FULL,
+      { ...EVENT_FULL, location: { lon: -180, lat: 90 } },
+      { attributes: {}, user_agent: "u".repeat(512), scanner_id: "s".repeat(128), ...EVENT },
+    ];
+    for (const input of valid) {
+      const fast = fastPaths.event(input);
+      const full = v.safeParse(withoutFastPath(ScanEventSchema), input);
+      expect(full.success).toBe(true);
+      expect(JSON.stringify(fast)).toBe(JSON.stringify(full.output));
+    }
+    for (const input of [RECORD, { ...RECORD, client_ip: null }, { ...RECORD, client_ip: "::1" }]) {
+      const fast = fastPaths.record(input);
+      const full = v.safeParse(withoutFastPath(ScanRecordSchema), input);
+      expect(full.success).toBe(true);
+      expect(JSON.stringify(fast)).toBe(JSON.stringify(full.output));
+    }
+    // The attributes object is the one received, as the schema's output has it.
+    expect(fastPaths.event(EVENT_FULL)?.attributes).toBe(EVENT_FULL.attributes);
+  });
+
+  test("anything the fast path is unsure of goes to the schema", () => {
+    const events: unknown[] = [
+      undefined,
+      null,
+      "x",
+      [],
+      [EVENT],
+      Object.assign(Object.create(null), EVENT),
+      { ...EVENT, extra: 1 },
+      { ...EVENT, scanner_id: undefined },
+      { ...EVENT, received_at: RECORD.received_at },
+      { ...EVENT, event_id: 1 },
+      { ...EVENT, event_id: "not-a-uuid" },
+      { ...EVENT, qr_id: 1 },
+      { ...EVENT, qr_id: "" },
+      { ...EVENT, qr_id: "a b" },
+      { ...EVENT, scanned_at: 1 },
+      { ...EVENT, scanned_at: "2026-02-30T00:00:00Z" },
+      { event_id: EVENT.event_id, qr_id: EVENT.qr_id },
+      { ...EVENT, scanner_id: "" },
+      { ...EVENT, scanner_id: "s".repeat(129) },
+      { ...EVENT, scanner_id: 1 },
+      { ...EVENT, scanner_id: ["x"] },
+      { ...EVENT, scanner_id: "a\u0000" },
+      { ...EVENT, user_agent: "u".repeat(513) },
+      { ...EVENT, user_agent: "\ud800" },
+      { ...EVENT, location: null },
+      { ...EVENT, location: [1, 2] },
+      { ...EVENT, location: { lat: 0 } },
+      { ...EVENT, location: { lat: 0, lon: 0, x: 1 } },
+      { ...EVENT, location: { lat: 0, lon: 0, accuracy_m: -1 } },
+      { ...EVENT, location: { lat: 0, lon: 0, accuracy_m: Number.POSITIVE_INFINITY } },
+      { ...EVENT, location: { lat: 0, lon: 0, accuracy_m: undefined } },
+      { ...EVENT, location: { lat: 90.5, lon: 0 } },
+      { ...EVENT, location: { lat: -90.5, lon: 0 } },
+      { ...EVENT, location: { lat: 0, lon: 180.5 } },
+      { ...EVENT, location: { lat: 0, lon: -180.5 } },
+      { ...EVENT, location: { lat: Number.NaN, lon: 0 } },
+      { ...EVENT, location: { lat: "0", lon: 0 } },
+      { ...EVENT, attributes: null },
+      { ...EVENT, attributes: [] },
+      { ...EVENT, attributes: { a: {} } },
+      { ...EVENT, attributes: "x" },
+    ];
+    for (const input of events) {
+      expect({ input, fast: fastPaths.event(input) }).toEqual({ input, fast: undefined });
+      expect({ input, answer: check(ScanEventSchema, input) }).toEqual({
+        input,
+        answer: check(withoutFastPath(ScanEventSchema), input),
+      });
+    }
+    const records: unknown[] = [
+      EVENT_FULL,
+      { ...RECORD, client_ip: undefined },
+      { ...RECORD, client_ip: 1 },
+      { ...RECORD, client_ip: "fe80::1%eth0" },
+      { ...RECORD, client_ip: "x" },
+      { ...RECORD, received_at: 1 },
+      { ...RECORD, received_at: "2026-01-31T12:00:01+25:00" },
+      { ...RECORD, schema_version: 2 },
+      { ...RECORD, schema_version: "1" },
+      { ...RECORD, extra: 1 },
+      { ...RECORD, qr_id: "" },
+    ];
+    for (const input of records) {
+      expect({ input, fast: fastPaths.record(input) }).toEqual({ input, fast: undefined });
+      expect({ input, answer: check(ScanRecordSchema, input) }).toEqual({
+        input,
+        answer: check(withoutFastPath(ScanRecordSchema), input),
+      });
+    }
+  });
+
+  test("generated events and records: the same answer with and without the fast path", () => {
+    const text = fc.oneof(
+      fc.string({ maxLength: 4 }),
+      fc.constantFrom("", "s", "\u0000", "\ud800", "x".repeat(128), "x".repeat(129), "x".repeat(512), "x".repeat(513)),
+    );
+    const num = fc.oneof(
+      fc.double(),
+      fc.constantFrom(-180, -90, 0, 90, 180, -180.5, 90.5, Number.NaN, Number.POSITIVE_INFINITY),
+    );
+    const maybe = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined, freq: 3 });
+    const event = fc.record(
+      {
+        event_id: fc.oneof(fc.uuid(), fc.constant("0F8FAD5B-D9CB-469F-A165-70867728950E"), text, fc.constant(1)),
+        qr_id: fc.oneof(fc.constantFrom("QR-1", "a:b.c_d-e", "q".repeat(128), "q".repeat(129), "a b"), text),
+        scanned_at: fc.oneof(
+          fc.constantFrom(
+            "2026-01-31T12:00:00Z",
+            "2026-01-31T12:00:00.123Z",
+            "2026-01-31T12:00:00.123456Z",
+            "2026-01-31T12:00:00.1234567Z",
+            "2026-01-31T12:00:00+01:00",
+            "2026-02-30T12:00:00Z",
+            "1969-12-31T23:59:59Z",
+          ),
+          fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
+          text,
+        ),
+        scanner_id: maybe(fc.oneof(text, num)),
+        location: maybe(
+          fc.oneof(
+            fc.record({ lat: num, lon: num, accuracy_m: maybe(num) }, { requiredKeys: ["lat", "lon"] }),
+            fc.record({ lat: num, lon: num, x: num }, { requiredKeys: [] }),
+            fc.constantFrom(null, [], "x"),
+          ),
+        ),
+        user_agent: maybe(fc.oneof(text, num)),
+        attributes: maybe(
+          fc.oneof(
+            fc.dictionary(text, fc.oneof(text, num, fc.boolean(), fc.constant(null)), { maxKeys: 3 }),
+            fc.constantFrom(null, [], "x"),
+          ),
+        ),
+        extra: maybe(num),
+      },
+      { requiredKeys: [] },
+    );
+    const record = fc.record({
+      event,
+      received_at: fc.oneof(fc.constantFrom("2026-01-31T12:00:01.000000Z", "2026-01-31T12:00:01Z"), text),
+      client_ip: fc.constantFrom(null, "10.0.0.1", "::1", "fe80::1%eth0", "x", 1, undefined),
+      schema_version: fc.constantFrom(1, 2, "1", undefined),
+    });
+    const same = (schema: typeof ScanEventSchema | typeof ScanRecordSchema, input: unknown) => {
+      // Through JSON, as the edge and the worker get them (no undefined, plain objects).
+      const json = JSON.parse(JSON.stringify(input));
+      const a = v.safeParse(schema, json);
+      const b = v.safeParse(withoutFastPath(schema), json);
+      expect(a.success).toBe(b.success);
+      if (a.success) expect(JSON.stringify(a.output)).toBe(JSON.stringify(b.output));
+      else expect(fieldErrors(a.issues ?? [])).toEqual(fieldErrors(b.issues ?? []));
+    };
+    fc.assert(
+      fc.property(event, (e) => same(ScanEventSchema, e)),
+      { numRuns: 300 },
+    );
+    fc.assert(
+      fc.property(record, ({ event: e, ...r }) => same(ScanRecordSchema, { ...e, ...r })),
+      { numRuns: 300 },
     );
   });
 });
