@@ -12,19 +12,18 @@
 //   bun bench/e2e.ts [--steps 1000,2000,4000,8000,16000] [--step-seconds 10] [--batch 10] [--workers 2]
 //                    [--variants before,after] [--all-steps]
 // SLO for a step to hold: HTTP p95 < 400 ms, error rate < 1%, end-to-end p95 < 400 ms.
-import { execFileSync } from "node:child_process";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import postgres from "postgres";
 import { localStack } from "../shared/local-stack.ts";
 import { sum } from "../shared/prometheus-text.ts";
 import { missingEventIds, storedOnce } from "../sql/checks.ts";
 import { scrapeIfUp } from "../tools/harness.ts";
-import { linkDependencies } from "../tools/link-dependencies.ts";
 import { childPids, isolatedRun, service } from "../tools/pipeline.ts";
 import { up } from "../tools/stack.ts";
 import { kafkaNodePid } from "../tools/stack/kafka.ts";
 import { pgbouncerPid, postgresPid } from "../tools/stack/postgres.ts";
 import { freePort } from "../tools/stack/processes.ts";
+import { checkoutOf } from "../tools/tree-copies.ts";
 import { type Variant, variantsNamed } from "./levers.ts";
 import { arg, numArg, printTable, saveResults } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
@@ -56,24 +55,6 @@ const pct = (sorted: number[], p: number) =>
   sorted.length
     ? (sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number)
     : Number.NaN;
-
-/**
- * A checkout of `rev` beside this one (with this checkout's dependencies, but its own packages/:
- * the binding of `rev` is part of its code), removed at the end of the run.
- */
-function checkoutOf(rev: string): { dir: string; remove: () => void } {
-  const dir = `/tmp/qrscan-e2e-${rev}`;
-  if (existsSync(dir)) execFileSync("git", ["-C", root, "worktree", "remove", "--force", dir]);
-  execFileSync("git", ["-C", root, "worktree", "add", "--detach", dir, rev], { stdio: "ignore" });
-  linkDependencies(dir);
-  return {
-    dir: `${dir}/`,
-    remove: () => {
-      rmSync(`${dir}/node_modules`, { recursive: true });
-      execFileSync("git", ["-C", root, "worktree", "remove", "--force", dir]);
-    },
-  };
-}
 
 interface Sample {
   t: number;
@@ -117,7 +98,7 @@ async function applyPostgresSettings(settings: Record<string, string> = {}) {
 }
 
 async function runVariant(variant: Variant) {
-  const checkout = variant.rev ? checkoutOf(variant.rev) : null;
+  const checkout = variant.rev ? checkoutOf(variant.rev, "e2e") : null;
   const resetPostgres = await applyPostgresSettings(variant.postgres);
   const codeRoot = checkout?.dir ?? root;
   const isolated = await isolatedRun("e2e");

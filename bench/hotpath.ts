@@ -5,9 +5,7 @@
 // an earlier revision (checked out beside this one for the run), alternating, in one run.
 //   bun bench/hotpath.ts [--rev d49cec8] [--rounds 5] [--requests 20000]
 // bench/e2e.ts measures the processes whole (HTTP, FFI, librdkafka's threads included).
-import { execFileSync } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
-import { linkDependencies } from "../tools/link-dependencies.ts";
+import { checkoutOf } from "../tools/tree-copies.ts";
 import { arg, median, numArg, printTable } from "./lib.ts";
 
 const rev = arg("rev", "");
@@ -22,18 +20,7 @@ interface Code {
 
 /** An earlier revision beside this checkout (with its own packages/), removed at the end. */
 function checkout(r: string): Code & { remove: () => void } {
-  const dir = `/tmp/qrscan-hotpath-${r}`;
-  if (existsSync(dir)) execFileSync("git", ["-C", root, "worktree", "remove", "--force", dir]);
-  execFileSync("git", ["-C", root, "worktree", "add", "--detach", dir, r], { stdio: "ignore" });
-  linkDependencies(dir);
-  return {
-    name: r,
-    dir: `${dir}/`,
-    remove: () => {
-      rmSync(`${dir}/node_modules`, { recursive: true });
-      execFileSync("git", ["-C", root, "worktree", "remove", "--force", dir]);
-    },
-  };
+  return { name: r, ...checkoutOf(r, "hotpath") };
 }
 
 const producer = { fatalError: null, connected: true, hasConnected: true, queueLength: 0, send: async () => {} };

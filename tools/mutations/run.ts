@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { localStack } from "../../shared/local-stack.ts";
 import { importSpecifiers } from "../../test/helpers/import-graph.ts";
-import { linkDependencies } from "../link-dependencies.ts";
+import { linkDependencies } from "../tree-copies.ts";
 import { catalog } from "./catalog.ts";
 import type { Mutation } from "./types.ts";
 
