@@ -267,19 +267,22 @@ export function minuteCounts(rows: readonly Row[]): [string, string, string] {
     }
     counts.set(r.qrId, (counts.get(r.qrId) ?? 0) + 1);
   }
-  const qrIds: string[] = [];
-  const minutes: string[] = [];
-  const ns: number[] = [];
+  // Concatenated, not pushed and joined: JSC keeps a string built this way as a rope until sent.
+  let qrIds = "";
+  let minutes = "";
+  let ns = "";
   for (const [m, perQr] of byMinute) {
     const bucket = `${m}:00Z`;
     for (const [qrId, n] of perQr) {
-      qrIds.push(`"${qrId.replace(ARRAY_ESCAPED, "\\$&")}"`);
-      minutes.push(bucket);
-      ns.push(n);
+      const sep = ns === "" ? "" : ",";
+      qrIds += `${sep}"${ARRAY_SPECIAL.test(qrId) ? qrId.replace(ARRAY_ESCAPED, "\\$&") : qrId}"`;
+      minutes += sep + bucket;
+      ns += sep + n;
     }
   }
-  return [`{${qrIds.join(",")}}`, `{${minutes.join(",")}}`, `{${ns.join(",")}}`];
+  return [`{${qrIds}}`, `{${minutes}}`, `{${ns}}`];
 }
+const ARRAY_SPECIAL = /["\\]/;
 const ARRAY_ESCAPED = /["\\]/g;
 
 function copyData(rows: readonly Row[]): string {

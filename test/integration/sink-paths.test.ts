@@ -4,15 +4,16 @@
 // retry, the same event twice in one batch) aborts that COPY and goes the staging path, which
 // stores and counts only the new rows. Either way every row is stored once and counted once.
 //
-// Mutations caught (each applied alone, the file run, then reverted):
-// | mutation                                                             | failing test: message                                   |
-// |----------------------------------------------------------------------|---------------------------------------------------------|
-// | optimistic conflict not caught (`unique_violation` → `check_violation`) | replayed batch: 23505 thrown instead of a result      |
-// | after a conflict, the batch reported as all inserted (no fallback)    | replayed batch: expected inserted 0, received 400        |
-// | the counts upsert adds each minute count twice (`2 * count`)          | new rows: countMismatches expected 0, received 64        |
-// | the minute bucket cut at the hour (slice(0, 13))                       | new rows: countMismatches expected 0, received …         |
-// | no staging turns after a conflict (`this.#stagingTurns = 0`)           | after a conflict: paths expected staging 3, received 1   |
-// | a data error in the optimistic COPY taken for a conflict and the batch reported written | data error: expected 22009, received a result |
+// Mutations caught (each applied alone, the test run, then reverted; the first three are in
+// tools/mutations/catalog/core.ts):
+// | mutation (worker/sink.ts)                                          | failing test: message                                       |
+// |--------------------------------------------------------------------|-------------------------------------------------------------|
+// | a conflict reported as written (`unique_violation)) return true`)  | mixing: {inserted 350, duplicates 0}, expected 300 and 50   |
+// | counts overwritten (`set count = excluded.count`)                  | new rows: counted 40, expected 440                          |
+// | minutes cut at the hour (`slice(0, 13)`)                           | new rows: countMismatches 12, expected 0                    |
+// | the conflict not caught (`unique_violation` → `check_violation`)   | replayed batch: the write throws 23505                      |
+// | no staging turns after a conflict (`#stagingTurns = 0`)            | after a conflict: paths differ (staging 2 of 5)             |
+// | data errors swallowed as written (`isDataError(error)) return true`) | data error: code undefined, expected "22009"              |
 import { expect, test } from "bun:test";
 import { toScanRecord } from "../../shared/event.ts";
 import { localStack } from "../../shared/local-stack.ts";
@@ -171,4 +172,6 @@ test("minuteCounts: one element per QR code and UTC minute, qr_ids quoted", () =
     "{2,1,1}",
   ]);
   expect(minuteCounts([])).toEqual(["{}", "{}", "{}"]);
+  // The schema allows no quote or backslash in a qr_id; the literal would still hold it.
+  expect(minuteCounts([row("A", at("00:01"))].map((r) => ({ ...r, qrId: 'a"b\\c"' })))[0]).toBe('{"a\\"b\\\\c\\""}');
 });
