@@ -10,7 +10,7 @@
 // |--------------------------------------------------------------------|-------------------------------------------------------------|
 // | a conflict reported as written (`unique_violation)) return true`)  | mixing: {inserted 350, duplicates 0}, expected 300 and 50   |
 // | counts overwritten (`set count = excluded.count`)                  | new rows: counted 40, expected 440                          |
-// | minutes cut at the hour (`slice(0, 13)`)                           | new rows: countMismatches 12, expected 0                    |
+// | minutes cut at the hour (`slice(0, 13)`)                           | new rows: countMismatches not 0 (buckets differ)            |
 // | the conflict not caught (`unique_violation` → `check_violation`)   | replayed batch: the write throws 23505                      |
 // | no staging turns after a conflict (`#stagingTurns = 0`)            | after a conflict: paths differ (staging 2 of 5)             |
 // | data errors swallowed as written (`isDataError(error)) return true`) | data error: code undefined, expected "22009"              |
