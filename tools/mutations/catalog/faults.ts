@@ -11,8 +11,10 @@ export const mutations: Mutation[] = [
     id: "sink-counts-each-batch-twice",
     promise: "Every event is stored once and counted once in scan_counts (replays and client retries are no-ops)",
     file: "worker/sink.ts",
-    find: "select qr_id, date_trunc('minute', scanned_at), count(*) from ins",
-    replace: "select qr_id, date_trunc('minute', scanned_at), 2 * count(*) from ins",
+    // Most batches count on the optimistic path (worker/sink.ts, COUNTS); the staging path's
+    // counts only run for batches holding a stored row, which this test's run need not have.
+    find: "  select qr_id, bucket, count\n  from unnest",
+    replace: "  select qr_id, bucket, 2 * count\n  from unnest",
     killers: [REPLICATED],
     testNamePattern: LEADER_KILL,
     observed:
