@@ -140,6 +140,34 @@ export function sinkCpuGroups(sinkPids: () => number[], notPostgres: number[] = 
   };
 }
 
+/** What Postgres wrote to its WAL in a window: bytes (from the insert position), records, full-page images, syncs. */
+export interface WalUse {
+  bytes: number;
+  records: number;
+  fpi: number;
+  /** WAL flushes to disk (pg_stat_wal.wal_sync): one per commit that found its WAL not yet flushed. */
+  syncs: number;
+}
+
+/**
+ * The cluster's WAL counters, to subtract two readings: the insert position's bytes (exact) and
+ * pg_stat_wal's records, full-page images and syncs (reported by each backend within a second or
+ * at its exit, so read them after the writers are gone).
+ */
+export async function walNow(sql: postgres.Sql): Promise<WalUse> {
+  const [r] = await sql<{ bytes: string; records: string; fpi: string; syncs: string }[]>`
+    select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::text as bytes, wal_records::text as records,
+           wal_fpi::text as fpi, wal_sync::text as syncs from pg_stat_wal`;
+  return { bytes: Number(r?.bytes), records: Number(r?.records), fpi: Number(r?.fpi), syncs: Number(r?.syncs) };
+}
+
+export const walSince = (before: WalUse, after: WalUse): WalUse => ({
+  bytes: after.bytes - before.bytes,
+  records: after.records - before.records,
+  fpi: after.fpi - before.fpi,
+  syncs: after.syncs - before.syncs,
+});
+
 export interface SinkRun {
   /** Rows stored after the timing started, per second of the timed window. */
   rowsPerSecond: number;
@@ -150,11 +178,14 @@ export interface SinkRun {
   cpu: Record<string, number>;
   /** What the database held at the end. */
   stored: StoredState;
+  /** WAL written in the timed window (records, full-page images and syncs up to the workers' exit); sinkRun's own. */
+  wal?: WalUse;
 }
 
 /**
  * Kafka → committed rows with `n` workers: a pre-filled topic drained into a fresh database.
- * `prepare` runs on the fresh database before the workers start (a bench-only change of schema).
+ * `prepare` runs on the fresh database before the workers start (a bench-only change of schema);
+ * `env` is added to the workers' environment (a variant's settings).
  */
 export async function sinkRun(
   n: number,
@@ -162,7 +193,11 @@ export async function sinkRun(
   producer: KafkaProducer,
   values: string[],
   keys: string[],
-  { prepare, stack = localStack() }: { prepare?: (sql: postgres.Sql) => Promise<unknown>; stack?: LocalStack } = {},
+  {
+    prepare,
+    env = {},
+    stack = localStack(),
+  }: { prepare?: (sql: postgres.Sql) => Promise<unknown>; env?: Record<string, string>; stack?: LocalStack } = {},
 ): Promise<SinkRun> {
   const db = await createThrowawayDatabase(`qrscan_bench_w${n}`);
   const topic = `bench-sink-${n}-${Date.now()}`;
@@ -181,12 +216,15 @@ export async function sinkRun(
     CONSUMER_GROUP: `bench-${topic}`,
     DEAD_LETTER_GROUP: `bench-${topic}-dlq`,
     DATABASE_URL: db.url,
+    ...env,
   });
   const cpu = cpuWindow(sinkCpuGroups(() => procs.map((p) => p.pid), [], stack));
   // Steady state: timed from the moment every worker holds partitions (the group has settled)
   // to the last row, so joining the group is not counted.
   let startedRows = 0;
   let started = 0;
+  let walBefore: WalUse | null = null;
+  let walBytesAfter = 0;
   const deadline = Date.now() + 10 * 60_000;
   for (;;) {
     const { rows, partitions, allAssigned } = await workerProgress(procs);
@@ -194,8 +232,12 @@ export async function sinkRun(
       started = performance.now();
       startedRows = rows;
       cpu.start();
+      walBefore = await walNow(sql);
     }
-    if (rows >= values.length) break;
+    if (rows >= values.length) {
+      walBytesAfter = (await walNow(sql)).bytes;
+      break;
+    }
     const exited = procs.find((p) => p.exitCode !== null);
     if (exited || Date.now() > deadline) {
       await stopWorkers(procs);
@@ -204,18 +246,20 @@ export async function sinkRun(
     }
     await Bun.sleep(50);
   }
-  if (!started) throw new Error(`${n} worker(s): every row was stored before the group settled; use more --rows`);
+  if (!started || !walBefore)
+    throw new Error(`${n} worker(s): every row was stored before the group settled; use more --rows`);
   const seconds = (performance.now() - started) / 1000;
   const used = cpu.stop();
   if (values.length - startedRows < values.length / 2) {
     console.warn(`  (${n} workers: only ${values.length - startedRows} rows after the group settled; use more --rows)`);
   }
   await stopWorkers(procs);
+  const wal = walSince(walBefore, { ...(await walNow(sql)), bytes: walBytesAfter });
   const stored = await storedState(sql);
   if (stored.rows !== values.length) throw new Error(`${n} worker(s) stored ${stored.rows} of ${values.length} rows`);
   await sql.end();
   await db.drop();
   await admin.deleteTopics([topic, dlq]);
   const rows = values.length - startedRows;
-  return { rowsPerSecond: rows / seconds, rows, seconds, cpu: used, stored };
+  return { rowsPerSecond: rows / seconds, rows, seconds, cpu: used, stored, wal };
 }

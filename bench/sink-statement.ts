@@ -1,23 +1,28 @@
-// How a batch is best written: the sink's COPY into a staging table kept per connection, against
-// the same COPY into a staging table created and dropped in every transaction (the sink before
-// issue 11), and the one-statement alternatives (INSERT … SELECT FROM unnest of one array literal
-// per column, or FROM json_to_recordset of one JSON text). Same rows, same fresh table, the same
-// insert and counts upsert, alternating rounds so the machine's drift hits each alike. Prints ms
-// per batch (the client's encoding included) and Postgres' CPU per row (all its processes, from
-// /proc); run it at several batch sizes.
-//   bun bench/sink-statement.ts [--rounds 8] [--rows 5000]
+// How a batch is best written: the sink's two paths (the optimistic COPY straight into scan_events
+// with the worker's counts; the COPY into a staging table kept per connection, then INSERT … ON
+// CONFLICT DO NOTHING RETURNING and the counts from it), a replayed batch (the optimistic COPY
+// meets a stored row at its end, rolls back, and the staging path writes it: the fallback's worst
+// case), the staging table created and dropped in every transaction (the sink before issue 11),
+// and the one-statement alternatives (INSERT … SELECT FROM unnest of one array literal per
+// column, or FROM json_to_recordset of one JSON text). Same rows, same fresh table, alternating
+// rounds so the machine's drift hits each alike. Prints ms per batch (the client's encoding
+// included), Postgres' CPU per row (all its processes, from /proc) and WAL bytes per row; with
+// pg_stat_statements loaded (shared_preload_libraries), where each way's time goes per statement.
+// Run it at several batch sizes (hundreds: what e2e traffic makes; thousands: saturation).
+//   bun bench/sink-statement.ts [--rounds 8] [--rows 5000] [--ways optimistic,staging,replay,…]
 import { finished } from "node:stream/promises";
 import postgres from "postgres";
 import { type ScanRecord, timestampOf, toScanRecord } from "../shared/event.ts";
-import { localStack } from "../shared/local-stack.ts";
+import { localStack as stack } from "../shared/local-stack.ts";
 import { COLUMNS, decode, isPoison } from "../shared/scan-events.ts";
 import { createThrowawayDatabase } from "../tools/harness.ts";
 import { childPids } from "../tools/pipeline.ts";
 import { postgresPid } from "../tools/stack/postgres.ts";
 import { createDb } from "../worker/db.ts";
 import { STAGE, ScanSink } from "../worker/sink.ts";
-import { median, numArg } from "./lib.ts";
+import { arg, median, numArg } from "./lib.ts";
 import { cpuTicks } from "./proc-stats.ts";
+import { walNow } from "./sink-run.ts";
 
 const rounds = numArg("rounds", 8);
 const rowsPerBatch = numArg("rows", 5_000);
@@ -114,10 +119,30 @@ await direct`select ensure_scan_event_partitions(current_date - 1, current_date 
 await direct`create table scan_event_ids (event_id uuid primary key, seen_at timestamptz not null default now())`;
 const pool = createDb({ url: db.url, poolMax: 2, statementTimeoutMs: 60_000, deadlineMarginMs: 5_000 });
 const sink = new ScanSink(pool.transaction);
+const stagingSink = new ScanSink(pool.transaction, { optimistic: false });
+// pg_stat_statements, if the server loads it: created in this database by the superuser.
+const admin = postgres(stack().adminDatabaseUrl.replace(/\/postgres$/, `/${db.name}`), { max: 1, onnotice: () => {} });
+const [loaded] = await admin<{ on: boolean }[]>`
+  select 'pg_stat_statements' = any(string_to_array(current_setting('shared_preload_libraries'), ',')) as on`;
+if (loaded?.on) await admin`create extension if not exists pg_stat_statements`;
+/** Rows already stored: the last one of each replayed batch. */
+let stored: Batch = [];
 
-const SINK = "COPY + staging kept (the sink)";
-const ways: Record<string, (b: Batch) => Promise<unknown>> = {
-  [SINK]: (b) => sink.write(b.map((x) => x.row)),
+const SINK = "optimistic COPY (the sink)";
+const allWays: Record<string, [string, (b: Batch) => Promise<unknown>]> = {
+  optimistic: [SINK, (b) => sink.write(b.map((x) => x.row))],
+  staging: ["COPY + staging kept (SINK_OPTIMISTIC_COPY=false)", (b) => stagingSink.write(b.map((x) => x.row))],
+  replay: [
+    "replayed: optimistic meets a stored row at its end, then staging",
+    async (b) => {
+      // A fresh sink (no staging turns left from the last conflict), its partitions known.
+      const s = new ScanSink(pool.transaction);
+      await s.ensurePartitions([b[0]?.row.day as string]);
+      return s.write([...b.slice(1), ...stored.slice(0, 1)].map((x) => x.row));
+    },
+  ],
+};
+const legacyWays: Record<string, (b: Batch) => Promise<unknown>> = {
   "COPY + staging per transaction": (b) =>
     pool.transaction("per-transaction staging", async (tx) => {
       await tx`create temp table scan_stage_once (like scan_events including defaults) on commit drop`;
@@ -158,22 +183,61 @@ const ways: Record<string, (b: Batch) => Promise<unknown>> = {
     return pool.transaction("json", (tx) => tx.unsafe(JSON_TO_RECORDSET, [`[${json.join(",")}]`]));
   },
 };
+const legacyKeys: Record<string, string> = {
+  "COPY + staging per transaction": "per-transaction",
+  "COPY + staging kept + event_id dedupe": "dedupe",
+  "unnest(array literals)": "unnest",
+  json_to_recordset: "json",
+};
+for (const [name, write] of Object.entries(legacyWays)) allWays[legacyKeys[name] as string] = [name, write];
+const chosen = arg("ways", Object.keys(allWays).join(",")).split(",");
+const ways: Record<string, (b: Batch) => Promise<unknown>> = {};
+for (const key of chosen) {
+  const way = allWays[key];
+  if (!way) throw new Error(`--ways: no way "${key}"; known: ${Object.keys(allWays).join(", ")}`);
+  ways[way[0]] = way[1];
+}
 
-const stack = localStack();
 const postgresTicks = () => {
-  const pg = postgresPid(stack);
+  const pg = postgresPid(stack());
   return pg ? cpuTicks([pg, ...childPids(pg)]) : 0;
 };
 const times: Record<string, number[]> = Object.fromEntries(Object.keys(ways).map((k) => [k, []]));
 const ticks: Record<string, number> = Object.fromEntries(Object.keys(ways).map((k) => [k, 0]));
+const walBytes: Record<string, number> = Object.fromEntries(Object.keys(ways).map((k) => [k, 0]));
+const statements: Record<string, Map<string, { calls: number; ms: number; wal: number }>> = Object.fromEntries(
+  Object.keys(ways).map((k) => [k, new Map()]),
+);
+const statementsNow = async () =>
+  loaded?.on
+    ? await admin<{ query: string; calls: number; ms: number; wal: number }[]>`
+        select left(regexp_replace(query, '\\s+', ' ', 'g'), 70) as query, calls::int, total_exec_time as ms,
+               wal_bytes::float8 as wal
+        from pg_stat_statements where dbid = (select oid from pg_database where datname = current_database())`
+    : [];
+const warm = batch(rounds);
+await sink.write(warm.map((x) => x.row));
+stored = warm;
 for (let r = 0; r < rounds; r++) {
   for (const [name, write] of Object.entries(ways)) {
     const b = batch(r);
+    const statementsBefore = await statementsNow();
+    const walBefore = (await walNow(direct)).bytes;
     const before = postgresTicks();
     const started = performance.now();
     await write(b);
     (times[name] as number[]).push(performance.now() - started);
     ticks[name] = (ticks[name] as number) + postgresTicks() - before;
+    walBytes[name] = (walBytes[name] as number) + (await walNow(direct)).bytes - walBefore;
+    const per = statements[name] as Map<string, { calls: number; ms: number; wal: number }>;
+    const was = new Map(statementsBefore.map((s) => [s.query, s]));
+    for (const s of await statementsNow()) {
+      const w = was.get(s.query);
+      const calls = s.calls - (w?.calls ?? 0);
+      if (calls <= 0 || /regexp_replace\(query|pg_current_wal|pg_stat_wal|pg_catalog\.pg_type/.test(s.query)) continue;
+      const t = per.get(s.query) ?? { calls: 0, ms: 0, wal: 0 };
+      per.set(s.query, { calls: t.calls + calls, ms: t.ms + s.ms - (w?.ms ?? 0), wal: t.wal + s.wal - (w?.wal ?? 0) });
+    }
   }
 }
 const base = median(times[SINK] as number[]);
@@ -184,9 +248,24 @@ console.log(
 for (const [name, xs] of Object.entries(times)) {
   console.log(
     `  ${name.padEnd(34)} ${median(xs).toFixed(1).padStart(7)} ms   ratio to the sink ${(median(xs) / base).toFixed(2)}` +
-      `   Postgres ${cpuPerRow(name).toFixed(1).padStart(6)} µs/row   ratio ${(cpuPerRow(name) / cpuPerRow(SINK)).toFixed(2)}`,
+      `   Postgres ${cpuPerRow(name).toFixed(1).padStart(6)} µs/row   ratio ${(cpuPerRow(name) / cpuPerRow(SINK)).toFixed(2)}` +
+      `   WAL ${Math.round((walBytes[name] as number) / (rounds * rowsPerBatch))} B/row`,
   );
 }
+if (loaded?.on) {
+  console.log("Per statement (pg_stat_statements: server execution time per batch, WAL bytes per row):");
+  for (const [name, per] of Object.entries(statements)) {
+    console.log(`  ${name}`);
+    for (const [query, t] of [...per].sort((a, b) => b[1].ms - a[1].ms)) {
+      console.log(
+        `    ${(t.ms / rounds).toFixed(2).padStart(8)} ms  ${String(Math.round(t.wal / (rounds * rowsPerBatch))).padStart(4)} B/row  ${t.calls / rounds}×  ${query}`,
+      );
+    }
+  }
+} else {
+  console.log("(pg_stat_statements is not loaded: no per-statement times)");
+}
+await admin.end();
 await direct.end();
 await pool.sql.end();
 await db.drop();

@@ -51,6 +51,7 @@ export function classifyDbError(error: unknown): DbErrorClass {
 export const SQLSTATE = {
   undefined_table: "42P01",
   check_violation: "23514",
+  unique_violation: "23505",
   lock_not_available: "55P03",
 } as const;
 

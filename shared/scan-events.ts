@@ -38,6 +38,9 @@ export interface Row {
   line: string;
   /** UTC day of scanned_at (YYYY-MM-DD): the partition the row goes to. */
   day: string;
+  /** The row's qr_id and canonical scanned_at (the record's own strings): the sink's minute counts. */
+  qrId: string;
+  scannedAt: string;
   message: ConsumedMessage;
 }
 
@@ -81,7 +84,13 @@ export function decode(message: ConsumedMessage): Row | Poison {
     return { message, error: `schema violation: ${errors}` };
   }
   const record = result.output;
-  return { line: copyLine(record, message.partition, message.offset), day: dayOf(record.scanned_at), message };
+  return {
+    line: copyLine(record, message.partition, message.offset),
+    day: dayOf(record.scanned_at),
+    qrId: record.qr_id,
+    scannedAt: record.scanned_at,
+    message,
+  };
 }
 
 export const isPoison = (x: Row | Poison): x is Poison => "error" in x;

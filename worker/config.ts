@@ -8,6 +8,7 @@ import {
   type DURABLE_PRODUCER,
   type MetricsAuth,
   MetricsAuthEntries,
+  bool,
   int,
   loadConfig,
   loadMetricsAuth,
@@ -37,6 +38,12 @@ export const WorkerConfigSchema = v.object({
   KAFKA_FETCH_MIN_BYTES: int(256 * 1024, 1, 100 * 1024 * 1024),
   KAFKA_FETCH_WAIT_MAX_MS: int(25, 0, 60_000),
   WRITES_IN_FLIGHT,
+  /**
+   * A batch is first COPYed straight into scan_events, with counts made by the worker, and goes
+   * the staging path (ON CONFLICT DO NOTHING) only if a row was already stored (worker/sink.ts).
+   * false: the staging path for every batch (a stream mostly of duplicates; the benches' baseline).
+   */
+  SINK_OPTIMISTIC_COPY: bool(true),
   DB_RETRY_BASE_MS: int(100, 1),
   DB_RETRY_CAP_MS: int(5_000, 1),
   /** Retrying gives up after this long; the process exits non-zero and the supervisor restarts it. */

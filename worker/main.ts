@@ -157,7 +157,7 @@ async function main() {
       config,
       consumer,
       producer,
-      sink: new ScanSink(db.transaction),
+      sink: new ScanSink(db.transaction, { optimistic: config.SINK_OPTIMISTIC_COPY }),
       metrics,
       progress,
       logger,

@@ -1,9 +1,20 @@
 // Writes decoded rows into Postgres through pgbouncer (transaction pooling, no prepared
-// statements): in one bounded transaction (worker/db.ts), COPY into a temporary staging table
-// (created once per connection, emptied at each commit), then one INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING into scan_events,
-// whose returned rows (only those really inserted) feed the scan_counts upsert. A replay of the
-// same rows inserts nothing and counts nothing: that is the exactly-once effect on top of Kafka's
-// at-least-once delivery.
+// statements), each batch in one bounded transaction (worker/db.ts), by one of two paths:
+//
+// - optimistic (most batches): COPY straight into scan_events (Postgres routes each row to its
+//   day's partition), then the batch's minute counts, computed here, upserted into scan_counts in
+//   the same transaction. Valid only if every row is new, and it is: a row already stored (a
+//   replay after a crash between the database commit and the Kafka commit, a client's retry) or
+//   twice in the batch aborts the COPY with unique_violation (23505), which rolls back everything;
+// - staging (a batch that hit a conflict, and the batches right after one): COPY into a temporary
+//   staging table (created once per connection, emptied at each commit), then one INSERT … SELECT
+//   … ON CONFLICT DO NOTHING RETURNING into scan_events, whose returned rows (only those really
+//   inserted) feed the scan_counts upsert.
+//
+// Either way a replay of the same rows inserts nothing and counts nothing: that is the
+// exactly-once effect on top of Kafka's at-least-once delivery. The optimistic path saves
+// Postgres the staging table, the per-row speculative insertion of ON CONFLICT and the grouping
+// (docs/benchmarks.md, "The worker sink", has the lever table).
 //
 // A COPY that Postgres rejects must settle as an error (and its rows be dead-lettered), not hang
 // the partition: postgres.js needs patches/postgres@3.4.9.patch (porsager/postgres#1183) for that,
@@ -51,12 +62,49 @@ const INSERT = `
   )
   select count(*)::int as inserted from ins`;
 
+const COPY_EVENTS = `copy scan_events (${columnList}) from stdin`;
+
+/**
+ * The optimistic path's counts: minuteCounts' three arrays, one element per (qr_id, minute). In
+ * key order, as the staging path's upsert, so two batches in flight lock the rows they share in
+ * the same order (no deadlock between them).
+ */
+const COUNTS = `
+  insert into scan_counts (qr_id, bucket, count)
+  select qr_id, bucket, count
+  from unnest($1::text::text[], $2::text::timestamptz[], $3::text::bigint[]) as c (qr_id, bucket, count)
+  order by 1, 2
+  on conflict (qr_id, bucket) do update set count = scan_counts.count + excluded.count`;
+
+/** After a conflict, at most this many batches in a row go the staging path before the optimistic one is tried again. */
+export const MAX_STAGING_TURNS = 64;
+
+export interface ScanSinkOptions {
+  /** Try the optimistic path first (SINK_OPTIMISTIC_COPY); false: every batch goes the staging path. */
+  optimistic?: boolean;
+}
+
+/** Batches written by each path since the sink was made; `conflicts` fell back from optimistic to staging. */
+export interface SinkPaths {
+  optimistic: number;
+  conflicts: number;
+  staging: number;
+}
+
 export class ScanSink {
   readonly #transaction: Transaction;
   readonly #knownDays = new Set<string>();
+  readonly #optimistic: boolean;
+  // A conflict means duplicates are arriving (a replay of a batch or more, or clients retrying):
+  // the next batches go the staging path at once, twice as many after each conflict in a row, so a
+  // stream with duplicates in every batch wastes an aborted COPY on at most one batch in 65.
+  #stagingTurns = 0;
+  #backoff = 0;
+  readonly paths: SinkPaths = { optimistic: 0, conflicts: 0, staging: 0 };
 
-  constructor(transaction: Transaction) {
+  constructor(transaction: Transaction, options: ScanSinkOptions = {}) {
     this.#transaction = transaction;
+    this.#optimistic = options.optimistic ?? true;
   }
 
   /**
@@ -102,6 +150,45 @@ export class ScanSink {
       if (isDataError(error)) throw new PartitionSetupError(error);
       throw error;
     }
+    if (this.#optimistic && this.#stagingTurns === 0) {
+      if (await this.#writeOptimistic(rows)) {
+        this.#backoff = 0;
+        this.paths.optimistic++;
+        return { inserted: rows.length, duplicates: 0 };
+      }
+      this.paths.conflicts++;
+      this.#backoff = Math.min(MAX_STAGING_TURNS, Math.max(1, this.#backoff * 2));
+      this.#stagingTurns = this.#backoff;
+    } else if (this.#stagingTurns > 0) {
+      this.#stagingTurns--;
+    }
+    this.paths.staging++;
+    return this.#writeStaging(rows);
+  }
+
+  /**
+   * COPY into scan_events and the worker's counts, in one transaction; false (rolled back,
+   * nothing written) if a row was already stored or is twice in the batch. Any other error is
+   * the caller's: a row's data error (its class and message as the staging path would give them:
+   * the same text, parsed into the same column types), a missing partition, a timeout.
+   */
+  async #writeOptimistic(rows: readonly Row[]): Promise<boolean> {
+    const counts = minuteCounts(rows);
+    try {
+      await this.#transaction("write batch", async (tx) => {
+        const copy = await tx.unsafe(COPY_EVENTS).writable();
+        copy.end(copyData(rows));
+        await finished(copy);
+        await tx.unsafe(COUNTS, counts);
+      });
+      return true;
+    } catch (error) {
+      if (hasSqlState(error, SQLSTATE.unique_violation)) return false;
+      throw error;
+    }
+  }
+
+  async #writeStaging(rows: readonly Row[]): Promise<WriteResult> {
     const inserted = await this.#transaction("write batch", async (tx) => {
       // Created once per server connection and emptied at each commit, instead of created and
       // dropped in every transaction (catalog writes per batch: see STAGE below).
@@ -157,6 +244,46 @@ function distinctDays(rows: readonly Row[]): Set<string> {
   }
   return days;
 }
+
+/**
+ * The rows' scans per qr_id per UTC minute, as COUNTS' three array literals (qr_ids, minutes,
+ * counts). Scanned_at is canonical UTC text (shared/event.ts), so its first 16 characters are
+ * its minute; rows mostly arrive in runs of the same minute, so a minute's text is cut once per
+ * run, and a row adds to a count without allocating. Every qr_id is quoted: an unquoted NULL
+ * would be a null.
+ */
+export function minuteCounts(rows: readonly Row[]): [string, string, string] {
+  const byMinute = new Map<string, Map<string, number>>();
+  let minute = "";
+  let counts: Map<string, number> | undefined;
+  for (const r of rows) {
+    if (counts === undefined || !r.scannedAt.startsWith(minute)) {
+      minute = r.scannedAt.slice(0, 16);
+      counts = byMinute.get(minute);
+      if (counts === undefined) {
+        counts = new Map();
+        byMinute.set(minute, counts);
+      }
+    }
+    counts.set(r.qrId, (counts.get(r.qrId) ?? 0) + 1);
+  }
+  // Concatenated, not pushed and joined: JSC keeps a string built this way as a rope until sent.
+  let qrIds = "";
+  let minutes = "";
+  let ns = "";
+  for (const [m, perQr] of byMinute) {
+    const bucket = `${m}:00Z`;
+    for (const [qrId, n] of perQr) {
+      const sep = ns === "" ? "" : ",";
+      qrIds += `${sep}"${ARRAY_SPECIAL.test(qrId) ? qrId.replace(ARRAY_ESCAPED, "\\$&") : qrId}"`;
+      minutes += sep + bucket;
+      ns += sep + n;
+    }
+  }
+  return [`{${qrIds}}`, `{${minutes}}`, `{${ns}}`];
+}
+const ARRAY_SPECIAL = /["\\]/;
+const ARRAY_ESCAPED = /["\\]/g;
 
 function copyData(rows: readonly Row[]): string {
   let text = "";

@@ -97,7 +97,13 @@ describe("SQLSTATE helpers", () => {
     expect(hasSqlState(err(23514), SQLSTATE.check_violation)).toBe(false);
     expect(hasSqlState(null, SQLSTATE.lock_not_available)).toBe(false);
     expect(hasSqlState(undefined, SQLSTATE.lock_not_available)).toBe(false);
-    expect(SQLSTATE).toEqual({ undefined_table: "42P01", check_violation: "23514", lock_not_available: "55P03" });
+    expect(hasSqlState(err("23505"), SQLSTATE.unique_violation)).toBe(true);
+    expect(SQLSTATE).toEqual({
+      undefined_table: "42P01",
+      check_violation: "23514",
+      unique_violation: "23505",
+      lock_not_available: "55P03",
+    });
   });
 });
 

@@ -77,6 +77,20 @@ describe("the COPY line", () => {
     );
   });
 
+  test("a row carries its partition day, qr_id and canonical scanned_at (the sink's minute counts), and its message", () => {
+    // Sent with an offset: the row carries the canonical UTC text Postgres files it under.
+    const record = { ...toScanRecord({ event_id: ID, qr_id: "QR-9", scanned_at: AT }, RECEIVED, null) };
+    const m = message(JSON.stringify({ ...record, scanned_at: "2026-11-25T11:00:00+01:00" }));
+    const d = decode(m);
+    if (isPoison(d)) throw new Error(d.error);
+    expect({ day: d.day, qrId: d.qrId, scannedAt: d.scannedAt }).toEqual({
+      day: AT.slice(0, 10),
+      qrId: "QR-9",
+      scannedAt: AT,
+    });
+    expect(d.message).toBe(m);
+  });
+
   test("copyText escapes each special character, alone or among others", () => {
     expect(copyText("\t")).toBe("\\t");
     expect(copyText("\\")).toBe("\\\\");

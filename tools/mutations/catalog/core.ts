@@ -47,6 +47,38 @@ export const mutations: Mutation[] = [
       "timed out after 60 s waiting for worker_rows_duplicate_total to reach 929; last saw 0 (each replayed row hit 23505 and was bisected out)",
   },
   {
+    id: "sink-optimistic-conflict-taken-as-written",
+    promise:
+      "a batch holding a row already stored (a replay, a client's retry) is written by the staging path: its new rows stored and counted once, the stored ones skipped",
+    file: "worker/sink.ts",
+    find: "      if (hasSqlState(error, SQLSTATE.unique_violation)) return false;",
+    replace: "      if (hasSqlState(error, SQLSTATE.unique_violation)) return true;",
+    killers: ["test/integration/sink-paths.test.ts"],
+    testNamePattern: "a batch mixing new rows",
+    observed:
+      "mixing: write returned {inserted: 350, duplicates: 0} for 300 new and 50 stored rows, expected {inserted: 300, duplicates: 50}",
+  },
+  {
+    id: "sink-optimistic-counts-overwritten",
+    promise: "every event is counted once in scan_counts: a batch's counts add to its minutes' counts",
+    file: "worker/sink.ts",
+    find: "  order by 1, 2\n  on conflict (qr_id, bucket) do update set count = scan_counts.count + excluded.count",
+    replace: "  order by 1, 2\n  on conflict (qr_id, bucket) do update set count = excluded.count",
+    killers: ["test/integration/sink-paths.test.ts"],
+    testNamePattern: "new rows: COPYed straight in",
+    observed: "tally: counted 40 for 440 rows (each batch's counts replaced the minute's instead of adding to them)",
+  },
+  {
+    id: "sink-optimistic-counts-by-hour",
+    promise: "every event is counted in its own UTC minute of scan_counts",
+    file: "worker/sink.ts",
+    find: "      minute = r.scannedAt.slice(0, 16);",
+    replace: "      minute = r.scannedAt.slice(0, 13);",
+    killers: ["test/integration/sink-paths.test.ts"],
+    testNamePattern: "new rows: COPYed straight in",
+    observed: "countMismatches, expected 0: each hour's minute buckets differ from a recount of scan_events",
+  },
+  {
     id: "no-bisection",
     promise: "a row Postgres rejects is dead-lettered alone; the rest of its batch is stored",
     file: "worker/scan-loop.ts",

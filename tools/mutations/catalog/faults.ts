@@ -11,12 +11,14 @@ export const mutations: Mutation[] = [
     id: "sink-counts-each-batch-twice",
     promise: "Every event is stored once and counted once in scan_counts (replays and client retries are no-ops)",
     file: "worker/sink.ts",
-    find: "select qr_id, date_trunc('minute', scanned_at), count(*) from ins",
-    replace: "select qr_id, date_trunc('minute', scanned_at), 2 * count(*) from ins",
+    // Most batches count on the optimistic path (worker/sink.ts, COUNTS); the staging path's
+    // counts only run for batches holding a stored row, which this test's run need not have.
+    find: "  select qr_id, bucket, count\n  from unnest",
+    replace: "  select qr_id, bucket, 2 * count\n  from unnest",
     killers: [REPLICATED],
     testNamePattern: LEADER_KILL,
     observed:
-      'storedOnce failures: "sum(scan_counts.count) is 3638, expected 1819 (1819 acknowledged + 0 unacknowledged events stored): counted twice", "1132 scan_counts buckets differ from a recount of scan_events"',
+      'storedOnce failures: "sum(scan_counts.count) is 2194, expected 1146 (1132 acknowledged + 14 unacknowledged events stored): counted twice", "663 scan_counts buckets differ from a recount of scan_events"',
   },
   {
     id: "scan-loop-commits-offsets-before-the-write",
