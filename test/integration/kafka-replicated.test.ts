@@ -25,9 +25,9 @@
 // |                                                                 | (the victim's partitions had leader -1, replicas [3])       |
 // | server/ingest.ts: a retriable delivery error answered 202       | 1: storedOnce: "1 of 1362 acknowledged events are not       |
 // |                                                                 | stored (lost)" (earlier, before storedOnce: 153 of 2218)    |
-// | worker/sink.ts: scan_counts counts each batch twice             | 1: storedOnce: "sum(scan_counts.count) is 3638, expected    |
-// | (2 * count(*)); the duplicate query this test had before        | 1819 (1819 acknowledged + 0 unacknowledged events stored):  |
-// | (under the primary key) could not see it                        | counted twice", "1132 scan_counts buckets differ"           |
+// | worker/sink.ts: scan_counts counts each batch twice (2 * count   | 1: storedOnce: "sum(scan_counts.count) is 2194, expected    |
+// | in the optimistic path's counts upsert); the duplicate query    | 1146 (1132 acknowledged + 14 unacknowledged events stored): |
+// | this test had before (under the primary key) could not see it   | counted twice", "663 scan_counts buckets differ"            |
 import { expect, test } from "bun:test";
 import { KafkaAdmin } from "bun-rdkafka";
 import { TOPICS } from "../../shared/local-stack.ts";
