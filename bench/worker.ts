@@ -52,6 +52,8 @@ const VARIANTS: Record<string, Variant> = {
   },
   "batch-1000": { what: "optimistic, BATCH_MAX_ROWS 1000", env: { BATCH_MAX_ROWS: "1000" } },
   "writes-1": { what: "optimistic, WRITES_IN_FLIGHT 1", env: { WRITES_IN_FLIGHT: "1" } },
+  "writes-3": { what: "optimistic, WRITES_IN_FLIGHT 3", env: { WRITES_IN_FLIGHT: "3", DB_POOL_MAX: "5" } },
+  "batch-10000": { what: "optimistic, BATCH_MAX_ROWS 10000", env: { BATCH_MAX_ROWS: "10000" } },
   "staging-writes-1": {
     what: "staging path, WRITES_IN_FLIGHT 1",
     env: { SINK_OPTIMISTIC_COPY: "false", WRITES_IN_FLIGHT: "1" },
