@@ -8,7 +8,7 @@
 //   bun tools/mutations/run.ts --changed       those whose guarded file or killers changed since
 //                                              tools/mutations/verified.json was last recorded (CI)
 //   … --record                                 write the hashes of the ones killed into verified.json
-//   bun tools/mutations/run.ts --list          the catalog, one line each
+//   bun tools/mutations/run.ts --list          the catalog, one line each (verified, or changed since)
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -175,7 +175,11 @@ async function runKillers(dir: string, m: Mutation): Promise<Outcome> {
 async function main(argv: string[]): Promise<number> {
   const problems = catalogProblems(catalog);
   if (argv.includes("--list")) {
-    for (const m of catalog) console.log(`${m.id.padEnd(44)} ${m.file.padEnd(32)} ${m.killers.join(" ")}`);
+    const verified = readVerified();
+    for (const m of catalog) {
+      const state = verified[m.id] === fingerprint(m) ? "verified" : "changed";
+      console.log(`${m.id.padEnd(44)} ${state.padEnd(9)} ${m.file.padEnd(32)} ${m.killers.join(" ")}`);
+    }
     return 0;
   }
   if (problems.length) {
