@@ -14,7 +14,8 @@ import { requestLogFields } from "./tracing.ts";
 const INTERVAL_MS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
 const MAX_BUCKETS = 10_000;
 
-const StatsQuery = v.object({
+/** The query of GET /v1/qr/:qr_id/stats (also the OpenAPI document's parameters). */
+export const StatsQuery = v.object({
   qr_id: QrId,
   from: v.optional(RFC3339Timestamp),
   to: v.optional(RFC3339Timestamp),
