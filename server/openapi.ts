@@ -12,7 +12,7 @@
 // by test/unit/openapi.test.ts instead.
 import { type ConversionConfig, type JsonSchema, toJsonSchema, toJsonSchemaDefs } from "@valibot/to-json-schema";
 import type * as v from "valibot";
-import { RFC3339Timestamp, ScanEventSchema } from "../shared/event.ts";
+import { RFC3339Timestamp, SCHEMA_VERSION, ScanEventSchema } from "../shared/event.ts";
 import {
   type AnswerHeader,
   AnswerHeaders,
@@ -39,7 +39,19 @@ export const COMPONENT_SCHEMAS = {
 } as const satisfies Record<string, Schema>;
 export type ComponentName = keyof typeof COMPONENT_SCHEMAS;
 
-/** The one JSON Schema that stands for a valibot `custom` schema, which the converter cannot read. */
+/**
+ * What the event's fields mean (docs/api.md "The event" and "Device clocks" say it at length):
+ * given on the event object, as its schemas are shared with other fields and routes.
+ */
+const EVENT_DESCRIPTION = [
+  "One scan. event_id (a UUID the client makes; UUIDv7 from the SDK) with scanned_at is its identity: a retry must send both unchanged, and is then stored and counted once.",
+  "scanned_at: the device's clock when the code was scanned, fixed when the scan is queued.",
+  "sent_at (version 2): the device's clock when this request is sent, set again on every attempt; the edge derives the scan's instant on its own clock, derived_at = scanned_at + (received_at - sent_at), refuses an event whose device clock is off by more than CLOCK_SKEW_MAX_HOURS (a 400 on sent_at), and applies its window (5 minutes ahead, SCANNED_AT_MAX_AGE_HOURS back) to derived_at.",
+  "schema_version: the contract the client was written for, 1 when absent.",
+  "Strings must be well-formed Unicode without U+0000; unknown fields are refused by name.",
+].join(" ");
+
+/** The JSON Schema that stands for a valibot `custom` schema, which the converter cannot read. */
 const CUSTOM_SCHEMAS = new Map<unknown, JsonSchema>([
   [
     innermost(ScanEventSchema.entries.attributes),
@@ -68,7 +80,10 @@ export const CONVERSION: ConversionConfig = {
   target: "draft-2020-12",
   errorMode: "throw",
   overrideRef: ({ referenceId }) => `#/components/schemas/${referenceId}`,
-  overrideSchema: ({ valibotSchema }) => CUSTOM_SCHEMAS.get(valibotSchema),
+  overrideSchema: ({ valibotSchema, jsonSchema }) =>
+    valibotSchema === ScanEventSchema
+      ? { ...jsonSchema, description: EVENT_DESCRIPTION }
+      : CUSTOM_SCHEMAS.get(valibotSchema),
   overrideAction: ({ valibotAction, jsonSchema }) => {
     // RFC 3339 with an offset, checked (calendar, ±15:59, 1970-9999) and normalised by the edge.
     if (valibotAction === TIMESTAMP_PARSE) return { ...jsonSchema, format: "date-time" };
@@ -185,7 +200,8 @@ export function openApiDocument(): OpenApiDocument {
     openapi: "3.1.0",
     info: {
       title: "qrscan-ingest edge",
-      version: "1",
+      // The wire contract's version (shared/event.ts), which the event's schema_version names.
+      version: String(SCHEMA_VERSION),
       description:
         "Ingestion of QR-code scan events. A 202 means every accepted event is durable (Kafka acknowledged it on every in-sync replica). docs/api.md is the guide; this document is generated from the edge's own schemas.",
       license: { name: "Proprietary", identifier: "LicenseRef-Proprietary" },

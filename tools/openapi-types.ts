@@ -102,11 +102,26 @@ function objectType(schema: JsonSchema, where: string, indent: string): string {
   const required = new Set(schema.required ?? []);
   const inner = `${indent}  `;
   const lines = Object.entries(schema.properties ?? {}).map(([name, property]) => {
-    const doc = property.description ? `${inner}/** ${property.description} */\n` : "";
+    const doc = property.description ? docComment(property.description, inner) : "";
     const optional = required.has(name) ? "" : "?";
     return `${doc}${inner}${name}${optional}: ${typeOf(property, `${where}.${name}`, inner)};`;
   });
   return `{\n${lines.join("\n")}\n${indent}}`;
+}
+
+/** A JSDoc comment of `text` at `indent`, wrapped at 100 characters (biome does not wrap comments). */
+function docComment(text: string, indent: string): string {
+  if (indent.length + text.length <= 100) return `${indent}/** ${text} */\n`;
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && indent.length + line.length + word.length > 100) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  lines.push(line);
+  return `${indent}/**\n${lines.map((l) => `${indent} * ${l}\n`).join("")}${indent} */\n`;
 }
 
 /** wire.ts's text for `doc`, formatted as biome formats it (so `biome check` leaves it as it is). */
@@ -119,7 +134,7 @@ export function wireTypes(doc: OpenApiDocument): string {
   for (const [name, schema] of Object.entries(doc.components.schemas) as [string, JsonSchema][]) {
     const where = `#/components/schemas/${name}`;
     parts.push("");
-    if (schema.description) parts.push(`/** ${schema.description} */`);
+    if (schema.description) parts.push(docComment(schema.description, "").trimEnd());
     const type = typeOf(schema, where, "");
     parts.push(type.startsWith("{") ? `export interface ${name} ${type}` : `export type ${name} = ${type};`);
   }

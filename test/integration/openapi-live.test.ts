@@ -100,12 +100,23 @@ describe("the document", () => {
 });
 
 describe("every documented answer, from the real edge", () => {
-  test("202 (JSON, NDJSON, gzip), 400 both shapes, 401, 413, 415, 404, 405, the probes", async () => {
+  test("202 (JSON, version 2, NDJSON, gzip), 400 both shapes, 401, 413, 415, 404, 405, the probes", async () => {
     const { app, post } = await createTestApp({ AUTH_FAILURES_PER_MINUTE: "0", MAX_EVENTS_PER_REQUEST: "5" });
     const scans = "/v1/scans";
 
     const mixed = await conforms(await post(JSON.stringify([scan(), scan({ qr_id: "no spaces" })])), "post", scans);
     expect(mixed).toMatchObject({ component: "IngestAnswer", body: { accepted: 1, rejected: [{ index: 1 }] } });
+
+    // Contract version 2: sent_at corrects the device's clock; one off by more than a day is refused on sent_at.
+    const now = Date.now();
+    const v2 = (clockOffsetMs: number) =>
+      scan({
+        scanned_at: new Date(now + clockOffsetMs - 1000).toISOString(),
+        sent_at: new Date(now + clockOffsetMs).toISOString(),
+        schema_version: 2,
+      });
+    const skewed = await conforms(await post(JSON.stringify([v2(2 * 3_600_000), v2(30 * 3_600_000)])), "post", scans);
+    expect(skewed.body).toMatchObject({ accepted: 1, rejected: [{ index: 1, errors: [{ path: "sent_at" }] }] });
 
     const ndjson = `${JSON.stringify(scan())}\n${JSON.stringify(scan())}\n`;
     const gz = await post(gzipSync(ndjson), { "content-type": "application/x-ndjson", "content-encoding": "gzip" });

@@ -45,6 +45,9 @@ describe("the document's schemas", () => {
   test("the event's timestamps are date-time and its attributes a flat object, as the edge validates", () => {
     const event = doc.components.schemas.ScanEvent as { properties: Record<string, Record<string, unknown>> };
     expect(event.properties.scanned_at).toEqual({ type: "string", format: "date-time" });
+    // Contract version 2's fields (shared/event.ts).
+    expect(event.properties.sent_at).toEqual({ type: "string", format: "date-time" });
+    expect(event.properties.schema_version).toEqual({ enum: [1, 2], type: "number" });
     expect(event.properties.attributes?.additionalProperties).toEqual({ type: ["string", "number", "boolean"] });
     expect((doc.components.schemas.ScanEvent as { additionalProperties: boolean }).additionalProperties).toBe(false);
     // The document's required fields are the ones the edge refuses an event without.

@@ -2,6 +2,17 @@
 // GET /openapi.json): the wire's types from the schemas the edge validates and answers with. Do not
 // edit: change the schemas and run `bun tools/openapi-types.ts` (a unit test fails while they differ).
 
+/**
+ * One scan. event_id (a UUID the client makes; UUIDv7 from the SDK) with scanned_at is its identity: a
+ * retry must send both unchanged, and is then stored and counted once. scanned_at: the device's clock
+ * when the code was scanned, fixed when the scan is queued. sent_at (version 2): the device's clock
+ * when this request is sent, set again on every attempt; the edge derives the scan's instant on its own
+ * clock, derived_at = scanned_at + (received_at - sent_at), refuses an event whose device clock is off
+ * by more than CLOCK_SKEW_MAX_HOURS (a 400 on sent_at), and applies its window (5 minutes ahead,
+ * SCANNED_AT_MAX_AGE_HOURS back) to derived_at. schema_version: the contract the client was written
+ * for, 1 when absent. Strings must be well-formed Unicode without U+0000; unknown fields are refused by
+ * name.
+ */
 export interface ScanEvent {
   event_id: string;
   qr_id: string;
@@ -13,8 +24,13 @@ export interface ScanEvent {
     accuracy_m?: number;
   };
   user_agent?: string;
-  /** A flat object of string, finite number or boolean values: at most 32 keys and 4 KiB as JSON; the keys __proto__, constructor and prototype are refused */
+  /**
+   * A flat object of string, finite number or boolean values: at most 32 keys and 4 KiB as JSON; the
+   * keys __proto__, constructor and prototype are refused
+   */
   attributes?: Record<string, string | number | boolean>;
+  sent_at?: string;
+  schema_version?: 1 | 2;
 }
 
 export interface FieldError {
@@ -54,7 +70,10 @@ export interface StatsAnswer {
     start: string;
     count: number;
   }[];
-  /** Where minute counts start once retention pruned older ones (hours and days come from the rollup before it) */
+  /**
+   * Where minute counts start once retention pruned older ones (hours and days come from the rollup
+   * before it)
+   */
   minute_counts_from?: string;
 }
 
