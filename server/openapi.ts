@@ -117,15 +117,13 @@ function answer(description: string, body: ComponentName, headers: Record<string
 }
 
 const retryAfter = header("Retry-After", true);
-const rateLimitHeaders = (required: boolean) => ({
-  ...header("RateLimit", required),
-  ...header("RateLimit-Policy", required),
-});
+/** On the answers a key's limit charged (absent while no per-key limit is configured). */
+const rateLimitHeaders = { ...header("RateLimit", false), ...header("RateLimit-Policy", false) };
 
-/** Every other error: 404, 405 + Allow, 408 and the rest, in the one error shape. */
+/** Every other error of the edge (404, 405 + Allow), in the one error shape. */
 const otherErrors = {
   default: answer(
-    "Any other error, in the one error shape: 404 for an unknown path, 405 (with Allow) for a method the path does not serve, 408 for a body that did not arrive in time",
+    "Any other error, in the one error shape: 404 for an unknown path, 405 (with Allow) for a method the path does not serve. A proxy in front of the edge may answer 408, 502 or 504 itself: resend after a while",
     "ErrorAnswer",
     header("Allow", false, "On a 405: the methods the path serves"),
   ),
@@ -145,7 +143,7 @@ const unauthorized = answer(
   "ErrorAnswer",
 );
 
-/** The answer to one request, as /v1/scans' answers and /v1/qr/{qr_id}/stats' share them. */
+/** The 429 of both authenticated routes: a key over its rate or burst, or an address over its failed authentications. */
 function tooMany(what: string) {
   return answer(
     `${what} Two kinds: with Retry-After (and RateLimit, RateLimit-Policy): wait that many seconds, then resend; with Max-Batch-Events and no Retry-After: the batch is larger than this key may ever send, split it into batches of at most that many events`,
@@ -234,7 +232,7 @@ export function openApiDocument(): OpenApiDocument {
             "202": answer(
               "At least one event accepted, and Kafka acknowledged every accepted one: they are durable. The rejected ones (by index) are refused for good",
               "IngestAnswer",
-              rateLimitHeaders(false),
+              rateLimitHeaders,
             ),
             "400": {
               description:
@@ -274,11 +272,7 @@ export function openApiDocument(): OpenApiDocument {
             ...statsParameters,
           ],
           responses: {
-            "200": answer(
-              "Counts per UTC bucket; from inclusive, to exclusive",
-              "StatsAnswer",
-              rateLimitHeaders(false),
-            ),
+            "200": answer("Counts per UTC bucket; from inclusive, to exclusive", "StatsAnswer", rateLimitHeaders),
             "400": answer("An invalid query (errors names each field), or too many buckets", "ErrorAnswer"),
             "401": unauthorized,
             "403": answer("The credential lacks stats:read, or the QR code is outside its tenant", "ErrorAnswer"),

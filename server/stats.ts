@@ -8,6 +8,7 @@ import * as v from "valibot";
 import { classifyDbError } from "../shared/db-errors.ts";
 import { QrId, RFC3339Timestamp, fieldErrors } from "../shared/event.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { StatsAnswer } from "./answers.ts";
 import { ApiError } from "./errors.ts";
 import { requestLogFields } from "./tracing.ts";
 
@@ -75,7 +76,7 @@ export function statsHandler({
       buckets: series,
       // Once retention has pruned minute counts: where they start (docs/api.md).
       ...(minuteCountsFrom ? { minute_counts_from: minuteCountsFrom.toISOString() } : {}),
-    });
+    } satisfies StatsAnswer);
   };
 }
 
