@@ -9,11 +9,12 @@ import { gzipSync } from "node:zlib";
 import { toJsonSchemaDefs } from "@valibot/to-json-schema";
 import addFormats from "ajv-formats";
 import Ajv2020 from "ajv/dist/2020.js";
+import postgres from "postgres";
 import * as v from "valibot";
 import { AnswerHeaders } from "../../server/answers.ts";
 import { COMPONENT_SCHEMAS, CONVERSION, type ComponentName, openApiDocument } from "../../server/openapi.ts";
-import { API_KEY, createTestApp } from "../helpers/fixtures.ts";
-import { scan } from "../helpers/server.ts";
+import { API_KEY, createDatabase, createTestApp, onCleanup } from "../helpers/fixtures.ts";
+import { freePort, scan } from "../helpers/server.ts";
 import { ensureStack } from "../helpers/stack.ts";
 
 await ensureStack();
@@ -183,5 +184,37 @@ describe("every documented answer, from the real edge", () => {
     const locked = await post(batch(1), wrong);
     expect([locked.status, locked.headers.get("ratelimit-policy")]).toEqual([429, '"ip";q=1;w=60']);
     await conforms(locked, "post", scans);
+  });
+
+  test("the stats route's 200, 400 and 503, and the 503s of an edge without Kafka", async () => {
+    const db = await createDatabase();
+    await db.sql`insert into scan_counts (qr_id, bucket, count) values ('gate-7', '2026-11-25T10:00:00Z', 3)`;
+    const { app } = await createTestApp({ AUTH_FAILURES_PER_MINUTE: "0" }, { sql: db.sql });
+    const get = (path: string) => app.request(path, { headers: { authorization: `Bearer ${API_KEY}` } });
+    const stats = "/v1/qr/{qr_id}/stats";
+    const counted = await get("/v1/qr/gate-7/stats?from=2026-11-25T00:00:00Z&to=2026-11-26T00:00:00Z&interval=day");
+    expect(await conforms(counted, "get", stats)).toMatchObject({ component: "StatsAnswer", body: { total: 3 } });
+    const invalid = await get("/v1/qr/gate-7/stats?interval=week");
+    expect(await conforms(invalid, "get", stats)).toMatchObject({
+      component: "ErrorAnswer",
+      body: { errors: [{ path: "interval" }] },
+    });
+
+    // No database and no broker behind the edge: the route's 503 + Retry-After, and ingest's.
+    const nowhere = postgres(`postgres://qrscan:qrscan@127.0.0.1:${freePort()}/qrscan`, { max: 1, prepare: false });
+    onCleanup(() => nowhere.end({ timeout: 1 }));
+    const down = await createTestApp(
+      { AUTH_FAILURES_PER_MINUTE: "0", KAFKA_BROKERS: `127.0.0.1:${freePort()}` },
+      { sql: nowhere, waitForKafka: false },
+    );
+    const noDb = await down.app.request("/v1/qr/gate-7/stats", { headers: { authorization: `Bearer ${API_KEY}` } });
+    expect([noDb.status, (await conforms(noDb, "get", stats)).component]).toEqual([503, "ErrorAnswer"]);
+    const noKafka = await down.post(JSON.stringify(scan()));
+    expect([noKafka.status, (await conforms(noKafka, "post", "/v1/scans")).component]).toEqual([503, "ErrorAnswer"]);
+    const notReady = await down.app.request("/ready");
+    expect([notReady.status, (await conforms(notReady, "get", "/ready")).body]).toEqual([
+      503,
+      { status: "waiting for Kafka" },
+    ]);
   });
 });
