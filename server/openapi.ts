@@ -204,7 +204,8 @@ export function openApiDocument(): OpenApiDocument {
         "Ingestion of QR-code scan events. A 202 means every accepted event is durable (Kafka acknowledged it on every in-sync replica). docs/api.md is the guide; this document is generated from the edge's own schemas.",
       license: { name: "Proprietary", identifier: "LicenseRef-Proprietary" },
     },
-    servers: [{ url: "http://127.0.0.1:8080", description: "bun run dev" }],
+    // Relative: the edge that served the document (bun run dev: http://127.0.0.1:8080).
+    servers: [{ url: "/", description: "the edge serving this document" }],
     tags: [
       { name: "scans", description: "Sending scan events" },
       { name: "stats", description: "Reading what was counted" },
