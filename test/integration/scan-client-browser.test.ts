@@ -202,7 +202,7 @@ test("Chromium: scans made online, then with the edge cut off and the page reloa
   pageServer(pagePort, {
     "/": readFileSync(join(PAGE_DIR, "index.html"), "utf8"),
     "/page.js": readFileSync(join(PAGE_DIR, "page.js"), "utf8"),
-    ...(await bundle({ "/sdk.js": "packages/scan-client/src/browser.ts", "/queue.js": QUEUE_SOURCE })),
+    ...(await bundle({ "/sdk.js": "packages/scan-client/src/browser.ts" })),
   });
   const config = { endpoint: edge.url, apiKey: API_KEY, queueName: "scans" };
   const cdp = await launchChromium(`${origin}/?config=${encodeURIComponent(JSON.stringify(config))}`);

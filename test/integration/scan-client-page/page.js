@@ -1,9 +1,8 @@
-import { IndexedDbQueue } from "/queue.js";
-// The scanner page's script (served as is; /sdk.js and /queue.js are bundled by the test from
-// packages/scan-client/src). On load: reads how many events the IndexedDB queue holds (straight from
+// The scanner page's script (served as is; /sdk.js is packages/scan-client/src/browser.ts bundled by
+// the test). On load: reads how many events the IndexedDB queue holds (straight from
 // the queue, before the client touches it), then opens the client on that queue, and exposes
 // window.scanner for the test: scan(n), metrics(), flush(), errors.
-import { ScanClient } from "/sdk.js";
+import { IndexedDbQueue, ScanClient } from "/sdk.js";
 
 const config = JSON.parse(new URLSearchParams(location.search).get("config"));
 const state = document.getElementById("state");
