@@ -106,6 +106,49 @@ describe("IndexedDbQueue", () => {
     await q.close();
   });
 
+  test("a transaction that fails after every request succeeded (a failed commit) rejects append: it waits for complete", async () => {
+    const factory = new IDBFactory();
+    let failNextCommit = false;
+    // The queue's connection, with its readwrite transactions aborted right after their last add()
+    // succeeded: what a commit refused by the disk looks like to the page.
+    const failing: IdbFactory = {
+      open(name, version) {
+        const req = factory.open(name, version);
+        req.addEventListener("success", () => {
+          const db = req.result;
+          const transaction = db.transaction.bind(db);
+          db.transaction = ((...args: Parameters<typeof transaction>) => {
+            const tx = transaction(...args);
+            if (!failNextCommit) return tx;
+            const store = tx.objectStore("events");
+            const add = store.add.bind(store);
+            let pending = 0;
+            store.add = (value: unknown) => {
+              const r = add(value);
+              pending++;
+              r.addEventListener("success", () => {
+                if (--pending === 0) tx.abort();
+              });
+              return r;
+            };
+            tx.objectStore = () => store;
+            return tx;
+          }) as typeof db.transaction;
+        });
+        return req as unknown as ReturnType<IdbFactory["open"]>;
+      },
+    };
+    const q = await IndexedDbQueue.open("scans", failing);
+    await q.append(items(0, 2));
+    failNextCommit = true;
+    await expect(q.append(items(2, 3))).rejects.toThrow(
+      "IndexedDB queue append: transaction aborted (without an error: abort() or the connection closing)",
+    );
+    failNextCommit = false;
+    expect((await q.peek(10)).map((e) => e.event.qr_id)).toEqual(["gate-7:ticket-0", "gate-7:ticket-1"]);
+    await q.close();
+  });
+
   test("a value IndexedDB cannot store rejects append; a closed queue rejects every call", async () => {
     const { factory } = freshFactory();
     const q = await IndexedDbQueue.open("scans", factory);

@@ -68,7 +68,7 @@ const VERSION = 1;
 type Stored = QueuedEvent;
 
 const describe = (error: { name: string; message: string } | null | undefined) =>
-  error ? `${error.name}: ${error.message}` : "no error given";
+  error ? `${error.name}: ${error.message}` : "without an error: abort() or the connection closing";
 
 export class IndexedDbQueue implements Queue {
   readonly #db: IdbDatabase;
