@@ -4,6 +4,7 @@
 // a real page reload is shown in Chromium by test/integration/scan-client-browser.test.ts.
 import { describe, expect, test } from "bun:test";
 import { IDBFactory } from "fake-indexeddb";
+import { ScanClientError } from "../src/errors.ts";
 import { type IdbFactory, IndexedDbQueue, IndexedDbQueueError } from "../src/queue/indexeddb.ts";
 import type { WireEvent } from "../src/wire.ts";
 
@@ -101,6 +102,7 @@ describe("IndexedDbQueue", () => {
       (e: unknown) => e,
     );
     expect(error).toBeInstanceOf(IndexedDbQueueError);
+    expect(error).toMatchObject({ code: "journal_io", op: "append" });
     expect(String(error)).toMatch(/IndexedDB queue append: transaction aborted \(ConstraintError/);
     expect(await q.size()).toBe(0);
     await q.close();
@@ -157,7 +159,11 @@ describe("IndexedDbQueue", () => {
     expect(await q.size()).toBe(0);
     await q.close();
     await expect(q.size()).rejects.toThrow("IndexedDB queue size: the queue is closed");
-    await expect(q.append(items(0, 1))).rejects.toBeInstanceOf(IndexedDbQueueError);
+    const closed = await q.append(items(0, 1)).catch((e: unknown) => e);
+    expect(closed).toBeInstanceOf(IndexedDbQueueError);
+    // The app handles it like any other SDK error.
+    expect(closed).toBeInstanceOf(ScanClientError);
+    expect((closed as ScanClientError).code).toBe("closed");
   });
 
   test("open without any IndexedDB says so", async () => {

@@ -4,6 +4,7 @@
 // is queued survives a page reload, a tab kill or a browser crash. The key generator never hands
 // out a key twice, so seq keeps increasing across reopens even when the store was emptied.
 // Pure IndexedDB API (no library), so the same code runs under fake-indexeddb in unit tests.
+import { ScanClientError } from "../errors.ts";
 import type { Queue, QueuedEvent } from "../queue.ts";
 
 // The few IndexedDB types used here, declared by hand: the project's tsconfig has no DOM lib (it
@@ -51,12 +52,15 @@ export interface IdbFactory {
   open(name: string, version?: number): IdbOpenRequest;
 }
 
-/** An IndexedDB operation failed: `op` says which, `cause` is the DOMException (QuotaExceededError…). */
-export class IndexedDbQueueError extends Error {
+/**
+ * An IndexedDB operation failed: `op` says which, `cause` is the DOMException (QuotaExceededError…).
+ * A ScanClientError like the file journal's: "journal_io", or "closed" for a call on a closed queue.
+ */
+export class IndexedDbQueueError extends ScanClientError {
   override name = "IndexedDbQueueError";
   readonly op: string;
-  constructor(op: string, message: string, options: { cause?: unknown } = {}) {
-    super(`IndexedDB queue ${op}: ${message}`, options);
+  constructor(op: string, message: string, options: { cause?: unknown; closed?: boolean } = {}) {
+    super(options.closed ? "closed" : "journal_io", `IndexedDB queue ${op}: ${message}`, { cause: options.cause });
     this.op = op;
   }
 }
@@ -105,7 +109,7 @@ export class IndexedDbQueue implements Queue {
 
   /** Runs `work` in one transaction; resolves with its result once the transaction has completed. */
   #transact<T>(op: string, mode: "readonly" | "readwrite", work: (store: IdbObjectStore) => () => T): Promise<T> {
-    if (this.#closed) return Promise.reject(new IndexedDbQueueError(op, "the queue is closed"));
+    if (this.#closed) return Promise.reject(new IndexedDbQueueError(op, "the queue is closed", { closed: true }));
     return new Promise((resolve, reject) => {
       let tx: IdbTransaction;
       let result: () => T;
