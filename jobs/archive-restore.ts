@@ -14,7 +14,7 @@ import { type CliSpec, MAIN, UsageError, parseCommand, runCli } from "../shared/
 import { loadConfig } from "../shared/config.ts";
 import { copyText } from "../shared/scan-events.ts";
 import {
-  ARCHIVE_COLUMNS,
+  ARCHIVE_COLUMNS_BY_VERSION,
   ArchiveError,
   type DayDigest,
   describeDigest,
@@ -72,7 +72,10 @@ async function restoreDay(sql: Sql, c: MaintainConfig, day: string): Promise<{ r
       throw new RestoreError(`${partition} exists although ${day} is archived: drop it or check who created it`);
     await tx`delete from archived_days where day = ${day}::text::date`;
     await tx`select ensure_scan_event_partition_days(array[${day}::text::date])`;
-    const copy = await tx.unsafe(`copy ${ident(partition)} (${ARCHIVE_COLUMNS.join(", ")}) from stdin`).writable();
+    // An archive of an older schema version has fewer columns: the others stay null.
+    const columns = Object.values(ARCHIVE_COLUMNS_BY_VERSION).find((c) => c.join(",") === manifest.columns.join(","));
+    if (!columns) throw new RestoreError(`${file}: its manifest's columns are no archive schema version's`);
+    const copy = await tx.unsafe(`copy ${ident(partition)} (${columns.join(", ")}) from stdin`).writable();
     await readArchive(file, async (rows) => {
       let text = "";
       for (const r of rows) text += copyLine(r);
@@ -80,7 +83,7 @@ async function restoreDay(sql: Sql, c: MaintainConfig, day: string): Promise<{ r
     });
     copy.end();
     await finished(copy);
-    const loaded = await digestInDb(tx as unknown as Sql, partition);
+    const loaded = await digestInDb(tx as unknown as Sql, partition, columns);
     if (!sameDigest(loaded, expected)) {
       throw new RestoreError(
         `${partition} holds ${describeDigest(loaded)} after loading; the archive ${describeDigest(expected)}: rolled back`,

@@ -73,6 +73,8 @@ export const ServerConfigSchema = v.object({
   MAX_EVENTS_PER_REQUEST: int(1000, 1),
   SCANNED_AT_MAX_AGE_HOURS,
   SCANNED_AT_MAX_FUTURE_MINUTES: int(5, 0),
+  /** The largest device clock offset (received_at - sent_at) the edge corrects; a larger one is refused. */
+  CLOCK_SKEW_MAX_HOURS: int(24, 1, 24 * 366),
   API_KEY_SHA256: sha256Hex,
   API_KEYS_FILE: v.optional(v.string()),
   AUTH_DISABLED: bool(false),
@@ -181,7 +183,7 @@ export type ServerConfig = v.InferOutput<typeof ServerConfigSchema> & {
    */
   rateLimits: { perKey: BucketLimit | null; perIp: BucketLimit | null };
   /** scanned_at's accepted window in ms: SCANNED_AT_MAX_AGE_HOURS back, SCANNED_AT_MAX_FUTURE_MINUTES ahead. */
-  scannedAtWindow: { maxAgeMs: number; maxFutureMs: number };
+  scannedAtWindow: { maxAgeMs: number; maxFutureMs: number; maxClockSkewMs: number };
 };
 
 export interface JwtConfig {
@@ -234,6 +236,7 @@ export function loadServerConfig(env: Record<string, string | undefined> = proce
     scannedAtWindow: {
       maxAgeMs: c.SCANNED_AT_MAX_AGE_HOURS * 3_600_000,
       maxFutureMs: c.SCANNED_AT_MAX_FUTURE_MINUTES * 60_000,
+      maxClockSkewMs: c.CLOCK_SKEW_MAX_HOURS * 3_600_000,
     },
     kafka: {
       "bootstrap.servers": c.KAFKA_BROKERS,

@@ -9,6 +9,7 @@ import {
   type FieldError,
   SCHEMA_VERSION,
   ScanEventSchema,
+  derivedInstant,
   fieldErrors,
   scannedAtWindowError,
   timestampOf,
@@ -27,8 +28,11 @@ export interface IngestOptions {
   partitionKey?: "qr_id" | "scanner_id" | "none";
   maxBodyBytes: number;
   maxEventsPerRequest: number;
+  /** The accepted window of a scan's instant (derived_at), back and ahead of now. */
   maxAgeMs: number;
   maxFutureMs: number;
+  /** The largest device clock offset (received_at - sent_at) the edge corrects (CLOCK_SKEW_MAX_HOURS). */
+  maxClockSkewMs: number;
   retryAfterSeconds: number;
   clientIp: (c: Context) => string | null;
   /** The 403 for an event whose qr_id is outside the principal's tenant (server/auth.ts). */
@@ -94,10 +98,16 @@ export function ingestHandler(o: IngestOptions) {
     for (let index = 0; index < raw.length; index++) {
       const result = v.safeParse(ScanEventSchema, raw[index]);
       let errors: FieldError[] | null = null;
+      let derivedAt = "";
       if (!result.success) errors = fieldErrors(result.issues);
       else {
-        const window = scannedAtWindowError(result.output.scanned_at, now, o.maxAgeMs, o.maxFutureMs);
-        if (window) errors = [{ path: "scanned_at", message: window }];
+        const derived = derivedInstant(result.output, now, o.maxClockSkewMs);
+        if ("error" in derived) errors = [derived.error];
+        else {
+          const window = scannedAtWindowError(derived.ms, now, o.maxAgeMs, o.maxFutureMs);
+          if (window) errors = [{ path: "scanned_at", message: window }];
+          derivedAt = derived.text;
+        }
       }
       if (errors) {
         rejected.push({ index, errors });
@@ -117,7 +127,7 @@ export function ingestHandler(o: IngestOptions) {
       messages.push({
         topic: o.topic,
         key: partitionKey === "qr_id" ? event.qr_id : partitionKey === "none" ? undefined : event.scanner_id,
-        value: JSON.stringify(toScanRecord(event, receivedAt, clientIp)),
+        value: JSON.stringify(toScanRecord(event, receivedAt, clientIp, derivedAt)),
         headers,
       });
     }

@@ -16,7 +16,14 @@ import * as v from "valibot";
 // The pattern v.uuid() checks with, for the fast path below.
 import { UUID_REGEX } from "valibot";
 
-export const SCHEMA_VERSION = 1;
+/**
+ * The contract's version. 2 added `sent_at` (the device's clock when it sent the event), from which
+ * the edge derives the scan's instant on its own clock (`derived_at`). A client may say which version
+ * it was written for (`schema_version` in the event, 1 when absent); the Kafka record always carries
+ * the edge's, and the worker still reads version 1 records (written by an older edge).
+ */
+export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSIONS = [1, 2] as const;
 
 const MAX_ATTRIBUTES = 32;
 const MAX_ATTRIBUTES_JSON_BYTES = 4096;
@@ -251,7 +258,18 @@ const eventEntries = {
 /** Each schema with a fast path (withFastPath, below) as it is without it. */
 const schemaOnly = new WeakMap<object, v.GenericSchema>();
 
-const scanEvent = v.strictObject(eventEntries, objectMessage("an event must be a JSON object"));
+const versionField = v.picklist(SCHEMA_VERSIONS, `must be one of ${SCHEMA_VERSIONS.join(", ")}`);
+
+const scanEvent = v.strictObject(
+  {
+    ...eventEntries,
+    // The device's clock when it sent this request (set again on each retry): with received_at it
+    // measures the device clock's offset (see derivedInstant).
+    sent_at: v.optional(Timestamp),
+    schema_version: v.optional(versionField),
+  },
+  objectMessage("an event must be a JSON object"),
+);
 export type ScanEvent = v.InferOutput<typeof scanEvent>;
 /** What a scanner sends. */
 export const ScanEventSchema: typeof scanEvent = withFastPath(scanEvent, (input) => fastPaths.event(input));
@@ -260,9 +278,12 @@ export const ScanEventSchema: typeof scanEvent = withFastPath(scanEvent, (input)
 const scanRecord = v.strictObject(
   {
     ...eventEntries,
+    sent_at: v.optional(Timestamp),
+    // The scan's instant on the edge's clock (absent from version 1 records: scanned_at, then).
+    derived_at: v.optional(Timestamp),
     received_at: Timestamp,
     client_ip: v.nullable(v.pipe(v.string(), v.check(isStorableIp, "must be an IPv4 or IPv6 address without a zone"))),
-    schema_version: v.literal(SCHEMA_VERSION),
+    schema_version: versionField,
   },
   objectMessage("a record must be a JSON object"),
 );
@@ -301,7 +322,7 @@ export function withoutFastPath<S extends v.GenericSchema>(schema: S): S {
 
 /** The fast paths alone: an output, or undefined where the schema decides (for the tests). */
 export const fastPaths = {
-  event: (input: unknown) => fastEvent(input, 0),
+  event: (input: unknown) => fastEvent(input),
   record: (input: unknown) => fastRecord(input),
 };
 
@@ -321,70 +342,160 @@ const optionalText = (x: unknown, min: number, max: number): x is string =>
 const inRange = (x: unknown, min: number, max: number): x is number =>
   typeof x === "number" && Number.isFinite(x) && x >= min && x <= max;
 
-/** The event's fields in the schema's order (as valibot's output has them), `known` of them seen; undefined: ask the schema. */
-function fastEvent(input: unknown, extraFields: number): ScanEvent | undefined {
-  if (!isPlainObject(input)) return undefined;
+/** The fields events and records share; `known` counts those present. Undefined: ask the schema. */
+type Common = Omit<ScanEvent, "sent_at" | "schema_version">;
+function fastCommon(input: Record<string, unknown>): { common: Common; known: number } | undefined {
   const { event_id, qr_id, scanned_at, scanner_id, location, user_agent, attributes } = input;
   if (typeof event_id !== "string" || !UUID_REGEX.test(event_id)) return undefined;
   if (typeof qr_id !== "string" || !QR_ID.test(qr_id)) return undefined;
   if (typeof scanned_at !== "string") return undefined;
   const scannedAt = canonicalTimestamp(scanned_at);
   if (typeof scannedAt !== "string") return undefined;
-  const event: ScanEvent = { event_id: event_id.toLowerCase(), qr_id, scanned_at: scannedAt };
+  const common: Common = { event_id: event_id.toLowerCase(), qr_id, scanned_at: scannedAt };
   let known = 3;
   if (scanner_id !== undefined) {
     if (!optionalText(scanner_id, 1, 128)) return undefined;
-    event.scanner_id = scanner_id;
+    common.scanner_id = scanner_id;
     known++;
   }
   if (location !== undefined) {
     if (!isPlainObject(location)) return undefined;
     const { lat, lon, accuracy_m } = location;
     if (!inRange(lat, -90, 90) || !inRange(lon, -180, 180)) return undefined;
-    event.location = { lat, lon };
+    common.location = { lat, lon };
     if (accuracy_m !== undefined) {
       if (!inRange(accuracy_m, 0, Number.POSITIVE_INFINITY)) return undefined;
-      event.location.accuracy_m = accuracy_m;
+      common.location.accuracy_m = accuracy_m;
     }
     if (keyCount(location) !== (accuracy_m === undefined ? 2 : 3)) return undefined;
     known++;
   }
   if (user_agent !== undefined) {
     if (!optionalText(user_agent, 0, 512)) return undefined;
-    event.user_agent = user_agent;
+    common.user_agent = user_agent;
     known++;
   }
   if (attributes !== undefined) {
     if (!isFlatObject(attributes) || attributesProblem(attributes) !== null) return undefined;
-    event.attributes = attributes as Record<string, string | number | boolean>;
+    common.attributes = attributes as Record<string, string | number | boolean>;
+    known++;
+  }
+  return { common, known };
+}
+
+/** An optional timestamp field: its canonical text, null when absent, undefined when the schema must decide. */
+function fastOptionalTimestamp(x: unknown): string | null | undefined {
+  if (x === undefined) return null;
+  if (typeof x !== "string") return undefined;
+  const t = canonicalTimestamp(x);
+  return typeof t === "string" ? t : undefined;
+}
+
+const isVersion = (x: unknown): x is (typeof SCHEMA_VERSIONS)[number] => x === 1 || x === 2;
+
+function fastEvent(input: unknown): ScanEvent | undefined {
+  if (!isPlainObject(input)) return undefined;
+  const shared = fastCommon(input);
+  if (shared === undefined) return undefined;
+  const event: ScanEvent = shared.common;
+  let known = shared.known;
+  const sentAt = fastOptionalTimestamp(input.sent_at);
+  if (sentAt === undefined) return undefined;
+  if (sentAt !== null) {
+    event.sent_at = sentAt;
+    known++;
+  }
+  const { schema_version } = input;
+  if (schema_version !== undefined) {
+    if (!isVersion(schema_version)) return undefined;
+    event.schema_version = schema_version;
     known++;
   }
   // Anything else (an unknown field, one present but undefined) is the schema's to name.
-  return keyCount(input) === known + extraFields ? event : undefined;
+  return keyCount(input) === known ? event : undefined;
 }
 
 function fastRecord(input: unknown): ScanRecord | undefined {
-  const event = fastEvent(input, 3);
-  if (event === undefined) return undefined;
-  const { received_at, client_ip, schema_version } = input as Record<string, unknown>;
-  if (typeof received_at !== "string" || schema_version !== SCHEMA_VERSION) return undefined;
+  if (!isPlainObject(input)) return undefined;
+  const shared = fastCommon(input);
+  if (shared === undefined) return undefined;
+  const { received_at, client_ip, schema_version } = input;
+  if (typeof received_at !== "string" || !isVersion(schema_version)) return undefined;
   const receivedAt = canonicalTimestamp(received_at);
   if (typeof receivedAt !== "string") return undefined;
   if (client_ip !== null && (typeof client_ip !== "string" || !isStorableIp(client_ip))) return undefined;
-  return { ...event, received_at: receivedAt, client_ip, schema_version };
+  const sentAt = fastOptionalTimestamp(input.sent_at);
+  const derivedAt = fastOptionalTimestamp(input.derived_at);
+  if (sentAt === undefined || derivedAt === undefined) return undefined;
+  // In the schema's order: the shared fields, sent_at, derived_at, then what the edge adds.
+  const record = shared.common as ScanRecord;
+  let known = shared.known + 3;
+  if (sentAt !== null) {
+    record.sent_at = sentAt;
+    known++;
+  }
+  if (derivedAt !== null) {
+    record.derived_at = derivedAt;
+    known++;
+  }
+  record.received_at = receivedAt;
+  record.client_ip = client_ip;
+  record.schema_version = schema_version;
+  return keyCount(input) === known ? record : undefined;
 }
 
 /**
  * The Kafka record for an accepted event: what the edge writes and the worker reads. A client
  * address Postgres could not store (an IPv6 zone from a proxy's header) is recorded as unknown.
+ * `derivedAt`: the scan's instant on the edge's clock (derivedInstant); the client's own
+ * schema_version is not kept (the record's is the edge's).
  */
-export function toScanRecord(event: ScanEvent, receivedAt: string, clientIp: string | null): ScanRecord {
+export function toScanRecord(
+  event: ScanEvent,
+  receivedAt: string,
+  clientIp: string | null,
+  derivedAt: string = event.scanned_at,
+): ScanRecord {
+  const { schema_version: _client, ...fields } = event;
   return {
-    ...event,
+    ...fields,
+    derived_at: derivedAt,
     received_at: receivedAt,
     client_ip: clientIp !== null && isStorableIp(clientIp) ? clientIp : null,
     schema_version: SCHEMA_VERSION,
   };
+}
+
+/**
+ * The scan's instant on the edge's clock: scanned_at moved by the device clock's offset, measured
+ * as received_at - sent_at (so it also holds the request's transit time, milliseconds on a working
+ * network). Without sent_at, scanned_at as given. An offset larger than `maxSkewMs` means a clock
+ * nobody set (a gun back from a week without battery): refused, as no correction can be trusted.
+ * Returns the derived instant in ms and its canonical text (scanned_at's microseconds kept), or why not.
+ */
+export function derivedInstant(
+  event: Pick<ScanEvent, "scanned_at" | "sent_at">,
+  receivedMs: number,
+  maxSkewMs: number,
+): { ms: number; text: string } | { error: FieldError } {
+  const scannedMs = Date.parse(event.scanned_at);
+  if (event.sent_at === undefined) return { ms: scannedMs, text: event.scanned_at };
+  const offset = receivedMs - Date.parse(event.sent_at);
+  if (Math.abs(offset) > maxSkewMs) {
+    const hours = (Math.abs(offset) / 3_600_000).toFixed(1);
+    const way = offset < 0 ? "ahead of" : "behind";
+    return {
+      error: {
+        path: "sent_at",
+        message: `says the device clock is ${hours} hours ${way} the server's, more than the ${Math.round(maxSkewMs / 3_600_000)} hours the edge corrects: set the device's clock`,
+      },
+    };
+  }
+  const ms = scannedMs + offset;
+  if (ms < MIN_INSTANT_MS || ms > MAX_INSTANT_MS) {
+    return { error: { path: "scanned_at", message: "corrected by the device clock's offset, is out of range" } };
+  }
+  return { ms, text: `${timestampOf(ms).slice(0, 23)}${event.scanned_at.slice(23, 26)}Z` };
 }
 
 export interface FieldError {
@@ -399,10 +510,12 @@ export function fieldErrors(issues: readonly v.BaseIssue<unknown>[]): FieldError
   }));
 }
 
-/** The edge's time window: not more than `maxFutureMs` ahead of now, not older than `maxAgeMs`. */
-export function scannedAtWindowError(scannedAt: string, now: number, maxAgeMs: number, maxFutureMs: number) {
-  const t = Date.parse(scannedAt);
-  if (t > now + maxFutureMs) return `is more than ${Math.round(maxFutureMs / 60_000)} minutes in the future`;
-  if (t < now - maxAgeMs) return `is older than the accepted window of ${Math.round(maxAgeMs / 3_600_000)} hours`;
+/**
+ * The edge's time window for a scan's instant (derivedInstant's ms): not more than `maxFutureMs`
+ * ahead of now, not older than `maxAgeMs`.
+ */
+export function scannedAtWindowError(at: number, now: number, maxAgeMs: number, maxFutureMs: number) {
+  if (at > now + maxFutureMs) return `is more than ${Math.round(maxFutureMs / 60_000)} minutes in the future`;
+  if (at < now - maxAgeMs) return `is older than the accepted window of ${Math.round(maxAgeMs / 3_600_000)} hours`;
   return null;
 }

@@ -42,8 +42,12 @@ export const SinkKafkaEntries = {
 export const BATCH_MAX_ROWS = int(5_000, 1, 100_000);
 /** Batches written concurrently (one transaction and connection each); offsets still commit in order. */
 export const WRITES_IN_FLIGHT = int(2, 1, 16);
-/** The edge's oldest accepted scanned_at, in hours (the maintain job's policy check reads it too). */
-export const SCANNED_AT_MAX_AGE_HOURS = int(7 * 24, 1);
+/**
+ * The edge's oldest accepted scan, in hours: by default the raw retention's (RETENTION_RAW_DAYS'
+ * default, 30 days), so a device offline for weeks loses nothing still kept raw. The maintain job's
+ * policy check reads it too.
+ */
+export const SCANNED_AT_MAX_AGE_HOURS = int(30 * 24, 1);
 
 /**
  * The worker's librdkafka settings, which the dlq job's replay producer shares: the brokers, then

@@ -28,6 +28,9 @@ export const SCAN_EVENTS_COLUMNS = [
   "schema_version",
   "kafka_partition",
   "kafka_offset",
+  // 0011: the device's clock at send time and the scan's instant on the edge's clock.
+  "sent_at",
+  "derived_at",
 ] as const;
 
 /** Staging/insert column order: all but ingested_at, which Postgres sets. The COPY lines below follow it. */
@@ -38,9 +41,9 @@ export interface Row {
   line: string;
   /** UTC day of scanned_at (YYYY-MM-DD): the partition the row goes to. */
   day: string;
-  /** The row's qr_id and canonical scanned_at (the record's own strings): the sink's minute counts. */
+  /** The row's qr_id and canonical derived_at (the record's own strings): the sink's minute counts. */
   qrId: string;
-  scannedAt: string;
+  derivedAt: string;
   message: ConsumedMessage;
 }
 
@@ -65,7 +68,9 @@ export function copyLine(r: ScanRecord, partition: number, offset: number): stri
     r.location?.lon,
   )}\t${opt(r.location?.accuracy_m)}\t${opt(r.user_agent)}\t${
     r.attributes ? copyText(JSON.stringify(r.attributes)) : "\\N"
-  }\t${opt(r.client_ip)}\t${r.received_at}\t${r.schema_version}\t${partition}\t${offset}\n`;
+  }\t${opt(r.client_ip)}\t${r.received_at}\t${r.schema_version}\t${partition}\t${offset}\t${opt(r.sent_at)}\t${
+    r.derived_at ?? r.scanned_at
+  }\n`;
 }
 
 export function decode(message: ConsumedMessage): Row | Poison {
@@ -88,7 +93,7 @@ export function decode(message: ConsumedMessage): Row | Poison {
     line: copyLine(record, message.partition, message.offset),
     day: dayOf(record.scanned_at),
     qrId: record.qr_id,
-    scannedAt: record.scanned_at,
+    derivedAt: record.derived_at ?? record.scanned_at,
     message,
   };
 }

@@ -40,22 +40,23 @@ const columnList = COLUMNS.join(", ");
  * The staging table lives as long as the Postgres connection (pgbouncer hands connections between
  * clients, so each transaction makes sure it exists) and is emptied by every commit or rollback.
  * Creating and dropping it per transaction (`on commit drop`) wrote to the catalog twice per
- * batch: bench/sink-statement.ts measures the difference.
+ * batch: bench/sink-statement.ts measures the difference. Its name changes with scan_events'
+ * columns (v2: migration 0011), so a connection an older worker left a table on gets a new one.
  */
 export const STAGE =
-  "create temp table if not exists scan_stage (like scan_events including defaults) on commit delete rows";
+  "create temp table if not exists scan_stage_v2 (like scan_events including defaults) on commit delete rows";
 
 const INSERT = `
   with ins as (
     insert into scan_events (${columnList})
-    select ${columnList} from scan_stage
+    select ${columnList} from scan_stage_v2
     -- In key order, the primary-key index is filled page by page instead of at random.
     order by event_id, scanned_at
     on conflict do nothing
-    returning qr_id, scanned_at
+    returning qr_id, derived_at
   ), counted as (
     insert into scan_counts (qr_id, bucket, count)
-    select qr_id, date_trunc('minute', scanned_at), count(*) from ins
+    select qr_id, date_trunc('minute', derived_at), count(*) from ins
     group by 1, 2
     order by 1, 2
     on conflict (qr_id, bucket) do update set count = scan_counts.count + excluded.count
@@ -193,7 +194,7 @@ export class ScanSink {
       // Created once per server connection and emptied at each commit, instead of created and
       // dropped in every transaction (catalog writes per batch: see STAGE below).
       await tx.unsafe(STAGE);
-      const copy = await tx.unsafe(`copy scan_stage (${columnList}) from stdin`).writable();
+      const copy = await tx.unsafe(`copy scan_stage_v2 (${columnList}) from stdin`).writable();
       copy.end(copyData(rows));
       await finished(copy);
       const [result] = await tx.unsafe<{ inserted: number }[]>(INSERT);
@@ -257,8 +258,8 @@ export function minuteCounts(rows: readonly Row[]): [string, string, string] {
   let minute = "";
   let counts: Map<string, number> | undefined;
   for (const r of rows) {
-    if (counts === undefined || !r.scannedAt.startsWith(minute)) {
-      minute = r.scannedAt.slice(0, 16);
+    if (counts === undefined || !r.derivedAt.startsWith(minute)) {
+      minute = r.derivedAt.slice(0, 16);
       counts = byMinute.get(minute);
       if (counts === undefined) {
         counts = new Map();

@@ -30,10 +30,20 @@ import type { Sql } from "postgres";
 import { SCAN_EVENTS_COLUMNS } from "../../shared/scan-events.ts";
 
 /** Bumped when ARCHIVE_COLUMNS changes; in every manifest and file. */
-export const ARCHIVE_SCHEMA_VERSION = 1;
+export const ARCHIVE_SCHEMA_VERSION = 2;
 
 /** scan_events' columns, in table order: archiving refuses a table whose columns differ. */
-export const ARCHIVE_COLUMNS = SCAN_EVENTS_COLUMNS;
+export const ARCHIVE_COLUMNS: readonly string[] = SCAN_EVENTS_COLUMNS;
+
+/**
+ * Each schema version's columns: an archive of an older version is still read and restored (its
+ * missing columns stay null), and its digests are over its own columns. Version 2 added the
+ * device clock's sent_at and derived_at (migration 0011).
+ */
+export const ARCHIVE_COLUMNS_BY_VERSION: Record<number, readonly string[]> = {
+  1: ARCHIVE_COLUMNS.filter((c) => c !== "sent_at" && c !== "derived_at"),
+  2: ARCHIVE_COLUMNS,
+};
 
 export interface DayDigest {
   rows: number;
@@ -62,7 +72,7 @@ export class ArchiveError extends Error {
 }
 
 const SEP = "\u001f";
-const rowText = ARCHIVE_COLUMNS.map((c) => `coalesce(${c}::text, '\\N')`).join(", ");
+const rowText = (columns: readonly string[]) => columns.map((c) => `coalesce(${c}::text, '\\N')`).join(", ");
 
 /** A relation name we generate (scan_events_YYYYMMDD, …), quoted; anything else is a bug. */
 export function ident(name: string): string {
@@ -73,13 +83,17 @@ export function ident(name: string): string {
 /** A day's partition name: scan_events_YYYYMMDD. */
 export const partitionOf = (day: string) => `scan_events_${day.replaceAll("-", "")}`;
 
-/** Postgres' digest of a partition (or of any relation with scan_events' columns). */
-export async function digestInDb(sql: Sql, relation: string): Promise<DayDigest> {
+/** Postgres' digest of a partition (or of any relation with scan_events' columns), over `columns`. */
+export async function digestInDb(
+  sql: Sql,
+  relation: string,
+  columns: readonly string[] = ARCHIVE_COLUMNS,
+): Promise<DayDigest> {
   const [r] = await sql.unsafe<
     { rows: string; content: string; event_ids: string; first: string | null; last: string | null }[]
   >(`
     select count(*)::text as rows,
-      coalesce(sum(('x' || left(md5(concat_ws(E'\\x1f', ${rowText})), 16))::bit(64)::bigint), 0)::text as content,
+      coalesce(sum(('x' || left(md5(concat_ws(E'\\x1f', ${rowText(columns)})), 16))::bit(64)::bigint), 0)::text as content,
       coalesce(sum(('x' || left(md5(event_id::text), 16))::bit(64)::bigint), 0)::text as event_ids,
       min(scanned_at)::text as first, max(scanned_at)::text as last
     from ${ident(relation)}`);
@@ -243,7 +257,10 @@ export async function writeArchive(
   return written;
 }
 
-/** Reads an archive back and computes its digest; `onRows` sees each chunk (archive-restore loads them). */
+/**
+ * Reads an archive back and computes its digest; `onRows` sees each chunk (archive-restore loads
+ * them), each row in the file's columns (its manifest's `columns`: an older version has fewer).
+ */
 export async function readArchive(
   path: string,
   onRows: (rows: (string | null)[][]) => Promise<void> | void = () => {},
@@ -251,8 +268,11 @@ export async function readArchive(
   const file = await asyncBufferFromFile(path);
   const metadata = await parquetMetadataAsync(file);
   const names = metadata.schema.slice(1).map((s) => s.name);
-  if (names.join(",") !== ARCHIVE_COLUMNS.join(",")) {
-    throw new ArchiveError(`${path}: columns ${names.join(",")} are not schema version ${ARCHIVE_SCHEMA_VERSION}'s`);
+  const columns = Object.values(ARCHIVE_COLUMNS_BY_VERSION).find((c) => c.join(",") === names.join(","));
+  if (!columns) {
+    throw new ArchiveError(
+      `${path}: columns ${names.join(",")} are no archive schema version's (1 to ${ARCHIVE_SCHEMA_VERSION})`,
+    );
   }
   const total = Number(metadata.num_rows);
   const builder = new DigestBuilder();
@@ -263,7 +283,7 @@ export async function readArchive(
       rowStart: start,
       rowEnd: Math.min(total, start + CHUNK_ROWS),
     });
-    const rows = objects.map((o) => ARCHIVE_COLUMNS.map((c) => (o[c] ?? null) as string | null));
+    const rows = objects.map((o) => columns.map((c) => (o[c] ?? null) as string | null));
     for (const r of rows) builder.add(r);
     await onRows(rows);
   }

@@ -27,10 +27,8 @@ export const MaintainConfigSchema = v.object({
   PARTITIONS_AHEAD_DAYS: int(3, 0, 365),
   /** Where archives are written: a local directory (default: `archive/` in the stack's data dir). */
   ARCHIVE_DIR: str(`${localStack().dir}/archive`),
-  /** The edge's oldest accepted scanned_at (the server's own setting, same variable). */
+  /** The edge's oldest accepted scan (the server's own setting, same variable). */
   SCANNED_AT_MAX_AGE_HOURS,
-  /** The scans topic's retention.ms, in hours: how late a replayed record can still arrive. */
-  SCANS_TOPIC_RETENTION_HOURS: int(defaultTopicRetentionHours(), 1),
   /** Bound of each statement of the run (lock waits included); a day's scan may need minutes. */
   MAINTAIN_STATEMENT_TIMEOUT_MS: int(600_000, 1_000),
   /** How long dropping a day waits for the partition's lock (writers finish first) before giving up for this run. */
@@ -42,16 +40,16 @@ export const MaintainConfigSchema = v.object({
 export type MaintainConfig = v.InferOutput<typeof MaintainConfigSchema>;
 
 /**
- * The policy's invariant: a raw day is dropped only once no event for it can still arrive through
- * the normal path, i.e. after the edge's oldest accepted age plus the time Kafka keeps a record
- * (a replay from the topic). Otherwise such an event would be dead-lettered as "archived".
+ * The policy's invariant: the edge accepts no scan older than the raw days kept, so a late scan
+ * (a device back after weeks offline) is stored raw, not refused. A scan whose day was archived
+ * meanwhile (accepted near the limit, or replayed from the topic) is dead-lettered with the way
+ * back (`bun run archive-restore DAY`, then `bun run dlq replay`): nothing is lost silently.
  */
 export function checkPolicy(c: MaintainConfig): void {
   const problems: string[] = [];
-  const lateHours = c.SCANNED_AT_MAX_AGE_HOURS + c.SCANS_TOPIC_RETENTION_HOURS;
-  if (c.RETENTION_RAW_DAYS * 24 <= lateHours) {
+  if (c.RETENTION_RAW_DAYS * 24 < c.SCANNED_AT_MAX_AGE_HOURS) {
     problems.push(
-      `RETENTION_RAW_DAYS=${c.RETENTION_RAW_DAYS} (${c.RETENTION_RAW_DAYS * 24} h) must exceed SCANNED_AT_MAX_AGE_HOURS (${c.SCANNED_AT_MAX_AGE_HOURS}) + SCANS_TOPIC_RETENTION_HOURS (${c.SCANS_TOPIC_RETENTION_HOURS}) = ${lateHours} h: raise it to at least ${Math.floor(lateHours / 24) + 1}, or lower the edge's maximum event age or the topic's retention`,
+      `RETENTION_RAW_DAYS=${c.RETENTION_RAW_DAYS} (${c.RETENTION_RAW_DAYS * 24} h) is shorter than the edge's SCANNED_AT_MAX_AGE_HOURS (${c.SCANNED_AT_MAX_AGE_HOURS}): the edge would accept scans of days already archived; raise it to at least ${Math.ceil(c.SCANNED_AT_MAX_AGE_HOURS / 24)}, or lower the edge's maximum event age`,
     );
   }
   if (c.RETENTION_ROLLUP_DAYS !== 0 && c.RETENTION_ROLLUP_DAYS <= c.RETENTION_MINUTE_COUNTS_DAYS) {

@@ -293,17 +293,15 @@ describe("bun run maintain", () => {
     expect(await rowsOf(direct, partitionOf(other))).toEqual(before.get(other)?.rows as string[]);
   });
 
-  test("refuses a policy whose raw retention does not exceed the maximum event age plus the topic's retention", () => {
-    expect(() =>
-      loadMaintainConfig({
-        RETENTION_RAW_DAYS: "10",
-        SCANNED_AT_MAX_AGE_HOURS: "168",
-        SCANS_TOPIC_RETENTION_HOURS: "168",
-      }),
-    ).toThrow(
-      "RETENTION_RAW_DAYS=10 (240 h) must exceed SCANNED_AT_MAX_AGE_HOURS (168) + SCANS_TOPIC_RETENTION_HOURS (168) = 336 h: raise it to at least 15",
+  test("refuses a policy whose raw retention is shorter than the edge's maximum event age", () => {
+    expect(() => loadMaintainConfig({ RETENTION_RAW_DAYS: "10", SCANNED_AT_MAX_AGE_HOURS: "241" })).toThrow(
+      "RETENTION_RAW_DAYS=10 (240 h) is shorter than the edge's SCANNED_AT_MAX_AGE_HOURS (241): the edge would accept scans of days already archived; raise it to at least 11",
     );
-    expect(loadMaintainConfig({ RETENTION_RAW_DAYS: "15" }).RETENTION_RAW_DAYS).toBe(15);
+    expect(loadMaintainConfig({ RETENTION_RAW_DAYS: "10", SCANNED_AT_MAX_AGE_HOURS: "240" }).RETENTION_RAW_DAYS).toBe(
+      10,
+    );
+    // The defaults agree: the edge accepts scans as old as the raw days kept.
+    expect(loadMaintainConfig({}).RETENTION_RAW_DAYS * 24).toBe(loadMaintainConfig({}).SCANNED_AT_MAX_AGE_HOURS);
   });
 
   test("kill -9 while an archive is being written loses nothing and duplicates nothing; a concurrent run exits on the lock", async () => {

@@ -176,16 +176,16 @@ describe("timestamp helpers", () => {
     const now = Date.UTC(2026, 0, 31, 12);
     const minute = 60_000;
     const hour = 3_600_000;
-    const window = (t: number) => scannedAtWindowError(timestampOf(t), now, 168 * hour, 5 * minute);
+    const window = (t: number) => scannedAtWindowError(t, now, 168 * hour, 5 * minute);
     expect(window(now)).toBeNull();
     expect(window(now + 5 * minute)).toBeNull();
     expect(window(now + 5 * minute + 1)).toBe("is more than 5 minutes in the future");
     expect(window(now - 168 * hour)).toBeNull();
     expect(window(now - 168 * hour - 1)).toBe("is older than the accepted window of 168 hours");
-    expect(scannedAtWindowError(timestampOf(now + 2 * hour), now, 24 * hour, 90 * minute)).toBe(
+    expect(scannedAtWindowError(now + 2 * hour, now, 24 * hour, 90 * minute)).toBe(
       "is more than 90 minutes in the future",
     );
-    expect(scannedAtWindowError(timestampOf(now - 25 * hour), now, 24 * hour, 90 * minute)).toBe(
+    expect(scannedAtWindowError(now - 25 * hour, now, 24 * hour, 90 * minute)).toBe(
       "is older than the accepted window of 24 hours",
     );
   });
@@ -360,12 +360,23 @@ describe("the record the edge writes", () => {
   const event = { ...EVENT, scanned_at: "2026-01-31T12:00:00.000000Z" } as ScanEvent;
   const received = "2026-01-31T12:00:01.000000Z";
 
-  test("toScanRecord adds received_at, a storable client_ip or null, and the schema version", () => {
+  test("toScanRecord adds derived_at, received_at, a storable client_ip or null, and the edge's schema version", () => {
     expect(toScanRecord(event, received, "10.0.0.7")).toEqual({
       ...event,
+      derived_at: event.scanned_at,
       received_at: received,
       client_ip: "10.0.0.7",
-      schema_version: 1,
+      schema_version: 2,
+    });
+    // The device's sent_at is kept, the client's own schema_version is not (the record's is the edge's).
+    const sent = { ...event, sent_at: "2026-01-31T10:00:00.500000Z", schema_version: 1 } as ScanEvent;
+    expect(toScanRecord(sent, received, null, "2026-01-31T14:00:00.000000Z")).toEqual({
+      ...event,
+      sent_at: sent.sent_at,
+      derived_at: "2026-01-31T14:00:00.000000Z",
+      received_at: received,
+      client_ip: null,
+      schema_version: 2,
     });
     expect(toScanRecord(event, received, null).client_ip).toBeNull();
     expect(toScanRecord(event, received, "fe80::1%eth0").client_ip).toBeNull();
@@ -382,7 +393,10 @@ describe("the record the edge writes", () => {
     expect(check(ScanRecordSchema, { ...record, received_at: "yesterday" })).toEqual(
       refused("received_at", NOT_RFC3339),
     );
-    expect(check(ScanRecordSchema, { ...record, schema_version: 2 })).toHaveProperty("errors.0.path", "schema_version");
+    expect(check(ScanRecordSchema, { ...record, schema_version: 3 })).toHaveProperty("errors.0.path", "schema_version");
+    // A version 1 record (an older edge's): no derived_at, read as it is.
+    const { derived_at: _, ...v1 } = { ...record, schema_version: 1 as const };
+    expect(check(ScanRecordSchema, v1)).toEqual({ output: v1 });
     expect(check(ScanRecordSchema, { ...record, extra: 1 })).toEqual(refused("extra", 'unknown field "extra"'));
     expect(check(ScanRecordSchema, JSON.stringify(record))).toEqual(
       refused("(event)", "a record must be a JSON object"),
@@ -516,6 +530,8 @@ describe("the fast paths give the schemas' answers", () => {
     const valid: unknown[] = [
       EVENT,
       EVENT_FULL,
+      { ...EVENT_FULL, sent_at: "2026-01-31T12:00:05+02:00", schema_version: 2 },
+      { schema_version: 1, ...EVENT },
       { ...EVENT_FULL, location: { lon: -180, lat: 90 } },
       { attributes: {}, user_agent: "u".repeat(512), scanner_id: "s".repeat(128), ...EVENT },
     ];
@@ -525,7 +541,12 @@ describe("the fast paths give the schemas' answers", () => {
       expect(full.success).toBe(true);
       expect(JSON.stringify(fast)).toBe(JSON.stringify(full.output));
     }
-    for (const input of [RECORD, { ...RECORD, client_ip: null }, { ...RECORD, client_ip: "::1" }]) {
+    for (const input of [
+      RECORD,
+      { ...RECORD, client_ip: null },
+      { ...RECORD, client_ip: "::1" },
+      { ...RECORD, sent_at: "2026-01-31T10:00:00Z", derived_at: "2026-01-31T12:00:00.123Z", schema_version: 2 },
+    ]) {
       const fast = fastPaths.record(input);
       const full = v.safeParse(withoutFastPath(ScanRecordSchema), input);
       expect(full.success).toBe(true);
@@ -578,6 +599,12 @@ describe("the fast paths give the schemas' answers", () => {
       { ...EVENT, attributes: [] },
       { ...EVENT, attributes: { a: {} } },
       { ...EVENT, attributes: "x" },
+      { ...EVENT, sent_at: 1 },
+      { ...EVENT, sent_at: "2026-02-30T00:00:00Z" },
+      { ...EVENT, sent_at: undefined },
+      { ...EVENT, schema_version: 3 },
+      { ...EVENT, schema_version: "2" },
+      { ...EVENT, derived_at: RECORD.received_at },
     ];
     for (const input of events) {
       expect({ input, fast: fastPaths.event(input) }).toEqual({ input, fast: undefined });
@@ -594,8 +621,11 @@ describe("the fast paths give the schemas' answers", () => {
       { ...RECORD, client_ip: "x" },
       { ...RECORD, received_at: 1 },
       { ...RECORD, received_at: "2026-01-31T12:00:01+25:00" },
-      { ...RECORD, schema_version: 2 },
+      { ...RECORD, schema_version: 3 },
       { ...RECORD, schema_version: "1" },
+      { ...RECORD, derived_at: "yesterday" },
+      { ...RECORD, sent_at: 1 },
+      { ...RECORD, derived_at: undefined },
       { ...RECORD, extra: 1 },
       { ...RECORD, qr_id: "" },
     ];
@@ -650,6 +680,8 @@ describe("the fast paths give the schemas' answers", () => {
             fc.constantFrom(null, [], "x"),
           ),
         ),
+        sent_at: maybe(fc.oneof(fc.constantFrom("2026-01-31T12:00:05Z", "2026-01-31T13:00:05+01:00", "x"), text)),
+        schema_version: maybe(fc.constantFrom(1, 2, 3, "2")),
         extra: maybe(num),
       },
       { requiredKeys: [] },
@@ -658,7 +690,8 @@ describe("the fast paths give the schemas' answers", () => {
       event,
       received_at: fc.oneof(fc.constantFrom("2026-01-31T12:00:01.000000Z", "2026-01-31T12:00:01Z"), text),
       client_ip: fc.constantFrom(null, "10.0.0.1", "::1", "fe80::1%eth0", "x", 1, undefined),
-      schema_version: fc.constantFrom(1, 2, "1", undefined),
+      schema_version: fc.constantFrom(1, 2, 3, "1", undefined),
+      derived_at: maybe(fc.oneof(fc.constantFrom("2026-01-31T12:00:01.000000Z", "2026-01-31T12:00:01Z"), text)),
     });
     const same = (schema: typeof ScanEventSchema | typeof ScanRecordSchema, input: unknown) => {
       // Through JSON, as the edge and the worker get them (no undefined, plain objects).

@@ -42,6 +42,7 @@ function edge(failWith: number) {
       maxEventsPerRequest: 100,
       maxAgeMs: 3_600_000,
       maxFutureMs: 300_000,
+      maxClockSkewMs: 86_400_000,
       retryAfterSeconds: 2,
       clientIp: () => null,
       // No principal here (no auth middleware): never called.

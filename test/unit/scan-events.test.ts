@@ -46,6 +46,8 @@ describe("columns", () => {
       "schema_version",
       "kafka_partition",
       "kafka_offset",
+      "sent_at",
+      "derived_at",
     ]);
     expect(SCAN_EVENTS_COLUMNS).toContain("ingested_at");
   });
@@ -54,8 +56,17 @@ describe("columns", () => {
 describe("the COPY line", () => {
   test("a minimal record: every optional column \\N, one field per insert column", () => {
     const line = lineOf(JSON.stringify(toScanRecord({ event_id: ID, qr_id: "QR-1", scanned_at: AT }, RECEIVED, null)));
-    expect(line).toBe(`${ID}\t${AT}\tQR-1\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t${RECEIVED}\t1\t2\t17\n`);
+    expect(line).toBe(`${ID}\t${AT}\tQR-1\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t${RECEIVED}\t2\t2\t17\t\\N\t${AT}\n`);
     expect(line.slice(0, -1).split("\t")).toHaveLength(COLUMNS.length);
+  });
+
+  test("sent_at and derived_at as the record has them; a version 1 record's derived_at is its scanned_at", () => {
+    const sent = "2026-11-25T08:00:00.000000Z";
+    const derived = "2026-11-25T10:00:00.250000Z";
+    const v2 = toScanRecord({ event_id: ID, qr_id: "QR-1", scanned_at: AT, sent_at: sent }, RECEIVED, null, derived);
+    expect(lineOf(JSON.stringify(v2)).split("\t").slice(-2)).toEqual([sent, `${derived}\n`]);
+    const { derived_at: _, sent_at: __, ...v1 } = { ...v2, schema_version: 1 };
+    expect(lineOf(JSON.stringify(v1)).split("\t").slice(-5)).toEqual(["1", "2", "17", "\\N", `${AT}\n`]);
   });
 
   test("a full record: numbers as written, text and attributes' JSON escaped for COPY", () => {
@@ -73,20 +84,20 @@ describe("the COPY line", () => {
       "10.0.0.7",
     );
     expect(lineOf(JSON.stringify(record))).toBe(
-      `${ID}\t${AT}\tQR-1\tgate\\t7\t52.52\t-13.4\t0\tline\\nbreak\\r\\\\\t{"note":"a\\\\tb","n":2}\t10.0.0.7\t${RECEIVED}\t1\t2\t17\n`,
+      `${ID}\t${AT}\tQR-1\tgate\\t7\t52.52\t-13.4\t0\tline\\nbreak\\r\\\\\t{"note":"a\\\\tb","n":2}\t10.0.0.7\t${RECEIVED}\t2\t2\t17\t\\N\t${AT}\n`,
     );
   });
 
-  test("a row carries its partition day, qr_id and canonical scanned_at (the sink's minute counts), and its message", () => {
+  test("a row carries its partition day, qr_id and canonical derived_at (the sink's minute counts), and its message", () => {
     // Sent with an offset: the row carries the canonical UTC text Postgres files it under.
     const record = { ...toScanRecord({ event_id: ID, qr_id: "QR-9", scanned_at: AT }, RECEIVED, null) };
     const m = message(JSON.stringify({ ...record, scanned_at: "2026-11-25T11:00:00+01:00" }));
     const d = decode(m);
     if (isPoison(d)) throw new Error(d.error);
-    expect({ day: d.day, qrId: d.qrId, scannedAt: d.scannedAt }).toEqual({
+    expect({ day: d.day, qrId: d.qrId, derivedAt: d.derivedAt }).toEqual({
       day: AT.slice(0, 10),
       qrId: "QR-9",
-      scannedAt: AT,
+      derivedAt: AT,
     });
     expect(d.message).toBe(m);
   });

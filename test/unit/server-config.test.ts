@@ -104,9 +104,10 @@ describe("figures derived once from the settings", () => {
       AUTH_FAILURE_BURST: "3",
       SCANNED_AT_MAX_AGE_HOURS: "2",
       SCANNED_AT_MAX_FUTURE_MINUTES: "5",
+      CLOCK_SKEW_MAX_HOURS: "3",
     });
     expect(c.rateLimits).toEqual({ perKey: { rate: 50, burst: 200 }, perIp: { rate: 0.1, burst: 3 } });
-    expect(c.scannedAtWindow).toEqual({ maxAgeMs: 7_200_000, maxFutureMs: 300_000 });
+    expect(c.scannedAtWindow).toEqual({ maxAgeMs: 7_200_000, maxFutureMs: 300_000, maxClockSkewMs: 10_800_000 });
     expect(load({ RATE_LIMIT_EVENTS_PER_SECOND: "0", AUTH_FAILURES_PER_MINUTE: "0" }).rateLimits).toEqual({
       perKey: null,
       perIp: null,

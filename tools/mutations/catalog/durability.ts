@@ -89,7 +89,7 @@ export const mutations: Mutation[] = [
       "every event is stored once and counted once in scan_counts (replays are no-ops), also after a restore's replay",
     file: "worker/sink.ts",
     find: "count(*) from ins\n    group by 1, 2",
-    replace: "count(*) from scan_stage\n    group by 1, 2",
+    replace: "count(*) from scan_stage_v2\n    group by 1, 2",
     killers: ["test/integration/restore-drill.test.ts"],
     testNamePattern: "a restore to a moment when a batch was stored|restore-offsets rewinds",
     observed:

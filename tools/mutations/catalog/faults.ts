@@ -71,8 +71,8 @@ export const mutations: Mutation[] = [
     id: "sink-insert-without-on-conflict-do-nothing",
     promise: "Replays and client retries are no-ops (never dead-lettered)",
     file: "worker/sink.ts",
-    find: "    on conflict do nothing\n    returning qr_id, scanned_at",
-    replace: "    returning qr_id, scanned_at",
+    find: "    on conflict do nothing\n    returning qr_id, derived_at",
+    replace: "    returning qr_id, derived_at",
     killers: [CRASH],
     testNamePattern: CRASH_TEST,
     observed:
