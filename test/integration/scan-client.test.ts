@@ -19,7 +19,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ScanClient, type ScanClientError } from "scan-client";
 import { replay } from "../../packages/scan-client/src/queue/file.ts";
-import { createDatabase, onCleanup, spawnServer, spawnWorker, workerEnv } from "../helpers/fixtures.ts";
+import { sha256 } from "../../shared/api-keys.ts";
+import { API_KEY, createDatabase, onCleanup, spawnServer, spawnWorker, workerEnv } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/server.ts";
 import { ensureStack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -218,11 +219,20 @@ test("kill -9 after part was sent: the rest is resent by the next process, nothi
 });
 
 test("429 bursts from a tiny per-key rate limit: the SDK waits Retry-After, splits by Max-Batch-Events, loses nothing", async () => {
-  const { db, url } = await pipeline({ RATE_LIMIT_EVENTS_PER_SECOND: "40", RATE_LIMIT_BURST: "20" });
+  // A real key: the limits are per key (AUTH_DISABLED has none).
+  const { db, url } = await pipeline({
+    AUTH_DISABLED: "false",
+    API_KEYS_DB: "false",
+    API_KEY_SHA256: sha256(API_KEY).toString("hex"),
+    RATE_LIMIT_EVENTS_PER_SECOND: "40",
+    RATE_LIMIT_BURST: "20",
+  });
   const { client, requests, errors } = await recordingClient({
     endpoint: url,
+    apiKey: API_KEY,
     queue: { path: join(journalDir(), "q.journal") },
-    batch: { maxEvents: 50, maxWaitMs: 0 },
+    // Sent when 50 are queued (or at flush()), so the first request is a batch of 50.
+    batch: { maxEvents: 50, maxWaitMs: 10_000 },
     retry: { baseMs: 10, maxMs: 100 },
   });
   const stamped: Stamped[] = [];
@@ -265,6 +275,39 @@ test("503 + Retry-After in a burst: the same events are resent after it, stored 
   expect(client.metrics()).toMatchObject({ queued: 0, sent: 60, refused: 0 });
   expect(await expectStoredOnce(db, stamped)).toBe(60);
 });
+
+for (const [name, skewMs] of [
+  ["2 hours fast", 2 * 3_600_000],
+  ["3 hours slow", -3 * 3_600_000],
+] as const) {
+  test(`a device clock ${name}: every scan stored once, derived_at within 5 s of the real scan time`, async () => {
+    const { db, url } = await pipeline();
+    const { client } = await recordingClient({
+      endpoint: url,
+      queue: { path: join(journalDir(), "q.journal") },
+      batch: { maxEvents: 10, maxWaitMs: 200 },
+      now: () => Date.now() + skewMs,
+    });
+    const real = new Map<string, number>();
+    const stamped: Stamped[] = [];
+    for (let i = 0; i < 30; i++) {
+      const realAt = Date.now();
+      const s = await client.scan({ qr_id: `QR-${i % 3}` });
+      real.set(s.event_id, realAt);
+      stamped.push(s);
+      if (i % 10 === 9) await Bun.sleep(300); // batches sent at other moments than their scans
+    }
+    await client.flush({ timeoutMs: 20_000 });
+    expect(client.metrics()).toMatchObject({ queued: 0, sent: 30, refused: 0 });
+    expect(await expectStoredOnce(db, stamped)).toBe(30);
+    const rows: { event_id: string; derived_at: Date | null }[] =
+      await db.sql`select event_id::text, derived_at from scan_events`;
+    const off = rows
+      .map((r) => ({ id: r.event_id, errorMs: (r.derived_at?.getTime() ?? 0) - (real.get(r.event_id) ?? 0) }))
+      .filter((r) => Math.abs(r.errorMs) > 5_000);
+    expect(off).toEqual([]);
+  });
+}
 
 test("a final 400 per event goes to onRefused once and is removed; the rest are stored", async () => {
   const { db, url } = await pipeline();
