@@ -150,6 +150,9 @@ export class ScanClient {
 
   private async start(): Promise<void> {
     this.queuedCount = await this.queue.size();
+    // flush() covers what an earlier process left queued too: its newest seq is the first target.
+    const left = await this.queue.peek(this.queuedCount);
+    this.lastQueuedSeq = left.at(-1)?.seq ?? 0;
     await this.refreshHead();
     // What an earlier process left queued goes out now.
     this.wake();
@@ -433,6 +436,7 @@ export class ScanClient {
   /** The edge judged these events: remove them all, count and report the refused ones. */
   private async settle(events: QueuedEvent[], refused: RefusedEvent[]): Promise<void> {
     await this.queue.remove(events.map((q) => q.seq));
+    this.inFlight = [];
     this.attempt = 0;
     this.queuedCount -= events.length;
     this.sent += events.length - refused.length;

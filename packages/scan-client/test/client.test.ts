@@ -46,7 +46,10 @@ async function scripted(replies: Reply[], options: Partial<Parameters<typeof Sca
 test("a retry keeps event_id and scanned_at, and stamps a new sent_at", async () => {
   let t = Date.parse("2026-12-07T04:00:00.000Z");
   const { client, calls } = await scripted([() => json(503, { error: "kafka", request_id: "r" })], {
-    now: () => (t += 1_000),
+    now: () => {
+      t += 1_000;
+      return t;
+    },
   });
   const stamped = await client.scan({ qr_id: "QR-1" });
   await client.flush({ timeoutMs: 2_000 });
@@ -132,8 +135,13 @@ test("bodies above gzipAboveBytes are gzipped", async () => {
     fetch: async (_u, init) => {
       const h = init.headers as Record<string, string>;
       seen.push(h["content-encoding"] ?? "none");
-      const text = new TextDecoder().decode(Bun.gunzipSync(init.body as Uint8Array));
-      return accept(text.trimEnd().split("\n"));
+      const text = new TextDecoder().decode(Bun.gunzipSync(init.body as Uint8Array<ArrayBuffer>));
+      return accept(
+        text
+          .trimEnd()
+          .split("\n")
+          .map((l) => JSON.parse(l)),
+      );
     },
   });
   await c2.scan({ qr_id: "QR-1" });
