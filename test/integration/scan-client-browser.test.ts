@@ -170,6 +170,12 @@ async function launchChromium(url: string): Promise<Cdp> {
   return cdp;
 }
 
+/** What scan() resolved with. */
+interface Scanned {
+  event_id: string;
+  scanned_at: string;
+}
+
 /** The page after (re)load: what it found in IndexedDB before opening the client, and the client's first metrics. */
 interface Loaded {
   storedAtLoad: number;
@@ -211,35 +217,69 @@ test("Chromium: scans made online, then with the edge cut off and the page reloa
   expect(first).toMatchObject({ storedAtLoad: 0, metricsAtOpen: { queued: 0 } });
 
   // Online: N scans, acknowledged by the edge.
-  const online = await cdp.evaluate<string[]>(`scanner.scan(${N}, "gate-7:online")`);
+  const online = await cdp.evaluate<Scanned[]>(`scanner.scan(${N}, "gate-7:online")`);
   await cdp.evaluate("scanner.flush(30000)");
   expect(await cdp.evaluate("scanner.metrics()")).toMatchObject({ queued: 0, inFlight: 0, sent: N, refused: 0 });
 
-  // The edge is cut off: each request to it fails as a lost connection (the page's origin still loads).
-  let cut = 0;
-  let cutting = true;
-  const cutErrors: unknown[] = [];
+  // The network fails under the page, in two steps (DevTools Fetch domain, requests to the edge
+  // only: the page's own origin still loads). First the answers are lost: a POST reaches the edge,
+  // which stores its events, but the connection drops before the page reads the 202. Then the edge
+  // is cut off: every request to it fails before it is sent.
+  const stage = { current: "answers lost" as "answers lost" | "cut off" | "online" };
+  const seen = { answersLost: 0, cutOff: 0 };
+  const interceptErrors: unknown[] = [];
   cdp.on("Fetch.requestPaused", (p) => {
-    cut++;
-    // A request paused just before Fetch.disable is let through by the browser itself.
-    cdp
-      .send("Fetch.failRequest", { requestId: p.requestId, errorReason: "InternetDisconnected" })
-      .catch((e) => cutting && cutErrors.push(e));
+    const request = p.request as { method: string };
+    const atResponse = p.responseStatusCode !== undefined;
+    let command: Promise<unknown>;
+    if (atResponse && request.method === "POST") {
+      seen.answersLost++;
+      command = cdp.send("Fetch.failRequest", { requestId: p.requestId, errorReason: "ConnectionReset" });
+    } else if (atResponse) command = cdp.send("Fetch.continueResponse", { requestId: p.requestId });
+    else {
+      seen.cutOff++;
+      command = cdp.send("Fetch.failRequest", { requestId: p.requestId, errorReason: "InternetDisconnected" });
+    }
+    // A request paused just before the next Fetch.enable/disable is let go by the browser itself.
+    const when = stage.current;
+    command.catch((e) => when === stage.current && interceptErrors.push(e));
   });
-  await cdp.send("Fetch.enable", { patterns: [{ urlPattern: `${edge.url}/*` }] });
-  const offline = await cdp.evaluate<string[]>(`scanner.scan(${M}, "gate-7:offline")`);
-  // The client tried, was cut off and kept the events queued.
-  const whileCut = await waitFor(
-    "the client to try sending while cut off (a network error reported)",
-    () =>
-      cdp.evaluate<{ errors: Record<string, number>; metrics: { queued: number; sent: number } }>(
-        "({ errors: scanner.errors, metrics: scanner.metrics() })",
-      ),
-    (v) => (v.errors.network ?? 0) > 0,
+  await cdp.send("Fetch.enable", { patterns: [{ urlPattern: `${edge.url}/*`, requestStage: "Response" }] });
+  const offline = await cdp.evaluate<Scanned[]>(`scanner.scan(${M}, "gate-7:offline")`);
+  await waitFor(
+    "a POST whose answer was lost",
+    async () => seen.answersLost,
+    (n) => n > 0,
     30_000,
   );
-  expect(cut).toBeGreaterThan(0);
-  expect(whileCut.metrics).toMatchObject({ queued: M, sent: N });
+  stage.current = "cut off";
+  await cdp.send("Fetch.enable", { patterns: [{ urlPattern: `${edge.url}/*`, requestStage: "Request" }] });
+  // The client tried again, was cut off and kept every one of the M events queued.
+  const whileCut = await waitFor(
+    "the client to try sending while cut off",
+    () => cdp.evaluate<{ queued: number; sent: number }>("scanner.metrics()"),
+    () => seen.cutOff > 0,
+    30_000,
+  );
+  expect(whileCut).toMatchObject({ queued: M, sent: N });
+  expect(await cdp.evaluate<Record<string, number>>("scanner.errors")).toMatchObject({ network: expect.any(Number) });
+  // Some of them are already stored: what follows re-sends them, as it must (no answer came).
+  const offlineIds = offline.map((o) => o.event_id);
+  const storedEarly = await waitFor(
+    "the events of the POST whose answer was lost in scan_events",
+    async () =>
+      (
+        (await db.sql`select count(*)::int as n from scan_events where event_id = any(${offlineIds}::uuid[])`)[0] as {
+          n: number;
+        }
+      ).n,
+    (n) => n > 0,
+    60_000,
+  );
+  expect(storedEarly).toBeLessThanOrEqual(M);
+  console.log(
+    `scan-client-browser: ${seen.answersLost} answer(s) lost (${storedEarly} of the ${M} events stored then), ${seen.cutOff} request(s) cut off before the reload`,
+  );
 
   // Reloaded mid-queue, still cut off: the M scans are in IndexedDB and the reopened client has them.
   await cdp.send("Page.reload");
@@ -247,16 +287,17 @@ test("Chromium: scans made online, then with the edge cut off and the page reloa
   expect(reloaded.storedAtLoad).toBe(M);
   expect(reloaded.metricsAtOpen).toMatchObject({ queued: M, sent: 0 });
 
-  // Back online: the reopened client sends them.
-  cutting = false;
+  // Back online: the reopened client sends them all again.
+  stage.current = "online";
   await cdp.send("Fetch.disable");
-  expect(cutErrors).toEqual([]);
+  expect(interceptErrors).toEqual([]);
   // flush() on the reopened client covers what the page before the reload left queued.
   await cdp.evaluate("scanner.flush(30000)");
   expect(await cdp.evaluate("scanner.metrics()")).toMatchObject({ queued: 0, inFlight: 0, sent: M, refused: 0 });
   expect(await cdp.evaluate("scanner.refused.length")).toBe(0);
 
-  const ids = [...online, ...offline];
+  const scans = [...online, ...offline];
+  const ids = scans.map((s) => s.event_id);
   expect(new Set(ids).size).toBe(N + M);
   const check = await waitFor(
     `the ${N + M} scans in scan_events`,
@@ -273,6 +314,10 @@ test("Chromium: scans made online, then with the edge cut off and the page reloa
     counted: N + M,
     countMismatches: 0,
   });
+  // Each stored as scanned: the scanned_at scan() returned, whichever attempt got through.
+  const stored = await db.sql<{ event_id: string; scanned_at: Date }[]>`select event_id, scanned_at from scan_events`;
+  const scannedAt = new Map(stored.map((r) => [r.event_id, r.scanned_at.getTime()]));
+  expect(scans.filter((s) => scannedAt.get(s.event_id) !== Date.parse(s.scanned_at))).toEqual([]);
 }, 180_000);
 
 test("Chromium: what IndexedDbQueue.append resolved is in IndexedDB after a page reload, in seq order; removed events are not", async () => {
