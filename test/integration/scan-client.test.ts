@@ -13,6 +13,8 @@
 // | Retry-After ignored (backoff only)                              | 429 burst and 503 burst (a request too soon) |
 // | a per-event 400 retried instead of settled                      | final 400 (flush times out)            |
 // | refused events removed without onRefused                        | final 400 (onRefused saw nothing)      |
+// | the journal's fsync removed                                     | NOT caught: a kill -9 keeps the page    |
+// |                                                                 | cache; only a power loss would show it |
 import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

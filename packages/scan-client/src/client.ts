@@ -338,7 +338,16 @@ export class ScanClient {
   private async send(queued: QueuedEvent[]): Promise<void> {
     const batch = buildBatch(queued, new Date(this.now()).toISOString(), queued.length, this.maxBytes);
     const headers: Record<string, string> = { "content-type": "application/x-ndjson" };
-    const credential = await this.credential();
+    let credential: string | null;
+    try {
+      credential = await this.credential();
+    } catch (cause) {
+      this.retryLater(
+        null,
+        new ScanClientError("unauthorized", `the token provider failed: ${String(cause)}`, { cause }),
+      );
+      return;
+    }
     if (credential) headers.authorization = `Bearer ${credential}`;
     let body: Uint8Array = batch.body;
     if (body.byteLength > this.gzipAbove) {
@@ -389,7 +398,8 @@ export class ScanClient {
       return;
     }
     if (status >= 200 && status < 300) {
-      await this.settle(batch.events, []);
+      // Not the edge's answer (a captive portal's 200 page, a proxy): nothing says the events are stored.
+      this.retryLater(null, new ScanClientError("bad_endpoint", `${where} without the edge's answer body`, { status }));
       return;
     }
     if (status === 401) {

@@ -16,13 +16,13 @@ export type ScanClientErrorCode =
   | "journal_io"
   /** Transient, retried: the request failed before an answer (DNS, refused, reset, timeout). */
   | "network"
-  /** Transient, retried: 401; the token provider is asked again. Events are kept. */
+  /** Transient, retried: 401 (the token provider is asked again) or the token provider threw. Events are kept. */
   | "unauthorized"
   /** Transient, retried: 408 or 429 (rate limit). */
   | "rate_limited"
   /** Transient, retried: 5xx (503 backpressure, 500, 502, 504). */
   | "server_error"
-  /** Transient, retried: 404/405, the endpoint does not serve POST /v1/scans (a configuration error). */
+  /** Transient, retried: 404/405 or a 2xx that is not the edge's answer: the endpoint does not serve POST /v1/scans. */
   | "bad_endpoint"
   /** flush() did not complete within its timeoutMs. */
   | "timeout"

@@ -1,6 +1,9 @@
 // Unit tests of the client's decisions, with an in-memory queue and a scripted fetch (pure logic;
 // the real edge is in test/integration/scan-client.test.ts): what each answer does to the queue.
 import { expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ScanClient } from "../src/client.ts";
 import type { ScanClientError } from "../src/errors.ts";
 import { QueueFullError } from "../src/errors.ts";
@@ -171,3 +174,45 @@ test("a full queue: refuse throws QueueFullError; evict-oldest drops the oldest 
   expect(evict.metrics()).toMatchObject({ queued: 2, evicted: 1 });
   await evict.close();
 });
+
+test("a 2xx that is not the edge's answer (a captive portal) keeps the events; a throwing token provider is retried", async () => {
+  let calls = 0;
+  const { client, errors } = await scripted([() => new Response("<html>login</html>", { status: 200 })], {
+    token: () => {
+      if (++calls === 1) throw new Error("identity provider down");
+      return "tok";
+    },
+  });
+  await client.scan({ qr_id: "QR-1" });
+  await client.flush({ timeoutMs: 2_000 });
+  expect(errors.map((e) => e.code)).toEqual(["unauthorized", "bad_endpoint"]);
+  expect(client.metrics()).toMatchObject({ queued: 0, sent: 1, refused: 0 });
+  await client.close();
+});
+
+test("close() leaves no timer keeping a Bun process alive, with events still queued and the edge unreachable", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "scan-client-exit-"));
+  try {
+    const script = `
+      import { ScanClient } from ${JSON.stringify(join(import.meta.dir, "../src/node.ts"))};
+      const c = await ScanClient.open({ endpoint: "http://127.0.0.1:9", queue: { path: ${JSON.stringify(join(dir, "q"))} },
+        retry: { baseMs: 60000, maxMs: 60000 }, batch: { maxWaitMs: 0 }, onError: () => {} });
+      await c.scan({ qr_id: "QR-1" });
+      await Bun.sleep(300);
+      await c.close();
+      console.log("closed", (await import("node:fs")).readFileSync(${JSON.stringify(join(dir, "q"))}, "utf8").split("\\n").length);
+    `;
+    const proc = Bun.spawn(["bun", "-e", script], { stdout: "pipe", stderr: "pipe" });
+    const killer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+    const [code, out, err] = await Promise.all([
+      proc.exited,
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+    ]);
+    clearTimeout(killer);
+    expect({ code, signal: proc.signalCode, err }).toEqual({ code: 0, signal: null, err: "" });
+    expect(out.trim()).toBe("closed 2");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 15_000);
