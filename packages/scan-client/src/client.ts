@@ -114,6 +114,7 @@ export class ScanClient {
   private evicted = 0;
   private head: QueuedEvent | null = null;
   private lastQueuedSeq = 0;
+  private evicting: Promise<void> = Promise.resolve();
 
   /** Consecutive failed attempts, for the backoff. */
   private attempt = 0;
@@ -166,7 +167,10 @@ export class ScanClient {
     }
     if (this.queuedCount >= this.maxQueued) {
       if (this.options.whenFull !== "evict-oldest") throw new QueueFullError(this.maxQueued);
-      await this.evictOldest();
+      // One eviction at a time, each re-checking: concurrent scans must not evict the same events.
+      const turn = this.evicting.then(() => (this.queuedCount >= this.maxQueued ? this.evictOldest() : undefined));
+      this.evicting = turn.catch(() => {}); // the error is this scan()'s, thrown below
+      await turn;
     }
     const t = this.now();
     const event: WireEvent = {
