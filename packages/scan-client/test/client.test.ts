@@ -78,7 +78,7 @@ test("per-event rejections are final: reported to onRefused once, removed, the r
   ]);
   for (const qr of ["A", "B", "C"]) await client.scan({ qr_id: qr });
   await client.flush({ timeoutMs: 2_000 });
-  expect(refused).toEqual([{ qr: "B", status: 202 }]);
+  expect(refused).toEqual([{ qr: "B", status: 400 }]);
   expect(calls.length).toBe(1);
   expect(client.metrics()).toMatchObject({ queued: 0, sent: 2, refused: 1 });
   await client.close();
