@@ -13,6 +13,7 @@
 // | Retry-After ignored (backoff only)                              | 429 burst and 503 burst (a request too soon) |
 // | a per-event 400 retried instead of settled                      | final 400 (flush times out)            |
 // | refused events removed without onRefused                        | final 400 (onRefused saw nothing)      |
+// | sent_at stamped at queue time, not per attempt                   | device clock 3 hours slow, sent 6 s late |
 // | the journal's fsync removed                                     | NOT caught: a kill -9 keeps the page    |
 // |                                                                 | cache; only a power loss would show it |
 import { expect, test } from "bun:test";
@@ -278,14 +279,24 @@ test("503 + Retry-After in a burst: the same events are resent after it, stored 
   expect(await expectStoredOnce(db, stamped)).toBe(60);
 });
 
-for (const [name, skewMs] of [
-  ["2 hours fast", 2 * 3_600_000],
-  ["3 hours slow", -3 * 3_600_000],
+for (const [name, skewMs, offlineS] of [
+  ["2 hours fast", 2 * 3_600_000, 0],
+  // Sent 6 s after the scans (the first request answered 503 + Retry-After: 6): a sent_at stamped at
+  // queue time instead of per attempt would put derived_at at the arrival, 6 s late.
+  ["3 hours slow, sent 6 s late", -3 * 3_600_000, 6],
 ] as const) {
   test(`a device clock ${name}: every scan stored once, derived_at within 5 s of the real scan time`, async () => {
     const { db, url } = await pipeline();
+    const edge = proxy(url, (n) =>
+      n === 0 && offlineS > 0
+        ? new Response(JSON.stringify({ error: "unavailable", request_id: "p" }), {
+            status: 503,
+            headers: { "retry-after": String(offlineS), "content-type": "application/json" },
+          })
+        : null,
+    );
     const { client } = await recordingClient({
-      endpoint: url,
+      endpoint: edge.url,
       queue: { path: join(journalDir(), "q.journal") },
       batch: { maxEvents: 10, maxWaitMs: 200 },
       now: () => Date.now() + skewMs,
