@@ -89,4 +89,15 @@ export const mutations: Mutation[] = [
     testNamePattern: "device clock",
     observed: "expect(off).toEqual([]): derived_at 6 s after the real scan time for every event sent 6 s late",
   },
+  {
+    id: "sdk-403-not-bisected",
+    promise:
+      "scan-client: a 403 for one event's qr_id refuses only that event: the batch is bisected, the others are stored",
+    file: "packages/scan-client/src/client.ts",
+    find: "if ((status === 413 || status === 403) && n > 1) {",
+    replace: "if (status === 413 && n > 1) {",
+    killers: [IT],
+    testNamePattern: "a 403 for one event",
+    observed: 'expect(refused).toEqual([{ qr_id: "globex:1", status: 403 }]): all 16 events of the batch refused',
+  },
 ];
