@@ -16,6 +16,7 @@ import { ApiError, errorHandler, errorResponse } from "./errors.ts";
 import { ingestHandler } from "./ingest.ts";
 import type { KeyStore } from "./keys.ts";
 import { type ServerMetrics, observeRequests } from "./metrics.ts";
+import { openApiDocument } from "./openapi.ts";
 import { rateLimits } from "./rate-limit.ts";
 import type { ReplicaCount } from "./replicas.ts";
 import { statsHandler } from "./stats.ts";
@@ -104,6 +105,13 @@ export function routingPath(req: Request): string {
   return url.charCodeAt(0) === 47 /* "/" */ ? getPath({ url: `http://host${url}` } as Request) : getPath(req);
 }
 
+let openApiCache: string | null = null;
+/** The document's text, converted from the schemas once per process (tests build many apps). */
+function openApiText(): string {
+  openApiCache ??= JSON.stringify(openApiDocument());
+  return openApiCache;
+}
+
 export function createApp(deps: AppDeps) {
   const { config, producer, metrics, logger } = deps;
   const resolveIp = clientIpResolver(config.TRUSTED_PROXIES);
@@ -148,6 +156,14 @@ export function createApp(deps: AppDeps) {
   });
   app.all("/health", methodNotAllowed("GET, HEAD"));
   app.all("/ready", methodNotAllowed("GET, HEAD"));
+
+  // The API's OpenAPI document (server/openapi.ts): public like the docs, the same bytes for the
+  // process's life, so built once and cacheable.
+  const openApiJson = openApiText();
+  app.get("/openapi.json", (c) =>
+    c.body(openApiJson, 200, { "Content-Type": "application/json", "Cache-Control": "public, max-age=3600" }),
+  );
+  app.all("/openapi.json", methodNotAllowed("GET, HEAD"));
 
   // Without Bun.serve (in-process app.request() in tests) there is no server, so no peer address.
   const clientIp = (c: Context) =>

@@ -9,6 +9,7 @@ import type { Context, ErrorHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Logger } from "../shared/logger.ts";
+import type { ErrorAnswer } from "./answers.ts";
 import { requestLogFields } from "./tracing.ts";
 
 export interface ApiErrorOptions {
@@ -32,7 +33,8 @@ export class ApiError extends HTTPException {
 
 /** The error body for `error` (with the request id the client is given) as a response. */
 export function errorResponse(c: Context, error: ApiError): Response {
-  const body: { error: string; errors?: readonly unknown[]; request_id: string } = {
+  // server/answers.ts's ErrorAnswer, the OpenAPI document's; `errors` holds FieldErrors (not checked here).
+  const body: Omit<ErrorAnswer, "errors"> & { errors?: readonly unknown[] } = {
     error: error.message,
     request_id: c.get("requestId"),
   };

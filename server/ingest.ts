@@ -16,6 +16,7 @@ import {
   toScanRecord,
 } from "../shared/event.ts";
 import { TRACING_OFF, type Tracing } from "../shared/tracing.ts";
+import type { IngestAnswer } from "./answers.ts";
 import { readEvents } from "./body.ts";
 import { ApiError } from "./errors.ts";
 import { type ServerMetrics, rejectionReason } from "./metrics.ts";
@@ -132,7 +133,8 @@ export function ingestHandler(o: IngestOptions) {
       });
     }
 
-    if (messages.length === 0) return c.json({ accepted: 0, rejected, request_id }, 400);
+    // The answers' shape is server/answers.ts's, the OpenAPI document's.
+    if (messages.length === 0) return c.json({ accepted: 0, rejected, request_id } satisfies IngestAnswer, 400);
 
     const span = tracing.enabled ? startSendSpan(c, messages) : null;
     const started = performance.now();
@@ -157,7 +159,7 @@ export function ingestHandler(o: IngestOptions) {
     }
     deliveryLatency.observe((performance.now() - started) / 1000);
     accepted.inc(messages.length);
-    return c.json({ accepted: messages.length, rejected, request_id }, 202);
+    return c.json({ accepted: messages.length, rejected, request_id } satisfies IngestAnswer, 202);
   };
 
   /** The PRODUCER span of one request's send, child of its SERVER span; the messages carry its context. */

@@ -8,13 +8,15 @@ import * as v from "valibot";
 import { classifyDbError } from "../shared/db-errors.ts";
 import { QrId, RFC3339Timestamp, fieldErrors } from "../shared/event.ts";
 import type { Logger } from "../shared/logger.ts";
+import type { StatsAnswer } from "./answers.ts";
 import { ApiError } from "./errors.ts";
 import { requestLogFields } from "./tracing.ts";
 
 const INTERVAL_MS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
 const MAX_BUCKETS = 10_000;
 
-const StatsQuery = v.object({
+/** The query of GET /v1/qr/:qr_id/stats (also the OpenAPI document's parameters). */
+export const StatsQuery = v.object({
   qr_id: QrId,
   from: v.optional(RFC3339Timestamp),
   to: v.optional(RFC3339Timestamp),
@@ -74,7 +76,7 @@ export function statsHandler({
       buckets: series,
       // Once retention has pruned minute counts: where they start (docs/api.md).
       ...(minuteCountsFrom ? { minute_counts_from: minuteCountsFrom.toISOString() } : {}),
-    });
+    } satisfies StatsAnswer);
   };
 }
 

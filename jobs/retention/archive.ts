@@ -194,7 +194,8 @@ const CHUNK_ROWS = 50_000;
 /**
  * Streams a partition's rows (in event_id order, one REPEATABLE READ snapshot) into a new Parquet
  * file at `path` via a temporary name; returns the digest of what was written. `pauseMs` is the
- * test hook that holds the temporary file before its rename.
+ * test hook that holds the temporary file before its rename; `columns`, an older schema version's
+ * (the tests' archives from before a version change).
  */
 export async function writeArchive(
   sql: Sql,
@@ -203,6 +204,7 @@ export async function writeArchive(
   expected: DayDigest,
   meta: Record<string, string>,
   pauseMs = 0,
+  columns: readonly string[] = ARCHIVE_COLUMNS,
 ): Promise<DayDigest> {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
@@ -210,8 +212,8 @@ export async function writeArchive(
   const writer = new ParquetWriter({
     writer: fileWriter(tmp),
     schema: [
-      { name: "root", num_children: ARCHIVE_COLUMNS.length },
-      ...ARCHIVE_COLUMNS.map((name) => ({
+      { name: "root", num_children: columns.length },
+      ...columns.map((name) => ({
         name,
         type: "BYTE_ARRAY" as const,
         converted_type: "UTF8" as const,
@@ -221,19 +223,19 @@ export async function writeArchive(
     kvMetadata: Object.entries(meta).map(([key, value]) => ({ key, value })),
     createdBy: "qrscan maintain",
   });
-  const select = `select ${ARCHIVE_COLUMNS.map((c) => `${c}::text as ${c}`).join(", ")} from ${ident(relation)} order by event_id, scanned_at`;
+  const select = `select ${columns.map((c) => `${c}::text as ${c}`).join(", ")} from ${ident(relation)} order by event_id, scanned_at`;
   await sql.begin("isolation level repeatable read read only", async (tx) => {
     await tx
       .unsafe<Record<string, string | null>[]>(select)
       .values()
       .cursor(CHUNK_ROWS, async (rows) => {
-        const columns = ARCHIVE_COLUMNS.map(() => [] as (string | null)[]);
+        const data = columns.map(() => [] as (string | null)[]);
         for (const row of rows as unknown as (string | null)[][]) {
           builder.add(row);
-          for (let i = 0; i < columns.length; i++) (columns[i] as (string | null)[]).push(row[i] ?? null);
+          for (let i = 0; i < data.length; i++) (data[i] as (string | null)[]).push(row[i] ?? null);
         }
         await writer.write({
-          columnData: ARCHIVE_COLUMNS.map((name, i) => ({ name, data: columns[i] as (string | null)[] })),
+          columnData: columns.map((name, i) => ({ name, data: data[i] as (string | null)[] })),
           rowGroupSize: CHUNK_ROWS,
         });
       });

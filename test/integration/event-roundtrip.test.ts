@@ -308,6 +308,8 @@ interface ExpectedRow {
   attributes: unknown;
   client_ip: string | null;
   schema_version: number;
+  /** Without sent_at (these events carry none), the scan's instant is scanned_at as sent. */
+  derived_at: string;
 }
 
 /**
@@ -373,7 +375,9 @@ function model(e: Record<string, unknown>): { invalid: string[] } | { row: Omit<
       accuracy_m: location?.accuracy_m ?? null,
       user_agent: str("user_agent"),
       attributes: e.attributes ?? null,
-      schema_version: 1,
+      // The record's version: the edge's (2), whatever the client's.
+      schema_version: 2,
+      derived_at: at.text,
     },
   };
 }
@@ -531,6 +535,7 @@ async function roundTrip(events: unknown[], sizes: number[], ips: (string | null
     select event_id::text, to_char(scanned_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as scanned_at,
            tableoid::regclass::text as part, qr_id, scanner_id, lat, lon, accuracy_m, user_agent,
            attributes::text as attributes, host(client_ip) as client_ip, schema_version::int as schema_version,
+           to_char(derived_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as derived_at,
            (extract(epoch from received_at) * 1000)::float8 as received_ms
     from scan_events`;
   // How Postgres itself reads each stored event's timestamp as the client wrote it (to the

@@ -15,7 +15,17 @@ import { join } from "node:path";
 import postgres from "postgres";
 import { archiveRestore } from "../../jobs/archive-restore.ts";
 import { runMaintain } from "../../jobs/maintain.ts";
-import { type DayDigest, digestInDb, partitionOf, readArchive, writeArchive } from "../../jobs/retention/archive.ts";
+import {
+  ARCHIVE_COLUMNS,
+  ARCHIVE_COLUMNS_BY_VERSION,
+  type DayDigest,
+  archivePaths,
+  digestInDb,
+  partitionOf,
+  readArchive,
+  sha256File,
+  writeArchive,
+} from "../../jobs/retention/archive.ts";
 import { type MaintainConfig, loadMaintainConfig } from "../../jobs/retention/config.ts";
 import { killProcess, spawnProcess, stopProcess } from "../../tools/harness.ts";
 import {
@@ -302,6 +312,44 @@ describe("bun run maintain", () => {
     );
     // The defaults agree: the edge accepts scans as old as the raw days kept.
     expect(loadMaintainConfig({}).RETENTION_RAW_DAYS * 24).toBe(loadMaintainConfig({}).SCANNED_AT_MAX_AGE_HOURS);
+  });
+
+  test("an archive written at schema version 1 (before sent_at and derived_at) is verified and restored, the new columns null", async () => {
+    const { db, direct } = await seeded();
+    const dir = archiveDir();
+    const c = config(db, dir);
+    const day = daysAgo(35);
+    const partition = partitionOf(day);
+    const rows = await rowsOf(direct, partition);
+    // What maintain wrote before version 2: the 15 columns, its manifest saying so, the day dropped.
+    const v1 = ARCHIVE_COLUMNS_BY_VERSION[1] as readonly string[];
+    expect(v1).toHaveLength(ARCHIVE_COLUMNS.length - 2);
+    const digest = await digestInDb(direct, partition, v1);
+    const paths = archivePaths(dir, day, digest);
+    await writeArchive(direct, partition, paths.file, digest, { day, schema_version: "1" }, 0, v1);
+    const manifest = {
+      day,
+      file: paths.file.split("/").at(-1),
+      file_bytes: Bun.file(paths.file).size,
+      file_sha256: sha256File(paths.file),
+      schema_version: 1,
+      columns: v1,
+      written_at: new Date().toISOString(),
+      ...digest,
+    };
+    writeFileSync(paths.manifest, JSON.stringify(manifest));
+    await direct.unsafe(`alter table scan_events detach partition ${partition}; drop table ${partition}`);
+    await direct`
+      insert into archived_days (day, file, row_count, file_sha256, content_checksum, event_id_checksum)
+      values (${day}::text::date, ${`scan_events/day=${day}/${manifest.file}`}, ${digest.rows}, ${manifest.file_sha256},
+        ${digest.content_checksum}, ${digest.event_id_checksum})`;
+
+    await archiveRestore(c, day, quiet);
+    expect(await rowsOf(direct, partition)).toEqual(rows);
+    const [restored] = await direct<{ n: number; derived: number }[]>`
+      select count(*)::int as n, count(derived_at)::int as derived from scan_events
+      where scanned_at >= ${day}::text::date and scanned_at < ${day}::text::date + 1`;
+    expect(restored).toEqual({ n: ROWS_PER_DAY, derived: 0 });
   });
 
   test("kill -9 while an archive is being written loses nothing and duplicates nothing; a concurrent run exits on the lock", async () => {

@@ -98,19 +98,21 @@ describe("POST /v1/scans", () => {
     for (const m of messages) {
       const record = v.parse(ScanRecordSchema, JSON.parse(text(m.value) as string));
       const sent = events.find((e) => e.event_id === record.event_id) as Record<string, unknown>;
-      const { received_at, client_ip, schema_version, ...event } = record;
+      const { received_at, client_ip, schema_version, derived_at, ...event } = record;
       // scanned_at is stored in its canonical UTC form with microseconds (shared/event.ts).
       expect(event as Record<string, unknown>).toEqual({
         ...sent,
         scanned_at: (sent.scanned_at as string).replace(/Z$/, "000Z"),
       });
-      expect(schema_version).toBe(1);
+      // No sent_at: the scan's instant is scanned_at as sent.
+      expect(derived_at).toBe(event.scanned_at);
+      expect(schema_version).toBe(2);
       expect(Date.now() - Date.parse(received_at)).toBeLessThan(60_000);
       expect(client_ip).toBeNull();
       // KAFKA_PARTITION_KEY's default: no key, so the producer fills one partition at a time.
       expect(m.key).toBeNull();
       expect(text(m.headers?.event_id)).toBe(record.event_id);
-      expect(text(m.headers?.schema_version)).toBe("1");
+      expect(text(m.headers?.schema_version)).toBe("2");
       expect(text(m.headers?.traceparent)).toBe("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     }
     // librdkafka's own view: the idempotent producer has a producer id from the broker (librdkafka
@@ -236,7 +238,8 @@ describe("POST /v1/scans", () => {
   test("a mixed batch: valid events accepted, invalid ones listed by index with field errors", async () => {
     const { post } = await createTestApp();
     const future = new Date(Date.now() + 10 * 60_000).toISOString();
-    const old = new Date(Date.now() - 8 * 24 * 3_600_000).toISOString();
+    // Older than the window's default: 30 days, the raw retention's.
+    const old = new Date(Date.now() - 31 * 24 * 3_600_000).toISOString();
     const events = [
       scan(),
       scan({ event_id: "not-a-uuid" }),

@@ -12,6 +12,7 @@ import {
   canonicalTimestamp,
   canonicalUtc,
   dayOf,
+  derivedInstant,
   fastPaths,
   fieldErrors,
   isStorableIp,
@@ -188,6 +189,64 @@ describe("timestamp helpers", () => {
     expect(scannedAtWindowError(now - 25 * hour, now, 24 * hour, 90 * minute)).toBe(
       "is older than the accepted window of 24 hours",
     );
+  });
+});
+
+describe("derivedInstant: the scan's instant on the edge's clock", () => {
+  const received = Date.UTC(2026, 0, 31, 12, 0, 0, 500);
+  const day = 24 * 3_600_000;
+
+  test("without sent_at: scanned_at as given, text and instant", () => {
+    expect(derivedInstant({ scanned_at: "2026-01-31T11:59:00.123456Z" }, received, day)).toEqual({
+      ms: Date.UTC(2026, 0, 31, 11, 59, 0, 123),
+      text: "2026-01-31T11:59:00.123456Z",
+    });
+  });
+
+  test("scanned_at moved by received_at - sent_at, its microseconds kept, either way", () => {
+    // A device 2 hours fast: it scanned at its 13:59:00.123456, sent at its 14:00:00.000.
+    const fast = { scanned_at: "2026-01-31T13:59:00.123456Z", sent_at: "2026-01-31T14:00:00.000000Z" };
+    expect(derivedInstant(fast, received, day)).toEqual({
+      ms: Date.UTC(2026, 0, 31, 11, 59, 0, 623),
+      text: "2026-01-31T11:59:00.623456Z",
+    });
+    // 3 hours slow, across midnight backwards on the device.
+    const slow = { scanned_at: "2026-01-31T08:59:59.999999Z", sent_at: "2026-01-31T09:00:00.500000Z" };
+    expect(derivedInstant(slow, received, day)).toEqual({
+      ms: Date.UTC(2026, 0, 31, 11, 59, 59, 999),
+      text: "2026-01-31T11:59:59.999999Z",
+    });
+  });
+
+  test("an offset up to the bound is corrected, past it refused on sent_at, saying which way", () => {
+    const at = (offsetMs: number) => ({
+      scanned_at: timestampOf(received + offsetMs - 1_000),
+      sent_at: timestampOf(received + offsetMs),
+    });
+    expect(derivedInstant(at(day), received, day)).toHaveProperty("ms", received - 1_000);
+    expect(derivedInstant(at(-day), received, day)).toHaveProperty("ms", received - 1_000);
+    expect(derivedInstant(at(day + 1), received, day)).toEqual({
+      error: {
+        path: "sent_at",
+        message:
+          "says the device clock is 24.0 hours ahead of the server's, more than the 24 hours the edge corrects: set the device's clock",
+      },
+    });
+    expect(derivedInstant(at(-2 * day), received, day)).toEqual({
+      error: {
+        path: "sent_at",
+        message:
+          "says the device clock is 48.0 hours behind the server's, more than the 24 hours the edge corrects: set the device's clock",
+      },
+    });
+  });
+
+  test("a correction that leaves the storable range is refused on scanned_at", () => {
+    const early = { scanned_at: "1970-01-01T00:00:00.000000Z", sent_at: "1970-01-01T01:00:00.000000Z" };
+    expect(derivedInstant(early, Date.UTC(1970, 0, 1), day)).toEqual({
+      error: { path: "scanned_at", message: "corrected by the device clock's offset, is out of range" },
+    });
+    expect(derivedInstant(early, Date.UTC(1970, 0, 1, 1), day)).toHaveProperty("ms", 0);
   });
 });
 

@@ -20,6 +20,7 @@ const SHIPPED: Record<string, string> = {
   "8_edge_replicas": "87ba84d8db2b999e44db52710b4d35586d754618f96a2d108310d2bd67c1d188",
   "9_roles": "da5968a4c0a9ad0183e6c100127711796d96551df5e297688821f73a55c053dd",
   "10_dead_letter_context": "36b6fccf8c420cd483f43b805e5e37f5c7e545d68de39de0a1f7ac0d5ff87826",
+  "11_device_clock": "68f38f9a55dabf4b2b40e89d21d3bfd7a321e8550a8d112edbb560273376e218",
 };
 
 test("every shipped migration is byte for byte what deployments applied; new ones are listed", () => {

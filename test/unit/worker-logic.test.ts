@@ -44,7 +44,7 @@ describe("decode", () => {
     if (isPoison(row)) throw new Error(row.error);
     expect(row.day).toBe("2026-11-25");
     expect(row.line).toBe(
-      `${event.event_id}\t2026-11-25T08:00:00.000000Z\tQR-1\ttab\\there\t\\N\t\\N\t\\N\t\\N\t{"a":"x\\\\\\\\y"}\t10.0.0.7\t2026-11-25T08:00:01.000000Z\t1\t3\t42\n`,
+      `${event.event_id}\t2026-11-25T08:00:00.000000Z\tQR-1\ttab\\there\t\\N\t\\N\t\\N\t\\N\t{"a":"x\\\\\\\\y"}\t10.0.0.7\t2026-11-25T08:00:01.000000Z\t2\t3\t42\t\\N\t2026-11-25T08:00:00.000000Z\n`,
     );
   });
 

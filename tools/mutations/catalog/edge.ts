@@ -121,8 +121,8 @@ export const mutations: Mutation[] = [
     id: "record-drops-scanner-id",
     promise: "Every event answered 202 lands in Postgres as sent (README)",
     file: "shared/event.ts",
-    find: "    ...event,\n",
-    replace: "    ...event,\n    scanner_id: undefined,\n",
+    find: "    ...fields,\n",
+    replace: "    ...fields,\n    scanner_id: undefined,\n",
     killers: ["test/integration/event-roundtrip.test.ts"],
     testNamePattern: "adversarial",
     observed: 'rows: differences ["…: scanner_id: stored null, expected \\"ref\\"", …]',
@@ -132,8 +132,8 @@ export const mutations: Mutation[] = [
     promise:
       "The server adds client_ip (from the peer, or X-Forwarded-For from a trusted proxy) to each event (docs/api.md, The event)",
     file: "server/ingest.ts",
-    find: "        value: JSON.stringify(toScanRecord(event, receivedAt, clientIp)),",
-    replace: "        value: JSON.stringify(toScanRecord(event, receivedAt, null)),",
+    find: "        value: JSON.stringify(toScanRecord(event, receivedAt, clientIp, derivedAt)),",
+    replace: "        value: JSON.stringify(toScanRecord(event, receivedAt, null, derivedAt)),",
     killers: ["test/integration/event-roundtrip.test.ts"],
     testNamePattern: "adversarial",
     observed:

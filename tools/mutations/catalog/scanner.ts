@@ -1,0 +1,41 @@
+// Hand-made mutations of the scanner's path (issue 28): the device clock's correction at the edge,
+// and the scanner SDK's durable queue, fixed ids and retry policy. See tools/mutations/types.ts.
+import type { Mutation } from "../types.ts";
+
+export const mutations: Mutation[] = [
+  {
+    id: "clock-no-correction",
+    promise:
+      "A scan from a device whose clock is off by up to CLOCK_SKEW_MAX_HOURS is stored, its derived_at the real scan time (docs/api.md, Device clocks)",
+    file: "shared/event.ts",
+    find: "  const ms = scannedMs + offset;",
+    replace: "  const ms = scannedMs;",
+    killers: ["test/integration/device-clock.test.ts"],
+    testNamePattern: "clocks 2 hours fast|CLOCK_SKEW_MAX_HOURS",
+    observed:
+      "device clocks: the fast and slow clocks' events answered 400 (is more than 5 minutes in the future / stored at the device's time), expected 202 with derived_at within 5 s",
+  },
+  {
+    id: "clock-window-on-device-time",
+    promise:
+      "The accepted window applies to the scan's instant on the edge's clock, so a gate whose clock runs fast loses nothing (docs/api.md, Device clocks)",
+    file: "server/ingest.ts",
+    find: "          const window = scannedAtWindowError(derived.ms, now, o.maxAgeMs, o.maxFutureMs);",
+    replace:
+      "          const window = scannedAtWindowError(Date.parse(result.output.scanned_at), now, o.maxAgeMs, o.maxFutureMs);",
+    killers: ["test/integration/device-clock.test.ts"],
+    testNamePattern: "clocks 2 hours fast",
+    observed: "attempt 0: status 400 (scanned_at: is more than 5 minutes in the future), expected 202",
+  },
+  {
+    id: "clock-counts-device-minute",
+    promise:
+      "scan_counts counts each scan once, in the minute it really happened (derived_at), also for a device clock hours off (docs/api.md, Device clocks)",
+    file: "shared/scan-events.ts",
+    find: "    derivedAt: record.derived_at ?? record.scanned_at,",
+    replace: "    derivedAt: record.scanned_at,",
+    killers: ["test/integration/device-clock.test.ts"],
+    testNamePattern: "clocks 2 hours fast",
+    observed: "scan_counts minutes 2 hours ahead and 3 hours behind the real ones; countMismatches 4, expected 0",
+  },
+];
