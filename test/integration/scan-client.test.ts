@@ -94,7 +94,7 @@ async function expectStoredOnce(db: Db, mustHave: Stamped[], mayHave: Stamped[] 
 
 /** Runs scanner.ts (a separate Bun process) on `journal`; its stdout lines as they come. */
 function spawnScanner(journal: string, endpoint: string, count: number) {
-  const proc = Bun.spawn(["bun", join(import.meta.dir, "scan-client/scanner.ts")], {
+  const proc = Bun.spawn(["bun", join(import.meta.dir, "../../packages/scan-client/test/fixtures/scanner.ts")], {
     env: { ...process.env, JOURNAL: journal, ENDPOINT: endpoint, COUNT: String(count) },
     stdout: "pipe",
     stderr: "inherit",
