@@ -1,7 +1,8 @@
 // The scanner SDK (packages/scan-client) against the real edge, Kafka, worker and Postgres: every
 // scan() that resolved is stored exactly once and counted once (scan_counts), with the event_id and
 // scanned_at that scan() returned, through a kill -9 between queueing and acknowledgement, wrong
-// device clocks, 429/503 bursts and final per-event refusals.
+// device clocks, 429/503 bursts, final per-event refusals and a 403 for one event's tenant. The
+// catalog of these breakages, re-applied by tools/mutations/run.ts: tools/mutations/catalog/sdk.ts.
 //
 // Deliberate breakages tried (each applied alone by hand, the test run, then restored):
 // | breakage                                                        | caught by                              |
@@ -13,6 +14,8 @@
 // | Retry-After ignored (backoff only)                              | 429 burst and 503 burst (a request too soon) |
 // | a per-event 400 retried instead of settled                      | final 400 (flush times out)            |
 // | refused events removed without onRefused                        | final 400 (onRefused saw nothing)      |
+// | sent_at stamped at queue time, not per attempt                   | device clock 3 hours slow, sent 6 s late |
+// | a 403 on a batch taken as final for all its events (no bisection) | 403 tenant (16 refused instead of 1)  |
 // | the journal's fsync removed                                     | NOT caught: a kill -9 keeps the page    |
 // |                                                                 | cache; only a power loss would show it |
 import { expect, test } from "bun:test";
@@ -20,8 +23,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ScanClient, type ScanClientError } from "scan-client";
+import { type KeysIo, keys } from "../../jobs/keys.ts";
 import { replay } from "../../packages/scan-client/src/queue/file.ts";
 import { sha256 } from "../../shared/api-keys.ts";
+import { createLogger } from "../../shared/logger.ts";
 import { API_KEY, createDatabase, onCleanup, spawnServer, spawnWorker, workerEnv } from "../helpers/fixtures.ts";
 import { freePort } from "../helpers/server.ts";
 import { ensureStack } from "../helpers/stack.ts";
@@ -89,7 +94,7 @@ async function expectStoredOnce(db: Db, mustHave: Stamped[], mayHave: Stamped[] 
 
 /** Runs scanner.ts (a separate Bun process) on `journal`; its stdout lines as they come. */
 function spawnScanner(journal: string, endpoint: string, count: number) {
-  const proc = Bun.spawn(["bun", join(import.meta.dir, "scan-client/scanner.ts")], {
+  const proc = Bun.spawn(["bun", join(import.meta.dir, "../../packages/scan-client/test/fixtures/scanner.ts")], {
     env: { ...process.env, JOURNAL: journal, ENDPOINT: endpoint, COUNT: String(count) },
     stdout: "pipe",
     stderr: "inherit",
@@ -278,14 +283,24 @@ test("503 + Retry-After in a burst: the same events are resent after it, stored 
   expect(await expectStoredOnce(db, stamped)).toBe(60);
 });
 
-for (const [name, skewMs] of [
-  ["2 hours fast", 2 * 3_600_000],
-  ["3 hours slow", -3 * 3_600_000],
+for (const [name, skewMs, offlineS] of [
+  ["2 hours fast", 2 * 3_600_000, 0],
+  // Sent 6 s after the scans (the first request answered 503 + Retry-After: 6): a sent_at stamped at
+  // queue time instead of per attempt would put derived_at at the arrival, 6 s late.
+  ["3 hours slow, sent 6 s late", -3 * 3_600_000, 6],
 ] as const) {
   test(`a device clock ${name}: every scan stored once, derived_at within 5 s of the real scan time`, async () => {
     const { db, url } = await pipeline();
+    const edge = proxy(url, (n) =>
+      n === 0 && offlineS > 0
+        ? new Response(JSON.stringify({ error: "unavailable", request_id: "p" }), {
+            status: 503,
+            headers: { "retry-after": String(offlineS), "content-type": "application/json" },
+          })
+        : null,
+    );
     const { client } = await recordingClient({
-      endpoint: url,
+      endpoint: edge.url,
       queue: { path: join(journalDir(), "q.journal") },
       batch: { maxEvents: 10, maxWaitMs: 200 },
       now: () => Date.now() + skewMs,
@@ -331,7 +346,43 @@ test("a final 400 per event goes to onRefused once and is removed; the rest are 
   await client.scan({ qr_id: "bad one" });
   await client.flush({ timeoutMs: 20_000 });
   expect(refused.map((r) => r.qr_id).sort()).toEqual(["bad one", "bad qr 1!", "bad qr 5!", "bad qr 9!"]);
-  expect(refused.every((r) => r.paths.includes("qr_id") && (r.status === 202 || r.status === 400))).toBe(true);
+  expect(refused.every((r) => r.paths.includes("qr_id") && r.status === 400)).toBe(true);
   expect(client.metrics()).toMatchObject({ queued: 0, sent: 9, refused: 4 });
   expect(await expectStoredOnce(db, good)).toBe(9);
+});
+
+test("a 403 for one event outside the key's tenant: the batch is bisected, that event refused, the others stored", async () => {
+  const db = await createDatabase();
+  const out: string[] = [];
+  const io: KeysIo = { out: (l) => out.push(l), audit: createLogger("keys", "silent"), operator: "test" };
+  const args = ["create", "--name", "acme", "--scopes", "scans:write", "--qr-prefix", "acme:"];
+  expect(await keys(args, db.sql, io)).toBe(0);
+  const secret = out.at(-1) as string;
+  const env = await workerEnv(db.url, 3);
+  spawnWorker(env, {}, { output: "ignore" });
+  const server = await spawnServer({
+    SCANS_TOPIC: env.scansTopic,
+    DATABASE_URL: db.url,
+    AUTH_DISABLED: "false",
+    API_KEYS_DB: "true",
+  });
+  const refused: { qr_id: string; status: number }[] = [];
+  const { client, requests } = await recordingClient({
+    endpoint: server.url,
+    apiKey: secret,
+    queue: { path: join(journalDir(), "q.journal") },
+    batch: { maxEvents: 16, maxWaitMs: 10_000 },
+    onRefused: (r) => refused.push(...r.map((x) => ({ qr_id: x.event.qr_id, status: x.status }))),
+  });
+  const good: Stamped[] = [];
+  for (let i = 0; i < 16; i++) {
+    if (i === 11) await client.scan({ qr_id: "globex:1" });
+    else good.push(await client.scan({ qr_id: `acme:${i}` }));
+  }
+  await client.flush({ timeoutMs: 20_000 });
+  expect(refused).toEqual([{ qr_id: "globex:1", status: 403 }]);
+  // 16 -> 8 (accepted) + 8 -> 4 + 4 (accepted) -> 2 + 2 (accepted) -> 1 (403) + 1: a handful of requests.
+  expect(requests.filter((r) => r.status === 403).length).toBeLessThanOrEqual(5);
+  expect(client.metrics()).toMatchObject({ queued: 0, sent: 15, refused: 1 });
+  expect(await expectStoredOnce(db, good)).toBe(15);
 });

@@ -22,6 +22,7 @@ export interface ScanInput {
 /** An event the edge refused for good (a 4xx other than 401/408/429): never retried. */
 export interface RefusedEvent {
   event: WireEvent;
+  /** 400 for a per-event rejection (also inside a 202), else the answer's status (403, 413, 415…). */
   status: number;
   errors: FieldError[];
 }
@@ -114,6 +115,7 @@ export class ScanClient {
   private evicted = 0;
   private head: QueuedEvent | null = null;
   private lastQueuedSeq = 0;
+  private evicting: Promise<void> = Promise.resolve();
 
   /** Consecutive failed attempts, for the backoff. */
   private attempt = 0;
@@ -166,7 +168,10 @@ export class ScanClient {
     }
     if (this.queuedCount >= this.maxQueued) {
       if (this.options.whenFull !== "evict-oldest") throw new QueueFullError(this.maxQueued);
-      await this.evictOldest();
+      // One eviction at a time, each re-checking: concurrent scans must not evict the same events.
+      const turn = this.evicting.then(() => (this.queuedCount >= this.maxQueued ? this.evictOldest() : undefined));
+      this.evicting = turn.catch(() => {}); // the error is this scan()'s, thrown below
+      await turn;
     }
     const t = this.now();
     const event: WireEvent = {
@@ -392,7 +397,8 @@ export class ScanClient {
       // Per-event verdicts: the accepted ones are durable at the edge, the rejected ones are final.
       const refused: RefusedEvent[] = answer.rejected.flatMap((r) => {
         const q = batch.events[r.index];
-        return q ? [{ event: q.event, status, errors: r.errors }] : [];
+        // 400 even inside a 202: the status of this event's own verdict, as if it was sent alone.
+        return q ? [{ event: q.event, status: 400, errors: r.errors }] : [];
       });
       await this.settle(batch.events, refused);
       return;

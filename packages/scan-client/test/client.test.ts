@@ -78,7 +78,7 @@ test("per-event rejections are final: reported to onRefused once, removed, the r
   ]);
   for (const qr of ["A", "B", "C"]) await client.scan({ qr_id: qr });
   await client.flush({ timeoutMs: 2_000 });
-  expect(refused).toEqual([{ qr: "B", status: 202 }]);
+  expect(refused).toEqual([{ qr: "B", status: 400 }]);
   expect(calls.length).toBe(1);
   expect(client.metrics()).toMatchObject({ queued: 0, sent: 2, refused: 1 });
   await client.close();
@@ -216,3 +216,19 @@ test("close() leaves no timer keeping a Bun process alive, with events still que
     rmSync(dir, { recursive: true, force: true });
   }
 }, 15_000);
+
+test("evict-oldest under concurrent scans: the queue stays at maxQueued, each eviction counted once", async () => {
+  const evicted: string[] = [];
+  const client = await ScanClient.open({
+    endpoint: "http://x",
+    queue: new MemoryQueue(),
+    maxQueued: 5,
+    whenFull: "evict-oldest",
+    fetch: () => new Promise<Response>(() => {}),
+    onEvicted: (e) => evicted.push(...e.map((x) => x.qr_id)),
+  });
+  await Promise.all(Array.from({ length: 20 }, (_, i) => client.scan({ qr_id: `QR-${i}` })));
+  expect(client.metrics()).toMatchObject({ queued: 5, evicted: 15 });
+  expect(new Set(evicted).size).toBe(15);
+  await client.close();
+});

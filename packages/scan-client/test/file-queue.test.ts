@@ -80,6 +80,20 @@ test("a journal that is mostly acknowledgements is compacted on open", async () 
   expect(after.nextSeq).toBe(101);
 });
 
+test("a running queue compacts its journal too, keeping the live events and their seqs", async () => {
+  const path = journalPath();
+  const a = await FileQueue.open(path, { compactAfterRecords: 20 });
+  const added = await a.append(Array.from({ length: 30 }, (_, i) => ev(i)));
+  for (const e of added.slice(0, 25)) await a.remove([e.seq]);
+  // 30 appends + 25 removals went past 20 records with 5 live: rewritten to the 5 live ones.
+  expect(replay(path).records).toBeLessThan(20);
+  await a.append([ev(99)]);
+  await a.close();
+  const after = replay(path);
+  expect(after.events.map((e) => e.seq)).toEqual([26, 27, 28, 29, 30, 31]);
+  expect(after.torn).toBeNull();
+});
+
 test("concurrent appends are grouped into fewer writes, each resolving with its own seq", async () => {
   const path = journalPath();
   const a = await FileQueue.open(path);

@@ -23,8 +23,6 @@ interface Pending {
 export interface FileQueueOptions {
   /** Rewrite the journal when it holds at least this many records and most are removals. Default 10,000. */
   compactAfterRecords?: number;
-  /** For tests of the durability guarantee only: skip fsync. */
-  unsafeNoFsync?: boolean;
 }
 
 export class FileQueue implements Queue {
@@ -128,7 +126,7 @@ export class FileQueue implements Queue {
           const { bytesWritten } = await this.fh.write(bytes, offset);
           offset += bytesWritten;
         }
-        if (!this.options.unsafeNoFsync) await this.fh.datasync();
+        await this.fh.datasync();
         this.syncs++;
         for (const p of group) p.apply();
         for (const p of group) p.resolve();
