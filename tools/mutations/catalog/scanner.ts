@@ -38,4 +38,37 @@ export const mutations: Mutation[] = [
     testNamePattern: "clocks 2 hours fast",
     observed: "scan_counts minutes 2 hours ahead and 3 hours behind the real ones; countMismatches 4, expected 0",
   },
+  {
+    id: "idb-append-writes-nothing",
+    promise:
+      "In a browser a scan is durable once scan() resolves: a page reload loses nothing queued (packages/scan-client/README.md, Guarantees 1)",
+    file: "packages/scan-client/src/queue/indexeddb.ts",
+    find: "        const req = store.add(value);\n",
+    replace: "        const req = store.count();\n",
+    killers: ["test/integration/scan-client-browser.test.ts"],
+    testNamePattern: "reloaded mid-queue",
+    observed: "flush() timed out with 20 events still queued; after the reload the page found nothing in IndexedDB",
+  },
+  {
+    id: "idb-append-resolves-on-abort",
+    promise:
+      "In a browser scan() resolves only once IndexedDB committed the transaction: a commit that fails rejects it (packages/scan-client/README.md, Guarantees 1)",
+    file: "packages/scan-client/src/queue/indexeddb.ts",
+    find: "      tx.onabort = () =>\n",
+    replace: "      tx.onabort = () => resolve(result());\n      tx.onerror = () =>\n",
+    killers: ["packages/scan-client/test/indexeddb.test.ts"],
+    observed:
+      "a transaction aborted after every add() succeeded (a failed commit): append resolved with the events instead of rejecting",
+  },
+  {
+    id: "client-not-resending-on-open",
+    promise:
+      "The next ScanClient.open() on the same queue sends what an earlier process or page left unacknowledged (packages/scan-client/README.md, Guarantees 1)",
+    file: "packages/scan-client/src/client.ts",
+    find: "    this.queuedCount = await this.queue.size();",
+    replace: "    this.queuedCount = 0;",
+    killers: ["test/integration/scan-client-browser.test.ts"],
+    testNamePattern: "reloaded mid-queue",
+    observed: "after the reload the reopened client shows queued: 0, expected 15",
+  },
 ];
