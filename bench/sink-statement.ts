@@ -19,7 +19,7 @@ import { createThrowawayDatabase } from "../tools/harness.ts";
 import { childPids } from "../tools/pipeline.ts";
 import { postgresPid } from "../tools/stack/postgres.ts";
 import { createDb } from "../worker/db.ts";
-import { STAGE, ScanSink } from "../worker/sink.ts";
+import { STAGE, STAGE_TABLE, ScanSink } from "../worker/sink.ts";
 import { arg, median, numArg } from "./lib.ts";
 import { cpuTicks } from "./proc-stats.ts";
 import { walNow } from "./sink-run.ts";
@@ -41,6 +41,8 @@ const TYPES = [
   "smallint",
   "integer",
   "bigint",
+  "timestamptz",
+  "timestamptz",
 ];
 
 /** The columns' values as text, in COLUMNS order (null is NULL). */
@@ -61,6 +63,8 @@ function values(r: ScanRecord, partition: number, offset: number): (string | nul
     String(r.schema_version),
     String(partition),
     String(offset),
+    r.sent_at ?? null,
+    r.derived_at ?? r.scanned_at,
   ];
 }
 
@@ -84,8 +88,8 @@ function batch(round: number) {
 type Batch = ReturnType<typeof batch>;
 
 const TAIL = `
-  on conflict do nothing returning qr_id, scanned_at)
-  insert into scan_counts (qr_id, bucket, count) select qr_id, date_trunc('minute', scanned_at), count(*) from ins
+  on conflict do nothing returning qr_id, derived_at)
+  insert into scan_counts (qr_id, bucket, count) select qr_id, date_trunc('minute', derived_at), count(*) from ins
     group by 1, 2 order by 1, 2 on conflict (qr_id, bucket) do update set count = scan_counts.count + excluded.count`;
 // jsonb arrives as text[] and is cast per element: Postgres 15 reads a jsonb[] literal of 5,000
 // small objects 20× slower than the same text[] literal.
@@ -156,14 +160,14 @@ const legacyWays: Record<string, (b: Batch) => Promise<unknown>> = {
   "COPY + staging kept + event_id dedupe": (b) =>
     pool.transaction("dedupe", async (tx) => {
       await tx.unsafe(STAGE);
-      const copy = await tx.unsafe(`copy scan_stage (${COLUMNS.join(", ")}) from stdin`).writable();
+      const copy = await tx.unsafe(`copy ${STAGE_TABLE} (${COLUMNS.join(", ")}) from stdin`).writable();
       copy.end(b.map((x) => x.row.line).join(""));
       await finished(copy);
       await tx.unsafe(`
         with fresh as (insert into scan_event_ids (event_id)
-          select event_id from scan_stage order by event_id on conflict do nothing returning event_id),
+          select event_id from ${STAGE_TABLE} order by event_id on conflict do nothing returning event_id),
         ins as (insert into scan_events (${COLUMNS.join(", ")})
-          select ${COLUMNS.join(", ")} from scan_stage where event_id in (select event_id from fresh)
+          select ${COLUMNS.join(", ")} from ${STAGE_TABLE} where event_id in (select event_id from fresh)
           order by event_id, scanned_at ${TAIL}`);
     }),
   "unnest(array literals)": (b) => {

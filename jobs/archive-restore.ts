@@ -76,11 +76,15 @@ async function restoreDay(sql: Sql, c: MaintainConfig, day: string): Promise<{ r
     const columns = Object.values(ARCHIVE_COLUMNS_BY_VERSION).find((c) => c.join(",") === manifest.columns.join(","));
     if (!columns) throw new RestoreError(`${file}: its manifest's columns are no archive schema version's`);
     const copy = await tx.unsafe(`copy ${ident(partition)} (${columns.join(", ")}) from stdin`).writable();
-    await readArchive(file, async (rows) => {
-      let text = "";
-      for (const r of rows) text += copyLine(r);
-      if (!copy.write(text)) await new Promise((resolve) => copy.once("drain", resolve));
-    });
+    await readArchive(
+      file,
+      async (rows) => {
+        let text = "";
+        for (const r of rows) text += copyLine(r);
+        if (!copy.write(text)) await new Promise((resolve) => copy.once("drain", resolve));
+      },
+      columns,
+    );
     copy.end();
     await finished(copy);
     const loaded = await digestInDb(tx as unknown as Sql, partition, columns);

@@ -25,7 +25,12 @@ import {
   str,
 } from "../shared/config.ts";
 import { localStack } from "../shared/local-stack.ts";
-import { KafkaBrokerEntries, SCANNED_AT_MAX_AGE_HOURS, ScansTopicEntries } from "../shared/pipeline-config.ts";
+import {
+  CLOCK_SKEW_MAX_HOURS,
+  KafkaBrokerEntries,
+  SCANNED_AT_MAX_AGE_HOURS,
+  ScansTopicEntries,
+} from "../shared/pipeline-config.ts";
 import { TracingConfigEntries } from "../shared/tracing.ts";
 import type { BucketLimit } from "./rate-limit.ts";
 import { isLoopbackHost, trustedProxyProblems } from "./trusted-proxies.ts";
@@ -73,8 +78,7 @@ export const ServerConfigSchema = v.object({
   MAX_EVENTS_PER_REQUEST: int(1000, 1),
   SCANNED_AT_MAX_AGE_HOURS,
   SCANNED_AT_MAX_FUTURE_MINUTES: int(5, 0),
-  /** The largest device clock offset (received_at - sent_at) the edge corrects; a larger one is refused. */
-  CLOCK_SKEW_MAX_HOURS: int(24, 1, 24 * 366),
+  CLOCK_SKEW_MAX_HOURS,
   API_KEY_SHA256: sha256Hex,
   API_KEYS_FILE: v.optional(v.string()),
   AUTH_DISABLED: bool(false),

@@ -176,6 +176,7 @@ const statsParameters = Object.entries(StatsQuery.entries)
 
 export type OpenApiDocument = Record<string, unknown> & {
   openapi: string;
+  info: { title: string; version: string } & Record<string, unknown>;
   paths: Record<string, Record<string, Record<string, unknown> & { responses: Record<string, unknown> }>>;
   components: { schemas: Record<ComponentName, JsonSchema> } & Record<string, unknown>;
 };

@@ -456,9 +456,10 @@ export function toScanRecord(
   clientIp: string | null,
   derivedAt: string = event.scanned_at,
 ): ScanRecord {
-  const { schema_version: _client, ...fields } = event;
+  // One object per event (the edge's hot path): the client's schema_version, if any, is
+  // overwritten by the edge's below.
   return {
-    ...fields,
+    ...event,
     derived_at: derivedAt,
     received_at: receivedAt,
     client_ip: clientIp !== null && isStorableIp(clientIp) ? clientIp : null,

@@ -43,11 +43,14 @@ export const BATCH_MAX_ROWS = int(5_000, 1, 100_000);
 /** Batches written concurrently (one transaction and connection each); offsets still commit in order. */
 export const WRITES_IN_FLIGHT = int(2, 1, 16);
 /**
- * The edge's oldest accepted scan, in hours: by default the raw retention's (RETENTION_RAW_DAYS'
- * default, 30 days), so a device offline for weeks loses nothing still kept raw. The maintain job's
- * policy check reads it too.
+ * The edge's oldest accepted scan (its derived_at), in hours: 28 days, so a device offline for
+ * weeks loses nothing, and its scans still fall in raw days kept (RETENTION_RAW_DAYS' default, 30:
+ * the partition is the device's scanned_at, up to CLOCK_SKEW_MAX_HOURS older, and a day is dropped
+ * whole). The maintain job's policy check reads both.
  */
-export const SCANNED_AT_MAX_AGE_HOURS = int(30 * 24, 1);
+export const SCANNED_AT_MAX_AGE_HOURS = int(28 * 24, 1);
+/** The largest device clock offset (received_at - sent_at) the edge corrects; a larger one is refused. */
+export const CLOCK_SKEW_MAX_HOURS = int(24, 1, 24 * 366);
 
 /**
  * The worker's librdkafka settings, which the dlq job's replay producer shares: the brokers, then

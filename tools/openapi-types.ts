@@ -140,6 +140,9 @@ export function wireTypes(doc: OpenApiDocument): string {
   }
   parts.push(
     "",
+    "/** The contract version the edge serves (the document's info.version): what a client sends as schema_version. */",
+    `export const SCHEMA_VERSION = ${Number(doc.info.version)};`,
+    "",
     "/** One event as POST /v1/scans takes it (the SDK's name for the document's ScanEvent). */",
     "export type WireEvent = ScanEvent;",
     "",

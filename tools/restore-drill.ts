@@ -119,8 +119,9 @@ async function countsAgainstRecount(
   const [r] = await sql<{ counted: number; events: number; mismatches: number }[]>`
     with kept as (select coalesce((select minutes_pruned_before from rollup_state), '-infinity') as since),
     e as (
-      select qr_id, date_trunc('minute', scanned_at) as bucket, count(*)::bigint as c from scan_events, kept
-      where scanned_at >= kept.since group by 1, 2),
+      select qr_id, date_trunc('minute', coalesce(derived_at, scanned_at)) as bucket, count(*)::bigint as c
+      from scan_events, kept
+      where coalesce(derived_at, scanned_at) >= kept.since group by 1, 2),
     s as (select qr_id, bucket, count from scan_counts, kept where bucket >= kept.since)
     select (select coalesce(sum(count), 0)::int from s) as counted, (select coalesce(sum(c), 0)::int from e) as events,
       (select count(*)::int from e full join s using (qr_id, bucket) where e.c is distinct from s.count) as mismatches`;

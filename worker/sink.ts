@@ -43,13 +43,13 @@ const columnList = COLUMNS.join(", ");
  * batch: bench/sink-statement.ts measures the difference. Its name changes with scan_events'
  * columns (v2: migration 0011), so a connection an older worker left a table on gets a new one.
  */
-export const STAGE =
-  "create temp table if not exists scan_stage_v2 (like scan_events including defaults) on commit delete rows";
+export const STAGE_TABLE = "scan_stage_v2";
+export const STAGE = `create temp table if not exists ${STAGE_TABLE} (like scan_events including defaults) on commit delete rows`;
 
 const INSERT = `
   with ins as (
     insert into scan_events (${columnList})
-    select ${columnList} from scan_stage_v2
+    select ${columnList} from ${STAGE_TABLE}
     -- In key order, the primary-key index is filled page by page instead of at random.
     order by event_id, scanned_at
     on conflict do nothing
@@ -194,7 +194,7 @@ export class ScanSink {
       // Created once per server connection and emptied at each commit, instead of created and
       // dropped in every transaction (catalog writes per batch: see STAGE below).
       await tx.unsafe(STAGE);
-      const copy = await tx.unsafe(`copy scan_stage_v2 (${columnList}) from stdin`).writable();
+      const copy = await tx.unsafe(`copy ${STAGE_TABLE} (${columnList}) from stdin`).writable();
       copy.end(copyData(rows));
       await finished(copy);
       const [result] = await tx.unsafe<{ inserted: number }[]>(INSERT);

@@ -266,6 +266,8 @@ export async function writeArchive(
 export async function readArchive(
   path: string,
   onRows: (rows: (string | null)[][]) => Promise<void> | void = () => {},
+  /** The columns the caller expects (its manifest's): a file with others is refused. */
+  expected?: readonly string[],
 ): Promise<DayDigest> {
   const file = await asyncBufferFromFile(path);
   const metadata = await parquetMetadataAsync(file);
@@ -275,6 +277,9 @@ export async function readArchive(
     throw new ArchiveError(
       `${path}: columns ${names.join(",")} are no archive schema version's (1 to ${ARCHIVE_SCHEMA_VERSION})`,
     );
+  }
+  if (expected && expected.join(",") !== columns.join(",")) {
+    throw new ArchiveError(`${path}: columns ${names.join(",")}, its manifest says ${expected.join(",")}`);
   }
   const total = Number(metadata.num_rows);
   const builder = new DigestBuilder();

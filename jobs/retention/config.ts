@@ -3,7 +3,7 @@
 import * as v from "valibot";
 import { ConfigError, int, loadConfig, str } from "../../shared/config.ts";
 import { TOPICS, localStack } from "../../shared/local-stack.ts";
-import { SCANNED_AT_MAX_AGE_HOURS } from "../../shared/pipeline-config.ts";
+import { CLOCK_SKEW_MAX_HOURS, SCANNED_AT_MAX_AGE_HOURS } from "../../shared/pipeline-config.ts";
 
 const HOUR_MS = 3_600_000;
 
@@ -27,8 +27,9 @@ export const MaintainConfigSchema = v.object({
   PARTITIONS_AHEAD_DAYS: int(3, 0, 365),
   /** Where archives are written: a local directory (default: `archive/` in the stack's data dir). */
   ARCHIVE_DIR: str(`${localStack().dir}/archive`),
-  /** The edge's oldest accepted scan (the server's own setting, same variable). */
+  /** The edge's oldest accepted scan and the clock offset it corrects (the server's settings, same variables). */
   SCANNED_AT_MAX_AGE_HOURS,
+  CLOCK_SKEW_MAX_HOURS,
   /** Bound of each statement of the run (lock waits included); a day's scan may need minutes. */
   MAINTAIN_STATEMENT_TIMEOUT_MS: int(600_000, 1_000),
   /** How long dropping a day waits for the partition's lock (writers finish first) before giving up for this run. */
@@ -40,16 +41,19 @@ export const MaintainConfigSchema = v.object({
 export type MaintainConfig = v.InferOutput<typeof MaintainConfigSchema>;
 
 /**
- * The policy's invariant: the edge accepts no scan older than the raw days kept, so a late scan
- * (a device back after weeks offline) is stored raw, not refused. A scan whose day was archived
- * meanwhile (accepted near the limit, or replayed from the topic) is dead-lettered with the way
- * back (`bun run archive-restore DAY`, then `bun run dlq replay`): nothing is lost silently.
+ * The policy's invariant: every scan the edge accepts falls in a raw day still kept, so a late scan
+ * (a device back after weeks offline) is stored raw, not refused. The edge checks the age of the
+ * scan's derived_at; its partition is the device's scanned_at, up to CLOCK_SKEW_MAX_HOURS older;
+ * and a day is dropped whole (a day older than RETENTION_RAW_DAYS): hence the two margins. A scan
+ * whose day was archived anyway (replayed from the topic, a worker days behind) is dead-lettered
+ * with the way back (`bun run archive-restore DAY`, then `bun run dlq replay`): never lost silently.
  */
 export function checkPolicy(c: MaintainConfig): void {
   const problems: string[] = [];
-  if (c.RETENTION_RAW_DAYS * 24 < c.SCANNED_AT_MAX_AGE_HOURS) {
+  const needed = c.SCANNED_AT_MAX_AGE_HOURS + c.CLOCK_SKEW_MAX_HOURS + 24;
+  if (c.RETENTION_RAW_DAYS * 24 < needed) {
     problems.push(
-      `RETENTION_RAW_DAYS=${c.RETENTION_RAW_DAYS} (${c.RETENTION_RAW_DAYS * 24} h) is shorter than the edge's SCANNED_AT_MAX_AGE_HOURS (${c.SCANNED_AT_MAX_AGE_HOURS}): the edge would accept scans of days already archived; raise it to at least ${Math.ceil(c.SCANNED_AT_MAX_AGE_HOURS / 24)}, or lower the edge's maximum event age`,
+      `RETENTION_RAW_DAYS=${c.RETENTION_RAW_DAYS} (${c.RETENTION_RAW_DAYS * 24} h) is shorter than the edge's SCANNED_AT_MAX_AGE_HOURS (${c.SCANNED_AT_MAX_AGE_HOURS}) + CLOCK_SKEW_MAX_HOURS (${c.CLOCK_SKEW_MAX_HOURS}) + one day = ${needed} h: the edge would accept scans of days already archived; raise it to at least ${Math.ceil(needed / 24)}, or lower the edge's maximum event age`,
     );
   }
   if (c.RETENTION_ROLLUP_DAYS !== 0 && c.RETENTION_ROLLUP_DAYS <= c.RETENTION_MINUTE_COUNTS_DAYS) {

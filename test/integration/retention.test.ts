@@ -304,14 +304,16 @@ describe("bun run maintain", () => {
   });
 
   test("refuses a policy whose raw retention is shorter than the edge's maximum event age", () => {
-    expect(() => loadMaintainConfig({ RETENTION_RAW_DAYS: "10", SCANNED_AT_MAX_AGE_HOURS: "241" })).toThrow(
-      "RETENTION_RAW_DAYS=10 (240 h) is shorter than the edge's SCANNED_AT_MAX_AGE_HOURS (241): the edge would accept scans of days already archived; raise it to at least 11",
+    expect(() =>
+      loadMaintainConfig({ RETENTION_RAW_DAYS: "10", SCANNED_AT_MAX_AGE_HOURS: "193", CLOCK_SKEW_MAX_HOURS: "24" }),
+    ).toThrow(
+      "RETENTION_RAW_DAYS=10 (240 h) is shorter than the edge's SCANNED_AT_MAX_AGE_HOURS (193) + CLOCK_SKEW_MAX_HOURS (24) + one day = 241 h: the edge would accept scans of days already archived; raise it to at least 11",
     );
-    expect(loadMaintainConfig({ RETENTION_RAW_DAYS: "10", SCANNED_AT_MAX_AGE_HOURS: "240" }).RETENTION_RAW_DAYS).toBe(
-      10,
-    );
-    // The defaults agree: the edge accepts scans as old as the raw days kept.
-    expect(loadMaintainConfig({}).RETENTION_RAW_DAYS * 24).toBe(loadMaintainConfig({}).SCANNED_AT_MAX_AGE_HOURS);
+    const fits = { RETENTION_RAW_DAYS: "10", SCANNED_AT_MAX_AGE_HOURS: "192", CLOCK_SKEW_MAX_HOURS: "24" };
+    expect(loadMaintainConfig(fits).RETENTION_RAW_DAYS).toBe(10);
+    // The defaults agree: the edge accepts scans as old as the raw days kept allow, to the hour.
+    const d = loadMaintainConfig({});
+    expect(d.SCANNED_AT_MAX_AGE_HOURS + d.CLOCK_SKEW_MAX_HOURS + 24).toBe(d.RETENTION_RAW_DAYS * 24);
   });
 
   test("an archive written at schema version 1 (before sent_at and derived_at) is verified and restored, the new columns null", async () => {

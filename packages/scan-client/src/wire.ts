@@ -82,6 +82,9 @@ export interface ProbeAnswer {
   reason?: string;
 }
 
+/** The contract version the edge serves (the document's info.version): what a client sends as schema_version. */
+export const SCHEMA_VERSION = 2;
+
 /** One event as POST /v1/scans takes it (the SDK's name for the document's ScanEvent). */
 export type WireEvent = ScanEvent;
 
