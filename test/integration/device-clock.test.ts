@@ -13,6 +13,7 @@ import { countMismatches } from "../../sql/checks.ts";
 import { createDatabase, createTestApp, spawnWorker, workerEnv } from "../helpers/fixtures.ts";
 import { ensureStack } from "../helpers/stack.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { metric } from "../helpers/worker.ts";
 
 await ensureStack();
 
@@ -30,7 +31,7 @@ async function pipeline() {
   const db = await createDatabase();
   const env = await workerEnv(db.url, 2);
   const t = await createTestApp({}, { topic: env.scansTopic });
-  spawnWorker(env, { LOG_LEVEL: "error" });
+  const worker = spawnWorker(env, { LOG_LEVEL: "error" });
   const post = async (events: object[]) => {
     const res = await t.post(JSON.stringify(events));
     return { status: res.status, body: (await res.json()) as { accepted?: number; rejected?: unknown[] } };
@@ -40,12 +41,12 @@ async function pipeline() {
       select event_id::text, to_json(scanned_at)#>>'{}' as scanned_at, to_json(sent_at)#>>'{}' as sent_at,
         to_json(derived_at)#>>'{}' as derived_at
       from scan_events where event_id = any(${ids}::uuid[]) order by event_id`;
-  return { db, env, post, rows };
+  return { db, env, post, rows, metricsUrl: worker.metricsUrl };
 }
 
 describe("device clocks: sent_at corrects scanned_at, retries stay one event", () => {
   test("clocks 2 hours fast and 3 hours slow: accepted, stored once, derived_at within 5 s of the real scan, counted in its minute", async () => {
-    const { db, post, rows } = await pipeline();
+    const { db, post, rows, metricsUrl } = await pipeline();
     const realScan = Date.now() - 60_000;
     const cases = [
       { name: "2 hours fast", offset: 2 * HOUR },
@@ -59,7 +60,10 @@ describe("device clocks: sent_at corrects scanned_at, retries stay one event", (
         schema_version: 2,
       },
     }));
-    // First attempt, then a retry a little later: same event_id and scanned_at, a new sent_at.
+    // First attempt, stored (and counted) before the retry arrives, so the first copy takes the
+    // sink's usual path; then a retry a little later: same event_id and scanned_at, a new sent_at.
+    const ids = cases.map((c) => c.event.event_id);
+    let stored: StoredRow[] = [];
     for (const attempt of [0, 1]) {
       const sent = cases.map((c) => ({ ...c.event, sent_at: iso(Date.now() + c.offset + attempt * 1_500) }));
       const answer = await post(sent);
@@ -68,14 +72,21 @@ describe("device clocks: sent_at corrects scanned_at, retries stay one event", (
         status: 202,
         body: expect.objectContaining({ accepted: 2, rejected: [] }),
       });
+      if (attempt === 0)
+        stored = await waitFor(
+          "both scans in scan_events",
+          () => rows(ids),
+          (r) => r.length === 2,
+          30_000,
+        );
     }
-    const ids = cases.map((c) => c.event.event_id);
-    const stored = await waitFor(
-      "both scans in scan_events",
-      () => rows(ids),
-      (r) => r.length === 2,
+    await waitFor(
+      "the worker to see the retry's two rows as duplicates (worker_rows_duplicate_total)",
+      () => metric(metricsUrl, "worker_rows_duplicate_total"),
+      (n) => n === 2,
       30_000,
     );
+    expect([...(await rows(ids))]).toEqual([...stored]);
     for (const c of cases) {
       const row = stored.find((r) => r.event_id === c.event.event_id) as StoredRow;
       expect(Date.parse(row.scanned_at)).toBe(Date.parse(c.event.scanned_at));
