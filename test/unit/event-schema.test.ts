@@ -247,6 +247,12 @@ describe("derivedInstant: the scan's instant on the edge's clock", () => {
       error: { path: "scanned_at", message: "corrected by the device clock's offset, is out of range" },
     });
     expect(derivedInstant(early, Date.UTC(1970, 0, 1, 1), day)).toHaveProperty("ms", 0);
+    const last = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+    const late = { scanned_at: "9999-12-31T23:59:59.999000Z", sent_at: "9999-12-31T23:59:59.999000Z" };
+    expect(derivedInstant(late, last, day)).toHaveProperty("ms", last);
+    expect(derivedInstant(late, last + 1, day)).toEqual({
+      error: { path: "scanned_at", message: "corrected by the device clock's offset, is out of range" },
+    });
   });
 });
 
@@ -673,6 +679,9 @@ describe("the fast paths give the schemas' answers", () => {
       });
     }
     const records: unknown[] = [
+      null,
+      "x",
+      [RECORD],
       EVENT_FULL,
       { ...RECORD, client_ip: undefined },
       { ...RECORD, client_ip: 1 },
