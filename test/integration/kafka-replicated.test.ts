@@ -85,7 +85,7 @@ function startLoad(url: string) {
     })
       .then(async (res) => {
         await res.arrayBuffer();
-        outcomes.push({
+        answered({
           sentAt,
           answeredAt: Date.now(),
           eventId: event.event_id,
@@ -95,7 +95,7 @@ function startLoad(url: string) {
         });
       })
       .catch((error: Error) => {
-        outcomes.push({
+        answered({
           sentAt,
           answeredAt: Date.now(),
           eventId: event.event_id,
@@ -105,10 +105,13 @@ function startLoad(url: string) {
           error: error.message,
         });
       })
-      .finally(() => {
-        inflight.delete(p);
-        pending.delete(p);
-      });
+      .finally(() => inflight.delete(p));
+    // Answered and no longer waiting in the same step: a count of the waiting requests taken in
+    // between (they are a few microtasks apart otherwise) would count one already answered.
+    const answered = (o: Outcome) => {
+      pending.delete(p);
+      outcomes.push(o);
+    };
     inflight.add(p);
     pending.set(p, { sentAt, partition });
   };
@@ -233,7 +236,8 @@ test("kill -9 of a partition leader with requests waiting on it, then its restar
   const refused = outcomes.filter((o) => o.status === 503);
   // The requests the kill met: sent before it, answered after it; among them, those for the
   // victim's partitions sent while it was frozen were waiting on it.
-  const inFlight = outcomes.filter((o) => o.sentAt < killedAt && o.answeredAt >= killedAt);
+  // (Sent in the kill's millisecond counts: the wait before the kill may have seen it waiting.)
+  const inFlight = outcomes.filter((o) => o.sentAt <= killedAt && o.answeredAt >= killedAt);
   const stuck = inFlight.filter((o) => o.sentAt >= frozenAt && victimLed.includes(o.partition));
   const window = refused.length
     ? {
