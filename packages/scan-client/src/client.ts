@@ -126,6 +126,8 @@ export class ScanClient {
   /** While bisecting a 403: the size of the next batch. */
   private probeMax: number | null = null;
   private cachedToken: string | null = null;
+  /** 1 once the edge refused sent_at / schema_version as unknown fields (rolled back to version 1). */
+  private wireVersion: 1 | 2 = 2;
 
   private timer: Timer | null = null;
   private pumping: Promise<void> | null = null;
@@ -341,7 +343,13 @@ export class ScanClient {
 
   /** One attempt for the oldest events; updates the queue and the retry state from the answer. */
   private async send(queued: QueuedEvent[]): Promise<void> {
-    const batch = buildBatch(queued, new Date(this.now()).toISOString(), queued.length, this.maxBytes);
+    const batch = buildBatch(
+      queued,
+      new Date(this.now()).toISOString(),
+      queued.length,
+      this.maxBytes,
+      this.wireVersion,
+    );
     const headers: Record<string, string> = { "content-type": "application/x-ndjson" };
     let credential: string | null;
     try {
@@ -394,6 +402,26 @@ export class ScanClient {
     const detail = answer?.error ? `: ${answer.error}` : "";
 
     if ((status === 202 || status === 400) && answer && Array.isArray(answer.rejected)) {
+      if (this.wireVersion === 2 && answer.rejected.length > 0 && answer.rejected.every(onlyVersion2Fields)) {
+        // An edge rolled back to contract version 1: not a verdict on these events. The rejected ones
+        // are kept and resent (same event_id and scanned_at) without the version 2 fields.
+        this.wireVersion = 1;
+        this.report(
+          new ScanClientError(
+            "version_fallback",
+            `${where}: the edge refuses sent_at/schema_version; sending contract version 1`,
+            {
+              status,
+            },
+          ),
+        );
+        const rejected = new Set(answer.rejected.map((r) => r.index));
+        await this.settle(
+          batch.events.filter((_, i) => !rejected.has(i)),
+          [],
+        );
+        return;
+      }
       // Per-event verdicts: the accepted ones are durable at the edge, the rejected ones are final.
       const refused: RefusedEvent[] = answer.rejected.flatMap((r) => {
         const q = batch.events[r.index];
@@ -515,6 +543,15 @@ export class ScanClient {
       });
     }
   }
+}
+
+/** A rejection whose every error is an unknown-field error on sent_at or schema_version (a version 1 edge). */
+function onlyVersion2Fields(r: { errors?: FieldError[] }): boolean {
+  return (
+    Array.isArray(r.errors) &&
+    r.errors.length > 0 &&
+    r.errors.every((e) => /^unknown field "?(sent_at|schema_version)"?$/.test(e.message ?? ""))
+  );
 }
 
 function parseJson(text: string): unknown {

@@ -232,3 +232,24 @@ test("evict-oldest under concurrent scans: the queue stays at maxQueued, each ev
   expect(new Set(evicted).size).toBe(15);
   await client.close();
 });
+
+test("an edge rolled back to contract version 1: the same events are resent without sent_at/schema_version, nothing refused", async () => {
+  const unknown = (field: string) => ({ path: "", message: `unknown field "${field}"` });
+  const v1Edge: Reply = (events) =>
+    events.some((e) => "sent_at" in e || "schema_version" in e)
+      ? json(400, {
+          accepted: 0,
+          rejected: events.map((_, index) => ({ index, errors: [unknown("sent_at"), unknown("schema_version")] })),
+          request_id: "r",
+        })
+      : accept(events);
+  const { client, calls, errors, refused } = await scripted([v1Edge, v1Edge, v1Edge]);
+  const stamped = await client.scan({ qr_id: "QR-1" });
+  await client.flush({ timeoutMs: 2_000 });
+  expect(refused).toEqual([]);
+  expect(errors.map((e) => e.code)).toEqual(["version_fallback"]);
+  expect(calls.length).toBe(2);
+  expect(calls[1]?.events).toEqual([{ event_id: stamped.event_id, qr_id: "QR-1", scanned_at: stamped.scanned_at }]);
+  expect(client.metrics()).toMatchObject({ queued: 0, sent: 1, refused: 0 });
+  await client.close();
+});
