@@ -1,7 +1,7 @@
 // Unit tests of the file journal: replay after a torn last line, acknowledgements, compaction,
 // group commit, and the lock that keeps a second live process off the journal.
 import { afterEach, expect, test } from "bun:test";
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ScanClientError } from "../src/errors.ts";
@@ -93,6 +93,20 @@ test("a running queue compacts its journal too, keeping the live events and thei
   expect(after.events.map((e) => e.seq)).toEqual([26, 27, 28, 29, 30, 31]);
   expect(after.torn).toBeNull();
 });
+
+test("a failed compaction (the rewrite cannot write) keeps the journal working and is reported", async () => {
+  const path = journalPath();
+  mkdirSync(`${path}.tmp`); // the rewrite's tmp file cannot be created
+  const errors: ScanClientError[] = [];
+  const a = await FileQueue.open(path, { compactAfterRecords: 20, onError: (e) => errors.push(e) });
+  const added = await a.append(Array.from({ length: 30 }, (_, i) => ev(i)));
+  for (const e of added.slice(0, 25)) await a.remove([e.seq]);
+  await a.append([ev(99)]);
+  await a.close();
+  expect(errors.map((e) => e.code)).toEqual(["journal_io"]);
+  expect(errors[0]?.message).toContain("compaction failed");
+  expect(replay(path).events.map((e) => e.seq)).toEqual([26, 27, 28, 29, 30, 31]);
+}, 5_000);
 
 test("concurrent appends are grouped into fewer writes, each resolving with its own seq", async () => {
   const path = journalPath();

@@ -23,6 +23,8 @@ interface Pending {
 export interface FileQueueOptions {
   /** Rewrite the journal when it holds at least this many records and most are removals. Default 10,000. */
   compactAfterRecords?: number;
+  /** A failed compaction (e.g. disk full): not fatal, the journal keeps growing. Default console.warn. */
+  onError?: (error: ScanClientError) => void;
 }
 
 export class FileQueue implements Queue {
@@ -34,6 +36,8 @@ export class FileQueue implements Queue {
   private writing: Promise<void> | null = null;
   private failed: unknown = null;
   private closed = false;
+  /** After a failed compaction, the next one waits until the journal has this many records. */
+  private compactAt = 0;
   /** fsyncs done so far: fewer than appends when concurrent scan() calls were grouped. */
   syncs = 0;
 
@@ -52,7 +56,10 @@ export class FileQueue implements Queue {
       const { events, nextSeq, records, torn } = replay(path);
       const compact =
         torn !== null || (records >= (options.compactAfterRecords ?? 10_000) && events.length * 2 < records);
-      if (compact) rewrite(path, events);
+      if (compact) {
+        rewrite(path, events);
+        syncDir(path);
+      }
       const fh = await open(path, "a");
       const queue = new FileQueue(path, fh, lockPath, options);
       for (const e of events) queue.live.set(e.seq, e);
@@ -115,41 +122,80 @@ export class FileQueue implements Queue {
   }
 
   private async drain(): Promise<void> {
-    while (this.pending.length > 0) {
-      const group = this.pending;
-      this.pending = [];
-      try {
-        if (this.failed) throw this.failed;
-        const bytes = concat(group.map((p) => p.bytes));
-        let offset = 0;
-        while (offset < bytes.byteLength) {
-          const { bytesWritten } = await this.fh.write(bytes, offset);
-          offset += bytesWritten;
+    // Cleared in the same function, with no await between the loop's last check and here: a write()
+    // arriving in between would otherwise find `writing` set and never be drained.
+    try {
+      while (this.pending.length > 0) {
+        const group = this.pending;
+        this.pending = [];
+        try {
+          if (this.failed) throw this.failed;
+          const bytes = concat(group.map((p) => p.bytes));
+          let offset = 0;
+          while (offset < bytes.byteLength) {
+            const { bytesWritten } = await this.fh.write(bytes, offset);
+            offset += bytesWritten;
+          }
+          await this.fh.datasync();
+          this.syncs++;
+          for (const p of group) p.apply();
+          for (const p of group) p.resolve();
+        } catch (cause) {
+          // A partial write may have left a torn line: nothing more is written until a reopen cuts it.
+          this.failed ??= new ScanClientError("journal_io", `journal ${this.path}: write failed (${String(cause)})`, {
+            cause,
+          });
+          for (const p of group) p.reject(this.failed);
         }
-        await this.fh.datasync();
-        this.syncs++;
-        for (const p of group) p.apply();
-        for (const p of group) p.resolve();
-      } catch (cause) {
-        // A partial write may have left a torn line: nothing more is written until a reopen cuts it.
-        this.failed ??= new ScanClientError("journal_io", `journal ${this.path}: write failed (${String(cause)})`, {
-          cause,
-        });
-        for (const p of group) p.reject(this.failed);
+        if (this.pending.length === 0) await this.maybeCompact();
       }
-      if (this.pending.length === 0) await this.maybeCompact();
+    } finally {
+      this.writing = null;
     }
-    this.writing = null;
   }
 
   /** Rewrites the journal with the live events when most of its records are removals. */
   private async maybeCompact(): Promise<void> {
     if (this.failed || this.records < (this.options.compactAfterRecords ?? 10_000)) return;
-    if (this.live.size * 2 >= this.records) return;
-    await this.fh.close();
-    rewrite(this.path, [...this.live.values()]);
-    this.fh = await open(this.path, "a");
+    if (this.live.size * 2 >= this.records || this.records < this.compactAt) return;
+    try {
+      rewrite(this.path, [...this.live.values()]);
+    } catch (cause) {
+      // Not renamed: the old journal is whole and stays open; try again once it has doubled.
+      this.compactAt = this.records * 2;
+      const error = new ScanClientError("journal_io", `journal ${this.path}: compaction failed (${String(cause)})`, {
+        cause,
+      });
+      this.report(error);
+      return;
+    }
+    // Renamed: appends must go to the new file (the old handle's inode is unlinked).
+    const old = this.fh;
+    try {
+      syncDir(this.path);
+      this.fh = await open(this.path, "a");
+    } catch (cause) {
+      this.failed = new ScanClientError(
+        "journal_io",
+        `journal ${this.path}: after compaction, sync/reopen failed (${String(cause)})`,
+        {
+          cause,
+        },
+      );
+    }
     this.records = this.live.size;
+    await old
+      .close()
+      .catch((cause) =>
+        this.report(
+          new ScanClientError("journal_io", `journal ${this.path}: closing the old journal failed`, { cause }),
+        ),
+      );
+  }
+
+  private report(error: ScanClientError): void {
+    if (this.options.onError) this.options.onError(error);
+    else console.warn(`scan-client: ${error.message}`);
   }
 }
 
@@ -212,7 +258,7 @@ export function replay(path: string): {
   return { events: [...live.values()], nextSeq, records, torn };
 }
 
-/** Replaces the journal by one holding `events` only: tmp file, fsync, rename, fsync the directory. */
+/** Replaces the journal by one holding `events` only: tmp file, fsync, rename (syncDir then). */
 function rewrite(path: string, events: readonly QueuedEvent[]): void {
   const tmp = `${path}.tmp`;
   const fd = openSync(tmp, "w");
@@ -224,6 +270,10 @@ function rewrite(path: string, events: readonly QueuedEvent[]): void {
     closeSync(fd);
   }
   renameSync(tmp, path);
+}
+
+/** fsyncs the journal's directory, so that a rename survives a power cut. */
+function syncDir(path: string): void {
   const dir = openSync(dirname(path), "r");
   try {
     fsyncSync(dir);
