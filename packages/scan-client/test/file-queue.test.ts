@@ -128,7 +128,28 @@ test("the lock: a second open while the owner lives fails; a dead owner's lock i
   const dead = Bun.spawnSync(["true"]).pid;
   writeFileSync(`${path}.lock`, String(dead));
   const b = await FileQueue.open(path);
-  expect(readFileSync(`${path}.lock`, "utf8")).toBe(String(process.pid));
+  expect(JSON.parse(readFileSync(`${path}.lock`, "utf8")).pid).toBe(process.pid);
   await b.close();
   expect(existsSync(`${path}.lock`)).toBe(false);
+});
+
+test("the lock: our own pid left by a previous incarnation is taken over; a live other process's is refused unless its pid was reused", async () => {
+  const path = journalPath();
+  // A container restart: the same pid (1 in Docker) wrote this lock in the previous incarnation.
+  writeFileSync(`${path}.lock`, JSON.stringify({ pid: process.pid, start: "1", boot: "an-earlier-boot" }));
+  const a = await FileQueue.open(path);
+  expect((await FileQueue.open(path).catch((e) => e)).code).toBe("queue_locked"); // same process, twice
+  await a.close();
+  const other = Bun.spawn(["sleep", "30"]);
+  try {
+    const start = readFileSync(`/proc/${other.pid}/stat`, "utf8").split(") ")[1]?.split(" ")[19];
+    writeFileSync(`${path}.lock`, JSON.stringify({ pid: other.pid, start, boot: null }));
+    expect((await FileQueue.open(path).catch((e) => e)).code).toBe("queue_locked");
+    // The same pid, started at another time: a reused pid, the recorded owner is dead.
+    writeFileSync(`${path}.lock`, JSON.stringify({ pid: other.pid, start: "1", boot: null }));
+    const b = await FileQueue.open(path);
+    await b.close();
+  } finally {
+    other.kill("SIGKILL");
+  }
 });

@@ -4,10 +4,11 @@
 // written together by the next (group commit). On open the journal is replayed: a torn last line
 // (a kill -9 mid-write) is dropped and cut off, and when most records are removals the journal is
 // rewritten with the live events only (tmp file, fsync, rename). A lock file holding the owner's
-// pid keeps two live processes off one journal; a dead owner's lock (kill -9) is taken over.
+// pid, start time and boot keeps two live processes off one journal; a dead owner's lock (kill -9),
+// a previous incarnation's (same pid after a container restart) or a reused pid's is taken over.
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
 import { ScanClientError } from "../errors.ts";
 import type { Queue, QueuedEvent } from "../queue.ts";
 
@@ -67,7 +68,7 @@ export class FileQueue implements Queue {
       queue.records = compact ? events.length : records;
       return queue;
     } catch (error) {
-      unlinkSync(lockPath);
+      releaseLock(lockPath);
       throw error;
     }
   }
@@ -108,7 +109,7 @@ export class FileQueue implements Queue {
     this.closed = true;
     await this.writing;
     await this.fh.close();
-    unlinkSync(this.lockPath);
+    releaseLock(this.lockPath);
   }
 
   /** Queues `text` for the next group write; `apply` updates memory once it is on disk. */
@@ -282,30 +283,98 @@ function syncDir(path: string): void {
   }
 }
 
-/** Creates the lock file with our pid (O_EXCL); a lock whose pid is dead is taken over once. */
+/** Lock paths this process holds: a second open of one journal in the same process is the error. */
+const heldLocks = new Set<string>();
+
+/** The owner recorded in a lock file: pid, its start time and the boot it ran in (null off Linux). */
+interface LockOwner {
+  pid: number;
+  start: string | null;
+  boot: string | null;
+}
+
+/**
+ * Creates the lock file with our identity (O_EXCL). A lock is stale, and taken over, when its pid is
+ * dead, or is ours but not in heldLocks (a previous incarnation: pid 1 again after a container
+ * restart), or is live but started at another time or in another boot (the pid was reused).
+ */
 function takeLock(lockPath: string): void {
+  const key = resolve(lockPath);
+  if (heldLocks.has(key)) {
+    throw new ScanClientError("queue_locked", `journal lock ${lockPath} is already held by this process`);
+  }
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(lockPath, "wx");
-      writeSync(fd, String(process.pid));
+      writeSync(fd, JSON.stringify(identity(process.pid)));
       closeSync(fd);
+      heldLocks.add(key);
       return;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     }
-    const owner = Number(readFileSync(lockPath, "utf8").trim());
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+    const owner = readOwner(lockPath);
+    if (owner && owner.pid !== process.pid && alive(owner.pid) && sameIncarnation(owner)) {
       throw new ScanClientError(
         "queue_locked",
-        `journal lock ${lockPath} is held by live process ${owner}: two processes must not share one journal`,
+        `journal lock ${lockPath} is held by live process ${owner.pid}: two processes must not share one journal`,
       );
-    }
-    if (owner === process.pid) {
-      throw new ScanClientError("queue_locked", `journal lock ${lockPath} is already held by this process`);
     }
     unlinkSync(lockPath);
   }
   throw new ScanClientError("queue_locked", `journal lock ${lockPath}: another process took it over meanwhile`);
+}
+
+function releaseLock(lockPath: string): void {
+  heldLocks.delete(resolve(lockPath));
+  unlinkSync(lockPath);
+}
+
+/** A lock file's owner: JSON, or a bare pid (older versions); null when unreadable (stale). */
+function readOwner(lockPath: string): LockOwner | null {
+  const text = readFileSync(lockPath, "utf8").trim();
+  const parsed = /^\d+$/.test(text) ? { pid: Number(text) } : (parseJson(text) as Partial<LockOwner> | null);
+  if (!parsed || !Number.isInteger(parsed.pid) || (parsed.pid as number) <= 0) return null;
+  return { pid: parsed.pid as number, start: parsed.start ?? null, boot: parsed.boot ?? null };
+}
+
+function identity(pid: number): LockOwner {
+  return { pid, start: startTime(pid), boot: bootId() };
+}
+
+/** False when the recorded start time or boot differs from the live process's (pid reuse). */
+function sameIncarnation(owner: LockOwner): boolean {
+  const now = identity(owner.pid);
+  if (owner.boot !== null && now.boot !== null && owner.boot !== now.boot) return false;
+  if (owner.start !== null && now.start !== null && owner.start !== now.start) return false;
+  return true;
+}
+
+/** Linux: field 22 of /proc/<pid>/stat (start time in clock ticks since boot); null elsewhere. */
+function startTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name "(...)", which may hold spaces: field 3 is the first.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null; // no procfs (macOS, Windows): the pid alone decides
+  }
+}
+
+function bootId(): string | null {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return null; // no procfs: the pid alone decides
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null; // a torn lock file (killed while writing it): stale
+  }
 }
 
 function alive(pid: number): boolean {
