@@ -116,6 +116,10 @@ export class ScanClient {
   private head: QueuedEvent | null = null;
   private lastQueuedSeq = 0;
   private evicting: Promise<void> = Promise.resolve();
+  /** The eviction running, if any: the send loop peeks after it. */
+  private evictionRunning: Promise<void> | null = null;
+  /** The send loop's peek, if running: an eviction waits for it, so it sees what is in flight. */
+  private peeking: Promise<unknown> | null = null;
 
   /** Consecutive failed attempts, for the backoff. */
   private attempt = 0;
@@ -314,7 +318,14 @@ export class ScanClient {
         return;
       }
       const limit = Math.min(this.maxEvents, this.learnedMax, this.probeMax ?? Number.POSITIVE_INFINITY);
-      const queued = await this.queue.peek(limit);
+      // Marked in flight as soon as peeked: an eviction must not take what is being sent.
+      if (this.evictionRunning) await this.evictionRunning;
+      const peeking = this.queue.peek(limit);
+      this.peeking = peeking;
+      const queued = await peeking.finally(() => {
+        this.peeking = null;
+      });
+      this.inFlight = queued;
       if (queued.length === 0) {
         this.probeMax = null;
         return;
@@ -322,6 +333,7 @@ export class ScanClient {
       const first = queued[0] as QueuedEvent;
       const age = this.now() - first.queuedAt;
       if (queued.length < limit && this.flushWaiters.length === 0 && age < this.maxWaitMs) {
+        this.inFlight = [];
         this.reschedule(this.maxWaitMs - Math.max(0, age));
         return;
       }
@@ -355,6 +367,7 @@ export class ScanClient {
     try {
       credential = await this.credential();
     } catch (cause) {
+      this.inFlight = [];
       this.retryLater(
         null,
         new ScanClientError("unauthorized", `the token provider failed: ${String(cause)}`, { cause }),
@@ -367,7 +380,6 @@ export class ScanClient {
       body = await gzip(body);
       headers["content-encoding"] = "gzip";
     }
-    this.inFlight = batch.events;
     this.abort = new AbortController();
     let res: Response;
     try {
@@ -505,7 +517,23 @@ export class ScanClient {
     return this.options.apiKey ?? null;
   }
 
-  private async evictOldest(): Promise<void> {
+  private evictOldest(): Promise<void> {
+    const running = (this.peeking ?? Promise.resolve())
+      .catch(() => {}) // the send loop's peek error is reported by the send loop
+      .then(() => this.evictOldestNow());
+    const settled: Promise<void> = running.then(
+      () => this.clearEviction(settled),
+      () => this.clearEviction(settled), // the error is the scan()'s, returned below
+    );
+    this.evictionRunning = settled;
+    return running;
+  }
+
+  private clearEviction(done: Promise<void>): void {
+    if (this.evictionRunning === done) this.evictionRunning = null;
+  }
+
+  private async evictOldestNow(): Promise<void> {
     const inFlight = new Set(this.inFlight.map((q) => q.seq));
     const excess = this.queuedCount - this.maxQueued + 1;
     const candidates = await this.queue.peek(inFlight.size + excess);

@@ -253,3 +253,28 @@ test("an edge rolled back to contract version 1: the same events are resent with
   expect(client.metrics()).toMatchObject({ queued: 0, sent: 1, refused: 0 });
   await client.close();
 });
+
+test("evict-oldest never evicts events already taken for sending (the token provider still pending)", async () => {
+  let release: (token: string) => void = () => {};
+  const token = new Promise<string>((r) => {
+    release = r;
+  });
+  const evicted: string[] = [];
+  const { client, calls } = await scripted([], {
+    maxQueued: 2,
+    whenFull: "evict-oldest",
+    batch: { maxEvents: 2, maxWaitMs: 5 },
+    token: () => token,
+    onEvicted: (e) => evicted.push(...e.map((x) => x.qr_id)),
+  });
+  await client.scan({ qr_id: "A" });
+  await client.scan({ qr_id: "B" }); // a full batch: the send loop takes A and B, then awaits the token
+  await Bun.sleep(20);
+  expect(client.scan({ qr_id: "C" })).rejects.toBeInstanceOf(QueueFullError);
+  release("tok");
+  await client.flush({ timeoutMs: 2_000 });
+  expect(evicted).toEqual([]);
+  expect(calls.flatMap((c) => c.events.map((e) => e.qr_id))).toEqual(["A", "B"]);
+  expect(client.metrics()).toMatchObject({ queued: 0, sent: 2, evicted: 0 });
+  await client.close();
+});
