@@ -332,9 +332,10 @@ export class ScanClient {
       }
       const first = queued[0] as QueuedEvent;
       const age = this.now() - first.queuedAt;
-      if (queued.length < limit && this.flushWaiters.length === 0 && age < this.maxWaitMs) {
+      // A negative age is the device clock stepped back (NTP): due now, not held for the step's length.
+      if (queued.length < limit && this.flushWaiters.length === 0 && age >= 0 && age < this.maxWaitMs) {
         this.inFlight = [];
-        this.reschedule(this.maxWaitMs - Math.max(0, age));
+        this.reschedule(this.maxWaitMs - age);
         return;
       }
       await this.send(queued);

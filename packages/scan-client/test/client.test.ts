@@ -4,6 +4,7 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { waitFor } from "../../../test/helpers/wait.ts";
 import { ScanClient } from "../src/client.ts";
 import type { ScanClientError } from "../src/errors.ts";
 import { QueueFullError } from "../src/errors.ts";
@@ -276,5 +277,25 @@ test("evict-oldest never evicts events already taken for sending (the token prov
   expect(evicted).toEqual([]);
   expect(calls.flatMap((c) => c.events.map((e) => e.qr_id))).toEqual(["A", "B"]);
   expect(client.metrics()).toMatchObject({ queued: 0, sent: 2, evicted: 0 });
+  await client.close();
+});
+
+test("a part-full batch is sent after the device clock steps back (NTP), not held for the step", async () => {
+  let t = Date.parse("2026-12-07T04:00:00.000Z");
+  const { client, calls } = await scripted([], {
+    batch: { maxWaitMs: 50 },
+    now: () => {
+      t -= 3_600_000; // each reading an hour earlier than the one before
+      return t;
+    },
+  });
+  await client.scan({ qr_id: "QR-1" });
+  await waitFor(
+    "the part-full batch to be sent",
+    async () => calls.length,
+    (n) => n === 1,
+    2_000,
+    20,
+  );
   await client.close();
 });
