@@ -283,7 +283,13 @@ export class ScanClient {
       this.timer = null;
     }
     this.pumping = this.pump()
-      .catch((error) => this.report(asClientError(error)))
+      .catch((error) => {
+        // The queue failed (or gzip is missing): retried later like a network error, so an idle
+        // device does not stall and flush() does not wait for its timeout.
+        this.inFlight = [];
+        this.retryLater(null, asClientError(error));
+        this.reschedule(this.blockedUntil - performance.now());
+      })
       .finally(() => {
         this.pumping = null;
         if (this.again) {

@@ -299,3 +299,32 @@ test("a part-full batch is sent after the device clock steps back (NTP), not hel
   );
   await client.close();
 });
+
+test("a queue read that fails in the send loop is reported and retried, not left stalled", async () => {
+  let failures = 0;
+  class FlakyQueue extends MemoryQueue {
+    failNext = false;
+    override async peek(max: number) {
+      if (this.failNext) {
+        this.failNext = false;
+        failures++;
+        throw new Error("EIO: i/o error, read");
+      }
+      return super.peek(max);
+    }
+  }
+  const queue = new FlakyQueue();
+  const { client, calls, errors } = await scripted([], { queue });
+  queue.failNext = true;
+  await client.scan({ qr_id: "QR-1" });
+  await waitFor(
+    "the batch to be sent after the failed read",
+    async () => calls.length,
+    (n) => n === 1,
+    2_000,
+    20,
+  );
+  expect(failures).toBe(1);
+  expect(errors.map((e) => e.code)).toEqual(["journal_io"]);
+  await client.close();
+});
