@@ -387,16 +387,20 @@ export class ScanClient {
       body = await gzip(body);
       headers["content-encoding"] = "gzip";
     }
-    this.abort = new AbortController();
+    // One controller for close() and the timeout: AbortSignal.any is missing in Safari < 17.4 and
+    // Chrome < 116, and its TypeError would be retried forever as a network error.
+    const abort = new AbortController();
+    this.abort = abort;
+    const timeout = setTimeout(
+      () => abort.abort(new ScanClientError("network", `no answer within ${REQUEST_TIMEOUT_MS} ms`)),
+      REQUEST_TIMEOUT_MS,
+    ) as Timer;
+    timeout.unref?.();
     let res: Response;
     try {
-      res = await this.fetchFn(`${this.endpoint}/v1/scans`, {
-        method: "POST",
-        headers,
-        body,
-        signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]),
-      });
+      res = await this.fetchFn(`${this.endpoint}/v1/scans`, { method: "POST", headers, body, signal: abort.signal });
     } catch (cause) {
+      clearTimeout(timeout);
       this.inFlight = [];
       if (this.closed) return;
       this.retryLater(
@@ -408,6 +412,7 @@ export class ScanClient {
     try {
       await this.handle(res, batch);
     } finally {
+      clearTimeout(timeout);
       this.inFlight = [];
     }
   }

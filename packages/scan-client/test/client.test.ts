@@ -328,3 +328,19 @@ test("a queue read that fails in the send loop is reported and retried, not left
   expect(errors.map((e) => e.code)).toEqual(["journal_io"]);
   await client.close();
 });
+
+test("a runtime without AbortSignal.any (Safari < 17.4) still sends", async () => {
+  const any = AbortSignal.any;
+  // biome-ignore lint/suspicious/noExplicitAny: removing the method as an older runtime lacks it
+  (AbortSignal as any).any = undefined;
+  try {
+    const { client, calls, errors } = await scripted([]);
+    await client.scan({ qr_id: "QR-1" });
+    await client.flush({ timeoutMs: 2_000 });
+    expect(calls.length).toBe(1);
+    expect(errors).toEqual([]);
+    await client.close();
+  } finally {
+    AbortSignal.any = any;
+  }
+});
