@@ -503,14 +503,15 @@ export class ScanClient {
 
   /** The edge judged these events: remove them all, count and report the refused ones. */
   private async settle(events: QueuedEvent[], refused: RefusedEvent[]): Promise<void> {
+    // Reported before the removal is durable: a kill in between reports again (at least once) rather
+    // than never.
+    if (refused.length > 0) this.callback(() => this.options.onRefused?.(refused), "onRefused");
     await this.queue.remove(events.map((q) => q.seq));
     this.inFlight = [];
     this.attempt = 0;
     this.queuedCount -= events.length;
     this.sent += events.length - refused.length;
     this.refused += refused.length;
-    // Reported before flush() waiters resolve: a resolved flush has told the app of every refusal.
-    if (refused.length > 0) this.callback(() => this.options.onRefused?.(refused), "onRefused");
     await this.refreshHead();
   }
 
@@ -551,11 +552,12 @@ export class ScanClient {
     const candidates = await this.queue.peek(inFlight.size + excess);
     const victims = candidates.filter((q) => !inFlight.has(q.seq)).slice(0, excess);
     if (victims.length === 0) throw new QueueFullError(this.maxQueued);
+    // Reported before the removal is durable (at least once, as onRefused).
+    this.callback(() => this.options.onEvicted?.(victims.map((q) => q.event)), "onEvicted");
     await this.queue.remove(victims.map((q) => q.seq));
     this.queuedCount -= victims.length;
     this.evicted += victims.length;
     await this.refreshHead();
-    this.callback(() => this.options.onEvicted?.(victims.map((q) => q.event)), "onEvicted");
   }
 
   private async refreshHead(): Promise<void> {

@@ -344,3 +344,47 @@ test("a runtime without AbortSignal.any (Safari < 17.4) still sends", async () =
     AbortSignal.any = any;
   }
 });
+
+test("onRefused and onEvicted run before the removal: a queue dying in remove() loses no report", async () => {
+  class DyingQueue extends MemoryQueue {
+    override async remove(_seqs: readonly number[]): Promise<void> {
+      throw new Error("killed before the removal was durable");
+    }
+  }
+  const { client, refused } = await scripted(
+    [
+      (events) =>
+        json(400, {
+          accepted: 0,
+          rejected: [{ index: 0, errors: [{ path: "qr_id", message: "bad" }] }],
+          request_id: "r",
+        }),
+    ],
+    {
+      queue: new DyingQueue(),
+    },
+  );
+  await client.scan({ qr_id: "QR-1" });
+  await waitFor(
+    "the refusal to be reported",
+    async () => refused.length,
+    (n) => n >= 1,
+    2_000,
+    20,
+  );
+  await client.close();
+  const evicted: string[] = [];
+  const full = await ScanClient.open({
+    endpoint: "http://x",
+    queue: new DyingQueue(),
+    maxQueued: 1,
+    whenFull: "evict-oldest",
+    fetch: () => new Promise<Response>(() => {}),
+    batch: { maxWaitMs: 60_000 },
+    onEvicted: (e) => evicted.push(...e.map((x) => x.qr_id)),
+  });
+  await full.scan({ qr_id: "A" });
+  await expect(full.scan({ qr_id: "B" })).rejects.toThrow("killed");
+  expect(evicted).toEqual(["A"]);
+  await full.close();
+});
