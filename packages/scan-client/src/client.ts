@@ -518,7 +518,8 @@ export class ScanClient {
   private retryLater(serverWait: number | null, error: ScanClientError): void {
     const delay = serverWait ?? backoffMs(this.attempt, this.baseMs, this.maxMs);
     this.attempt++;
-    this.blockedUntil = performance.now() + delay;
+    // Capped: a Retry-After HTTP-date is read against the device clock, which may be far behind.
+    this.blockedUntil = performance.now() + Math.min(delay, this.maxMs);
     this.report(error);
   }
 

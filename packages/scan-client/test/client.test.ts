@@ -388,3 +388,14 @@ test("onRefused and onEvicted run before the removal: a queue dying in remove() 
   expect(evicted).toEqual(["A"]);
   await full.close();
 });
+
+test("a server wait (Retry-After as an HTTP-date, read on a clock far behind) is capped at retry.maxMs", async () => {
+  const { client, calls } = await scripted(
+    [() => json(503, { error: "busy", request_id: "r" }, { "retry-after": "Fri, 07 Dec 2029 04:00:00 GMT" })],
+    { retry: { baseMs: 1, maxMs: 20 } },
+  );
+  await client.scan({ qr_id: "QR-1" });
+  await client.flush({ timeoutMs: 2_000 });
+  expect(calls.length).toBe(2);
+  await client.close();
+});
