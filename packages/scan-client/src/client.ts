@@ -362,13 +362,6 @@ export class ScanClient {
 
   /** One attempt for the oldest events; updates the queue and the retry state from the answer. */
   private async send(queued: QueuedEvent[]): Promise<void> {
-    const batch = buildBatch(
-      queued,
-      new Date(this.now()).toISOString(),
-      queued.length,
-      this.maxBytes,
-      this.wireVersion,
-    );
     const headers: Record<string, string> = { "content-type": "application/x-ndjson" };
     let credential: string | null;
     try {
@@ -382,6 +375,11 @@ export class ScanClient {
       return;
     }
     if (credential) headers.authorization = `Bearer ${credential}`;
+    // sent_at is stamped after the token provider's wait, as close to the request as can be.
+    const sentAt = new Date(this.now()).toISOString();
+    const batch = buildBatch(queued, sentAt, queued.length, this.maxBytes, this.wireVersion);
+    // The rest of the peeked events (over maxBytes) are no longer in flight: evictable.
+    this.inFlight = batch.events;
     let body: Uint8Array = batch.body;
     if (body.byteLength > this.gzipAbove) {
       body = await gzip(body);

@@ -399,3 +399,18 @@ test("a server wait (Retry-After as an HTTP-date, read on a clock far behind) is
   expect(calls.length).toBe(2);
   await client.close();
 });
+
+test("sent_at is stamped after the token provider answered", async () => {
+  let t = Date.parse("2026-12-07T04:00:00.000Z");
+  const { client, calls } = await scripted([], {
+    now: () => t,
+    token: () => {
+      t += 60_000; // a slow identity provider
+      return "tok";
+    },
+  });
+  await client.scan({ qr_id: "QR-1" });
+  await client.flush({ timeoutMs: 2_000 });
+  expect(calls[0]?.events[0]?.sent_at).toBe("2026-12-07T04:01:00.000Z");
+  await client.close();
+});
