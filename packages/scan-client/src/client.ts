@@ -451,6 +451,9 @@ export class ScanClient {
         return q ? [{ event: q.event, status: 400, errors: r.errors }] : [];
       });
       await this.settle(batch.events, refused);
+      // Accepted, but the edge says the quota is spent (`RateLimit: "key";r=0;t=N`): wait before the next.
+      const wait = serverWaitMs(res.headers);
+      if (wait !== null) this.blockedUntil = performance.now() + Math.min(wait, this.maxMs);
       return;
     }
     if (status >= 200 && status < 300) {

@@ -414,3 +414,18 @@ test("sent_at is stamped after the token provider answered", async () => {
   expect(calls[0]?.events[0]?.sent_at).toBe("2026-12-07T04:01:00.000Z");
   await client.close();
 });
+
+test("a 202 saying the quota is spent (RateLimit r=0;t=1) holds the next request", async () => {
+  const { client, calls } = await scripted(
+    [(events) => json(202, { accepted: events.length, rejected: [], request_id: "r" }, { ratelimit: '"key";r=0;t=1' })],
+    { retry: { baseMs: 1, maxMs: 60_000 } },
+  );
+  await client.scan({ qr_id: "QR-1" });
+  await client.flush({ timeoutMs: 2_000 });
+  await client.scan({ qr_id: "QR-2" });
+  const early = await client.flush({ timeoutMs: 200 }).catch((e: ScanClientError) => e.code);
+  expect({ early, calls: calls.length }).toEqual({ early: "timeout", calls: 1 });
+  await client.flush({ timeoutMs: 5_000 });
+  expect(calls.length).toBe(2);
+  await client.close();
+});
