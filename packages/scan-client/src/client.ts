@@ -159,8 +159,9 @@ export class ScanClient {
   private async start(): Promise<void> {
     this.queuedCount = await this.queue.size();
     // flush() covers what an earlier process left queued too: its newest seq is the first target.
-    const left = await this.queue.peek(this.queuedCount);
-    this.lastQueuedSeq = left.at(-1)?.seq ?? 0;
+    this.lastQueuedSeq = this.queue.lastSeq
+      ? await this.queue.lastSeq()
+      : ((await this.queue.peek(this.queuedCount)).at(-1)?.seq ?? 0);
     await this.refreshHead();
     // What an earlier process left queued goes out now.
     this.wake();

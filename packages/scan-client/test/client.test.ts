@@ -429,3 +429,24 @@ test("a 202 saying the quota is spent (RateLimit r=0;t=1) holds the next request
   expect(calls.length).toBe(2);
   await client.close();
 });
+
+test("open() finds the newest queued seq with lastSeq(), not by reading the whole queue", async () => {
+  const queue = new MemoryQueue();
+  await queue.append(
+    Array.from({ length: 50 }, (_, i) => ({
+      event: { event_id: `e${i}`, qr_id: "Q", scanned_at: "2026-12-07T04:00:00.000Z" },
+      queuedAt: 0,
+    })),
+  );
+  const peeks: number[] = [];
+  const peek = queue.peek.bind(queue);
+  queue.peek = (max: number) => {
+    peeks.push(max);
+    return peek(max);
+  };
+  const { client, calls } = await scripted([], { queue, batch: { maxEvents: 10, maxWaitMs: 5 } });
+  await client.flush({ timeoutMs: 2_000 });
+  expect(calls.flatMap((c) => c.events).length).toBe(50);
+  expect(Math.max(...peeks)).toBeLessThanOrEqual(10);
+  await client.close();
+});

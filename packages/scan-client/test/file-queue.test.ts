@@ -33,8 +33,10 @@ test("appended events survive a reopen, removed ones do not; seqs keep increasin
     [1, "id-1", 1_001],
     [3, "id-3", 1_003],
   ]);
+  expect(await b.lastSeq()).toBe(3);
   expect((await b.append([ev(4)]))[0]?.seq).toBe(4);
   expect(await b.size()).toBe(3);
+  expect(await b.lastSeq()).toBe(4);
   await b.close();
 });
 

@@ -104,6 +104,12 @@ export class FileQueue implements Queue {
     return this.live.size;
   }
 
+  async lastSeq(): Promise<number> {
+    let last = 0;
+    for (const seq of this.live.keys()) last = seq; // insertion order is seq order
+    return last;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
