@@ -15,13 +15,24 @@ export interface Batch {
  * The longest prefix of `queued` (at most maxEvents) whose NDJSON body fits maxBytes; always at
  * least one event (an event larger than maxBytes goes alone: the edge's 413 then says it is final).
  */
-export function buildBatch(queued: readonly QueuedEvent[], sentAt: string, maxEvents: number, maxBytes: number): Batch {
+export function buildBatch(
+  queued: readonly QueuedEvent[],
+  sentAt: string,
+  maxEvents: number,
+  maxBytes: number,
+  version: 1 | 2 = 2,
+): Batch {
   const lines: string[] = [];
   const events: QueuedEvent[] = [];
   let bytes = 0;
   for (const q of queued) {
     if (events.length >= maxEvents) break;
     const wire: WireEvent = { ...q.event, sent_at: sentAt };
+    if (version === 1) {
+      // A version 1 edge refuses both fields by name (JSON drops undefined): the version 1 event.
+      wire.sent_at = undefined;
+      wire.schema_version = undefined;
+    }
     const line = JSON.stringify(wire);
     const size = encoder.encode(line).byteLength + 1;
     if (events.length > 0 && bytes + size > maxBytes) break;

@@ -116,6 +116,10 @@ export class ScanClient {
   private head: QueuedEvent | null = null;
   private lastQueuedSeq = 0;
   private evicting: Promise<void> = Promise.resolve();
+  /** The eviction running, if any: the send loop peeks after it. */
+  private evictionRunning: Promise<void> | null = null;
+  /** The send loop's peek, if running: an eviction waits for it, so it sees what is in flight. */
+  private peeking: Promise<unknown> | null = null;
 
   /** Consecutive failed attempts, for the backoff. */
   private attempt = 0;
@@ -126,6 +130,8 @@ export class ScanClient {
   /** While bisecting a 403: the size of the next batch. */
   private probeMax: number | null = null;
   private cachedToken: string | null = null;
+  /** 1 once the edge refused sent_at / schema_version as unknown fields (rolled back to version 1). */
+  private wireVersion: 1 | 2 = 2;
 
   private timer: Timer | null = null;
   private pumping: Promise<void> | null = null;
@@ -153,8 +159,9 @@ export class ScanClient {
   private async start(): Promise<void> {
     this.queuedCount = await this.queue.size();
     // flush() covers what an earlier process left queued too: its newest seq is the first target.
-    const left = await this.queue.peek(this.queuedCount);
-    this.lastQueuedSeq = left.at(-1)?.seq ?? 0;
+    this.lastQueuedSeq = this.queue.lastSeq
+      ? await this.queue.lastSeq()
+      : ((await this.queue.peek(this.queuedCount)).at(-1)?.seq ?? 0);
     await this.refreshHead();
     // What an earlier process left queued goes out now.
     this.wake();
@@ -277,7 +284,13 @@ export class ScanClient {
       this.timer = null;
     }
     this.pumping = this.pump()
-      .catch((error) => this.report(asClientError(error)))
+      .catch((error) => {
+        // The queue failed (or gzip is missing): retried later like a network error, so an idle
+        // device does not stall and flush() does not wait for its timeout.
+        this.inFlight = [];
+        this.retryLater(null, asClientError(error));
+        this.reschedule(this.blockedUntil - performance.now());
+      })
       .finally(() => {
         this.pumping = null;
         if (this.again) {
@@ -312,15 +325,24 @@ export class ScanClient {
         return;
       }
       const limit = Math.min(this.maxEvents, this.learnedMax, this.probeMax ?? Number.POSITIVE_INFINITY);
-      const queued = await this.queue.peek(limit);
+      // Marked in flight as soon as peeked: an eviction must not take what is being sent.
+      if (this.evictionRunning) await this.evictionRunning;
+      const peeking = this.queue.peek(limit);
+      this.peeking = peeking;
+      const queued = await peeking.finally(() => {
+        this.peeking = null;
+      });
+      this.inFlight = queued;
       if (queued.length === 0) {
         this.probeMax = null;
         return;
       }
       const first = queued[0] as QueuedEvent;
       const age = this.now() - first.queuedAt;
-      if (queued.length < limit && this.flushWaiters.length === 0 && age < this.maxWaitMs) {
-        this.reschedule(this.maxWaitMs - Math.max(0, age));
+      // A negative age is the device clock stepped back (NTP): due now, not held for the step's length.
+      if (queued.length < limit && this.flushWaiters.length === 0 && age >= 0 && age < this.maxWaitMs) {
+        this.inFlight = [];
+        this.reschedule(this.maxWaitMs - age);
         return;
       }
       await this.send(queued);
@@ -341,12 +363,12 @@ export class ScanClient {
 
   /** One attempt for the oldest events; updates the queue and the retry state from the answer. */
   private async send(queued: QueuedEvent[]): Promise<void> {
-    const batch = buildBatch(queued, new Date(this.now()).toISOString(), queued.length, this.maxBytes);
     const headers: Record<string, string> = { "content-type": "application/x-ndjson" };
     let credential: string | null;
     try {
       credential = await this.credential();
     } catch (cause) {
+      this.inFlight = [];
       this.retryLater(
         null,
         new ScanClientError("unauthorized", `the token provider failed: ${String(cause)}`, { cause }),
@@ -354,22 +376,30 @@ export class ScanClient {
       return;
     }
     if (credential) headers.authorization = `Bearer ${credential}`;
+    // sent_at is stamped after the token provider's wait, as close to the request as can be.
+    const sentAt = new Date(this.now()).toISOString();
+    const batch = buildBatch(queued, sentAt, queued.length, this.maxBytes, this.wireVersion);
+    // The rest of the peeked events (over maxBytes) are no longer in flight: evictable.
+    this.inFlight = batch.events;
     let body: Uint8Array = batch.body;
     if (body.byteLength > this.gzipAbove) {
       body = await gzip(body);
       headers["content-encoding"] = "gzip";
     }
-    this.inFlight = batch.events;
-    this.abort = new AbortController();
+    // One controller for close() and the timeout: AbortSignal.any is missing in Safari < 17.4 and
+    // Chrome < 116, and its TypeError would be retried forever as a network error.
+    const abort = new AbortController();
+    this.abort = abort;
+    const timeout = setTimeout(
+      () => abort.abort(new ScanClientError("network", `no answer within ${REQUEST_TIMEOUT_MS} ms`)),
+      REQUEST_TIMEOUT_MS,
+    ) as Timer;
+    timeout.unref?.();
     let res: Response;
     try {
-      res = await this.fetchFn(`${this.endpoint}/v1/scans`, {
-        method: "POST",
-        headers,
-        body,
-        signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]),
-      });
+      res = await this.fetchFn(`${this.endpoint}/v1/scans`, { method: "POST", headers, body, signal: abort.signal });
     } catch (cause) {
+      clearTimeout(timeout);
       this.inFlight = [];
       if (this.closed) return;
       this.retryLater(
@@ -381,6 +411,7 @@ export class ScanClient {
     try {
       await this.handle(res, batch);
     } finally {
+      clearTimeout(timeout);
       this.inFlight = [];
     }
   }
@@ -394,6 +425,26 @@ export class ScanClient {
     const detail = answer?.error ? `: ${answer.error}` : "";
 
     if ((status === 202 || status === 400) && answer && Array.isArray(answer.rejected)) {
+      if (this.wireVersion === 2 && answer.rejected.length > 0 && answer.rejected.every(onlyVersion2Fields)) {
+        // An edge rolled back to contract version 1: not a verdict on these events. The rejected ones
+        // are kept and resent (same event_id and scanned_at) without the version 2 fields.
+        this.wireVersion = 1;
+        this.report(
+          new ScanClientError(
+            "version_fallback",
+            `${where}: the edge refuses sent_at/schema_version; sending contract version 1`,
+            {
+              status,
+            },
+          ),
+        );
+        const rejected = new Set(answer.rejected.map((r) => r.index));
+        await this.settle(
+          batch.events.filter((_, i) => !rejected.has(i)),
+          [],
+        );
+        return;
+      }
       // Per-event verdicts: the accepted ones are durable at the edge, the rejected ones are final.
       const refused: RefusedEvent[] = answer.rejected.flatMap((r) => {
         const q = batch.events[r.index];
@@ -401,6 +452,9 @@ export class ScanClient {
         return q ? [{ event: q.event, status: 400, errors: r.errors }] : [];
       });
       await this.settle(batch.events, refused);
+      // Accepted, but the edge says the quota is spent (`RateLimit: "key";r=0;t=N`): wait before the next.
+      const wait = serverWaitMs(res.headers);
+      if (wait !== null) this.blockedUntil = performance.now() + Math.min(wait, this.maxMs);
       return;
     }
     if (status >= 200 && status < 300) {
@@ -451,21 +505,23 @@ export class ScanClient {
 
   /** The edge judged these events: remove them all, count and report the refused ones. */
   private async settle(events: QueuedEvent[], refused: RefusedEvent[]): Promise<void> {
+    // Reported before the removal is durable: a kill in between reports again (at least once) rather
+    // than never.
+    if (refused.length > 0) this.callback(() => this.options.onRefused?.(refused), "onRefused");
     await this.queue.remove(events.map((q) => q.seq));
     this.inFlight = [];
     this.attempt = 0;
     this.queuedCount -= events.length;
     this.sent += events.length - refused.length;
     this.refused += refused.length;
-    // Reported before flush() waiters resolve: a resolved flush has told the app of every refusal.
-    if (refused.length > 0) this.callback(() => this.options.onRefused?.(refused), "onRefused");
     await this.refreshHead();
   }
 
   private retryLater(serverWait: number | null, error: ScanClientError): void {
     const delay = serverWait ?? backoffMs(this.attempt, this.baseMs, this.maxMs);
     this.attempt++;
-    this.blockedUntil = performance.now() + delay;
+    // Capped: a Retry-After HTTP-date is read against the device clock, which may be far behind.
+    this.blockedUntil = performance.now() + Math.min(delay, this.maxMs);
     this.report(error);
   }
 
@@ -477,17 +533,34 @@ export class ScanClient {
     return this.options.apiKey ?? null;
   }
 
-  private async evictOldest(): Promise<void> {
+  private evictOldest(): Promise<void> {
+    const running = (this.peeking ?? Promise.resolve())
+      .catch(() => {}) // the send loop's peek error is reported by the send loop
+      .then(() => this.evictOldestNow());
+    const settled: Promise<void> = running.then(
+      () => this.clearEviction(settled),
+      () => this.clearEviction(settled), // the error is the scan()'s, returned below
+    );
+    this.evictionRunning = settled;
+    return running;
+  }
+
+  private clearEviction(done: Promise<void>): void {
+    if (this.evictionRunning === done) this.evictionRunning = null;
+  }
+
+  private async evictOldestNow(): Promise<void> {
     const inFlight = new Set(this.inFlight.map((q) => q.seq));
     const excess = this.queuedCount - this.maxQueued + 1;
     const candidates = await this.queue.peek(inFlight.size + excess);
     const victims = candidates.filter((q) => !inFlight.has(q.seq)).slice(0, excess);
     if (victims.length === 0) throw new QueueFullError(this.maxQueued);
+    // Reported before the removal is durable (at least once, as onRefused).
+    this.callback(() => this.options.onEvicted?.(victims.map((q) => q.event)), "onEvicted");
     await this.queue.remove(victims.map((q) => q.seq));
     this.queuedCount -= victims.length;
     this.evicted += victims.length;
     await this.refreshHead();
-    this.callback(() => this.options.onEvicted?.(victims.map((q) => q.event)), "onEvicted");
   }
 
   private async refreshHead(): Promise<void> {
@@ -515,6 +588,15 @@ export class ScanClient {
       });
     }
   }
+}
+
+/** A rejection whose every error is an unknown-field error on sent_at or schema_version (a version 1 edge). */
+function onlyVersion2Fields(r: { errors?: FieldError[] }): boolean {
+  return (
+    Array.isArray(r.errors) &&
+    r.errors.length > 0 &&
+    r.errors.every((e) => /^unknown field "?(sent_at|schema_version)"?$/.test(e.message ?? ""))
+  );
 }
 
 function parseJson(text: string): unknown {

@@ -24,6 +24,8 @@ export type ScanClientErrorCode =
   | "server_error"
   /** Transient, retried: 404/405 or a 2xx that is not the edge's answer: the endpoint does not serve POST /v1/scans. */
   | "bad_endpoint"
+  /** Reported once: the edge refuses sent_at/schema_version (rolled back to contract version 1); the client sends version 1 from then on. */
+  | "version_fallback"
   /** flush() did not complete within its timeoutMs. */
   | "timeout"
   /** Options that cannot work (e.g. no queue for this entry point). */

@@ -17,6 +17,8 @@ export interface Queue {
   /** Durably removes (acknowledged, refused or evicted). */
   remove(seqs: readonly number[]): Promise<void>;
   size(): Promise<number>;
+  /** The newest queued event's seq, 0 when empty (optional: without it, open() reads the whole queue). */
+  lastSeq?(): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -4,6 +4,7 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { waitFor } from "../../../test/helpers/wait.ts";
 import { ScanClient } from "../src/client.ts";
 import type { ScanClientError } from "../src/errors.ts";
 import { QueueFullError } from "../src/errors.ts";
@@ -230,5 +231,222 @@ test("evict-oldest under concurrent scans: the queue stays at maxQueued, each ev
   await Promise.all(Array.from({ length: 20 }, (_, i) => client.scan({ qr_id: `QR-${i}` })));
   expect(client.metrics()).toMatchObject({ queued: 5, evicted: 15 });
   expect(new Set(evicted).size).toBe(15);
+  await client.close();
+});
+
+test("an edge rolled back to contract version 1: the same events are resent without sent_at/schema_version, nothing refused", async () => {
+  const unknown = (field: string) => ({ path: "", message: `unknown field "${field}"` });
+  const v1Edge: Reply = (events) =>
+    events.some((e) => "sent_at" in e || "schema_version" in e)
+      ? json(400, {
+          accepted: 0,
+          rejected: events.map((_, index) => ({ index, errors: [unknown("sent_at"), unknown("schema_version")] })),
+          request_id: "r",
+        })
+      : accept(events);
+  const { client, calls, errors, refused } = await scripted([v1Edge, v1Edge, v1Edge]);
+  const stamped = await client.scan({ qr_id: "QR-1" });
+  await client.flush({ timeoutMs: 2_000 });
+  expect(refused).toEqual([]);
+  expect(errors.map((e) => e.code)).toEqual(["version_fallback"]);
+  expect(calls.length).toBe(2);
+  expect(calls[1]?.events).toEqual([{ event_id: stamped.event_id, qr_id: "QR-1", scanned_at: stamped.scanned_at }]);
+  expect(client.metrics()).toMatchObject({ queued: 0, sent: 1, refused: 0 });
+  await client.close();
+});
+
+test("evict-oldest never evicts events already taken for sending (the token provider still pending)", async () => {
+  let release: (token: string) => void = () => {};
+  const token = new Promise<string>((r) => {
+    release = r;
+  });
+  const evicted: string[] = [];
+  const { client, calls } = await scripted([], {
+    maxQueued: 2,
+    whenFull: "evict-oldest",
+    batch: { maxEvents: 2, maxWaitMs: 5 },
+    token: () => token,
+    onEvicted: (e) => evicted.push(...e.map((x) => x.qr_id)),
+  });
+  await client.scan({ qr_id: "A" });
+  await client.scan({ qr_id: "B" }); // a full batch: the send loop takes A and B, then awaits the token
+  await Bun.sleep(20);
+  expect(client.scan({ qr_id: "C" })).rejects.toBeInstanceOf(QueueFullError);
+  release("tok");
+  await client.flush({ timeoutMs: 2_000 });
+  expect(evicted).toEqual([]);
+  expect(calls.flatMap((c) => c.events.map((e) => e.qr_id))).toEqual(["A", "B"]);
+  expect(client.metrics()).toMatchObject({ queued: 0, sent: 2, evicted: 0 });
+  await client.close();
+});
+
+test("a part-full batch is sent after the device clock steps back (NTP), not held for the step", async () => {
+  let t = Date.parse("2026-12-07T04:00:00.000Z");
+  const { client, calls } = await scripted([], {
+    batch: { maxWaitMs: 50 },
+    now: () => {
+      t -= 3_600_000; // each reading an hour earlier than the one before
+      return t;
+    },
+  });
+  await client.scan({ qr_id: "QR-1" });
+  await waitFor(
+    "the part-full batch to be sent",
+    async () => calls.length,
+    (n) => n === 1,
+    2_000,
+    20,
+  );
+  await client.close();
+});
+
+test("a queue read that fails in the send loop is reported and retried, not left stalled", async () => {
+  let failures = 0;
+  class FlakyQueue extends MemoryQueue {
+    failNext = false;
+    override async peek(max: number) {
+      if (this.failNext) {
+        this.failNext = false;
+        failures++;
+        throw new Error("EIO: i/o error, read");
+      }
+      return super.peek(max);
+    }
+  }
+  const queue = new FlakyQueue();
+  const { client, calls, errors } = await scripted([], { queue });
+  queue.failNext = true;
+  await client.scan({ qr_id: "QR-1" });
+  await waitFor(
+    "the batch to be sent after the failed read",
+    async () => calls.length,
+    (n) => n === 1,
+    2_000,
+    20,
+  );
+  expect(failures).toBe(1);
+  expect(errors.map((e) => e.code)).toEqual(["journal_io"]);
+  await client.close();
+});
+
+test("a runtime without AbortSignal.any (Safari < 17.4) still sends", async () => {
+  const any = AbortSignal.any;
+  // biome-ignore lint/suspicious/noExplicitAny: removing the method as an older runtime lacks it
+  (AbortSignal as any).any = undefined;
+  try {
+    const { client, calls, errors } = await scripted([]);
+    await client.scan({ qr_id: "QR-1" });
+    await client.flush({ timeoutMs: 2_000 });
+    expect(calls.length).toBe(1);
+    expect(errors).toEqual([]);
+    await client.close();
+  } finally {
+    AbortSignal.any = any;
+  }
+});
+
+test("onRefused and onEvicted run before the removal: a queue dying in remove() loses no report", async () => {
+  class DyingQueue extends MemoryQueue {
+    override async remove(_seqs: readonly number[]): Promise<void> {
+      throw new Error("killed before the removal was durable");
+    }
+  }
+  const { client, refused } = await scripted(
+    [
+      (events) =>
+        json(400, {
+          accepted: 0,
+          rejected: [{ index: 0, errors: [{ path: "qr_id", message: "bad" }] }],
+          request_id: "r",
+        }),
+    ],
+    {
+      queue: new DyingQueue(),
+    },
+  );
+  await client.scan({ qr_id: "QR-1" });
+  await waitFor(
+    "the refusal to be reported",
+    async () => refused.length,
+    (n) => n >= 1,
+    2_000,
+    20,
+  );
+  await client.close();
+  const evicted: string[] = [];
+  const full = await ScanClient.open({
+    endpoint: "http://x",
+    queue: new DyingQueue(),
+    maxQueued: 1,
+    whenFull: "evict-oldest",
+    fetch: () => new Promise<Response>(() => {}),
+    batch: { maxWaitMs: 60_000 },
+    onEvicted: (e) => evicted.push(...e.map((x) => x.qr_id)),
+  });
+  await full.scan({ qr_id: "A" });
+  await expect(full.scan({ qr_id: "B" })).rejects.toThrow("killed");
+  expect(evicted).toEqual(["A"]);
+  await full.close();
+});
+
+test("a server wait (Retry-After as an HTTP-date, read on a clock far behind) is capped at retry.maxMs", async () => {
+  const { client, calls } = await scripted(
+    [() => json(503, { error: "busy", request_id: "r" }, { "retry-after": "Fri, 07 Dec 2029 04:00:00 GMT" })],
+    { retry: { baseMs: 1, maxMs: 20 } },
+  );
+  await client.scan({ qr_id: "QR-1" });
+  await client.flush({ timeoutMs: 2_000 });
+  expect(calls.length).toBe(2);
+  await client.close();
+});
+
+test("sent_at is stamped after the token provider answered", async () => {
+  let t = Date.parse("2026-12-07T04:00:00.000Z");
+  const { client, calls } = await scripted([], {
+    now: () => t,
+    token: () => {
+      t += 60_000; // a slow identity provider
+      return "tok";
+    },
+  });
+  await client.scan({ qr_id: "QR-1" });
+  await client.flush({ timeoutMs: 2_000 });
+  expect(calls[0]?.events[0]?.sent_at).toBe("2026-12-07T04:01:00.000Z");
+  await client.close();
+});
+
+test("a 202 saying the quota is spent (RateLimit r=0;t=1) holds the next request", async () => {
+  const { client, calls } = await scripted(
+    [(events) => json(202, { accepted: events.length, rejected: [], request_id: "r" }, { ratelimit: '"key";r=0;t=1' })],
+    { retry: { baseMs: 1, maxMs: 60_000 } },
+  );
+  await client.scan({ qr_id: "QR-1" });
+  await client.flush({ timeoutMs: 2_000 });
+  await client.scan({ qr_id: "QR-2" });
+  const early = await client.flush({ timeoutMs: 200 }).catch((e: ScanClientError) => e.code);
+  expect({ early, calls: calls.length }).toEqual({ early: "timeout", calls: 1 });
+  await client.flush({ timeoutMs: 5_000 });
+  expect(calls.length).toBe(2);
+  await client.close();
+});
+
+test("open() finds the newest queued seq with lastSeq(), not by reading the whole queue", async () => {
+  const queue = new MemoryQueue();
+  await queue.append(
+    Array.from({ length: 50 }, (_, i) => ({
+      event: { event_id: `e${i}`, qr_id: "Q", scanned_at: "2026-12-07T04:00:00.000Z" },
+      queuedAt: 0,
+    })),
+  );
+  const peeks: number[] = [];
+  const peek = queue.peek.bind(queue);
+  queue.peek = (max: number) => {
+    peeks.push(max);
+    return peek(max);
+  };
+  const { client, calls } = await scripted([], { queue, batch: { maxEvents: 10, maxWaitMs: 5 } });
+  await client.flush({ timeoutMs: 2_000 });
+  expect(calls.flatMap((c) => c.events).length).toBe(50);
+  expect(Math.max(...peeks)).toBeLessThanOrEqual(10);
   await client.close();
 });

@@ -1,7 +1,7 @@
 // Unit tests of the file journal: replay after a torn last line, acknowledgements, compaction,
 // group commit, and the lock that keeps a second live process off the journal.
 import { afterEach, expect, test } from "bun:test";
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ScanClientError } from "../src/errors.ts";
@@ -33,8 +33,10 @@ test("appended events survive a reopen, removed ones do not; seqs keep increasin
     [1, "id-1", 1_001],
     [3, "id-3", 1_003],
   ]);
+  expect(await b.lastSeq()).toBe(3);
   expect((await b.append([ev(4)]))[0]?.seq).toBe(4);
   expect(await b.size()).toBe(3);
+  expect(await b.lastSeq()).toBe(4);
   await b.close();
 });
 
@@ -94,6 +96,20 @@ test("a running queue compacts its journal too, keeping the live events and thei
   expect(after.torn).toBeNull();
 });
 
+test("a failed compaction (the rewrite cannot write) keeps the journal working and is reported", async () => {
+  const path = journalPath();
+  mkdirSync(`${path}.tmp`); // the rewrite's tmp file cannot be created
+  const errors: ScanClientError[] = [];
+  const a = await FileQueue.open(path, { compactAfterRecords: 20, onError: (e) => errors.push(e) });
+  const added = await a.append(Array.from({ length: 30 }, (_, i) => ev(i)));
+  for (const e of added.slice(0, 25)) await a.remove([e.seq]);
+  await a.append([ev(99)]);
+  await a.close();
+  expect(errors.map((e) => e.code)).toEqual(["journal_io"]);
+  expect(errors[0]?.message).toContain("compaction failed");
+  expect(replay(path).events.map((e) => e.seq)).toEqual([26, 27, 28, 29, 30, 31]);
+}, 5_000);
+
 test("concurrent appends are grouped into fewer writes, each resolving with its own seq", async () => {
   const path = journalPath();
   const a = await FileQueue.open(path);
@@ -114,7 +130,28 @@ test("the lock: a second open while the owner lives fails; a dead owner's lock i
   const dead = Bun.spawnSync(["true"]).pid;
   writeFileSync(`${path}.lock`, String(dead));
   const b = await FileQueue.open(path);
-  expect(readFileSync(`${path}.lock`, "utf8")).toBe(String(process.pid));
+  expect(JSON.parse(readFileSync(`${path}.lock`, "utf8")).pid).toBe(process.pid);
   await b.close();
   expect(existsSync(`${path}.lock`)).toBe(false);
+});
+
+test("the lock: our own pid left by a previous incarnation is taken over; a live other process's is refused unless its pid was reused", async () => {
+  const path = journalPath();
+  // A container restart: the same pid (1 in Docker) wrote this lock in the previous incarnation.
+  writeFileSync(`${path}.lock`, JSON.stringify({ pid: process.pid, start: "1", boot: "an-earlier-boot" }));
+  const a = await FileQueue.open(path);
+  expect((await FileQueue.open(path).catch((e) => e)).code).toBe("queue_locked"); // same process, twice
+  await a.close();
+  const other = Bun.spawn(["sleep", "30"]);
+  try {
+    const start = readFileSync(`/proc/${other.pid}/stat`, "utf8").split(") ")[1]?.split(" ")[19];
+    writeFileSync(`${path}.lock`, JSON.stringify({ pid: other.pid, start, boot: null }));
+    expect((await FileQueue.open(path).catch((e) => e)).code).toBe("queue_locked");
+    // The same pid, started at another time: a reused pid, the recorded owner is dead.
+    writeFileSync(`${path}.lock`, JSON.stringify({ pid: other.pid, start: "1", boot: null }));
+    const b = await FileQueue.open(path);
+    await b.close();
+  } finally {
+    other.kill("SIGKILL");
+  }
 });

@@ -34,6 +34,7 @@ describe("IndexedDbQueue", () => {
     expect(new Set(seqs).size).toBe(5);
     expect(a.map((e) => e.event)).toEqual([event(0), event(1), event(2)]);
     expect(await q.size()).toBe(5);
+    expect(await q.lastSeq()).toBe(b.at(-1)?.seq as number);
     expect(await q.peek(2)).toEqual(a.slice(0, 2));
     expect(await q.peek(100)).toEqual([...a, ...b]);
     expect(await q.peek(0)).toEqual([]);
@@ -54,6 +55,10 @@ describe("IndexedDbQueue", () => {
     ]);
     await q.remove([]);
     expect(await q.size()).toBe(3);
+    await q.remove([all[4]?.seq as number]);
+    expect(await q.lastSeq()).toBe(all[2]?.seq as number); // the newest left
+    await q.remove([all[0]?.seq as number, all[2]?.seq as number]);
+    expect(await q.lastSeq()).toBe(0);
     await q.close();
   });
 

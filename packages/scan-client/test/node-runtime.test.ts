@@ -1,15 +1,19 @@
-// The Bun/Node entry point runs in Node too (its journal uses node:fs only): bundled for Node by
-// Bun.build, a Node process queues scans in a journal, sends them to a small node:http edge stand-in
-// answering as the edge does, and a second client on the same journal finds nothing left.
+// The package as Node imports it once installed: `bun run build` (the prepack script) writes dist/,
+// and Node, importing "scan-client" from a node_modules that links the package, takes the exports'
+// "default" condition (Node strips no types under node_modules). A Node process queues scans in a
+// journal, sends them to a small node:http edge stand-in answering as the edge does, and a second
+// client on the same journal finds nothing left.
 import { expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const NODE_SCRIPT = `
 import { createServer } from "node:http";
 import { gunzipSync } from "node:zlib";
-import { ScanClient } from "./scan-client.mjs";
+import { ScanClient } from "scan-client";
+import { ScanClient as BrowserScanClient } from "scan-client/browser";
+if (typeof BrowserScanClient.open !== "function") throw new Error("scan-client/browser exports no ScanClient");
 const received = [];
 const server = createServer((req, res) => {
   const chunks = [];
@@ -38,18 +42,23 @@ server.close();
 console.log(JSON.stringify({ sent: m.sent, left, received: received.length, v2: received.every((e) => e.schema_version === 2 && e.sent_at) }));
 `;
 
-test("Node runs the bundled entry point: journal, send, reopen", async () => {
+test("Node imports the installed package (the built default export): journal, send, reopen", async () => {
   const dir = mkdtempSync(join(tmpdir(), "scan-client-node-"));
   try {
-    const built = await Bun.build({
-      entrypoints: [join(import.meta.dir, "../src/node.ts")],
-      target: "node",
-      format: "esm",
+    const pkg = join(import.meta.dir, "..");
+    const build = Bun.spawnSync(["bun", "run", "build"], { cwd: pkg, stdout: "pipe", stderr: "pipe" });
+    expect({ code: build.exitCode, err: build.exitCode === 0 ? "" : build.stderr.toString() }).toEqual({
+      code: 0,
+      err: "",
     });
-    expect(built.logs.filter((l) => l.level === "error")).toEqual([]);
-    writeFileSync(join(dir, "scan-client.mjs"), await (built.outputs[0] as Blob).text());
+    mkdirSync(join(dir, "node_modules"));
+    symlinkSync(pkg, join(dir, "node_modules", "scan-client"), "dir");
     writeFileSync(join(dir, "run.mjs"), NODE_SCRIPT);
-    const proc = Bun.spawn(["node", join(dir, "run.mjs"), join(dir, "q.journal")], { stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn(["node", join(dir, "run.mjs"), join(dir, "q.journal")], {
+      cwd: dir,
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     const killer = setTimeout(() => proc.kill("SIGKILL"), 15_000);
     const [code, out, err] = await Promise.all([
       proc.exited,

@@ -4,10 +4,11 @@
 // written together by the next (group commit). On open the journal is replayed: a torn last line
 // (a kill -9 mid-write) is dropped and cut off, and when most records are removals the journal is
 // rewritten with the live events only (tmp file, fsync, rename). A lock file holding the owner's
-// pid keeps two live processes off one journal; a dead owner's lock (kill -9) is taken over.
+// pid, start time and boot keeps two live processes off one journal; a dead owner's lock (kill -9),
+// a previous incarnation's (same pid after a container restart) or a reused pid's is taken over.
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, resolve } from "node:path";
 import { ScanClientError } from "../errors.ts";
 import type { Queue, QueuedEvent } from "../queue.ts";
 
@@ -23,6 +24,8 @@ interface Pending {
 export interface FileQueueOptions {
   /** Rewrite the journal when it holds at least this many records and most are removals. Default 10,000. */
   compactAfterRecords?: number;
+  /** A failed compaction (e.g. disk full): not fatal, the journal keeps growing. Default console.warn. */
+  onError?: (error: ScanClientError) => void;
 }
 
 export class FileQueue implements Queue {
@@ -34,6 +37,8 @@ export class FileQueue implements Queue {
   private writing: Promise<void> | null = null;
   private failed: unknown = null;
   private closed = false;
+  /** After a failed compaction, the next one waits until the journal has this many records. */
+  private compactAt = 0;
   /** fsyncs done so far: fewer than appends when concurrent scan() calls were grouped. */
   syncs = 0;
 
@@ -52,7 +57,10 @@ export class FileQueue implements Queue {
       const { events, nextSeq, records, torn } = replay(path);
       const compact =
         torn !== null || (records >= (options.compactAfterRecords ?? 10_000) && events.length * 2 < records);
-      if (compact) rewrite(path, events);
+      if (compact) {
+        rewrite(path, events);
+        syncDir(path);
+      }
       const fh = await open(path, "a");
       const queue = new FileQueue(path, fh, lockPath, options);
       for (const e of events) queue.live.set(e.seq, e);
@@ -60,7 +68,7 @@ export class FileQueue implements Queue {
       queue.records = compact ? events.length : records;
       return queue;
     } catch (error) {
-      unlinkSync(lockPath);
+      releaseLock(lockPath);
       throw error;
     }
   }
@@ -96,12 +104,18 @@ export class FileQueue implements Queue {
     return this.live.size;
   }
 
+  async lastSeq(): Promise<number> {
+    let last = 0;
+    for (const seq of this.live.keys()) last = seq; // insertion order is seq order
+    return last;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.writing;
     await this.fh.close();
-    unlinkSync(this.lockPath);
+    releaseLock(this.lockPath);
   }
 
   /** Queues `text` for the next group write; `apply` updates memory once it is on disk. */
@@ -115,41 +129,80 @@ export class FileQueue implements Queue {
   }
 
   private async drain(): Promise<void> {
-    while (this.pending.length > 0) {
-      const group = this.pending;
-      this.pending = [];
-      try {
-        if (this.failed) throw this.failed;
-        const bytes = concat(group.map((p) => p.bytes));
-        let offset = 0;
-        while (offset < bytes.byteLength) {
-          const { bytesWritten } = await this.fh.write(bytes, offset);
-          offset += bytesWritten;
+    // Cleared in the same function, with no await between the loop's last check and here: a write()
+    // arriving in between would otherwise find `writing` set and never be drained.
+    try {
+      while (this.pending.length > 0) {
+        const group = this.pending;
+        this.pending = [];
+        try {
+          if (this.failed) throw this.failed;
+          const bytes = concat(group.map((p) => p.bytes));
+          let offset = 0;
+          while (offset < bytes.byteLength) {
+            const { bytesWritten } = await this.fh.write(bytes, offset);
+            offset += bytesWritten;
+          }
+          await this.fh.datasync();
+          this.syncs++;
+          for (const p of group) p.apply();
+          for (const p of group) p.resolve();
+        } catch (cause) {
+          // A partial write may have left a torn line: nothing more is written until a reopen cuts it.
+          this.failed ??= new ScanClientError("journal_io", `journal ${this.path}: write failed (${String(cause)})`, {
+            cause,
+          });
+          for (const p of group) p.reject(this.failed);
         }
-        await this.fh.datasync();
-        this.syncs++;
-        for (const p of group) p.apply();
-        for (const p of group) p.resolve();
-      } catch (cause) {
-        // A partial write may have left a torn line: nothing more is written until a reopen cuts it.
-        this.failed ??= new ScanClientError("journal_io", `journal ${this.path}: write failed (${String(cause)})`, {
-          cause,
-        });
-        for (const p of group) p.reject(this.failed);
+        if (this.pending.length === 0) await this.maybeCompact();
       }
-      if (this.pending.length === 0) await this.maybeCompact();
+    } finally {
+      this.writing = null;
     }
-    this.writing = null;
   }
 
   /** Rewrites the journal with the live events when most of its records are removals. */
   private async maybeCompact(): Promise<void> {
     if (this.failed || this.records < (this.options.compactAfterRecords ?? 10_000)) return;
-    if (this.live.size * 2 >= this.records) return;
-    await this.fh.close();
-    rewrite(this.path, [...this.live.values()]);
-    this.fh = await open(this.path, "a");
+    if (this.live.size * 2 >= this.records || this.records < this.compactAt) return;
+    try {
+      rewrite(this.path, [...this.live.values()]);
+    } catch (cause) {
+      // Not renamed: the old journal is whole and stays open; try again once it has doubled.
+      this.compactAt = this.records * 2;
+      const error = new ScanClientError("journal_io", `journal ${this.path}: compaction failed (${String(cause)})`, {
+        cause,
+      });
+      this.report(error);
+      return;
+    }
+    // Renamed: appends must go to the new file (the old handle's inode is unlinked).
+    const old = this.fh;
+    try {
+      syncDir(this.path);
+      this.fh = await open(this.path, "a");
+    } catch (cause) {
+      this.failed = new ScanClientError(
+        "journal_io",
+        `journal ${this.path}: after compaction, sync/reopen failed (${String(cause)})`,
+        {
+          cause,
+        },
+      );
+    }
     this.records = this.live.size;
+    await old
+      .close()
+      .catch((cause) =>
+        this.report(
+          new ScanClientError("journal_io", `journal ${this.path}: closing the old journal failed`, { cause }),
+        ),
+      );
+  }
+
+  private report(error: ScanClientError): void {
+    if (this.options.onError) this.options.onError(error);
+    else console.warn(`scan-client: ${error.message}`);
   }
 }
 
@@ -212,7 +265,7 @@ export function replay(path: string): {
   return { events: [...live.values()], nextSeq, records, torn };
 }
 
-/** Replaces the journal by one holding `events` only: tmp file, fsync, rename, fsync the directory. */
+/** Replaces the journal by one holding `events` only: tmp file, fsync, rename (syncDir then). */
 function rewrite(path: string, events: readonly QueuedEvent[]): void {
   const tmp = `${path}.tmp`;
   const fd = openSync(tmp, "w");
@@ -224,6 +277,10 @@ function rewrite(path: string, events: readonly QueuedEvent[]): void {
     closeSync(fd);
   }
   renameSync(tmp, path);
+}
+
+/** fsyncs the journal's directory, so that a rename survives a power cut. */
+function syncDir(path: string): void {
   const dir = openSync(dirname(path), "r");
   try {
     fsyncSync(dir);
@@ -232,30 +289,98 @@ function rewrite(path: string, events: readonly QueuedEvent[]): void {
   }
 }
 
-/** Creates the lock file with our pid (O_EXCL); a lock whose pid is dead is taken over once. */
+/** Lock paths this process holds: a second open of one journal in the same process is the error. */
+const heldLocks = new Set<string>();
+
+/** The owner recorded in a lock file: pid, its start time and the boot it ran in (null off Linux). */
+interface LockOwner {
+  pid: number;
+  start: string | null;
+  boot: string | null;
+}
+
+/**
+ * Creates the lock file with our identity (O_EXCL). A lock is stale, and taken over, when its pid is
+ * dead, or is ours but not in heldLocks (a previous incarnation: pid 1 again after a container
+ * restart), or is live but started at another time or in another boot (the pid was reused).
+ */
 function takeLock(lockPath: string): void {
+  const key = resolve(lockPath);
+  if (heldLocks.has(key)) {
+    throw new ScanClientError("queue_locked", `journal lock ${lockPath} is already held by this process`);
+  }
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(lockPath, "wx");
-      writeSync(fd, String(process.pid));
+      writeSync(fd, JSON.stringify(identity(process.pid)));
       closeSync(fd);
+      heldLocks.add(key);
       return;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
     }
-    const owner = Number(readFileSync(lockPath, "utf8").trim());
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+    const owner = readOwner(lockPath);
+    if (owner && owner.pid !== process.pid && alive(owner.pid) && sameIncarnation(owner)) {
       throw new ScanClientError(
         "queue_locked",
-        `journal lock ${lockPath} is held by live process ${owner}: two processes must not share one journal`,
+        `journal lock ${lockPath} is held by live process ${owner.pid}: two processes must not share one journal`,
       );
-    }
-    if (owner === process.pid) {
-      throw new ScanClientError("queue_locked", `journal lock ${lockPath} is already held by this process`);
     }
     unlinkSync(lockPath);
   }
   throw new ScanClientError("queue_locked", `journal lock ${lockPath}: another process took it over meanwhile`);
+}
+
+function releaseLock(lockPath: string): void {
+  heldLocks.delete(resolve(lockPath));
+  unlinkSync(lockPath);
+}
+
+/** A lock file's owner: JSON, or a bare pid (older versions); null when unreadable (stale). */
+function readOwner(lockPath: string): LockOwner | null {
+  const text = readFileSync(lockPath, "utf8").trim();
+  const parsed = /^\d+$/.test(text) ? { pid: Number(text) } : (parseJson(text) as Partial<LockOwner> | null);
+  if (!parsed || !Number.isInteger(parsed.pid) || (parsed.pid as number) <= 0) return null;
+  return { pid: parsed.pid as number, start: parsed.start ?? null, boot: parsed.boot ?? null };
+}
+
+function identity(pid: number): LockOwner {
+  return { pid, start: startTime(pid), boot: bootId() };
+}
+
+/** False when the recorded start time or boot differs from the live process's (pid reuse). */
+function sameIncarnation(owner: LockOwner): boolean {
+  const now = identity(owner.pid);
+  if (owner.boot !== null && now.boot !== null && owner.boot !== now.boot) return false;
+  if (owner.start !== null && now.start !== null && owner.start !== now.start) return false;
+  return true;
+}
+
+/** Linux: field 22 of /proc/<pid>/stat (start time in clock ticks since boot); null elsewhere. */
+function startTime(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name "(...)", which may hold spaces: field 3 is the first.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? null;
+  } catch {
+    return null; // no procfs (macOS, Windows): the pid alone decides
+  }
+}
+
+function bootId(): string | null {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
+  } catch {
+    return null; // no procfs: the pid alone decides
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null; // a torn lock file (killed while writing it): stale
+  }
 }
 
 function alive(pid: number): boolean {

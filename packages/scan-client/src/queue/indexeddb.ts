@@ -27,7 +27,7 @@ interface IdbObjectStore {
   add(value: unknown): IdbRequest<unknown>;
   delete(key: number): IdbRequest<undefined>;
   count(): IdbRequest<number>;
-  openCursor(): IdbRequest<IdbCursorWithValue | null>;
+  openCursor(query?: null, direction?: "next" | "prev"): IdbRequest<IdbCursorWithValue | null>;
 }
 interface IdbTransaction {
   objectStore(name: string): IdbObjectStore;
@@ -170,6 +170,18 @@ export class IndexedDbQueue implements Queue {
     return this.#transact("size", "readonly", (store) => {
       const req = store.count();
       return () => req.result;
+    });
+  }
+
+  /** The newest event's seq, read with one step of a reverse cursor (not the whole store). */
+  lastSeq(): Promise<number> {
+    return this.#transact("lastSeq", "readonly", (store) => {
+      let last = 0;
+      const req = store.openCursor(null, "prev");
+      req.onsuccess = () => {
+        if (req.result) last = (req.result.value as Stored).seq;
+      };
+      return () => last;
     });
   }
 

@@ -30,5 +30,11 @@ export class MemoryQueue implements Queue {
     return this.events.size;
   }
 
+  async lastSeq(): Promise<number> {
+    let last = 0;
+    for (const seq of this.events.keys()) last = seq;
+    return last;
+  }
+
   async close(): Promise<void> {}
 }
