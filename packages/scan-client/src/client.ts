@@ -9,7 +9,7 @@ import { QueueFullError, ScanClientError } from "./errors.ts";
 import { type Queue, type QueuedEvent, isQueue } from "./queue.ts";
 import { backoffMs, parseMaxBatchEvents, serverWaitMs } from "./retry.ts";
 import { uuidv7Generator } from "./uuid.ts";
-import type { ErrorAnswer, FieldError, IngestAnswer, WireEvent } from "./wire.ts";
+import { type ErrorAnswer, type FieldError, type IngestAnswer, SCHEMA_VERSION, type WireEvent } from "./wire.ts";
 
 export interface ScanInput {
   qr_id: string;
@@ -185,7 +185,7 @@ export class ScanClient {
       event_id: this.newId(),
       qr_id: input.qr_id,
       scanned_at: new Date(t).toISOString(),
-      schema_version: 2,
+      schema_version: SCHEMA_VERSION,
     };
     if (input.scanner_id !== undefined) event.scanner_id = input.scanner_id;
     if (input.location !== undefined) event.location = input.location;

@@ -83,8 +83,8 @@ export const mutations: Mutation[] = [
     promise:
       "scan-client: sent_at is the device clock at each attempt, so the edge's derived_at is the scan's real instant",
     file: "packages/scan-client/src/client.ts",
-    find: "const batch = buildBatch(queued, new Date(this.now()).toISOString(),",
-    replace: "const batch = buildBatch(queued, new Date(queued[0]!.queuedAt).toISOString(),",
+    find: "const sentAt = new Date(this.now()).toISOString();",
+    replace: "const sentAt = new Date(queued[0]!.queuedAt).toISOString();",
     killers: [IT],
     testNamePattern: "device clock",
     observed: "expect(off).toEqual([]): derived_at 6 s after the real scan time for every event sent 6 s late",
