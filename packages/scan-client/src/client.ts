@@ -308,12 +308,7 @@ export class ScanClient {
       this.again = true;
       return;
     }
-    const timer = setTimeout(() => {
-      this.timer = null;
-      this.wake();
-    }, delayMs) as Timer;
-    if (this.flushWaiters.length === 0) timer.unref?.();
-    this.timer = timer;
+    this.reschedule(delayMs);
   }
 
   private async pump(): Promise<void> {
@@ -349,8 +344,8 @@ export class ScanClient {
     }
   }
 
+  /** Runs the loop in `delayMs`, replacing any timer (also from inside pump(), while pumping is true). */
   private reschedule(delayMs: number): void {
-    // Called from inside pump(): the timer must be set even though pumping is still true.
     if (this.closed) return;
     if (this.timer) clearTimeout(this.timer);
     const timer = setTimeout(() => {
