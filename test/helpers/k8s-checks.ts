@@ -122,6 +122,7 @@ function modelModule(apiVersion: string, kind: string): string | null {
   const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") : ["", apiVersion];
   if (group === "keda.sh") return `@kubernetes-models/keda/${apiVersion}/${kind}`;
   if (group === "argoproj.io") return `@kubernetes-models/argo-rollouts/${apiVersion}/${kind}`;
+  if (group === "postgresql.cnpg.io") return `@kubernetes-models/cloudnative-pg/${apiVersion}/${kind}`;
   if (group === "") return `kubernetes-models/${version}/${kind}`;
   if (/^[a-z0-9.]+$/.test(group ?? "") && /^v\d+(alpha\d+|beta\d+)?$/.test(version ?? ""))
     return `kubernetes-models/${apiVersion}/${kind}`;

@@ -50,6 +50,7 @@ import { COPIES as ALERTMANAGER_COPIES, REGENERATE as REGENERATE_ALERTMANAGER } 
 import { REGENERATE as REGENERATE_PROMTAIL, renderPromtailConfig } from "../../tools/k8s-promtail.ts";
 import { REGENERATE, renderPrometheusRules } from "../../tools/k8s-rules.ts";
 import { legacyKubectl } from "../../tools/kubectl-legacy.ts";
+import { POSTGRES_SETTINGS } from "../../tools/stack/postgres.ts";
 import { SupervisorConfigSchema, WorkerConfigSchema } from "../../worker/config.ts";
 import {
   type Container,
@@ -1013,6 +1014,106 @@ describe("Alertmanager (deploy/k8s/monitoring/, once per cluster)", () => {
       "alertmanager.monitoring.svc:9093",
       "monitoring/alertmanager/start.sh",
     ])
+      expect({ word, documented: doc.includes(word) }).toEqual({ word, documented: true });
+  });
+});
+
+describe("Postgres with high availability (deploy/k8s/postgres/, CloudNativePG, per environment)", () => {
+  let pg: K8sObject[] = [];
+  beforeAll(() => {
+    pg = render(legacy, join(K8S, "postgres"));
+  }, 60_000);
+  const find = (kind: string) => pg.filter((o) => o.kind === kind);
+  interface ClusterSpec {
+    instances: number;
+    postgresql: { parameters: Record<string, string>; synchronous: { number: number; dataDurability?: string } };
+    affinity?: { enablePodAntiAffinity?: boolean; podAntiAffinityType?: string; topologyKey?: string };
+    backup?: { target?: string };
+  }
+
+  test("kustomize v2 and the installed kubectl render the same objects: one Cluster, its two Poolers, its nightly backup", () => {
+    expect(pg.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual([
+      "Cluster/qrscan-pg",
+      "Pooler/qrscan-pg-pooler-keys",
+      "Pooler/qrscan-pg-pooler-rw",
+      "ScheduledBackup/qrscan-pg-nightly",
+    ]);
+    if (!modern) {
+      if (process.env.CI) throw new Error("kubectl is not on PATH in CI: the kustomize v5 rendering was not compared");
+      console.warn("kubectl not on PATH: only Debian's kubectl 1.20 rendered deploy/k8s/postgres");
+      return;
+    }
+    expect(comparable(render(modern, join(K8S, "postgres")))).toEqual(comparable(pg));
+  });
+
+  test("every object passes the operator's schema and has only fields its kind defines", async () => {
+    const problems = (await Promise.all(pg.map((o) => schemaProblems(o)))).flat();
+    problems.push(
+      ...unknownFieldProblems(
+        pg.map((object) => ({ label: `postgres: ${object.kind}/${object.metadata.name}`, object })),
+        ROOT,
+      ),
+    );
+    expect(problems).toEqual([]);
+  }, 120_000);
+
+  test("a primary and synchronous standbys on separate zones, every commit confirmed by one, the local stack's server settings", () => {
+    const [cluster] = find("Cluster");
+    const spec = cluster?.spec as ClusterSpec;
+    // Three instances: losing one node or zone still leaves a primary and a synchronous standby.
+    expect(spec.instances).toBeGreaterThanOrEqual(3);
+    expect(spec.postgresql.synchronous.number).toBeGreaterThanOrEqual(1);
+    // "preferred" would let the primary commit alone, and a failover then lose what it had answered.
+    expect(spec.postgresql.synchronous.dataDurability).toBe("required");
+    expect(spec.affinity).toMatchObject({
+      enablePodAntiAffinity: true,
+      podAntiAffinityType: "required",
+      topologyKey: "topology.kubernetes.io/zone",
+    });
+    const settings = Object.fromEntries(POSTGRES_SETTINGS.map((s) => s.split("=") as [string, string]));
+    expect(spec.postgresql.parameters).toEqual(settings);
+  });
+
+  test("the Poolers follow the primary in transaction mode with compose's pgbouncer settings; backups are read from a standby", () => {
+    const ini = readFileSync(join(ROOT, "compose/pgbouncer/pgbouncer.ini"), "utf8");
+    const composeSetting = (key: string) => ini.match(new RegExp(`^${key} = (.*)$`, "m"))?.[1];
+    const clusterName = find("Cluster")[0]?.metadata.name;
+    for (const p of find("Pooler")) {
+      const spec = p.spec as {
+        cluster: { name: string };
+        type: string;
+        instances: number;
+        pgbouncer: { poolMode: string; parameters: Record<string, string> };
+      };
+      expect({
+        pooler: p.metadata.name,
+        cluster: spec.cluster.name,
+        type: spec.type,
+        mode: spec.pgbouncer.poolMode,
+      }).toEqual({ pooler: p.metadata.name, cluster: clusterName as string, type: "rw", mode: "transaction" });
+      // Two pods: a pooler restart or a node drain is not an outage.
+      expect(spec.instances).toBeGreaterThanOrEqual(2);
+      for (const key of ["query_wait_timeout", "server_login_retry", "ignore_startup_parameters"])
+        expect({ key, value: spec.pgbouncer.parameters[key] }).toEqual({ key, value: composeSetting(key) });
+    }
+    const keys = find("Pooler").find((p) => p.metadata.name.endsWith("-keys"))?.spec as {
+      pgbouncer: { parameters: Record<string, string> };
+    };
+    // The key refresh's own small pool, as pgbouncer's qrscan_keys alias (pool_size=2) elsewhere.
+    expect(keys.pgbouncer.parameters.default_pool_size).toBe(ini.match(/^qrscan_keys = .*pool_size=(\d+)/m)?.[1]);
+    const backup = find("ScheduledBackup")[0]?.spec as { cluster: { name: string }; target?: string };
+    expect(backup.cluster.name).toBe(clusterName as string);
+    expect(backup.target).toBe("prefer-standby");
+    expect((find("Cluster")[0]?.spec as ClusterSpec).backup?.target).toBe("prefer-standby");
+  });
+
+  test("docs/deployment.md names every Secret the Cluster reads, and the Pooler services the product's URLs point at", () => {
+    const doc = readFileSync(join(ROOT, "docs/deployment.md"), "utf8");
+    const secrets = [...JSON.stringify(find("Cluster")[0]?.spec).matchAll(/"name":"(qrscan-pg-[a-z-]+)"/g)]
+      .map((m) => m[1] as string)
+      .filter((n) => !find("Pooler").some((p) => p.metadata.name === n));
+    expect(secrets.length).toBeGreaterThan(0);
+    for (const word of [...new Set(secrets), ...find("Pooler").map((p) => p.metadata.name)])
       expect({ word, documented: doc.includes(word) }).toEqual({ word, documented: true });
   });
 });
