@@ -81,8 +81,13 @@ export async function spawnEdgeBalancer(ports: [number, number, number]) {
   );
   if (proc.exitCode !== null) throw new Error(`haproxy exited with ${proc.exitCode}:\n${readFileSync(log, "utf8")}`);
   const statusOf = async () => Object.fromEntries([...(await stats())].map(([name, s]) => [name, s.status]));
-  await waitFor("haproxy to see every edge replica UP (checks on /ready)", statusOf, (s) =>
-    ["edge1", "edge2", "edge3"].every((n) => s[n] === "UP"),
+  // Checks every 500 ms, up after 2: about a second.
+  await waitFor(
+    "haproxy to see every edge replica UP (checks on /ready)",
+    statusOf,
+    (s) => ["edge1", "edge2", "edge3"].every((n) => s[n] === "UP"),
+    10_000,
+    100,
   );
   return { proc, url: `http://127.0.0.1:${port}`, statsUrl, stats, statusOf };
 }

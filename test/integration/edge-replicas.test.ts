@@ -9,6 +9,18 @@
 //
 // DRAIN_DELAY_MS for the servers is the shipped default unless this process' environment sets it
 // (DRAIN_DELAY_MS=0 bun test … shows what a drain without the delay does behind the balancer).
+//
+// Deliberate breakages, each applied alone by hand and caught (2026-12-07):
+// | breakage                                                    | caught by                                  |
+// |-------------------------------------------------------------|--------------------------------------------|
+// | main.ts without the drain delay's sleep (or DRAIN_DELAY_MS=0) | SIGTERM: HAProxy redispatched 9 to 14 requests |
+// |                                                             | that met the closed listener (clients saw none) |
+// | edge.cfg checking /health instead of /ready                 | SIGTERM: 15 redispatches                   |
+// | edge.cfg checking /live (no such route)                     | both: no replica ever UP                   |
+// | the load generator resending new event ids                  | kill: the resent batch's 200 ids never     |
+// |                                                             | acknowledged (storedOnce still passes)     |
+// | share() without the division (rate-limit-no-division)       | kill: the small key got 630 events, bound 297 |
+// | edge.cfg without retry-on and redispatch                    | kill: no redispatch, the SDK saw a 503     |
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -354,6 +366,10 @@ describe("edge replicas behind HAProxy (deploy/haproxy/edge.cfg)", () => {
     expect(report.unacknowledgedStored).toBe(0);
     expect(sdkMetrics.queued).toBe(0);
     expect(sdkMetrics.sent).toBe(sdk.scans.length);
+    // The balancer's own retries (retry-on, redispatch): requests that met the dead replica and fit
+    // in its buffer were replayed on another; no small request (the SDK's) reached a client as an error.
+    expect(after?.wredis ?? 0).toBeGreaterThan(0);
+    expect(sdk.errors).toEqual([]);
     expect(limitedAccepted).toBeLessThanOrEqual(bound);
     expect(killedAccepted).toBeLessThanOrEqual(RATE * killedSeconds + BURST);
     // The demand being above it, close to the limit: the dead replica's share went to the others.
