@@ -158,6 +158,14 @@ export const ServerConfigSchema = v.object({
   API_KEYS_DATABASE_URL: v.optional(v.string()),
   DRAIN_TIMEOUT_MS: int(10_000, 100),
   /**
+   * On SIGTERM, how long /ready answers 503 while the server still accepts and serves, so a load
+   * balancer's health check takes it out of rotation before its listener closes. The default is
+   * the shipped HAProxy config's time to mark a server down (deploy/haproxy/edge.cfg: a check every
+   * 500 ms, down after 2 failures, each check up to 1 s) with room for a busy machine; 0 closes the
+   * listener at once (no balancer in front). SIGINT (Ctrl-C) never waits.
+   */
+  DRAIN_DELAY_MS: int(3_000, 0, 60_000),
+  /**
    * Whether /ready answers 503 while the producer is not connected to Kafka. false keeps a server
    * that has connected once in its load balancer's rotation during a Kafka outage, answering
    * POST /v1/scans with 503 and Retry-After, which http_requests_total counts (Kubernetes sets it:

@@ -112,13 +112,19 @@ async function main() {
   const shutdown = async (signal: string) => {
     if (draining) return;
     draining = true;
-    logger.info({ signal, drainTimeoutMs: config.DRAIN_TIMEOUT_MS }, "draining");
-    const hardStop = setTimeout(() => {
-      logger.error("drain timeout passed; exiting with in-flight work");
-      process.exit(1);
-    }, config.DRAIN_TIMEOUT_MS + 2_000);
+    // A balancer in front follows /ready, not the signal: keep serving while it notices the 503.
+    const delayMs = signal === "SIGTERM" ? config.DRAIN_DELAY_MS : 0;
+    logger.info({ signal, drainDelayMs: delayMs, drainTimeoutMs: config.DRAIN_TIMEOUT_MS }, "draining");
+    const hardStop = setTimeout(
+      () => {
+        logger.error("drain timeout passed; exiting with in-flight work");
+        process.exit(1);
+      },
+      delayMs + config.DRAIN_TIMEOUT_MS + 2_000,
+    );
     // Leave the replica count first, so the others' shares grow while this one drains.
     const left = replicas?.stop();
+    if (delayMs > 0) await Bun.sleep(delayMs);
     // Stop accepting; in-flight requests finish (each waits for its Kafka acknowledgements).
     await server.stop(false);
     const flushed = await producer.flush(config.DRAIN_TIMEOUT_MS);

@@ -1,13 +1,13 @@
 // Starting the real edge server (`bun server/main.ts`) as its own process, for tests and benches:
-// free ports, the local stack's broker, no authentication and warnings only unless `env` says
-// otherwise; resolves once it answers /ready. The caller stops it (stopProcess or killProcess).
+// free ports, the local stack's broker, no authentication, warnings only and no drain delay (no
+// balancer in front to wait for) unless `env` says otherwise; resolves once it answers /ready. The caller stops it (stopProcess or killProcess).
 import type { Subprocess } from "bun";
 import { localStack } from "../shared/local-stack.ts";
 import { type SpawnOptions, spawnUntilReady } from "./harness.ts";
 import { freePort } from "./stack/processes.ts";
 
 export interface EdgeServerOptions {
-  /** On top of the defaults (HOST, PORT, METRICS_PORT, AUTH_DISABLED, LOG_LEVEL, KAFKA_BROKERS). */
+  /** On top of the defaults (HOST, PORT, METRICS_PORT, AUTH_DISABLED, LOG_LEVEL, KAFKA_BROKERS, DRAIN_DELAY_MS). */
   env?: Record<string, string>;
   /** Its API port; default a free one. */
   port?: number;
@@ -42,6 +42,7 @@ export async function startEdgeServer({
       AUTH_DISABLED: "true",
       LOG_LEVEL: "warn",
       KAFKA_BROKERS: localStack().brokers,
+      DRAIN_DELAY_MS: "0",
       ...env,
     },
     output,

@@ -1,6 +1,8 @@
 // Realistic scan traffic against POST /v1/scans, for the dev demo and the crash suite: many QR
 // codes with a skewed (Zipf) popularity, periodic bursts, a few invalid events and duplicates.
-// Remembers every event id that a 202 acknowledged, so a check can prove none was lost.
+// Remembers every event id that a 202 acknowledged, so a check can prove none was lost. With
+// resendOnFailure it behaves like a scanner that retries: a request answered 408, 429, 5xx or cut
+// off is sent again, the same events (same event_id), until a 202 or until stopped.
 
 export interface TrafficOptions {
   url: string;
@@ -24,6 +26,14 @@ export interface TrafficOptions {
   burstEveryS?: number;
   burstForS?: number;
   burstFactor?: number;
+  /**
+   * Resend the SAME batch (same event ids) after `delayMs` when a request is answered 408, 429 or
+   * 5xx or fails without an answer, until it is acknowledged; stop() then waits for the resends
+   * (at most `giveUpMs` after it is called). Off by default: each request is sent once.
+   */
+  resendOnFailure?: { delayMs?: number; giveUpMs?: number };
+  /** Each answer (or "error") as it arrives: for timelines, e.g. when answers turned 202 again. */
+  onAnswer?: (status: string, at: number) => void;
 }
 
 export interface TrafficStats {
@@ -33,6 +43,11 @@ export interface TrafficStats {
   statuses: Record<string, number>;
   /** Distinct event ids acknowledged with 202 (the ones that must end up in Postgres). */
   acknowledged: Set<string>;
+  /** With resendOnFailure: requests sent again, and the event ids of batches that needed it. */
+  resends: number;
+  resent: Set<string>;
+  /** With resendOnFailure: batches still not acknowledged when stop() gave up. */
+  abandoned: number;
 }
 
 const TICK_MS = 100;
@@ -83,7 +98,17 @@ function zipfPicker(n: number): () => number {
 export function startTraffic(o: TrafficOptions) {
   const batchSize = o.batchSize ?? 20;
   const pick = zipfPicker(o.qrCodes ?? 2_000);
-  const stats: TrafficStats = { requests: 0, accepted: 0, rejected: 0, statuses: {}, acknowledged: new Set() };
+  const stats: TrafficStats = {
+    requests: 0,
+    accepted: 0,
+    rejected: 0,
+    statuses: {},
+    acknowledged: new Set(),
+    resends: 0,
+    resent: new Set(),
+    abandoned: 0,
+  };
+  let giveUpAt = Number.POSITIVE_INFINITY;
   const recent: Record<string, unknown>[] = [];
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (o.apiKey) headers.authorization = `Bearer ${o.apiKey}`;
@@ -114,7 +139,8 @@ export function startTraffic(o: TrafficOptions) {
     return event;
   };
 
-  const send = async (batch: Record<string, unknown>[]) => {
+  /** One attempt; the answer's status, or "error" when the request got none. */
+  const attempt = async (batch: Record<string, unknown>[]): Promise<string> => {
     let status = "error";
     try {
       const res = await fetch(`${o.url}/v1/scans`, {
@@ -142,6 +168,25 @@ export function startTraffic(o: TrafficOptions) {
     }
     stats.requests++;
     stats.statuses[status] = (stats.statuses[status] ?? 0) + 1;
+    o.onAnswer?.(status, Date.now());
+    return status;
+  };
+
+  const retriable = (status: string) => status === "error" || status === "408" || status === "429" || status[0] === "5";
+  const send = async (batch: Record<string, unknown>[]) => {
+    let status = await attempt(batch);
+    if (!o.resendOnFailure || !retriable(status)) return;
+    for (const b of batch) stats.resent.add(String(b.event_id).toLowerCase());
+    while (retriable(status)) {
+      if (Date.now() >= giveUpAt) {
+        stats.abandoned++;
+        return;
+      }
+      await Bun.sleep(o.resendOnFailure.delayMs ?? 100);
+      stats.resends++;
+      // The same objects: a retry is the same events, never new ids.
+      status = await attempt(batch);
+    }
   };
 
   const loop = (async () => {
@@ -165,6 +210,7 @@ export function startTraffic(o: TrafficOptions) {
     /** Stops sending and waits for the requests in flight. */
     async stop() {
       stopped = true;
+      giveUpAt = Date.now() + (o.resendOnFailure?.giveUpMs ?? 30_000);
       await loop;
       await Promise.all(inflight);
       return stats;
