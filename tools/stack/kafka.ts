@@ -325,7 +325,7 @@ export async function startKafka(stack: LocalStack, placement: KafkaPlacement = 
       const jmxAgent = jmxExporterAgentFlag(stack, node.jmxExporterPort);
       writeConfig(stack, node, placement);
       formatStorage(stack, node);
-      const [cmd, ...prefixArgs] = [...placement.commandPrefix(node), "java"] as [string, ...string[]];
+      const [cmd = "java", ...prefixArgs] = [...placement.commandPrefix(node), "java"];
       const pid = startDetached(
         cmd,
         [
