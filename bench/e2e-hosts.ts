@@ -18,7 +18,7 @@
 //
 //   sudo bun bench/e2e-hosts.ts [--steps 1000,2000,4000] [--step-seconds 10] [--batch 10]
 //                               [--workers 2] [--intra-rtt-ms 0.5] [--cross-rtt-ms 2] [--warmup-seconds 5]
-//                               [--engine auto|netem|tap]
+//                               [--engine auto|netem|tap] [--workers-zone A|B]
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KafkaAdmin } from "bun-rdkafka";
@@ -50,6 +50,8 @@ import { cpuSampler } from "./proc-stats.ts";
 
 const PREFIX = "qzm-";
 const SUBNET = "10.233.33";
+/** The two Postgres clusters' files (fresh each run, deleted at teardown): the `postgres` user reaches /var/tmp. */
+const PG_DIR = `/var/tmp/${PREFIX}pg`;
 const root = new URL("..", import.meta.url).pathname;
 const SELF = new URL(import.meta.url).pathname;
 
@@ -61,6 +63,8 @@ const warmupSeconds = numArg("warmup-seconds", 5);
 const workerCount = numArg("workers", 2);
 const zoned: Delay = { intraRttMs: numArg("intra-rtt-ms", 0.5), crossRttMs: numArg("cross-rtt-ms", 2) };
 const engine = arg("engine", "auto") as DelayEngine | "auto";
+/** The workers' zone: A (beside the edge and kafka-1, the default) or B (beside the primary). */
+const workersZone = arg("workers-zone", "A");
 
 /** The simulated hosts, in address order (.10 upwards); ctl is the bench itself, undelayed. */
 function plan(): Topology {
@@ -68,7 +72,7 @@ function plan(): Topology {
     { name: "ctl", zone: null },
     { name: "lg", zone: "A" },
     { name: "edge", zone: "A" },
-    { name: "wrk", zone: "A" },
+    { name: "wrk", zone: workersZone },
     { name: "k1", zone: "A" },
     { name: "k2", zone: "B" },
     { name: "pg1", zone: "B" },
@@ -113,14 +117,18 @@ async function outside(): Promise<number> {
     return 2;
   }
   const t = plan();
-  let tornDown = false;
-  const teardown = async () => {
-    if (tornDown) return;
-    tornDown = true;
-    const gone = await destroyTopology(PREFIX);
-    console.log(
-      `teardown: deleted ${gone.length} namespaces (${gone.join(" ")}); processes still in them killed by pid`,
-    );
+  // One teardown, awaited by whoever asks (the signal handler and the finally below).
+  let tearingDown: Promise<void> | null = null;
+  const teardown = () => {
+    tearingDown ??= (async () => {
+      const gone = await destroyTopology(PREFIX);
+      rmSync(`/tmp/${PREFIX}topology.json`, { force: true });
+      rmSync(PG_DIR, { recursive: true, force: true });
+      console.log(
+        `teardown: deleted ${gone.length} namespaces (${gone.join(" ")}); processes still in them killed by pid`,
+      );
+    })();
+    return tearingDown;
   };
   for (const sig of ["SIGINT", "SIGTERM"] as const) {
     process.on(sig, async () => {
@@ -209,7 +217,7 @@ async function inside(file: string): Promise<number> {
     stops.push(() => stopKafka(stack));
     await startKafka(stack, { host: (n) => h(`k${n.id}`).addr, commandPrefix: (n) => inNs(h(`k${n.id}`).ns) });
     const pg = await startPostgresPair({
-      dir: `/var/tmp/${PREFIX}pg`,
+      dir: PG_DIR,
       primary: h("pg1"),
       standby: h("pg2"),
       subnet: SUBNET,

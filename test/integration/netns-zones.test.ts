@@ -4,14 +4,16 @@
 // within a zone and 2 ms across with the zoned delay, near zero with the zero-delay variant of the
 // same qdiscs; after teardown no namespace of the prefix is left. Needs root (namespaces, tc).
 //
+// On a kernel without sch_netem (this machine's) the tap engine runs: bench/hosts/delay-switch.c.
 // Mutations this test was checked against (each applied alone, then reverted):
 //
-// | mutation                                                         | failed: message                               |
-// |------------------------------------------------------------------|-----------------------------------------------|
-// | netns.ts: same-zone peers filtered to band 1:2 (netem on the     | in-zone round trip 2.1 ms, expected           |
-// | wrong band)                                                      | 0.45-1.5 ms                                   |
-// | netns.ts: setDelay puts the whole RTT on each direction          | in-zone 1.1 ms / across 4.1 ms: out of range  |
-// | netns.ts: destroyTopology skips `ip netns del`                   | namespaces left after teardown                |
+// | mutation                                                        | failed: message                                     |
+// |-----------------------------------------------------------------|-----------------------------------------------------|
+// | delay-switch.c: the same-zone class swapped with the cross-zone | "in-zone round trip 2.207 ms, expected 0.45-1.5 ms" |
+// | one (the delay on the wrong band)                               |                                                     |
+// | netns.ts setDelay: one-way delays written where the switch      | "in-zone round trip 0.398 ms, expected 0.45-1.5 ms" |
+// | takes round trips (every delay halved)                          | (across: 1.17 ms)                                   |
+// | netns.ts destroyTopology: no `ip netns del`                     | "could not delete network namespaces qzt-b1, …"     |
 import { afterAll, expect, test } from "bun:test";
 import {
   type Topology,
