@@ -1,7 +1,7 @@
 // End-to-end capacity bench across simulated hosts: bench/e2e.ts's open-loop steps, run on the
 // whole pipeline with each component in a network namespace of its own (bench/hosts/netns.ts) and
-// a delay between zones, once with zero delay and once with the zoned delay, on the SAME topology
-// and processes, in one run. Side by side per offered rate: HTTP p50/p95, end-to-end p50/p95
+// a delay between zones, with zero delay and with the zoned delay, on the SAME topology and
+// processes, in one run: at each offered rate one step of each, back to back (runInterleaved). Side by side per offered rate: HTTP p50/p95, end-to-end p50/p95
 // (accept → row visible on the primary), CPU µs per accepted event per process, errors; before each
 // variant the measured TCP round trips between zones (so the table shows the delay landed). Then
 // the guarantees as PASS/FAIL (no 202 lost; stored and counted once, sql/checks.ts storedOnce) and
@@ -41,6 +41,7 @@ import {
   planTopology,
   requireRoot,
   setDelay,
+  switchDrops,
 } from "./hosts/netns.ts";
 import { startPostgresPair } from "./hosts/postgres-pair.ts";
 import { measureRtt } from "./hosts/rtt.ts";
@@ -156,6 +157,9 @@ async function outside(): Promise<number> {
 // Inside (the control namespace): the stack on the hosts, then the variants.
 
 interface StepResult {
+  variant: string;
+  /** Median TCP round trips lg→edge (A-A) and edge→kafka-2 (A-B) measured during the step, ms. */
+  rttUnderLoad: { aa: number; ab: number } | null;
   rate: number;
   load: LoadResult;
   startedAt: number;
@@ -234,9 +238,7 @@ async function inside(file: string): Promise<number> {
       { name: "zero delay", delay: ZERO_DELAY },
       { name: `zoned ${zoned.intraRttMs}/${zoned.crossRttMs} ms`, delay: zoned },
     ];
-    const results: ({ name: string; delay: Delay; rtt: Record<string, number> } & Awaited<
-      ReturnType<typeof runVariant>
-    >)[] = [];
+    const rtts: { variant: string; rtt: Record<string, number> }[] = [];
     for (const v of variants) {
       await setDelay(t, built, v.delay);
       const rtt: Record<string, number> = {};
@@ -246,16 +248,23 @@ async function inside(file: string): Promise<number> {
           .map(([k, x]) => `${k} ${x}`)
           .join(", ")}`,
       );
-      results.push({ ...v, rtt, ...(await runVariant(v.name, t, built, stack, pg)) });
+      rtts.push({ variant: v.name, rtt });
+    }
+    const result = await runInterleaved(variants, t, built, stack, pg);
+    const drops = await switchDrops(t, built);
+    if (drops !== null) {
+      console.log(
+        `delay switch: ${drops.dropped} frames lost to a full delay queue, ${drops.writeFailed} refused by a TAP device (at start, before every device was up, or a full one)`,
+      );
     }
 
     // Side by side per rate.
-    const side = steps.flatMap((rate) =>
-      results.map((r) => r.rows.find((row) => row["offered ev/s"] === rate)).filter((x) => x !== undefined),
-    );
+    const side = result.rows;
     console.log("\nTCP round trips between zones (median ms, measured before each variant):");
-    printTable(results.map((r) => ({ variant: r.name, ...r.rtt })));
-    console.log("\nPer offered rate, side by side: latency (ms) and errors");
+    printTable(rtts.map((r) => ({ variant: r.variant, ...r.rtt })));
+    console.log(
+      "\nPer offered rate, side by side: latency (ms), errors; RTT = TCP round trips measured during the step",
+    );
     printTable(side.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !k.includes("µs/ev")))));
     console.log(
       "\nPer offered rate: CPU per accepted event (µs); switch = the delay switch (the simulation's, not the product's)",
@@ -267,8 +276,8 @@ async function inside(file: string): Promise<number> {
         ),
       ),
     );
-    const guarantees = results.flatMap((r) => r.guarantees);
-    console.log("\nGuarantees (whole run, per variant):");
+    const guarantees = result.guarantees;
+    console.log("\nGuarantees (the whole run; lost also per variant):");
     printTable(guarantees);
     const hold = guarantees.every((g) => g.result === "PASS");
     console.log(`guarantees ${hold ? "PASS" : "FAIL"}`);
@@ -278,14 +287,15 @@ async function inside(file: string): Promise<number> {
       batch,
       workerCount,
       delayEngine: built.engine,
+      switchDrops: drops,
       zoned,
       topology: t,
       guarantees,
-      variants: results.map(({ samples, stepResults, ...r }) => ({
-        ...r,
-        samples,
-        stepsDetail: stepResults.map(({ acked, ...s }) => s),
-      })),
+      rtts,
+      rows: result.rows,
+      check: result.check,
+      samples: result.samples,
+      stepsDetail: result.stepResults.map(({ acked, ...s }) => s),
     });
     console.log(`results: ${json}`);
     return hold ? 0 : 1;
@@ -294,8 +304,14 @@ async function inside(file: string): Promise<number> {
   }
 }
 
-async function runVariant(
-  name: string,
+/**
+ * One database, topic, edge and worker pool for the whole run; the steps interleave the variants at
+ * each rate (zero delay, then zoned, at 1,000; then both at 2,000…), the delay switched between
+ * steps once the group has caught up. Side by side figures then come from adjacent minutes of the
+ * same warm processes: on a shared box the drift over a whole variant was larger than the effect.
+ */
+async function runInterleaved(
+  variants: { name: string; delay: Delay }[],
   t: Topology,
   built: Built,
   stack: ReturnType<typeof localStack>,
@@ -407,12 +423,28 @@ async function runVariant(
 
   const stepResults: StepResult[] = [];
   const lg = host("lg");
+  /** Until the group has committed everything (the supervisor's committed lag), bounded. */
+  const drainedWithin = async (ms: number) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const s = (await scrapeIfUp(`http://${wrk.addr}:${PORTS.supervisor}/metrics`)) ?? [];
+      if (s.some((x) => x.name === "consumer_group_lag") && sum(s, "consumer_group_lag") === 0) return true;
+      if (Date.now() > deadline) return false;
+      await Bun.sleep(500);
+    }
+  };
+  const first = variants[0] as { name: string; delay: Delay };
   // A warm-up at the first rate, not reported (its events are checked with the rest): the brokers'
-  // JIT and the fresh database would otherwise make the first variant's first step the slowest.
-  for (const rate of [...(warmupSeconds > 0 ? [-(steps[0] ?? 1000)] : []), ...steps]) {
+  // JIT and the fresh database would otherwise make the first step the slowest.
+  const schedule = [
+    ...(warmupSeconds > 0 ? [{ v: first, rate: -(steps[0] ?? 1000) }] : []),
+    ...steps.flatMap((rate) => variants.map((v) => ({ v, rate }))),
+  ];
+  for (const { v, rate } of schedule) {
+    await setDelay(t, built, v.delay);
     const seconds = rate < 0 ? warmupSeconds : stepSeconds;
-    const out = `/tmp/${run}-${Math.abs(rate)}.json`;
-    const ackedFile = `/tmp/${run}-${Math.abs(rate)}.ids`;
+    const out = `/tmp/${run}-${v.delay.crossRttMs}-${Math.abs(rate)}.json`;
+    const ackedFile = `${out}.ids`;
     const startedAt = Date.now();
     const proc = Bun.spawn(
       [
@@ -437,23 +469,35 @@ async function runVariant(
       { cwd: root, stdout: "ignore", stderr: "inherit" },
     );
     loadgenPid = proc.pid;
+    // Round trips while the step runs: the delay as the pipeline's packets meet it on a busy box
+    // (the matrix above is measured at rest). Two pairs, A-A and A-B, a few seconds in.
+    const loaded =
+      rate > 0 && seconds >= 4
+        ? Bun.sleep(3_000).then(async () => ({
+            aa: (await measureRtt(t, "lg", "edge", PORTS.rtt, 20)).median_ms,
+            ab: (await measureRtt(t, "edge", "k2", PORTS.rtt + 1, 20)).median_ms,
+          }))
+        : Promise.resolve(null);
     await proc.exited;
+    const rttUnderLoad = await loaded;
     loadgenPid = 0;
     const endedAt = Date.now();
     const load = (await Bun.file(out).json()) as LoadResult;
     const acked = (await Bun.file(ackedFile).text()).split("\n").filter(Boolean);
     rmSync(out, { force: true });
     rmSync(ackedFile, { force: true });
-    stepResults.push({ rate, load, startedAt, endedAt, acked });
+    stepResults.push({ variant: v.name, rate, load, startedAt, endedAt, acked, rttUnderLoad });
     await Bun.sleep(2_000);
     const window = e2e
       .filter((e) => e.at >= startedAt)
       .map((e) => e.ms)
       .sort((a, b) => a - b);
     console.log(
-      `[${name}] ${rate < 0 ? "warm-up" : "step"} ${Math.abs(rate)} ev/s: achieved ${load.events_per_s} ev/s, HTTP p95 ${load.latency_ms.p95} ms, ` +
-        `errors ${load.error_rate}, e2e p95 ${pct(window, 95)} ms`,
+      `[${v.name}] ${rate < 0 ? "warm-up" : "step"} ${Math.abs(rate)} ev/s: achieved ${load.events_per_s} ev/s, ` +
+        `HTTP p95 ${load.latency_ms.p95} ms, errors ${load.error_rate}, e2e p95 ${pct(window, 95)} ms`,
     );
+    // The next step starts from an empty backlog, whichever variant left it.
+    if (!(await drainedWithin(30_000))) console.log(`[${v.name}] the group had not caught up 30 s after the step`);
   }
 
   // Drain, then the checks that must be zero (as bench/e2e.ts).
@@ -495,7 +539,7 @@ async function runVariant(
       const perEvent = (cpuPct: number) =>
         s.load.events_per_s > 0 ? Math.round(((cpuPct / 100) * 1e6) / s.load.events_per_s) : 0;
       const row: Record<string, string | number> = {
-        variant: name,
+        variant: s.variant,
         "offered ev/s": s.rate,
         "achieved ev/s": s.load.events_per_s,
         "HTTP p50": s.load.latency_ms.p50,
@@ -509,6 +553,8 @@ async function runVariant(
         "e2e p50": pct(window, 50),
         "e2e p95": pct(window, 95),
         "max lag": Math.max(0, ...inStep.map((x) => x.lag)),
+        "RTT A-A": s.rttUnderLoad?.aa ?? "-",
+        "RTT A-B": s.rttUnderLoad?.ab ?? "-",
       };
       let product = 0;
       for (const p of PROCS) {
@@ -520,15 +566,20 @@ async function runVariant(
       row["loadgen µs/ev"] = s.load.generator.us_per_event;
       return row;
     });
+  const missingSet = new Set(missing);
   const guarantees = [
+    ...variants.map((v) => {
+      const acked = stepResults.filter((s) => s.variant === v.name).flatMap((s) => s.acked);
+      const lost = acked.filter((id) => missingSet.has(id)).length;
+      return {
+        variant: v.name,
+        check: "lost: acknowledged (202) but not stored",
+        figure: `${lost} of ${acked.length}`,
+        result: lost === 0 && acked.length > 0 ? "PASS" : "FAIL",
+      };
+    }),
     {
-      variant: name,
-      check: "lost: acknowledged (202) but not stored",
-      figure: `${missing.length} of ${ackedAll.length}`,
-      result: missing.length === 0 && ackedAll.length > 0 ? "PASS" : "FAIL",
-    },
-    {
-      variant: name,
+      variant: "all",
       check: "stored and counted once (storedOnce)",
       figure:
         `rows ${check.rows}, sum(scan_counts) ${check.counted}, acknowledged ${check.acknowledged} + ` +
@@ -537,7 +588,7 @@ async function runVariant(
       result: check.failures.length === 0 && drained ? "PASS" : "FAIL",
     },
   ];
-  for (const f of check.failures) console.log(`  [${name}] ${f}`);
+  for (const f of check.failures) console.log(`  ${f}`);
   return { rows, guarantees, samples, stepResults, acknowledged: ackedAll.length, lost: missing.length, check };
 }
 

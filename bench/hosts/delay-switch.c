@@ -8,7 +8,9 @@
 // trip: both directions pass through here), in one FIFO per delay class, so order is kept.
 // Broadcasts (ARP) and frames to or from a port without a zone ("-": the control namespace) pass
 // at once. The delays are read from the control file at start and on SIGHUP: "<intra_us> <cross_us>"
-// (round trips, microseconds); it prints "ready" once the devices exist, "delay <a> <b>" on each change.
+// (round trips, microseconds); it prints "ready" once the devices exist, and on each change
+// "delay <a> <b> dropped <n> write_failed <m>": frames lost so far to a full delay queue, and
+// frames a TAP device refused (one not up yet at start, or its queue full).
 //   delay-switch <prefix> <control-file> <zone of port 0> <zone of port 1> ...
 #define _GNU_SOURCE
 #include <errno.h>
@@ -52,7 +54,8 @@ static int mac_port[MACS];
 static int macs;
 static uint64_t one_way_ns[2]; /* [0] same zone, [1] across zones */
 static struct queue q[2];
-static unsigned long long dropped;
+static unsigned long long dropped;     /* queue full or frame too long: the delay's own loss */
+static unsigned long long write_failed; /* the TAP device refused it (e.g. not up yet, at start) */
 static const char *control;
 
 static uint64_t now_ns(void) {
@@ -70,7 +73,7 @@ static void read_control(void) {
   }
   one_way_ns[0] = (uint64_t)intra * 1000ull / 2;
   one_way_ns[1] = (uint64_t)cross * 1000ull / 2;
-  printf("delay %ld %ld\n", intra, cross);
+  printf("delay %ld %ld dropped %llu write_failed %llu\n", intra, cross, dropped, write_failed);
   fflush(stdout);
 }
 
@@ -94,7 +97,7 @@ static void learn(const unsigned char *m, int port) {
 
 static void send_to(int port, const unsigned char *data, int len) {
   /* A full TAP queue drops the frame, as a busy link would; TCP retransmits. */
-  if (write(tap[port], data, len) < 0) dropped++;
+  if (write(tap[port], data, len) < 0) write_failed++;
 }
 
 static void forward(int from, const unsigned char *data, int len) {
