@@ -120,7 +120,18 @@ export function javaClasspath(stack: LocalStack): string {
   return `${kafkaPaths(stack).libs}/*`;
 }
 
-function writeConfig(stack: LocalStack, node: KafkaNode): void {
+/**
+ * Where each node listens and how its JVM is started: the stack's own is loopback and a plain
+ * `java`; the multi-host bench (bench/e2e-hosts.ts) puts each node in a network namespace of its
+ * own (its address, `ip netns exec <ns>` before the command).
+ */
+export interface KafkaPlacement {
+  host(node: KafkaNode): string;
+  commandPrefix(node: KafkaNode): string[];
+}
+export const LOOPBACK_PLACEMENT: KafkaPlacement = { host: () => "127.0.0.1", commandPrefix: () => [] };
+
+function writeConfig(stack: LocalStack, node: KafkaNode, placement: KafkaPlacement): void {
   const p = kafkaNodePaths(stack, node.id);
   mkdirSync(p.data, { recursive: true });
   const nodes = stack.kafkaNodes.length;
@@ -132,12 +143,12 @@ function writeConfig(stack: LocalStack, node: KafkaNode): void {
     [
       "process.roles=broker,controller",
       `node.id=${node.id}`,
-      `controller.quorum.voters=${stack.kafkaNodes.map((n) => `${n.id}@127.0.0.1:${n.controllerPort}`).join(",")}`,
+      `controller.quorum.voters=${stack.kafkaNodes.map((n) => `${n.id}@${placement.host(n)}:${n.controllerPort}`).join(",")}`,
       ...(stack.kafkaSecurity === "sasl_ssl"
         ? secureListenerProperties(kafkaSecurityPaths(stack), node)
         : [
-            `listeners=PLAINTEXT://127.0.0.1:${node.port},CONTROLLER://127.0.0.1:${node.controllerPort}`,
-            `advertised.listeners=PLAINTEXT://127.0.0.1:${node.port}`,
+            `listeners=PLAINTEXT://${placement.host(node)}:${node.port},CONTROLLER://${placement.host(node)}:${node.controllerPort}`,
+            `advertised.listeners=PLAINTEXT://${placement.host(node)}:${node.port}`,
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
@@ -235,10 +246,10 @@ async function applyAcls(stack: LocalStack): Promise<void> {
 }
 
 /** Answers when the node serves metadata (asked alone), not merely when its port is open. */
-async function nodeAnswers(stack: LocalStack, node: KafkaNode): Promise<boolean> {
-  if (!(await portOpen(node.port))) return false;
+async function nodeAnswers(stack: LocalStack, node: KafkaNode, host: string): Promise<boolean> {
+  if (!(await portOpen(node.port, host))) return false;
   const admin = new KafkaAdmin({
-    config: { ...kafkaAdminConfig(stack), "bootstrap.servers": `127.0.0.1:${node.port}` },
+    config: { ...kafkaAdminConfig(stack), "bootstrap.servers": `${host}:${node.port}` },
   });
   try {
     admin.describeTopics(undefined, 2_000);
@@ -275,8 +286,11 @@ function assertNoOtherMode(stack: LocalStack): void {
   }
 }
 
-/** Starts every node that is not running (idempotent), waits until each answers, creates the topics. */
-export async function startKafka(stack: LocalStack): Promise<void> {
+/**
+ * Starts every node that is not running (idempotent), waits until each answers, creates the topics.
+ * `placement`: where the nodes listen and run (default loopback; `stack.brokers` must name the same).
+ */
+export async function startKafka(stack: LocalStack, placement: KafkaPlacement = LOOPBACK_PLACEMENT): Promise<void> {
   assertNoOtherMode(stack);
   const missing = stack.kafkaNodes.filter((n) => readPid(kafkaNodePaths(stack, n.id).pid) === null);
   if (missing.length > 0) {
@@ -286,7 +300,7 @@ export async function startKafka(stack: LocalStack): Promise<void> {
         [node.controllerPort, "STACK_KAFKA_CONTROLLER_PORT"],
         [node.jmxExporterPort, "STACK_KAFKA_JMX_EXPORTER_PORT"],
       ] as const) {
-        if (await portOpen(port)) {
+        if (await portOpen(port, placement.host(node))) {
           throw new Error(
             `port ${port} (Kafka node ${node.id}) is in use by another process; set ${variable} to a free port (node n uses it + ${KAFKA_NODE_PORT_STEP} * (n - 1))`,
           );
@@ -309,11 +323,13 @@ export async function startKafka(stack: LocalStack): Promise<void> {
       const p = kafkaNodePaths(stack, node.id);
       // The broker's metrics for Prometheus (monitoring/jmx-exporter/kafka.yml), served by the broker's JVM.
       const jmxAgent = jmxExporterAgentFlag(stack, node.jmxExporterPort);
-      writeConfig(stack, node);
+      writeConfig(stack, node, placement);
       formatStorage(stack, node);
+      const [cmd = "java", ...prefixArgs] = [...placement.commandPrefix(node), "java"];
       const pid = startDetached(
-        "java",
+        cmd,
         [
+          ...prefixArgs,
           ...jvmFlags(stack),
           "-Djava.awt.headless=true",
           jmxAgent,
@@ -330,7 +346,12 @@ export async function startKafka(stack: LocalStack): Promise<void> {
   }
   await Promise.all(
     stack.kafkaNodes.map((n) =>
-      waitForService(`Kafka node ${n.id}`, () => nodeAnswers(stack, n), 120_000, kafkaNodePaths(stack, n.id).log),
+      waitForService(
+        `Kafka node ${n.id}`,
+        () => nodeAnswers(stack, n, placement.host(n)),
+        120_000,
+        kafkaNodePaths(stack, n.id).log,
+      ),
     ),
   );
   await createProductTopics(stack);
