@@ -16,7 +16,8 @@
 // Mutations tried by hand, each caught: HAProxy checking /health instead of /primary (connections
 // reach the replica too: writes before the kill fail with "cannot execute INSERT in a read-only
 // transaction"); synchronous_mode off (the first step times out: pg-2 a "replica", never the
-// "sync_standby").
+// "sync_standby"). Not caught: HAProxy without `on-marked-down shutdown-sessions` (a SIGKILLed
+// container's connections close by themselves; a frozen leader, e.g. `docker pause`, would need it).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
