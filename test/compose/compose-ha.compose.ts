@@ -5,7 +5,9 @@
 // killed (SIGKILL); the other member must become the leader, writes through pgbouncer must succeed
 // again by themselves, and every row acknowledged before, during and after must be stored. Then the
 // killed container is started again and must rejoin as the synchronous standby with the same rows.
-// The failover time (kill to the first acknowledged write) is printed. Not named *.test.ts: `bun test`
+// Last, the new leader is frozen (`docker pause`): the same, through HAProxy cutting its sessions,
+// and once unpaused it steps down and rejoins. The failover times (fault to the first acknowledged
+// write) are printed. Not named *.test.ts: `bun test`
 // alone never runs it (`bun run test:compose` does).
 //
 // The configuration is compose.yaml + compose.local-images.yaml + compose.ha.yaml as
@@ -16,8 +18,10 @@
 // Mutations tried by hand, each caught: HAProxy checking /health instead of /primary (connections
 // reach the replica too: writes before the kill fail with "cannot execute INSERT in a read-only
 // transaction"); synchronous_mode off (the first step times out: pg-2 a "replica", never the
-// "sync_standby"). Not caught: HAProxy without `on-marked-down shutdown-sessions` (a SIGKILLed
-// container's connections close by themselves; a frozen leader, e.g. `docker pause`, would need it).
+// "sync_standby"); HAProxy without `on-marked-down shutdown-sessions` (the kill still passes: a
+// killed container's connections close by themselves; the frozen leader's do not, and no write is
+// acknowledged after the pause: "timed out after 60000 ms waiting for a write started after the
+// pause acknowledged through pgbouncer").
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -109,9 +113,9 @@ interface Write {
   error?: string;
 }
 
-function startWrites(sql: postgres.Sql, started: number) {
+function startWrites(sql: postgres.Sql, started: number, firstId: number) {
   const writes: Write[] = [];
-  let next = 1;
+  let next = firstId;
   let stopping = false;
   const writer = async () => {
     while (!stopping) {
@@ -268,7 +272,7 @@ describe("compose.ha.yaml: Postgres with Patroni behind HAProxy and pgbouncer, o
       if (!db || !leader) throw new Error("the cluster did not come up (the step above failed)");
       const started = performance.now();
       const at = () => performance.now() - started;
-      const load = startWrites(db, started);
+      const load = startWrites(db, started, 1);
       writesRunning = load;
       await waitFor(
         "200 writes acknowledged before the kill",
@@ -384,5 +388,89 @@ describe("compose.ha.yaml: Postgres with Patroni behind HAProxy and pgbouncer, o
       );
     },
     240_000,
+  );
+
+  step(
+    "the leader frozen (docker pause) under steady writes: HAProxy cuts its sessions, the standby takes over, writes back by themselves, none acknowledged lost; unpaused, the old leader steps down and rejoins",
+    async () => {
+      if (!db || !leader || !standby) throw new Error("the cluster is not back (a step above failed)");
+      const started = performance.now();
+      const at = () => performance.now() - started;
+      const load = startWrites(db, started, 1_000_000);
+      writesRunning = load;
+      await waitFor(
+        "100 writes acknowledged before the pause",
+        async () => load.acknowledged(),
+        (n) => n >= 100,
+        60_000,
+      );
+      const frozen = leader;
+      const survivor = standby;
+      const timelineBefore = cluster(frozen).find((m) => m.name === frozen)?.timeline ?? 0;
+      const frozenId = containerOf(frozen);
+      // A frozen leader: its sockets stay open and its kernel still accepts connections, but nothing
+      // answers. Only HAProxy cutting its sessions (on-marked-down) frees pgbouncer's connections.
+      must(["docker", "pause", frozenId]);
+      const pausedAt = at();
+      leader = survivor;
+      standby = frozen;
+      try {
+        await waitFor(
+          `${survivor} the leader in Patroni's /cluster, promoted (a timeline after ${timelineBefore}; ${frozen} is paused)`,
+          async () => clusterOrNothing(survivor),
+          (ms) =>
+            ms.some(
+              (m) =>
+                m.name === survivor &&
+                m.role === "leader" &&
+                m.state === "running" &&
+                (m.timeline ?? 0) > timelineBefore,
+            ),
+          FAILOVER_BOUND_MS,
+          500,
+        );
+        const firstAck = await waitFor(
+          "a write started after the pause acknowledged through pgbouncer",
+          async () => load.writes.find((w) => w.ok && w.startedAt > pausedAt),
+          (w) => w !== undefined,
+          FAILOVER_BOUND_MS,
+          200,
+        );
+        const steady = load.acknowledged();
+        await waitFor(
+          "100 more writes on the new leader",
+          async () => load.acknowledged(),
+          (n) => n >= steady + 100,
+          60_000,
+        );
+        const writes = await load.stop();
+        writesRunning = undefined;
+        const ids = writes.filter((w) => w.ok).map((w) => w.id);
+        const [stored] = await db<{ n: number }[]>`
+          select count(*)::int as n from ha_probe where id = any(${ids}::bigint[])`;
+        const lost = ids.length - (stored?.n ?? 0);
+        const failed = writes.filter((w) => !w.ok);
+        console.log(
+          `compose HA frozen leader: ${frozen} paused, first write acknowledged ${(((firstAck?.endedAt ?? 0) - pausedAt) / 1000).toFixed(1)} s after; ${failed.length} failed (first: ${failed[0]?.error ?? "none"}), ${ids.length} acknowledged, ${lost} lost`,
+        );
+        expect(failed.length).toBeGreaterThan(0);
+        expect({ lost }).toEqual({ lost: 0 });
+      } finally {
+        must(["docker", "unpause", frozenId]);
+      }
+      await waitFor(
+        `${frozen}, unpaused, back in Patroni's /cluster as the synchronous standby on ${survivor}'s timeline`,
+        async () => clusterOrNothing(survivor),
+        (ms) => {
+          const l = ms.find((m) => m.name === survivor && m.role === "leader");
+          const s = ms.find((m) => m.name === frozen);
+          return !!l && s?.role === "sync_standby" && s.timeline === l.timeline && s.lag === 0;
+        },
+        120_000,
+        1_000,
+      );
+      expect(memberSql(frozen, "select pg_is_in_recovery()")).toBe("t");
+    },
+    300_000,
   );
 });
