@@ -8,10 +8,11 @@
 //  4. the Kafka stand-in's build context: the local stack's Kafka jars and JMX javaagent (the same
 //     POMs), copied into compose/local-images/kafka/{libs,jmx} (not committed);
 //  5. `docker-compose build` of the rest (Postgres, pgbouncer, the exporters, Kafka, Prometheus,
-//     Alertmanager), then the images' sizes.
+//     Alertmanager);
+//  6. compose.ha.yaml's images (Patroni with etcd, HAProxy), on the same base, then the images' sizes.
 //   bun tools/compose-images.ts
 // Then: export DOCKER_HOST=<printed> COMPOSE_FILE=compose.yaml:compose.local-images.yaml, and the
-// README's "Run it with compose" commands.
+// README's "Run it with compose" commands (with :compose.ha.yaml, docs/deployment.md's HA section).
 import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -26,6 +27,8 @@ import { ensureJmxExporterJar } from "./stack/monitoring.ts";
 
 /** compose.yaml's files for a machine without a registry (COMPOSE_FILE's form). */
 export const LOCAL_COMPOSE_FILE = "compose.yaml:compose.local-images.yaml";
+/** The same with Postgres highly available (compose.ha.yaml, docs/deployment.md). */
+export const LOCAL_HA_COMPOSE_FILE = `${LOCAL_COMPOSE_FILE}:compose.ha.yaml`;
 export const LOCAL_BASE_IN_ENGINE = "debian-base:bookworm";
 /** The services compose builds here (kafka-1 builds the image kafka-2, -3 and kafka-topics share). */
 const BUILT_BY_COMPOSE = [
@@ -37,6 +40,12 @@ const BUILT_BY_COMPOSE = [
   "prometheus",
   "alertmanager",
 ];
+/**
+ * compose.ha.yaml's services that build (pg-1 builds the image pg-2 and etcd-1..3 share; `postgres`
+ * is HAProxy there). compose.local-images.yaml knows no pg-1, so compose would build it on the
+ * public base: the HA file's own build settings are used here with the local base instead.
+ */
+export const BUILT_FOR_HA = ["pg-1", "postgres"];
 
 class ComposeImagesError extends Error {
   constructor(message: string) {
@@ -144,6 +153,35 @@ async function main(argv: string[]): Promise<number> {
   timed(`docker-compose build ${BUILT_BY_COMPOSE.join(" ")}`, () =>
     sh(["docker-compose", "build", "-q", ...BUILT_BY_COMPOSE], buildEnv, "the build"),
   );
+
+  timed(`compose.ha.yaml's images (${BUILT_FOR_HA.join(" ")})`, () => {
+    const haEnv = { ...buildEnv, COMPOSE_FILE: LOCAL_HA_COMPOSE_FILE };
+    const resolved = Bun.YAML.parse(sh(["docker-compose", "config"], haEnv, "compose.ha.yaml's configuration")) as {
+      services: Record<string, { image: string; build: { context: string; dockerfile?: string } }>;
+    };
+    for (const name of BUILT_FOR_HA) {
+      const s = resolved.services[name];
+      if (!s?.build) throw new ComposeImagesError(`compose.ha.yaml's ${name} has no build section`);
+      sh(
+        [
+          "docker",
+          "build",
+          "-q",
+          "--network",
+          "host",
+          "--build-arg",
+          `BASE_IMAGE=${LOCAL_BASE_IN_ENGINE}`,
+          "-t",
+          s.image,
+          "-f",
+          join(s.build.context, s.build.dockerfile ?? "Dockerfile"),
+          s.build.context,
+        ],
+        env,
+        `building ${s.image}`,
+      );
+    }
+  });
 
   const sizes = sh(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}\t{{.Size}}"], env, "listing the images");
   console.log(`images in the engine:\n  ${sizes.trim().split("\n").sort().join("\n  ")}`);
