@@ -5,6 +5,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import { type DbLogin, KEYS_DATABASE_SUFFIX, type LocalStack } from "../../shared/local-stack.ts";
 import { archiveSettings, ensureStanza, writeBackrestConfig } from "../backup/pgbackrest.ts";
+import { startHa } from "./patroni.ts";
 import { pgBinDir, pgPaths } from "./pg-paths.ts";
 import {
   asServiceUser,
@@ -54,7 +55,11 @@ async function sqlAnswers(url: string): Promise<boolean> {
 export async function startPostgres(stack: LocalStack): Promise<void> {
   const p = pgPaths(stack);
   const bin = pgBinDir();
-  if (readPid(p.pid) === null) {
+  if (stack.pgHa) {
+    // PG_HA=1: Patroni runs the servers, HAProxy on pgPort reaches the leader (tools/stack/patroni.ts).
+    writeBackrestConfig(stack);
+    await startHa(stack);
+  } else if (readPid(p.pid) === null) {
     if (await portOpen(stack.pgPort)) {
       throw new Error(`port ${stack.pgPort} is in use by another process; set STACK_PG_PORT to a free port`);
     }
