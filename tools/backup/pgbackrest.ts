@@ -5,8 +5,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStack } from "../../shared/local-stack.ts";
-import { haPaths } from "../stack/patroni.ts";
-import { pgPaths } from "../stack/pg-paths.ts";
+import { haPaths, pgPaths } from "../stack/pg-paths.ts";
 import { asServiceUser, isRoot } from "../stack/processes.ts";
 
 /** The stanza: pgBackRest's name for this cluster's backups and WAL archive. */

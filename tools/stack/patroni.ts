@@ -8,8 +8,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { join } from "node:path";
 import type { EtcdMember, LocalStack, PatroniMember } from "../../shared/local-stack.ts";
 import { STANZA, backrestPaths } from "../backup/pgbackrest.ts";
-import { pgBinDir, pgPaths } from "./pg-paths.ts";
-import { POSTGRES_SETTINGS } from "./postgres.ts";
+import { POSTGRES_SETTINGS, haPaths, pgBinDir } from "./pg-paths.ts";
 import {
   asServiceUser,
   isRoot,
@@ -39,36 +38,6 @@ export const PATRONI_PRODUCTION_TIMING = { ttl: 30, loop_wait: 10, retry_timeout
 /** The replication login Patroni creates at bootstrap and the standby streams with (loopback, trust). */
 const REPLICATION = { username: "replicator", password: "replicator" } as const;
 const SUPERUSER = { username: "postgres", password: "postgres" } as const;
-
-export function haPaths(stack: LocalStack) {
-  const root = join(pgPaths(stack).root, "ha");
-  const member = (name: string) => {
-    const dir = join(root, name);
-    return {
-      dir,
-      data: join(dir, "data"),
-      run: join(dir, "run"),
-      config: join(dir, "patroni.yml"),
-      log: join(dir, "patroni.log"),
-      pid: join(dir, "patroni.pid"),
-      pgpass: join(dir, "pgpass"),
-    };
-  };
-  const etcd = (name: string) => {
-    const dir = join(root, "etcd", name);
-    return { dir, data: join(dir, "data"), log: join(dir, "etcd.log"), pid: join(dir, "etcd.pid") };
-  };
-  return {
-    root,
-    member,
-    etcd,
-    haproxyConfig: join(root, "haproxy.cfg"),
-    haproxyLog: join(root, "haproxy.log"),
-    haproxyPid: join(root, "haproxy.pid"),
-    /** patronictl's configuration: member pg1's file (patronictl only reads the etcd and scope parts). */
-    patronictlConfig: member("pg1").config,
-  };
-}
 
 const etcdHosts = (stack: LocalStack) => stack.etcdMembers.map((m) => `127.0.0.1:${m.clientPort}`).join(",");
 

@@ -6,7 +6,7 @@ import postgres from "postgres";
 import { type DbLogin, KEYS_DATABASE_SUFFIX, type LocalStack } from "../../shared/local-stack.ts";
 import { archiveSettings, ensureStanza, writeBackrestConfig } from "../backup/pgbackrest.ts";
 import { startHa } from "./patroni.ts";
-import { pgBinDir, pgPaths } from "./pg-paths.ts";
+import { POSTGRES_SETTINGS, pgBinDir, pgPaths } from "./pg-paths.ts";
 import {
   asServiceUser,
   isRoot,
@@ -20,18 +20,7 @@ import {
   writePid,
 } from "./processes.ts";
 
-/**
- * The server settings of the local cluster, and of compose.yaml's Postgres (its command; checked
- * equal by test/unit/compose-product.test.ts). WAL archiving (archiveSettings) is the local
- * stack's only: its pgBackRest repository is there.
- */
-export const POSTGRES_SETTINGS = [
-  "max_connections=200",
-  "shared_buffers=256MB",
-  "max_wal_size=2GB",
-  "checkpoint_timeout=15min",
-  "log_min_messages=warning",
-] as const;
+export { POSTGRES_SETTINGS };
 
 function asPostgres(cmd: string, args: string[]): string {
   const [c, a] = asServiceUser(cmd, args);
