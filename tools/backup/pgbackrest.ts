@@ -25,7 +25,8 @@ export class BackupError extends Error {
 }
 
 export function backrestPaths(stack: LocalStack) {
-  const root = join(pgPaths(stack).root, "pgbackrest");
+  // PG_HA's cluster is another cluster (its own system id): its repository is its own, under pg/ha/.
+  const root = stack.pgHa ? join(haPaths(stack).root, "pgbackrest") : join(pgPaths(stack).root, "pgbackrest");
   return {
     root,
     config: join(root, "pgbackrest.conf"),
