@@ -51,6 +51,8 @@ function freeGroup(taken: Set<number>, offsets: number[]): number {
 
 export interface PgHaCluster {
   stack: LocalStack;
+  /** The STACK_* variables and PG_HA that locate this cluster (for a command run against it). */
+  env: Record<string, string>;
   /** A migrated database of its own on the cluster: URLs through pgbouncer and through HAProxy. */
   db: ThrowawayDatabase;
   /** Patroni's /cluster. */
@@ -77,8 +79,7 @@ export async function startPgHaCluster(): Promise<PgHaCluster> {
   // The postgres user (Patroni, Postgres, pgbouncer) must reach the cluster's files in it.
   chmodSync(dir, 0o755);
   const taken = new Set<number>();
-  const stack = localStack({
-    ...process.env,
+  const env: Record<string, string> = {
     STACK_DIR: dir,
     PG_HA: "1",
     STACK_PG_PORT: String(freeGroup(taken, [0])),
@@ -87,7 +88,8 @@ export async function startPgHaCluster(): Promise<PgHaCluster> {
     STACK_PATRONI_PG_PORT: String(freeGroup(taken, [0, 1])),
     STACK_PATRONI_REST_PORT: String(freeGroup(taken, [0, 1])),
     STACK_HAPROXY_STATS_PORT: String(freeGroup(taken, [0])),
-  });
+  };
+  const stack = localStack({ ...process.env, ...env });
   const paths = haPaths(stack);
   const pidFiles = () => [
     paths.haproxyPid,
@@ -142,6 +144,7 @@ export async function startPgHaCluster(): Promise<PgHaCluster> {
   };
   return {
     stack,
+    env,
     db,
     members,
     async leader(timeoutMs = 30_000) {

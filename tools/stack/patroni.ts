@@ -237,6 +237,22 @@ export function postmasterPid(stack: LocalStack, name: string): number | null {
   return readPid(join(haPaths(stack).member(name).data, "postmaster.pid"));
 }
 
+/** HAProxy's view of each member (its stats CSV): "UP", "DOWN", "DOWN 1/2"…; null when it does not answer. */
+export async function haproxyServerStates(stack: LocalStack): Promise<Record<string, string> | null> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${stack.haproxyStatsPort}/;csv`, { signal: AbortSignal.timeout(1_000) });
+    const [header, ...rows] = (await res.text()).split("\n").map((l) => l.split(","));
+    const status = header?.indexOf("status") ?? -1;
+    const states: Record<string, string> = {};
+    for (const r of rows) {
+      if (r[0] === "postgres" && r[1] && r[1] !== "FRONTEND" && r[1] !== "BACKEND") states[r[1]] = r[status] ?? "";
+    }
+    return states;
+  } catch {
+    return null;
+  }
+}
+
 export function haproxyPid(stack: LocalStack): number | null {
   return readPid(haPaths(stack).haproxyPid);
 }

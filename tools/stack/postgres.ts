@@ -139,6 +139,8 @@ export interface PgbouncerSite {
   database: string;
   /** May run SHOW POOLS/STATS on the admin console: the exporter's login and the operators' owner (runbooks). */
   statsUsers: string[];
+  /** May PAUSE/RESUME pools on the admin console (the local stack's owner: bun run pg-switchover); none in compose. */
+  adminUsers?: string[];
   listenAddr: string;
   listenPort: number;
   /** Postgres, as pgbouncer reaches it. */
@@ -171,6 +173,7 @@ export function pgbouncerIni(site: PgbouncerSite): string {
     "pool_mode = transaction",
     // May run SHOW POOLS/STATS on the admin console: prometheus-pgbouncer-exporter (tools/stack/monitoring.ts).
     `stats_users = ${site.statsUsers.join(", ")}`,
+    ...(site.adminUsers?.length ? [`admin_users = ${site.adminUsers.join(", ")}`] : []),
     "max_client_conn = 1000",
     "default_pool_size = 20",
     "reserve_pool_size = 5",
@@ -190,6 +193,8 @@ function localPgbouncerIni(stack: LocalStack, usersFile: string): string {
   return pgbouncerIni({
     database: stack.database,
     statsUsers: [stack.user, stack.logins.monitor.user],
+    // PAUSE/RECONNECT/RESUME around a planned switchover (jobs/pg-switchover.ts), with PG_HA only.
+    adminUsers: stack.pgHa ? [stack.user] : [],
     listenAddr: "127.0.0.1",
     listenPort: stack.pgbouncerPort,
     serverHost: "127.0.0.1",
