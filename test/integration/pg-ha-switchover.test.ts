@@ -35,7 +35,7 @@ const retriesOf = async (urls: string[]) => {
 /** `bun run pg-switchover` against the private cluster; its output line. */
 async function pgSwitchover(cluster: PgHaCluster, args: string[]): Promise<string> {
   const { code, stdout, stderr } = await runToEnd({
-    cmd: ["bun", "jobs/pg-switchover.ts", ...args],
+    cmd: ["bun", "tools/pg-switchover.ts", ...args],
     env: cluster.env,
     timeoutMs: 60_000,
   });

@@ -193,7 +193,7 @@ function localPgbouncerIni(stack: LocalStack, usersFile: string): string {
   return pgbouncerIni({
     database: stack.database,
     statsUsers: [stack.user, stack.logins.monitor.user],
-    // PAUSE/RECONNECT/RESUME around a planned switchover (jobs/pg-switchover.ts), with PG_HA only.
+    // PAUSE/RECONNECT/RESUME around a planned switchover (tools/pg-switchover.ts), with PG_HA only.
     adminUsers: stack.pgHa ? [stack.user] : [],
     listenAddr: "127.0.0.1",
     listenPort: stack.pgbouncerPort,

@@ -11,7 +11,7 @@
 import { spawnSync } from "node:child_process";
 import { type CliSpec, MAIN, UsageError, parseCommand, runCli } from "../shared/cli.ts";
 import { type LocalStack, localStack } from "../shared/local-stack.ts";
-import { haproxyServerStates, leaderOf, patroniCluster, syncStandbyOf } from "../tools/stack/patroni.ts";
+import { haproxyServerStates, leaderOf, patroniCluster, syncStandbyOf } from "./stack/patroni.ts";
 
 export const PG_SWITCHOVER_CLI: CliSpec = {
   program: "bun run pg-switchover",
