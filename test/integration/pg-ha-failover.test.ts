@@ -5,7 +5,8 @@
 // kill -9 of the leader's whole node (its Patroni and its postmaster with every backend, by pid)
 // while worker commits wait on the synchronous standby: the standby's WAL receiver is frozen
 // (SIGSTOP) until a worker's COMMIT waits for it (wait_event SyncRep), so the leader holds commits
-// it has written and not acknowledged when it dies; the receiver is let go right after the kill.
+// it has written and not acknowledged when it dies; right after the kill the receiver is ended
+// (the WAL sent to it and not read is lost, as with the leader's machine).
 // Shown: the old leader's pids gone, a new leader (other member, other postmaster pid, in
 // Patroni's /cluster); the failover time (kill → first write through pgbouncer that succeeds, on
 // the new leader) printed; every 202 stored exactly once and counted once (storedOnce); the
@@ -128,6 +129,11 @@ test("kill -9 of the leader's node with commits waiting on the sync standby: a n
   const inFlight = load.inFlight();
   const killedAt = Date.now();
   const killed = await cluster.kill(leader);
+  // The WAL the standby had not taken in is lost with the leader: its receiver is ended (SIGTERM,
+  // then SIGCONT so it acts on it; it exits without reading what waits in its socket, and the
+  // postmaster starts a new one). Let go with SIGCONT alone it would first read that WAL, which
+  // the dead leader's kernel had already sent, and a lost commit could not show.
+  process.kill(receiver, "SIGTERM");
   thaw();
   await watch.end({ timeout: 0 }).catch(() => {});
   const oldPidsGone = !isAlive(killed.patroni) && !isAlive(killed.postmaster);
