@@ -140,9 +140,9 @@ test("planned switchover under load: the plain one measured, the paused one (pg-
   expect(afterPlain).toBe(standby);
   expect(afterPaused).toBe(first);
   expect(newPid).not.toBe(leaderPid);
-  expect(pausedOut).toContain("pgbouncer paused");
   // The paused one: no client saw an error.
   expect(paused.posts, story).toEqual([]);
   expect(paused.gets, story).toEqual([]);
+  expect(pausedOut).toContain("pgbouncer paused");
   expect(check.failures, story).toEqual([]);
 }, 240_000);
