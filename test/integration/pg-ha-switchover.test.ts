@@ -2,18 +2,21 @@
 // poller of the stats route, through the real server and a supervisor's workers, on a private
 // cluster (test/helpers/pg-ha-cluster.ts); Kafka is the main stack's, on a fresh topic.
 //
-// 1. The plain switchover (`bun run pg-switchover --no-pause`: Patroni's POST /switchover alone)
-//    is measured: the answers other than 2xx the clients got while it ran are printed (HAProxy
-//    cuts the old leader's sessions; new ones are refused until it marks the new leader up).
-// 2. `bun run pg-switchover` (pgbouncer PAUSE, switchover, HAProxy routes to the new leader,
+// 1. `bun run pg-switchover` (pgbouncer PAUSE, switchover, HAProxy routes to the new leader,
 //    RECONNECT, RESUME): no client sees an error (every POST 202, every stats GET 200), the leader
 //    changed (other member, other postmaster pid), and the pause is printed.
+// 2. The plain switchover back (`bun run pg-switchover --no-pause`: Patroni's POST /switchover
+//    alone) is measured: the answers other than 2xx the clients got while it ran are printed
+//    (HAProxy cuts the old leader's sessions; new ones are refused until it marks the new leader up).
 // Every 202 is stored and counted once at the end (storedOnce).
 import { expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import postgres from "postgres";
 import { DB_LOGINS } from "../../shared/local-stack.ts";
 import { storedOnce } from "../../sql/checks.ts";
 import { runToEnd, scrape } from "../../tools/harness.ts";
+import { pgPaths } from "../../tools/stack/pg-paths.ts";
 import { onCleanup } from "../helpers/cleanup.ts";
 import { spawnServer, spawnSupervisor, workerEnv } from "../helpers/fixtures.ts";
 import { type PgHaCluster, asLogin, startPgHaCluster } from "../helpers/pg-ha-cluster.ts";
@@ -56,7 +59,11 @@ test("planned switchover under load: the plain one measured, the paused one (pg-
   const env = await workerEnv(asLogin(db.url, DB_LOGINS.worker));
   const workers = await spawnSupervisor(env, { workers: 2, output: "ignore" });
   const workerUrls = [0, 1].map((i) => `${workers.workerUrl(i)}/metrics`);
-  const server = await spawnServer({ SCANS_TOPIC: env.scansTopic, DATABASE_URL: asLogin(db.url, DB_LOGINS.edge) });
+  const serverLog = join(cluster.stack.dir, "server.log");
+  const server = await spawnServer(
+    { SCANS_TOPIC: env.scansTopic, DATABASE_URL: asLogin(db.url, DB_LOGINS.edge) },
+    { output: { file: serverLog } },
+  );
   const load = startLoad(server.url, RATE);
   const stats = startStatsPoller(server.url, STATS_RATE);
   await waitFor(
@@ -67,25 +74,27 @@ test("planned switchover under load: the plain one measured, the paused one (pg-
     100,
   );
 
-  // 1. The plain switchover.
-  const plainFrom = Date.now();
+  // 1. The paused switchover (first, on a pool that has seen no failed server login: pgbouncer
+  // answers a new client of a pool whose last server login failed at once with an error while
+  // paused, server_login_retry; the plain switchover below leaves pools in that state).
+  const leaderPid = cluster.postmasterPid(first);
   const retries0 = await retriesOf(workerUrls);
-  const plainOut = await pgSwitchover(cluster, ["--no-pause"]);
-  await Bun.sleep(2_000);
-  const plainTo = Date.now();
-  const retries1 = await retriesOf(workerUrls);
-  const afterPlain = await cluster.leader();
-  await cluster.waitSyncStandby(first, 60_000);
-
-  // 2. The paused switchover, back to the first leader.
-  const leaderPid = cluster.postmasterPid(afterPlain);
   const pausedFrom = Date.now();
   const pausedOut = await pgSwitchover(cluster, []);
   await Bun.sleep(2_000);
   const pausedTo = Date.now();
-  const retries2 = await retriesOf(workerUrls);
+  const retries1 = await retriesOf(workerUrls);
   const afterPaused = await cluster.leader();
   const newPid = cluster.postmasterPid(afterPaused);
+  await cluster.waitSyncStandby(first, 60_000);
+
+  // 2. The plain switchover, back to the first leader: measured.
+  const plainFrom = Date.now();
+  const plainOut = await pgSwitchover(cluster, ["--no-pause"]);
+  await Bun.sleep(2_000);
+  const plainTo = Date.now();
+  const retries2 = await retriesOf(workerUrls);
+  const afterPlain = await cluster.leader();
   const outcomes = await load.stop();
   const statsOutcomes = await stats.stop();
 
@@ -126,23 +135,37 @@ test("planned switchover under load: the plain one measured, the paused one (pg-
     outcomes.filter((o) => o.status === 202).map((o) => o.eventId),
   );
   const story = [
-    `plain: ${plainOut}; ${first} → ${afterPlain}; in ${plainTo - plainFrom} ms: POSTs not 202 ${JSON.stringify(tally(plain.posts))}, ` +
-      `stats GETs not 200 ${JSON.stringify(tally(plain.gets))}, slowest GET ${slowest(statsOutcomes, plainFrom, plainTo)}; worker retries +${retries1 - retries0}`,
-    `paused: ${pausedOut}; ${afterPlain} (postmaster ${leaderPid}) → ${afterPaused} (postmaster ${newPid}); in ${pausedTo - pausedFrom} ms: ` +
+    `plain: ${plainOut}; ${afterPaused} → ${afterPlain}; in ${plainTo - plainFrom} ms: POSTs not 202 ${JSON.stringify(tally(plain.posts))}, ` +
+      `stats GETs not 200 ${JSON.stringify(tally(plain.gets))}, slowest GET ${slowest(statsOutcomes, plainFrom, plainTo)}; worker retries +${retries2 - retries1}`,
+    `paused: ${pausedOut}; ${first} (postmaster ${leaderPid}) → ${afterPaused} (postmaster ${newPid}); in ${pausedTo - pausedFrom} ms: ` +
       `POSTs not 202 ${JSON.stringify(tally(paused.posts))}, stats GETs not 200 ${JSON.stringify(tally(paused.gets))}, ` +
-      `slowest GET ${slowest(statsOutcomes, pausedFrom, pausedTo)}, slowest POST ${slowest(outcomes, pausedFrom, pausedTo)}; worker retries +${retries2 - retries1}`,
+      `slowest GET ${slowest(statsOutcomes, pausedFrom, pausedTo)}, slowest POST ${slowest(outcomes, pausedFrom, pausedTo)}; worker retries +${retries1 - retries0}`,
     `load: ${outcomes.length} POSTs, ${statsOutcomes.length} stats GETs; storedOnce: ${check.acknowledged} acknowledged, ${check.rows} rows, counted ${check.counted}`,
     `test took ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   ].join("\n");
   console.log(story);
 
   // Both switchovers moved the leader (another member, another postmaster).
-  expect(afterPlain).toBe(standby);
-  expect(afterPaused).toBe(first);
+  expect(afterPaused).toBe(standby);
+  expect(afterPlain).toBe(first);
   expect(newPid).not.toBe(leaderPid);
-  // The paused one: no client saw an error.
+  // The paused one: no client saw an error (the edge's log says why, when one did).
+  const why = () =>
+    readFileSync(serverLog, "utf8")
+      .split("\n")
+      .filter((l) => l.includes("answered 503"))
+      .slice(-3)
+      .map((l) => JSON.parse(l) as { time: number; err?: { message?: string } })
+      .map((l) => `${l.time - pausedFrom} ms: ${l.err?.message}`)
+      .join("; ");
   expect(paused.posts, story).toEqual([]);
-  expect(paused.gets, story).toEqual([]);
+  const bouncerLog = () =>
+    readFileSync(pgPaths(cluster.stack).bouncerLog, "utf8")
+      .split("\n")
+      .filter((l) => /login|WARNING|ERROR|pause|resume|RECONNECT/i.test(l))
+      .slice(-12)
+      .join("\n");
+  expect(paused.gets, `${story}\nthe edge's last 503s: ${why()}\npgbouncer:\n${bouncerLog()}`).toEqual([]);
   expect(pausedOut).toContain("pgbouncer paused");
   expect(check.failures, story).toEqual([]);
 }, 240_000);
