@@ -195,7 +195,7 @@ export async function startEtcd(stack: LocalStack): Promise<void> {
     writePid(p.pid, startDetached("etcd", args, p.log));
   }
   for (const m of stack.etcdMembers) {
-    await waitForService(`etcd ${m.name}`, () => etcdHealthy(m), 30_000, haPaths(stack).etcd(m.name).log);
+    await waitForService(`etcd ${m.name}`, () => etcdHealthy(m), 60_000, haPaths(stack).etcd(m.name).log);
   }
 }
 
