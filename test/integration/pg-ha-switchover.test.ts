@@ -113,8 +113,11 @@ test("planned switchover under load: the plain one measured, the paused one (pg-
       .sort((a, b) => b.answeredAt - b.sentAt - (a.answeredAt - a.sentAt))[0];
     return worst ? `${worst.answeredAt - worst.sentAt} ms (sent at +${worst.sentAt - from} ms)` : "none";
   };
-  const tally = (o: Outcome[]) =>
-    o.reduce<Record<string, number>>((t, x) => ({ ...t, [String(x.status)]: (t[String(x.status)] ?? 0) + 1 }), {});
+  const tally = (o: Outcome[]) => {
+    const t: Record<string, number> = {};
+    for (const x of o) t[String(x.status)] = (t[String(x.status)] ?? 0) + 1;
+    return t;
+  };
   const sql = postgres(db.url, { max: 1, prepare: false, onnotice: () => {} });
   onCleanup(() => sql.end({ timeout: 1 }));
   await waitFor(
