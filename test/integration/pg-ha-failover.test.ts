@@ -15,7 +15,17 @@
 // counts printed; the killed member restarted rejoins (pg_rewind of its unacknowledged commits)
 // and is the synchronous standby again.
 //
-// Mutations this test was checked against: see docs/runbooks/postgres-ha.md ("What the tests prove").
+// Mutations this test was checked against (each applied alone, then reverted):
+// | mutation                                                  | failed: message                                              |
+// |-----------------------------------------------------------|--------------------------------------------------------------|
+// | tools/stack/patroni.ts: synchronous_commit=local           | storedOnce: "150 of 880 acknowledged events are not stored   |
+// |                                                           | (lost)"                                                      |
+// | tools/stack/patroni.ts: synchronous_mode false             | the cluster's start: timed out waiting for "a running leader |
+// |                                                           | and a streaming synchronous standby"                         |
+// | tools/stack/patroni.ts: HAProxy checks /health, not        | the cluster's start: "cannot execute CREATE ROLE in a        |
+// | /primary (connections reach the replica)                  | read-only transaction"; test/unit/local-stack-pg-ha.test.ts  |
+// | server/main.ts as committed (no fetch_types: false on the  | "80 more requests answered 202 (after the failover)": the    |
+// | stats pool): not a mutation, a bug this test found         | edge exited (1), query_wait_timeout unhandled                |
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";

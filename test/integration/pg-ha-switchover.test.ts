@@ -9,6 +9,9 @@
 //    alone) is measured: the answers other than 2xx the clients got while it ran are printed
 //    (HAProxy cuts the old leader's sessions; new ones are refused until it marks the new leader up).
 // Every 202 is stored and counted once at the end (storedOnce).
+//
+// Mutation checked: tools/pg-switchover.ts without PAUSE (nor RECONNECT/RESUME): the paused
+// switchover's stats GETs answered 503 79 times ("stats GETs not 200" fails).
 import { expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
