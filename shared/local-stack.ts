@@ -31,6 +31,38 @@ const kafkaNodeCount = (raw: string | undefined): KafkaNodeCount => {
   return value as KafkaNodeCount;
 };
 
+/**
+ * PG_HA=1: Postgres as a Patroni cluster (tools/stack/patroni.ts): a leader and a synchronous
+ * standby, a 3-member etcd, HAProxy on STACK_PG_PORT routing to the leader. Unset or 0: one server.
+ */
+const pgHaFlag = (raw: string | undefined): boolean => {
+  if (raw === undefined || raw === "" || raw === "0") return false;
+  if (raw === "1") return true;
+  throw new Error(`PG_HA must be 1 or 0, got "${raw}"`);
+};
+
+/** The Patroni members (2: a leader and its synchronous standby) and the etcd members (3: a quorum). */
+export const PATRONI_MEMBER_COUNT = 2;
+export const ETCD_MEMBER_COUNT = 3;
+
+/** etcd member n listens for clients on STACK_ETCD_PORT + 10 * (n - 1), for its peers on that + 1. */
+export const ETCD_PORT_STEP = 10;
+
+export interface EtcdMember {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+}
+
+export interface PatroniMember {
+  /** Patroni's member name, also its directory under the stack's pg/ha/. */
+  name: string;
+  /** Its Postgres (HAProxy routes STACK_PG_PORT to the leader's). */
+  pgPort: number;
+  /** Patroni's REST API: /primary answers 200 on the leader only (HAProxy's health check). */
+  restPort: number;
+}
+
 export interface KafkaNode {
   /** node.id, 1-based. */
   id: number;
@@ -57,6 +89,24 @@ export function localStack(env: Record<string, string | undefined> = process.env
   const pgbouncerPort = port("STACK_PGBOUNCER_PORT", 16432);
   const kafkaControllerPort = port("STACK_KAFKA_CONTROLLER_PORT", kafkaPort + 1);
   const kafkaJmxExporterPort = port("STACK_KAFKA_JMX_EXPORTER_PORT", 19404);
+  const pgHa = pgHaFlag(env.PG_HA);
+  const etcdPort = port("STACK_ETCD_PORT", 12379);
+  const patroniPgPort = port("STACK_PATRONI_PG_PORT", 15442);
+  const patroniRestPort = port("STACK_PATRONI_REST_PORT", 18008);
+  const below = (p: number, what: string) => {
+    if (p > 65535) throw new Error(`${what} would listen on port ${p}: lower its STACK_* port`);
+    return p;
+  };
+  const etcdMembers: EtcdMember[] = Array.from({ length: ETCD_MEMBER_COUNT }, (_, i) => ({
+    name: `etcd${i + 1}`,
+    clientPort: below(etcdPort + ETCD_PORT_STEP * i, `etcd member ${i + 1}`),
+    peerPort: below(etcdPort + ETCD_PORT_STEP * i + 1, `etcd member ${i + 1}`),
+  }));
+  const patroniMembers: PatroniMember[] = Array.from({ length: PATRONI_MEMBER_COUNT }, (_, i) => ({
+    name: `pg${i + 1}`,
+    pgPort: below(patroniPgPort + i, `Patroni member ${i + 1}`),
+    restPort: below(patroniRestPort + i, `Patroni member ${i + 1}`),
+  }));
   const kafkaNodes: KafkaNode[] = Array.from({ length: kafkaNodeCount(env.KAFKA_NODES) }, (_, i) => {
     const at = (base: number) => {
       const p = base + KAFKA_NODE_PORT_STEP * i;
@@ -81,8 +131,17 @@ export function localStack(env: Record<string, string | undefined> = process.env
     kafkaNodes,
     /** KAFKA_SECURITY: plaintext (default) or sasl_ssl, a separate cluster with its own data. */
     kafkaSecurity: kafkaSecurityMode(env.KAFKA_SECURITY),
+    /** Postgres' port: the server itself, or with PG_HA HAProxy in front of the Patroni leader. */
     pgPort,
     pgbouncerPort,
+    /** PG_HA=1: Patroni-managed leader + synchronous standby behind HAProxy (tools/stack/patroni.ts). */
+    pgHa,
+    /** PG_HA's etcd (the Patroni cluster's state), three members on loopback. */
+    etcdMembers,
+    /** PG_HA's Postgres members, each with its Patroni REST API. */
+    patroniMembers,
+    /** HAProxy's stats page (PG_HA): which member is up, i.e. where STACK_PG_PORT goes. */
+    haproxyStatsPort: port("STACK_HAPROXY_STATS_PORT", 18404),
     postgresExporterPort: port("STACK_PG_EXPORTER_PORT", 19187),
     pgbouncerExporterPort: port("STACK_PGBOUNCER_EXPORTER_PORT", 19127),
     prometheusPort: port("STACK_PROMETHEUS_PORT", 19090),

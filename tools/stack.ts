@@ -5,7 +5,8 @@
 //   bun run stack status  what runs where
 //   bun run stack reset   down, then delete all data
 // KAFKA_NODES=3 makes Kafka a replicated cluster of three nodes (default 1); KAFKA_SECURITY=sasl_ssl a
-// secure one (SCRAM over TLS, ACLs; status prints each principal's settings). `up --only kafka` and
+// secure one (SCRAM over TLS, ACLs; status prints each principal's settings). PG_HA=1 makes Postgres a
+// Patroni leader + synchronous standby with etcd, behind HAProxy on STACK_PG_PORT (tools/stack/patroni.ts). `up --only kafka` and
 // `down --only kafka` start or stop Kafka alone (a test's private cluster).
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -15,6 +16,7 @@ import { KAFKA_PRINCIPALS, clientEnv } from "./stack/kafka-security.ts";
 import { kafkaNodePid, kafkaSecurityPaths, startKafka, stopKafka } from "./stack/kafka.ts";
 import { monitoringPaths, monitoringStatus, startMonitoring, stopMonitoring } from "./stack/monitoring.ts";
 import { ensurePackages } from "./stack/packages.ts";
+import { haStatusLines, stopHa } from "./stack/patroni.ts";
 import { pgPaths } from "./stack/pg-paths.ts";
 import {
   pgbouncerPid,
@@ -28,23 +30,23 @@ import {
 const stack = localStack();
 
 export async function up(): Promise<void> {
-  ensurePackages();
+  ensurePackages(stack.pgHa);
   // Where `bun run dev` writes the app's logs (logs/app) and promtail reads them: there from the
   // start, so the disk runbook's `du` over the stack's directories works before any dev run.
   mkdirSync(join(stack.dir, "logs"), { recursive: true });
   await Promise.all([startKafka(stack), startPostgres(stack).then(() => startPgbouncer(stack))]);
   await startMonitoring(stack);
-  status();
+  await status();
 }
 
 export async function down(): Promise<void> {
   await stopMonitoring(stack);
   await stopPgbouncer(stack);
-  await Promise.all([stopKafka(stack), stopPostgres(stack)]);
+  await Promise.all([stopKafka(stack), stack.pgHa ? stopHa(stack) : stopPostgres(stack)]);
   console.log("stack: stopped");
 }
 
-export function status(): void {
+export async function status(): Promise<void> {
   const line = (name: string, pid: number | null, where: string) =>
     console.log(`${name.padEnd(12)} ${pid ? `running (pid ${pid})`.padEnd(22) : "stopped".padEnd(22)} ${where}`);
   for (const node of stack.kafkaNodes) {
@@ -61,7 +63,11 @@ export function status(): void {
       console.log(`  ${p.padEnd(7)} ${env.join(" ")}`);
     }
   }
-  line("postgres", postgresPid(stack), `DATABASE_DIRECT_URL=${stack.directDatabaseUrl}`);
+  if (stack.pgHa) {
+    // PG_HA=1: every Patroni member with its role and pids, etcd, and HAProxy on the stack's pgPort.
+    for (const l of await haStatusLines(stack)) console.log(l);
+    console.log(`${"".padEnd(35)} DATABASE_DIRECT_URL=${stack.directDatabaseUrl}`);
+  } else line("postgres", postgresPid(stack), `DATABASE_DIRECT_URL=${stack.directDatabaseUrl}`);
   line("pgbouncer", pgbouncerPid(stack), `DATABASE_URL=${stack.databaseUrl}`);
   for (const m of monitoringStatus(stack)) line(m.name, m.pid, m.where);
 }
@@ -89,7 +95,7 @@ async function main(argv: string[]): Promise<number> {
   else if (kafkaOnly && command === "down") await stopKafka(stack);
   else if (command === "up") await up();
   else if (command === "down") await down();
-  else if (command === "status") status();
+  else if (command === "status") await status();
   else if (command === "reset") {
     await down();
     // Data goes; the Kafka jar cache (kafka/libs) stays, so the next `up` needs no download.

@@ -56,6 +56,7 @@ const EXPECTED: Record<string, { examples: number; skipped: number }> = {
   "edge-latency.md": { examples: 6, skipped: 0 },
   "leaked-api-key.md": { examples: 4, skipped: 2 },
   "pod-restarts.md": { examples: 1, skipped: 2 },
+  "postgres-ha.md": { examples: 0, skipped: 7 },
   "producer-queue.md": { examples: 5, skipped: 1 },
   "rate-limited-address.md": { examples: 4, skipped: 1 },
   "restore.md": { examples: 5, skipped: 3 },

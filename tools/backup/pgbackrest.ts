@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LocalStack } from "../../shared/local-stack.ts";
-import { pgPaths } from "../stack/pg-paths.ts";
+import { haPaths, pgPaths } from "../stack/pg-paths.ts";
 import { asServiceUser, isRoot } from "../stack/processes.ts";
 
 /** The stanza: pgBackRest's name for this cluster's backups and WAL archive. */
@@ -25,7 +25,8 @@ export class BackupError extends Error {
 }
 
 export function backrestPaths(stack: LocalStack) {
-  const root = join(pgPaths(stack).root, "pgbackrest");
+  // PG_HA's cluster is another cluster (its own system id): its repository is its own, under pg/ha/.
+  const root = stack.pgHa ? join(haPaths(stack).root, "pgbackrest") : join(pgPaths(stack).root, "pgbackrest");
   return {
     root,
     config: join(root, "pgbackrest.conf"),
@@ -60,12 +61,31 @@ export function backrestConfig(stack: LocalStack): string {
     "log-level-file=info",
     "",
     `[${STANZA}]`,
-    `pg1-path=${pg.data}`,
-    `pg1-port=${stack.pgPort}`,
-    `pg1-socket-path=${pg.run}`,
-    "pg1-user=postgres",
+    ...(stack.pgHa
+      ? haMembers(stack)
+      : [`pg1-path=${pg.data}`, `pg1-port=${stack.pgPort}`, `pg1-socket-path=${pg.run}`, "pg1-user=postgres"]),
     "",
   ].join("\n");
+}
+
+/**
+ * PG_HA: both Patroni members, pg1 and pg2, whichever leads. A backup reads the files from the
+ * standby (backup-standby) and only starts and stops the backup on the leader, so the leader's
+ * disk does not serve the copy; WAL is archived by whichever member leads (haArchiveCommand).
+ */
+function haMembers(stack: LocalStack): string[] {
+  return [
+    ...stack.patroniMembers.flatMap((m, i) => {
+      const paths = haPaths(stack).member(m.name);
+      return [
+        `pg${i + 1}-path=${paths.data}`,
+        `pg${i + 1}-port=${m.pgPort}`,
+        `pg${i + 1}-socket-path=${paths.run}`,
+        `pg${i + 1}-user=postgres`,
+      ];
+    }),
+    "backup-standby=y",
+  ];
 }
 
 /** Writes the configuration and the repository's folders, owned by the cluster's user. */

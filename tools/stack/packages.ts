@@ -7,6 +7,8 @@ interface Requirement {
   what: string;
   present: () => boolean;
   packages: string[];
+  /** Only needed with PG_HA=1. */
+  pgHaOnly?: boolean;
 }
 
 const hasLib = (name: string) =>
@@ -45,6 +47,13 @@ const REQUIREMENTS: Requirement[] = [
     present: () => commandExists("curl") && commandExists("jq") && commandExists("kcat"),
     packages: ["curl", "jq", "kcat"],
   },
+  // PG_HA=1 (tools/stack/patroni.ts): Patroni, its etcd, HAProxy routing to the leader.
+  {
+    what: "Patroni, etcd and HAProxy (PG_HA=1)",
+    present: () => commandExists("patroni") && commandExists("etcd") && commandExists("haproxy"),
+    packages: ["patroni", "etcd-server", "etcd-client", "haproxy"],
+    pgHaOnly: true,
+  },
   {
     what: "pgbouncer exporter",
     present: () => commandExists("prometheus-pgbouncer-exporter"),
@@ -55,8 +64,8 @@ const REQUIREMENTS: Requirement[] = [
 /** Every package the local stack installs (test/unit/runbooks.test.ts: the programs the runbooks may run). */
 export const STACK_PACKAGES = REQUIREMENTS.flatMap((r) => r.packages);
 
-export function ensurePackages(): void {
-  const missing = REQUIREMENTS.filter((r) => !r.present());
+export function ensurePackages(pgHa = false): void {
+  const missing = REQUIREMENTS.filter((r) => (pgHa || !r.pgHaOnly) && !r.present());
   if (missing.length === 0) return;
   const packages = missing.flatMap((r) => r.packages);
   if (!isRoot()) {

@@ -1,5 +1,5 @@
-// Where the local cluster's binaries and files are: the one module both the stack (postgres.ts)
-// and the backups (tools/backup/) read, so neither imports the other for it.
+// Where the local cluster's binaries, files and server settings are: the one module the stack
+// (postgres.ts, patroni.ts) and the backups (tools/backup/) read, so none imports another for it.
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
@@ -50,5 +50,49 @@ export function pgPaths(stack: LocalStack) {
     bouncerUsers: join(root, "userlist.txt"),
     bouncerLog: join(root, "pgbouncer.log"),
     bouncerPid: join(root, "pgbouncer.pid"),
+  };
+}
+
+/**
+ * The server settings of the local cluster (the Patroni members' too), and of compose.yaml's
+ * Postgres (its command; checked equal by test/unit/compose-product.test.ts). WAL archiving
+ * (archiveSettings) is the local stack's only: its pgBackRest repository is there.
+ */
+export const POSTGRES_SETTINGS = [
+  "max_connections=200",
+  "shared_buffers=256MB",
+  "max_wal_size=2GB",
+  "checkpoint_timeout=15min",
+  "log_min_messages=warning",
+] as const;
+
+/** PG_HA's files (tools/stack/patroni.ts): each Patroni member's, each etcd member's, HAProxy's. */
+export function haPaths(stack: LocalStack) {
+  const root = join(pgPaths(stack).root, "ha");
+  const member = (name: string) => {
+    const dir = join(root, name);
+    return {
+      dir,
+      data: join(dir, "data"),
+      run: join(dir, "run"),
+      config: join(dir, "patroni.yml"),
+      log: join(dir, "patroni.log"),
+      pid: join(dir, "patroni.pid"),
+      pgpass: join(dir, "pgpass"),
+    };
+  };
+  const etcd = (name: string) => {
+    const dir = join(root, "etcd", name);
+    return { dir, data: join(dir, "data"), log: join(dir, "etcd.log"), pid: join(dir, "etcd.pid") };
+  };
+  return {
+    root,
+    member,
+    etcd,
+    haproxyConfig: join(root, "haproxy.cfg"),
+    haproxyLog: join(root, "haproxy.log"),
+    haproxyPid: join(root, "haproxy.pid"),
+    /** patronictl's configuration: member pg1's file (patronictl only reads the etcd and scope parts). */
+    patronictlConfig: member("pg1").config,
   };
 }

@@ -5,7 +5,8 @@ import { join } from "node:path";
 import postgres from "postgres";
 import { type DbLogin, KEYS_DATABASE_SUFFIX, type LocalStack } from "../../shared/local-stack.ts";
 import { archiveSettings, ensureStanza, writeBackrestConfig } from "../backup/pgbackrest.ts";
-import { pgBinDir, pgPaths } from "./pg-paths.ts";
+import { startHa } from "./patroni.ts";
+import { POSTGRES_SETTINGS, pgBinDir, pgPaths } from "./pg-paths.ts";
 import {
   asServiceUser,
   isRoot,
@@ -19,18 +20,7 @@ import {
   writePid,
 } from "./processes.ts";
 
-/**
- * The server settings of the local cluster, and of compose.yaml's Postgres (its command; checked
- * equal by test/unit/compose-product.test.ts). WAL archiving (archiveSettings) is the local
- * stack's only: its pgBackRest repository is there.
- */
-export const POSTGRES_SETTINGS = [
-  "max_connections=200",
-  "shared_buffers=256MB",
-  "max_wal_size=2GB",
-  "checkpoint_timeout=15min",
-  "log_min_messages=warning",
-] as const;
+export { POSTGRES_SETTINGS };
 
 function asPostgres(cmd: string, args: string[]): string {
   const [c, a] = asServiceUser(cmd, args);
@@ -54,7 +44,11 @@ async function sqlAnswers(url: string): Promise<boolean> {
 export async function startPostgres(stack: LocalStack): Promise<void> {
   const p = pgPaths(stack);
   const bin = pgBinDir();
-  if (readPid(p.pid) === null) {
+  if (stack.pgHa) {
+    // PG_HA=1: Patroni runs the servers, HAProxy on pgPort reaches the leader (tools/stack/patroni.ts).
+    writeBackrestConfig(stack);
+    await startHa(stack);
+  } else if (readPid(p.pid) === null) {
     if (await portOpen(stack.pgPort)) {
       throw new Error(`port ${stack.pgPort} is in use by another process; set STACK_PG_PORT to a free port`);
     }
@@ -145,6 +139,8 @@ export interface PgbouncerSite {
   database: string;
   /** May run SHOW POOLS/STATS on the admin console: the exporter's login and the operators' owner (runbooks). */
   statsUsers: string[];
+  /** May PAUSE/RESUME pools on the admin console (the local stack's owner: bun run pg-switchover); none in compose. */
+  adminUsers?: string[];
   listenAddr: string;
   listenPort: number;
   /** Postgres, as pgbouncer reaches it. */
@@ -177,6 +173,7 @@ export function pgbouncerIni(site: PgbouncerSite): string {
     "pool_mode = transaction",
     // May run SHOW POOLS/STATS on the admin console: prometheus-pgbouncer-exporter (tools/stack/monitoring.ts).
     `stats_users = ${site.statsUsers.join(", ")}`,
+    ...(site.adminUsers?.length ? [`admin_users = ${site.adminUsers.join(", ")}`] : []),
     "max_client_conn = 1000",
     "default_pool_size = 20",
     "reserve_pool_size = 5",
@@ -196,6 +193,8 @@ function localPgbouncerIni(stack: LocalStack, usersFile: string): string {
   return pgbouncerIni({
     database: stack.database,
     statsUsers: [stack.user, stack.logins.monitor.user],
+    // PAUSE/RECONNECT/RESUME around a planned switchover (tools/pg-switchover.ts), with PG_HA only.
+    adminUsers: stack.pgHa ? [stack.user] : [],
     listenAddr: "127.0.0.1",
     listenPort: stack.pgbouncerPort,
     serverHost: "127.0.0.1",
