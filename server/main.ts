@@ -28,8 +28,16 @@ async function main() {
         ? logger.error({ code: error.code, kafkaCode: error.kafkaCode }, `${error.message}; restart required`)
         : logger.warn({ code: error.code, kafkaCode: error.kafkaCode }, error.message),
   });
-  // The read side goes through pgbouncer (transaction pooling): no prepared statements.
-  const sql = postgres(config.DATABASE_URL, { prepare: false, max: config.DB_POOL_MAX, onnotice: () => {} });
+  // The read side goes through pgbouncer (transaction pooling): no prepared statements. No type
+  // lookup on connect either: during a Postgres failover pgbouncer answers a new connection's first
+  // query with query_wait_timeout, and postgres.js leaves a failed lookup unhandled
+  // (porsager/postgres#279), which ended the process (test/integration/pg-ha-failover.test.ts).
+  const sql = postgres(config.DATABASE_URL, {
+    prepare: false,
+    max: config.DB_POOL_MAX,
+    fetch_types: false,
+    onnotice: () => {},
+  });
   // Managed API keys: their own one-connection pool, and (API_KEYS_DATABASE_URL) pgbouncer's pool of
   // their own, so a saturated stats route can delay a revocation neither here nor in pgbouncer. A
   // query past its deadline gets the client replaced (server/background-db.ts): a wedged connection

@@ -39,6 +39,36 @@ export const mutations: Mutation[] = [
       "no redispatch by HAProxy; the load generator got 503s and the scanner SDK a server_error 503; 202s again only 3.28 s after the kill",
   },
   {
+    id: "pg-ha-commit-local",
+    promise:
+      "A row the worker committed survives the loss of the Postgres leader: every commit waits for the synchronous standby (docs/deployment.md, Postgres with high availability)",
+    file: "tools/stack/patroni.ts",
+    find: 'synchronous_commit: "on",',
+    replace: 'synchronous_commit: "local",',
+    killers: ["test/integration/pg-ha-failover.test.ts"],
+    observed: 'storedOnce: "150 of 880 acknowledged events are not stored (lost)"',
+  },
+  {
+    id: "pg-ha-routes-to-any",
+    promise: "pgbouncer follows the Postgres leader: HAProxy sends connections only to the member answering /primary",
+    file: "tools/stack/patroni.ts",
+    find: 'export async function startHaproxy(stack: LocalStack, check = "/primary"): Promise<void> {',
+    replace: 'export async function startHaproxy(stack: LocalStack, check = "/health"): Promise<void> {',
+    killers: ["test/integration/pg-ha-failover.test.ts"],
+    observed:
+      'the cluster\'s start: "cannot execute CREATE ROLE in a read-only transaction" (connections reached the replica)',
+  },
+  {
+    id: "pg-switchover-unpaused",
+    promise:
+      "A planned Postgres switchover (bun run pg-switchover) shows clients no error: pgbouncer holds new transactions while the leader moves",
+    file: "tools/pg-switchover.ts",
+    find: '    pause: values["no-pause"] !== true,',
+    replace: "    pause: false,",
+    killers: ["test/integration/pg-ha-switchover.test.ts"],
+    observed: "stats GETs not 200: 79 × 503 during the switchover that was meant to be paused",
+  },
+  {
     id: "zones-delay-swapped",
     promise:
       "The multi-host bench's zones are a given round trip apart: 0.5 ms within a zone, 2 ms across (bench/e2e-hosts.ts)",
