@@ -91,7 +91,7 @@ export function localStack(env: Record<string, string | undefined> = process.env
   const kafkaJmxExporterPort = port("STACK_KAFKA_JMX_EXPORTER_PORT", 19404);
   const pgHa = pgHaFlag(env.PG_HA);
   const etcdPort = port("STACK_ETCD_PORT", 12379);
-  const patroniPgPort = port("STACK_PATRONI_PG_PORT", 15442);
+  const patroniPgPort = port("STACK_PATRONI_PG_PORT", 15452);
   const patroniRestPort = port("STACK_PATRONI_REST_PORT", 18008);
   const below = (p: number, what: string) => {
     if (p > 65535) throw new Error(`${what} would listen on port ${p}: lower its STACK_* port`);

@@ -29,8 +29,13 @@ export const PG_SWITCHOVER_CLI: CliSpec = {
   },
 };
 
-/** Longest wait for the clients' transactions to finish before the pause holds (then: resumed, no switchover). */
+/** Longest wait for the clients' transactions to finish before the pause holds. */
 const PAUSE_TIMEOUT_MS = 3_000;
+/**
+ * Longest the pause may hold: below pgbouncer's query_wait_timeout (5 s), so the clients waiting in
+ * it never get its error. Past it pgbouncer resumes and the switchover goes on unpaused.
+ */
+const PAUSE_BUDGET_MS = 4_000;
 /** Longest wait for Patroni's switchover and for HAProxy to route to the new leader. */
 const SWITCH_TIMEOUT_MS = 30_000;
 
@@ -72,8 +77,10 @@ export interface SwitchoverResult {
   to: string;
   /** From PAUSE holding to RESUME (null with --no-pause): how long new transactions waited. */
   pausedMs: number | null;
-  /** From the switchover request to HAProxy routing to the new leader. */
+  /** From the PAUSE (or, unpaused, the switchover request) to HAProxy routing to the new leader. */
   switchMs: number;
+  /** The pause reached PAUSE_BUDGET_MS and pgbouncer was resumed before the switchover ended. */
+  pauseOverran: boolean;
 }
 
 export async function switchover(
@@ -93,11 +100,48 @@ export async function switchover(
   const leader = stack.patroniMembers.find((m) => m.name === from);
   if (!target || !leader)
     throw new UsageError(`--candidate ${to}: not a member (${stack.patroniMembers.map((m) => m.name).join(", ")})`);
-  // PAUSE returns once every server connection is back in the pool: transactions in flight finish.
-  if (pause) console_(stack, "PAUSE", PAUSE_TIMEOUT_MS);
-  const pausedAt = performance.now();
+  // A pgbouncer left paused fails every client after query_wait_timeout: whatever happens from the
+  // PAUSE on (a PAUSE that timed out may still hold), RESUME before returning, throwing or exiting.
+  let paused = false;
+  let pausedAt = 0;
+  let pausedMs: number | null = null;
+  const resume = () => {
+    if (!paused) return;
+    let last: unknown;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        console_(stack, "RESUME", 5_000);
+      } catch (error) {
+        last = error;
+        // Not paused after all (the PAUSE never reached it): nothing to undo.
+        if (!String((error as Error).message).includes("not paused")) continue;
+      }
+      paused = false;
+      pausedMs = performance.now() - pausedAt;
+      return;
+    }
+    throw last;
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    try {
+      resume();
+    } finally {
+      process.exit(signal === "SIGINT" ? 130 : 143);
+    }
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const started = performance.now();
   let switchMs = 0;
+  let pauseOverran = false;
   try {
+    if (pause) {
+      paused = true;
+      pausedAt = performance.now();
+      // PAUSE returns once every server connection is back in the pool: transactions in flight finish.
+      console_(stack, "PAUSE", PAUSE_TIMEOUT_MS);
+      pausedAt = performance.now();
+    }
     const res = await fetch(`http://127.0.0.1:${leader.restPort}/switchover`, {
       method: "POST",
       body: JSON.stringify({ leader: from, candidate: to }),
@@ -121,16 +165,31 @@ export async function switchover(
           `HAProxy does not route to ${to} (127.0.0.1:${target.pgPort}) alone yet; last saw ${JSON.stringify(seen)}`,
         );
       }
+      if (paused && performance.now() - pausedAt > PAUSE_BUDGET_MS) {
+        pauseOverran = true;
+        resume();
+      }
       await Bun.sleep(50);
       seen = await routed();
     }
     // pgbouncer's idle server connections still lead to the old leader (cut by HAProxy): new ones.
     if (pause) console_(stack, "RECONNECT", 5_000);
-    switchMs = performance.now() - pausedAt;
+    switchMs = performance.now() - started;
+  } catch (error) {
+    try {
+      resume();
+    } catch (resumeError) {
+      throw new SwitchoverError(
+        `${(error as Error).message}; RESUME failed too, so pgbouncer may still be paused: run RESUME on its admin console (${(resumeError as Error).message})`,
+      );
+    }
+    throw error;
   } finally {
-    if (pause) console_(stack, "RESUME", 5_000);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
   }
-  return { from, to, pausedMs: pause ? performance.now() - pausedAt : null, switchMs };
+  resume();
+  return { from, to, pausedMs, switchMs, pauseOverran };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -140,7 +199,9 @@ async function main(argv: string[]): Promise<number> {
     pause: values["no-pause"] !== true,
   });
   const paused =
-    r.pausedMs === null ? "pgbouncer not paused" : `pgbouncer paused ${Math.round(r.pausedMs)} ms (PAUSE to RESUME)`;
+    r.pausedMs === null
+      ? "pgbouncer not paused"
+      : `pgbouncer paused ${Math.round(r.pausedMs)} ms (PAUSE to RESUME)${r.pauseOverran ? `, resumed at the ${PAUSE_BUDGET_MS} ms budget before HAProxy routed to the new leader: clients may have waited into errors` : ""}`;
   console.log(
     `switched over ${r.from} → ${r.to}: HAProxy routes to ${r.to} ${Math.round(r.switchMs)} ms after the request; ${paused}`,
   );

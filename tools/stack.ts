@@ -16,7 +16,7 @@ import { KAFKA_PRINCIPALS, clientEnv } from "./stack/kafka-security.ts";
 import { kafkaNodePid, kafkaSecurityPaths, startKafka, stopKafka } from "./stack/kafka.ts";
 import { monitoringPaths, monitoringStatus, startMonitoring, stopMonitoring } from "./stack/monitoring.ts";
 import { ensurePackages } from "./stack/packages.ts";
-import { haStatusLines, stopHa } from "./stack/patroni.ts";
+import { haStatusLines, haproxyPid, patroniPid, stopHa } from "./stack/patroni.ts";
 import { pgPaths } from "./stack/pg-paths.ts";
 import {
   pgbouncerPid,
@@ -85,9 +85,25 @@ export const STACK_CLI: CliSpec = {
   },
 };
 
+/**
+ * The two Postgres modes share STACK_PG_PORT and the pg/ directory, and PG_HA only says which one
+ * to start: refuse to act on the other one's processes (a plain `down` would leave the HA cluster
+ * running, a plain `reset` delete its data under it), naming the command that would.
+ */
+function assertPgMode(command: string): void {
+  const haLive = stack.patroniMembers.some((m) => patroniPid(stack, m.name) !== null) || haproxyPid(stack) !== null;
+  if (!stack.pgHa && haLive)
+    throw new UsageError(`Postgres runs as the PG_HA=1 cluster here: run PG_HA=1 bun run stack ${command}`);
+  if (stack.pgHa && postgresPid(stack) !== null)
+    throw new UsageError(
+      `Postgres runs as one server here (started without PG_HA): run bun run stack down first, then PG_HA=1 bun run stack ${command}`,
+    );
+}
+
 async function main(argv: string[]): Promise<number> {
   const parsed = parseCommand(STACK_CLI, argv);
   const command = parsed.command || "status";
+  if (parsed.values.only === undefined) assertPgMode(command);
   if (parsed.values.only !== undefined && parsed.values.only !== "kafka")
     throw new UsageError(`--only ${parsed.values.only}: only kafka can run alone`);
   const kafkaOnly = parsed.values.only === "kafka";

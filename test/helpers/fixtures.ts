@@ -303,7 +303,8 @@ export async function spawnServer(
   // Stopped as in production (SIGTERM, SIGKILL after 3 s): a killed server would leave its
   // heartbeat (server/replicas.ts) behind, a live replica for the next server on that database
   // for 15 s, halving its rate limits.
-  onCleanup(() => stopProcess(server.proc, 3_000));
+  // A server behind a balancer waits DRAIN_DELAY_MS before it drains: the SIGKILL comes after that.
+  onCleanup(() => stopProcess(server.proc, 3_000 + Number(env.DRAIN_DELAY_MS ?? 0)));
   return { proc: server.proc, url: server.url, metricsUrl: server.metricsUrl };
 }
 

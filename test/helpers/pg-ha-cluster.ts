@@ -3,7 +3,7 @@
 // stack's pgbouncer in front of it, all started by the stack's own code under a temporary
 // STACK_DIR on free ports, so the main stack is never disturbed. Every process is killed by pid
 // and the directory deleted after the test.
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -107,8 +107,17 @@ export async function startPgHaCluster(): Promise<PgHaCluster> {
       if (pid !== null) pids.add(pid);
     }
   };
+  /** Still this cluster's process: a pid tracked minutes ago may be another program's by now. */
+  const ours = (pid: number) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(stack.dir);
+    } catch {
+      return false;
+    }
+  };
   onCleanup(async () => {
     track();
+    for (const pid of [...pids]) if (!ours(pid)) pids.delete(pid);
     // Thrown away: SIGKILL by pid (a postmaster's backends exit when it is gone), then wait.
     for (const pid of pids) {
       try {

@@ -424,5 +424,9 @@ describe("edge replicas behind HAProxy (deploy/haproxy/edge.cfg)", () => {
       wretr: 0,
       wredis: 0,
     });
+    // The drain happened: the replica kept serving what HAProxy sent it after the signal, and
+    // exited only after the delay (a replica that served nothing would pass the checks above).
+    expect((after?.stot ?? 0) - (before?.stot ?? 0)).toBeGreaterThan(0);
+    expect(exitedAfterS).toBeGreaterThanOrEqual(Number(DRAIN_DELAY_MS) / 1000);
   }, 90_000);
 });

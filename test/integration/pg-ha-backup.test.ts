@@ -34,7 +34,6 @@ test("a backup taken from the standby, and a restore drill of it verified", asyn
     .filter((f) => f.includes("backup"))
     .map((f) => readFileSync(join(logDir, f), "utf8"))
     .join("\n");
-  const standbyData = join(cluster.stack.dir, "pg", "ha", standby, "data");
   const fromStandby = log.split("\n").filter((l) => /replay on the standby|backup-standby/.test(l));
 
   const drill = await runToEnd({ cmd: ["bun", "tools/restore-drill.ts"], env, timeoutMs: 180_000 });
@@ -46,12 +45,9 @@ test("a backup taken from the standby, and a restore drill of it verified", asyn
         .filter((l) => l.startsWith("restore-drill:"))
         .join(" | ")}\ntest took ${took} s`,
   );
-  // pgBackRest waited for the standby to replay the backup's start and read the files there.
-  expect(log).toContain("--backup-standby");
+  // pgBackRest waited for the standby to replay the backup's start and read the files there (its
+  // options echo backup-standby from the config whatever it did: this line is the deed).
   expect(log).toContain("replay on the standby reached");
-  expect(log).toContain(
-    `--pg${cluster.stack.patroniMembers.findIndex((m) => m.name === standby) + 1}-path=${standbyData}`,
-  );
   expect(drill.code, `${drill.stdout}${drill.stderr}`).toBe(0);
   expect(drill.stdout).toContain("restore-drill: verified: 500 rows");
 }, 240_000);
