@@ -11,7 +11,7 @@
 //   bun tools/mutations/run.ts --list          the catalog, one line each (verified, or changed since)
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { localStack } from "../../shared/local-stack.ts";
@@ -92,6 +92,9 @@ function readVerified(): Record<string, string> {
 /** The working tree's files (tracked, as they are now, plus new ones not ignored) copied to a scratch dir. */
 function scratchCopy(): string {
   const dir = mkdtempSync(join(tmpdir(), "qrscan-mutations-"));
+  // mkdtemp makes it 0700: the postgres user the stack's services run as (Patroni's Postgres among
+  // them, started from this directory) must be able to enter it, as it can a checkout.
+  chmodSync(dir, 0o755);
   const list = Bun.spawnSync(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: ROOT });
   if (list.exitCode !== 0) throw new Error(`git ls-files failed: ${list.stderr.toString()}`);
   for (const file of list.stdout.toString().split("\0").filter(Boolean)) {
