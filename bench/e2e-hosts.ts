@@ -47,6 +47,7 @@ import { startPostgresPair } from "./hosts/postgres-pair.ts";
 import { measureRtt } from "./hosts/rtt.ts";
 import { arg, numArg, printTable, saveResults } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
+import { startE2eObserver } from "./observer.ts";
 import { cpuSampler } from "./proc-stats.ts";
 
 const PREFIX = "qzm-";
@@ -409,26 +410,9 @@ async function runInterleaved(
     samples.push({ t: (Date.now() - started) / 1000, lag: sum(w, "worker_consumer_lag"), procs });
   }, 1_000);
 
-  // The observer, as bench/e2e.ts's: a fixed 1% sample of QR codes, polled every 20 ms on the
-  // primary from the undelayed control namespace; e2e = first seen − received_at.
-  const sampleQrIds = Array.from({ length: 50 }, (_, i) => `QR-${i * 100}`);
-  const e2e: { at: number; ms: number }[] = [];
-  const seen = new Set<string>();
-  let observing = true;
-  const observer = (async () => {
-    while (observing) {
-      const rows = await sql<{ event_id: string; received_at: Date }[]>`
-        select event_id::text, received_at from scan_events
-        where qr_id = any(${sampleQrIds}) and scanned_at > now() - interval '30 seconds'`;
-      const now = Date.now();
-      for (const r of rows) {
-        if (seen.has(r.event_id)) continue;
-        seen.add(r.event_id);
-        e2e.push({ at: now, ms: now - r.received_at.getTime() });
-      }
-      await Bun.sleep(20);
-    }
-  })();
+  // The observer (bench/observer.ts), polling the primary from the undelayed control namespace.
+  const observer = startE2eObserver(sql);
+  const { e2e } = observer;
 
   const stepResults: StepResult[] = [];
   const lg = host("lg");
@@ -525,8 +509,7 @@ async function runInterleaved(
     if (!drained) await Bun.sleep(500);
   }
   await Bun.sleep(200);
-  observing = false;
-  await observer;
+  await observer.stop();
   const check = await storedOnce(sql, ackedAll);
   clearInterval(sampler);
   await Promise.all([stopProcess(server), stopProcess(workers)]);

@@ -27,6 +27,7 @@ import { checkoutOf } from "../tools/tree-copies.ts";
 import { type Variant, variantsNamed } from "./levers.ts";
 import { arg, numArg, printTable, saveResults } from "./lib.ts";
 import type { LoadResult } from "./load.ts";
+import { SAMPLE_QR_IDS, startE2eObserver } from "./observer.ts";
 import { cpuSampler } from "./proc-stats.ts";
 import { lineChart, page, table } from "./report.ts";
 
@@ -169,27 +170,9 @@ async function runVariant(variant: Variant) {
     rowsBefore = rows;
   }, 1_000);
 
-  // The observer: rows become "visible" when first seen (polled every 20 ms); e2e = seen − received_at.
-  // It watches a fixed 1% sample of QR codes through the (qr_id, scanned_at) index: scanning all
-  // recent rows 50 times a second would load the very database whose latency it measures.
-  const sampleQrIds = Array.from({ length: 50 }, (_, i) => `QR-${i * 100}`);
-  const e2e: { at: number; ms: number }[] = [];
-  const seen = new Set<string>();
-  let observing = true;
-  const observer = (async () => {
-    while (observing) {
-      const rows = await sql<{ event_id: string; received_at: Date }[]>`
-        select event_id::text, received_at from scan_events
-        where qr_id = any(${sampleQrIds}) and scanned_at > now() - interval '30 seconds'`;
-      const now = Date.now();
-      for (const r of rows) {
-        if (seen.has(r.event_id)) continue;
-        seen.add(r.event_id);
-        e2e.push({ at: now, ms: now - r.received_at.getTime() });
-      }
-      await Bun.sleep(20);
-    }
-  })();
+  // The observer (bench/observer.ts): a 1% sample of QR codes, e2e = first seen − received_at.
+  const observer = startE2eObserver(sql);
+  const { e2e, seen } = observer;
 
   const stepResults: StepResult[] = [];
   let lastHeld: number | null = null;
@@ -273,14 +256,13 @@ async function runVariant(variant: Variant) {
     if (!drained) await Bun.sleep(500);
   }
   await Bun.sleep(200); // the observer's next turn sees the last rows
-  observing = false;
-  await observer;
+  await observer.stop();
   const check = await storedOnce(sql, ackedAll);
   // The latency percentiles are over the observed events only: every stored event of the sampled
   // QR codes must have been observed, or the percentiles leave out the slowest (the observer only
   // looks 30 s back, so an event that took longer is never seen).
   const [sampled] = await sql<{ n: number }[]>`
-    select count(*)::int as n from scan_events where qr_id = any(${sampleQrIds})`;
+    select count(*)::int as n from scan_events where qr_id = any(${SAMPLE_QR_IDS})`;
   const sampleStored = sampled?.n ?? 0;
   clearInterval(sampler);
   await Promise.all([server.stop(), workers.stop()]);
