@@ -61,7 +61,7 @@ export const mutations: Mutation[] = [
   {
     id: "pg-switchover-unpaused",
     promise:
-      "A planned Postgres switchover (bun run pg-switchover) shows clients no error: pgbouncer holds new transactions while the leader moves",
+      "A planned Postgres switchover (bun run pg-switchover) makes clients wait instead of failing: pgbouncer holds new transactions while the leader moves",
     file: "tools/pg-switchover.ts",
     find: '    pause: values["no-pause"] !== true,',
     replace: "    pause: false,",
